@@ -1,0 +1,124 @@
+"""Periods: how a time value is cut into day/week/month/quarter/year periods.
+
+Both as sqlglot expressions (for the warehouse) and as plain Python (for the
+runner's bookkeeping of recompute ranges). The two must agree; the tests check.
+Weeks start on `calendar.week_start`; quarters and years follow the fiscal year.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlglot import exp
+
+from .config import Calendar
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# grain -> (sqlglot interval unit, amount of that unit in one period)
+STEP: dict[str, tuple[str, int]] = {
+    "day": ("DAY", 1),
+    "week": ("DAY", 7),
+    "month": ("MONTH", 1),
+    "quarter": ("MONTH", 3),
+    "year": ("MONTH", 12),
+}
+
+
+def date_type() -> exp.DataType:
+    return exp.DataType.build("DATE")
+
+
+def as_date(e: exp.Expression) -> exp.Expression:
+    return exp.Cast(this=e, to=date_type())
+
+
+def date_literal(d: dt.date) -> exp.Expression:
+    return exp.Cast(this=exp.Literal.string(d.isoformat()), to=date_type())
+
+
+def interval(amount: int | exp.Expression, unit: str) -> exp.Interval:
+    this = exp.Literal.string(str(amount)) if isinstance(amount, int) else amount
+    return exp.Interval(this=this, unit=exp.Var(this=unit))
+
+
+def shift(e: exp.Expression, amount: int, unit: str) -> exp.Expression:
+    """e + amount units, as a DATE (amount may be negative)."""
+    if amount == 0:
+        return e
+    return as_date(exp.DateAdd(this=e, expression=exp.Literal.number(amount), unit=exp.Var(this=unit)))
+
+
+def add_periods(e: exp.Expression, n: int, grain: str) -> exp.Expression:
+    unit, k = STEP[grain]
+    return shift(e, n * k, unit)
+
+
+def step_interval(grain: str) -> exp.Interval:
+    unit, k = STEP[grain]
+    return interval(k, unit)
+
+
+def _trunc(e: exp.Expression, unit: str) -> exp.Expression:
+    return as_date(exp.DateTrunc(this=e, unit=exp.Literal.string(unit)))
+
+
+def period_start(time: exp.Expression, grain: str, cal: Calendar) -> exp.Expression:
+    """The start (a DATE) of the period of `grain` that contains `time`.
+
+    The value is first cast to DATE: a TIMESTAMPTZ is converted in the session's
+    time zone, which the adapter sets to `calendar.timezone`.
+    """
+    d = as_date(time)
+    return period_start_of_date(d, grain, cal)
+
+
+def period_start_of_date(d: exp.Expression, grain: str, cal: Calendar) -> exp.Expression:
+    if grain == "day":
+        return d
+    if grain == "week":
+        offset = (7 - WEEKDAYS.index(cal.week_start)) % 7  # days that move week_start onto a Monday
+        return shift(_trunc(shift(d, offset, "DAY"), "WEEK"), -offset, "DAY")
+    if grain == "month":
+        return _trunc(d, "MONTH")
+    months = cal.fiscal_year_start_month - 1
+    unit = "QUARTER" if grain == "quarter" else "YEAR"
+    return shift(_trunc(shift(d, -months, "MONTH"), unit), months, "MONTH")
+
+
+# --- the same in Python -------------------------------------------------------
+
+
+def _add_months(d: dt.date, n: int) -> dt.date:
+    y, m0 = divmod(d.month - 1 + n, 12)
+    year, month = d.year + y, m0 + 1
+    import calendar as _c
+
+    return dt.date(year, month, min(d.day, _c.monthrange(year, month)[1]))
+
+
+def py_period_start(d: dt.date, grain: str, cal: Calendar) -> dt.date:
+    if isinstance(d, dt.datetime):
+        d = d.date()
+    if grain == "day":
+        return d
+    if grain == "week":
+        back = (d.weekday() - WEEKDAYS.index(cal.week_start)) % 7
+        return d - dt.timedelta(days=back)
+    if grain == "month":
+        return d.replace(day=1)
+    shifted = _add_months(d.replace(day=1), -(cal.fiscal_year_start_month - 1))
+    if grain == "quarter":
+        start = shifted.replace(month=(shifted.month - 1) // 3 * 3 + 1)
+    else:
+        start = shifted.replace(month=1)
+    return _add_months(start, cal.fiscal_year_start_month - 1)
+
+
+def py_add_periods(d: dt.date, n: int, grain: str) -> dt.date:
+    unit, k = STEP[grain]
+    if unit == "DAY":
+        return d + dt.timedelta(days=n * k)
+    return _add_months(d, n * k)
+
+
+def py_period_end(d: dt.date, grain: str) -> dt.date:
+    return py_add_periods(d, 1, grain)

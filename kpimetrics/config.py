@@ -1,0 +1,120 @@
+"""kpimetrics.yml and profiles.yml: the project's settings and its connections.
+
+Connections are a union keyed on `type`, so pydantic picks the class and words
+the error. Secrets only ever come through `env_var()`; the values it returns
+are remembered in a `SecretRegistry` so that every message can be scrubbed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .model import Grain, Node
+
+# --- kpimetrics.yml ----------------------------------------------------------
+
+
+class Defaults(Node):
+    grain: Grain = "month"
+    lookback: int | str = 1  # periods, or a duration such as '35 days'
+
+
+class Calendar(Node):
+    week_start: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = "monday"
+    fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+    timezone: str = "UTC"
+
+
+class ProjectConfig(Node):
+    name: str
+    profile: str | None = None
+    dialect: str = "duckdb"
+    output_schema: str = "kpi"
+    seed_schema: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    calendar: Calendar = Field(default_factory=Calendar)
+    version: int | None = None
+
+
+# --- profiles.yml ------------------------------------------------------------
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DuckDBOutput(_Output):
+    type: Literal["duckdb"]
+    path: str = ":memory:"
+    schema_: str | None = Field(default=None, alias="schema")
+    memory_limit: str | None = None
+    threads: int | None = None
+
+
+class PostgresOutput(_Output):
+    type: Literal["postgres"]
+    host: str = "localhost"
+    port: int = 5432
+    dbname: str
+    user: str | None = None
+    password: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    sslmode: str | None = None
+    connect_timeout: int = 10
+
+
+class SparkOutput(_Output):
+    type: Literal["spark"]
+    master: str = "local[2]"
+    warehouse_dir: str = "spark-warehouse"
+    schema_: str | None = Field(default=None, alias="schema")
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+Output = Annotated[Union[DuckDBOutput, PostgresOutput, SparkOutput], Field(discriminator="type")]
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    target: str
+    outputs: dict[str, Output]
+
+
+DIALECT_OF_TYPE = {"duckdb": "duckdb", "postgres": "postgres", "spark": "spark"}
+COMPILE_ONLY_DIALECTS = ("snowflake", "bigquery", "trino", "databricks")
+ALL_DIALECTS = tuple(DIALECT_OF_TYPE.values()) + COMPILE_ONLY_DIALECTS
+
+
+def profile_search_path(project_dir: Path, profiles_dir: str | Path | None) -> list[Path]:
+    """Where profiles.yml is looked for, in order (SPEC §2)."""
+    dirs: list[Path] = []
+    if profiles_dir:
+        dirs.append(Path(profiles_dir))
+    if os.environ.get("KPIMETRICS_PROFILES_DIR"):
+        dirs.append(Path(os.environ["KPIMETRICS_PROFILES_DIR"]))
+    dirs.append(project_dir)
+    dirs.append(Path.home() / ".kpimetrics")
+    return [d / "profiles.yml" for d in dirs]
+
+
+class SecretRegistry:
+    """Values that came from env_var(); scrubbed from every message we print or write."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, value: str) -> None:
+        if value and len(value) >= 3:
+            self._values.add(value)
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            text = text.replace(value, "****")
+        return text
+
+    def __contains__(self, value: str) -> bool:
+        return value in self._values

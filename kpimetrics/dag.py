@@ -1,0 +1,144 @@
+"""The dependency graph between KPIs (derived KPIs and their inputs) and selection.
+
+Selection syntax (SPEC §4): `name`, `strategy:X`, `priority:X`, `owner:X`,
+`tag:X`, `+name` (with the KPIs it derives from), several separated by spaces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from sqlglot import exp
+
+from .errors import UsageError
+from .sqlexpr import parse_snippet
+
+
+@dataclass(frozen=True)
+class InputRef:
+    kpi: str
+    lag: int  # 0 for the same period
+
+
+def derived_inputs(derived: str, dialect: str) -> list[InputRef]:
+    """The KPIs a derived expression reads: bare names, and lag(name[, n])."""
+    tree, problem = parse_snippet(derived, dialect)
+    if tree is None:
+        return []
+    refs: dict[InputRef, None] = {}
+    for col in tree.find_all(exp.Column):
+        lag_node = col.parent if isinstance(col.parent, exp.Lag) and col.parent.this is col else None
+        n = 0
+        if lag_node is not None:
+            off = lag_node.args.get("offset")
+            n = int(off.this) if isinstance(off, exp.Literal) and not off.is_string else 1
+        refs.setdefault(InputRef(col.name, n), None)
+    return list(refs)
+
+
+def graph(kpis: Iterable, dialect: str) -> dict[str, list[str]]:
+    """name -> the KPIs it derives from (in the order written)."""
+    out: dict[str, list[str]] = {}
+    for k in kpis:
+        if k.derived is not None:
+            out[k.name] = list(dict.fromkeys(r.kpi for r in derived_inputs(k.derived, dialect)))
+        else:
+            out.setdefault(k.name, [])
+    return out
+
+
+def find_cycles(deps: dict[str, list[str]]) -> list[list[str]]:
+    """Each cycle once, as a path that starts and ends at its smallest name."""
+    cycles: list[list[str]] = []
+    seen_keys: set[tuple[str, ...]] = set()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in deps.get(node, []):
+            if nxt not in deps:
+                continue
+            if state.get(nxt) == 1:
+                cyc = stack[stack.index(nxt):]
+                i = cyc.index(min(cyc))
+                norm = tuple(cyc[i:] + cyc[:i])
+                if norm not in seen_keys:
+                    seen_keys.add(norm)
+                    cycles.append(list(norm) + [norm[0]])
+            elif state.get(nxt) is None:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in deps:
+        if state.get(node) is None:
+            visit(node)
+    return cycles
+
+
+def upstream(names: Iterable[str], deps: dict[str, list[str]]) -> set[str]:
+    out: set[str] = set()
+    todo = list(names)
+    while todo:
+        n = todo.pop()
+        if n in out:
+            continue
+        out.add(n)
+        todo.extend(d for d in deps.get(n, []) if d in deps)
+    return out
+
+
+def topo_order(names: Iterable[str], deps: dict[str, list[str]]) -> list[str]:
+    """Inputs before the KPIs derived from them; otherwise the given order. Assumes no cycles."""
+    wanted = list(dict.fromkeys(names))
+    wanted_set = set(wanted)
+    out: list[str] = []
+    done: set[str] = set()
+
+    def visit(n: str, trail: tuple[str, ...] = ()) -> None:
+        if n in done or n in trail:
+            return
+        for d in deps.get(n, []):
+            if d in wanted_set:
+                visit(d, trail + (n,))
+        done.add(n)
+        out.append(n)
+
+    for n in wanted:
+        visit(n)
+    return out
+
+
+def select(kpis: list, selector: str | None, strategies: dict, dialect: str) -> list[str]:
+    """The names the selector picks, in project order. An unmatched term is a usage error."""
+    names = [k.name for k in kpis]
+    if not selector or not selector.strip():
+        return names
+    deps = graph(kpis, dialect)
+    chosen: set[str] = set()
+    for term in selector.split():
+        plus = term.startswith("+")
+        body = term[1:] if plus else term
+        method, _, value = body.partition(":") if ":" in body else ("name", "", body)
+        if method == "name":
+            hits = {k.name for k in kpis if k.name == value}
+        elif method == "strategy":
+            hits = {k.name for k in kpis if k.strategy == value}
+        elif method == "priority":
+            hits = {k.name for k in kpis if k.strategy in strategies and strategies[k.strategy].priority.name == value}
+        elif method == "owner":
+            hits = {k.name for k in kpis if k.owner == value}
+        elif method == "tag":
+            hits = {k.name for k in kpis if value in (k.tags or [])}
+        elif method == "kind":
+            hits = {k.name for k in kpis if k.kind == value}
+        else:
+            raise UsageError(f"unknown selector method '{method}' in '{term}' (use a name, strategy:, priority:, owner:, tag:, or +name)")
+        if not hits:
+            raise UsageError(f"selector '{term}' matches no KPI or standard")
+        if plus:
+            hits = upstream(hits, deps)
+        chosen |= hits
+    return [n for n in names if n in chosen]

@@ -1,0 +1,234 @@
+"""From a validated project to a plan: each KPI resolved, and KPIs grouped into scans.
+
+A scan is one read of one model at one grain (and time column): every KPI over
+that model and grain is computed from it in one query. Derived KPIs are
+computed afterwards from their inputs' values, in dependency order.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+
+from . import dag
+from .loader import MODEL_CTE_PREFIX, ProjectDef
+from .model import Kpi
+from .sqlexpr import parse_snippet, relation
+
+_SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
+_REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*\)\s*$""")
+
+
+def parse_model_ref(text: str | None) -> tuple[str, tuple[str, ...]] | None:
+    """'source('shop','orders')' -> ('source', ('shop','orders')); "ref('m')" -> ('ref', ('m',))."""
+    if not text:
+        return None
+    if m := _SOURCE_RE.match(text):
+        return "source", (m.group(1), m.group(2))
+    if m := _REF_RE.match(text):
+        return "ref", (m.group(1),)
+    return None
+
+
+@dataclass
+class Relation:
+    """What a KPI reads: CTEs for models (in dependency order), then a table to select from."""
+
+    key: str
+    table: exp.Table
+    ctes: list[tuple[str, exp.Query]] = field(default_factory=list)
+    sql_for_hash: str = ""
+    source_tables: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class KpiPlan:
+    kpi: Kpi
+    grains: tuple[str, ...]
+    relation: Relation | None
+    time: exp.Expression | None
+    measure: exp.Expression | None
+    numerator: exp.Expression | None
+    denominator: exp.Expression | None
+    derived: exp.Expression | None
+    filter: exp.Expression | None
+    dimensions: tuple[str, ...]
+    inputs: list[dag.InputRef]
+    definition_hash: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.kpi.name
+
+    @property
+    def form(self) -> str:
+        return self.kpi.form
+
+    @property
+    def window(self) -> tuple[str, object] | None:
+        w = self.kpi.window
+        if w is None:
+            return None
+        return ("periods", w.periods) if w.periods is not None else ("to_date", w.to_date)
+
+    @property
+    def fill_zero(self) -> bool:
+        return self.kpi.fill == "zero"
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(dict.fromkeys(r.kpi for r in self.inputs))
+
+
+@dataclass
+class Plan:
+    project: ProjectDef
+    kpis: dict[str, KpiPlan]  # in dependency order (inputs first)
+    deps: dict[str, list[str]]
+
+    def scans(self, names: list[str]) -> list[tuple[str, str, str, list[KpiPlan]]]:
+        """(relation key, time sql, grain, KPIs) for the non-derived KPIs among `names`."""
+        groups: dict[tuple[str, str, str], list[KpiPlan]] = {}
+        for name in names:
+            p = self.kpis[name]
+            if p.form == "derived":
+                continue
+            for grain in p.grains:
+                key = (p.relation.key, p.time.sql(), grain)
+                groups.setdefault(key, []).append(p)
+        return [(k[0], k[1], k[2], v) for k, v in groups.items()]
+
+
+def _strip_tables(tree: exp.Expression) -> exp.Expression:
+    tree = tree.copy()
+    for col in tree.find_all(exp.Column):
+        col.set("table", None)
+        col.set("db", None)
+        col.set("catalog", None)
+    return tree
+
+
+def _snippet(text: str | None, dialect: str) -> exp.Expression | None:
+    if text is None:
+        return None
+    tree, _ = parse_snippet(text, dialect)
+    return _strip_tables(tree) if tree is not None else None
+
+
+def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: dict[str, Relation]) -> Relation | None:
+    ref = parse_model_ref(model_text)
+    if ref is None:
+        return None
+    key = f"{ref[0]}:{'.'.join(ref[1])}"
+    if key in cache:
+        return cache[key]
+    if ref[0] == "source":
+        found = project.source_table(*ref[1])
+        if found is None:
+            return None
+        table = relation(*found)
+        rel = Relation(key, table, [], table.sql(dialect="duckdb"), [ref[1]])
+    else:
+        ctes: list[tuple[str, exp.Query]] = []
+        sources: list[tuple[str, str]] = []
+        seen: set[str] = set()
+
+        def add(model_name: str) -> bool:
+            if model_name in seen:
+                return True
+            model = project.models.get(model_name)
+            if model is None or model.sql is None:
+                return False
+            seen.add(model_name)
+            for r in model.refs:
+                if not add(r):
+                    return False
+            try:
+                query = sqlglot.parse_one(model.sql, read=project.config.dialect)
+            except sqlglot.errors.SqlglotError:
+                return False
+            ctes.append((MODEL_CTE_PREFIX + model_name, query))
+            sources.extend(model.sources)
+            return True
+
+        if not add(ref[1][0]):
+            return None
+        table = exp.Table(this=exp.to_identifier(MODEL_CTE_PREFIX + ref[1][0], quoted=True))
+        rel = Relation(key, table, ctes, "\n;\n".join(q.sql(dialect="duckdb") for _, q in ctes), sources)
+    cache[key] = rel
+    return rel
+
+
+def _computed_grains(project: ProjectDef, deps: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Declared grains (or the default), plus the grains of every KPI derived from it."""
+    default = project.config.defaults.grain
+    grains = {k.name: list(k.declared_grains or (default,)) for k in project.kpis}
+    changed = True
+    while changed:  # push grains down the derivation graph until stable
+        changed = False
+        for name, inputs in deps.items():
+            for i in inputs:
+                if i in grains:
+                    for g in grains[name]:
+                        if g not in grains[i]:
+                            grains[i].append(g)
+                            changed = True
+    return grains
+
+
+def definition_hash(plan: KpiPlan, project: ProjectDef, hashes: dict[str, str]) -> str:
+    """Everything that determines values, and nothing that does not (SPEC §5)."""
+    k = plan.kpi
+    payload = {
+        "form": k.form,
+        "measure": plan.measure.sql("duckdb") if plan.measure is not None else None,
+        "numerator": plan.numerator.sql("duckdb") if plan.numerator is not None else None,
+        "denominator": plan.denominator.sql("duckdb") if plan.denominator is not None else None,
+        "derived": plan.derived.sql("duckdb") if plan.derived is not None else None,
+        "filter": plan.filter.sql("duckdb") if plan.filter is not None else None,
+        "time": plan.time.sql("duckdb") if plan.time is not None else None,
+        "grains": list(plan.grains),
+        "dimensions": list(plan.dimensions),
+        "window": list(plan.window) if plan.window else None,
+        "fill": k.fill,
+        "model": plan.relation.sql_for_hash if plan.relation else None,
+        "calendar": project.config.calendar.model_dump(mode="json"),
+        "inputs": {n: hashes.get(n) for n in plan.input_names},
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_plan(project: ProjectDef) -> Plan:
+    """Resolve every KPI. Assumes the project validated without errors."""
+    dialect = project.config.dialect
+    deps = dag.graph(project.kpis, dialect)
+    grains = _computed_grains(project, deps)
+    cache: dict[str, Relation] = {}
+    order = dag.topo_order([k.name for k in project.kpis], deps)
+    by_name = project.kpi_by_name
+    plans: dict[str, KpiPlan] = {}
+    hashes: dict[str, str] = {}
+    for name in order:
+        k = by_name[name]
+        ratio = k.ratio
+        plan = KpiPlan(
+            kpi=k,
+            grains=tuple(grains[name]),
+            relation=build_relation(project, k.model, dialect, cache) if k.form != "derived" else None,
+            time=_snippet(k.time, dialect),
+            measure=_snippet(k.measure, dialect),
+            numerator=_snippet(ratio.numerator, dialect) if ratio else None,
+            denominator=_snippet(ratio.denominator, dialect) if ratio else None,
+            derived=_snippet(k.derived, dialect),
+            filter=_snippet(k.filter, dialect),
+            dimensions=tuple(dict.fromkeys(k.dimensions)),
+            inputs=dag.derived_inputs(k.derived, dialect) if k.derived else [],
+        )
+        plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
+        plans[name] = plan
+    return Plan(project, plans, deps)

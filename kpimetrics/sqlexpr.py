@@ -1,0 +1,121 @@
+"""Parsing and inspecting the SQL snippets of a KPI (measure, filter, ratio, derived).
+
+Snippets are parsed once with sqlglot in the project's dialect; the trees are
+then inspected (aggregates, columns) and rewritten (filters pushed into
+FILTER clauses, divisions made NULL-safe) by the SQL generator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+ALLOWED_AGGREGATES: tuple[type[exp.Expression], ...] = (
+    exp.Sum, exp.Count, exp.Avg, exp.Min, exp.Max, exp.Median, exp.PercentileCont, exp.Quantile,
+)
+NON_ADDITIVE: tuple[type[exp.Expression], ...] = (exp.Median, exp.PercentileCont, exp.Quantile)
+
+
+@dataclass(frozen=True)
+class SqlProblem:
+    message: str
+    offset: int | None = None  # 0-based character offset inside the snippet
+
+
+def quote_identifier(name: str, dialect: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql(dialect=dialect)
+
+
+def relation(source, table) -> exp.Table:
+    """The warehouse table of a declared source table, every part quoted."""
+    return exp.table_(
+        exp.to_identifier(table.identifier or table.name, quoted=True),
+        db=exp.to_identifier(source.schema_, quoted=True) if source.schema_ else None,
+        catalog=exp.to_identifier(source.database, quoted=True) if source.database else None,
+    )
+
+
+def relation_sql(source, table, dialect: str) -> str:
+    return relation(source, table).sql(dialect=dialect)
+
+
+def _offset(text: str, line: int, col: int) -> int:
+    lines = text.split("\n")
+    return sum(len(l) + 1 for l in lines[: max(line - 1, 0)]) + max(col - 1, 0)
+
+
+def parse_snippet(text: str, dialect: str) -> tuple[exp.Expression | None, SqlProblem | None]:
+    """Parse one SQL expression; on failure say where in the text it broke."""
+    if not isinstance(text, str) or not text.strip():
+        return None, SqlProblem("the expression is empty")
+    try:
+        tree = sqlglot.parse_one(text, read=dialect)
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        line, col = first.get("line", 1) or 1, first.get("col", 1) or 1
+        off = _offset(text, line, col)
+        desc = first.get("description", str(exc)).split(". Line")[0]
+        near = first.get("highlight") or text[max(off - 1, 0): off + 10]
+        return None, SqlProblem(f"SQL does not parse: {desc} at character {off} (near '{near}')", off)
+    except TokenError as exc:
+        return None, SqlProblem(f"SQL does not parse: {exc}")
+    except Exception as exc:  # sqlglot raises plain errors for a few malformed inputs
+        return None, SqlProblem(f"SQL does not parse: {exc}")
+    if tree is None:
+        return None, SqlProblem("the expression is empty")
+    if isinstance(tree, (exp.Alias, exp.Query)) or isinstance(tree, exp.Command):
+        return None, SqlProblem("expected a single SQL expression, not a statement or an aliased column")
+    return tree, None
+
+
+def aggregates(tree: exp.Expression) -> list[exp.AggFunc]:
+    return [n for n in tree.find_all(exp.AggFunc)]
+
+
+def is_allowed_aggregate(node: exp.Expression) -> bool:
+    return isinstance(node, ALLOWED_AGGREGATES)
+
+
+def _inside_aggregate(node: exp.Expression) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, exp.AggFunc):
+            return True
+        parent = parent.parent
+    return False
+
+
+def columns(tree: exp.Expression) -> list[str]:
+    seen: dict[str, None] = {}
+    for col in tree.find_all(exp.Column):
+        seen.setdefault(col.name, None)
+    return list(seen)
+
+
+def bare_columns(tree: exp.Expression) -> list[str]:
+    """Columns not inside any aggregate (a measure must have none)."""
+    out: dict[str, None] = {}
+    for col in tree.find_all(exp.Column):
+        if not _inside_aggregate(col) and not isinstance(col.parent, exp.WithinGroup):
+            out.setdefault(col.name, None)
+    # percentile_cont(p) WITHIN GROUP (ORDER BY x): x sits in the ordering, which is inside the aggregate
+    for wg in tree.find_all(exp.WithinGroup):
+        for col in wg.find_all(exp.Column):
+            out.pop(col.name, None)
+    return list(out)
+
+
+def has_window(tree: exp.Expression) -> bool:
+    return tree.find(exp.Window) is not None
+
+
+def nested_aggregate(tree: exp.Expression) -> bool:
+    return any(_inside_aggregate(a) for a in tree.find_all(exp.AggFunc))
+
+
+def is_non_additive(tree: exp.Expression) -> bool:
+    if any(isinstance(a, NON_ADDITIVE) for a in tree.find_all(exp.AggFunc)):
+        return True
+    return any(isinstance(c, exp.Count) and c.find(exp.Distinct) is not None for c in tree.find_all(exp.Count))

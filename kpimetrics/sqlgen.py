@@ -1,0 +1,424 @@
+"""KPI plans to sqlglot trees: scans, windows, derived KPIs.
+
+Every query here returns rows in the long shape of `kpi_values`:
+name, grain, period_start, period_end, dimension, dimension_value, value,
+numerator, denominator. Trees are built dialect-free and rendered once.
+
+A scan reads one model once (`__rows`), cuts time into periods, and computes
+all its KPIs in one GROUP BY per window shape, with dimension slices as
+GROUPING SETS. Each KPI's filter is pushed into FILTER (WHERE ...) clauses of
+its aggregates, so KPIs with different filters share the scan.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from . import calendar as cal_
+from .config import Calendar
+from .planner import KpiPlan, Relation
+
+VALUE_COLUMNS = (
+    "name", "grain", "period_start", "period_end", "dimension", "dimension_value", "value", "numerator", "denominator",
+)
+NULL_SLICE = "(null)"
+
+
+# --- small builders -------------------------------------------------------------
+
+def ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=ident(name), table=ident(table) if table else None)
+
+
+def lit(value) -> exp.Expression:
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(repr(float(value)) if isinstance(value, float) else value)
+    if isinstance(value, dt.date):
+        return cal_.date_literal(value)
+    return exp.Literal.string(str(value))
+
+
+def cast(e: exp.Expression, type_: str) -> exp.Cast:
+    return exp.Cast(this=e, to=exp.DataType.build(type_))
+
+
+def double(e: exp.Expression) -> exp.Expression:
+    return cast(e, "DOUBLE")
+
+
+def safe_div(num: exp.Expression, den: exp.Expression) -> exp.Expression:
+    """num / den as DOUBLE, NULL (never an error) when den is 0, on every engine."""
+    return exp.Div(
+        this=double(num),
+        expression=exp.Nullif(this=double(den), expression=exp.Literal.number(0)),
+        typed=False,
+        safe=False,
+    )
+
+
+def make_divisions_safe(tree: exp.Expression) -> exp.Expression:
+    def fix(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Div) and not getattr(node, "_kpi_safe", False):
+            out = safe_div(node.this, node.expression)
+            out._kpi_safe = True  # type: ignore[attr-defined]
+            return out
+        return node
+
+    return tree.copy().transform(fix)
+
+
+def alias(e: exp.Expression, name: str) -> exp.Alias:
+    return exp.Alias(this=e, alias=ident(name))
+
+
+def and_(*conds: exp.Expression | None) -> exp.Expression | None:
+    parts = [c for c in conds if c is not None]
+    if not parts:
+        return None
+    return exp.and_(*parts) if len(parts) > 1 else parts[0]
+
+
+def push_filter(tree: exp.Expression, condition: exp.Expression | None) -> exp.Expression:
+    """Put `condition` into a FILTER (WHERE ...) of every aggregate of `tree`."""
+    tree = tree.copy()
+    if condition is None:
+        return tree
+    for agg in list(tree.find_all(exp.AggFunc)):
+        target = agg.parent if isinstance(agg.parent, exp.WithinGroup) else agg
+        holder = target.parent
+        if isinstance(holder, exp.Filter):
+            where = holder.expression
+            where.set("this", exp.and_(exp.Paren(this=condition.copy()), exp.Paren(this=where.this)))
+        else:
+            wrapped = exp.Filter(this=target.copy(), expression=exp.Where(this=condition.copy()))
+            target.replace(wrapped)
+    return tree
+
+
+def cte_query(ctes: list[tuple[str, exp.Query]], body: exp.Select) -> exp.Select:
+    for name, query in ctes:
+        body = body.with_(ident(name), as_=query, copy=False)
+    return body
+
+
+def union_all(queries: list[exp.Query]) -> exp.Query:
+    out = queries[0]
+    for q in queries[1:]:
+        out = exp.Union(this=out, expression=q, distinct=False)
+    return out
+
+
+def slice_value(dim: exp.Expression) -> exp.Expression:
+    return exp.Coalesce(this=cast(dim, "VARCHAR"), expressions=[lit(NULL_SLICE)])
+
+
+def _rows(name: str, grain: str, period: exp.Expression, dimension: str, dimension_value: exp.Expression,
+          value: exp.Expression, numerator: exp.Expression, denominator: exp.Expression) -> list[exp.Expression]:
+    return [
+        alias(lit(name), "name"),
+        alias(lit(grain), "grain"),
+        alias(period.copy(), "period_start"),
+        alias(cal_.add_periods(period.copy(), 1, grain), "period_end"),
+        alias(lit(dimension), "dimension"),
+        alias(dimension_value, "dimension_value"),
+        alias(value, "value"),
+        alias(numerator, "numerator"),
+        alias(denominator, "denominator"),
+    ]
+
+
+# --- scans --------------------------------------------------------------------
+
+@dataclass
+class ScanKpi:
+    plan: KpiPlan
+    since: dt.date | None = None  # first period to output; None: all periods
+
+
+@dataclass
+class _Agg:
+    """One aggregation over the scan's rows for one window shape."""
+
+    window: tuple | None
+    cte: str
+    kpis: list[KpiPlan] = field(default_factory=list)
+    columns: dict[str, exp.Expression] = field(default_factory=dict)  # alias -> aggregate expression
+    by_sql: dict[str, str] = field(default_factory=dict)
+
+    def add(self, prefix: str, e: exp.Expression) -> str:
+        key = e.sql("duckdb")
+        if key not in self.by_sql:
+            name = f"{prefix}{len(self.columns)}"
+            self.columns[name] = e
+            self.by_sql[key] = name
+        return self.by_sql[key]
+
+
+def scan_from(kpis: list[ScanKpi], grain: str, cal: Calendar) -> dt.date | None:
+    """The earliest time a scan must read so that every output period's window is whole."""
+    if not kpis or any(k.since is None for k in kpis):
+        return None
+    starts = []
+    for k in kpis:
+        w = k.plan.window
+        if w is None:
+            starts.append(k.since)
+        elif w[0] == "periods":
+            starts.append(cal_.py_add_periods(k.since, -(int(w[1]) - 1), grain))
+        else:
+            starts.append(cal_.py_period_start(k.since, str(w[1]), cal))
+    return min(starts)
+
+
+def _used_columns(plans: list[KpiPlan]) -> list[str]:
+    names: dict[str, None] = {}
+    for p in plans:
+        for tree in (p.measure, p.numerator, p.denominator, p.filter):
+            if tree is not None:
+                for c in tree.find_all(exp.Column):
+                    names.setdefault(c.name, None)
+    return list(names)
+
+
+def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calendar, prefix: str = "") -> exp.Select:
+    """One query computing, from one read of the model, every KPI of `kpis` at `grain`."""
+    plans = [k.plan for k in kpis]
+    time = plans[0].time
+    p = lambda name: f"{prefix}__{name}"  # noqa: E731  CTE names, unique per scan when combined
+
+    # 1. the rows: one read of the model, time cut into periods, slices named
+    dims: list[str] = list(dict.fromkeys(d for pl in plans for d in pl.dimensions))
+    dim_alias = {d: f"__d{i}" for i, d in enumerate(dims)}
+    used = [c for c in _used_columns(plans) if c not in dim_alias.values()]
+    projections: list[exp.Expression] = [alias(cal_.period_start(time.copy(), grain, cal), "__p")]
+    for d in dims:
+        projections.append(alias(slice_value(exp.column(d)), dim_alias[d]))
+    projections.extend(exp.column(c) for c in used)
+    where = exp.Not(this=exp.Is(this=time.copy(), expression=exp.Null()))
+    lower = scan_from(kpis, grain, cal)
+    if lower is not None:
+        # a plain predicate on the time column, so the engine can skip row groups
+        where = and_(where, exp.GTE(this=time.copy(), expression=lit(lower)))
+    rows = exp.select(*projections).from_(relation.table.copy()).where(where)
+
+    # 2. the periods: every period from the first to the last with rows
+    bounds = exp.select(
+        alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")
+    ).from_(ident(p("rows")))
+    series = exp.Unnest(
+        expressions=[exp.GenerateDateArray(start=col("lo"), end=col("hi"), step=cal_.step_interval(grain))],
+        alias=exp.TableAlias(columns=[ident("__s")]),
+    )
+    spine = exp.select(
+        alias(cal_.as_date(col("__s")), "period_start"),
+        alias(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=cal_.as_date(col("__s")))])), "__i"),
+    ).from_(ident(p("bounds"))).join(series, join_type="CROSS")
+
+    ctes: list[tuple[str, exp.Query]] = list(relation.ctes)
+    ctes += [(p("rows"), rows), (p("bounds"), bounds), (p("spine"), spine)]
+
+    # 3. one aggregation per window shape
+    aggs: dict[tuple | None, _Agg] = {}
+    for pl in plans:
+        w = pl.window
+        if w not in aggs:
+            aggs[w] = _Agg(w, p(f"agg{len(aggs)}"))
+        aggs[w].kpis.append(pl)
+
+    outputs: list[exp.Select] = []
+    for agg in aggs.values():
+        source, period = _window_source(agg, p, ctes, cal, grain)
+        refs: dict[str, dict[str, str]] = {}
+        for pl in agg.kpis:
+            r: dict[str, str] = {"n": agg.add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
+            if pl.form == "ratio":
+                r["num"] = agg.add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter)))
+                r["den"] = agg.add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter)))
+            else:
+                r["m"] = agg.add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter)))
+            refs[pl.name] = r
+        agg_dims = list(dict.fromkeys(d for pl in agg.kpis for d in pl.dimensions))
+        select = exp.select(alias(period.copy(), "__p"))
+        for d in agg_dims:
+            select = select.select(col(dim_alias[d]), copy=False)
+        for name, e in agg.columns.items():
+            select = select.select(alias(e, name), copy=False)
+        select = select.from_(source, copy=False)
+        if agg.window is not None:
+            select = select.join(ident(p(f"map{_window_key(agg.window)}")), on=exp.EQ(this=col("__p", p("rows")), expression=col("__src")), copy=False)
+        if agg_dims:
+            sets = [exp.Tuple(expressions=[period.copy()])] + [
+                exp.Tuple(expressions=[period.copy(), col(dim_alias[d])]) for d in agg_dims
+            ]
+            select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+        else:
+            select = select.group_by(period.copy(), copy=False)
+        ctes.append((agg.cte, select))
+
+        for pl in agg.kpis:
+            since = next(k.since for k in kpis if k.plan is pl)
+            outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], p, since))
+
+    body = union_all(outputs)
+    if isinstance(body, exp.Select):
+        return cte_query(ctes, body)
+    wrapper = exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(exp.Subquery(this=body, alias=exp.TableAlias(this=ident("__u"))))
+    return cte_query(ctes, wrapper)
+
+
+def _window_key(window: tuple) -> str:
+    return f"_{window[0]}_{window[1]}"
+
+
+def _window_source(agg: _Agg, p, ctes: list, cal: Calendar, grain: str):
+    """The relation an aggregation reads and its period column; adds the window map CTE."""
+    if agg.window is None:
+        return ident(p("rows")), col("__p")
+    kind, arg = agg.window
+    name = p(f"map{_window_key(agg.window)}")
+    if not any(n == name for n, _ in ctes):
+        a, b = "__a", "__b"
+        if kind == "periods":
+            # row period a counts towards the windows of the N periods that start at a
+            cond = exp.Between(
+                this=col("__i", b),
+                low=col("__i", a),
+                high=exp.Add(this=col("__i", a), expression=exp.Literal.number(int(arg) - 1)),
+            )
+        else:
+            # to-date: the periods of the same year/quarter/month that start at or after a
+            cond = exp.and_(
+                exp.EQ(
+                    this=cal_.period_start_of_date(col("period_start", a), str(arg), cal),
+                    expression=cal_.period_start_of_date(col("period_start", b), str(arg), cal),
+                ),
+                exp.GTE(this=col("period_start", b), expression=col("period_start", a)),
+            )
+        spine = ident(p("spine"))
+        mapping = (
+            exp.select(alias(col("period_start", a), "__src"), alias(col("period_start", b), "__dst"))
+            .from_(exp.Table(this=spine.copy(), alias=exp.TableAlias(this=ident(a))))
+            .join(exp.Table(this=spine.copy(), alias=exp.TableAlias(this=ident(b))), on=cond)
+        )
+        ctes.append((name, mapping))
+    return ident(p("rows")), col("__dst")
+
+
+def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias: dict[str, str],
+              r: dict[str, str], p, since: dt.date | None) -> list[exp.Select]:
+    def value_parts(table: str | None):
+        has_rows = exp.GT(this=exp.Coalesce(this=col(r["n"], table), expressions=[exp.Literal.number(0)]), expression=exp.Literal.number(0))
+        fallback = exp.Literal.number(0) if pl.fill_zero else exp.Null()
+
+        def guarded(e: exp.Expression) -> exp.Expression:
+            return exp.Case(ifs=[exp.If(this=has_rows.copy(), true=double(e))], default=double(fallback.copy()))
+
+        if pl.form == "ratio":
+            num, den = guarded(col(r["num"], table)), guarded(col(r["den"], table))
+            return safe_div(num.copy(), den.copy()), num, den
+        return guarded(col(r["m"], table)), double(exp.Null()), double(exp.Null())
+
+    out: list[exp.Select] = []
+    # the total: one row for every period of the spine
+    value, num, den = value_parts("__a")
+    on = exp.EQ(this=col("__p", "__a"), expression=col("period_start", "__s"))
+    for d in agg_dims:
+        on = exp.and_(on, exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()))
+    total = (
+        exp.select(*_rows(pl.name, grain, col("period_start", "__s"), "", cast(exp.Null(), "VARCHAR"), value, num, den))
+        .from_(exp.Table(this=ident(p("spine")), alias=exp.TableAlias(this=ident("__s"))))
+        .join(exp.Table(this=ident(agg.cte), alias=exp.TableAlias(this=ident("__a"))), on=on, join_type="LEFT")
+    )
+    if since is not None:
+        total = total.where(exp.GTE(this=col("period_start", "__s"), expression=lit(since)))
+    out.append(total)
+    # the slices: sparse, one row per value and period that has rows
+    for d in pl.dimensions:
+        value, num, den = value_parts("__a")
+        cond = exp.Not(this=exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()))
+        if since is not None:
+            cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(since)))
+        sl = (
+            exp.select(*_rows(pl.name, grain, col("__p", "__a"), d, col(dim_alias[d], "__a"), value, num, den))
+            .from_(exp.Table(this=ident(agg.cte), alias=exp.TableAlias(this=ident("__a"))))
+            .where(cond)
+        )
+        out.append(sl)
+    return out
+
+
+# --- derived KPIs -----------------------------------------------------------------
+
+def _aliased(table: exp.Table, name: str) -> exp.Table:
+    out = table.copy()
+    out.set("alias", exp.TableAlias(this=ident(name)))
+    return out
+
+
+def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, ...],
+                  since: dt.date | None = None) -> exp.Select:
+    """A derived KPI at one grain, from `inputs` (a relation in the kpi_values shape).
+
+    Its periods are the union of its inputs' periods; lag(k, n) is k's value n
+    calendar periods earlier (NULL across a gap).
+    """
+    names = pl.input_names
+    keys = (
+        exp.select(col("period_start"), col("dimension"), col("dimension_value"))
+        .distinct()
+        .from_(inputs.copy())
+        .where(
+            exp.and_(
+                exp.EQ(this=col("grain"), expression=lit(grain)),
+                exp.In(this=col("name"), expressions=[lit(n) for n in names]),
+                exp.In(this=col("dimension"), expressions=[lit(d) for d in ("",) + tuple(dims)]),
+            )
+        )
+    )
+    select = exp.select().from_(exp.Subquery(this=keys, alias=exp.TableAlias(this=ident("__k"))))
+    joined: dict[tuple[str, int], str] = {}
+    for ref in pl.inputs:
+        a = f"__i{len(joined)}"
+        joined[(ref.kpi, ref.lag)] = a
+        period = col("period_start", "__k") if ref.lag == 0 else cal_.add_periods(col("period_start", "__k"), -ref.lag, grain)
+        on = exp.and_(
+            exp.EQ(this=col("name", a), expression=lit(ref.kpi)),
+            exp.EQ(this=col("grain", a), expression=lit(grain)),
+            exp.EQ(this=col("period_start", a), expression=period),
+            exp.EQ(this=col("dimension", a), expression=col("dimension", "__k")),
+            exp.NullSafeEQ(this=col("dimension_value", a), expression=col("dimension_value", "__k")),
+        )
+        select = select.join(_aliased(inputs, a), on=on, join_type="LEFT", copy=False)
+
+    def substitute(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Lag) and isinstance(node.this, exp.Column):
+            off = node.args.get("offset")
+            n = int(off.this) if isinstance(off, exp.Literal) else 1
+            return col("value", joined[(node.this.name, n)])
+        if isinstance(node, exp.Column) and (node.name, 0) in joined:
+            return col("value", joined[(node.name, 0)])
+        return node
+
+    expr = make_divisions_safe(pl.derived.copy().transform(substitute))
+    select = select.select(
+        *_rows(pl.name, grain, col("period_start", "__k"), "__dim__", col("dimension_value", "__k"), double(expr),
+               double(exp.Null()), double(exp.Null())),
+        copy=False,
+    )
+    # the dimension column comes from the key, not a literal
+    for projection in select.expressions:
+        if projection.alias == "dimension":
+            projection.set("this", col("dimension", "__k"))
+    if since is not None:
+        select = select.where(exp.GTE(this=col("period_start", "__k"), expression=lit(since)), copy=False)
+    return select

@@ -1,0 +1,135 @@
+"""The sandboxed Jinja environment for models and templated YAML values.
+
+`source`, `ref`, `var` and `env_var` are the only names a template sees.
+Undefined names are errors, and the sandbox refuses attribute escapes such as
+`''.__class__.__mro__`. Errors carry the template's file and line.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from .config import SecretRegistry
+from .errors import Issue, Location, error
+
+
+class TemplateProblem(Exception):
+    def __init__(self, code: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, hint
+
+
+@dataclass
+class TemplateContext:
+    """The functions a template may call. Each render records what it used."""
+
+    vars: dict[str, Any]
+    secrets: SecretRegistry
+    source_fn: Callable[[str, str], str] | None = None
+    ref_fn: Callable[[str], str] | None = None
+    used_vars: dict[str, Any] = field(default_factory=dict)
+    used_env: set[str] = field(default_factory=set)
+
+    def var(self, name: str, default: Any = ...) -> Any:
+        if name in self.vars:
+            value = self.vars[name]
+        elif default is not ...:
+            value = default
+        else:
+            raise TemplateProblem(
+                "KPI060",
+                f"var('{name}') is not defined",
+                "define it under `vars:` in kpimetrics.yml, pass --vars, or give a default: var('x', 'default')",
+            )
+        self.used_vars[name] = value
+        return value
+
+    def env_var(self, name: str, default: Any = ...) -> str:
+        self.used_env.add(name)
+        if name in os.environ:
+            value = os.environ[name]
+            self.secrets.add(value)
+            return value
+        if default is not ...:
+            return default
+        raise TemplateProblem(
+            "KPI061",
+            f"environment variable '{name}' is not set",
+            f"export {name}=... before running, or give a default: env_var('{name}', 'default')",
+        )
+
+    def source(self, source_name: str, table_name: str) -> str:
+        if self.source_fn is None:
+            raise TemplateProblem("KPI062", "source() is not available here")
+        return self.source_fn(source_name, table_name)
+
+    def ref(self, model_name: str) -> str:
+        if self.ref_fn is None:
+            raise TemplateProblem("KPI062", "ref() is not available here")
+        return self.ref_fn(model_name)
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0
+    )
+
+
+_ENV = _environment()
+
+
+def _template_line(tb, filename: str) -> int | None:
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def render(text: str, ctx: TemplateContext, location: Location) -> tuple[str | None, list[Issue]]:
+    """Render `text`; on failure return None and an issue at the template's line.
+
+    `location` is where the text starts (a model file's line 1, or a YAML value);
+    template line N maps to location.line + N - 1.
+    """
+    if "{" not in text:
+        return text, []
+    filename = f"<kpimetrics:{location.path}>"
+
+    def at(line: int | None) -> Location:
+        if not line:
+            return location
+        return Location(location.path, location.line + line - 1, 1 if line > 1 else location.col)
+
+    try:
+        code = _ENV.compile(text, name=filename, filename=filename)
+        template = jinja2.Template.from_code(_ENV, code, _ENV.make_globals(None))
+    except jinja2.TemplateSyntaxError as exc:
+        return None, [error("KPI063", f"Jinja syntax error: {exc.message}", at(exc.lineno))]
+    names = {"var": ctx.var, "env_var": ctx.env_var, "source": ctx.source, "ref": ctx.ref}
+    try:
+        return template.render(**names), []
+    except TemplateProblem as exc:
+        line = _template_line(sys.exc_info()[2], filename)
+        return None, [error(exc.code, exc.message, at(line), exc.hint)]
+    except SecurityError as exc:
+        line = _template_line(sys.exc_info()[2], filename)
+        return None, [
+            error("KPI064", f"Jinja sandbox refused an unsafe operation: {exc}", at(line),
+                  "templates may only call source(), ref(), var() and env_var()")
+        ]
+    except jinja2.UndefinedError as exc:
+        line = _template_line(sys.exc_info()[2], filename)
+        return None, [
+            error("KPI065", f"Jinja error: {exc.message}", at(line),
+                  "templates may only use source(), ref(), var() and env_var()")
+        ]
+    except Exception as exc:  # any other template failure is still the user's template
+        line = _template_line(sys.exc_info()[2], filename)
+        return None, [error("KPI065", f"Jinja error: {ctx.secrets.scrub(str(exc))}", at(line))]
