@@ -111,3 +111,145 @@ class CompileResult:
     files: list[Path] = field(default_factory=list)
     manifest_path: Path | None = None
     selected: list[str] = field(default_factory=list)
+
+
+def run_script(plan: Plan, names: list[str], dialect: str) -> str:
+    """Every fused scan, then every derived KPI, as one script over a staging table."""
+    from . import tables
+
+    stage = exp.Table(this=sqlgen.ident("kpi_stage"))
+    ddl = tables.Table("kpi_stage", tables.VALUES.columns[:9], "").ddl(None)
+    parts = [
+        f"-- kpimetrics run script for {plan.project.config.name} ({dialect}); a full refresh of {len(names)} KPI(s).",
+        f"-- One scan per model, time column and grain; derived KPIs read the staged values.",
+        render(ddl, dialect) + ";",
+    ]
+    cal = plan.project.config.calendar
+    columns = [sqlgen.ident(c) for c in sqlgen.VALUE_COLUMNS]
+    for rel_key, _t, grain, plans in plan.scans(names):
+        q = sqlgen.scan_query([sqlgen.ScanKpi(p) for p in plans], grain, plans[0].relation, cal)
+        insert = exp.Insert(this=exp.Schema(this=stage.copy(), expressions=[c.copy() for c in columns]), expression=q)
+        parts.append(f"-- scan: {rel_key} at {grain}: {', '.join(p.name for p in plans)}\n" + render(insert, dialect) + ";")
+    for name in names:
+        pl = plan.kpis[name]
+        if pl.form != "derived":
+            continue
+        for grain in pl.grains:
+            q = sqlgen.derived_query(pl, grain, stage, derived_dimensions(plan, name))
+            insert = exp.Insert(this=exp.Schema(this=stage.copy(), expressions=[c.copy() for c in columns]), expression=q)
+            parts.append(f"-- derived: {name} at {grain}\n" + render(insert, dialect) + ";")
+    return "\n\n".join(parts) + "\n"
+
+
+def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) -> dict:
+    from . import __version__
+
+    project = plan.project
+    strategies = project.strategies
+    kpis = {}
+    for name in names:
+        pl = plan.kpis[name]
+        k = pl.kpi
+        ref = strategies.get(k.strategy or "")
+        kpis[name] = {
+            "kind": k.kind,
+            "form": pl.form,
+            "label": k.label or k.name,
+            "description": k.description,
+            "owner": k.owner,
+            "strategy": k.strategy,
+            "priority": ref.priority.name if ref else None,
+            "strategy_path": [x for x in (project.mission, ref.priority.name if ref else None, k.strategy) if x],
+            "indicator": k.indicator,
+            "category": k.category,
+            "unit": k.unit,
+            "direction": k.direction,
+            "grains": list(pl.grains),
+            "declared_grains": list(k.declared_grains),
+            "model": k.model,
+            "time": k.time,
+            "measure": k.measure,
+            "ratio": k.ratio.model_dump(mode="json") if k.ratio else None,
+            "derived": k.derived,
+            "filter": k.filter,
+            "dimensions": list(pl.dimensions),
+            "window": k.window.model_dump(mode="json", exclude_none=True) if k.window else None,
+            "fill": k.fill,
+            "target": _jsonable(k.target),
+            "tolerance": k.tolerance,
+            "at_risk_below": k.at_risk_below,
+            "at_risk_above": k.at_risk_above,
+            "slice_targets": k.slice_targets,
+            "actions": k.actions_text,
+            "drives": list(k.drives),
+            "tags": list(k.tags),
+            "review_by": k.review_by.isoformat() if k.review_by else None,
+            "check_ins": [c.model_dump(mode="json") for c in k.check_ins],
+            "definition_hash": pl.definition_hash,
+            "depends_on": {
+                "kpis": pl.input_names,
+                "sources": [".".join(s) for s in (pl.relation.source_tables if pl.relation else [])],
+                "models": [n.removeprefix("__model_") for n, _ in (pl.relation.ctes if pl.relation else [])],
+            },
+            "compiled_sql": {dialect: paths.get(name)},
+            "location": str(k.loc) if k.loc else None,
+        }
+    return {
+        "manifest_schema_version": MANIFEST_SCHEMA_VERSION,
+        "kpimetrics_version": __version__,
+        "project": project.config.name,
+        "dialect": dialect,
+        "calendar": project.config.calendar.model_dump(mode="json"),
+        "mission": project.mission,
+        "priorities": [
+            {
+                "name": p.name, "description": p.description, "owner": p.owner,
+                "strategies": [s.model_dump(mode="json") for s in p.strategies],
+            }
+            for p in project.priorities
+        ],
+        "kpis": kpis,
+    }
+
+
+def _jsonable(value):
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool = True) -> CompileResult:
+    import shutil
+
+    root = plan.project.root / "target"
+    folder = root / "compiled" / dialect
+    if whole_project and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = CompileResult(dialect, selected=list(names))
+    paths: dict[str, str] = {}
+    for name in names:
+        pl = plan.kpis[name]
+        text = header(plan, pl, dialect) + render(kpi_query(plan, name), dialect) + ";\n"
+        path = folder / f"{name}.sql"
+        _write(path, plan.project.secrets.scrub(text))
+        paths[name] = str(path.relative_to(plan.project.root))
+        result.files.append(path)
+    _write(root / "run.sql", plan.project.secrets.scrub(run_script(plan, names, dialect)))
+    doc = manifest(plan, names, dialect, paths)
+    result.manifest_path = root / "manifest.json"
+    _write(result.manifest_path, plan.project.secrets.scrub(json.dumps(doc, indent=2, sort_keys=True, default=str)) + "\n")
+    return result
+
+
+def _write(path: Path, text: str) -> None:
+    """Write only when the content changes, atomically (a reader never sees half a file)."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

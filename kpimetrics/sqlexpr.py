@@ -81,7 +81,8 @@ def is_allowed_aggregate(node: exp.Expression) -> bool:
 def _inside_aggregate(node: exp.Expression) -> bool:
     parent = node.parent
     while parent is not None:
-        if isinstance(parent, exp.AggFunc):
+        # FILTER (WHERE ...) and WITHIN GROUP (ORDER BY ...) belong to the aggregate they wrap
+        if isinstance(parent, (exp.AggFunc, exp.Filter, exp.WithinGroup)):
             return True
         parent = parent.parent
     return False
@@ -112,7 +113,15 @@ def has_window(tree: exp.Expression) -> bool:
 
 
 def nested_aggregate(tree: exp.Expression) -> bool:
-    return any(_inside_aggregate(a) for a in tree.find_all(exp.AggFunc))
+    def under_aggregate(node: exp.Expression) -> bool:
+        parent = node.parent
+        while parent is not None:
+            if isinstance(parent, exp.AggFunc):
+                return True
+            parent = parent.parent
+        return False
+
+    return any(under_aggregate(a) for a in tree.find_all(exp.AggFunc))
 
 
 def is_non_additive(tree: exp.Expression) -> bool:

@@ -101,6 +101,8 @@ def push_filter(tree: exp.Expression, condition: exp.Expression | None) -> exp.E
             where.set("this", exp.and_(exp.Paren(this=condition.copy()), exp.Paren(this=where.this)))
         else:
             wrapped = exp.Filter(this=target.copy(), expression=exp.Where(this=condition.copy()))
+            if target is tree:
+                return wrapped
             target.replace(wrapped)
     return tree
 

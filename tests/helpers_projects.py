@@ -131,7 +131,7 @@ SALES_YML = """
         owner: vp_sales
         strategy: grow_repeat_purchases
         indicator: leading
-        drives: [net_revenue]
+        drives: [net_revenue, revenue_growth]
         unit: count
         model: source('shop', 'orders')
         time: ordered_at
@@ -244,3 +244,39 @@ VALID_PROJECT: dict[str, str] = {
     "kpis/sales.yml": SALES_YML,
     "kpis/support.yml": SUPPORT_YML,
 }
+
+
+# --- one broken KPI at a time ----------------------------------------------------
+
+# A KPI with every field a KPI should have; cases override or drop (None) single fields.
+GOOD_KPI: dict[str, str] = {
+    "name": "broken",
+    "owner": "vp-sales@acme.example",
+    "strategy": "grow_repeat_purchases",
+    "indicator": "leading",
+    "drives": "[net_revenue]",
+    "actions": "Call the team",
+    "model": "source('shop', 'orders')",
+    "time": "ordered_at",
+    "measure": "sum(amount)",
+    "target": "10",
+}
+
+
+def kpi_yaml(section: str = "kpis", **fields: str | None) -> str:
+    """A YAML file with one entry: GOOD_KPI with `fields` replaced (None drops a key).
+
+    A value with a newline is written as a nested block under its key.
+    """
+    entry = {**GOOD_KPI, **fields}
+    lines = [f"{section}:"]
+    for key, value in entry.items():
+        if value is None:
+            continue
+        prefix = "  - " if len(lines) == 1 else "    "
+        if "\n" in value:
+            lines.append(f"{prefix}{key}:")
+            lines += ["      " + line for line in textwrap.dedent(value).strip("\n").splitlines()]
+        else:
+            lines.append(f"{prefix}{key}: {value}")
+    return "\n".join(lines) + "\n"

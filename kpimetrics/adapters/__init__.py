@@ -1,0 +1,46 @@
+"""Warehouse adapters: one small protocol, one module per engine, a plain registry.
+
+Engines differ by data (the flags on `Capabilities`), not by subclass trees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import DuckDBOutput, PostgresOutput, SparkOutput
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    transactions: bool  # multi-statement, multi-table transactions
+    default_schema: str
+
+
+class Adapter(Protocol):
+    dialect: str
+    capabilities: Capabilities
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None: ...
+    def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]: ...
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def columns(self, schema: str | None, table: str) -> list[str] | None: ...
+    def load_csv(self, path: Path, schema: str, table: str) -> int: ...
+    def describe(self) -> str: ...
+    def close(self) -> None: ...
+
+
+def connect(output, project_root: Path, timezone: str, secrets=None) -> Adapter:
+    """Open the warehouse a profile output describes."""
+    if isinstance(output, DuckDBOutput):
+        from .duckdb import DuckDBAdapter
+
+        return DuckDBAdapter(output, project_root, timezone)
+    if isinstance(output, PostgresOutput):
+        raise ConfigError("the postgres adapter is not available in this version yet")
+    if isinstance(output, SparkOutput):
+        raise ConfigError("the spark adapter is not available in this version yet")
+    raise ConfigError(f"unknown warehouse type {type(output).__name__}")

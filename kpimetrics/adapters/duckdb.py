@@ -1,0 +1,120 @@
+"""DuckDB, the embedded default.
+
+DuckDB lets one process write a database file (or several read it); a second
+writer fails to take the file lock, which we report naming the lock.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..config import DuckDBOutput
+from ..errors import WarehouseError
+from . import Capabilities
+
+
+class DuckDBAdapter:
+    dialect = "duckdb"
+    capabilities = Capabilities(transactions=True, default_schema="main")
+
+    def __init__(self, output: DuckDBOutput, project_root: Path, timezone: str):
+        self.path = output.path
+        if self.path != ":memory:" and not Path(self.path).is_absolute():
+            self.path = str((project_root / self.path).resolve())
+        config: dict[str, Any] = {}
+        if output.memory_limit:
+            config["memory_limit"] = output.memory_limit
+        if output.threads:
+            config["threads"] = output.threads
+        try:
+            self.con = duckdb.connect(self.path, config=config)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                pid = re.search(r"PID (\d+)", text)
+                holder = f" (held by process {pid.group(1)})" if pid else ""
+                raise WarehouseError(
+                    f"the DuckDB file {self.path} is locked by another process{holder}: DuckDB allows one writer "
+                    "at a time. Wait for the other kpimetrics run (or close the tool reading the file) and retry."
+                ) from None
+            raise WarehouseError(f"cannot open DuckDB database {self.path}: {text}") from None
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
+        # TIMESTAMPTZ values are cut into periods in the calendar's time zone
+        self.con.execute(f"SET TimeZone = '{_quote(timezone)}'")
+        if output.schema_:
+            self.capabilities = Capabilities(transactions=True, default_schema=output.schema_)
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        self.con.execute(sql, params or [])
+
+    def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        return self.con.execute(sql, params or []).fetchall()
+
+    def insert_rows(self, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
+        insert_rows(self, table_sql, columns, rows)
+
+    def tables(self, schema: str) -> list[str]:
+        return [name for name, _ in self.relations(schema)]
+
+    def relations(self, schema: str) -> list[tuple[str, str]]:
+        """(name, 'table' | 'view') of every relation in a schema."""
+        rows = self.con.execute(
+            "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = ?", [schema]
+        ).fetchall()
+        return [(r[0], "view" if "VIEW" in r[1].upper() else "table") for r in rows]
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+
+    def commit(self) -> None:
+        self.con.execute("COMMIT")
+
+    def rollback(self) -> None:
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+
+    def columns(self, schema: str | None, table: str) -> list[str] | None:
+        rows = self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [schema or self.capabilities.default_schema, table],
+        ).fetchall()
+        return [r[0] for r in rows] or None
+
+    def load_csv(self, path: Path, schema: str, table: str) -> int:
+        self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{_quote_ident(schema)}"')
+        target = f'"{_quote_ident(schema)}"."{_quote_ident(table)}"'
+        self.con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM read_csv(?, header = true, auto_detect = true)", [str(path)])
+        return self.con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+    def describe(self) -> str:
+        return f"duckdb {duckdb.__version__} at {self.path}"
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        except duckdb.Error:
+            pass
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _quote_ident(text: str) -> str:
+    return text.replace('"', '""')
+
+
+def insert_rows(adapter, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Parameterised multi-row insert (values are never spliced into SQL text)."""
+    if not rows:
+        return
+    cols = ", ".join(f'"{_quote_ident(c)}"' for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    adapter.con.executemany(f"INSERT INTO {table_sql} ({cols}) VALUES ({marks})", rows)

@@ -1,0 +1,389 @@
+"""The command line: thin click commands over `kpimetrics.api`.
+
+Exit codes: 0 success; 1 the project or the run has errors (or --fail-on hit);
+2 the command line is wrong; 3 an internal error (a bug: please report it).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .api import Project
+from .errors import Issue, KpiMetricsError, UsageError
+
+STATUS_STYLE = {
+    "on_track": ("green", "●", "on track"),
+    "at_risk": ("yellow", "▲", "at risk"),
+    "off_track": ("red", "✖", "off track"),
+    "no_target": ("blue", "○", "no target"),
+    "no_data": ("bright_black", "·", "no data"),
+}
+
+
+class Ctx:
+    def __init__(self, opts: dict[str, Any]):
+        self.opts = opts
+        self.quiet = opts.get("quiet", False)
+        self.json_logs = opts.get("log_format") == "json"
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def project(self) -> Project:
+        return Project.load(
+            self.opts.get("project_dir") or ".",
+            profiles_dir=self.opts.get("profiles_dir"),
+            target=self.opts.get("target"),
+            vars=self.opts.get("vars"),
+        )
+
+    def log(self, message: str, **fields: Any) -> None:
+        if self.quiet:
+            return
+        if self.json_logs:
+            click.echo(json.dumps({"level": "info", "message": message, **fields}, default=str), err=True)
+        else:
+            self.err.print(message)
+
+    def issues(self, issues: list[Issue]) -> None:
+        for i in issues:
+            if self.quiet and not i.is_error:
+                continue
+            if self.json_logs:
+                click.echo(json.dumps(i.to_dict()))
+            else:
+                style = "red" if i.is_error else "yellow"
+                self.out.print(f"[{style}]{_escape(i.format())}[/{style}]")
+        errors = sum(1 for i in issues if i.is_error)
+        warnings = len(issues) - errors
+        if not self.json_logs and (errors or warnings):
+            self.out.print(f"{errors} error(s), {warnings} warning(s)")
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def _parse_vars(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        data = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a YAML mapping, e.g. '{start_date: 2024-01-01}'")
+    return data
+
+
+GLOBAL_OPTIONS = [
+    click.option("--project-dir", type=click.Path(file_okay=False), default=None, help="the project folder (default: .)"),
+    click.option("--profiles-dir", type=click.Path(file_okay=False), default=None, help="where profiles.yml is"),
+    click.option("--target", "-t", default=None, help="the profile output to use"),
+    click.option("--vars", default=None, callback=_parse_vars, help="YAML mapping overriding kpimetrics.yml vars"),
+    click.option("--log-format", type=click.Choice(["text", "json"]), default=None),
+    click.option("--quiet", "-q", is_flag=True, default=None, help="only errors"),
+    click.option("--debug", is_flag=True, default=None, help="show tracebacks"),
+]
+_GLOBAL_NAMES = ("project_dir", "profiles_dir", "target", "vars", "log_format", "quiet", "debug")
+
+
+def command(group, *args, **kwargs):
+    """A subcommand that also accepts the global options after its name, as dbt does."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(**kw):
+            opts = dict(click.get_current_context().find_root().obj or {})
+            for name in _GLOBAL_NAMES:
+                if kw.get(name) is not None:
+                    opts[name] = kw[name]
+                kw.pop(name, None)
+            ctx = Ctx(opts)
+            try:
+                return fn(ctx, **kw)
+            except KpiMetricsError as exc:
+                if exc.issues:
+                    ctx.issues(exc.issues)
+                if str(exc) and not (exc.issues and isinstance(exc.issues, list) and str(exc).endswith("in the project")):
+                    ctx.err.print(f"[red]error:[/red] {_escape(str(exc))}")
+                if opts.get("debug"):
+                    raise
+                sys.exit(exc.exit_code)
+            except KeyboardInterrupt:
+                ctx.err.print("[red]interrupted[/red]: the previous output tables are intact")
+                sys.exit(130)
+            except click.exceptions.Exit:
+                raise
+            except click.ClickException:
+                raise
+            except Exception as exc:  # a bug, not a user mistake
+                if opts.get("debug"):
+                    raise
+                ctx.err.print(f"[red]internal error:[/red] {type(exc).__name__}: {_escape(str(exc))}\n"
+                              "This is a bug in kpimetrics; rerun with --debug for the traceback and report it.")
+                sys.exit(3)
+
+        for opt in reversed(GLOBAL_OPTIONS):
+            wrapper = opt(wrapper)
+        return group.command(*args, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _with_globals(group):
+    for opt in reversed(GLOBAL_OPTIONS):
+        group = opt(group)
+    return group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kpimetrics")
+@click.pass_context
+def main(click_ctx, **kw):
+    """kpimetrics: KPIs defined in YAML + SQL, validated in CI, computed in your warehouse."""
+    click_ctx.obj = {k: v for k, v in kw.items() if v is not None}
+
+
+main = _with_globals(main)
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+@command(main, "init")
+@click.argument("name")
+def init_cmd(ctx: Ctx, name: str):
+    """Scaffold a project with demo data and a DuckDB profile."""
+    from .scaffold import init_project
+
+    dest = init_project(name, Path(ctx.opts.get("project_dir") or "."))
+    ctx.out.print(f"Created {dest}. Next:\n  cd {dest}\n  kpimetrics seed\n  kpimetrics run\n  kpimetrics status")
+
+
+@command(main, "seed")
+def seed_cmd(ctx: Ctx):
+    """Load seeds/*.csv into the warehouse."""
+    for table, rows in ctx.project().seed():
+        ctx.log(f"loaded {rows} rows into {table}", table=table, rows=rows)
+
+
+@command(main, "validate")
+@click.option("--strict", is_flag=True, help="treat warnings as errors")
+def validate_cmd(ctx: Ctx, strict: bool):
+    """Load and validate the project; exit 1 on any error."""
+    issues = ctx.project().validate(strict=strict)
+    ctx.issues(issues)
+    if any(i.is_error for i in issues):
+        sys.exit(1)
+    if not ctx.json_logs:
+        ctx.out.print("[green]OK[/green]: the project is valid")
+
+
+@command(main, "compile")
+@click.option("--select", "-s", default=None, help="KPIs to compile (selection syntax)")
+@click.option("--dialect", default=None, help="SQL dialect (default: the profile's type)")
+@click.option("--strict", is_flag=True)
+def compile_cmd(ctx: Ctx, select: str | None, dialect: str | None, strict: bool):
+    """Validate, then write target/compiled/<dialect>/*.sql, target/run.sql and target/manifest.json."""
+    project = ctx.project()
+    result = project.compile(select, dialect=dialect, strict=strict)
+    ctx.issues([i for i in project.issues if not i.is_error])
+    ctx.log(f"compiled {len(result.files)} KPI(s) for {result.dialect} into {project.root / 'target'}",
+            files=len(result.files), dialect=result.dialect)
+
+
+def _as_date(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("expected a date YYYY-MM-DD") from None
+
+
+@command(main, "run")
+@click.option("--select", "-s", default=None)
+@click.option("--full-refresh", is_flag=True, help="recompute every period of every selected KPI")
+@click.option("--fail-fast", is_flag=True, help="stop at the first failing KPI and publish nothing")
+@click.option("--as-of", callback=_as_date, default=None, help="the run's date (for is_complete and freshness)")
+@click.option("--strict", is_flag=True)
+def run_cmd(ctx: Ctx, select, full_refresh, fail_fast, as_of, strict):
+    """Compile, compute in the warehouse, and publish the output tables."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    project = ctx.project()
+    show = not ctx.quiet and not ctx.json_logs
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=ctx.err,
+                  transient=True, disable=not show) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(event: str, info: dict):
+            if event == "scan":
+                bar.update(task, description=f"scanning {info['model']} at {info['grain']} for {len(info['kpis'])} KPI(s)")
+            elif event == "derived":
+                bar.update(task, description=f"deriving {info['kpi']}")
+            elif event == "publish":
+                bar.update(task, description=f"publishing {info['kpis']} KPI(s)")
+            elif event == "failed":
+                ctx.err.print(f"[red]✖ {info['kpi']} failed:[/red] {_escape(info['error'])}")
+            if ctx.json_logs:
+                click.echo(json.dumps({"event": event, **info}, default=str), err=True)
+
+        result = project.run(select, full_refresh=full_refresh, fail_fast=fail_fast, as_of=as_of, strict=strict,
+                             progress=progress)
+    ctx.issues([i for i in project.issues if not i.is_error] + result.warnings)
+    if not ctx.quiet:
+        _run_summary(ctx, project, result)
+    if result.status != "success":
+        sys.exit(1)
+
+
+def _run_summary(ctx: Ctx, project: Project, result) -> None:
+    if ctx.json_logs:
+        click.echo(json.dumps(result.to_dict(), default=str))
+        return
+    latest = {}
+    try:
+        latest = {r["name"]: r for r in project.status()}
+    except KpiMetricsError:
+        pass
+    table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
+    for c in ("KPI", "result", "rows", "seconds", "latest complete period", "value", "target", "status"):
+        table.add_column(c, justify="right" if c in ("rows", "seconds", "value", "target") else "left")
+    for k in result.kpis:
+        row = latest.get(k.name, {})
+        color, sym, text = STATUS_STYLE.get(row.get("status"), ("white", "", ""))
+        table.add_row(
+            k.name, ("[green]ok[/green]" if k.status == "success" else f"[red]{k.status}[/red]"), str(k.rows),
+            f"{k.seconds:.2f}", str(row.get("period_start") or ""), _fmt(row.get("value")), _fmt(row.get("target")),
+            f"[{color}]{sym} {text}[/{color}]" if text else "",
+        )
+    ctx.out.print(table)
+    for k in result.kpis:
+        if k.error:
+            ctx.out.print(f"[red]{k.name}[/red]: {_escape(k.error)}")
+    if result.message:
+        ctx.out.print(_escape(result.message))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
+    return str(v)
+
+
+@command(main, "status")
+@click.option("--select", "-s", default=None)
+@click.option("--grain", default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--fail-on", type=click.Choice(["off_track", "at_risk"]), default=None)
+def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):
+    """Each KPI's total at its latest complete period, from the output tables."""
+    project = ctx.project()
+    rows = project.status(select, grain=grain)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        _status_table(ctx, project, rows)
+    bad = {"off_track": {"off_track"}, "at_risk": {"off_track", "at_risk"}}.get(fail_on or "", set())
+    failing = [r for r in rows if r["status"] in bad]
+    if failing:
+        ctx.err.print(f"[red]{len(failing)} KPI(s) {' or '.join(sorted(bad))}[/red]: " + ", ".join(r["name"] for r in failing))
+        sys.exit(1)
+
+
+def _status_table(ctx: Ctx, project: Project, rows: list[dict]) -> None:
+    table = Table(title=project.definition.mission or "KPIs", title_justify="left")
+    for c in ("priority / strategy", "KPI", "grain", "period", "value", "target", "status", "change"):
+        table.add_column(c, justify="right" if c in ("value", "target", "change") else "left")
+    last_group = None
+    for r in sorted(rows, key=lambda r: (r.get("priority") or "~", r.get("strategy") or "~", r["name"])):
+        group = f"{r.get('priority') or '-'} / {r.get('strategy') or '(standard)'}"
+        color, sym, text = STATUS_STYLE.get(r["status"], ("white", "?", r["status"]))
+        table.add_row(
+            group if group != last_group else "", r["name"], r["grain"], str(r["period_start"]), _fmt(r["value"]),
+            _fmt(r["target"]), f"[{color}]{sym} {text}[/{color}]",
+            "" if r.get("change_pct") is None else f"{r['change_pct']:+.1%}",
+        )
+        last_group = group
+    ctx.out.print(table)
+
+
+@command(main, "ls")
+@click.option("--select", "-s", default=None)
+@click.option("--output", "output", type=click.Choice(["name", "json"]), default="name")
+def ls_cmd(ctx: Ctx, select, output):
+    """List KPIs and standards."""
+    project = ctx.project()
+    names = project.select(select)
+    kpis = project.definition.kpi_by_name
+    if output == "json":
+        strategies = project.definition.strategies
+        click.echo(json.dumps([
+            {"name": n, "kind": kpis[n].kind, "label": kpis[n].label, "owner": kpis[n].owner, "strategy": kpis[n].strategy,
+             "priority": strategies[kpis[n].strategy].priority.name if kpis[n].strategy in strategies else None,
+             "tags": list(kpis[n].tags), "form": kpis[n].form}
+            for n in names
+        ], indent=2))
+    else:
+        for n in names:
+            click.echo(n)
+
+
+@command(main, "show")
+@click.argument("kpi")
+@click.option("--periods", default=6, show_default=True, help="how many recent periods to show")
+def show_cmd(ctx: Ctx, kpi: str, periods: int):
+    """A KPI's definition, its compiled SQL and its recent values."""
+    from rich.syntax import Syntax
+
+    project = ctx.project()
+    info = project.show(kpi, periods=periods)
+    ctx.out.print(f"[bold]{info['name']}[/bold] ({info['kind']}) — {info['label']}  [dim]{info['location']}[/dim]")
+    ctx.out.print(Syntax(info["definition"], "yaml", theme="ansi_dark", background_color="default"))
+    ctx.out.print("[bold]compiled SQL[/bold]")
+    ctx.out.print(Syntax(info["sql"], "sql", theme="ansi_dark", background_color="default"))
+    if info["recent"] is None:
+        ctx.out.print("[dim]no values yet: run `kpimetrics run`[/dim]")
+        return
+    table = Table(title="recent values", title_justify="left")
+    for c in ("grain", "period", "value", "target", "status", "complete"):
+        table.add_column(c)
+    for r in info["recent"]:
+        color, sym, text = STATUS_STYLE.get(r["status"], ("white", "?", r["status"]))
+        table.add_row(r["grain"], str(r["period_start"]), _fmt(r["value"]), _fmt(r["target"]),
+                      f"[{color}]{sym} {text}[/{color}]", "yes" if r["is_complete"] else "no")
+    ctx.out.print(table)
+
+
+@command(main, "debug")
+def debug_cmd(ctx: Ctx):
+    """Check the profile and the connection."""
+    project = ctx.project()
+    ctx.out.print(f"kpimetrics {__version__}, python {sys.version.split()[0]}")
+    ctx.out.print(f"project: {project.definition.config.name} at {project.root}")
+    prof = project.profile()
+    ctx.out.print(f"profile: {prof.profile} (target {prof.target}, type {prof.type}) from {prof.path}")
+    adapter = project.connect()
+    try:
+        adapter.fetchall("SELECT 1")
+        ctx.out.print(f"connection: [green]OK[/green] ({adapter.describe()})")
+    finally:
+        adapter.close()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,217 @@
+"""Every error and warning code kpimetrics reports, with what it means and how to fix it.
+
+Codes are stable: a code keeps its meaning forever, so CI scripts and docs can
+rely on it. docs/errors.md is generated from `CODES` (scripts/gen_error_docs.py),
+and a test checks that every code used in the package is listed here.
+
+Ranges: 000-009 files and YAML; 010-019 names and duplicates; 020-029 required
+KPI fields and links; 030-039 models, sources and columns; 040-049 SQL;
+050-059 targets, grains, windows and durations; 060-069 Jinja; 070-079 the
+discipline warnings; 080-089 profiles and config; 090-099 problems found while
+running (in the warehouse) rather than validating.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Level
+
+E, W = Level.ERROR, Level.WARNING
+
+
+@dataclass(frozen=True)
+class Code:
+    level: Level
+    title: str
+    meaning: str
+    fix: str
+
+
+CODES: dict[str, Code] = {
+    # --- files and YAML (loader) ---
+    "KPI000": Code(E, "no kpimetrics.yml", "The folder is not a kpimetrics project: it has no kpimetrics.yml.",
+                   "Run inside a project, pass `--project-dir`, or create one with `kpimetrics init NAME`."),
+    "KPI001": Code(E, "YAML syntax error", "A file is not valid YAML, or holds several documents (`---`).",
+                   "Fix the syntax at the line shown (often indentation or an unquoted `:`); keep one document per file."),
+    "KPI002": Code(E, "unreadable file", "A file cannot be read: it is binary, not UTF-8, or not accessible.",
+                   "Save the file as UTF-8 text, or move non-project files out of the project folder."),
+    "KPI003": Code(E, "duplicate YAML key", "A mapping has the same key twice; YAML would silently keep only the last.",
+                   "Remove or rename one of the two keys."),
+    "KPI004": Code(W, "empty file", "A YAML file in the project defines nothing.", "Delete it or add definitions."),
+    "KPI005": Code(E, "unknown key", "A key that kpimetrics does not know, usually a typo; the message suggests the closest one.",
+                   "Rename it to one of the allowed keys listed in the hint."),
+    "KPI006": Code(E, "missing required key", "A definition lacks a key it cannot do without (such as `name`).",
+                   "Add the key named in the message."),
+    "KPI007": Code(E, "wrong type or value", "A value has the wrong type or is not one of the allowed values "
+                   "(for example a grain that is not day, week, month, quarter or year).",
+                   "Change the value to the type or one of the values the message names."),
+    "KPI008": Code(E, "file is not a mapping", "A project file (or kpimetrics.yml) holds a list or a scalar at the top.",
+                   "Write a mapping with top-level keys such as `kpis:`, `sources:`, `priorities:`."),
+    "KPI009": Code(E, "defined twice", "The mission, or a model (a models/*.sql file name), is defined more than once.",
+                   "Keep one definition: one `mission:`, and one .sql file per model name."),
+    # --- names and duplicates ---
+    "KPI010": Code(E, "name is not snake_case", "KPI and standard names become column values and file names, so they "
+                   "must match `^[a-z][a-z0-9_]*$`.", "Rename it, e.g. `NetRevenue` to `net_revenue`."),
+    "KPI011": Code(E, "duplicate KPI name", "Two KPIs or standards share a name; names are unique across both.",
+                   "Rename or remove one of them."),
+    "KPI012": Code(E, "duplicate strategy", "Two strategies share a name (under the same or different priorities).",
+                   "Rename or remove one of them."),
+    "KPI013": Code(E, "duplicate priority", "Two priorities share a name.", "Rename or remove one of them."),
+    "KPI014": Code(E, "duplicate source", "Two sources share a name.", "Merge their tables under one source entry."),
+    "KPI015": Code(E, "duplicate source table", "A source declares the same table twice.", "Remove one of the entries."),
+    "KPI016": Code(E, "duplicate owner", "Two entries under `owners:` share a name or an email.",
+                   "Keep one entry per person."),
+    # --- required fields, links, form ---
+    "KPI020": Code(E, "no owner", "A KPI or standard has no `owner`: someone must be accountable for it.",
+                   "Add `owner:` (an email, or a name from `owners:`)."),
+    "KPI021": Code(E, "no target", "A KPI or standard has no `target`, so its status cannot be judged.",
+                   "Add `target:` (a number, `{value}`, `{schedule}`, a relative target, or one per grain)."),
+    "KPI022": Code(E, "no strategy", "A KPI is not linked to a strategy. A measure that is not tied to a strategy is a "
+                   "performance standard, not a KPI.", "Add `strategy:`, or move the entry to `standards:`."),
+    "KPI023": Code(E, "unknown strategy", "`strategy:` names a strategy that no priority declares.",
+                   "Fix the name (see the suggestion) or declare the strategy under a priority in strategy.yml."),
+    "KPI024": Code(E, "unknown owner", "`owners:` is declared and an `owner` is neither one of its names nor emails.",
+                   "Use a listed name or email, or add the person to `owners:`."),
+    "KPI025": Code(E, "measure, ratio or derived", "An entry must have exactly one of `measure`, `ratio` or `derived`.",
+                   "Keep exactly one of the three."),
+    "KPI026": Code(E, "no model", "A measure or ratio KPI has no `model:` to read rows from.",
+                   "Add `model: source('source', 'table')` or `model: ref('model')`."),
+    "KPI027": Code(E, "no time column", "A measure or ratio KPI has no `time:` column to place rows in periods.",
+                   "Add `time:` naming a date or timestamp column of the model."),
+    # --- models, sources, columns ---
+    "KPI030": Code(E, "bad model reference", "`model:` is neither `source('s', 't')` nor `ref('m')`.",
+                   "Write `source('shop', 'orders')` or `ref('orders_enriched')`, without `{{ }}`."),
+    "KPI031": Code(E, "unknown model", "`ref('m')` (in a KPI's `model:` or in a model's SQL) names no file models/m.sql, "
+                   "or a model refers to itself.", "Fix the name (see the suggestion) or add the model file."),
+    "KPI032": Code(E, "unknown source table", "`source('s', 't')` names a source or table not declared under `sources:`.",
+                   "Fix the name (see the suggestion) or declare the table in sources.yml."),
+    "KPI033": Code(E, "unknown column", "A column in `measure`, `filter`, `ratio`, `time` or `dimensions` is not a column "
+                   "of the KPI's model (a source's declared `columns:`, or a model's output columns).",
+                   "Fix the column name (see the suggestion), or add it to the source's `columns:` or the model's SELECT."),
+    "KPI034": Code(E, "model SQL invalid", "A model's rendered SQL does not parse, or is not a single SELECT statement.",
+                   "Fix the SQL at the line shown; a model is one SELECT (CTEs allowed)."),
+    "KPI035": Code(W, "model columns unknown", "The output columns of a model could not be determined (for example "
+                   "`SELECT *` from a source that declares no `columns:`), so the columns of the KPIs that read it "
+                   "were not checked.", "Declare the columns of the sources it reads, or list the columns in its SELECT."),
+    "KPI036": Code(E, "model cycle", "Models refer to each other in a cycle (`a -> b -> a`).",
+                   "Break the cycle: one of the models must read from sources or other models only."),
+    # --- SQL ---
+    "KPI040": Code(E, "SQL does not parse", "A `measure`, `filter`, ratio part, `derived`, `time` or dimension is not a "
+                   "valid SQL expression in the project's dialect; the message says where it broke.",
+                   "Fix the expression at the character shown."),
+    "KPI041": Code(E, "not an aggregate", "A measure (or ratio part) has a column outside any aggregate, or no aggregate "
+                   "at all: a value must be an aggregate over the period's rows.",
+                   "Wrap every column in sum, count, count(distinct ...), avg, min, max, median or quantile_cont."),
+    "KPI042": Code(E, "aggregate in filter", "`filter` keeps or drops single rows, so it cannot contain an aggregate.",
+                   "Move the condition into the measure, e.g. `count(*) filter (where ...)`."),
+    "KPI043": Code(E, "aggregate not allowed", "The measure uses an aggregate function kpimetrics cannot compute "
+                   "correctly over periods and windows (such as string_agg or approx_count_distinct).",
+                   "Use sum, count, count(distinct ...), avg, min, max, median, quantile_cont or percentile_cont."),
+    "KPI044": Code(E, "window function", "A measure or filter uses a window function (`OVER (...)`).",
+                   "Use the KPI's `window:` (`periods: N` or `to_date:`) for trailing and to-date values."),
+    "KPI045": Code(E, "nested aggregate", "An aggregate sits inside another aggregate (`sum(count(x))`).",
+                   "Aggregate once; for a KPI built from other KPIs use `derived:`."),
+    "KPI046": Code(E, "unknown KPI in derived", "A derived expression names a KPI that does not exist.",
+                   "Fix the name (see the suggestion) or define that KPI."),
+    "KPI047": Code(E, "derived cycle", "Derived KPIs depend on each other in a cycle (`a -> b -> a`).",
+                   "Break the cycle: a derived KPI cannot (indirectly) read itself."),
+    "KPI048": Code(E, "drives unknown KPI", "`drives:` names a KPI that does not exist.",
+                   "Fix the name (see the suggestion) or remove it."),
+    "KPI049": Code(E, "derived with model or window", "A derived KPI also sets `model`, `time`, `window`, `filter` or "
+                   "`dimensions`; it is computed from other KPIs' values, which bring their own.",
+                   "Remove those keys, or make it a measure KPI."),
+    # --- targets, grains, windows, durations ---
+    "KPI050": Code(E, "schedule out of order", "A target `schedule` is empty, or its entries are not in increasing "
+                   "`from` order (or repeat a date).", "List the entries by date, each `from` after the previous one."),
+    "KPI051": Code(E, "deadline before baseline", "A relative target's `by` is on or before the end of its baseline.",
+                   "Set `by` after the baseline's `to` (or `as_of`)."),
+    "KPI052": Code(E, "invalid baseline", "A baseline needs `from` and `to` (a date range, `from` not after `to`), or "
+                   "`value` and `as_of`.", "Give exactly one of the two forms."),
+    "KPI053": Code(E, "invalid change", "A relative target's `change` is neither a number nor a percent.",
+                   "Write a number (`-120`) or a percent (`'-20%'`)."),
+    "KPI054": Code(E, "invalid tolerance", "`tolerance` (or one of its per-grain values) is not a non-negative number "
+                   "or percent.", "Write `5%` or `0.05`."),
+    "KPI055": Code(E, "band on the wrong side", "`at_risk_below` only applies to higher_is_better KPIs, and "
+                   "`at_risk_above` only to lower_is_better ones.", "Use the band that matches the KPI's `direction`."),
+    "KPI056": Code(W, "unused per-grain setting", "A per-grain `target`, `tolerance` or band names a grain the KPI is not "
+                   "computed at, so it is never used.", "Add the grain to `grain:`, or remove the entry."),
+    "KPI057": Code(E, "pace without to-date window", "A pace target (`{value, by, pace}`) needs a to-date KPI.",
+                   "Add `window: {to_date: year}` (or quarter, month), or use another target form."),
+    "KPI058": Code(E, "invalid window", "`window` must have exactly one of `periods` (1 or more) or `to_date`.",
+                   "Write `window: {periods: 3}` or `window: {to_date: year}`."),
+    "KPI059": Code(E, "invalid duration", "`defaults.lookback` is not a whole number >= 0 nor a duration, or a "
+                   "source's freshness `warn_after`/`error_after` is not a duration.",
+                   "Write a number of periods (`2`) or a duration (`'35 days'`, `'12 hours'`)."),
+    # --- Jinja (templating) ---
+    "KPI060": Code(E, "var undefined", "A template calls `var('x')` and `x` is defined nowhere.",
+                   "Define it under `vars:` in kpimetrics.yml, pass `--vars`, or give a default: `var('x', 'd')`."),
+    "KPI061": Code(E, "environment variable unset", "A template calls `env_var('X')` and `X` is not set.",
+                   "Export the variable before running, or give a default: `env_var('X', 'd')`."),
+    "KPI062": Code(E, "source/ref not available here", "`source()` or `ref()` is used where it means nothing (in a "
+                   "templated YAML value rather than a model).", "Use them only in models/*.sql (or a KPI's `model:`)."),
+    "KPI063": Code(E, "Jinja syntax error", "A template does not parse as Jinja.", "Fix the template at the line shown."),
+    "KPI064": Code(E, "Jinja sandbox refusal", "A template tried an unsafe operation (attribute access to Python "
+                   "internals).", "Templates may only call source(), ref(), var() and env_var()."),
+    "KPI065": Code(E, "Jinja error", "A template failed while rendering (an undefined name, a bad filter, ...).",
+                   "Fix the template; only source(), ref(), var() and env_var() are available."),
+    "KPI066": Code(E, "bad model file name", "A models/*.sql file name is not an identifier, so `ref()` cannot name it.",
+                   "Rename the file to letters, digits and `_`, starting with a letter or `_`."),
+    # --- the discipline warnings (errors under --strict) ---
+    "KPI070": Code(W, "lagging KPI not driven", "A lagging KPI is not in the `drives:` of any leading KPI.",
+                   "Add `drives: [this_kpi]` to the leading KPI that predicts it."),
+    "KPI071": Code(W, "no actions", "A KPI does not say what to do when it goes off track.", "Add `actions:`."),
+    "KPI072": Code(W, "no indicator", "A KPI does not say whether it is leading or lagging.",
+                   "Add `indicator: leading` or `indicator: lagging`."),
+    "KPI073": Code(W, "strategy without KPI", "No KPI measures whether a strategy works.",
+                   "Link a KPI to it with `strategy:`, or remove the strategy."),
+    "KPI074": Code(W, "strategy ended", "A strategy's `ends` date has passed.",
+                   "Extend `ends`, or retire the strategy and its KPIs."),
+    "KPI075": Code(W, "too many KPIs", "More than 7 KPIs are linked to one strategy; a few that tell whether it works "
+                   "are easier to act on.", "Keep the few that matter; move the rest to `standards:`."),
+    "KPI076": Code(W, "review overdue", "A KPI's `review_by` date has passed.",
+                   "Review the definition and move `review_by` forward."),
+    "KPI077": Code(W, "standard with strategy", "A standard is linked to a strategy; a measure tied to a strategy is a KPI.",
+                   "Move it to `kpis:`, or drop `strategy:`."),
+    # --- profiles and config (reserved for the config loader) ---
+    "KPI080": Code(E, "profile not found", "No profiles.yml was found in the search path, or it lacks the project's "
+                   "`profile`.", "Create profiles.yml (see `--profiles-dir`, $KPIMETRICS_PROFILES_DIR, the project "
+                   "folder, ~/.kpimetrics/) with the profile named in kpimetrics.yml."),
+    "KPI081": Code(E, "target not in profile", "The chosen target (`--target` or the profile's `target:`) is not one of "
+                   "the profile's `outputs`.", "Pick one of the listed outputs, or add it."),
+    "KPI082": Code(E, "invalid profile", "A profile's output has an unknown `type`, an unknown key, or a wrong value.",
+                   "Fix the output as the message says; `type` is duckdb, postgres or spark."),
+    "KPI083": Code(E, "unknown dialect", "`dialect:` in kpimetrics.yml is not a SQL dialect kpimetrics knows.",
+                   "Use duckdb, postgres, spark, snowflake, bigquery, trino or databricks."),
+    # --- found while running ---
+    "KPI090": Code(W, "source stale", "On `run`, the newest time value a KPI reads is older than its source's "
+                   "freshness `warn_after` (past `error_after` the KPI fails and keeps its previous rows).",
+                   "Check the pipeline that loads the source, or relax `freshness:`."),
+    "KPI091": Code(W, "no baseline periods", "On `run`, no period at a grain lies within a relative target's baseline "
+                   "range, so the KPI has no target at that grain.",
+                   "Move the baseline to a range with data, or give it as `{value: X, as_of: DATE}`."),
+    "KPI092": Code(W, "run not recorded", "On `run`, the end of the run could not be written to `kpi_runs`; the next "
+                   "run marks it as aborted.", "Check the warehouse connection and permissions on the output schema."),
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(codes: dict[str, Code] | None = None) -> str:
+    """The codes as a Markdown table: code, level, title, meaning, fix."""
+    rows = ["| code | level | title | meaning | fix |", "| --- | --- | --- | --- | --- |"]
+    for name, code in sorted((codes or CODES).items()):
+        rows.append(f"| {name} | {code.level.value} | {_cell(code.title)} | {_cell(code.meaning)} | {_cell(code.fix)} |")
+    return "\n".join(rows) + "\n"
+
+
+def errors_doc() -> str:
+    """The whole of docs/errors.md."""
+    return (
+        "# Error and warning codes\n\n"
+        "<!-- generated by scripts/gen_error_docs.py from kpimetrics/codes.py; do not edit by hand -->\n\n"
+        "`kpimetrics validate` and `compile` print each problem as `path:line:col: error[CODE]: message` "
+        "(or `warning[CODE]`). Codes are stable. Warnings become errors under `--strict`.\n\n"
+        + markdown_table()
+    )

@@ -1,0 +1,112 @@
+"""Finding profiles.yml, rendering its env_var() calls, and picking the output."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from .config import Output, SecretRegistry, profile_search_path
+from .errors import ConfigError, Location, error
+from .templating import TemplateContext, render
+from .yamlio import LocDict, load_yaml
+
+_OUTPUT = TypeAdapter(Output)
+
+
+@dataclass
+class ResolvedProfile:
+    path: Path
+    profile: str
+    target: str
+    output: Any  # DuckDBOutput | PostgresOutput | SparkOutput
+
+    @property
+    def type(self) -> str:
+        return self.output.type
+
+
+def _render_values(value: Any, ctx: TemplateContext, loc: Location) -> tuple[Any, list]:
+    issues: list = []
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            sub_loc = value.value_loc(k) if isinstance(value, LocDict) else loc
+            out[k], more = _render_values(v, ctx, sub_loc or loc)
+            issues.extend(more)
+        return out, issues
+    if isinstance(value, list):
+        out_list = []
+        for v in value:
+            r, more = _render_values(v, ctx, loc)
+            out_list.append(r)
+            issues.extend(more)
+        return out_list, issues
+    if isinstance(value, str) and "{" in value:
+        text, more = render(value, ctx, loc)
+        return text, more
+    return value, issues
+
+
+def resolve_profile(
+    project_dir: Path,
+    profile_name: str | None,
+    profiles_dir: str | Path | None,
+    target: str | None,
+    secrets: SecretRegistry,
+    vars: dict[str, Any] | None = None,
+) -> ResolvedProfile:
+    searched = profile_search_path(project_dir, profiles_dir)
+    path = next((p for p in searched if p.is_file()), None)
+    if path is None:
+        raise ConfigError(
+            "profiles.yml not found; looked in: " + ", ".join(str(p.parent) for p in searched),
+            [error("KPI080", "profiles.yml not found", None,
+                   "create one in the project folder, or pass --profiles-dir / set KPIMETRICS_PROFILES_DIR")],
+        )
+    display = str(path)
+    data, issues = load_yaml(path, display)
+    if issues:
+        raise ConfigError(f"{display}: invalid profiles file", issues)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{display}: profiles.yml must be a mapping of profile names",
+                          [error("KPI082", "profiles.yml must be a mapping of profile names", Location(display, 1, 1))])
+    name = profile_name or (next(iter(data)) if len(data) == 1 else None)
+    if name is None or name not in data:
+        known = ", ".join(sorted(map(str, data))) or "none"
+        raise ConfigError(
+            f"profile '{profile_name}' not found in {display} (profiles: {known})",
+            [error("KPI080", f"profile '{profile_name}' not found (profiles: {known})", Location(display, 1, 1),
+                   "set `profile:` in kpimetrics.yml to one of them")],
+        )
+    entry = data[name]
+    if not isinstance(entry, dict) or "outputs" not in entry:
+        raise ConfigError(f"{display}: profile '{name}' needs `target:` and `outputs:`",
+                          [error("KPI082", f"profile '{name}' needs `target:` and `outputs:`",
+                                 data.key_loc(name) if isinstance(data, LocDict) else None)])
+    outputs = entry["outputs"]
+    chosen = target or entry.get("target")
+    if not isinstance(outputs, dict) or chosen not in outputs:
+        known = ", ".join(sorted(map(str, outputs))) if isinstance(outputs, dict) else "none"
+        raise ConfigError(
+            f"target '{chosen}' not found in profile '{name}' (targets: {known})",
+            [error("KPI081", f"target '{chosen}' not found in profile '{name}' (targets: {known})",
+                   entry.key_loc("outputs") if isinstance(entry, LocDict) else None)],
+        )
+    raw = outputs[chosen]
+    loc = outputs.value_loc(chosen) if isinstance(outputs, LocDict) else Location(display)
+    ctx = TemplateContext(vars=dict(vars or {}), secrets=secrets)
+    rendered, issues = _render_values(raw, ctx, loc or Location(display))
+    if issues:
+        raise ConfigError(f"{display}: cannot render profile '{name}.{chosen}'", issues)
+    try:
+        output = _OUTPUT.validate_python(rendered)
+    except ValidationError as exc:
+        msgs = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        # never echo input values: they may be secrets
+        raise ConfigError(f"{display}: invalid output '{chosen}' in profile '{name}': {msgs}",
+                          [error("KPI082", f"invalid output '{chosen}' in profile '{name}': {msgs}", loc)]) from None
+    return ResolvedProfile(path, name, chosen, output)

@@ -1,0 +1,524 @@
+"""Execute a plan in the warehouse and publish the output tables atomically.
+
+    stage:   every scan and derived KPI is computed into a staging table;
+             a failing query is retried KPI by KPI so one bad KPI fails alone
+    publish: one transaction replaces the recomputed rows of every KPI that
+             succeeded, then rebuilds its targets and status from the YAML
+
+Incremental runs recompute, per KPI and grain, from `lookback` periods before
+the last period already computed; the scans read what earlier rows the windows
+need. A changed definition_hash or --full-refresh recomputes a KPI in full.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time as _time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlglot import exp
+
+from . import calendar as cal_
+from . import sqlgen, tables
+from .compiler import derived_dimensions
+from .dialects import generate
+from .errors import Issue, WarehouseError, warning
+from .planner import KpiPlan, Plan
+from .sqlgen import col, ident, lit
+from .tables import qualified
+from .targets import baseline_count_query, status_query, targets_query
+
+FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
+
+
+@dataclass
+class KpiResult:
+    name: str
+    kind: str
+    status: str = "pending"  # success | error | skipped
+    seconds: float = 0.0
+    rows: int = 0
+    error: str | None = None
+    mode: str = "full"  # full | incremental
+    since: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "kind": self.kind, "status": self.status, "seconds": round(self.seconds, 3),
+            "rows": self.rows, "error": self.error, "mode": self.mode, "since": self.since,
+        }
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    status: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    as_of: dt.date | None = None
+    kpis: list[KpiResult] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    message: str | None = None
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "message": self.message,
+            "warnings": [w.to_dict() for w in self.warnings],
+            "results": [k.to_dict() for k in self.kpis],
+        }
+
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+_DURATION = re.compile(r"^\s*(\d+)\s*(minute|hour|day|week)s?\s*$", re.I)
+
+
+def parse_duration(text: str | int | None) -> dt.timedelta | None:
+    if text is None or isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return dt.timedelta(days=text)
+    m = _DURATION.match(str(text))
+    if not m:
+        return None
+    n, unit = int(m.group(1)), m.group(2).lower()
+    return {"minute": dt.timedelta(minutes=n), "hour": dt.timedelta(hours=n), "day": dt.timedelta(days=n),
+            "week": dt.timedelta(weeks=n)}[unit]
+
+
+class Runner:
+    def __init__(self, plan: Plan, adapter, *, selected: list[str], full_refresh: bool = False,
+                 fail_fast: bool = False, as_of: dt.date | None = None, whole_project: bool = True,
+                 progress: ProgressFn | None = None, now: Callable[[], dt.datetime] | None = None):
+        self.plan = plan
+        self.project = plan.project
+        self.adapter = adapter
+        self.dialect = adapter.dialect
+        self.schema = self.project.config.output_schema
+        self.cal = self.project.config.calendar
+        self.selected = selected
+        self.full_refresh = full_refresh
+        self.fail_fast = fail_fast
+        self.whole_project = whole_project
+        self.as_of = as_of or dt.date.today()
+        self.progress = progress or (lambda event, info: None)
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
+        self.statements: list[str] = []
+
+    # --- plumbing ------------------------------------------------------------
+
+    def sql(self, tree: exp.Expression) -> str:
+        return generate(tree, self.dialect)
+
+    def run_sql(self, tree_or_text: exp.Expression | str, params: list[Any] | None = None) -> None:
+        text = tree_or_text if isinstance(tree_or_text, str) else self.sql(tree_or_text)
+        self.statements.append(text)
+        self.adapter.execute(text, params)
+
+    def fetch(self, tree_or_text: exp.Expression | str, params: list[Any] | None = None) -> list[tuple]:
+        text = tree_or_text if isinstance(tree_or_text, str) else self.sql(tree_or_text)
+        self.statements.append(text)
+        return self.adapter.fetchall(text, params)
+
+    def t(self, name: str) -> exp.Table:
+        return qualified(self.schema, name)
+
+    def tsql(self, name: str) -> str:
+        return self.sql(self.t(name))
+
+    # --- setup -----------------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        self.run_sql(exp.Create(this=exp.Table(this=ident(self.schema)), kind="SCHEMA", exists=True))
+        existing = set(self.adapter.tables(self.schema))
+        if "kpi_meta" in existing:
+            rows = self.fetch(f"SELECT value FROM {self.tsql('kpi_meta')} WHERE key = 'schema_version'")
+            version = int(rows[0][0]) if rows else 0
+            if version != tables.SCHEMA_VERSION:
+                raise WarehouseError(
+                    f"the output tables in schema '{self.schema}' have schema version {version}, but this kpimetrics "
+                    f"writes version {tables.SCHEMA_VERSION}. Drop the schema (they are rebuilt by `kpimetrics run "
+                    f"--full-refresh`) or point output_schema at a new one."
+                )
+        elif existing & {t.name for t in tables.OUTPUT_TABLES}:
+            raise WarehouseError(
+                f"schema '{self.schema}' holds kpi_* tables without kpimetrics' schema version (kpi_meta): "
+                "they are from an older kpimetrics or another tool. Drop them or use another output_schema."
+            )
+        for table in tables.ALL_TABLES:
+            if table.name not in existing:
+                self.run_sql(table.ddl(self.schema))
+        if "kpi_meta" not in existing:
+            self.adapter.insert_rows(self.tsql("kpi_meta"), ["key", "value"], [["schema_version", str(tables.SCHEMA_VERSION)]])
+
+    def drop_staging(self) -> None:
+        found = [r for r in self.adapter.relations(self.schema) if r[0].startswith("kpi_stage_")]
+        for name, kind in sorted(found, key=lambda r: r[1] != "view"):  # views first: they read the tables
+            self.run_sql(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS {self.tsql(name)}")
+
+    # --- the run ---------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = self._now()
+        self.ensure_tables()
+        self.run_sql(
+            f"UPDATE {self.tsql('kpi_runs')} SET status = 'aborted', finished_at = ? WHERE status = 'running'", [started]
+        )
+        run_id = int(self.fetch(f"SELECT COALESCE(MAX(run_id), 0) + 1 FROM {self.tsql('kpi_runs')}")[0][0])
+        self.adapter.insert_rows(
+            self.tsql("kpi_runs"), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
+            [[run_id, started, "running", 0, 0]],
+        )
+        result = RunResult(run_id, "running", started, as_of=self.as_of)
+        self.run_id = run_id
+        self.result = result
+        self.results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
+        result.kpis = list(self.results.values())
+        try:
+            self.drop_staging()
+            self._stage_all()
+            failed = [r for r in self.results.values() if r.status == "error"]
+            if failed and self.fail_fast:
+                result.status = "error"
+                result.message = f"--fail-fast: {failed[0].name} failed; nothing was published"
+                for r in self.results.values():
+                    if r.status == "success":
+                        r.status = "skipped"
+            else:
+                ok = [n for n, r in self.results.items() if r.status == "success"]
+                self.progress("publish", {"kpis": len(ok)})
+                self._publish(ok)
+                result.status = "success" if not failed else ("partial" if ok else "error")
+                if failed:
+                    result.message = f"{len(failed)} KPI(s) failed: " + ", ".join(r.name for r in failed)
+                result.warnings.extend(self._baseline_warnings(ok))
+        except BaseException as exc:
+            self.adapter.rollback()
+            result.status = "aborted" if isinstance(exc, KeyboardInterrupt) else "error"
+            result.message = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            self._finish(result)
+            raise
+        self._finish(result)
+        result.statements = self.statements
+        return result
+
+    def _finish(self, result: RunResult) -> None:
+        result.finished_at = self._now()
+        ok = sum(1 for r in self.results.values() if r.status == "success")
+        bad = sum(1 for r in self.results.values() if r.status == "error")
+        try:
+            self.drop_staging()
+            self.run_sql(
+                f"UPDATE {self.tsql('kpi_runs')} SET status = ?, finished_at = ?, kpis_ok = ?, kpis_failed = ?, "
+                f"message = ? WHERE run_id = ?",
+                [result.status, result.finished_at, ok, bad, (result.message or "")[:4000], result.run_id],
+            )
+        except Exception as exc:  # the log is best effort; the next run marks a 'running' row as aborted
+            result.warnings.append(warning("KPI092", f"could not record the end of run {result.run_id}: {exc}"))
+
+    # --- staging ---------------------------------------------------------------
+
+    def _state(self) -> dict[tuple[str, str], tuple[dt.date, str]]:
+        rows = self.fetch(
+            f"SELECT name, grain, MAX(period_start), MIN(definition_hash), MAX(definition_hash) "
+            f"FROM {self.tsql('kpi_values')} WHERE dimension = '' GROUP BY name, grain"
+        )
+        return {(r[0], r[1]): (r[2], r[3] if r[3] == r[4] else "") for r in rows}
+
+    def _since(self, pl: KpiPlan, grain: str, state) -> dt.date | None:
+        if self.full_refresh:
+            return None
+        entry = state.get((pl.name, grain))
+        if entry is None or entry[1] != pl.definition_hash:
+            return None
+        last = entry[0]
+        lookback = self.project.config.defaults.lookback
+        if isinstance(lookback, int):
+            return cal_.py_add_periods(last, -lookback, grain)
+        delta = parse_duration(lookback) or dt.timedelta(0)
+        return cal_.py_period_start(last - delta, grain, self.cal)
+
+    def _stage_all(self) -> None:
+        stage, ranges = self.t(f"kpi_stage_{self.run_id}"), self.t(f"kpi_stage_ranges_{self.run_id}")
+        self.stage, self.ranges = stage, ranges
+        self.run_sql(tables.Table(stage.name, tables.VALUES.columns[:9], "").ddl(self.schema))
+        self.run_sql(tables.Table(ranges.name, (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"), ("full_refresh", "BOOLEAN")), "").ddl(self.schema))
+        state = self._state()
+        self.since = {
+            (n, g): self._since(self.plan.kpis[n], g, state) for n in self.selected for g in self.plan.kpis[n].grains
+        }
+        for n in self.selected:
+            r = self.results[n]
+            r.since = {g: (s.isoformat() if s else None) for (k, g), s in self.since.items() if k == n}
+            r.mode = "full" if all(s is None for (k, _), s in self.since.items() if k == n) else "incremental"
+        self._check_freshness()
+        for rel_key, _time_sql, grain, plans in self.plan.scans(self.selected):
+            plans = [p for p in plans if self.results[p.name].status != "error"]
+            if plans:
+                self._stage_scan(plans, grain)
+                if self.fail_fast and any(self.results[p.name].status == "error" for p in plans):
+                    return
+        for name in self.selected:
+            pl = self.plan.kpis[name]
+            if pl.form == "derived" and self.results[name].status != "error":
+                self._stage_derived(pl)
+                if self.fail_fast and self.results[name].status == "error":
+                    return
+        for name in self.selected:
+            if self.results[name].status == "pending":
+                self.results[name].status = "success"
+
+    def _insert_stage(self, query: exp.Query) -> None:
+        insert = exp.Insert(
+            this=exp.Schema(this=self.stage.copy(), expressions=[ident(c) for c in sqlgen.VALUE_COLUMNS]),
+            expression=query,
+        )
+        self.run_sql(insert)
+
+    def _record_ranges(self, plans: list[KpiPlan], grain: str) -> None:
+        rows = []
+        for p in plans:
+            since = self.since[(p.name, grain)]
+            rows.append([p.name, grain, since or FULL, since is None])
+        self.adapter.insert_rows(self.sql(self.ranges), ["name", "grain", "since", "full_refresh"], rows)
+
+    def _stage_scan(self, plans: list[KpiPlan], grain: str) -> None:
+        began = _time.perf_counter()
+        names = ", ".join(p.name for p in plans)
+        self.progress("scan", {"grain": grain, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
+        scan = [sqlgen.ScanKpi(p, self.since[(p.name, grain)]) for p in plans]
+        try:
+            self._insert_stage(sqlgen.scan_query(scan, grain, plans[0].relation, self.cal))
+            self._record_ranges(plans, grain)
+        except Exception as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            if len(plans) == 1:
+                self._fail(plans[0], exc)
+                return
+            # find the KPI at fault: each alone, so the others still publish
+            for p in plans:
+                try:
+                    self._insert_stage(sqlgen.scan_query([sqlgen.ScanKpi(p, self.since[(p.name, grain)])], grain, p.relation, self.cal))
+                    self._record_ranges([p], grain)
+                except Exception as exc2:  # noqa: BLE001 — the database's message is reported as is
+                    self._fail(p, exc2)
+                    if self.fail_fast:
+                        return
+            return
+        spent = _time.perf_counter() - began
+        for p in plans:
+            self.results[p.name].seconds += spent / len(plans)
+        self.progress("scanned", {"grain": grain, "kpis": names, "seconds": spent})
+
+    def _fail(self, pl: KpiPlan, exc: BaseException) -> None:
+        msg = self.project.secrets.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        r = self.results[pl.name]
+        r.status, r.error = "error", msg
+        self.progress("failed", {"kpi": pl.name, "error": msg})
+        # derived KPIs that read it cannot be computed either
+        for other in self.selected:
+            op = self.plan.kpis[other]
+            if op.form == "derived" and pl.name in op.input_names and self.results[other].status == "pending":
+                self.results[other].status = "error"
+                self.results[other].error = f"input KPI {pl.name} failed"
+
+    def _inputs_relation(self) -> exp.Table:
+        """The values derived KPIs read: this run's staged rows, and the published rows they do not replace."""
+        view = self.t(f"kpi_stage_inputs_{self.run_id}")
+        cols = [col(c) for c in sqlgen.VALUE_COLUMNS]
+        staged = exp.select(*cols).from_(self.stage.copy())
+        v = "__v"
+        superseded = exp.Exists(
+            this=exp.select(exp.Literal.number(1)).from_(exp.Table(this=self.ranges.this.copy(), db=self.ranges.args.get("db"), alias=exp.TableAlias(this=ident("__r")))).where(
+                exp.and_(
+                    exp.EQ(this=col("name", "__r"), expression=col("name", v)),
+                    exp.EQ(this=col("grain", "__r"), expression=col("grain", v)),
+                    exp.GTE(this=col("period_start", v), expression=col("since", "__r")),
+                )
+            )
+        )
+        published = (
+            exp.select(*[col(c, v) for c in sqlgen.VALUE_COLUMNS])
+            .from_(exp.Table(this=ident("kpi_values"), db=ident(self.schema), alias=exp.TableAlias(this=ident(v))))
+            .where(exp.Not(this=superseded))
+        )
+        if not getattr(self, "_inputs_view_made", False):
+            self.run_sql(exp.Create(this=view, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True))
+            self._inputs_view_made = True
+        return view
+
+    def _stage_derived(self, pl: KpiPlan) -> None:
+        began = _time.perf_counter()
+        self.progress("derived", {"kpi": pl.name})
+        inputs = self._inputs_relation()
+        dims = derived_dimensions(self.plan, pl.name)
+        try:
+            for grain in pl.grains:
+                self._insert_stage(sqlgen.derived_query(pl, grain, inputs, dims, self.since[(pl.name, grain)]))
+                self._record_ranges([pl], grain)
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            self._fail(pl, exc)
+        self.results[pl.name].seconds += _time.perf_counter() - began
+
+    # --- freshness -----------------------------------------------------------
+
+    def _check_freshness(self) -> None:
+        checked: dict[tuple[str, str], Any] = {}
+        for name in self.selected:
+            pl = self.plan.kpis[name]
+            if pl.relation is None:
+                continue
+            rule = None
+            for s_name, t_name in pl.relation.source_tables:
+                found = self.project.source_table(s_name, t_name)
+                if found and (found[1].freshness or found[0].freshness):
+                    rule = found[1].freshness or found[0].freshness
+            if rule is None:
+                continue
+            key = (pl.relation.key, pl.time.sql())
+            if key not in checked:
+                q = sqlgen.cte_query(pl.relation.ctes, exp.select(sqlgen.cast(exp.Max(this=pl.time.copy()), "TIMESTAMP")).from_(pl.relation.table.copy()))
+                try:
+                    checked[key] = self.fetch(q)[0][0]
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(pl, exc)
+                    continue
+            newest = checked[key]
+            now = dt.datetime.combine(self.as_of, dt.time()) + dt.timedelta(days=1)
+            if newest is None:
+                continue
+            if isinstance(newest, dt.date) and not isinstance(newest, dt.datetime):
+                newest = dt.datetime.combine(newest, dt.time())
+            age = now - newest.replace(tzinfo=None)
+            error_after, warn_after = parse_duration(rule.error_after), parse_duration(rule.warn_after)
+            if error_after is not None and age > error_after:
+                r = self.results[name]
+                r.status, r.error = "error", f"source is stale: newest {pl.kpi.time} is {newest} ({age.days} days old), past error_after {rule.error_after}"
+                self.progress("failed", {"kpi": name, "error": r.error})
+            elif warn_after is not None and age > warn_after:
+                self.result.warnings.append(warning("KPI090", f"{name}: source is stale: newest {pl.kpi.time} is {newest}, past warn_after {rule.warn_after}"))
+
+    # --- publishing ------------------------------------------------------------
+
+    def _publish(self, ok: list[str]) -> None:
+        now = self._now()
+        names = [lit(n) for n in ok]
+        self.adapter.begin()
+        try:
+            if ok:
+                # drop the failed KPIs' ranges so only succeeded rows move
+                self.run_sql(f"DELETE FROM {self.sql(self.ranges)} WHERE NOT ({self.sql(exp.In(this=col('name'), expressions=names))})")
+                r, v = self.sql(self.ranges), self.tsql("kpi_values")
+                self.run_sql(
+                    f"DELETE FROM {v} WHERE EXISTS (SELECT 1 FROM {r} AS __r WHERE __r.name = {v}.name AND "
+                    f"(__r.full_refresh OR (__r.grain = {v}.grain AND {v}.period_start >= __r.since)))"
+                )
+                self._insert_values(ok, now)
+            if self.whole_project:
+                keep = [lit(k.name) for k in self.project.kpis]
+                for table in tables.PER_KPI:
+                    cond = exp.Not(this=exp.In(this=col("name"), expressions=keep)) if keep else exp.true()
+                    self.run_sql(exp.delete(self.t(table.name), where=cond))
+            if ok:
+                self._write_catalog(ok, now)
+                self._write_check_ins(ok)
+                self._write_targets(ok)
+                self.run_sql(exp.delete(self.t("kpi_status"), where=exp.In(this=col("name"), expressions=names)))
+                status = status_query(ok, self.schema, self.as_of)
+                self.run_sql(exp.Insert(this=exp.Schema(this=self.t("kpi_status"), expressions=[ident(c) for c in tables.STATUS.column_names]), expression=status))
+            self._write_strategy()
+            self.adapter.commit()
+        except BaseException:
+            self.adapter.rollback()
+            raise
+        counts = self.fetch(
+            exp.select(col("name"), exp.Count(this=exp.Star())).from_(self.stage.copy()).group_by(col("name"))
+        )
+        for name, n in counts:
+            if name in self.results:
+                self.results[name].rows = int(n)
+
+    def _insert_values(self, ok: list[str], now: dt.datetime) -> None:
+        hashes = exp.Case(
+            this=col("name"),
+            ifs=[exp.If(this=lit(n), true=lit(self.plan.kpis[n].definition_hash)) for n in ok],
+        )
+        select = exp.select(
+            *[col(c) for c in sqlgen.VALUE_COLUMNS],
+            sqlgen.alias(hashes, "definition_hash"),
+            sqlgen.alias(exp.Literal.number(self.run_id), "run_id"),
+            sqlgen.alias(sqlgen.cast(lit(now.isoformat(sep=" ")), "TIMESTAMP"), "computed_at"),
+        ).from_(self.stage.copy()).where(exp.In(this=col("name"), expressions=[lit(n) for n in ok]))
+        self.run_sql(exp.Insert(this=exp.Schema(this=self.t("kpi_values"), expressions=[ident(c) for c in tables.VALUES.column_names]), expression=select))
+
+    def _write_catalog(self, ok: list[str], now: dt.datetime) -> None:
+        self.run_sql(exp.delete(self.t("kpi_catalog"), where=exp.In(this=col("name"), expressions=[lit(n) for n in ok])))
+        strategies = self.project.strategies
+        rows = []
+        for n in ok:
+            pl = self.plan.kpis[n]
+            k = pl.kpi
+            ref = strategies.get(k.strategy or "")
+            rows.append([
+                k.name, k.kind, k.label or k.name, k.description, k.owner, k.strategy,
+                ref.priority.name if ref else None, k.indicator, k.category, k.unit, k.direction,
+                json.dumps(list(k.declared_grains or pl.grains[:1])), pl.definition_hash, json.dumps(list(k.tags)),
+                json.dumps(list(k.drives)), k.actions_text, pl.form,
+                json.dumps(list(pl.window)) if pl.window else None, now,
+            ])
+        self.adapter.insert_rows(self.tsql("kpi_catalog"), tables.CATALOG.column_names, rows)
+
+    def _write_check_ins(self, ok: list[str]) -> None:
+        self.run_sql(exp.delete(self.t("kpi_check_ins"), where=exp.In(this=col("name"), expressions=[lit(n) for n in ok])))
+        rows = [[n, c.date, c.author, c.note] for n in ok for c in self.plan.kpis[n].kpi.check_ins]
+        self.adapter.insert_rows(self.tsql("kpi_check_ins"), tables.CHECK_INS.column_names, rows)
+
+    def _write_strategy(self) -> None:
+        self.run_sql(exp.delete(self.t("kpi_strategy")))
+        p = self.project
+        rows: list[list[Any]] = []
+        if p.mission:
+            rows.append([p.mission, "mission", None, None, None, None, None])
+        for pr in p.priorities:
+            rows.append([pr.name, "priority", p.mission, pr.owner, pr.description, None, None])
+            for s in pr.strategies:
+                rows.append([s.name, "strategy", pr.name, s.owner, s.description, s.starts, s.ends])
+        self.adapter.insert_rows(self.tsql("kpi_strategy"), tables.STRATEGY.column_names, rows)
+
+    def _write_targets(self, ok: list[str]) -> None:
+        self.run_sql(exp.delete(self.t("kpi_targets"), where=exp.In(this=col("name"), expressions=[lit(n) for n in ok])))
+        queries = []
+        for n in ok:
+            pl = self.plan.kpis[n]
+            for grain in pl.grains:
+                q = targets_query(pl.kpi, grain, self.cal, self.schema)
+                if q is not None:
+                    queries.append(q)
+        target = exp.Schema(this=self.t("kpi_targets"), expressions=[ident(c) for c in tables.TARGETS.column_names])
+        for i in range(0, len(queries), 200):  # bounded statement size for large projects
+            self.run_sql(exp.Insert(this=target.copy(), expression=sqlgen.union_all(queries[i:i + 200])))
+
+    def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
+        out = []
+        for n in ok:
+            pl = self.plan.kpis[n]
+            for grain in pl.grains:
+                q = baseline_count_query(pl.kpi, grain, self.schema)
+                if q is not None and self.fetch(q)[0][0] == 0:
+                    out.append(warning("KPI091", f"{n}: no {grain} period lies within the baseline range, so it has no target at that grain",
+                                       pl.kpi.key_loc("target")))
+        return out

@@ -1,0 +1,123 @@
+"""The output tables: their columns and types, declared once, with a schema version.
+
+BI tools read these; list-valued columns are JSON text so that every tool can.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    description: str
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+    def ddl(self, schema: str) -> exp.Create:
+        return exp.Create(
+            this=exp.Schema(
+                this=qualified(schema, self.name),
+                expressions=[
+                    exp.ColumnDef(this=exp.to_identifier(c, quoted=True), kind=exp.DataType.build(t))
+                    for c, t in self.columns
+                ],
+            ),
+            kind="TABLE",
+            exists=True,
+        )
+
+
+def qualified(schema: str | None, name: str) -> exp.Table:
+    return exp.Table(
+        this=exp.to_identifier(name, quoted=True),
+        db=exp.to_identifier(schema, quoted=True) if schema else None,
+    )
+
+
+_KEY = (
+    ("name", "VARCHAR"),
+    ("grain", "VARCHAR"),
+    ("period_start", "DATE"),
+    ("period_end", "DATE"),
+    ("dimension", "VARCHAR"),
+    ("dimension_value", "VARCHAR"),
+)
+
+CATALOG = Table(
+    "kpi_catalog",
+    (
+        ("name", "VARCHAR"), ("kind", "VARCHAR"), ("label", "VARCHAR"), ("description", "VARCHAR"),
+        ("owner", "VARCHAR"), ("strategy", "VARCHAR"), ("priority", "VARCHAR"), ("indicator", "VARCHAR"),
+        ("category", "VARCHAR"), ("unit", "VARCHAR"), ("direction", "VARCHAR"), ("grains", "VARCHAR"),
+        ("definition_hash", "VARCHAR"), ("tags", "VARCHAR"), ("drives", "VARCHAR"), ("actions", "VARCHAR"),
+        ("form", "VARCHAR"), ("window", "VARCHAR"), ("updated_at", "TIMESTAMP"),
+    ),
+    "one row per KPI and standard: its definition",
+)
+STRATEGY = Table(
+    "kpi_strategy",
+    (
+        ("name", "VARCHAR"), ("level", "VARCHAR"), ("parent", "VARCHAR"), ("owner", "VARCHAR"),
+        ("description", "VARCHAR"), ("starts", "DATE"), ("ends", "DATE"),
+    ),
+    "the mission, priorities and strategies",
+)
+VALUES = Table(
+    "kpi_values",
+    _KEY + (
+        ("value", "DOUBLE"), ("numerator", "DOUBLE"), ("denominator", "DOUBLE"),
+        ("definition_hash", "VARCHAR"), ("run_id", "BIGINT"), ("computed_at", "TIMESTAMP"),
+    ),
+    "the value of every KPI, grain, period and slice",
+)
+STATUS = Table(
+    "kpi_status",
+    _KEY + (
+        ("value", "DOUBLE"), ("target", "DOUBLE"), ("at_risk_threshold", "DOUBLE"), ("status", "VARCHAR"),
+        ("attainment", "DOUBLE"), ("previous_value", "DOUBLE"), ("change", "DOUBLE"), ("change_pct", "DOUBLE"),
+        ("is_complete", "BOOLEAN"), ("owner", "VARCHAR"), ("strategy", "VARCHAR"), ("priority", "VARCHAR"),
+        ("run_id", "BIGINT"),
+    ),
+    "values joined with targets: status, attainment, change",
+)
+TARGETS = Table(
+    "kpi_targets",
+    (
+        ("name", "VARCHAR"), ("grain", "VARCHAR"), ("period_start", "DATE"), ("dimension", "VARCHAR"),
+        ("dimension_value", "VARCHAR"), ("target", "DOUBLE"), ("at_risk_threshold", "DOUBLE"),
+        ("target_source", "VARCHAR"),
+    ),
+    "the target of every period, as the current YAML defines it",
+)
+CHECK_INS = Table(
+    "kpi_check_ins",
+    (("name", "VARCHAR"), ("date", "DATE"), ("author", "VARCHAR"), ("note", "VARCHAR")),
+    "dated commentary kept with each definition",
+)
+RUNS = Table(
+    "kpi_runs",
+    (
+        ("run_id", "BIGINT"), ("started_at", "TIMESTAMP"), ("finished_at", "TIMESTAMP"), ("status", "VARCHAR"),
+        ("kpis_ok", "INTEGER"), ("kpis_failed", "INTEGER"), ("message", "VARCHAR"),
+    ),
+    "append-only log of runs",
+)
+META = Table(
+    "kpi_meta",
+    (("key", "VARCHAR"), ("value", "VARCHAR")),
+    "kpimetrics' own bookkeeping: the schema version of these tables",
+)
+
+OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS)
+ALL_TABLES = OUTPUT_TABLES + (META,)
+BY_NAME = {t.name: t for t in ALL_TABLES}
+# Tables whose rows belong to one KPI (deleted when the KPI is removed).
+PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS)
