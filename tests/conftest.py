@@ -1,0 +1,22 @@
+"""Shared pytest options. Fixtures live next to the tests that use them."""
+import os
+
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-snapshots", action="store_true", default=False,
+                     help="rewrite the expected SQL files under tests/snapshots/")
+
+
+@pytest.fixture
+def update_snapshots(request) -> bool:
+    return bool(request.config.getoption("--update-snapshots"))
+
+
+@pytest.fixture(autouse=True)
+def _no_user_profiles(monkeypatch, tmp_path_factory):
+    """Tests never read the developer's ~/.kpimetrics or an exported profiles dir."""
+    monkeypatch.delenv("KPIMETRICS_PROFILES_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.getbasetemp() / "home"))
+    yield

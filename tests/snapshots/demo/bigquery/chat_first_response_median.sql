@@ -1,0 +1,48 @@
+-- kpimetrics: standard chat_first_response_median (measure), grains: month
+-- definition_hash: 038ce9acc891cb4d
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+WITH `chat_first_response_median_month__rows` AS (
+  SELECT
+    CAST(DATE_TRUNC(CAST(opened_at AS DATE), MONTH) AS DATE) AS `__p`,
+    first_response_seconds,
+    channel
+  FROM `main`.`support_tickets`
+  WHERE
+    NOT opened_at IS NULL
+), `chat_first_response_median_month__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `chat_first_response_median_month__rows`
+), `chat_first_response_median_month__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `chat_first_response_median_month__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+), `chat_first_response_median_month__agg0` AS (
+  SELECT
+    `__p` AS `__p`,
+    COUNTIF(channel = 'chat') AS `__n0`,
+    MEDIAN(IF(channel = 'chat', first_response_seconds, NULL)) AS `__m1`
+  FROM `chat_first_response_median_month__rows`
+  GROUP BY
+    `__p`
+)
+SELECT
+  'chat_first_response_median' AS `name`,
+  'month' AS `grain`,
+  `__s`.`period_start` AS `period_start`,
+  CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
+  '' AS `dimension`,
+  CAST(NULL AS STRING) AS `dimension_value`,
+  CASE
+    WHEN COALESCE(`__a`.`__n0`, 0) > 0
+    THEN CAST(`__a`.`__m1` AS FLOAT64)
+    ELSE CAST(NULL AS FLOAT64)
+  END AS `value`,
+  CAST(NULL AS FLOAT64) AS `numerator`,
+  CAST(NULL AS FLOAT64) AS `denominator`
+FROM `chat_first_response_median_month__spine` AS `__s`
+LEFT JOIN `chat_first_response_median_month__agg0` AS `__a`
+  ON `__a`.`__p` = `__s`.`period_start`;

@@ -1,0 +1,238 @@
+-- kpimetrics: kpi csat (ratio), grains: week, month
+-- definition_hash: 8fbb0c514c7d7426
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+-- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
+WITH "csat_week__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('WEEK', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
+    csat
+  FROM "main"."support_tickets"
+  WHERE
+    NOT opened_at IS NULL
+), "csat_week__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "csat_week__rows"
+), "csat_week__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "csat_week__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '7' DAY) AS DATE[])) AS _t0("__s")
+), "csat_week__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      csat >= 4) AS "__m1",
+    COUNT(csat) AS "__m2"
+  FROM "csat_week__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+), "csat_month__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
+    csat
+  FROM "main"."support_tickets"
+  WHERE
+    NOT opened_at IS NULL
+), "csat_month__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "csat_month__rows"
+), "csat_month__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "csat_month__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t1("__s")
+), "csat_month__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      csat >= 4) AS "__m1",
+    COUNT(csat) AS "__m2"
+  FROM "csat_month__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    "name",
+    "grain",
+    "period_start",
+    "period_end",
+    "dimension",
+    "dimension_value",
+    "value",
+    "numerator",
+    "denominator"
+  FROM (
+    SELECT
+      'csat' AS "name",
+      'week' AS "grain",
+      "__s"."period_start" AS "period_start",
+      CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
+      '' AS "dimension",
+      CAST(NULL AS TEXT) AS "dimension_value",
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE) / NULLIF(
+        CAST(CASE
+          WHEN COALESCE("__a"."__n0", 0) > 0
+          THEN CAST("__a"."__m2" AS DOUBLE)
+          ELSE CAST(NULL AS DOUBLE)
+        END AS DOUBLE),
+        0
+      ) AS "value",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "numerator",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "denominator"
+    FROM "csat_week__spine" AS "__s"
+    LEFT JOIN "csat_week__agg0" AS "__a"
+      ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    UNION ALL
+    SELECT
+      'csat' AS "name",
+      'week' AS "grain",
+      "__a"."__p" AS "period_start",
+      CAST("__a"."__p" + INTERVAL 7 DAY AS DATE) AS "period_end",
+      'channel' AS "dimension",
+      "__a"."__d0" AS "dimension_value",
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE) / NULLIF(
+        CAST(CASE
+          WHEN COALESCE("__a"."__n0", 0) > 0
+          THEN CAST("__a"."__m2" AS DOUBLE)
+          ELSE CAST(NULL AS DOUBLE)
+        END AS DOUBLE),
+        0
+      ) AS "value",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "numerator",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "denominator"
+    FROM "csat_week__agg0" AS "__a"
+    WHERE
+      NOT "__a"."__d0" IS NULL
+  ) AS "__u"
+  UNION ALL
+  SELECT
+    "name",
+    "grain",
+    "period_start",
+    "period_end",
+    "dimension",
+    "dimension_value",
+    "value",
+    "numerator",
+    "denominator"
+  FROM (
+    SELECT
+      'csat' AS "name",
+      'month' AS "grain",
+      "__s"."period_start" AS "period_start",
+      CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+      '' AS "dimension",
+      CAST(NULL AS TEXT) AS "dimension_value",
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE) / NULLIF(
+        CAST(CASE
+          WHEN COALESCE("__a"."__n0", 0) > 0
+          THEN CAST("__a"."__m2" AS DOUBLE)
+          ELSE CAST(NULL AS DOUBLE)
+        END AS DOUBLE),
+        0
+      ) AS "value",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "numerator",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "denominator"
+    FROM "csat_month__spine" AS "__s"
+    LEFT JOIN "csat_month__agg0" AS "__a"
+      ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    UNION ALL
+    SELECT
+      'csat' AS "name",
+      'month' AS "grain",
+      "__a"."__p" AS "period_start",
+      CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+      'channel' AS "dimension",
+      "__a"."__d0" AS "dimension_value",
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE) / NULLIF(
+        CAST(CASE
+          WHEN COALESCE("__a"."__n0", 0) > 0
+          THEN CAST("__a"."__m2" AS DOUBLE)
+          ELSE CAST(NULL AS DOUBLE)
+        END AS DOUBLE),
+        0
+      ) AS "value",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m1" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "numerator",
+      CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS "denominator"
+    FROM "csat_month__agg0" AS "__a"
+    WHERE
+      NOT "__a"."__d0" IS NULL
+  ) AS "__u"
+) AS "__u";

@@ -1,0 +1,114 @@
+-- kpimetrics: kpi mobile_order_share (ratio), grains: month
+-- definition_hash: b1e86e31c5cfe908
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+-- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
+WITH "mobile_order_share_month__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(region AS TEXT), '(null)') AS "__d0",
+    channel
+  FROM "main"."orders"
+  WHERE
+    NOT ordered_at IS NULL
+), "mobile_order_share_month__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "mobile_order_share_month__rows"
+), "mobile_order_share_month__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "mobile_order_share_month__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
+), "mobile_order_share_month__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      channel = 'mobile') AS "__m1"
+  FROM "mobile_order_share_month__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'mobile_order_share' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__n0" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__n0" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "mobile_order_share_month__spine" AS "__s"
+  LEFT JOIN "mobile_order_share_month__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'mobile_order_share' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'region' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__n0" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__n0" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "mobile_order_share_month__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+) AS "__u";

@@ -1,0 +1,52 @@
+-- kpimetrics: kpi avg_resolution_seconds (measure), grains: month
+-- definition_hash: 32ec13d596891fbc
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+-- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
+WITH "avg_resolution_seconds_month__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    resolution_seconds
+  FROM "main"."support_tickets"
+  WHERE
+    NOT opened_at IS NULL
+), "avg_resolution_seconds_month__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "avg_resolution_seconds_month__rows"
+), "avg_resolution_seconds_month__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "avg_resolution_seconds_month__bounds"
+  CROSS JOIN (
+    SELECT
+      CAST(value AS DATE)
+    FROM GENERATE_SERIES("lo", "hi", INTERVAL '1 MONTH') AS _t(value)
+  ) AS _t0("__s")
+), "avg_resolution_seconds_month__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) AS "__n0",
+    AVG(resolution_seconds) AS "__m1"
+  FROM "avg_resolution_seconds_month__rows"
+  GROUP BY
+    "__p"
+)
+SELECT
+  'avg_resolution_seconds' AS "name",
+  'month' AS "grain",
+  "__s"."period_start" AS "period_start",
+  CAST("__s"."period_start" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
+  '' AS "dimension",
+  CAST(NULL AS VARCHAR) AS "dimension_value",
+  CASE
+    WHEN COALESCE("__a"."__n0", 0) > 0
+    THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
+    ELSE CAST(NULL AS DOUBLE PRECISION)
+  END AS "value",
+  CAST(NULL AS DOUBLE PRECISION) AS "numerator",
+  CAST(NULL AS DOUBLE PRECISION) AS "denominator"
+FROM "avg_resolution_seconds_month__spine" AS "__s"
+LEFT JOIN "avg_resolution_seconds_month__agg0" AS "__a"
+  ON "__a"."__p" = "__s"."period_start";

@@ -1,0 +1,963 @@
+-- kpimetrics run script for demo (duckdb); a full refresh of 12 KPI(s).
+
+-- One scan per model, time column and grain; derived KPIs read the staged values.
+
+CREATE TABLE IF NOT EXISTS "kpi_stage" (
+  "name" TEXT,
+  "grain" TEXT,
+  "period_start" DATE,
+  "period_end" DATE,
+  "dimension" TEXT,
+  "dimension_value" TEXT,
+  "value" DOUBLE,
+  "numerator" DOUBLE,
+  "denominator" DOUBLE
+);
+
+-- scan: ref:orders_enriched at month: active_customers, reorder_rate_30d
+INSERT INTO "kpi_stage" (
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+)
+WITH "__model_orders_enriched" AS (
+  /* Orders with the buyer's segment and their place in the customer's order history. */
+  /*   customer_order_number  1 for a customer's first order (since start_date), 2 for the next, ... */
+  /*   is_repeat              true from the customer's second order on */
+  /*   reordered_within_30d   true when the customer's previous order was at most 30 days earlier */
+  WITH numbered AS (
+    SELECT
+      o.order_id,
+      o.customer_id,
+      o.ordered_at,
+      o.region,
+      o.channel,
+      o.amount,
+      o.discount,
+      o.status,
+      c.segment,
+      ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
+      LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
+    FROM "main"."orders" AS o
+    LEFT JOIN "main"."customers" AS c
+      ON c.customer_id = o.customer_id
+    WHERE
+      o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP)
+  )
+  SELECT
+    order_id,
+    customer_id,
+    ordered_at,
+    region,
+    channel,
+    amount,
+    discount,
+    amount - discount AS net_amount,
+    status,
+    segment,
+    customer_order_number,
+    previous_ordered_at,
+    customer_order_number > 1 AS is_repeat,
+    COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30' DAY, FALSE) AS reordered_within_30d
+  FROM numbered
+), "__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(segment AS TEXT), '(null)') AS "__d0",
+    customer_id,
+    reordered_within_30d
+  FROM "__model_orders_enriched"
+  WHERE
+    NOT ordered_at IS NULL
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
+), "__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
+), "__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1",
+    COUNT(*) FILTER(WHERE
+      reordered_within_30d) AS "__m2"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'active_customers' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'active_customers' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'segment' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'reorder_rate_30d' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__n0" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__n0" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+) AS "__u";
+
+-- scan: ref:orders_enriched at week: active_customers
+INSERT INTO "kpi_stage" (
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+)
+WITH "__model_orders_enriched" AS (
+  /* Orders with the buyer's segment and their place in the customer's order history. */
+  /*   customer_order_number  1 for a customer's first order (since start_date), 2 for the next, ... */
+  /*   is_repeat              true from the customer's second order on */
+  /*   reordered_within_30d   true when the customer's previous order was at most 30 days earlier */
+  WITH numbered AS (
+    SELECT
+      o.order_id,
+      o.customer_id,
+      o.ordered_at,
+      o.region,
+      o.channel,
+      o.amount,
+      o.discount,
+      o.status,
+      c.segment,
+      ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
+      LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
+    FROM "main"."orders" AS o
+    LEFT JOIN "main"."customers" AS c
+      ON c.customer_id = o.customer_id
+    WHERE
+      o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP)
+  )
+  SELECT
+    order_id,
+    customer_id,
+    ordered_at,
+    region,
+    channel,
+    amount,
+    discount,
+    amount - discount AS net_amount,
+    status,
+    segment,
+    customer_order_number,
+    previous_ordered_at,
+    customer_order_number > 1 AS is_repeat,
+    COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30' DAY, FALSE) AS reordered_within_30d
+  FROM numbered
+), "__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('WEEK', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(segment AS TEXT), '(null)') AS "__d0",
+    customer_id
+  FROM "__model_orders_enriched"
+  WHERE
+    NOT ordered_at IS NULL
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
+), "__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '7' DAY) AS DATE[])) AS _t0("__s")
+), "__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'active_customers' AS "name",
+    'week' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'active_customers' AS "name",
+    'week' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    'segment' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+) AS "__u";
+
+-- scan: source:shop.orders at month: mobile_order_share, net_revenue, revenue_trailing_3m, bookings_ytd
+INSERT INTO "kpi_stage" (
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+)
+WITH "__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(region AS TEXT), '(null)') AS "__d0",
+    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d1",
+    channel,
+    amount,
+    discount,
+    status
+  FROM "main"."orders"
+  WHERE
+    NOT ordered_at IS NULL
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
+), "__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
+), "__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    "__d1",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      channel = 'mobile') AS "__m1",
+    COUNT(*) FILTER(WHERE
+      status = 'completed') AS "__n2",
+    SUM(amount - discount) FILTER(WHERE
+      status = 'completed') AS "__m3"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0"),
+      ("__p", "__d1")
+    )
+), "__map_periods_3" AS (
+  SELECT
+    "__a"."period_start" AS "__src",
+    "__b"."period_start" AS "__dst"
+  FROM "__spine" AS "__a"
+  JOIN "__spine" AS "__b"
+    ON "__b"."__i" BETWEEN "__a"."__i" AND "__a"."__i" + 2
+), "__agg1" AS (
+  SELECT
+    "__dst" AS "__p",
+    COUNT(*) FILTER(WHERE
+      status = 'completed') AS "__n0",
+    SUM(amount - discount) FILTER(WHERE
+      status = 'completed') AS "__m1"
+  FROM "__rows"
+  JOIN "__map_periods_3"
+    ON "__rows"."__p" = "__src"
+  GROUP BY
+    "__dst"
+), "__map_to_date_year" AS (
+  SELECT
+    "__a"."period_start" AS "__src",
+    "__b"."period_start" AS "__dst"
+  FROM "__spine" AS "__a"
+  JOIN "__spine" AS "__b"
+    ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
+    AND "__b"."period_start" >= "__a"."period_start"
+), "__agg2" AS (
+  SELECT
+    "__dst" AS "__p",
+    COUNT(*) FILTER(WHERE
+      status <> 'cancelled') AS "__n0",
+    SUM(amount) FILTER(WHERE
+      status <> 'cancelled') AS "__m1"
+  FROM "__rows"
+  JOIN "__map_to_date_year"
+    ON "__rows"."__p" = "__src"
+  GROUP BY
+    "__dst"
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'mobile_order_share' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__n0" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__n0" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON (
+      "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    )
+    AND "__a"."__d1" IS NULL
+  UNION ALL
+  SELECT
+    'mobile_order_share' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'region' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__n0" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__n0" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'net_revenue' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n2", 0) > 0
+      THEN CAST("__a"."__m3" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON (
+      "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    )
+    AND "__a"."__d1" IS NULL
+  UNION ALL
+  SELECT
+    'net_revenue' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'region' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n2", 0) > 0
+      THEN CAST("__a"."__m3" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'net_revenue' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'channel' AS "dimension",
+    "__a"."__d1" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n2", 0) > 0
+      THEN CAST("__a"."__m3" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d1" IS NULL
+  UNION ALL
+  SELECT
+    'revenue_trailing_3m' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg1" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
+  UNION ALL
+  SELECT
+    'bookings_ytd' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg2" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
+) AS "__u";
+
+-- scan: source:shop.support_tickets at week: csat
+INSERT INTO "kpi_stage" (
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+)
+WITH "__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('WEEK', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
+    csat
+  FROM "main"."support_tickets"
+  WHERE
+    NOT opened_at IS NULL
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
+), "__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '7' DAY) AS DATE[])) AS _t0("__s")
+), "__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      csat >= 4) AS "__m1",
+    COUNT(csat) AS "__m2"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'csat' AS "name",
+    'week' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'csat' AS "name",
+    'week' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    'channel' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+) AS "__u";
+
+-- scan: source:shop.support_tickets at month: csat, first_response_p90, avg_resolution_seconds, call_wrap_up_seconds, chat_first_response_median
+INSERT INTO "kpi_stage" (
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+)
+WITH "__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
+    csat,
+    first_response_seconds,
+    resolution_seconds,
+    wrap_up_seconds,
+    channel
+  FROM "main"."support_tickets"
+  WHERE
+    NOT opened_at IS NULL
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
+), "__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
+), "__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      csat >= 4) AS "__m1",
+    COUNT(csat) AS "__m2",
+    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m3",
+    AVG(resolution_seconds) AS "__m4",
+    COUNT(*) FILTER(WHERE
+      channel = 'phone') AS "__n5",
+    AVG(wrap_up_seconds) FILTER(WHERE
+      channel = 'phone') AS "__m6",
+    COUNT(*) FILTER(WHERE
+      channel = 'chat') AS "__n7",
+    MEDIAN(first_response_seconds) FILTER(WHERE
+      channel = 'chat') AS "__m8"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'csat' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'csat' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'channel' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "__agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'first_response_p90' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m3" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'avg_resolution_seconds' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m4" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'call_wrap_up_seconds' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n5", 0) > 0
+      THEN CAST("__a"."__m6" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'chat_first_response_median' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n7", 0) > 0
+      THEN CAST("__a"."__m8" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__spine" AS "__s"
+  LEFT JOIN "__agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+) AS "__u";
+
+-- derived: revenue_yoy_growth at month
+INSERT INTO "kpi_stage" (
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+)
+SELECT
+  'revenue_yoy_growth' AS "name",
+  'month' AS "grain",
+  "__k"."period_start" AS "period_start",
+  CAST("__k"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+  "__k"."dimension" AS "dimension",
+  "__k"."dimension_value" AS "dimension_value",
+  CAST(CAST("__i0"."value" AS DOUBLE) / NULLIF(CAST("__i1"."value" AS DOUBLE), 0) - 1 AS DOUBLE) AS "value",
+  CAST(NULL AS DOUBLE) AS "numerator",
+  CAST(NULL AS DOUBLE) AS "denominator"
+FROM (
+  SELECT DISTINCT
+    "period_start",
+    "dimension",
+    "dimension_value"
+  FROM "kpi_stage"
+  WHERE
+    "grain" = 'month'
+    AND "name" IN ('net_revenue')
+    AND "dimension" IN ('', 'region', 'channel')
+) AS "__k"
+LEFT JOIN "kpi_stage" AS "__i0"
+  ON "__i0"."name" = 'net_revenue'
+  AND "__i0"."grain" = 'month'
+  AND "__i0"."period_start" = "__k"."period_start"
+  AND "__i0"."dimension" = "__k"."dimension"
+  AND "__i0"."dimension_value" IS NOT DISTINCT FROM "__k"."dimension_value"
+LEFT JOIN "kpi_stage" AS "__i1"
+  ON "__i1"."name" = 'net_revenue'
+  AND "__i1"."grain" = 'month'
+  AND "__i1"."period_start" = CAST("__k"."period_start" + INTERVAL (-12) MONTH AS DATE)
+  AND "__i1"."dimension" = "__k"."dimension"
+  AND "__i1"."dimension_value" IS NOT DISTINCT FROM "__k"."dimension_value";

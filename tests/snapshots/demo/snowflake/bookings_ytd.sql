@@ -1,0 +1,57 @@
+-- kpimetrics: kpi bookings_ytd (measure), grains: month
+-- definition_hash: 5d65ce932f564120
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+WITH "bookings_ytd_month__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    amount,
+    status
+  FROM "main"."orders"
+  WHERE
+    NOT ordered_at IS NULL
+), "bookings_ytd_month__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "bookings_ytd_month__rows"
+), "bookings_ytd_month__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "bookings_ytd_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "bookings_ytd_month__map_to_date_year" AS (
+  SELECT
+    "__a"."period_start" AS "__src",
+    "__b"."period_start" AS "__dst"
+  FROM "bookings_ytd_month__spine" AS "__a"
+  JOIN "bookings_ytd_month__spine" AS "__b"
+    ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
+    AND "__b"."period_start" >= "__a"."period_start"
+), "bookings_ytd_month__agg0" AS (
+  SELECT
+    "__dst" AS "__p",
+    COUNT_IF(status <> 'cancelled') AS "__n0",
+    SUM(IFF(status <> 'cancelled', amount, NULL)) AS "__m1"
+  FROM "bookings_ytd_month__rows"
+  JOIN "bookings_ytd_month__map_to_date_year"
+    ON "bookings_ytd_month__rows"."__p" = "__src"
+  GROUP BY
+    "__dst"
+)
+SELECT
+  'bookings_ytd' AS "name",
+  'month' AS "grain",
+  "__s"."period_start" AS "period_start",
+  CAST(DATEADD(MONTH, 1, "__s"."period_start") AS DATE) AS "period_end",
+  '' AS "dimension",
+  CAST(NULL AS VARCHAR) AS "dimension_value",
+  CASE
+    WHEN COALESCE("__a"."__n0", 0) > 0
+    THEN CAST("__a"."__m1" AS DOUBLE)
+    ELSE CAST(NULL AS DOUBLE)
+  END AS "value",
+  CAST(NULL AS DOUBLE) AS "numerator",
+  CAST(NULL AS DOUBLE) AS "denominator"
+FROM "bookings_ytd_month__spine" AS "__s"
+LEFT JOIN "bookings_ytd_month__agg0" AS "__a"
+  ON "__a"."__p" = "__s"."period_start";

@@ -1,0 +1,47 @@
+-- kpimetrics: standard call_wrap_up_seconds (measure), grains: month
+-- definition_hash: c8c742df1327f8c7
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+WITH "call_wrap_up_seconds_month__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    wrap_up_seconds,
+    channel
+  FROM "main"."support_tickets"
+  WHERE
+    NOT opened_at IS NULL
+), "call_wrap_up_seconds_month__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "call_wrap_up_seconds_month__rows"
+), "call_wrap_up_seconds_month__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "call_wrap_up_seconds_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "call_wrap_up_seconds_month__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT_IF(channel = 'phone') AS "__n0",
+    AVG(IFF(channel = 'phone', wrap_up_seconds, NULL)) AS "__m1"
+  FROM "call_wrap_up_seconds_month__rows"
+  GROUP BY
+    "__p"
+)
+SELECT
+  'call_wrap_up_seconds' AS "name",
+  'month' AS "grain",
+  "__s"."period_start" AS "period_start",
+  CAST(DATEADD(MONTH, 1, "__s"."period_start") AS DATE) AS "period_end",
+  '' AS "dimension",
+  CAST(NULL AS VARCHAR) AS "dimension_value",
+  CASE
+    WHEN COALESCE("__a"."__n0", 0) > 0
+    THEN CAST("__a"."__m1" AS DOUBLE)
+    ELSE CAST(NULL AS DOUBLE)
+  END AS "value",
+  CAST(NULL AS DOUBLE) AS "numerator",
+  CAST(NULL AS DOUBLE) AS "denominator"
+FROM "call_wrap_up_seconds_month__spine" AS "__s"
+LEFT JOIN "call_wrap_up_seconds_month__agg0" AS "__a"
+  ON "__a"."__p" = "__s"."period_start";

@@ -1,0 +1,101 @@
+-- kpimetrics: kpi reorder_rate_30d (ratio), grains: month
+-- definition_hash: f05c77f96440a4e3
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+WITH "__model_orders_enriched" AS (
+  /* Orders with the buyer's segment and their place in the customer's order history. */
+  /*   customer_order_number  1 for a customer's first order (since start_date), 2 for the next, ... */
+  /*   is_repeat              true from the customer's second order on */
+  /*   reordered_within_30d   true when the customer's previous order was at most 30 days earlier */
+  WITH numbered AS (
+    SELECT
+      o.order_id,
+      o.customer_id,
+      o.ordered_at,
+      o.region,
+      o.channel,
+      o.amount,
+      o.discount,
+      o.status,
+      c.segment,
+      ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
+      LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
+    FROM "main"."orders" AS o
+    LEFT JOIN "main"."customers" AS c
+      ON c.customer_id = o.customer_id
+    WHERE
+      o.ordered_at >= CAST('2025-01-01' AS TIMESTAMPNTZ)
+  )
+  SELECT
+    order_id,
+    customer_id,
+    ordered_at,
+    region,
+    channel,
+    amount,
+    discount,
+    amount - discount AS net_amount,
+    status,
+    segment,
+    customer_order_number,
+    previous_ordered_at,
+    customer_order_number > 1 AS is_repeat,
+    COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30 DAY', FALSE) AS reordered_within_30d
+  FROM numbered
+), "reorder_rate_30d_month__rows" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    reordered_within_30d
+  FROM "__model_orders_enriched"
+  WHERE
+    NOT ordered_at IS NULL
+), "reorder_rate_30d_month__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "reorder_rate_30d_month__rows"
+), "reorder_rate_30d_month__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "reorder_rate_30d_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "reorder_rate_30d_month__agg0" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) AS "__n0",
+    COUNT_IF(reordered_within_30d) AS "__m1"
+  FROM "reorder_rate_30d_month__rows"
+  GROUP BY
+    "__p"
+)
+SELECT
+  'reorder_rate_30d' AS "name",
+  'month' AS "grain",
+  "__s"."period_start" AS "period_start",
+  CAST(DATEADD(MONTH, 1, "__s"."period_start") AS DATE) AS "period_end",
+  '' AS "dimension",
+  CAST(NULL AS VARCHAR) AS "dimension_value",
+  CAST(CASE
+    WHEN COALESCE("__a"."__n0", 0) > 0
+    THEN CAST("__a"."__m1" AS DOUBLE)
+    ELSE CAST(NULL AS DOUBLE)
+  END AS DOUBLE) / NULLIF(
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__n0" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE),
+    0
+  ) AS "value",
+  CASE
+    WHEN COALESCE("__a"."__n0", 0) > 0
+    THEN CAST("__a"."__m1" AS DOUBLE)
+    ELSE CAST(NULL AS DOUBLE)
+  END AS "numerator",
+  CASE
+    WHEN COALESCE("__a"."__n0", 0) > 0
+    THEN CAST("__a"."__n0" AS DOUBLE)
+    ELSE CAST(NULL AS DOUBLE)
+  END AS "denominator"
+FROM "reorder_rate_30d_month__spine" AS "__s"
+LEFT JOIN "reorder_rate_30d_month__agg0" AS "__a"
+  ON "__a"."__p" = "__s"."period_start";

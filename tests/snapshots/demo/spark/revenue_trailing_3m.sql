@@ -1,0 +1,62 @@
+-- kpimetrics: kpi revenue_trailing_3m (measure), grains: month
+-- definition_hash: a7ed16f0b0ba14e8
+-- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
+-- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
+WITH `revenue_trailing_3m_month__rows` AS (
+  SELECT
+    CAST(TRUNC(CAST(ordered_at AS DATE), 'MONTH') AS DATE) AS `__p`,
+    amount,
+    discount,
+    status
+  FROM `main`.`orders`
+  WHERE
+    NOT ordered_at IS NULL
+), `revenue_trailing_3m_month__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `revenue_trailing_3m_month__rows`
+), `revenue_trailing_3m_month__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `revenue_trailing_3m_month__bounds`
+  LATERAL VIEW
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+), `revenue_trailing_3m_month__map_periods_3` AS (
+  SELECT
+    `__a`.`period_start` AS `__src`,
+    `__b`.`period_start` AS `__dst`
+  FROM `revenue_trailing_3m_month__spine` AS `__a`
+  JOIN `revenue_trailing_3m_month__spine` AS `__b`
+    ON `__b`.`__i` BETWEEN `__a`.`__i` AND `__a`.`__i` + 2
+), `revenue_trailing_3m_month__agg0` AS (
+  SELECT
+    `__dst` AS `__p`,
+    COUNT(*) FILTER(WHERE
+      status = 'completed') AS `__n0`,
+    SUM(amount - discount) FILTER(WHERE
+      status = 'completed') AS `__m1`
+  FROM `revenue_trailing_3m_month__rows`
+  JOIN `revenue_trailing_3m_month__map_periods_3`
+    ON `revenue_trailing_3m_month__rows`.`__p` = `__src`
+  GROUP BY
+    `__dst`
+)
+SELECT
+  'revenue_trailing_3m' AS `name`,
+  'month' AS `grain`,
+  `__s`.`period_start` AS `period_start`,
+  CAST(ADD_MONTHS(`__s`.`period_start`, 1) AS DATE) AS `period_end`,
+  '' AS `dimension`,
+  CAST(NULL AS STRING) AS `dimension_value`,
+  CASE
+    WHEN COALESCE(`__a`.`__n0`, 0) > 0
+    THEN CAST(`__a`.`__m1` AS DOUBLE)
+    ELSE CAST(NULL AS DOUBLE)
+  END AS `value`,
+  CAST(NULL AS DOUBLE) AS `numerator`,
+  CAST(NULL AS DOUBLE) AS `denominator`
+FROM `revenue_trailing_3m_month__spine` AS `__s`
+LEFT JOIN `revenue_trailing_3m_month__agg0` AS `__a`
+  ON `__a`.`__p` = `__s`.`period_start`;
