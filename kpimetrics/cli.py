@@ -277,9 +277,13 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
         ctx.out.print(_escape(result.message))
 
 
-def _fmt(v) -> str:
+def _fmt(v, unit: str | None = None) -> str:
     if v is None:
         return ""
+    if unit == "percent" and isinstance(v, (int, float)):
+        return f"{v:.1%}"
+    if unit == "seconds" and isinstance(v, (int, float)):
+        return f"{v:,.0f} s" if abs(v) >= 100 else f"{v:,.1f} s"
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
     return str(v)
@@ -306,19 +310,35 @@ def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):
 
 
 def _status_table(ctx: Ctx, project: Project, rows: list[dict]) -> None:
-    table = Table(title=project.definition.mission or "KPIs", title_justify="left")
-    for c in ("priority / strategy", "KPI", "grain", "period", "value", "target", "status", "change"):
-        table.add_column(c, justify="right" if c in ("value", "target", "change") else "left")
-    last_group = None
+    wide = ctx.out.width >= 100
+    table = Table(title=project.definition.mission or "KPIs", title_justify="left", pad_edge=False, box=None,
+                  header_style="bold")
+    table.add_column("KPI", no_wrap=True)
+    table.add_column("period", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("target", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    if wide:
+        table.add_column("change", justify="right", no_wrap=True)
+    blank = [""] * (5 if wide else 4)
+    kpis = project.definition.kpi_by_name
+    last_priority = last_strategy = object()
     for r in sorted(rows, key=lambda r: (r.get("priority") or "~", r.get("strategy") or "~", r["name"])):
-        group = f"{r.get('priority') or '-'} / {r.get('strategy') or '(standard)'}"
+        priority, strategy = r.get("priority"), r.get("strategy")
+        if priority != last_priority:
+            table.add_row(f"[bold]{_escape(priority or 'performance standards')}[/bold]", *blank)
+            last_priority = priority
+        if strategy != last_strategy and strategy:
+            table.add_row(f" [italic]{_escape(strategy)}[/italic]", *blank)
+        last_strategy = strategy
         color, sym, text = STATUS_STYLE.get(r["status"], ("white", "?", r["status"]))
-        table.add_row(
-            group if group != last_group else "", r["name"], r["grain"], str(r["period_start"]), _fmt(r["value"]),
-            _fmt(r["target"]), f"[{color}]{sym} {text}[/{color}]",
-            "" if r.get("change_pct") is None else f"{r['change_pct']:+.1%}",
-        )
-        last_group = group
+        period = f"{r['grain']} {r['period_start']}" if r.get("period_start") else r["grain"]
+        unit = kpis[r["name"]].unit if r["name"] in kpis else None
+        cells = ["   " + r["name"], period, _fmt(r["value"], unit), _fmt(r["target"], unit),
+                 f"[{color}]{sym} {text}[/{color}]"]
+        if wide:
+            cells.append("" if r.get("change_pct") is None else f"{r['change_pct']:+.1%}")
+        table.add_row(*cells)
     ctx.out.print(table)
 
 
