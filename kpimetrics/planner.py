@@ -59,6 +59,12 @@ class KpiPlan:
     dimensions: tuple[str, ...]
     inputs: list[dag.InputRef]
     definition_hash: str = ""
+    dimension_exprs: dict[str, exp.Expression] = field(default_factory=dict)
+
+    def dimension_expr(self, name: str) -> exp.Expression:
+        """A dimension as the column the user named (quoted as they wrote it)."""
+        tree = self.dimension_exprs.get(name)
+        return tree.copy() if tree is not None else exp.column(name)
 
     @property
     def name(self) -> str:
@@ -228,6 +234,7 @@ def build_plan(project: ProjectDef) -> Plan:
             filter=_snippet(k.filter, dialect),
             dimensions=tuple(dict.fromkeys(k.dimensions)),
             inputs=dag.derived_inputs(k.derived, dialect) if k.derived else [],
+            dimension_exprs={d: t for d in k.dimensions if (t := _snippet(d, dialect)) is not None},
         )
         plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
         plans[name] = plan

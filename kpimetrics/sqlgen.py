@@ -203,8 +203,9 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
     dim_alias = {d: f"__d{i}" for i, d in enumerate(dims)}
     used = [c for c in _used_columns(plans) if c not in dim_alias.values()]
     projections: list[exp.Expression] = [alias(cal_.period_start(time.copy(), grain, cal), "__p")]
+    dim_expr = {d: next(pl.dimension_expr(d) for pl in plans if d in pl.dimensions) for d in dims}
     for d in dims:
-        projections.append(alias(slice_value(exp.column(d)), dim_alias[d]))
+        projections.append(alias(slice_value(dim_expr[d]), dim_alias[d]))
     projections.extend(exp.column(c) for c in used)
     where = exp.Not(this=exp.Is(this=time.copy(), expression=exp.Null()))
     lower = scan_from(kpis, grain, cal)
