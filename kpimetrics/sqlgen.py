@@ -215,9 +215,11 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
     rows = exp.select(*projections).from_(relation.table.copy()).where(where)
 
     # 2. the periods: every period from the first to the last with rows
-    bounds = exp.select(
-        alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")
-    ).from_(ident(p("rows")))
+    lo: exp.Expression = exp.Min(this=col("__p"))
+    if lower is not None:
+        # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
+        lo = exp.Least(this=lo, expressions=[lit(min(k.since for k in kpis))])
+    bounds = exp.select(alias(lo, "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(ident(p("rows")))
     series = exp.Unnest(
         expressions=[exp.GenerateDateArray(start=col("lo"), end=col("hi"), step=cal_.step_interval(grain))],
         alias=exp.TableAlias(columns=[ident("__s")]),
