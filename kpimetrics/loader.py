@@ -122,6 +122,8 @@ def _walk(data: Any, loc: tuple) -> tuple[Any, Any, Any]:
     """Follow a pydantic error path through the data; skip union tags it adds."""
     parent, key, node = None, None, data
     for part in loc:
+        if _is_tag(part) and not (isinstance(node, dict) and part in node):
+            continue
         if isinstance(node, dict) and part in node:
             parent, key, node = node, part, node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
@@ -146,15 +148,22 @@ def _location_of(parent: Any, key: Any, fallback: Location | None, value: bool =
     return fallback
 
 
+def _is_tag(part) -> bool:
+    """Path parts pydantic adds for union members ('literal[...]', 'list[...]', our tags)."""
+    return isinstance(part, str) and ("[" in part or part in ("single", "per_grain", "number"))
+
+
 def _describe(loc: tuple) -> str:
-    parts = [p for p in loc if p not in ("single", "per_grain", "number", "value", "schedule", "relative", "pace")]
+    parts = [p for p in loc if not _is_tag(p) and p not in ("value", "schedule", "relative", "pace")]
     return ".".join(str(p) for p in parts) or "value"
 
 
 def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Location | None) -> list[Issue]:
     issues: list[Issue] = []
     seen: set[tuple] = set()
-    for err in exc.errors(include_url=False):
+    # the literal error is the most useful of a union's failures: report it first
+    errors = sorted(exc.errors(include_url=False), key=lambda e: not e["type"].startswith("literal_error"))
+    for err in errors:
         loc, kind = tuple(err["loc"]), err["type"]
         parent, key, node = _walk(data, loc)
         if kind == "extra_forbidden":
@@ -180,6 +189,8 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
                 msg = msg.replace("Input should be", "expected")
             issue = error("KPI007", f"{what}: invalid value for '{_describe(loc)}': {msg} (got {got!r})", where)
         sig = (issue.code, issue.location, _describe(loc) if kind != "extra_forbidden" else loc[-1])
+        if issue.code == "KPI007":
+            sig = (issue.code, issue.location)  # one message per value, even when several union members fail
         if sig not in seen:
             seen.add(sig)
             issues.append(issue)
@@ -270,7 +281,7 @@ def _load_file(project: ProjectDef, path: Path, display: str) -> None:
         project.issues.append(warning("KPI004", "file is empty", Location(display, 1, 1), "delete it or add definitions"))
         return
     if not isinstance(data, LocDict):
-        project.issues.append(error("KPI008", f"a project file must be a mapping of {', '.join(m.TOP_LEVEL_KEYS)}; got a {type(data).__name__}", Location(display, 1, 1)))
+        project.issues.append(error("KPI008", f"a project file must be a mapping of {', '.join(m.TOP_LEVEL_KEYS)}; got a {type(data).__name__.replace('Loc', '').lower()}", Location(display, 1, 1)))
         return
     for key, value in data.items():
         where = data.value_loc(key)

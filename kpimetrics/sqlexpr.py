@@ -57,6 +57,8 @@ def parse_snippet(text: str, dialect: str) -> tuple[exp.Expression | None, SqlPr
         line, col = first.get("line", 1) or 1, first.get("col", 1) or 1
         off = _offset(text, line, col)
         desc = first.get("description", str(exc)).split(". Line")[0]
+        if desc.startswith("Required keyword"):
+            desc = "incomplete expression"
         near = first.get("highlight") or text[max(off - 1, 0): off + 10]
         return None, SqlProblem(f"SQL does not parse: {desc} at character {off} (near '{near}')", off)
     except TokenError as exc:

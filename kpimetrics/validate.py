@@ -86,11 +86,19 @@ class Columns:
 
 @dataclass(frozen=True)
 class Snippet:
-    """One SQL text of a KPI and where it was written."""
+    """One SQL text of a KPI and where it was written (`node.value_loc(key)`, or item `index` of that list)."""
 
     role: str  # measure | filter | numerator | denominator | derived | time | dimension
     text: str
-    loc: Location | None
+    node: m.Node
+    key: str
+    index: int | None = None
+
+    def loc(self, ctx: "Context") -> Location | None:
+        # A list item's line needs the raw YAML: looked up only when there is something to report.
+        if self.index is None:
+            return self.node.value_loc(self.key)
+        return ctx.item_loc(self.node, self.key, self.index)
 
     @property
     def label(self) -> str:
@@ -214,17 +222,17 @@ def model_ref(kpi: m.Kpi) -> ModelRef | None:
     return None
 
 
-def _snippets(kpi: m.Kpi, ctx: Context) -> list[Snippet]:
+def _snippets(kpi: m.Kpi) -> list[Snippet]:
     out: list[Snippet] = []
     for role in ("measure", "filter", "derived", "time"):
         text = getattr(kpi, role)
         if text is not None:
-            out.append(Snippet(role, text, kpi.value_loc(role)))
+            out.append(Snippet(role, text, kpi, role))
     if kpi.ratio is not None:
         for role in ("numerator", "denominator"):
-            out.append(Snippet(role, getattr(kpi.ratio, role), kpi.ratio.value_loc(role)))
+            out.append(Snippet(role, getattr(kpi.ratio, role), kpi.ratio, role))
     for i, dimension in enumerate(kpi.dimensions):
-        out.append(Snippet("dimension", dimension, ctx.item_loc(kpi, "dimensions", i)))
+        out.append(Snippet("dimension", dimension, kpi, "dimensions", i))
     return out
 
 
@@ -466,6 +474,8 @@ def _infer_model_columns(ctx: Context, name: str, trail: tuple[str, ...]) -> Col
     if any(isinstance(s, exp.Star) or (isinstance(s, exp.Column) and isinstance(s.this, exp.Star)) for s in query.selects):
         what = ", ".join(unknown) if unknown else "a table that is not a declared source or model"
         return Columns(None, reason=f"it selects * from {what}, whose columns are not declared")
+    if any(s.find(exp.Columns) is not None for s in query.selects):  # DuckDB's COLUMNS(...) expands like a star
+        return Columns(None, reason="it selects COLUMNS(...), whose columns are only known in the warehouse")
     return Columns(frozenset(n.lower() for n in query.named_selects), tuple(query.named_selects))
 
 
@@ -512,20 +522,20 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
             if ref is not None and ref.model in project.models and project.models[ref.model].sql is not None:
                 unchecked.setdefault(ref.model, []).append(kpi.name)
             continue
-        for snippet in _snippets(kpi, ctx):
+        for snippet in _snippets(kpi):
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue
             for name in _columns_in(tree):
                 if name.lower() not in cols.names:
-                    what = "time column" if snippet.role == "time" else "column"
-                    issues.append(error("KPI033", f"{_what(kpi)}: {what} '{name}' in `{snippet.label}` is not a column of "
-                                                  f"{model_ref(kpi)}{suggest(name, cols.declared)}", snippet.loc,
+                    what = f"time column '{name}'" if snippet.role == "time" else f"column '{name}' in `{snippet.label}`"
+                    issues.append(error("KPI033", f"{_what(kpi)}: {what} is not a column of "
+                                                  f"{model_ref(kpi)}{suggest(name, cols.declared)}", snippet.loc(ctx),
                                         f"its columns: {', '.join(cols.declared)}"))
     for name, kpis in unchecked.items():
         reason = ctx.model_columns(name).reason
         issues.append(warning("KPI035", f"the columns of model '{name}' could not be determined ({reason}), so the columns "
-                                        f"of {', '.join(kpis)} were not checked", project.models[name].loc,
+                                        f"used by {', '.join(kpis)} were not checked", project.models[name].loc,
                               "declare the columns of the sources it reads, or list its columns instead of *"))
     return issues
 
@@ -536,10 +546,10 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
 def sql_parses(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for snippet in _snippets(kpi, ctx):
+        for snippet in _snippets(kpi):
             tree, problem = ctx.tree(snippet)
             if problem is not None:
-                issues.append(error("KPI040", f"{_what(kpi)}: `{snippet.label}`: {problem.message}", snippet.loc,
+                issues.append(error("KPI040", f"{_what(kpi)}: `{snippet.label}`: {problem.message}", snippet.loc(ctx),
                                     _caret(snippet.text, problem.offset)))
     return issues
 
@@ -579,23 +589,22 @@ def _written_name(node: exp.Expression, text: str, dialect: str | None) -> str:
 def aggregate_problems(tree: exp.Expression, text: str, dialect: str | None) -> list[tuple[str, str]]:
     """(code, message) for each way an expression is not an aggregate of the allowed functions."""
     if has_window(tree):
-        return [("KPI044", "window functions (OVER ...) are not allowed; use `window:` for trailing or to-date values")]
+        return [("KPI044", "uses a window function (OVER ...), which is not allowed; use `window:` for trailing or to-date values")]
     found = aggregates(tree)
     for agg in found:
         if not is_allowed_aggregate(agg):
-            return [("KPI043", f"'{_written_name(agg, text, dialect)}' is not an allowed aggregate; "
+            return [("KPI043", f"uses '{_written_name(agg, text, dialect)}', which is not an allowed aggregate; "
                                f"use one of {ALLOWED_AGGREGATES_TEXT}")]
     if nested_aggregate(tree):
-        return [("KPI045", "aggregates cannot be nested (an aggregate inside another)")]
+        return [("KPI045", "nests an aggregate inside another, which cannot be computed per period")]
     outside = [c for c in tree.find_all(exp.Column) if not _inside_aggregate(c)]
     for col in outside:
         call = col.find_ancestor(exp.Anonymous)
         if call is not None:
-            return [("KPI043", f"'{call.name}' is not an allowed aggregate; use one of {ALLOWED_AGGREGATES_TEXT}")]
+            return [("KPI043", f"uses '{call.name}', which is not an allowed aggregate; use one of {ALLOWED_AGGREGATES_TEXT}")]
     if outside:
-        names = ", ".join(dict.fromkeys(c.name for c in outside))
-        return [("KPI041", f"column {names} is not inside an aggregate: every column must sit inside "
-                           f"one of {ALLOWED_AGGREGATES_TEXT}")]
+        names = ", ".join(f"'{n}'" for n in dict.fromkeys(c.name for c in outside))
+        return [("KPI041", f"is not an aggregate: {names} must sit inside one of {ALLOWED_AGGREGATES_TEXT}")]
     if not found:
         return [("KPI041", f"is not an aggregate expression: use one of {ALLOWED_AGGREGATES_TEXT}")]
     return []
@@ -604,14 +613,14 @@ def aggregate_problems(tree: exp.Expression, text: str, dialect: str | None) -> 
 def measures_aggregate(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for snippet in _snippets(kpi, ctx):
+        for snippet in _snippets(kpi):
             if snippet.role not in ("measure", "numerator", "denominator"):
                 continue
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue
             for code, message in aggregate_problems(tree, snippet.text, ctx.dialect):
-                issues.append(error(code, f"{_what(kpi)}: `{snippet.label}` {message}", snippet.loc))
+                issues.append(error(code, f"{_what(kpi)}: `{snippet.label}` {message}", snippet.loc(ctx)))
     return issues
 
 
@@ -620,16 +629,16 @@ def filters_row_level(project: ProjectDef, ctx: Context) -> list[Issue]:
     for kpi in project.kpis:
         if kpi.filter is None:
             continue
-        snippet = Snippet("filter", kpi.filter, kpi.value_loc("filter"))
-        tree, _ = ctx.tree(snippet)
+        tree, _ = ctx.tree(Snippet("filter", kpi.filter, kpi, "filter"))
         if tree is None:
             continue
         if has_window(tree):
-            issues.append(error("KPI044", f"{_what(kpi)}: `filter` cannot use window functions (OVER ...)", snippet.loc))
+            issues.append(error("KPI044", f"{_what(kpi)}: `filter` cannot use window functions (OVER ...)",
+                                kpi.value_loc("filter")))
         elif aggregates(tree):
             name = _written_name(aggregates(tree)[0], kpi.filter, ctx.dialect)
             issues.append(error("KPI042", f"{_what(kpi)}: `filter` uses the aggregate '{name}': a filter keeps or drops "
-                                          "single rows, so it cannot aggregate", snippet.loc,
+                                          "single rows, so it cannot aggregate", kpi.value_loc("filter"),
                                 "put the condition inside the measure instead, e.g. count(*) filter (where ...)"))
     return issues
 
@@ -662,29 +671,34 @@ def drives_known(project: ProjectDef, ctx: Context) -> list[Issue]:
 # --- targets, grains, windows, durations (KPI050-059) -----------------------------
 
 
-def _target_forms(kpi: m.Kpi, ctx: Context) -> list[tuple[str | None, Any, Location | None]]:
-    """(grain or None, target form, where it is written) for a single or per-grain target."""
+def _target_forms(kpi: m.Kpi) -> list[tuple[str | None, Any]]:
+    """(grain or None, target form) for a single or per-grain target."""
     if kpi.target is None:
         return []
     if isinstance(kpi.target, dict):
-        return [(g, form, getattr(form, "loc", None) or ctx.mapping_key_loc(kpi, "target", g))
-                for g, form in kpi.target.items()]
-    return [(None, kpi.target, getattr(kpi.target, "loc", None) or kpi.value_loc("target"))]
+        return list(kpi.target.items())
+    return [(None, kpi.target)]
+
+
+def _target_loc(kpi: m.Kpi, grain: str | None, form: Any, ctx: Context) -> Location | None:
+    if isinstance(form, m.Node) and form.loc is not None:
+        return form.loc
+    return ctx.mapping_key_loc(kpi, "target", grain) if grain else kpi.value_loc("target")
 
 
 def schedules_in_order(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for _, form, where in _target_forms(kpi, ctx):
+        for _, form in _target_forms(kpi):
             if not isinstance(form, m.ScheduleTarget):
                 continue
             if not form.schedule:
-                issues.append(error("KPI050", f"{_what(kpi)}: target schedule is empty", where))
+                issues.append(error("KPI050", f"{_what(kpi)}: target schedule is empty", form.value_loc("schedule")))
             for before, entry in zip(form.schedule, form.schedule[1:]):
                 if entry.from_ <= before.from_:
-                    word = "repeats" if entry.from_ == before.from_ else "comes before"
-                    issues.append(error("KPI050", f"{_what(kpi)}: schedule entry from {entry.from_} {word} the entry "
-                                                  f"before it (from {before.from_}); list entries in date order",
+                    word = "repeats the date of" if entry.from_ == before.from_ else "is not after"
+                    issues.append(error("KPI050", f"{_what(kpi)}: schedule entry from {entry.from_} {word} the previous "
+                                                  f"entry (from {before.from_}); list the entries in date order",
                                         entry.value_loc("from_")))
     return issues
 
@@ -692,7 +706,7 @@ def schedules_in_order(project: ProjectDef, ctx: Context) -> list[Issue]:
 def relative_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for _, form, where in _target_forms(kpi, ctx):
+        for _, form in _target_forms(kpi):
             if isinstance(form, m.RelativeTarget):
                 issues.extend(_relative_target_issues(kpi, form))
     return issues
@@ -785,10 +799,10 @@ def pace_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
     for kpi in project.kpis:
         if kpi.window is not None and kpi.window.to_date is not None:
             continue
-        for _, form, where in _target_forms(kpi, ctx):
+        for grain, form in _target_forms(kpi):
             if isinstance(form, m.PaceTarget):
                 issues.append(error("KPI057", f"{_what(kpi)}: a pace target needs a to-date KPI (`window: {{to_date: year}}`, "
-                                              "quarter or month)", where))
+                                              "quarter or month)", _target_loc(kpi, grain, form, ctx)))
     return issues
 
 

@@ -57,6 +57,16 @@ class DuplicateKey(Exception):
         self.key, self.first, self.second = key, first, second
 
 
+def _construct(loader, node):
+    """Construct a node; an impossible value (2026-13-01) becomes a YAML error at its line."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"invalid value {node.value!r}: {exc}", node.start_mark
+        ) from None
+
+
 def _make_loader(path: str):
     class Loader(_BaseLoader):  # type: ignore[misc, valid-type]
         pass
@@ -66,7 +76,7 @@ def _make_loader(path: str):
         out = LocDict()
         out.loc = _loc(path, node.start_mark)
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _construct(loader, key_node)
             try:
                 hash(key)
             except TypeError:
@@ -75,14 +85,14 @@ def _make_loader(path: str):
                 ) from None
             if key in out:
                 raise DuplicateKey(key, out.key_locs[key], _loc(path, key_node.start_mark))
-            out[key] = loader.construct_object(value_node, deep=True)
+            out[key] = _construct(loader, value_node)
             out.key_locs[key] = _loc(path, key_node.start_mark)
             out.value_locs[key] = _loc(path, value_node.start_mark)
             out.value_styles[key] = getattr(value_node, "style", None)
         return out
 
     def construct_sequence(loader, node, deep=False):
-        out = LocList(loader.construct_object(child, deep=True) for child in node.value)
+        out = LocList(_construct(loader, child) for child in node.value)
         out.loc = _loc(path, node.start_mark)
         out.item_locs = [_loc(path, child.start_mark) for child in node.value]
         return out
