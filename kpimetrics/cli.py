@@ -291,7 +291,7 @@ def _fmt(v, unit: str | None = None) -> str:
 
 @command(main, "status")
 @click.option("--select", "-s", default=None)
-@click.option("--grain", default=None)
+@click.option("--grain", type=click.Choice(["day", "week", "month", "quarter", "year"]), default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--fail-on", type=click.Choice(["off_track", "at_risk"]), default=None)
 def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):

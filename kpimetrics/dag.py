@@ -135,7 +135,7 @@ def select(kpis: list, selector: str | None, strategies: dict, dialect: str) -> 
         elif method == "kind":
             hits = {k.name for k in kpis if k.kind == value}
         else:
-            raise UsageError(f"unknown selector method '{method}' in '{term}' (use a name, strategy:, priority:, owner:, tag:, or +name)")
+            raise UsageError(f"unknown selector method '{method}' in '{term}' (use a name, strategy:, priority:, owner:, tag:, kind:, or +name)")
         if not hits:
             raise UsageError(f"selector '{term}' matches no KPI or standard")
         if plus:

@@ -245,6 +245,12 @@ def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> Pro
         project = ProjectDef(root=root, config=cfg, config_path=config_path, issues=list(issues))
         return project
     project = ProjectDef(root=root, config=config, config_path=config_path, vars=dict(config.vars))
+    from .config import ALL_DIALECTS
+
+    if config.dialect not in ALL_DIALECTS:
+        where = config.value_loc("dialect") or Location(config_path, 1, 1)
+        project.issues.append(error("KPI083", f"unknown dialect '{config.dialect}'{suggest(config.dialect, ALL_DIALECTS)}",
+                                    where, f"the dialect your SQL is written in: one of {', '.join(ALL_DIALECTS)}"))
     for path in project_files(root):
         _load_file(project, path, str(path.relative_to(root)))
     _load_models(project)
