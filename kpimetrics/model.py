@@ -2,7 +2,7 @@
 
 Models are frozen and forbid unknown keys. Each one remembers the file and line
 it came from (`loc`, `key_loc(field)`), copied from the `LocDict` it was built from.
-Rules that span objects live in `validate.py`; these models only check shape.
+Rules that span objects live in `validate/`; these models only check shape.
 """
 from __future__ import annotations
 

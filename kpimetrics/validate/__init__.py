@@ -1,0 +1,70 @@
+"""Cross-object rules: the checks that need the whole project (SPEC §3).
+
+The loader has already checked each YAML entity's shape; here every rule is a
+small function `(ProjectDef, Context) -> list[Issue]` listed in `RULES`, so all
+problems are reported at once and a new rule is one function and one line.
+Each issue points at the YAML line of the offending key or value.
+Codes are listed, with their meaning and fix, in `codes.py`.
+
+The rules live by concept, in code order: `names` (KPI010-029), `models`
+(KPI030-039), `sql` (KPI040-049), `targets` (KPI050-059), `warnings`
+(KPI070-079); `context` holds what several of them need, computed once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+from ..errors import Issue
+from ..loader import ProjectDef
+from .context import Context, YamlIndex, known_dialect
+from .models import columns_exist, model_references, model_sql
+from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, required_fields, strategy_links
+from .sql import derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
+from .targets import (
+    durations, pace_targets, parse_duration, per_grain_settings, relative_targets, risk_bands, schedules_in_order,
+    tolerances, windows,
+)
+from .warnings import actions_and_indicator, driven_lagging, reviews_due, strategy_health
+
+__all__ = ["RULES", "Rule", "parse_duration", "validate"]
+
+Rule = Callable[[ProjectDef, Context], list[Issue]]
+
+RULES: tuple[Rule, ...] = (
+    kpi_names,
+    duplicate_definitions,
+    required_fields,
+    strategy_links,
+    owner_links,
+    kpi_form,
+    model_references,
+    model_sql,
+    columns_exist,
+    sql_parses,
+    measures_aggregate,
+    filters_row_level,
+    derived_references,
+    drives_known,
+    schedules_in_order,
+    relative_targets,
+    tolerances,
+    risk_bands,
+    per_grain_settings,
+    pace_targets,
+    windows,
+    durations,
+    driven_lagging,
+    actions_and_indicator,
+    strategy_health,
+    reviews_due,
+)
+
+
+def validate(project: ProjectDef, *, today: dt.date) -> list[Issue]:
+    """Every cross-object problem of a loaded project, in rule order."""
+    ctx = Context(project, today, known_dialect(project.config.dialect), YamlIndex(project.root))
+    issues: list[Issue] = []
+    for rule in RULES:
+        issues.extend(rule(project, ctx))
+    return issues

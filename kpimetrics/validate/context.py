@@ -1,0 +1,181 @@
+"""What several rules need, computed once: the parsed snippets and models, and the raw YAML lines.
+
+pydantic models forget where list items and per-grain keys were written, and
+several rules parse the same SQL; `Context` keeps both, so each rule stays a
+small function of the project.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from .. import model as m
+from ..errors import Issue, Location, error
+from ..loader import ProjectDef
+from ..sqlexpr import parse_snippet
+from ..yamlio import LocDict, LocList, load_yaml
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns a KPI's model offers; `names` is None when they are not known (then `reason` says why)."""
+
+    names: frozenset[str] | None
+    declared: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One SQL text of a KPI and where it was written (`node.value_loc(key)`, or item `index` of that list)."""
+
+    role: str  # measure | filter | numerator | denominator | derived | time | dimension
+    text: str
+    node: m.Node
+    key: str
+    index: int | None = None
+
+    def loc(self, ctx: "Context") -> Location | None:
+        # A list item's line needs the raw YAML: looked up only when there is something to report.
+        if self.index is None:
+            return self.node.value_loc(self.key)
+        return ctx.item_loc(self.node, self.key, self.index)
+
+    @property
+    def label(self) -> str:
+        return {"numerator": "ratio.numerator", "denominator": "ratio.denominator"}.get(self.role, self.role)
+
+
+class YamlIndex:
+    """The raw LocDicts/LocLists of the project's files, found by where they start.
+
+    pydantic turns per-grain mappings and lists into plain containers that forget
+    their lines; re-reading the (small) file gives the exact line of each key and item.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._files: dict[str, dict[tuple[int, int], list[Any]]] = {}
+
+    def node_at(self, loc: Location | None, kind: type) -> Any:
+        if loc is None or not loc.line:
+            return None
+        if loc.path not in self._files:
+            self._files[loc.path] = self._index(loc.path)
+        for node in self._files[loc.path].get((loc.line, loc.col), []):
+            if isinstance(node, kind):
+                return node
+        return None
+
+    def _index(self, rel: str) -> dict[tuple[int, int], list[Any]]:
+        out: dict[tuple[int, int], list[Any]] = {}
+        path = self.root / rel
+        if not path.is_file():
+            return out
+        data, issues = load_yaml(path, rel)
+        stack = [] if issues else [data]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (LocDict, LocList)) and node.loc is not None:
+                out.setdefault((node.loc.line, node.loc.col), []).append(node)
+            if isinstance(node, dict):
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        return out
+
+
+@dataclass
+class Context:
+    project: ProjectDef
+    today: dt.date
+    dialect: str | None
+    yaml: YamlIndex
+    _trees: dict[tuple[str, str], tuple[exp.Expression | None, Any]] = field(default_factory=dict)
+    _model_trees: dict[str, tuple[exp.Expression | None, Issue | None]] = field(default_factory=dict)
+    # Filled by models.model_columns: inferring a model's columns is the models' concern, remembering them ours.
+    columns_by_model: dict[str, Columns] = field(default_factory=dict)
+
+    @property
+    def default_grain(self) -> str:
+        return self.project.config.defaults.grain
+
+    def tree(self, snippet: Snippet) -> tuple[exp.Expression | None, Any]:
+        """The parsed snippet and its SqlProblem; parsed once however many rules ask."""
+        key = (snippet.role, snippet.text)
+        if key not in self._trees:
+            self._trees[key] = parse_snippet(snippet.text, self.dialect)
+        return self._trees[key]
+
+    def item_loc(self, node: m.Node, name: str, index: int) -> Location | None:
+        raw = self.yaml.node_at(node.value_loc(name), LocList)
+        if raw is not None and index < len(raw.item_locs):
+            return raw.item_locs[index]
+        return node.value_loc(name)
+
+    def mapping_key_loc(self, node: m.Node, name: str, key: str) -> Location | None:
+        raw = self.yaml.node_at(node.value_loc(name), LocDict)
+        if raw is not None and key in raw:
+            return raw.key_loc(key)
+        return node.key_loc(name)
+
+    def model_tree(self, name: str) -> tuple[exp.Expression | None, Issue | None]:
+        if name not in self._model_trees:
+            self._model_trees[name] = parse_model(self.project.models[name], self.dialect)
+        return self._model_trees[name]
+
+
+def known_dialect(name: str) -> str | None:
+    """The project's dialect, or sqlglot's generic one when the name is unknown.
+
+    An unknown dialect is reported with the project config; parsing every snippet
+    with it would only repeat that one mistake on every KPI.
+    """
+    try:
+        sqlglot.Dialect.get_or_raise(name)
+        return name
+    except Exception:
+        return None
+
+
+def parse_model(model_file, dialect: str | None) -> tuple[exp.Expression | None, Issue | None]:
+    """The model's rendered SQL as one query, or the issue saying why it is not one."""
+    where = Location(model_file.path, 1, 1)
+    try:
+        statements = [s for s in sqlglot.parse(model_file.sql, read=dialect) if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        line, col = first.get("line") or 1, first.get("col") or 1
+        desc = str(first.get("description", exc)).split(". Line")[0]
+        return None, error("KPI034", f"model '{model_file.name}': SQL does not parse: {desc} (line {line}, column {col})",
+                           Location(model_file.path, line, col))
+    except Exception as exc:  # sqlglot's tokenizer raises its own errors for some inputs
+        return None, error("KPI034", f"model '{model_file.name}': SQL does not parse: {exc}", where)
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        return None, error("KPI034", f"model '{model_file.name}' must be a single SELECT statement", where)
+    return statements[0], None
+
+
+def kpi_label(kpi: m.Kpi) -> str:
+    """How messages name a KPI: "KPI 'x'" or "standard 'x'"."""
+    return f"{'standard' if kpi.kind == 'standard' else 'KPI'} '{kpi.name}'"
+
+
+def snippets(kpi: m.Kpi) -> list[Snippet]:
+    out: list[Snippet] = []
+    for role in ("measure", "filter", "derived", "time"):
+        text = getattr(kpi, role)
+        if text is not None:
+            out.append(Snippet(role, text, kpi, role))
+    if kpi.ratio is not None:
+        for role in ("numerator", "denominator"):
+            out.append(Snippet(role, getattr(kpi.ratio, role), kpi.ratio, role))
+    for i, dimension in enumerate(kpi.dimensions):
+        out.append(Snippet("dimension", dimension, kpi, "dimensions", i))
+    return out

@@ -1,0 +1,202 @@
+"""A KPI's model: source() and ref() references, model SQL, and the columns a model offers (KPI030-039)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlglot import exp
+from sqlglot.optimizer.qualify import qualify
+
+from .. import dag
+from .. import model as m
+from ..errors import Issue, error, warning
+from ..loader import MODEL_CTE_PREFIX, ProjectDef, suggest
+from .context import Columns, Context, kpi_label, snippets
+
+_SOURCE_CALL = re.compile(r"""^\s*source\(\s*(['"])(?P<source>[^'"]*)\1\s*,\s*(['"])(?P<table>[^'"]*)\3\s*\)\s*$""")
+_REF_CALL = re.compile(r"""^\s*ref\(\s*(['"])(?P<model>[^'"]*)\1\s*\)\s*$""")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A KPI's `model:` parsed: source('s', 't') or ref('m')."""
+
+    source: str | None = None
+    table: str | None = None
+    model: str | None = None
+
+    def __str__(self) -> str:
+        return f"model '{self.model}'" if self.model else f"source('{self.source}', '{self.table}')"
+
+
+def model_ref(kpi: m.Kpi) -> ModelRef | None:
+    if kpi.model is None:
+        return None
+    if match := _SOURCE_CALL.match(kpi.model):
+        return ModelRef(source=match["source"], table=match["table"])
+    if match := _REF_CALL.match(kpi.model):
+        return ModelRef(model=match["model"])
+    return None
+
+
+def _columns_in(tree: exp.Expression) -> list[str]:
+    """Column names a snippet reads; lambda parameters (x -> x > 1) are not columns."""
+    seen: dict[str, None] = {}
+    for col in tree.find_all(exp.Column):
+        lam = col.find_ancestor(exp.Lambda)
+        if lam is not None and col.name in {e.name for e in lam.expressions}:
+            continue
+        seen.setdefault(col.name, None)
+    return list(seen)
+
+
+def model_references(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues: list[Issue] = []
+    for kpi in project.kpis:
+        if kpi.model is None or kpi.derived is not None:
+            continue
+        ref, where = model_ref(kpi), kpi.value_loc("model")
+        if ref is None:
+            hint = "write it without {{ }}" if "{{" in kpi.model else None
+            issues.append(error("KPI030", f"{kpi_label(kpi)}: model must be source('source', 'table') or ref('model'), "
+                                          f"got {kpi.model!r}", where, hint))
+        elif ref.model is not None and ref.model not in project.models:
+            issues.append(error("KPI031", f"{kpi_label(kpi)}: unknown model ref('{ref.model}'){suggest(ref.model, project.models)}",
+                                where, "models are the .sql files under models/, named by file name"))
+        elif ref.source is not None and project.source_table(ref.source, ref.table) is None:
+            issues.append(error("KPI032", f"{kpi_label(kpi)}: {_unknown_source_table(project, ref)}", where,
+                                "declare the table under `sources:`"))
+    return issues
+
+
+def _unknown_source_table(project: ProjectDef, ref: ModelRef) -> str:
+    sources = {s.name: s for s in project.sources}
+    if ref.source not in sources:
+        return f"unknown source '{ref.source}'{suggest(ref.source, sources)}"
+    tables = {t.name for t in sources[ref.source].tables}
+    return f"source '{ref.source}' has no table '{ref.table}'{suggest(ref.table, tables)}"
+
+
+def model_sql(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues = [ctx.model_tree(name)[1] for name, mf in project.models.items() if mf.sql is not None]
+    deps = {name: list(mf.refs) for name, mf in project.models.items()}
+    for cycle in dag.find_cycles(deps):
+        issues.append(error("KPI036", f"models refer to each other in a cycle: {' -> '.join(cycle)}",
+                            project.models[cycle[0]].loc))
+    return [i for i in issues if i is not None]
+
+
+def _source_relations(project: ProjectDef) -> dict[tuple[str, str, str], tuple[m.Source, m.SourceTable]]:
+    """How source() renders each declared table (catalog, db, name), so a model's tables can be recognised."""
+    return {
+        (s.database or "", s.schema_ or "", t.identifier or t.name): (s, t)
+        for s in project.sources for t in s.tables
+    }
+
+
+def model_columns(ctx: Context, name: str, trail: tuple[str, ...] = ()) -> Columns:
+    """A model's output columns, inferred once however many KPIs and models ask."""
+    if name not in ctx.columns_by_model:
+        ctx.columns_by_model[name] = _infer_model_columns(ctx, name, trail + (name,))
+    return ctx.columns_by_model[name]
+
+
+def _infer_model_columns(ctx: Context, name: str, trail: tuple[str, ...]) -> Columns:
+    """A model's output columns, from its SQL qualified against the declared columns of what it reads."""
+    model_file = ctx.project.models[name]
+    if model_file.sql is None:
+        return Columns(None, reason="its SQL did not render")
+    tree, problem = ctx.model_tree(name)
+    if tree is None:
+        return Columns(None, reason="its SQL does not parse")
+    tree = tree.copy()
+    relations = _source_relations(ctx.project)
+    schema: dict[str, dict[str, str]] = {}
+    unknown: list[str] = []
+    for table in list(tree.find_all(exp.Table)):
+        label, cols = _table_columns(ctx, table, relations, trail)
+        if label is None:
+            continue  # a CTE, or a table the model names directly: qualify resolves what it can
+        # Flatten every relation to one placeholder name so the schema has a single level.
+        placeholder = f"__kpimetrics_rel_{len(schema) + len(unknown)}"
+        if not table.alias:
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+        table.set("this", exp.to_identifier(placeholder))
+        table.set("db", None)
+        table.set("catalog", None)
+        if cols is None:
+            unknown.append(label)
+        else:
+            schema[placeholder] = {c: "UNKNOWN" for c in cols}
+    try:
+        query = qualify(tree, schema=schema, dialect=ctx.dialect, validate_qualify_columns=False,
+                        quote_identifiers=False, identify=False)
+    except Exception as exc:  # sqlglot cannot resolve some SQL; say so rather than guess
+        return Columns(None, reason=f"sqlglot could not resolve its SQL ({exc})")
+    if any(isinstance(s, exp.Star) or (isinstance(s, exp.Column) and isinstance(s.this, exp.Star)) for s in query.selects):
+        what = ", ".join(unknown) if unknown else "a table that is not a declared source or model"
+        return Columns(None, reason=f"it selects * from {what}, whose columns are not declared")
+    if any(s.find(exp.Columns) is not None for s in query.selects):  # DuckDB's COLUMNS(...) expands like a star
+        return Columns(None, reason="it selects COLUMNS(...), whose columns are only known in the warehouse")
+    return Columns(frozenset(n.lower() for n in query.named_selects), tuple(query.named_selects))
+
+
+def _table_columns(ctx: Context, table: exp.Table, relations, trail) -> tuple[str | None, list[str] | None]:
+    """(a label for the relation, its columns or None) for a declared source table or a ref()'d model."""
+    key = (table.catalog or "", table.db or "", table.name)
+    if key in relations:
+        source, source_table = relations[key]
+        return f"source('{source.name}', '{source_table.name}')", source_table.columns
+    if not table.db and table.name.startswith(MODEL_CTE_PREFIX):
+        ref = table.name[len(MODEL_CTE_PREFIX):]
+        if ref not in ctx.project.models or ref in trail:
+            return f"model '{ref}'", None
+        cols = model_columns(ctx, ref, trail)
+        return f"model '{ref}'", list(cols.declared) if cols.names is not None else None
+    return None, None
+
+
+def kpi_columns(project: ProjectDef, ctx: Context, kpi: m.Kpi) -> Columns:
+    """The columns a KPI's model offers (names None: not known, nothing is checked)."""
+    ref = model_ref(kpi)
+    if ref is None:
+        return Columns(None)
+    if ref.model is not None:
+        if ref.model not in project.models:
+            return Columns(None)
+        return model_columns(ctx, ref.model)
+    found = project.source_table(ref.source, ref.table)
+    if found is None or found[1].columns is None:
+        return Columns(None)  # columns are optional on a source: declaring them is what turns the check on
+    cols = found[1].columns
+    return Columns(frozenset(c.lower() for c in cols), tuple(cols))
+
+
+def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues: list[Issue] = []
+    unchecked: dict[str, list[str]] = {}
+    for kpi in project.kpis:
+        if kpi.derived is not None:
+            continue
+        cols = kpi_columns(project, ctx, kpi)
+        if cols.names is None:
+            ref = model_ref(kpi)
+            if ref is not None and ref.model in project.models and project.models[ref.model].sql is not None:
+                unchecked.setdefault(ref.model, []).append(kpi.name)
+            continue
+        for snippet in snippets(kpi):
+            tree, _ = ctx.tree(snippet)
+            if tree is None:
+                continue
+            for name in _columns_in(tree):
+                if name.lower() not in cols.names:
+                    what = f"time column '{name}'" if snippet.role == "time" else f"column '{name}' in `{snippet.label}`"
+                    issues.append(error("KPI033", f"{kpi_label(kpi)}: {what} is not a column of "
+                                                  f"{model_ref(kpi)}{suggest(name, cols.declared)}", snippet.loc(ctx),
+                                        f"its columns: {', '.join(cols.declared)}"))
+    for name, kpis in unchecked.items():
+        reason = model_columns(ctx, name).reason
+        issues.append(warning("KPI035", f"the columns of model '{name}' could not be determined ({reason}), so the columns "
+                                        f"used by {', '.join(kpis)} were not checked", project.models[name].loc,
+                              "declare the columns of the sources it reads, or list its columns instead of *"))
+    return issues

@@ -1,0 +1,141 @@
+"""The SQL of a KPI: snippets parse, measures aggregate, filters stay row-level, derived KPIs resolve (KPI040-049)."""
+from __future__ import annotations
+
+import re
+
+import sqlglot
+from sqlglot import exp
+
+from .. import dag
+from ..errors import Issue, error
+from ..loader import ProjectDef, suggest
+from ..sqlexpr import aggregates, has_window, is_allowed_aggregate, nested_aggregate
+from .context import Context, Snippet, kpi_label, snippets
+
+ALLOWED_AGGREGATES_TEXT = "sum, count, count(distinct ...), avg, min, max, median, quantile_cont / percentile_cont"
+_CALLED_WORD = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+
+
+def sql_parses(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues: list[Issue] = []
+    for kpi in project.kpis:
+        for snippet in snippets(kpi):
+            tree, problem = ctx.tree(snippet)
+            if problem is not None:
+                issues.append(error("KPI040", f"{kpi_label(kpi)}: `{snippet.label}`: {problem.message}", snippet.loc(ctx),
+                                    _caret(snippet.text, problem.offset)))
+    return issues
+
+
+def _caret(text: str, offset: int | None) -> str | None:
+    """The expression with a caret under the character where it broke (as sqlglot underlines)."""
+    if offset is None or "\n" in text:
+        return None
+    return f"\n    {text}\n    {' ' * min(offset, len(text))}^"
+
+
+def _inside_aggregate(node: exp.Expression) -> bool:
+    """Inside an aggregate call, its FILTER (WHERE ...) or its WITHIN GROUP (ORDER BY ...)."""
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, exp.AggFunc):
+            return True
+        if isinstance(parent, (exp.Filter, exp.WithinGroup)) and isinstance(parent.this, exp.AggFunc):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _written_name(node: exp.Expression, text: str, dialect: str | None) -> str:
+    """The function name as the user wrote it (sqlglot renames string_agg to listagg, ...)."""
+    if isinstance(node, exp.Anonymous):
+        return node.name
+    for word in dict.fromkeys(_CALLED_WORD.findall(text)):
+        try:
+            if type(sqlglot.parse_one(f"{word}(x)", read=dialect)) is type(node):
+                return word
+        except Exception:
+            continue
+    return node.sql_name().lower()
+
+
+def aggregate_problems(tree: exp.Expression, text: str, dialect: str | None) -> list[tuple[str, str]]:
+    """(code, message) for each way an expression is not an aggregate of the allowed functions."""
+    if has_window(tree):
+        return [("KPI044", "uses a window function (OVER ...), which is not allowed; use `window:` for trailing or to-date values")]
+    found = aggregates(tree)
+    for agg in found:
+        if not is_allowed_aggregate(agg):
+            return [("KPI043", f"uses '{_written_name(agg, text, dialect)}', which is not an allowed aggregate; "
+                               f"use one of {ALLOWED_AGGREGATES_TEXT}")]
+    if nested_aggregate(tree):
+        return [("KPI045", "nests an aggregate inside another, which cannot be computed per period")]
+    outside = [c for c in tree.find_all(exp.Column) if not _inside_aggregate(c)]
+    for col in outside:
+        call = col.find_ancestor(exp.Anonymous)
+        if call is not None:
+            return [("KPI043", f"uses '{call.name}', which is not an allowed aggregate; use one of {ALLOWED_AGGREGATES_TEXT}")]
+    if outside:
+        names = ", ".join(f"'{n}'" for n in dict.fromkeys(c.name for c in outside))
+        return [("KPI041", f"is not an aggregate: {names} must sit inside one of {ALLOWED_AGGREGATES_TEXT}")]
+    if not found:
+        return [("KPI041", f"is not an aggregate expression: use one of {ALLOWED_AGGREGATES_TEXT}")]
+    return []
+
+
+def measures_aggregate(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues: list[Issue] = []
+    for kpi in project.kpis:
+        for snippet in snippets(kpi):
+            if snippet.role not in ("measure", "numerator", "denominator"):
+                continue
+            tree, _ = ctx.tree(snippet)
+            if tree is None:
+                continue
+            for code, message in aggregate_problems(tree, snippet.text, ctx.dialect):
+                issues.append(error(code, f"{kpi_label(kpi)}: `{snippet.label}` {message}", snippet.loc(ctx)))
+    return issues
+
+
+def filters_row_level(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues: list[Issue] = []
+    for kpi in project.kpis:
+        if kpi.filter is None:
+            continue
+        tree, _ = ctx.tree(Snippet("filter", kpi.filter, kpi, "filter"))
+        if tree is None:
+            continue
+        if has_window(tree):
+            issues.append(error("KPI044", f"{kpi_label(kpi)}: `filter` cannot use window functions (OVER ...)",
+                                kpi.value_loc("filter")))
+        elif aggregates(tree):
+            name = _written_name(aggregates(tree)[0], kpi.filter, ctx.dialect)
+            issues.append(error("KPI042", f"{kpi_label(kpi)}: `filter` uses the aggregate '{name}': a filter keeps or drops "
+                                          "single rows, so it cannot aggregate", kpi.value_loc("filter"),
+                                "put the condition inside the measure instead, e.g. count(*) filter (where ...)"))
+    return issues
+
+
+def derived_references(project: ProjectDef, ctx: Context) -> list[Issue]:
+    issues: list[Issue] = []
+    known = {k.name for k in project.kpis}
+    for kpi in project.kpis:
+        if kpi.derived is None:
+            continue
+        for ref in dict.fromkeys(r.kpi for r in dag.derived_inputs(kpi.derived, ctx.dialect)):
+            if ref not in known:
+                issues.append(error("KPI046", f"derived {kpi_label(kpi)} uses unknown KPI '{ref}'{suggest(ref, known)}",
+                                    kpi.value_loc("derived")))
+    by_name = project.kpi_by_name
+    for cycle in dag.find_cycles(dag.graph(project.kpis, ctx.dialect)):
+        issues.append(error("KPI047", f"derived KPIs form a cycle: {' -> '.join(cycle)}",
+                            by_name[cycle[0]].value_loc("derived")))
+    return issues
+
+
+def drives_known(project: ProjectDef, ctx: Context) -> list[Issue]:
+    known = {k.name for k in project.kpis}
+    return [
+        error("KPI048", f"{kpi_label(kpi)} drives unknown KPI '{name}'{suggest(name, known)}", ctx.item_loc(kpi, "drives", i))
+        for kpi in project.kpis for i, name in enumerate(kpi.drives) if name not in known
+    ]
