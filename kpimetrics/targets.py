@@ -94,7 +94,8 @@ def target_expression(kpi: Kpi, grain: str, cal: Calendar, baseline: exp.Express
         s0_end = cal_.py_add_periods(s0, 1, unit)
         t1 = form.by + dt.timedelta(days=1)
         span = float((t1 - s0).days)
-        inside = exp.and_(exp.GTE(this=s.copy(), expression=lit(s0)), exp.LTE(this=e.copy(), expression=lit(s0_end)))
+        # a period belongs to the to-date period of its start date (a week that ends in January is December's)
+        inside = exp.and_(exp.GTE(this=s.copy(), expression=lit(s0)), exp.LT(this=s.copy(), expression=lit(s0_end)))
         value = exp.Mul(this=lit(float(form.value)), expression=exp.Div(this=_days(lit(s0), e.copy()), expression=lit(span)))
         return exp.Case(ifs=[exp.If(this=inside, true=double(value))]), "pace"
     return None
