@@ -193,7 +193,7 @@ class Runner:
                 result.status = "error"
                 result.message = f"--fail-fast: {failed[0].name} failed; nothing was published"
                 for r in self.results.values():
-                    if r.status == "success":
+                    if r.status != "error":  # staged, or never reached
                         r.status = "skipped"
             else:
                 ok = [n for n, r in self.results.items() if r.status == "success"]
@@ -229,12 +229,13 @@ class Runner:
 
     # --- staging ---------------------------------------------------------------
 
-    def _state(self) -> dict[tuple[str, str], tuple[dt.date, str]]:
+    def _state(self) -> dict[tuple[str, str], tuple[dt.date, str, dt.date]]:
+        """(last period, definition_hash or '' when mixed, first period) of each KPI and grain already computed."""
         rows = self.fetch(
-            f"SELECT name, grain, MAX(period_start), MIN(definition_hash), MAX(definition_hash) "
+            f"SELECT name, grain, MAX(period_start), MIN(definition_hash), MAX(definition_hash), MIN(period_start) "
             f"FROM {self.tsql('kpi_values')} WHERE dimension = '' GROUP BY name, grain"
         )
-        return {(r[0], r[1]): (r[2], r[3] if r[3] == r[4] else "") for r in rows}
+        return {(r[0], r[1]): (r[2], r[3] if r[3] == r[4] else "", r[5]) for r in rows}
 
     def _since(self, pl: KpiPlan, grain: str, state) -> dt.date | None:
         if self.full_refresh:
@@ -242,12 +243,14 @@ class Runner:
         entry = state.get((pl.name, grain))
         if entry is None or entry[1] != pl.definition_hash:
             return None
-        last = entry[0]
+        last, first = entry[0], entry[2]
         lookback = self.project.config.defaults.lookback
         if isinstance(lookback, int):
-            return cal_.py_add_periods(last, -lookback, grain)
-        delta = parse_duration(lookback) or dt.timedelta(0)
-        return cal_.py_period_start(last - delta, grain, self.cal)
+            since = cal_.py_add_periods(last, -lookback, grain)
+        else:
+            since = cal_.py_period_start(last - (parse_duration(lookback) or dt.timedelta(0)), grain, self.cal)
+        # a range reaching the first period recomputes everything: the periods must start where the data does
+        return since if since > first else None
 
     def _stage_all(self) -> None:
         stage, ranges = self.t(f"kpi_stage_{self.run_id}"), self.t(f"kpi_stage_ranges_{self.run_id}")
@@ -322,17 +325,16 @@ class Runner:
             self.results[p.name].seconds += spent / len(plans)
         self.progress("scanned", {"grain": grain, "kpis": names, "seconds": spent})
 
-    def _fail(self, pl: KpiPlan, exc: BaseException) -> None:
+    def _fail(self, pl: KpiPlan, exc: BaseException | str) -> None:
         msg = self.project.secrets.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         r = self.results[pl.name]
         r.status, r.error = "error", msg
         self.progress("failed", {"kpi": pl.name, "error": msg})
-        # derived KPIs that read it cannot be computed either
+        # derived KPIs that read it cannot be computed either, nor those derived from them
         for other in self.selected:
             op = self.plan.kpis[other]
             if op.form == "derived" and pl.name in op.input_names and self.results[other].status == "pending":
-                self.results[other].status = "error"
-                self.results[other].error = f"input KPI {pl.name} failed"
+                self._fail(op, f"input KPI {pl.name} failed")
 
     def _inputs_relation(self) -> exp.Table:
         """The values derived KPIs read: this run's staged rows, and the published rows they do not replace."""
@@ -406,9 +408,7 @@ class Runner:
             age = now - newest.replace(tzinfo=None)
             error_after, warn_after = parse_duration(rule.error_after), parse_duration(rule.warn_after)
             if error_after is not None and age > error_after:
-                r = self.results[name]
-                r.status, r.error = "error", f"source is stale: newest {pl.kpi.time} is {newest} ({age.days} days old), past error_after {rule.error_after}"
-                self.progress("failed", {"kpi": name, "error": r.error})
+                self._fail(pl, f"source is stale: newest {pl.kpi.time} is {newest} ({age.days} days old), past error_after {rule.error_after}")
             elif warn_after is not None and age > warn_after:
                 self.result.warnings.append(warning("KPI090", f"{name}: source is stale: newest {pl.kpi.time} is {newest}, past warn_after {rule.warn_after}"))
 
@@ -422,10 +422,12 @@ class Runner:
             if ok:
                 # drop the failed KPIs' ranges so only succeeded rows move
                 self.run_sql(f"DELETE FROM {self.sql(self.ranges)} WHERE NOT ({self.sql(exp.In(this=col('name'), expressions=names))})")
+                # a succeeded KPI keeps only its rows before the range of a grain it still has
                 r, v = self.sql(self.ranges), self.tsql("kpi_values")
                 self.run_sql(
-                    f"DELETE FROM {v} WHERE EXISTS (SELECT 1 FROM {r} AS __r WHERE __r.name = {v}.name AND "
-                    f"(__r.full_refresh OR (__r.grain = {v}.grain AND {v}.period_start >= __r.since)))"
+                    f"DELETE FROM {v} WHERE {self.sql(exp.In(this=col('name'), expressions=names))} AND NOT EXISTS "
+                    f"(SELECT 1 FROM {r} AS __r WHERE __r.name = {v}.name AND __r.grain = {v}.grain "
+                    f"AND {v}.period_start < __r.since)"
                 )
                 self._insert_values(ok, now)
             if self.whole_project:

@@ -1,0 +1,91 @@
+"""Fused scans: every KPI over one model, time column and grain is computed from ONE
+read of the model, and gives the same values as the KPI computed alone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from test_run_incremental import (
+    ORDER_COLUMNS, insert_orders, kpi, kpis_yml, make_orders, ok, query, run, table, write_run_project,
+)
+
+SOURCES = f"""
+    sources:
+      - name: shop
+        schema: main
+        tables:
+          - name: orders
+            columns: [{", ".join(ORDER_COLUMNS)}]
+          - name: visits
+            columns: [visit_id, visited_at]
+"""
+
+
+def six_kpis(grain: str) -> str:
+    """Six KPIs over shop.orders (plain, filtered, ratio, window, distinct with slices, median), a derived one, one over visits."""
+    over_orders = f"model: source('shop', 'orders')\ntime: ordered_at\ngrain: {grain}\n"
+    return kpis_yml(
+        kpi("revenue", over_orders + "measure: sum(amount)\ntarget: 20000\n"),
+        kpi("completed_revenue", over_orders + "measure: sum(amount - discount)\nfilter: status = 'completed'\n"
+                                               "dimensions: [region]\ntarget: 15000\n"),
+        kpi("completion_rate", over_orders + "ratio:\n  numerator: count(*) filter (where status = 'completed')\n"
+                                             "  denominator: count(*)\ndimensions: [channel]\ntarget: 0.6\n"),
+        kpi("revenue_trailing", over_orders + "measure: sum(amount)\nwindow: {periods: 3}\ntarget: 60000\n"),
+        kpi("buyers", over_orders + "measure: count(distinct customer_id)\ndimensions: [channel, region]\ntarget: 50\n"),
+        kpi("median_kept_order", over_orders + "measure: median(amount)\nfilter: status <> 'cancelled'\ntarget: 250\n"),
+        kpi("revenue_per_buyer", f"derived: revenue / buyers\ngrain: {grain}\ntarget: 400\n"),
+        kpi("visits", f"model: source('shop', 'visits')\ntime: visited_at\ngrain: {grain}\nmeasure: count(*)\ntarget: 100\n",
+            strategy="keep_customers"),
+    )
+
+
+def reads_of(statements: list[str], table: str) -> list[str]:
+    """The statements that name main.<table> (quoted or not)."""
+    name = re.compile(rf'(\bmain|"main")\.(\b{table}\b|"{table}")')
+    return [s for s in statements if name.search(s)]
+
+
+def make_project(root: Path, grain: str) -> Path:
+    write_run_project(root, six_kpis(grain), sources=SOURCES)
+    insert_orders(root, make_orders(dt.date(2025, 6, 1), dt.date(2025, 12, 1)))
+    con = duckdb.connect(str(root / "wh.duckdb"))
+    con.execute("CREATE TABLE main.visits AS SELECT i AS visit_id, TIMESTAMP '2025-06-01' + i * INTERVAL 3 HOUR "
+                "AS visited_at FROM range(1500) AS t(i)")
+    con.close()
+    return root
+
+
+@pytest.mark.parametrize("grain, scans", [("month", 1), ("'[month, week]'", 2)])
+def test_one_read_of_the_source_per_grain(tmp_path, grain, scans):
+    root = make_project(tmp_path, grain.strip("'"))
+    ok(result := run(root))
+    orders = reads_of(result.statements, "orders")
+    assert len(orders) == scans
+    assert all(s.startswith("INSERT INTO") for s in orders)
+    assert len(reads_of(result.statements, "visits")) == scans
+    # an incremental run fuses the same way
+    ok(result := run(root))
+    assert len(reads_of(result.statements, "orders")) == scans
+
+
+def test_fused_values_equal_each_kpi_computed_alone(tmp_path):
+    root = make_project(tmp_path, "[month, week]")
+    ok(run(root))
+    values = table(root, "kpi_values", drop=("definition_hash", "run_id", "computed_at"))
+    compiled = root / "target" / "compiled" / "duckdb"
+    con = duckdb.connect(str(root / "wh.duckdb"), read_only=True)
+    try:
+        for name in ("revenue", "completed_revenue", "completion_rate", "revenue_trailing", "buyers",
+                     "median_kept_order", "revenue_per_buyer"):
+            alone = con.execute((compiled / f"{name}.sql").read_text()).fetchall()
+            alone = sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in alone),
+                           key=lambda r: tuple((v is None, str(v)) for v in r))
+            assert alone == [r for r in values if r[0] == name], name
+    finally:
+        con.close()
+    assert query(root, "SELECT count(DISTINCT name) FROM kpi.kpi_values") == [(8,)]
