@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .api import Project
-from .errors import Issue, KpiMetricsError, UsageError
+from .errors import Issue, KpiMetricsError
 
 STATUS_STYLE = {
     "on_track": ("green", "●", "on track"),

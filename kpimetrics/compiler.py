@@ -121,7 +121,7 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
     ddl = tables.Table("kpi_stage", tables.VALUES.columns[:9], "").ddl(None)
     parts = [
         f"-- kpimetrics run script for {plan.project.config.name} ({dialect}); a full refresh of {len(names)} KPI(s).",
-        f"-- One scan per model, time column and grain; derived KPIs read the staged values.",
+        "-- One scan per model, time column and grain; derived KPIs read the staged values.",
         render(ddl, dialect) + ";",
     ]
     cal = plan.project.config.calendar

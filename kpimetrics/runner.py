@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time as _time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,7 +20,7 @@ from typing import Any, Callable
 from sqlglot import exp
 
 from . import calendar as cal_
-from . import sqlgen, tables
+from . import sqlgen, tables, units
 from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, WarehouseError, warning
@@ -81,20 +80,13 @@ class RunResult:
 
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
-_DURATION = re.compile(r"^\s*(\d+)\s*(minute|hour|day|week)s?\s*$", re.I)
 
 
-def parse_duration(text: str | int | None) -> dt.timedelta | None:
-    if text is None or isinstance(text, bool):
-        return None
-    if isinstance(text, int):
-        return dt.timedelta(days=text)
-    m = _DURATION.match(str(text))
-    if not m:
-        return None
-    n, unit = int(m.group(1)), m.group(2).lower()
-    return {"minute": dt.timedelta(minutes=n), "hour": dt.timedelta(hours=n), "day": dt.timedelta(days=n),
-            "week": dt.timedelta(weeks=n)}[unit]
+def parse_duration(value: str | int | None) -> dt.timedelta | None:
+    """A duration from YAML; a bare number is days."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return dt.timedelta(days=value)
+    return units.parse_duration(value)
 
 
 class Runner:
@@ -144,7 +136,8 @@ class Runner:
         existing = set(self.adapter.tables(self.schema))
         if "kpi_meta" in existing:
             rows = self.fetch(f"SELECT value FROM {self.tsql('kpi_meta')} WHERE key = 'schema_version'")
-            version = int(rows[0][0]) if rows else 0
+            version = rows[0][0] if rows else 0
+            version = int(version) if str(version).isdigit() else version
             if version != tables.SCHEMA_VERSION:
                 raise WarehouseError(
                     f"the output tables in schema '{self.schema}' have schema version {version}, but this kpimetrics "

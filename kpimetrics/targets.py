@@ -18,23 +18,15 @@ from .model import (
 )
 from .sqlgen import and_, alias, col, double, ident, lit, safe_div
 from .tables import qualified
+from .units import is_number, parse_percent
 
 
-def parse_percent(value: Any) -> tuple[float, bool] | None:
-    """'5%' -> (0.05, True); 0.05 -> (0.05, False); anything else -> None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
+def band_fraction(value: Any) -> tuple[float, bool] | None:
+    """A tolerance or change: 0.05 -> (0.05, False); '5%' -> (0.05, True); else None."""
+    if is_number(value):
         return float(value), False
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if text.endswith("%"):
-                return float(text[:-1]) / 100.0, True
-            return float(text), False
-        except ValueError:
-            return None
-    return None
+    pct = parse_percent(value)
+    return (pct, True) if pct is not None else None
 
 
 def form_for_grain(kpi: Kpi, grain: str):
@@ -76,7 +68,7 @@ def target_expression(kpi: Kpi, grain: str, cal: Calendar, baseline: exp.Express
         to = form.baseline.to if form.baseline.value is None else form.baseline.as_of
         t0 = to + dt.timedelta(days=1)
         t1 = form.by + dt.timedelta(days=1)
-        change = parse_percent(form.change)
+        change = band_fraction(form.change)
         amount, is_pct = change if change else (0.0, False)
         goal = exp.Mul(this=b.copy(), expression=lit(1.0 + amount)) if is_pct else exp.Add(this=b.copy(), expression=lit(amount))
         after_t0 = exp.GT(this=e.copy(), expression=lit(t0))
@@ -106,7 +98,7 @@ def threshold_expression(kpi: Kpi, grain: str, target: exp.Expression) -> exp.Ex
     band = _per_grain(kpi.at_risk_below if higher else kpi.at_risk_above, grain)
     if isinstance(band, (int, float)) and not isinstance(band, bool):
         return double(lit(float(band)))
-    tol = parse_percent(_per_grain(kpi.tolerance, grain))
+    tol = band_fraction(_per_grain(kpi.tolerance, grain))
     if tol is not None:
         delta = exp.Mul(this=exp.Abs(this=target.copy()), expression=lit(tol[0]))
         return exp.Sub(this=target.copy(), expression=delta) if higher else exp.Add(this=target.copy(), expression=delta)

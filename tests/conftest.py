@@ -1,5 +1,4 @@
 """Shared pytest options. Fixtures live next to the tests that use them."""
-import os
 
 import pytest
 

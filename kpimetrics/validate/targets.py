@@ -1,40 +1,22 @@
 """Targets, tolerances, risk bands, grains, windows and durations (KPI050-059)."""
 from __future__ import annotations
 
-import datetime as dt
-import re
 from typing import Any
 
 from .. import dag
 from .. import model as m
 from ..errors import Issue, Location, error, warning
 from ..loader import ProjectDef
+from ..units import is_number as _is_number, parse_duration, parse_percent
 from .context import Context, kpi_label
 
-_PERCENT = re.compile(r"^\s*[+-]?\d+(\.\d+)?\s*%\s*$")
 # The same grammar as runner.parse_duration, so what validates is what the runner understands.
-_DURATION = re.compile(r"^\s*(\d+)\s*(minute|hour|day|week)s?\s*$", re.IGNORECASE)
 
 
-def parse_duration(text: Any) -> dt.timedelta | None:
-    """'2 days', '12 hours', '35 days', '1 week' -> timedelta; None when it does not parse."""
-    if not isinstance(text, str):
-        return None
-    match = _DURATION.match(text)
-    if not match:
-        return None
-    return dt.timedelta(**{match.group(2).lower() + "s": int(match.group(1))})
 
 
-def parse_percent(text: Any) -> float | None:
-    """'-20%' -> -0.2; None when it is not a percent string."""
-    if isinstance(text, str) and _PERCENT.match(text):
-        return float(text.strip().rstrip("%")) / 100
-    return None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _per_grain(kpi: m.Kpi, key: str) -> list[tuple[str | None, Any]]:
