@@ -1,12 +1,20 @@
-"""The facade the CLI, the tests and orchestrators call: load, validate, compile, run."""
+"""The facade the CLI, the tests and orchestrators call: load, validate, compile, run, read."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
-from .errors import Issue, Level, ValidationFailed
-from .loader import ProjectDef, load_project
+import yaml
+from sqlglot import exp
+
+from . import compiler, dag, tables
+from .config import ALL_DIALECTS
+from .errors import ConfigError, Issue, Level, UsageError, ValidationFailed, WarehouseError
+from .loader import ProjectDef, load_project, suggest
+from .planner import Plan, build_plan
+from .sqlgen import col, lit
 
 
 class Project:
@@ -14,6 +22,7 @@ class Project:
         self.definition = definition
         self.profiles_dir = profiles_dir
         self.target = target
+        self.issues: list[Issue] = []
 
     # --- loading and validation ---------------------------------------------
 
@@ -36,9 +45,7 @@ class Project:
         """Every problem of the project at once: load issues, then the cross-object rules."""
         from .validate import validate
 
-        issues = list(self.definition.issues)
-        if not any(i.is_error for i in issues if i.code in ("KPI000",)):
-            issues.extend(validate(self.definition, today=today or dt.date.today()))
+        issues = list(self.definition.issues) + validate(self.definition, today=today or dt.date.today())
         if strict:
             issues = [i.as_error() if i.level is Level.WARNING else i for i in issues]
         return sorted(issues, key=_issue_order)
@@ -51,32 +58,7 @@ class Project:
             raise ValidationFailed(f"{len(errors)} error(s) in the project", issues)
         return issues
 
-
-def _issue_order(issue: Issue):
-    loc = issue.location
-    return (loc.path if loc else "", loc.line if loc else 0, loc.col if loc else 0, issue.code)
-
-
-# --- compile and run ---------------------------------------------------------------
-
-from .errors import ConfigError, UsageError  # noqa: E402
-
-
-def _check_dialect(dialect: str) -> str:
-    from .config import ALL_DIALECTS
-
-    if dialect not in ALL_DIALECTS:
-        raise UsageError(f"unknown dialect '{dialect}' (choose one of: {', '.join(ALL_DIALECTS)})")
-    return dialect
-
-
-def _project_methods():
-    import json
-
-    from . import compiler, dag
-    from .planner import build_plan
-
-    def plan(self, *, strict: bool = False, today: dt.date | None = None):
+    def plan(self, *, strict: bool = False, today: dt.date | None = None) -> Plan:
         """Validate (raising on errors) and resolve every KPI."""
         self.issues = self.check(strict=strict, today=today)
         return build_plan(self.definition)
@@ -85,32 +67,38 @@ def _project_methods():
         d = self.definition
         return dag.select(d.kpis, selector, d.strategies, d.config.dialect)
 
+    # --- the warehouse ------------------------------------------------------------
+
     def profile(self):
         from .profiles import resolve_profile
 
         d = self.definition
         return resolve_profile(d.root, d.config.profile, self.profiles_dir, self.target, d.secrets, d.vars)
 
+    def connect(self):
+        from .adapters import connect
+
+        prof = self.profile()
+        return connect(prof.output, self.root, self.definition.config.calendar.timezone, self.definition.secrets)
+
     def target_dialect(self, dialect: str | None = None) -> str:
-        if dialect:
-            return _check_dialect(dialect)
-        try:
-            return self.profile().type
-        except ConfigError:
-            return _check_dialect(self.definition.config.dialect)
+        """--dialect, else the profile's type, else the project's own dialect."""
+        if not dialect:
+            try:
+                return self.profile().type
+            except ConfigError:
+                dialect = self.definition.config.dialect
+        if dialect not in ALL_DIALECTS:
+            raise UsageError(f"unknown dialect '{dialect}' (choose one of: {', '.join(ALL_DIALECTS)})")
+        return dialect
+
+    # --- compile and run ------------------------------------------------------------
 
     def compile(self, select: str | None = None, *, dialect: str | None = None, strict: bool = False,
                 today: dt.date | None = None) -> compiler.CompileResult:
         the_plan = self.plan(strict=strict, today=today)
         dialect = self.target_dialect(dialect)
-        names = self.select(select)
-        return compiler.write_target(the_plan, names, dialect, whole_project=not select)
-
-    def connect(self):
-        from .adapters import connect as _connect
-
-        prof = self.profile()
-        return _connect(prof.output, self.root, self.definition.config.calendar.timezone, self.definition.secrets)
+        return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select)
 
     def run(self, select: str | None = None, *, full_refresh: bool = False, fail_fast: bool = False,
             as_of: dt.date | None = None, strict: bool = False, progress=None):
@@ -143,56 +131,54 @@ def _project_methods():
         finally:
             adapter.close()
 
-    for fn in (plan, select, profile, target_dialect, compile, connect, run, seed):
-        setattr(Project, fn.__name__, fn)
+    # --- reading the output tables, as BI tools do ------------------------------------
 
-
-_project_methods()
-
-
-def _reading_methods():
-    """status and show: read the output tables, as BI tools do."""
-    import yaml as _yaml
-
-    from . import compiler
-
-    def _read(self, sql: str, params: list) -> list[dict]:
+    def _recent_status(self, names: list[str], periods: int, complete_only: bool) -> list[dict]:
+        """The total rows of kpi_status for the last `periods` periods of each KPI and grain."""
+        schema = self.definition.config.output_schema
+        cols = tables.STATUS.column_names
+        where = exp.and_(
+            exp.EQ(this=col("dimension"), expression=lit("")),
+            exp.In(this=col("name"), expressions=[lit(n) for n in names]),
+            col("is_complete") if complete_only else exp.true(),
+        )
+        recent = exp.Window(
+            this=exp.RowNumber(),
+            partition_by=[col("name"), col("grain")],
+            order=exp.Order(expressions=[exp.Ordered(this=col("period_start"), desc=True)]),
+        )
+        inner = exp.select(*[col(c) for c in cols], exp.alias_(recent, "__rn", quoted=True)).from_(
+            tables.qualified(schema, "kpi_status")).where(where)
+        query = (
+            exp.select(*[col(c) for c in cols])
+            .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__s", quoted=True))))
+            .where(exp.LTE(this=col("__rn"), expression=exp.Literal.number(periods)))
+            .order_by(col("name"), col("grain"), col("period_start"))
+        )
         adapter = self.connect()
         try:
-            schema = self.definition.config.output_schema
             if "kpi_status" not in adapter.tables(schema):
                 raise ConfigError(f"no output tables in schema '{schema}' yet: run `kpimetrics run` first")
-            cur_sql = sql.replace("{schema}", '"' + schema.replace('"', '""') + '"')
-            rows = adapter.fetchall(cur_sql, params)
-            cols = [c for c in _STATUS_COLUMNS]
-            return [dict(zip(cols, r)) for r in rows]
+            rows = adapter.fetchall(query.sql(dialect=adapter.dialect))
         finally:
             adapter.close()
+        return [dict(zip(cols, r)) for r in rows]
 
     def status(self, select: str | None = None, *, grain: str | None = None) -> list[dict]:
         """Each selected KPI's total at its latest complete period (first listed grain unless `grain`)."""
         names = self.select(select)
+        if not names:
+            return []
         kpis = self.definition.kpi_by_name
         default = self.definition.config.defaults.grain
         wanted = {n: grain or (kpis[n].declared_grains or (default,))[0] for n in names}
-        if not names:
-            return []
-        marks = ", ".join("?" for _ in names)
-        rows = _read(
-            self,
-            f"SELECT {', '.join(_STATUS_COLUMNS)} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY name, grain "
-            f"ORDER BY period_start DESC) AS __rn FROM {{schema}}.kpi_status WHERE dimension = '' AND is_complete "
-            f"AND name IN ({marks})) AS __s WHERE __rn = 1",
-            list(names),
-        )
-        found = {(r["name"], r["grain"]): r for r in rows}
+        found = {(r["name"], r["grain"]): r for r in self._recent_status(names, 1, complete_only=True)}
         out = []
         for n in names:
             r = found.get((n, wanted[n]))
-            if r is None:
-                k = kpis[n]
-                r = {c: None for c in _STATUS_COLUMNS} | {"name": n, "grain": wanted[n], "status": "no_data",
-                                                          "owner": k.owner, "strategy": k.strategy}
+            if r is None:  # no complete period at that grain yet
+                r = dict.fromkeys(tables.STATUS.column_names) | {
+                    "name": n, "grain": wanted[n], "status": "no_data", "owner": kpis[n].owner, "strategy": kpis[n].strategy}
             r = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items()}
             r["kind"] = kpis[n].kind
             out.append(r)
@@ -201,43 +187,22 @@ def _reading_methods():
     def show(self, name: str, *, periods: int = 6) -> dict:
         kpis = self.definition.kpi_by_name
         if name not in kpis:
-            from .loader import suggest
-
             raise UsageError(f"no KPI or standard named '{name}'{suggest(name, kpis)}")
         the_plan = self.plan()
         k = kpis[name]
-        dialect = self.target_dialect()
-        sql = compiler.render(compiler.kpi_query(the_plan, name), dialect)
-        definition = _yaml.safe_dump(
+        sql = compiler.render(compiler.kpi_query(the_plan, name), self.target_dialect())
+        definition = yaml.safe_dump(
             compiler._jsonable(k.model_dump(mode="json", by_alias=True, exclude_defaults=True)),
             sort_keys=False, allow_unicode=True,
         )
-        recent = None
         try:
-            rows = _read(
-                self,
-                f"SELECT {', '.join(_STATUS_COLUMNS)} FROM {{schema}}.kpi_status WHERE dimension = '' AND name = ? "
-                f"ORDER BY grain, period_start DESC",
-                [name],
-            )
-            recent = []
-            for g in the_plan.kpis[name].grains:
-                recent.extend(sorted([r for r in rows if r["grain"] == g][:periods], key=lambda r: r["period_start"]))
-        except (ConfigError, KeyError):
-            recent = None
-        except Exception:  # noqa: BLE001 — no warehouse yet is not an error for `show`
+            recent = self._recent_status([name], periods, complete_only=False)
+        except (ConfigError, WarehouseError):  # nothing run yet: show the definition alone
             recent = None
         return {"name": name, "kind": k.kind, "label": k.label or name, "location": str(k.loc),
                 "definition": definition, "sql": sql, "recent": recent}
 
-    for fn in (status, show):
-        setattr(Project, fn.__name__, fn)
 
-
-_STATUS_COLUMNS = (
-    "name", "grain", "period_start", "period_end", "dimension", "dimension_value", "value", "target",
-    "at_risk_threshold", "status", "attainment", "previous_value", "change", "change_pct", "is_complete",
-    "owner", "strategy", "priority", "run_id",
-)
-
-_reading_methods()
+def _issue_order(issue: Issue):
+    loc = issue.location
+    return (loc.path if loc else "", loc.line if loc else 0, loc.col if loc else 0, issue.code)

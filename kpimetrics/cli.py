@@ -19,7 +19,7 @@ from rich.table import Table
 
 from . import __version__
 from .api import Project
-from .errors import Issue, KpiMetricsError
+from .errors import Issue, KpiMetricsError, ValidationFailed
 
 STATUS_STYLE = {
     "on_track": ("green", "●", "on track"),
@@ -114,7 +114,7 @@ def command(group, *args, **kwargs):
             except KpiMetricsError as exc:
                 if exc.issues:
                     ctx.issues(exc.issues)
-                if str(exc) and not (exc.issues and isinstance(exc.issues, list) and str(exc).endswith("in the project")):
+                if not isinstance(exc, ValidationFailed):  # its issues, with their count, say it all
                     ctx.err.print(f"[red]error:[/red] {_escape(str(exc))}")
                 if opts.get("debug"):
                     raise
@@ -255,7 +255,7 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
         return
     latest = {}
     try:
-        latest = {r["name"]: r for r in project.status()}
+        latest = {r["name"]: r for r in project.status(" ".join(k.name for k in result.kpis))}
     except KpiMetricsError:
         pass
     table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
