@@ -79,12 +79,7 @@ def derived_dimensions(plan: Plan, name: str) -> tuple[str, ...]:
 
 def kpi_query(plan: Plan, name: str) -> exp.Query:
     ctes, bodies = kpi_parts(plan, name)
-    body = sqlgen.union_all(bodies)
-    if not isinstance(body, exp.Select):
-        body = exp.select(*[sqlgen.col(c) for c in sqlgen.VALUE_COLUMNS]).from_(
-            exp.Subquery(this=body, alias=exp.TableAlias(this=sqlgen.ident("__u")))
-        )
-    return sqlgen.cte_query(ctes, body)
+    return sqlgen.cte_query(ctes, sqlgen.union_select(bodies))
 
 
 def render(query: exp.Expression, dialect: str, pretty: bool = True) -> str:
@@ -117,27 +112,24 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
     """Every fused scan, then every derived KPI, as one script over a staging table."""
     from . import tables
 
-    stage = exp.Table(this=sqlgen.ident("kpi_stage"))
-    ddl = tables.Table("kpi_stage", tables.VALUES.columns[:9], "").ddl(None)
+    stage = tables.qualified(None, "kpi_stage")
     parts = [
         f"-- kpimetrics run script for {plan.project.config.name} ({dialect}); a full refresh of {len(names)} KPI(s).",
         "-- One scan per model, time column and grain; derived KPIs read the staged values.",
-        render(ddl, dialect) + ";",
+        render(tables.staging("kpi_stage").ddl(None), dialect) + ";",
     ]
     cal = plan.project.config.calendar
-    columns = [sqlgen.ident(c) for c in sqlgen.VALUE_COLUMNS]
     for rel_key, _t, grain, plans in plan.scans(names):
         q = sqlgen.scan_query([sqlgen.ScanKpi(p) for p in plans], grain, plans[0].relation, cal)
-        insert = exp.Insert(this=exp.Schema(this=stage.copy(), expressions=[c.copy() for c in columns]), expression=q)
-        parts.append(f"-- scan: {rel_key} at {grain}: {', '.join(p.name for p in plans)}\n" + render(insert, dialect) + ";")
+        parts.append(f"-- scan: {rel_key} at {grain}: {', '.join(p.name for p in plans)}\n"
+                     + render(sqlgen.insert_rows(stage, q), dialect) + ";")
     for name in names:
         pl = plan.kpis[name]
         if pl.form != "derived":
             continue
         for grain in pl.grains:
             q = sqlgen.derived_query(pl, grain, stage, derived_dimensions(plan, name))
-            insert = exp.Insert(this=exp.Schema(this=stage.copy(), expressions=[c.copy() for c in columns]), expression=q)
-            parts.append(f"-- derived: {name} at {grain}\n" + render(insert, dialect) + ";")
+            parts.append(f"-- derived: {name} at {grain}\n" + render(sqlgen.insert_rows(stage, q), dialect) + ";")
     return "\n\n".join(parts) + "\n"
 
 

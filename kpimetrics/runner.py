@@ -30,6 +30,11 @@ from .tables import qualified
 from .targets import baseline_count_query, status_query, targets_query
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
+RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
+
+
+def _name_in(names: list[str]) -> exp.Expression:
+    return exp.In(this=col("name"), expressions=[lit(n) for n in names])
 
 
 @dataclass
@@ -113,21 +118,28 @@ class Runner:
     def sql(self, tree: exp.Expression) -> str:
         return generate(tree, self.dialect)
 
-    def run_sql(self, tree_or_text: exp.Expression | str, params: list[Any] | None = None) -> None:
-        text = tree_or_text if isinstance(tree_or_text, str) else self.sql(tree_or_text)
+    def run_sql(self, tree: exp.Expression) -> None:
+        text = self.sql(tree)
         self.statements.append(text)
-        self.adapter.execute(text, params)
+        self.adapter.execute(text)
 
-    def fetch(self, tree_or_text: exp.Expression | str, params: list[Any] | None = None) -> list[tuple]:
-        text = tree_or_text if isinstance(tree_or_text, str) else self.sql(tree_or_text)
+    def fetch(self, tree: exp.Expression) -> list[tuple]:
+        text = self.sql(tree)
         self.statements.append(text)
-        return self.adapter.fetchall(text, params)
+        return self.adapter.fetchall(text)
 
-    def t(self, name: str) -> exp.Table:
-        return qualified(self.schema, name)
+    def t(self, name: str, alias: str | None = None) -> exp.Table:
+        return qualified(self.schema, name, alias)
 
     def tsql(self, name: str) -> str:
         return self.sql(self.t(name))
+
+    def delete_kpis(self, table: str, names: list[str]) -> None:
+        self.run_sql(exp.delete(self.t(table), where=_name_in(names)))
+
+    def insert(self, table: tables.Table, query: exp.Query) -> None:
+        columns = [ident(c) for c in table.column_names]
+        self.run_sql(exp.Insert(this=exp.Schema(this=self.t(table.name), expressions=columns), expression=query))
 
     # --- setup -----------------------------------------------------------------
 
@@ -135,7 +147,8 @@ class Runner:
         self.run_sql(exp.Create(this=exp.Table(this=ident(self.schema)), kind="SCHEMA", exists=True))
         existing = set(self.adapter.tables(self.schema))
         if "kpi_meta" in existing:
-            rows = self.fetch(f"SELECT value FROM {self.tsql('kpi_meta')} WHERE key = 'schema_version'")
+            rows = self.fetch(exp.select(col("value")).from_(self.t("kpi_meta")).where(
+                exp.EQ(this=col("key"), expression=lit("schema_version"))))
             version = rows[0][0] if rows else 0
             version = int(version) if str(version).isdigit() else version
             if version != tables.SCHEMA_VERSION:
@@ -158,22 +171,22 @@ class Runner:
     def drop_staging(self) -> None:
         found = [r for r in self.adapter.relations(self.schema) if r[0].startswith("kpi_stage_")]
         for name, kind in sorted(found, key=lambda r: r[1] != "view"):  # views first: they read the tables
-            self.run_sql(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} IF EXISTS {self.tsql(name)}")
+            self.run_sql(exp.Drop(tables=[self.t(name)], kind=kind.upper(), exists=True))
 
     # --- the run ---------------------------------------------------------------
 
     def run(self) -> RunResult:
         started = self._now()
         self.ensure_tables()
-        self.run_sql(
-            f"UPDATE {self.tsql('kpi_runs')} SET status = 'aborted', finished_at = ? WHERE status = 'running'", [started]
-        )
-        run_id = int(self.fetch(f"SELECT COALESCE(MAX(run_id), 0) + 1 FROM {self.tsql('kpi_runs')}")[0][0])
+        self.run_sql(exp.update(self.t("kpi_runs"), {"status": lit("aborted"), "finished_at": lit(started)},
+                                where=exp.EQ(this=col("status"), expression=lit("running"))))
+        last = exp.Coalesce(this=exp.Max(this=col("run_id")), expressions=[exp.Literal.number(0)])
+        run_id = int(self.fetch(exp.select(last).from_(self.t("kpi_runs")))[0][0]) + 1
         self.adapter.insert_rows(
             self.tsql("kpi_runs"), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
             [[run_id, started, "running", 0, 0]],
         )
-        result = RunResult(run_id, "running", started, as_of=self.as_of)
+        result = RunResult(run_id, "running", started, as_of=self.as_of, statements=self.statements)
         self.run_id = run_id
         self.result = result
         self.results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
@@ -203,7 +216,6 @@ class Runner:
             self._finish(result)
             raise
         self._finish(result)
-        result.statements = self.statements
         return result
 
     def _finish(self, result: RunResult) -> None:
@@ -212,11 +224,10 @@ class Runner:
         bad = sum(1 for r in self.results.values() if r.status == "error")
         try:
             self.drop_staging()
-            self.run_sql(
-                f"UPDATE {self.tsql('kpi_runs')} SET status = ?, finished_at = ?, kpis_ok = ?, kpis_failed = ?, "
-                f"message = ? WHERE run_id = ?",
-                [result.status, result.finished_at, ok, bad, (result.message or "")[:4000], result.run_id],
-            )
+            values = {"status": result.status, "finished_at": result.finished_at, "kpis_ok": ok, "kpis_failed": bad,
+                      "message": (result.message or "")[:4000]}
+            self.run_sql(exp.update(self.t("kpi_runs"), {k: lit(v) for k, v in values.items()},
+                                    where=exp.EQ(this=col("run_id"), expression=lit(result.run_id))))
         except Exception as exc:  # the log is best effort; the next run marks a 'running' row as aborted
             result.warnings.append(warning("KPI092", f"could not record the end of run {result.run_id}: {exc}"))
 
@@ -225,8 +236,11 @@ class Runner:
     def _state(self) -> dict[tuple[str, str], tuple[dt.date, str, dt.date]]:
         """(last period, definition_hash or '' when mixed, first period) of each KPI and grain already computed."""
         rows = self.fetch(
-            f"SELECT name, grain, MAX(period_start), MIN(definition_hash), MAX(definition_hash), MIN(period_start) "
-            f"FROM {self.tsql('kpi_values')} WHERE dimension = '' GROUP BY name, grain"
+            exp.select(col("name"), col("grain"), exp.Max(this=col("period_start")), exp.Min(this=col("definition_hash")),
+                       exp.Max(this=col("definition_hash")), exp.Min(this=col("period_start")))
+            .from_(self.t("kpi_values"))
+            .where(exp.EQ(this=col("dimension"), expression=lit("")))
+            .group_by(col("name"), col("grain"))
         )
         return {(r[0], r[1]): (r[2], r[3] if r[3] == r[4] else "", r[5]) for r in rows}
 
@@ -248,8 +262,9 @@ class Runner:
     def _stage_all(self) -> None:
         stage, ranges = self.t(f"kpi_stage_{self.run_id}"), self.t(f"kpi_stage_ranges_{self.run_id}")
         self.stage, self.ranges = stage, ranges
-        self.run_sql(tables.Table(stage.name, tables.VALUES.columns[:9], "").ddl(self.schema))
-        self.run_sql(tables.Table(ranges.name, (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"), ("full_refresh", "BOOLEAN")), "").ddl(self.schema))
+        self.run_sql(tables.staging(stage.name).ddl(self.schema))
+        self.run_sql(tables.Table(ranges.name, RANGE_COLUMNS, "").ddl(self.schema))
+        self.inputs = self._make_inputs_view()
         state = self._state()
         self.since = {
             (n, g): self._since(self.plan.kpis[n], g, state) for n in self.selected for g in self.plan.kpis[n].grains
@@ -276,18 +291,14 @@ class Runner:
                 self.results[name].status = "success"
 
     def _insert_stage(self, query: exp.Query) -> None:
-        insert = exp.Insert(
-            this=exp.Schema(this=self.stage.copy(), expressions=[ident(c) for c in sqlgen.VALUE_COLUMNS]),
-            expression=query,
-        )
-        self.run_sql(insert)
+        self.run_sql(sqlgen.insert_rows(self.stage, query))
 
     def _record_ranges(self, plans: list[KpiPlan], grain: str) -> None:
         rows = []
         for p in plans:
             since = self.since[(p.name, grain)]
-            rows.append([p.name, grain, since or FULL, since is None])
-        self.adapter.insert_rows(self.sql(self.ranges), ["name", "grain", "since", "full_refresh"], rows)
+            rows.append([p.name, grain, since or FULL])
+        self.adapter.insert_rows(self.sql(self.ranges), [c for c, _ in RANGE_COLUMNS], rows)
 
     def _stage_scan(self, plans: list[KpiPlan], grain: str) -> None:
         began = _time.perf_counter()
@@ -297,9 +308,7 @@ class Runner:
         try:
             self._insert_stage(sqlgen.scan_query(scan, grain, plans[0].relation, self.cal))
             self._record_ranges(plans, grain)
-        except Exception as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
+        except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:
                 self._fail(plans[0], exc)
                 return
@@ -329,43 +338,37 @@ class Runner:
             if op.form == "derived" and pl.name in op.input_names and self.results[other].status == "pending":
                 self._fail(op, f"input KPI {pl.name} failed")
 
-    def _inputs_relation(self) -> exp.Table:
+    def _make_inputs_view(self) -> exp.Table:
         """The values derived KPIs read: this run's staged rows, and the published rows they do not replace."""
-        view = self.t(f"kpi_stage_inputs_{self.run_id}")
-        cols = [col(c) for c in sqlgen.VALUE_COLUMNS]
-        staged = exp.select(*cols).from_(self.stage.copy())
-        v = "__v"
+        view, v, r = self.t(f"kpi_stage_inputs_{self.run_id}"), "__v", "__r"
         superseded = exp.Exists(
-            this=exp.select(exp.Literal.number(1)).from_(exp.Table(this=self.ranges.this.copy(), db=self.ranges.args.get("db"), alias=exp.TableAlias(this=ident("__r")))).where(
+            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(self.ranges, r)).where(
                 exp.and_(
-                    exp.EQ(this=col("name", "__r"), expression=col("name", v)),
-                    exp.EQ(this=col("grain", "__r"), expression=col("grain", v)),
-                    exp.GTE(this=col("period_start", v), expression=col("since", "__r")),
+                    exp.EQ(this=col("name", r), expression=col("name", v)),
+                    exp.EQ(this=col("grain", r), expression=col("grain", v)),
+                    exp.GTE(this=col("period_start", v), expression=col("since", r)),
                 )
             )
         )
+        staged = exp.select(*[col(c) for c in tables.VALUE_COLUMNS]).from_(self.stage.copy())
         published = (
-            exp.select(*[col(c, v) for c in sqlgen.VALUE_COLUMNS])
-            .from_(exp.Table(this=ident("kpi_values"), db=ident(self.schema), alias=exp.TableAlias(this=ident(v))))
+            exp.select(*[col(c, v) for c in tables.VALUE_COLUMNS])
+            .from_(self.t("kpi_values", v))
             .where(exp.Not(this=superseded))
         )
-        if not getattr(self, "_inputs_view_made", False):
-            self.run_sql(exp.Create(this=view, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True))
-            self._inputs_view_made = True
+        self.run_sql(exp.Create(this=view, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True))
         return view
 
     def _stage_derived(self, pl: KpiPlan) -> None:
         began = _time.perf_counter()
         self.progress("derived", {"kpi": pl.name})
-        inputs = self._inputs_relation()
+        inputs = self.inputs
         dims = derived_dimensions(self.plan, pl.name)
         try:
             for grain in pl.grains:
                 self._insert_stage(sqlgen.derived_query(pl, grain, inputs, dims, self.since[(pl.name, grain)]))
                 self._record_ranges([pl], grain)
         except Exception as exc:  # noqa: BLE001
-            if isinstance(exc, KeyboardInterrupt):
-                raise
             self._fail(pl, exc)
         self.results[pl.name].seconds += _time.perf_counter() - began
 
@@ -409,19 +412,21 @@ class Runner:
 
     def _publish(self, ok: list[str]) -> None:
         now = self._now()
-        names = [lit(n) for n in ok]
         self.adapter.begin()
         try:
             if ok:
-                # drop the failed KPIs' ranges so only succeeded rows move
-                self.run_sql(f"DELETE FROM {self.sql(self.ranges)} WHERE NOT ({self.sql(exp.In(this=col('name'), expressions=names))})")
                 # a succeeded KPI keeps only its rows before the range of a grain it still has
-                r, v = self.sql(self.ranges), self.tsql("kpi_values")
-                self.run_sql(
-                    f"DELETE FROM {v} WHERE {self.sql(exp.In(this=col('name'), expressions=names))} AND NOT EXISTS "
-                    f"(SELECT 1 FROM {r} AS __r WHERE __r.name = {v}.name AND __r.grain = {v}.grain "
-                    f"AND {v}.period_start < __r.since)"
+                values = self.t("kpi_values")
+                kept = exp.Exists(
+                    this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(self.ranges, "__r")).where(
+                        exp.and_(
+                            exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=values.this.copy())),
+                            exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=values.this.copy())),
+                            exp.LT(this=exp.column("period_start", table=values.this.copy()), expression=col("since", "__r")),
+                        )
+                    )
                 )
+                self.run_sql(exp.delete(values, where=exp.and_(_name_in(ok), exp.Not(this=kept))))
                 self._insert_values(ok, now)
             if self.whole_project:
                 keep = [lit(k.name) for k in self.project.kpis]
@@ -432,9 +437,8 @@ class Runner:
                 self._write_catalog(ok, now)
                 self._write_check_ins(ok)
                 self._write_targets(ok)
-                self.run_sql(exp.delete(self.t("kpi_status"), where=exp.In(this=col("name"), expressions=names)))
-                status = status_query(ok, self.schema, self.as_of)
-                self.run_sql(exp.Insert(this=exp.Schema(this=self.t("kpi_status"), expressions=[ident(c) for c in tables.STATUS.column_names]), expression=status))
+                self.delete_kpis("kpi_status", ok)
+                self.insert(tables.STATUS, status_query(ok, self.schema, self.as_of))
             self._write_strategy()
             self.adapter.commit()
         except BaseException:
@@ -453,15 +457,15 @@ class Runner:
             ifs=[exp.If(this=lit(n), true=lit(self.plan.kpis[n].definition_hash)) for n in ok],
         )
         select = exp.select(
-            *[col(c) for c in sqlgen.VALUE_COLUMNS],
+            *[col(c) for c in tables.VALUE_COLUMNS],
             sqlgen.alias(hashes, "definition_hash"),
             sqlgen.alias(exp.Literal.number(self.run_id), "run_id"),
-            sqlgen.alias(sqlgen.cast(lit(now.isoformat(sep=" ")), "TIMESTAMP"), "computed_at"),
-        ).from_(self.stage.copy()).where(exp.In(this=col("name"), expressions=[lit(n) for n in ok]))
-        self.run_sql(exp.Insert(this=exp.Schema(this=self.t("kpi_values"), expressions=[ident(c) for c in tables.VALUES.column_names]), expression=select))
+            sqlgen.alias(lit(now), "computed_at"),
+        ).from_(self.stage.copy()).where(_name_in(ok))
+        self.insert(tables.VALUES, select)
 
     def _write_catalog(self, ok: list[str], now: dt.datetime) -> None:
-        self.run_sql(exp.delete(self.t("kpi_catalog"), where=exp.In(this=col("name"), expressions=[lit(n) for n in ok])))
+        self.delete_kpis("kpi_catalog", ok)
         strategies = self.project.strategies
         rows = []
         for n in ok:
@@ -478,7 +482,7 @@ class Runner:
         self.adapter.insert_rows(self.tsql("kpi_catalog"), tables.CATALOG.column_names, rows)
 
     def _write_check_ins(self, ok: list[str]) -> None:
-        self.run_sql(exp.delete(self.t("kpi_check_ins"), where=exp.In(this=col("name"), expressions=[lit(n) for n in ok])))
+        self.delete_kpis("kpi_check_ins", ok)
         rows = [[n, c.date, c.author, c.note] for n in ok for c in self.plan.kpis[n].kpi.check_ins]
         self.adapter.insert_rows(self.tsql("kpi_check_ins"), tables.CHECK_INS.column_names, rows)
 
@@ -495,7 +499,7 @@ class Runner:
         self.adapter.insert_rows(self.tsql("kpi_strategy"), tables.STRATEGY.column_names, rows)
 
     def _write_targets(self, ok: list[str]) -> None:
-        self.run_sql(exp.delete(self.t("kpi_targets"), where=exp.In(this=col("name"), expressions=[lit(n) for n in ok])))
+        self.delete_kpis("kpi_targets", ok)
         queries = []
         for n in ok:
             pl = self.plan.kpis[n]
@@ -503,9 +507,8 @@ class Runner:
                 q = targets_query(pl.kpi, grain, self.cal, self.schema)
                 if q is not None:
                     queries.append(q)
-        target = exp.Schema(this=self.t("kpi_targets"), expressions=[ident(c) for c in tables.TARGETS.column_names])
         for i in range(0, len(queries), 200):  # bounded statement size for large projects
-            self.run_sql(exp.Insert(this=target.copy(), expression=sqlgen.union_all(queries[i:i + 200])))
+            self.insert(tables.TARGETS, sqlgen.union_all(queries[i:i + 200]))
 
     def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
         out = []

@@ -19,10 +19,8 @@ from sqlglot import exp
 from . import calendar as cal_
 from .config import Calendar
 from .planner import KpiPlan, Relation
+from .tables import VALUE_COLUMNS, qualified
 
-VALUE_COLUMNS = (
-    "name", "grain", "period_start", "period_end", "dimension", "dimension_value", "value", "numerator", "denominator",
-)
 NULL_SLICE = "(null)"
 
 
@@ -43,6 +41,8 @@ def lit(value) -> exp.Expression:
         return exp.Boolean(this=value)
     if isinstance(value, (int, float)):
         return exp.Literal.number(repr(float(value)) if isinstance(value, float) else value)
+    if isinstance(value, dt.datetime):
+        return cast(exp.Literal.string(value.isoformat(sep=" ")), "TIMESTAMP")
     if isinstance(value, dt.date):
         return cal_.date_literal(value)
     return exp.Literal.string(str(value))
@@ -107,6 +107,11 @@ def push_filter(tree: exp.Expression, condition: exp.Expression | None) -> exp.E
     return tree
 
 
+def insert_rows(table: exp.Table, query: exp.Query) -> exp.Insert:
+    """INSERT INTO table (the kpi_values row columns) <query>."""
+    return exp.Insert(this=exp.Schema(this=table.copy(), expressions=[ident(c) for c in VALUE_COLUMNS]), expression=query)
+
+
 def cte_query(ctes: list[tuple[str, exp.Query]], body: exp.Select) -> exp.Select:
     for name, query in ctes:
         body = body.with_(ident(name), as_=query, copy=False)
@@ -118,6 +123,14 @@ def union_all(queries: list[exp.Query]) -> exp.Query:
     for q in queries[1:]:
         out = exp.Union(this=out, expression=q, distinct=False)
     return out
+
+
+def union_select(queries: list[exp.Query]) -> exp.Select:
+    """UNION ALL of row queries, as one SELECT (so CTEs can be attached to it)."""
+    body = union_all(queries)
+    if isinstance(body, exp.Select):
+        return body
+    return exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(exp.Subquery(this=body, alias=exp.TableAlias(this=ident("__u"))))
 
 
 def slice_value(dim: exp.Expression) -> exp.Expression:
@@ -274,11 +287,7 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
             since = next(k.since for k in kpis if k.plan is pl)
             outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], p, since))
 
-    body = union_all(outputs)
-    if isinstance(body, exp.Select):
-        return cte_query(ctes, body)
-    wrapper = exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(exp.Subquery(this=body, alias=exp.TableAlias(this=ident("__u"))))
-    return cte_query(ctes, wrapper)
+    return cte_query(ctes, union_select(outputs))
 
 
 def _window_key(window: tuple) -> str:
@@ -309,11 +318,10 @@ def _window_source(agg: _Agg, p, ctes: list, cal: Calendar, grain: str):
                 ),
                 exp.GTE(this=col("period_start", b), expression=col("period_start", a)),
             )
-        spine = ident(p("spine"))
         mapping = (
             exp.select(alias(col("period_start", a), "__src"), alias(col("period_start", b), "__dst"))
-            .from_(exp.Table(this=spine.copy(), alias=exp.TableAlias(this=ident(a))))
-            .join(exp.Table(this=spine.copy(), alias=exp.TableAlias(this=ident(b))), on=cond)
+            .from_(qualified(None, p("spine"), a))
+            .join(qualified(None, p("spine"), b), on=cond)
         )
         ctes.append((name, mapping))
     return ident(p("rows")), col("__dst")
@@ -341,8 +349,8 @@ def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias
         on = exp.and_(on, exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()))
     total = (
         exp.select(*_rows(pl.name, grain, col("period_start", "__s"), "", cast(exp.Null(), "VARCHAR"), value, num, den))
-        .from_(exp.Table(this=ident(p("spine")), alias=exp.TableAlias(this=ident("__s"))))
-        .join(exp.Table(this=ident(agg.cte), alias=exp.TableAlias(this=ident("__a"))), on=on, join_type="LEFT")
+        .from_(qualified(None, p("spine"), "__s"))
+        .join(qualified(None, agg.cte, "__a"), on=on, join_type="LEFT")
     )
     if since is not None:
         total = total.where(exp.GTE(this=col("period_start", "__s"), expression=lit(since)))
@@ -355,7 +363,7 @@ def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias
             cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(since)))
         sl = (
             exp.select(*_rows(pl.name, grain, col("__p", "__a"), d, col(dim_alias[d], "__a"), value, num, den))
-            .from_(exp.Table(this=ident(agg.cte), alias=exp.TableAlias(this=ident("__a"))))
+            .from_(qualified(None, agg.cte, "__a"))
             .where(cond)
         )
         out.append(sl)
@@ -364,7 +372,7 @@ def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias
 
 # --- derived KPIs -----------------------------------------------------------------
 
-def _aliased(table: exp.Table, name: str) -> exp.Table:
+def aliased(table: exp.Table, name: str) -> exp.Table:
     out = table.copy()
     out.set("alias", exp.TableAlias(this=ident(name)))
     return out
@@ -403,7 +411,7 @@ def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, .
             exp.EQ(this=col("dimension", a), expression=col("dimension", "__k")),
             exp.NullSafeEQ(this=col("dimension_value", a), expression=col("dimension_value", "__k")),
         )
-        select = select.join(_aliased(inputs, a), on=on, join_type="LEFT", copy=False)
+        select = select.join(aliased(inputs, a), on=on, join_type="LEFT", copy=False)
 
     def substitute(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Lag) and isinstance(node.this, exp.Column):

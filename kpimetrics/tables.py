@@ -35,10 +35,12 @@ class Table:
         )
 
 
-def qualified(schema: str | None, name: str) -> exp.Table:
+def qualified(schema: str | None, name: str, alias: str | None = None) -> exp.Table:
+    """A table reference, every part quoted; `schema` None for a CTE or the search path."""
     return exp.Table(
         this=exp.to_identifier(name, quoted=True),
         db=exp.to_identifier(schema, quoted=True) if schema else None,
+        alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)) if alias else None,
     )
 
 
@@ -50,6 +52,16 @@ _KEY = (
     ("dimension", "VARCHAR"),
     ("dimension_value", "VARCHAR"),
 )
+
+_MEASURED = (("value", "DOUBLE"), ("numerator", "DOUBLE"), ("denominator", "DOUBLE"))
+# The rows every KPI query returns (and staging holds): kpi_values without its bookkeeping columns.
+VALUE_ROW = _KEY + _MEASURED
+VALUE_COLUMNS = tuple(c for c, _ in VALUE_ROW)
+
+
+def staging(name: str) -> "Table":
+    return Table(name, VALUE_ROW, "a run's computed rows before they are published")
+
 
 CATALOG = Table(
     "kpi_catalog",
@@ -72,10 +84,7 @@ STRATEGY = Table(
 )
 VALUES = Table(
     "kpi_values",
-    _KEY + (
-        ("value", "DOUBLE"), ("numerator", "DOUBLE"), ("denominator", "DOUBLE"),
-        ("definition_hash", "VARCHAR"), ("run_id", "BIGINT"), ("computed_at", "TIMESTAMP"),
-    ),
+    _KEY + _MEASURED + (("definition_hash", "VARCHAR"), ("run_id", "BIGINT"), ("computed_at", "TIMESTAMP")),
     "the value of every KPI, grain, period and slice",
 )
 STATUS = Table(
