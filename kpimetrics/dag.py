@@ -47,6 +47,21 @@ def graph(kpis: Iterable, dialect: str) -> dict[str, list[str]]:
     return out
 
 
+def computed_grains(kpis: Iterable, default: str, deps: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The grains each KPI is computed at: its own (or the default), plus those of every KPI derived from it."""
+    grains = {k.name: list(k.declared_grains or (default,)) for k in kpis}
+    changed = True
+    while changed:  # a fixed point: derived KPIs may read derived KPIs
+        changed = False
+        for name, inputs in deps.items():
+            for dep in inputs:
+                for g in grains.get(name, []) if dep in grains else []:
+                    if g not in grains[dep]:
+                        grains[dep].append(g)
+                        changed = True
+    return grains
+
+
 def find_cycles(deps: dict[str, list[str]]) -> list[list[str]]:
     """Each cycle once, as a path that starts and ends at its smallest name."""
     cycles: list[list[str]] = []

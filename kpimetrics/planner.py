@@ -169,23 +169,6 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
     return rel
 
 
-def _computed_grains(project: ProjectDef, deps: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Declared grains (or the default), plus the grains of every KPI derived from it."""
-    default = project.config.defaults.grain
-    grains = {k.name: list(k.declared_grains or (default,)) for k in project.kpis}
-    changed = True
-    while changed:  # push grains down the derivation graph until stable
-        changed = False
-        for name, inputs in deps.items():
-            for i in inputs:
-                if i in grains:
-                    for g in grains[name]:
-                        if g not in grains[i]:
-                            grains[i].append(g)
-                            changed = True
-    return grains
-
-
 def definition_hash(plan: KpiPlan, project: ProjectDef, hashes: dict[str, str]) -> str:
     """Everything that determines values, and nothing that does not (SPEC §5)."""
     k = plan.kpi
@@ -213,7 +196,7 @@ def build_plan(project: ProjectDef) -> Plan:
     """Resolve every KPI. Assumes the project validated without errors."""
     dialect = project.config.dialect
     deps = dag.graph(project.kpis, dialect)
-    grains = _computed_grains(project, deps)
+    grains = dag.computed_grains(project.kpis, project.config.defaults.grain, deps)
     cache: dict[str, Relation] = {}
     order = dag.topo_order([k.name for k in project.kpis], deps)
     by_name = project.kpi_by_name

@@ -153,7 +153,7 @@ def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str) -> exp.Selec
     inner = exp.select(
         col("name", "__v"), col("grain", "__v"), col("period_start", "__v"), col("dimension", "__v"),
         col("dimension_value", "__v"), alias(target, "target"),
-    ).from_(exp.Table(this=values.this.copy(), db=values.args.get("db"), alias=exp.TableAlias(this=ident("__v"))))
+    ).from_(qualified(schema, "kpi_values", "__v"))
     for rel, on in joins:
         inner = inner.join(rel, on=on, join_type="LEFT", copy=False)
     inner = inner.where(own, copy=False)
@@ -214,9 +214,6 @@ def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
     change = exp.Sub(this=value.copy(), expression=col("value", p))
     change_pct = safe_div(change.copy(), exp.Abs(this=col("value", p)))
 
-    def tbl(name: str, a: str) -> exp.Table:
-        return exp.Table(this=ident(name), db=ident(schema), alias=exp.TableAlias(this=ident(a)))
-
     return (
         exp.select(
             col("name", v), col("grain", v), col("period_start", v), col("period_end", v), col("dimension", v),
@@ -227,10 +224,10 @@ def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
             col("owner", c), col("strategy", c),
             alias(col("priority", c), "priority"), col("run_id", v),
         )
-        .from_(tbl("kpi_values", v))
-        .join(tbl("kpi_catalog", c), on=exp.EQ(this=col("name", c), expression=col("name", v)))
+        .from_(qualified(schema, "kpi_values", v))
+        .join(qualified(schema, "kpi_catalog", c), on=exp.EQ(this=col("name", c), expression=col("name", v)))
         .join(
-            tbl("kpi_targets", t),
+            qualified(schema, "kpi_targets", t),
             on=exp.and_(
                 exp.EQ(this=col("name", t), expression=col("name", v)),
                 exp.EQ(this=col("grain", t), expression=col("grain", v)),
@@ -240,7 +237,7 @@ def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
             join_type="LEFT",
         )
         .join(
-            tbl("kpi_values", p),
+            qualified(schema, "kpi_values", p),
             on=exp.and_(
                 exp.EQ(this=col("name", p), expression=col("name", v)),
                 exp.EQ(this=col("grain", p), expression=col("grain", v)),

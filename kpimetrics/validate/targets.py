@@ -108,23 +108,9 @@ def risk_bands(project: ProjectDef, ctx: Context) -> list[Issue]:
     return issues
 
 
-def computed_grains(project: ProjectDef, default: str, deps: dict[str, list[str]]) -> dict[str, set[str]]:
-    """The grains each KPI is computed at: its own, and those of the derived KPIs that read it (SPEC §2)."""
-    grains = {k.name: set(k.declared_grains or (default,)) for k in project.kpis}
-    changed = True
-    while changed:  # a fixed point: derived KPIs may read derived KPIs
-        changed = False
-        for name, inputs in deps.items():
-            for dep in inputs:
-                if dep in grains and not grains[name] <= grains[dep]:
-                    grains[dep] |= grains[name]
-                    changed = True
-    return grains
-
-
 def per_grain_settings(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
-    grains = computed_grains(project, ctx.default_grain, dag.graph(project.kpis, ctx.dialect))
+    grains = dag.computed_grains(project.kpis, ctx.default_grain, dag.graph(project.kpis, ctx.dialect))
     for kpi in project.kpis:
         for key in ("target", "tolerance", "at_risk_below", "at_risk_above"):
             value = getattr(kpi, key)
