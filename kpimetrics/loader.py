@@ -109,33 +109,38 @@ def suggest(word: str, candidates) -> str:
 def _allowed_keys(mapping: dict, bad_key: str) -> set[str]:
     """The keys of the model that best fits a mapping's other keys."""
     siblings = {k for k in mapping if k != bad_key}
-    best, best_score = set(), -1
+    best, best_score = set(), (-1, False)
     for cls in _ALL_MODELS:
         names = _field_names(cls)
-        score = len(siblings & names) - len(siblings - names)
+        # fit the siblings first; on a tie, a model with a field that looks like the bad key
+        score = (len(siblings & names) - len(siblings - names),
+                 bool(bad_key and difflib.get_close_matches(str(bad_key), names, n=1, cutoff=0.6)))
         if score > best_score:
             best, best_score = names, score
     return best
 
 
-def _walk(data: Any, loc: tuple) -> tuple[Any, Any, Any]:
-    """Follow a pydantic error path through the data; skip union tags it adds."""
-    parent, key, node = None, None, data
+_FORM_MODELS = {"value": m.ValueTarget, "schedule": m.ScheduleTarget, "relative": m.RelativeTarget, "pace": m.PaceTarget}
+_FORM_TAGS = tuple(_FORM_MODELS)  # target-form tags, some of which are also field names
+
+
+def _walk(data: Any, loc: tuple) -> tuple[Any, Any, Any, list]:
+    """Follow a pydantic error path through the data, skipping the union tags it adds.
+
+    Returns (parent, key, node, path): `path` holds only the keys really written in the YAML.
+    """
+    parent, key, node, path = None, None, data, []
     for part in loc:
-        if _is_tag(part) and not (isinstance(node, dict) and part in node):
-            continue
         if isinstance(node, dict) and part in node:
             parent, key, node = node, part, node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             parent, key, node = node, part, node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part.endswith("]") is False and part not in node:
-            # either a union tag, or a missing / unknown key of this mapping
-            if part in ("single", "per_grain", "number", "value", "schedule", "relative", "pace") and not (
-                isinstance(node, dict) and part in _allowed_keys(node, "")
-            ):
-                continue
-            return node, part, None
-    return parent, key, node
+        elif not isinstance(node, dict) or _is_tag(part) or (part in _FORM_TAGS and part not in _allowed_keys(node, "")):
+            continue
+        else:  # a missing or unknown key of this mapping
+            return node, part, None, path + [part]
+        path.append(part)
+    return parent, key, node, path
 
 
 def _location_of(parent: Any, key: Any, fallback: Location | None, value: bool = True) -> Location | None:
@@ -153,9 +158,8 @@ def _is_tag(part) -> bool:
     return isinstance(part, str) and ("[" in part or part in ("single", "per_grain", "number"))
 
 
-def _describe(loc: tuple) -> str:
-    parts = [p for p in loc if not _is_tag(p) and p not in ("value", "schedule", "relative", "pace")]
-    return ".".join(str(p) for p in parts) or "value"
+def _describe(path: list) -> str:
+    return ".".join(str(p) for p in path) or "value"
 
 
 def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Location | None) -> list[Issue]:
@@ -165,13 +169,14 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
     errors = sorted(exc.errors(include_url=False), key=lambda e: not e["type"].startswith("literal_error"))
     for err in errors:
         loc, kind = tuple(err["loc"]), err["type"]
-        parent, key, node = _walk(data, loc)
+        parent, key, node, path = _walk(data, loc)
         if kind == "extra_forbidden":
             bad = loc[-1]
             container = parent if key == bad else node
             if isinstance(parent, dict) and bad in parent:
                 container = parent
-            allowed = _allowed_keys(container, bad) if isinstance(container, dict) else set()
+            form = _FORM_MODELS.get(loc[-2]) if len(loc) > 1 else None  # the target form pydantic tried
+            allowed = _field_names(form) if form else _allowed_keys(container, bad) if isinstance(container, dict) else set()
             where = _location_of(container, bad, fallback, value=False)
             issue = error("KPI005", f"unknown key '{bad}' in {what}{suggest(bad, allowed)}", where,
                           f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None)
@@ -187,8 +192,8 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
             msg = err["msg"]
             if kind.startswith("literal_error"):
                 msg = msg.replace("Input should be", "expected")
-            issue = error("KPI007", f"{what}: invalid value for '{_describe(loc)}': {msg} (got {got!r})", where)
-        sig = (issue.code, issue.location, _describe(loc) if kind != "extra_forbidden" else loc[-1])
+            issue = error("KPI007", f"{what}: invalid value for '{_describe(path)}': {msg} (got {got!r})", where)
+        sig = (issue.code, issue.location, _describe(path))
         if issue.code == "KPI007":
             sig = (issue.code, issue.location)  # one message per value, even when several union members fail
         if sig not in seen:
