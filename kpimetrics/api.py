@@ -79,7 +79,7 @@ class Project:
         from .adapters import connect
 
         prof = self.profile()
-        return connect(prof.output, self.root, self.definition.config.calendar.timezone, self.definition.secrets)
+        return connect(prof.output, self.root, self.definition.config.calendar.timezone)
 
     def target_dialect(self, dialect: str | None = None) -> str:
         """--dialect, else the profile's type, else the project's own dialect."""

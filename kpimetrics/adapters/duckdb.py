@@ -55,7 +55,12 @@ class DuckDBAdapter:
         return self.con.execute(sql, params or []).fetchall()
 
     def insert_rows(self, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
-        insert_rows(self, table_sql, columns, rows)
+        """Parameterised multi-row insert (values are never spliced into SQL text)."""
+        if not rows:
+            return
+        cols = ", ".join(f'"{_quote_ident(c)}"' for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        self.con.executemany(f"INSERT INTO {table_sql} ({cols}) VALUES ({marks})", rows)
 
     def tables(self, schema: str) -> list[str]:
         return [name for name, _ in self.relations(schema)]
@@ -109,12 +114,3 @@ def _quote(text: str) -> str:
 
 def _quote_ident(text: str) -> str:
     return text.replace('"', '""')
-
-
-def insert_rows(adapter, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """Parameterised multi-row insert (values are never spliced into SQL text)."""
-    if not rows:
-        return
-    cols = ", ".join(f'"{_quote_ident(c)}"' for c in columns)
-    marks = ", ".join("?" for _ in columns)
-    adapter.con.executemany(f"INSERT INTO {table_sql} ({cols}) VALUES ({marks})", rows)
