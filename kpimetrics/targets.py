@@ -112,6 +112,16 @@ def _slice_match(a: str, b: str) -> exp.Expression:
     )
 
 
+def _same_series(a: str, b: str, period: exp.Expression) -> exp.Expression:
+    """Rows of the same KPI, grain and slice, matched on `period`."""
+    return exp.and_(
+        exp.EQ(this=col("name", a), expression=col("name", b)),
+        exp.EQ(this=col("grain", a), expression=col("grain", b)),
+        period,
+        _slice_match(a, b),
+    )
+
+
 def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str) -> exp.Select | None:
     """Rows of kpi_targets for one KPI and grain, from its rows in kpi_values."""
     form = form_for_grain(kpi, grain)
@@ -228,22 +238,13 @@ def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
         .join(qualified(schema, "kpi_catalog", c), on=exp.EQ(this=col("name", c), expression=col("name", v)))
         .join(
             qualified(schema, "kpi_targets", t),
-            on=exp.and_(
-                exp.EQ(this=col("name", t), expression=col("name", v)),
-                exp.EQ(this=col("grain", t), expression=col("grain", v)),
-                exp.EQ(this=col("period_start", t), expression=col("period_start", v)),
-                _slice_match(t, v),
-            ),
+            on=_same_series(t, v, exp.EQ(this=col("period_start", t), expression=col("period_start", v))),
             join_type="LEFT",
         )
         .join(
             qualified(schema, "kpi_values", p),
-            on=exp.and_(
-                exp.EQ(this=col("name", p), expression=col("name", v)),
-                exp.EQ(this=col("grain", p), expression=col("grain", v)),
-                exp.EQ(this=col("period_end", p), expression=col("period_start", v)),
-                _slice_match(p, v),
-            ),
+            # the previous period is the one that ends where this one starts
+            on=_same_series(p, v, exp.EQ(this=col("period_end", p), expression=col("period_start", v))),
             join_type="LEFT",
         )
         .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]))
