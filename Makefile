@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install snapshots clean
+.PHONY: demo test install system-deps snapshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,14 +14,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# PostgreSQL server, Java 17 (Spark) and Chromium, for the engine and browser tests
+system-deps:
+	scripts/install_system_deps.sh
+
 demo: install
 	rm -rf demo
 	$(BIN)/kpimetrics init demo
 	cd demo && ../$(BIN)/kpimetrics seed && ../$(BIN)/kpimetrics run ; \
 	  ../$(BIN)/kpimetrics status
 
-test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+# KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips
+test: install system-deps
+	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 snapshots: install
 	$(BIN)/python -m pytest -q tests/test_compile.py --update-snapshots

@@ -43,7 +43,11 @@ def connect(output, project_root: Path, timezone: str) -> Adapter:
 
         return DuckDBAdapter(output, project_root, timezone)
     if isinstance(output, PostgresOutput):
-        raise ConfigError("the postgres adapter is not available in this version yet")
+        from .postgres import PostgresAdapter
+
+        return PostgresAdapter(output, project_root, timezone)
     if isinstance(output, SparkOutput):
-        raise ConfigError("the spark adapter is not available in this version yet")
+        from .spark import SparkAdapter
+
+        return SparkAdapter(output, project_root, timezone)
     raise ConfigError(f"unknown warehouse type {type(output).__name__}")
