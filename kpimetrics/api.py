@@ -164,25 +164,43 @@ class Project:
             adapter.close()
         return [dict(zip(cols, r)) for r in rows]
 
-    def status(self, select: str | None = None, *, grain: str | None = None) -> list[dict]:
-        """Each selected KPI's total at its latest complete period (first listed grain unless `grain`)."""
+    def status(self, select: str | None = None, *, grain: str | None = None, history: int = 8) -> list[dict]:
+        """Each selected KPI's total at its latest complete period (first listed grain unless `grain`),
+        with `recent_values`: its values over the last `history` complete periods, oldest first."""
         names = self.select(select)
         if not names:
             return []
         kpis = self.definition.kpi_by_name
         default = self.definition.config.defaults.grain
         wanted = {n: grain or (kpis[n].declared_grains or (default,))[0] for n in names}
-        found = {(r["name"], r["grain"]): r for r in self._recent_status(names, 1, complete_only=True)}
+        series: dict[tuple[str, str], list[dict]] = {}
+        for r in self._recent_status(names, max(history, 1), complete_only=True):
+            series.setdefault((r["name"], r["grain"]), []).append(r)
         out = []
         for n in names:
-            r = found.get((n, wanted[n]))
+            recent = series.get((n, wanted[n]), [])
+            r = recent[-1] if recent else None
             if r is None:  # no complete period at that grain yet
                 r = dict.fromkeys(tables.STATUS.column_names) | {
                     "name": n, "grain": wanted[n], "status": "no_data", "owner": kpis[n].owner, "strategy": kpis[n].strategy}
             r = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items()}
             r["kind"] = kpis[n].kind
+            r["recent_values"] = [x["value"] for x in recent]
             out.append(r)
         return out
+
+    def docs_generate(self):
+        """The static scorecard site in target/docs/, from the output tables and the manifest."""
+        from . import docs
+
+        return docs.generate(self)
+
+    def diff(self, state: str | Path, *, periods: int = 6):
+        """Against an earlier target/ (its manifest): added, removed, changed and affected KPIs,
+        with the recent values of changed ones under the old and the new definition."""
+        from . import diff
+
+        return diff.diff(self, Path(state), periods=periods)
 
     def show(self, name: str, *, periods: int = 6) -> dict:
         kpis = self.definition.kpi_by_name

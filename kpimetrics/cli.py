@@ -17,17 +17,34 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, scorecard
 from .api import Project
 from .errors import Issue, KpiMetricsError, ValidationFailed
 
-STATUS_STYLE = {
-    "on_track": ("green", "●", "on track"),
-    "at_risk": ("yellow", "▲", "at risk"),
-    "off_track": ("red", "✖", "off track"),
-    "no_target": ("blue", "○", "no target"),
-    "no_data": ("bright_black", "·", "no data"),
-}
+
+class _Masked:
+    """An output stream that masks env_var() values in everything written to it."""
+
+    def __init__(self, stream, secrets):
+        self._stream, self._secrets = stream, secrets
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._secrets.scrub(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def mask_secrets(secrets) -> None:
+    """Secrets never reach the terminal or a CI log: a last net under every message, progress line and
+    (with --debug) traceback. The registry is live, so values that env_var() returns later are masked too."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, _Masked):
+            stream._secrets = secrets  # a new command in the same process (tests): its project's secrets
+        else:
+            setattr(sys, name, _Masked(stream, secrets))
 
 
 class Ctx:
@@ -39,12 +56,14 @@ class Ctx:
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def project(self) -> Project:
-        return Project.load(
+        project = Project.load(
             self.opts.get("project_dir") or ".",
             profiles_dir=self.opts.get("profiles_dir"),
             target=self.opts.get("target"),
             vars=self.opts.get("vars"),
         )
+        mask_secrets(project.definition.secrets)
+        return project
 
     def log(self, message: str, **fields: Any) -> None:
         if self.quiet:
@@ -120,7 +139,9 @@ def command(group, *args, **kwargs):
                     raise
                 sys.exit(exc.exit_code)
             except KeyboardInterrupt:
-                ctx.err.print("[red]interrupted[/red]: the previous output tables are intact")
+                ctx.err.print("[red]interrupted[/red]: the run was stopped and logged as aborted in kpi_runs. The output "
+                              "tables hold the previous run's results, or this run's if it had already committed: "
+                              "never a mix. It is safe to run again.")
                 sys.exit(130)
             except click.exceptions.Exit:
                 raise
@@ -261,13 +282,14 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
     table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
     for c in ("KPI", "result", "rows", "seconds", "latest complete period", "value", "target", "status"):
         table.add_column(c, justify="right" if c in ("rows", "seconds", "value", "target") else "left")
+    units = {k.name: k.unit for k in project.definition.kpis}
     for k in result.kpis:
         row = latest.get(k.name, {})
-        color, sym, text = STATUS_STYLE.get(row.get("status"), ("white", "", ""))
+        unit = units.get(k.name)
         table.add_row(
             k.name, ("[green]ok[/green]" if k.status == "success" else f"[red]{k.status}[/red]"), str(k.rows),
-            f"{k.seconds:.2f}", str(row.get("period_start") or ""), _fmt(row.get("value")), _fmt(row.get("target")),
-            f"[{color}]{sym} {text}[/{color}]" if text else "",
+            f"{k.seconds:.2f}", str(row.get("period_start") or ""), scorecard.format_value(row.get("value"), unit),
+            scorecard.format_value(row.get("target"), unit), scorecard.badge(row["status"]) if row else "",
         )
     ctx.out.print(table)
     for k in result.kpis:
@@ -275,18 +297,6 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
             ctx.out.print(f"[red]{k.name}[/red]: {_escape(k.error)}")
     if result.message:
         ctx.out.print(_escape(result.message))
-
-
-def _fmt(v, unit: str | None = None) -> str:
-    if v is None:
-        return ""
-    if unit == "percent" and isinstance(v, (int, float)):
-        return f"{v:.1%}"
-    if unit == "seconds" and isinstance(v, (int, float)):
-        return f"{v:,.0f} s" if abs(v) >= 100 else f"{v:,.1f} s"
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
-    return str(v)
 
 
 @command(main, "status")
@@ -301,45 +311,13 @@ def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
-        _status_table(ctx, project, rows)
-    bad = {"off_track": {"off_track"}, "at_risk": {"off_track", "at_risk"}}.get(fail_on or "", set())
-    failing = [r for r in rows if r["status"] in bad]
-    if failing:
-        ctx.err.print(f"[red]{len(failing)} KPI(s) {' or '.join(sorted(bad))}[/red]: " + ", ".join(r["name"] for r in failing))
+        units = {k.name: k.unit for k in project.definition.kpis}
+        scorecard.render(ctx.out, rows, units, project.definition.mission)
+    bad = scorecard.failing(rows, fail_on)
+    if bad:
+        states = " or ".join(scorecard.FAIL_ON[fail_on])
+        ctx.err.print(f"[red]{len(bad)} KPI(s) {states}[/red]: " + ", ".join(r["name"] for r in bad))
         sys.exit(1)
-
-
-def _status_table(ctx: Ctx, project: Project, rows: list[dict]) -> None:
-    wide = ctx.out.width >= 100
-    table = Table(title=project.definition.mission or "KPIs", title_justify="left", pad_edge=False, box=None,
-                  header_style="bold")
-    table.add_column("KPI", no_wrap=True)
-    table.add_column("period", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("target", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    if wide:
-        table.add_column("change", justify="right", no_wrap=True)
-    blank = [""] * (5 if wide else 4)
-    kpis = project.definition.kpi_by_name
-    last_priority = last_strategy = object()
-    for r in sorted(rows, key=lambda r: (r.get("priority") or "~", r.get("strategy") or "~", r["name"])):
-        priority, strategy = r.get("priority"), r.get("strategy")
-        if priority != last_priority:
-            table.add_row(f"[bold]{_escape(priority or 'performance standards')}[/bold]", *blank)
-            last_priority = priority
-        if strategy != last_strategy and strategy:
-            table.add_row(f" [italic]{_escape(strategy)}[/italic]", *blank)
-        last_strategy = strategy
-        color, sym, text = STATUS_STYLE.get(r["status"], ("white", "?", r["status"]))
-        period = f"{r['grain']} {r['period_start']}" if r.get("period_start") else r["grain"]
-        unit = kpis[r["name"]].unit if r["name"] in kpis else None
-        cells = ["   " + r["name"], period, _fmt(r["value"], unit), _fmt(r["target"], unit),
-                 f"[{color}]{sym} {text}[/{color}]"]
-        if wide:
-            cells.append("" if r.get("change_pct") is None else f"{r['change_pct']:+.1%}")
-        table.add_row(*cells)
-    ctx.out.print(table)
 
 
 @command(main, "ls")
@@ -382,11 +360,44 @@ def show_cmd(ctx: Ctx, kpi: str, periods: int):
     table = Table(title="recent values", title_justify="left")
     for c in ("grain", "period", "value", "target", "status", "complete"):
         table.add_column(c)
+    unit = project.definition.kpi_by_name[kpi].unit
     for r in info["recent"]:
-        color, sym, text = STATUS_STYLE.get(r["status"], ("white", "?", r["status"]))
-        table.add_row(r["grain"], str(r["period_start"]), _fmt(r["value"]), _fmt(r["target"]),
-                      f"[{color}]{sym} {text}[/{color}]", "yes" if r["is_complete"] else "no")
+        table.add_row(r["grain"], str(r["period_start"]), scorecard.format_value(r["value"], unit),
+                      scorecard.format_value(r["target"], unit), scorecard.badge(r["status"]),
+                      "yes" if r["is_complete"] else "no")
     ctx.out.print(table)
+
+
+@main.group("docs")
+def docs_group():
+    """The static scorecard site in target/docs/."""
+
+
+@command(docs_group, "generate")
+def docs_generate_cmd(ctx: Ctx):
+    """Write the scorecard site (no network needed to view it) to target/docs/."""
+    result = ctx.project().docs_generate()
+    ctx.log(f"wrote {len(result.pages)} page(s); open {result.index}", pages=len(result.pages), index=str(result.index))
+
+
+@command(docs_group, "serve")
+@click.option("--port", default=8080, show_default=True, help="the port on localhost (0: any free port)")
+def docs_serve_cmd(ctx: Ctx, port: int):
+    """Serve target/docs/ on localhost until Ctrl-C."""
+    from . import docs
+
+    folder = ctx.project().root / "target" / "docs"
+    docs.serve(folder, port, on_ready=lambda url: ctx.out.print(f"serving {folder} at {url} (Ctrl-C to stop)"))
+
+
+@command(main, "diff")
+@click.option("--state", required=True, type=click.Path(exists=True), help="an earlier target/ folder (or its manifest.json)")
+@click.option("--periods", default=6, show_default=True, help="how many recent periods of values to compare")
+@click.option("--output", "output", type=click.Choice(["markdown", "json"]), default="markdown")
+def diff_cmd(ctx: Ctx, state: str, periods: int, output: str):
+    """What changed against an earlier target/, and how the values move: Markdown for a pull-request comment."""
+    result = ctx.project().diff(state, periods=periods)
+    click.echo(json.dumps(result.to_dict(), indent=2, default=str) if output == "json" else result.to_markdown())
 
 
 @command(main, "debug")

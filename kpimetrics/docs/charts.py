@@ -1,0 +1,161 @@
+"""The geometry of a KPI's SVG chart: values, the target line, the tolerance band, status points.
+
+Python computes coordinates; `templates/chart.svg.j2` draws them (and escapes every text).
+Each period is a band of equal width; the target is drawn as a step over each band, because
+a target holds for the whole period.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..scorecard import format_value, look
+from .data import Point, Series
+
+WIDTH, HEIGHT = 720, 260
+LEFT, RIGHT, TOP, BOTTOM = 70, 16, 14, 34
+MAX_X_LABELS = 6
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    x: float
+    y: float
+    r: float
+    point: Point
+    has_value: bool
+    title: str
+
+    @property
+    def status(self) -> str:
+        return self.point.status
+
+
+@dataclass(frozen=True)
+class Tick:
+    pos: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    grain: str
+    width: int
+    height: int
+    plot_left: float
+    plot_right: float
+    plot_top: float
+    plot_bottom: float
+    points: list[ChartPoint]
+    value_path: str
+    target_path: str
+    band_path: str
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+    summary: str
+
+
+def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """About `count` round tick values covering low..high."""
+    if high <= low:
+        pad = abs(low) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    raw = (high - low) / count
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.floor(low / step) * step
+    n = math.ceil(round((high - first) / step, 9))
+    return [round(first + i * step, 12) for i in range(n + 1)]
+
+
+def period_label(p: Point, grain: str) -> str:
+    if grain == "month":
+        return p.period_start.strftime("%b %Y")
+    if grain == "year":
+        return str(p.period_start.year)
+    return p.period_start.isoformat()
+
+
+def _runs(indices: list[int]) -> list[list[int]]:
+    """Consecutive runs of indices: a line breaks where a period has no value or no target."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _f(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def build_chart(series: Series, unit: str | None, label: str) -> Chart:
+    pts = series.points
+    n = max(len(pts), 1)
+    left, right, top, bottom = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
+    band = (right - left) / n
+    known = [v for p in pts for v in (p.value, p.target, p.threshold) if v is not None]
+    ticks = nice_ticks(min(known, default=0.0), max(known, default=1.0))
+    low, high = ticks[0], ticks[-1]
+
+    def x(i: int) -> float:
+        return left + (i + 0.5) * band
+
+    def y(v: float) -> float:
+        return bottom - (v - low) / (high - low) * (bottom - top)
+
+    r = max(1.8, min(5.0, band / 3))
+    points = [
+        ChartPoint(x(i), y(p.value) if p.value is not None else bottom - r - 1, r, p, p.value is not None,
+                   _title(p, series.grain, unit))
+        for i, p in enumerate(pts)
+    ]
+    valued = _runs([i for i, p in enumerate(pts) if p.value is not None])
+    value_path = " ".join(
+        "M" + " L".join(f"{_f(x(i))} {_f(y(pts[i].value))}" for i in run) for run in valued if len(run) > 1)
+    targeted = _runs([i for i, p in enumerate(pts) if p.target is not None])
+    target_path = " ".join(
+        f"M{_f(x(run[0]) - band / 2)} {_f(y(pts[run[0]].target))}"
+        + "".join(f" V{_f(y(pts[i].target))} H{_f(x(i) + band / 2)}" for i in run)
+        for run in targeted)
+    band_path = " ".join(
+        f"M{_f(x(i) - band / 2)} {_f(y(p.target))} H{_f(x(i) + band / 2)} V{_f(y(p.threshold))} "
+        f"H{_f(x(i) - band / 2)} Z"
+        for i, p in enumerate(pts) if p.target is not None and p.threshold is not None and p.threshold != p.target)
+    every = max(1, math.ceil(len(pts) / MAX_X_LABELS))
+    x_ticks = [Tick(x(i), period_label(p, series.grain)) for i, p in enumerate(pts)
+               if (len(pts) - 1 - i) % every == 0]
+    y_ticks = [Tick(y(t), format_value(t, unit)) for t in ticks]
+    summary = (f"{label}, {series.grain}ly values of {len(pts)} periods"
+               + (f" from {pts[0].period_start} to {pts[-1].period_start}" if pts else ""))
+    return Chart(series.grain, WIDTH, HEIGHT, left, right, top, bottom, points, value_path, target_path,
+                 band_path, y_ticks, x_ticks, summary)
+
+
+def _title(p: Point, grain: str, unit: str | None) -> str:
+    target = f" against target {format_value(p.target, unit)}" if p.target is not None else ""
+    partial = " (period not complete)" if not p.is_complete else ""
+    return f"{period_label(p, grain)}: {format_value(p.value, unit)}{target} — {look(p.status).text}{partial}"
+
+
+def data_number(v: float | None) -> str:
+    """A number for a data-* attribute: full precision, '' for none."""
+    return "" if v is None else repr(float(v))
+
+
+def spark_path(series: Series | None, width: int = 96, height: int = 24, last: int = 12) -> tuple[str, list]:
+    """A small line of the last `last` complete values for the index, and its last point."""
+    if series is None:
+        return "", []
+    values = [p.value for p in series.points if p.is_complete][-last:]
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return "", []
+    low, high = min(known), max(known)
+    span = (high - low) or 1.0
+    step = width / max(len(values) - 1, 1)
+    coords = [(i * step, height - 2 - (v - low) / span * (height - 4)) for i, v in enumerate(values) if v is not None]
+    path = "M" + " L".join(f"{_f(a)} {_f(b)}" for a, b in coords)
+    return path, list(coords[-1])

@@ -1,0 +1,165 @@
+"""The scorecard's vocabulary and the terminal scorecard.
+
+Statuses are always shown by symbol and text as well as colour, so the scorecard
+reads in a monochrome terminal, for colour-blind readers and in screenshots.
+The roll-up rule (SPEC §6): a strategy or priority takes the worst latest-complete
+status of its KPIs, off_track before at_risk before on_track; no_data and
+no_target are counted beside it, never mixed into it.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class StatusLook:
+    symbol: str
+    text: str
+    colour: str  # a rich colour name; the site uses the status name as its CSS class
+
+
+STATUSES: dict[str, StatusLook] = {
+    "on_track": StatusLook("●", "on track", "green"),
+    "at_risk": StatusLook("▲", "at risk", "yellow"),
+    "off_track": StatusLook("✖", "off track", "red"),
+    "no_target": StatusLook("○", "no target", "blue"),
+    "no_data": StatusLook("·", "no data", "bright_black"),
+}
+UNKNOWN = StatusLook("?", "unknown", "white")
+# Worst first: the order of the roll-up.
+ROLLUP_ORDER = ("off_track", "at_risk", "on_track")
+FAIL_ON = {"off_track": ("off_track",), "at_risk": ("off_track", "at_risk")}
+
+
+def look(status: str | None) -> StatusLook:
+    return STATUSES.get(status or "", UNKNOWN)
+
+
+def badge(status: str | None) -> str:
+    """Rich markup: coloured symbol and text."""
+    s = look(status)
+    return f"[{s.colour}]{s.symbol} {s.text}[/{s.colour}]"
+
+
+@dataclass(frozen=True)
+class Rollup:
+    status: str  # the worst of ROLLUP_ORDER present; else no_target / no_data
+    counts: dict[str, int]
+
+    @property
+    def beside(self) -> dict[str, int]:
+        """The no_data / no_target counts shown next to the roll-up status."""
+        return {k: self.counts[k] for k in ("no_target", "no_data") if self.counts.get(k)}
+
+
+def rollup(statuses: Iterable[str]) -> Rollup:
+    counts = Counter(statuses)
+    worst = next((s for s in ROLLUP_ORDER if counts.get(s)), None)
+    if worst is None:
+        worst = "no_target" if counts.get("no_target") else "no_data"
+    return Rollup(worst, {s: counts.get(s, 0) for s in STATUSES})
+
+
+def failing(rows: list[dict], fail_on: str | None) -> list[dict]:
+    """The rows `--fail-on` fails the command for."""
+    bad = FAIL_ON.get(fail_on or "", ())
+    return [r for r in rows if r["status"] in bad]
+
+
+def format_value(v, unit: str | None = None) -> str:
+    """A value as a person reads it, by the KPI's unit."""
+    if v is None:
+        return "–"
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return str(v)
+    if unit == "percent":
+        return f"{v:.1%}"
+    if unit == "seconds":
+        return f"{v:,.0f} s" if abs(v) >= 100 else f"{v:,.1f} s"
+    if unit == "currency" or v == int(v):
+        return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.2f}"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
+    return f"{v:,}"
+
+
+def format_change(change_pct: float | None) -> str:
+    return "" if change_pct is None else f"{change_pct:+.1%}"
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Iterable[float | None]) -> str:
+    """One bar per period, scaled between the series' min and max; a gap is a space."""
+    values = list(values)
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    low, high = min(known), max(known)
+    span = high - low
+    top = len(SPARK_BARS) - 1
+
+    def bar(v):
+        if v is None:
+            return " "
+        return SPARK_BARS[round((v - low) / span * top) if span else top // 2]
+
+    return "".join(bar(v) for v in values)
+
+
+# --- the terminal scorecard ---------------------------------------------------------
+
+def _group_key(r: dict):
+    return (r.get("priority") or "~", r.get("strategy") or "~", r["name"])
+
+
+def render(console: Console, rows: list[dict], units: dict[str, str | None], title: str | None) -> None:
+    """Rows of `Project.status` grouped by priority and strategy, each group with its roll-up."""
+    wide = console.width >= 100
+    table = Table(title=title or "KPIs", title_justify="left", pad_edge=False, box=None, header_style="bold")
+    for name, justify in (("KPI", "left"), ("period", "left"), ("value", "right"), ("target", "right"),
+                          ("status", "left"), ("trend", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    if wide:
+        table.add_column("change", justify="right", no_wrap=True)
+    width = len(table.columns)
+    ordered = sorted(rows, key=_group_key)
+    by_priority: dict = {}
+    by_strategy: dict = {}
+    for r in ordered:
+        by_priority.setdefault(r.get("priority"), []).append(r["status"])
+        by_strategy.setdefault((r.get("priority"), r.get("strategy")), []).append(r["status"])
+    last_priority = last_strategy = object()
+    for r in ordered:
+        priority, strategy = r.get("priority"), r.get("strategy")
+        if priority != last_priority:
+            heading = escape(priority or "performance standards")
+            table.add_row(f"[bold]{heading}[/bold]", *_group_cells(by_priority[priority], width))
+            last_priority = priority
+        if strategy != last_strategy and strategy:
+            table.add_row(f" [italic]{escape(strategy)}[/italic]", *_group_cells(by_strategy[(priority, strategy)], width))
+        last_strategy = strategy
+        unit = units.get(r["name"])
+        period = f"{r['grain']} {r['period_start']}" if r.get("period_start") else r["grain"]
+        cells = ["   " + escape(r["name"]), period, format_value(r["value"], unit), format_value(r["target"], unit),
+                 badge(r["status"]), f"[dim]{sparkline(r.get('recent_values') or [])}[/dim]"]
+        if wide:
+            cells.append(format_change(r.get("change_pct")))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _group_cells(statuses: list[str], width: int) -> list[str]:
+    """A group heading's cells: its roll-up in the status column, the counts beside it."""
+    r = rollup(statuses)
+    beside = ", ".join(f"{n} {look(s).text}" for s, n in r.beside.items())
+    cells = ["", "", "", badge(r.status), f"[dim]{beside}[/dim]" if beside else ""]
+    return cells + [""] * (width - 1 - len(cells))
