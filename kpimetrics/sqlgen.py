@@ -169,6 +169,8 @@ class _Agg:
     kpis: list[KpiPlan] = field(default_factory=list)
     columns: dict[str, exp.Expression] = field(default_factory=dict)  # alias -> aggregate expression
     by_sql: dict[str, str] = field(default_factory=dict)
+    from_partials: bool = False  # a window re-aggregating per-period partials instead of reading rows
+    distinct: dict[str, tuple[exp.Expression, exp.Expression | None]] = field(default_factory=dict)  # alias -> (x, filter)
 
     def add(self, prefix: str, e: exp.Expression) -> str:
         key = e.sql("duckdb")
@@ -245,42 +247,40 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
     ctes: list[tuple[str, exp.Query]] = list(relation.ctes)
     ctes += [(p("rows"), rows), (p("bounds"), bounds), (p("spine"), spine)]
 
-    # 3. one aggregation per window shape
-    aggs: dict[tuple | None, _Agg] = {}
+    # 3. the aggregations: which KPIs share one is decided by _agg_key
+    aggs: dict[tuple, _Agg] = {}
     for pl in plans:
-        w = pl.window
-        if w not in aggs:
-            aggs[w] = _Agg(w, p(f"agg{len(aggs)}"))
-        aggs[w].kpis.append(pl)
+        key = _agg_key(pl)
+        if key not in aggs:
+            aggs[key] = _Agg(pl.window, p(f"agg{len(aggs)}"), from_partials=key[1] == "partials")
+        aggs[key].kpis.append(pl)
 
     outputs: list[exp.Select] = []
     for agg in aggs.values():
-        source, period = _window_source(agg, p, ctes, cal, grain)
+        partials = _Agg(None, agg.cte + "_pp") if agg.from_partials else None
+
+        def add(prefix: str, e: exp.Expression) -> str:
+            return agg.add(prefix, e if partials is None else reaggregate(e, partials))
+
         refs: dict[str, dict[str, str]] = {}
         for pl in agg.kpis:
-            r: dict[str, str] = {"n": agg.add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
+            r: dict[str, str] = {"n": add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
             if pl.form == "ratio":
-                r["num"] = agg.add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter)))
-                r["den"] = agg.add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter)))
+                r["num"] = add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter)))
+                r["den"] = add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter)))
             else:
-                r["m"] = agg.add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter)))
+                r["m"] = add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter)))
             refs[pl.name] = r
         agg_dims = list(dict.fromkeys(d for pl in agg.kpis for d in pl.dimensions))
-        select = exp.select(alias(period.copy(), "__p"))
-        for d in agg_dims:
-            select = select.select(col(dim_alias[d]), copy=False)
-        for name, e in agg.columns.items():
-            select = select.select(alias(e, name), copy=False)
-        select = select.from_(source, copy=False)
-        if agg.window is not None:
-            select = select.join(ident(p(f"map{_window_key(agg.window)}")), on=exp.EQ(this=col("__p", p("rows")), expression=col("__src")), copy=False)
-        if agg_dims:
-            sets = [exp.Tuple(expressions=[period.copy()])] + [
-                exp.Tuple(expressions=[period.copy(), col(dim_alias[d])]) for d in agg_dims
-            ]
-            select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+        dim_cols = [dim_alias[d] for d in agg_dims]
+        source, period = _window_source(agg, p, ctes, cal, grain)
+        on_map = None if agg.window is None else p(f"map{_window_key(agg.window)}")
+        if partials is None:
+            select = _aggregate(period, dim_cols, agg.columns, source, on_map, p("rows"), grouping_sets=True)
         else:
-            select = select.group_by(period.copy(), copy=False)
+            # per-period partial aggregates (with their slices), then each window re-aggregates its periods' partials
+            ctes.append((partials.cte, _partials_query(partials, dim_cols, p("rows"), agg.window, cal)))
+            select = _aggregate(period, dim_cols, agg.columns, ident(partials.cte), on_map, partials.cte, grouping_sets=False)
         ctes.append((agg.cte, select))
 
         for pl in agg.kpis:
@@ -289,6 +289,108 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
 
     return cte_query(ctes, union_select(outputs))
 
+
+# --- aggregations: which KPIs share one, and windows from per-period partials ----------
+
+# an aggregate whose per-period results combine into the window's: sum of sums, sum of counts, ...
+_REAGGREGATE: dict[type, type] = {exp.Sum: exp.Sum, exp.Count: exp.Sum, exp.Min: exp.Min, exp.Max: exp.Max}
+
+
+def _aggregates(pl: KpiPlan) -> list[exp.AggFunc]:
+    trees = (pl.measure, pl.numerator, pl.denominator)
+    return [a for t in trees if t is not None for a in t.find_all(exp.AggFunc)]
+
+
+def _additive(agg: exp.AggFunc) -> bool:
+    return (type(agg) in _REAGGREGATE or type(agg) is exp.Avg) and agg.find(exp.Distinct) is None
+
+
+def _distinct_count(agg: exp.AggFunc) -> bool:
+    """count(DISTINCT x) of one expression: over a to-date window, it counts the x first seen up to each period."""
+    d = agg.this
+    return type(agg) is exp.Count and isinstance(d, exp.Distinct) and len(d.expressions) == 1
+
+
+def _agg_key(pl: KpiPlan) -> tuple:
+    """Which aggregation computes a KPI.
+
+    Additive KPIs share one, over the GROUPING SETS of all their slices (an extra sum per
+    slice costs little). A non-additive KPI (count distinct, quantiles) is grouped by its own
+    slices only, so a quantile is not computed for slices it does not have. A window over
+    additive aggregates, or a to-date window over count(distinct x), is computed from
+    per-period partials instead of joining every row to every window it belongs to.
+    """
+    w, aggs = pl.window, _aggregates(pl)
+    if w is not None and all(_additive(a) or (w[0] == "to_date" and _distinct_count(a)) for a in aggs):
+        return (w, "partials", pl.dimensions if any(_distinct_count(a) for a in aggs) else ())
+    if all(_additive(a) for a in aggs):
+        return (w, "additive")
+    return (w, "rows", pl.dimensions)
+
+
+def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
+    """`tree` over per-period partials: each aggregate becomes a re-aggregation of a column of `partials`."""
+    def fix(node: exp.Expression) -> exp.Expression:
+        agg = node.this if isinstance(node, exp.Filter) else node
+        if not isinstance(agg, exp.AggFunc) or (node is agg and isinstance(node.parent, exp.Filter)):
+            return node
+        where = node.expression.this if isinstance(node, exp.Filter) else None
+
+        def partial(a: exp.Expression) -> str:
+            return partials.add("__q", exp.Filter(this=a, expression=exp.Where(this=where.copy())) if where is not None else a)
+
+        if _distinct_count(agg):
+            name = partials.add("__c", node.copy())
+            partials.distinct[name] = (agg.this.expressions[0].copy(), where.copy() if where is not None else None)
+            return exp.Coalesce(this=exp.Sum(this=col(name)), expressions=[exp.Literal.number(0)])
+        if type(agg) is exp.Avg:
+            total, count = partial(exp.Sum(this=agg.this.copy())), partial(exp.Count(this=agg.this.copy()))
+            return exp.Paren(this=safe_div(exp.Sum(this=col(total)), exp.Sum(this=col(count))))
+        return _REAGGREGATE[type(agg)](this=col(partial(agg.copy())))
+
+    return tree.copy().transform(fix)
+
+
+def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], source: exp.Expression,
+               on_map: str | None, source_name: str, grouping_sets: bool) -> exp.Select:
+    """SELECT period, dims, columns FROM source [JOIN map] GROUP BY period and the slices."""
+    select = exp.select(alias(period.copy(), "__p"), *[col(d) for d in dims])
+    for name, e in columns.items():
+        select = select.select(alias(e, name), copy=False)
+    select = select.from_(source, copy=False)
+    if on_map is not None:
+        select = select.join(ident(on_map), on=exp.EQ(this=col("__p", source_name), expression=col("__src")), copy=False)
+    if dims and grouping_sets:
+        sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
+        select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+    else:  # partials already carry their slices' pattern of NULLs
+        select = select.group_by(period.copy(), *[col(d) for d in dims], copy=False)
+    return select
+
+
+def _partials_query(partials: _Agg, dims: list[str], rows: str, window: tuple, cal: Calendar) -> exp.Query:
+    """Per-period partial aggregates, and for each count(DISTINCT x) the number of x first seen in each period
+    of its to-date period (so a running sum over the to-date period counts each x once)."""
+    def only(keep: set[str], value=None) -> dict[str, exp.Expression]:
+        """Every partial column, in one order for every branch of the UNION ALL; NULL outside `keep`."""
+        return {n: (value or e) if n in keep else exp.Null() for n, e in partials.columns.items()}
+
+    plain = set(partials.columns) - set(partials.distinct)
+    branches: list[exp.Query] = [_aggregate(col("__p"), dims, only(plain), ident(rows), None, rows, grouping_sets=True)]
+    for name, (x, where) in partials.distinct.items():
+        bucket = cal_.period_start_of_date(col("__p"), str(window[1]), cal)
+        sets = [exp.Tuple(expressions=[bucket.copy(), x.copy()])] + [
+            exp.Tuple(expressions=[bucket.copy(), col(d), x.copy()]) for d in dims]
+        firsts = (
+            exp.select(alias(exp.Min(this=col("__p")), "__p"), *[col(d) for d in dims])
+            .from_(ident(rows))
+            .where(and_(exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null())), where))
+        )
+        firsts.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+        source = exp.Subquery(this=firsts, alias=exp.TableAlias(this=ident("__first")))
+        branches.append(_aggregate(col("__p"), dims, only({name}, exp.Count(this=exp.Star())), source, None, "__first",
+                                   grouping_sets=False))
+    return union_all(branches)
 
 def _window_key(window: tuple) -> str:
     return f"_{window[0]}_{window[1]}"

@@ -91,15 +91,22 @@ WITH "__model_orders_enriched" AS (
     "__p" AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1",
-    COUNT(*) FILTER(WHERE
-      reordered_within_30d) AS "__m2"
+    COUNT(DISTINCT customer_id) AS "__m1"
   FROM "__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
       ("__p", "__d0")
     )
+), "__agg1" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) AS "__n0",
+    COUNT(*) FILTER(WHERE
+      reordered_within_30d) AS "__m1"
+  FROM "__rows"
+  GROUP BY
+    "__p"
 )
 SELECT
   "name",
@@ -157,7 +164,7 @@ FROM (
     CAST(NULL AS TEXT) AS "dimension_value",
     CAST(CASE
       WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m2" AS DOUBLE)
+      THEN CAST("__a"."__m1" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS DOUBLE) / NULLIF(
       CAST(CASE
@@ -169,7 +176,7 @@ FROM (
     ) AS "value",
     CASE
       WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m2" AS DOUBLE)
+      THEN CAST("__a"."__m1" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "numerator",
     CASE
@@ -178,8 +185,8 @@ FROM (
       ELSE CAST(NULL AS DOUBLE)
     END AS "denominator"
   FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  LEFT JOIN "__agg1" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
 ) AS "__u";
 
 -- scan: ref:orders_enriched at week: active_customers
@@ -375,16 +382,24 @@ WITH "__rows" AS (
   FROM "__spine" AS "__a"
   JOIN "__spine" AS "__b"
     ON "__b"."__i" BETWEEN "__a"."__i" AND "__a"."__i" + 2
+), "__agg1_pp" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) FILTER(WHERE
+      status = 'completed') AS "__q0",
+    SUM(amount - discount) FILTER(WHERE
+      status = 'completed') AS "__q1"
+  FROM "__rows"
+  GROUP BY
+    "__p"
 ), "__agg1" AS (
   SELECT
     "__dst" AS "__p",
-    COUNT(*) FILTER(WHERE
-      status = 'completed') AS "__n0",
-    SUM(amount - discount) FILTER(WHERE
-      status = 'completed') AS "__m1"
-  FROM "__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "__agg1_pp"
   JOIN "__map_periods_3"
-    ON "__rows"."__p" = "__src"
+    ON "__agg1_pp"."__p" = "__src"
   GROUP BY
     "__dst"
 ), "__map_to_date_year" AS (
@@ -395,16 +410,24 @@ WITH "__rows" AS (
   JOIN "__spine" AS "__b"
     ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
     AND "__b"."period_start" >= "__a"."period_start"
+), "__agg2_pp" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) FILTER(WHERE
+      status <> 'cancelled') AS "__q0",
+    SUM(amount) FILTER(WHERE
+      status <> 'cancelled') AS "__q1"
+  FROM "__rows"
+  GROUP BY
+    "__p"
 ), "__agg2" AS (
   SELECT
     "__dst" AS "__p",
-    COUNT(*) FILTER(WHERE
-      status <> 'cancelled') AS "__n0",
-    SUM(amount) FILTER(WHERE
-      status <> 'cancelled') AS "__m1"
-  FROM "__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "__agg2_pp"
   JOIN "__map_to_date_year"
-    ON "__rows"."__p" = "__src"
+    ON "__agg2_pp"."__p" = "__src"
   GROUP BY
     "__dst"
 )
@@ -749,22 +772,29 @@ WITH "__rows" AS (
     COUNT(*) FILTER(WHERE
       csat >= 4) AS "__m1",
     COUNT(csat) AS "__m2",
-    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m3",
-    AVG(resolution_seconds) AS "__m4",
+    AVG(resolution_seconds) AS "__m3",
     COUNT(*) FILTER(WHERE
-      channel = 'phone') AS "__n5",
+      channel = 'phone') AS "__n4",
     AVG(wrap_up_seconds) FILTER(WHERE
-      channel = 'phone') AS "__m6",
-    COUNT(*) FILTER(WHERE
-      channel = 'chat') AS "__n7",
-    MEDIAN(first_response_seconds) FILTER(WHERE
-      channel = 'chat') AS "__m8"
+      channel = 'phone') AS "__m5"
   FROM "__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
       ("__p", "__d0")
     )
+), "__agg1" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) AS "__n0",
+    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m1",
+    COUNT(*) FILTER(WHERE
+      channel = 'chat') AS "__n2",
+    MEDIAN(first_response_seconds) FILTER(WHERE
+      channel = 'chat') AS "__m3"
+  FROM "__rows"
+  GROUP BY
+    "__p"
 )
 SELECT
   "name",
@@ -844,7 +874,7 @@ FROM (
     NOT "__a"."__d0" IS NULL
   UNION ALL
   SELECT
-    'first_response_p90' AS "name",
+    'avg_resolution_seconds' AS "name",
     'month' AS "grain",
     "__s"."period_start" AS "period_start",
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
@@ -862,15 +892,15 @@ FROM (
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
-    'avg_resolution_seconds' AS "name",
+    'call_wrap_up_seconds' AS "name",
     'month' AS "grain",
     "__s"."period_start" AS "period_start",
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
     CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m4" AS DOUBLE)
+      WHEN COALESCE("__a"."__n4", 0) > 0
+      THEN CAST("__a"."__m5" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
@@ -880,22 +910,22 @@ FROM (
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
-    'call_wrap_up_seconds' AS "name",
+    'first_response_p90' AS "name",
     'month' AS "grain",
     "__s"."period_start" AS "period_start",
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
     CASE
-      WHEN COALESCE("__a"."__n5", 0) > 0
-      THEN CAST("__a"."__m6" AS DOUBLE)
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  LEFT JOIN "__agg1" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
   UNION ALL
   SELECT
     'chat_first_response_median' AS "name",
@@ -905,15 +935,15 @@ FROM (
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
     CASE
-      WHEN COALESCE("__a"."__n7", 0) > 0
-      THEN CAST("__a"."__m8" AS DOUBLE)
+      WHEN COALESCE("__a"."__n2", 0) > 0
+      THEN CAST("__a"."__m3" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  LEFT JOIN "__agg1" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
 ) AS "__u";
 
 -- derived: revenue_yoy_growth at month

@@ -27,14 +27,22 @@ WITH "bookings_ytd_month__rows" AS (
   JOIN "bookings_ytd_month__spine" AS "__b"
     ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
     AND "__b"."period_start" >= "__a"."period_start"
+), "bookings_ytd_month__agg0_pp" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT_IF(status <> 'cancelled') AS "__q0",
+    SUM(IFF(status <> 'cancelled', amount, NULL)) AS "__q1"
+  FROM "bookings_ytd_month__rows"
+  GROUP BY
+    "__p"
 ), "bookings_ytd_month__agg0" AS (
   SELECT
     "__dst" AS "__p",
-    COUNT_IF(status <> 'cancelled') AS "__n0",
-    SUM(IFF(status <> 'cancelled', amount, NULL)) AS "__m1"
-  FROM "bookings_ytd_month__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "bookings_ytd_month__agg0_pp"
   JOIN "bookings_ytd_month__map_to_date_year"
-    ON "bookings_ytd_month__rows"."__p" = "__src"
+    ON "bookings_ytd_month__agg0_pp"."__p" = "__src"
   GROUP BY
     "__dst"
 )
