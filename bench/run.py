@@ -1,0 +1,342 @@
+"""The kpimetrics benchmark: one script, one run, every number measured side by side.
+
+    .venv/bin/python bench/run.py                     # 10^7 orders, compile 100/1,000/10,000 KPIs, heap 10^6 vs 10^7
+    .venv/bin/python bench/run.py --rows 1000000 --compile-sizes 100,1000 --heap-rows ""   # quicker
+    .venv/bin/python bench/run.py --huge              # also 10^8 rows under a 4 GB DuckDB memory_limit
+    .venv/bin/python bench/run.py --metricflow        # also MetricFlow on the same data (builds its own venv)
+    .venv/bin/python bench/run.py --rows 10000 --check-only   # correctness only (CI: tests/test_bench_smoke.py)
+
+What it does, in order:
+1. generates the data (bench/generate.py) into bench/data/;
+2. alternating, `--repeat` times: `kpimetrics run --full-refresh` and bench/handwritten.sql, each as a
+   whole process; then checks that kpimetrics' kpi_values equal the hand-written bench.hand_values;
+3. `--repeat` times: appends one day, times an incremental `kpimetrics run`; then runs the hand-written
+   SQL on the grown data and checks the values again (so incremental == full refresh == by hand);
+4. times `kpimetrics compile` of generated projects (bench/gen_kpis.py) as whole processes, cold;
+5. measures the Python heap (tracemalloc peak) of a full run at each of `--heap-rows`;
+6. prints the ratios, writes bench/data/results.json, and exits 1 when a goal is missed or a value differs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DATA = BENCH / "data"
+PROJECT = BENCH / "project"
+PY = sys.executable
+AS_OF = "2026-01-15"  # after all the data (and the appended days): every run sees the same "today"
+
+GOALS = {
+    "full_vs_hand": 1.2,       # kpimetrics run --full-refresh / hand-written SQL
+    "incremental_vs_full": 0.05,
+    "compile_1000_s": 1.0,
+    "compile_10000_s": 5.0,
+    "heap_growth": 1.10,       # tracemalloc peak at the largest size / at the smallest
+}
+
+# kpimetrics' values against the hand-written ones: every row on both sides, values equal to 1e-9
+COMPARE_SQL = """
+WITH k AS (SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM kpi.kpi_values),
+     h AS (SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM bench.hand_values)
+SELECT coalesce(k.name, h.name) AS name, coalesce(k.grain, h.grain) AS grain, count(*) AS n_rows,
+       count(*) FILTER (WHERE k.name IS NULL) AS only_by_hand,
+       count(*) FILTER (WHERE h.name IS NULL) AS only_kpimetrics,
+       count(*) FILTER (WHERE k.name IS NOT NULL AND h.name IS NOT NULL AND NOT (
+           k.value IS NOT DISTINCT FROM h.value
+           OR abs(k.value - h.value) <= 1e-9 * greatest(abs(k.value), abs(h.value)))) AS differ
+FROM k FULL JOIN h USING (name, grain, period_start, dimension, dv)
+GROUP BY ALL ORDER BY 1, 2
+"""
+
+
+@dataclass
+class Timing:
+    seconds: float
+    max_rss_mb: float
+    output: str
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float | None = None) -> Timing:
+    """Run `cmd` as a whole process; its wall time and its own peak RSS (from wait4)."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    killed: list[bool] = []
+    timer = threading.Timer(timeout, lambda: (killed.append(True), proc.kill())) if timeout else None
+    if timer:
+        timer.start()
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - began
+    if timer:
+        timer.cancel()
+        if killed:
+            raise subprocess.TimeoutExpired(cmd, timeout)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-3000:]}")
+    return Timing(seconds, usage.ru_maxrss / 1024, out)
+
+
+def kpimetrics(*args: str) -> list[str]:
+    return [PY, "-m", "kpimetrics", *args]
+
+
+def bench_env(db: Path, memory_limit: str | None = None, threads: int | None = None) -> dict[str, str]:
+    env = {"KPIBENCH_DB": str(db), "KPIMETRICS_PROFILES_DIR": str(PROJECT)}
+    if memory_limit:
+        env["KPIBENCH_MEMORY_LIMIT"] = memory_limit
+    if threads:
+        env["KPIBENCH_THREADS"] = str(threads)
+    return env
+
+
+def generate(db: Path, rows: int, memory_limit: str | None = None) -> None:
+    for suffix in ("", ".wal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    cmd = [PY, str(BENCH / "generate.py"), "--db", str(db), "--orders", str(rows)]
+    if memory_limit:
+        cmd += ["--memory-limit", memory_limit]
+    print(timed(cmd).output.strip(), flush=True)
+
+
+def append_day(db: Path) -> None:
+    timed([PY, str(BENCH / "generate.py"), "--db", str(db), "--append-days", "1"])
+
+
+HAND_RUNNER = (
+    "import duckdb, sys\n"
+    "config = {'threads': int(sys.argv[3])} if sys.argv[3] != '0' else {}\n"
+    "con = duckdb.connect(sys.argv[1], config=config)\n"
+    "con.execute(open(sys.argv[2]).read())\n"
+    "con.close()\n"
+)
+
+
+def run_hand(db: Path, threads: int | None) -> Timing:
+    return timed([PY, "-c", HAND_RUNNER, str(db), str(BENCH / "handwritten.sql"), str(threads or 0)])
+
+
+def run_kpimetrics(db: Path, *flags: str, memory_limit: str | None = None, threads: int | None = None) -> Timing:
+    return timed(kpimetrics("run", "-q", "--project-dir", str(PROJECT), "--as-of", AS_OF, *flags),
+                 env=bench_env(db, memory_limit, threads))
+
+
+def compare(db: Path) -> list[tuple]:
+    """Rows (name, grain, n_rows, only_by_hand, only_kpimetrics, differ) that are not all equal."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rows = con.execute(COMPARE_SQL).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return [("(no rows)", "", 0, 0, 0, 1)]
+    return [r for r in rows if r[3] or r[4] or r[5]]
+
+
+def check(db: Path, label: str) -> bool:
+    bad = compare(db)
+    if bad:
+        print(f"VALUES DIFFER ({label}): name, grain, rows, only by hand, only kpimetrics, differing", flush=True)
+        for r in bad:
+            print("   ", r)
+        return False
+    print(f"values equal the hand-written SQL ({label})", flush=True)
+    return True
+
+
+def incremental_modes() -> set[str]:
+    results = json.loads((PROJECT / "target" / "run_results.json").read_text())
+    return {r["mode"] for r in results["results"]}
+
+
+# --- the stages ------------------------------------------------------------------------
+
+def bench_runs(db: Path, repeat: int, threads: int | None, report: dict) -> bool:
+    full, hand = [], []
+    for i in range(repeat):  # alternating, so both see the same machine
+        full.append(run_kpimetrics(db, "--full-refresh", threads=threads))
+        hand.append(run_hand(db, threads))
+        print(f"  round {i + 1}: kpimetrics --full-refresh {full[-1].seconds:.2f} s, hand-written {hand[-1].seconds:.2f} s",
+              flush=True)
+    ok = check(db, "full refresh")
+    incremental = []
+    for i in range(repeat):
+        append_day(db)
+        incremental.append(run_kpimetrics(db, threads=threads))
+        print(f"  incremental {i + 1} (one more day): {incremental[-1].seconds:.2f} s", flush=True)
+    modes = incremental_modes()
+    if modes != {"incremental"}:
+        print(f"the incremental run recomputed some KPIs in full: modes {sorted(modes)}")
+        ok = False
+    run_hand(db, threads)
+    ok = check(db, f"incremental, after {repeat} appended day(s)") and ok
+    med = lambda ts: statistics.median(t.seconds for t in ts)  # noqa: E731
+    report["runs"] = {
+        "full_refresh_s": med(full), "hand_written_s": med(hand), "incremental_s": med(incremental),
+        "full_refresh_all_s": [round(t.seconds, 3) for t in full], "hand_written_all_s": [round(t.seconds, 3) for t in hand],
+        "incremental_all_s": [round(t.seconds, 3) for t in incremental],
+        "full_refresh_peak_rss_mb": max(t.max_rss_mb for t in full),
+        "full_vs_hand": med(full) / med(hand), "incremental_vs_full": med(incremental) / med(full),
+        "values_equal": ok,
+    }
+    return ok
+
+
+def bench_compile(sizes: list[int], report: dict, timeout: float) -> None:
+    report["compile"] = {}
+    for n in sizes:
+        folder = DATA / f"kpis_{n}"
+        timed([PY, str(BENCH / "gen_kpis.py"), "--kpis", str(n), "--out", str(folder)])
+        try:
+            t = timed(kpimetrics("compile", "-q", "--project-dir", str(folder)), env=bench_env(DATA / "unused.duckdb"),
+                      timeout=timeout)
+            entry = {"seconds": t.seconds, "peak_rss_mb": t.max_rss_mb}
+        except subprocess.TimeoutExpired:
+            entry = {"seconds": None, "timeout_s": timeout}
+        report["compile"][str(n)] = entry
+        shown = f"{entry['seconds']:.2f} s" if entry["seconds"] is not None else f"more than {timeout:.0f} s (stopped)"
+        print(f"  compile {n:>6,} KPIs: {shown}", flush=True)
+
+
+HEAP_PROBE = (
+    "import datetime as dt, sys, tracemalloc\n"
+    "from kpimetrics import Project\n"
+    "tracemalloc.start()\n"
+    "result = Project.load(sys.argv[1]).run(full_refresh=True, as_of=dt.date.fromisoformat(sys.argv[2]))\n"
+    "assert result.ok, result.message\n"
+    "print(tracemalloc.get_traced_memory()[1])\n"
+)
+
+
+def bench_heap(sizes: list[int], report: dict, memory_limit: str | None, threads: int | None) -> None:
+    report["heap"] = {}
+    for n in sizes:
+        db = DATA / f"heap_{n}.duckdb"
+        generate(db, n, memory_limit)
+        t = timed([PY, "-c", HEAP_PROBE, str(PROJECT), AS_OF], env=bench_env(db, memory_limit, threads))
+        peak = int(t.output.strip().splitlines()[-1])
+        report["heap"][str(n)] = {"tracemalloc_peak_mb": peak / 2**20, "peak_rss_mb": t.max_rss_mb, "seconds": t.seconds,
+                                  "memory_limit": memory_limit}
+        print(f"  {n:>11,} rows: Python heap peak {peak / 2**20:.1f} MB, process peak RSS {t.max_rss_mb:.0f} MB, "
+              f"{t.seconds:.1f} s", flush=True)
+        for suffix in ("", ".wal"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+def goals(report: dict) -> list[str]:
+    """The goals missed, as sentences."""
+    missed = []
+    runs = report.get("runs")
+    if runs:
+        if not runs["values_equal"]:
+            missed.append("kpimetrics' values differ from the hand-written SQL")
+        if runs["full_vs_hand"] > GOALS["full_vs_hand"]:
+            missed.append(f"full run is {runs['full_vs_hand']:.2f}x the hand-written SQL (goal <= {GOALS['full_vs_hand']})")
+        if runs["incremental_vs_full"] > GOALS["incremental_vs_full"]:
+            missed.append(f"incremental run is {runs['incremental_vs_full']:.1%} of a full run "
+                          f"(goal <= {GOALS['incremental_vs_full']:.0%})")
+    for n, key in ((1000, "compile_1000_s"), (10000, "compile_10000_s")):
+        entry = report.get("compile", {}).get(str(n))
+        if entry and (entry["seconds"] is None or entry["seconds"] > GOALS[key]):
+            shown = f"{entry['seconds']:.2f} s" if entry["seconds"] is not None else "timed out"
+            missed.append(f"compile of {n:,} KPIs took {shown} (goal <= {GOALS[key]} s)")
+    heap = report.get("heap", {})
+    if len(heap) >= 2:
+        sizes = sorted(heap, key=int)
+        growth = heap[sizes[-1]]["tracemalloc_peak_mb"] / heap[sizes[0]]["tracemalloc_peak_mb"]
+        report["heap_growth"] = growth
+        if growth > GOALS["heap_growth"]:
+            missed.append(f"Python heap grew {growth:.2f}x from {int(sizes[0]):,} to {int(sizes[-1]):,} rows")
+    return missed
+
+
+def machine() -> dict:
+    import duckdb
+    import sqlglot
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
+            "sqlglot": sqlglot.__version__, "platform": platform.platform()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    global DATA
+    ap = argparse.ArgumentParser(description="kpimetrics against hand-written SQL (and MetricFlow)")
+    ap.add_argument("--rows", type=int, default=10_000_000, help="orders rows for the run benchmark (default 10^7)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of each timing (default 3; medians are reported)")
+    ap.add_argument("--compile-sizes", default="100,1000,10000", help="KPI counts to compile ('' to skip)")
+    ap.add_argument("--compile-timeout", type=float, default=600, help="seconds before a compile is stopped")
+    ap.add_argument("--heap-rows", default="1000000,10000000", help="row counts for the Python heap check ('' to skip)")
+    ap.add_argument("--huge", action="store_true", help="add 10^8 rows to the heap check, under --memory-limit")
+    ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit for --huge (default 4GB)")
+    ap.add_argument("--threads", type=int, default=None, help="DuckDB threads for every engine (default: all cores)")
+    ap.add_argument("--metricflow", action="store_true", help="also time MetricFlow (builds bench/.venv-metricflow)")
+    ap.add_argument("--check-only", action="store_true", help="only check values (full and incremental); no goals")
+    ap.add_argument("--data-dir", type=Path, default=DATA, help="where generated data goes (default bench/data)")
+    args = ap.parse_args(argv)
+    DATA = args.data_dir
+    DATA.mkdir(parents=True, exist_ok=True)
+    report: dict = {"machine": machine(), "rows": args.rows, "repeat": args.repeat}
+    print(f"machine: {report['machine']}", flush=True)
+
+    db = DATA / f"bench_{args.rows}.duckdb"
+    generate(db, args.rows)
+    print(f"runs over {args.rows:,} orders:", flush=True)
+    ok = bench_runs(db, 1 if args.check_only else args.repeat, args.threads, report)
+    if args.check_only:
+        return 0 if ok else 1
+
+    if args.metricflow:
+        import metricflow as mf  # bench/metricflow.py
+
+        report["metricflow"] = mf.bench(db, args.repeat, report["runs"])
+    sizes = [int(s) for s in args.compile_sizes.split(",") if s.strip()]
+    if sizes:
+        print("compile (whole CLI process, cold, fresh target/):", flush=True)
+        bench_compile(sizes, report, args.compile_timeout)
+    heap_rows = [int(s) for s in args.heap_rows.split(",") if s.strip()]
+    if heap_rows or args.huge:
+        print("Python heap of a full run (tracemalloc peak):", flush=True)
+        bench_heap(heap_rows, report, None, args.threads)
+        if args.huge:
+            bench_heap([100_000_000], huge := {}, args.memory_limit, args.threads)
+            report["heap_huge"] = huge["heap"]
+
+    missed = goals(report)
+    runs = report["runs"]
+    print("\nratios (medians of alternating rounds):")
+    print(f"  full refresh / hand-written SQL: {runs['full_refresh_s']:.2f} s / {runs['hand_written_s']:.2f} s = "
+          f"{runs['full_vs_hand']:.2f}x  (goal <= {GOALS['full_vs_hand']}x)")
+    print(f"  incremental / full refresh:      {runs['incremental_s']:.2f} s / {runs['full_refresh_s']:.2f} s = "
+          f"{runs['incremental_vs_full']:.1%}  (goal <= {GOALS['incremental_vs_full']:.0%})")
+    if "metricflow" in report and report["metricflow"].get("ratio_vs_hand"):
+        print(f"  MetricFlow / hand-written SQL (on its subset): {report['metricflow']['ratio_vs_hand']:.2f}x")
+    report["goals_missed"] = missed
+    (DATA / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {DATA / 'results.json'}")
+    if missed:
+        print("GOALS MISSED:\n  " + "\n  ".join(missed))
+        return 1
+    print("all goals met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BENCH))
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The benchmark's correctness check, in CI: at 10^4 rows, kpimetrics' values equal the
+hand-written SQL's, after a full refresh and after an incremental run on one more day.
+
+Only correctness is checked here; timings live in bench/run.py and bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_values_equal_the_hand_written_sql(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "run.py"), "--rows", "10000", "--check-only",
+                          "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "values equal the hand-written SQL (full refresh)" in out.stdout
+    assert "values equal the hand-written SQL (incremental, after 1 appended day(s))" in out.stdout
+
+
+def test_the_comparison_catches_a_wrong_value(tmp_path):
+    """The check that guards every reported time fails when one value is off."""
+    run = load("run")
+    db = tmp_path / "values.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA kpi; CREATE SCHEMA bench")
+    row = "SELECT 'k' AS name, 'month' AS grain, DATE '2025-01-01' AS period_start, '' AS dimension, " \
+          "NULL::VARCHAR AS dimension_value, {} AS value"
+    con.execute(f"CREATE TABLE kpi.kpi_values AS {row.format('1.0::DOUBLE')}")
+    con.execute(f"CREATE TABLE bench.hand_values AS {row.format('1.0::DOUBLE')}")
+    con.close()
+    assert run.compare(db) == []
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE bench.hand_values SET value = 1.001")
+    con.execute(f"INSERT INTO kpi.kpi_values {row.replace('2025-01-01', '2025-02-01').format('2.0::DOUBLE')}")
+    con.close()
+    assert run.compare(db) == [("k", "month", 2, 0, 1, 1)]
+
+
+def test_generator_is_deterministic_and_appends_one_day(tmp_path):
+    gen = load("generate")
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    for db in (a, b):
+        assert gen.main(["--db", str(db), "--orders", "2000"]) == 0
+    con = duckdb.connect(str(a))
+    con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+    for t in ("orders", "support_tickets", "customers"):
+        assert con.execute(f"SELECT count(*) FROM (SELECT * FROM main.{t} EXCEPT ALL SELECT * FROM b.main.{t})").fetchone()[0] == 0
+    assert con.execute("SELECT count(*), max(ordered_at)::DATE FROM main.orders").fetchone() == (2000, gen.START.replace(year=2025, month=12, day=30))
+    con.close()
+    assert gen.main(["--db", str(a), "--append-days", "1"]) == 0
+    con = duckdb.connect(str(a), read_only=True)
+    day, n = con.execute("SELECT max(ordered_at)::DATE, count(*) FILTER (WHERE ordered_at >= DATE '2025-12-31') FROM main.orders").fetchone()
+    con.close()
+    assert str(day) == "2025-12-31" and n == round(2000 / 1095)
+
+
+def test_profile_memory_limit_and_threads_reach_duckdb(tmp_path, monkeypatch):
+    """The benchmark bounds DuckDB through the profile: memory_limit and threads are applied to the connection."""
+    from kpimetrics import Project
+
+    monkeypatch.setenv("KPIBENCH_DB", str(tmp_path / "wh.duckdb"))
+    monkeypatch.setenv("KPIBENCH_MEMORY_LIMIT", "1GB")
+    monkeypatch.setenv("KPIBENCH_THREADS", "1")
+    adapter = Project.load(BENCH / "project").connect()
+    try:
+        limit, threads = adapter.fetchall("SELECT current_setting('memory_limit'), current_setting('threads')")[0]
+    finally:
+        adapter.close()
+    assert (limit, threads) == ("953.6 MiB", 1)  # 1 GB as DuckDB reports it
