@@ -8,4 +8,64 @@ COMPILE_ONLY = ("snowflake", "bigquery", "trino", "databricks")
 
 
 def generate(tree: exp.Expression, dialect: str, pretty: bool = False) -> str:
+    fixes = FIXES.get(dialect)
+    if fixes:
+        tree = tree.copy()
+        for fix in fixes:
+            tree = tree.transform(fix, copy=False)
     return tree.sql(dialect=dialect, pretty=pretty, identify=False)
+
+
+def _postgres_date_series(node: exp.Expression) -> exp.Expression:
+    """A date series joined to the table of its bounds, as a set-returning function in FROM.
+
+    sqlglot writes UNNEST(GENERATE_DATE_ARRAY(lo, hi, step)) as a subquery over
+    GENERATE_SERIES, and a subquery in FROM cannot see the preceding FROM items in
+    PostgreSQL (without LATERAL); a function call in FROM can. The bounds are cast to
+    TIMESTAMP so that the steps are plain calendar arithmetic, whatever the session time zone.
+    """
+    if not (isinstance(node, exp.Unnest) and isinstance(node.parent, exp.Join) and len(node.expressions) == 1
+            and isinstance(node.expressions[0], exp.GenerateDateArray)):
+        return node
+    dates = node.expressions[0]
+    series = exp.GenerateSeries(
+        start=exp.cast(dates.args["start"].copy(), "TIMESTAMP"),
+        end=exp.cast(dates.args["end"].copy(), "TIMESTAMP"),
+        step=dates.args["step"].copy(),
+    )
+    alias = node.args.get("alias")
+    columns = [c.copy() for c in alias.columns] if alias else []
+    return exp.Table(this=series, alias=exp.TableAlias(this=exp.to_identifier("__series"), columns=columns))
+
+
+def _spark_naive_timestamps(node: exp.Expression) -> exp.Expression:
+    """TIMESTAMP as Spark's TIMESTAMP_NTZ: a plain wall-clock time, as on DuckDB and PostgreSQL.
+
+    Spark's own TIMESTAMP is an instant shown in the session time zone (our TIMESTAMPTZ);
+    sqlglot renders both types as TIMESTAMP.
+    """
+    if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMP:
+        return exp.DataType.build("TIMESTAMPNTZ")
+    return node
+
+
+def _spark_exact_percentile(node: exp.Expression) -> exp.Expression:
+    """percentile_cont as Spark's exact PERCENTILE (sqlglot writes PERCENTILE_APPROX or a form Spark lacks)."""
+    if isinstance(node, exp.WithinGroup) and isinstance(node.this, exp.PercentileCont):
+        order = node.expression.expressions[0] if isinstance(node.expression, exp.Order) else None
+        if order is None or node.this.expression is not None:
+            return node
+        q = node.this.this.copy()
+        if order.args.get("desc"):
+            q = exp.Sub(this=exp.Literal.number(1), expression=q)
+        return exp.Quantile(this=order.this.copy(), quantile=q)
+    if isinstance(node, exp.PercentileCont) and node.expression is not None and not isinstance(node.parent, exp.WithinGroup):
+        return exp.Quantile(this=node.this.copy(), quantile=node.expression.copy())
+    return node
+
+
+# Rewrites applied to a tree before it is rendered in a dialect, where sqlglot's output does not run there.
+FIXES = {
+    "postgres": (_postgres_date_series,),
+    "spark": (_spark_naive_timestamps, _spark_exact_percentile),
+}

@@ -60,11 +60,7 @@ WITH "__model_orders_enriched" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "active_customers_month__bounds"
-  CROSS JOIN (
-    SELECT
-      CAST(value AS DATE)
-    FROM GENERATE_SERIES("lo", "hi", INTERVAL '1 MONTH') AS _t(value)
-  ) AS _t0("__s")
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
 ), "active_customers_month__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -95,11 +91,7 @@ WITH "__model_orders_enriched" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "active_customers_week__bounds"
-  CROSS JOIN (
-    SELECT
-      CAST(value AS DATE)
-    FROM GENERATE_SERIES("lo", "hi", INTERVAL '7 DAY') AS _t(value)
-  ) AS _t1("__s")
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '7 DAY') AS __series("__s")
 ), "active_customers_week__agg0" AS (
   SELECT
     "__p" AS "__p",

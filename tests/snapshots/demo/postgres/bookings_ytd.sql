@@ -20,11 +20,7 @@ WITH "bookings_ytd_month__rows" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "bookings_ytd_month__bounds"
-  CROSS JOIN (
-    SELECT
-      CAST(value AS DATE)
-    FROM GENERATE_SERIES("lo", "hi", INTERVAL '1 MONTH') AS _t(value)
-  ) AS _t0("__s")
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
 ), "bookings_ytd_month__map_to_date_year" AS (
   SELECT
     "__a"."period_start" AS "__src",
@@ -33,16 +29,24 @@ WITH "bookings_ytd_month__rows" AS (
   JOIN "bookings_ytd_month__spine" AS "__b"
     ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
     AND "__b"."period_start" >= "__a"."period_start"
+), "bookings_ytd_month__agg0_pp" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) FILTER(WHERE
+      status <> 'cancelled') AS "__q0",
+    SUM(amount) FILTER(WHERE
+      status <> 'cancelled') AS "__q1"
+  FROM "bookings_ytd_month__rows"
+  GROUP BY
+    "__p"
 ), "bookings_ytd_month__agg0" AS (
   SELECT
     "__dst" AS "__p",
-    COUNT(*) FILTER(WHERE
-      status <> 'cancelled') AS "__n0",
-    SUM(amount) FILTER(WHERE
-      status <> 'cancelled') AS "__m1"
-  FROM "bookings_ytd_month__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "bookings_ytd_month__agg0_pp"
   JOIN "bookings_ytd_month__map_to_date_year"
-    ON "bookings_ytd_month__rows"."__p" = "__src"
+    ON "bookings_ytd_month__agg0_pp"."__p" = "__src"
   GROUP BY
     "__dst"
 )

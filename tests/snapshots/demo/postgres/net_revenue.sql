@@ -23,11 +23,7 @@ WITH "net_revenue_month__rows" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "net_revenue_month__bounds"
-  CROSS JOIN (
-    SELECT
-      CAST(value AS DATE)
-    FROM GENERATE_SERIES("lo", "hi", INTERVAL '1 MONTH') AS _t(value)
-  ) AS _t0("__s")
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
 ), "net_revenue_month__agg0" AS (
   SELECT
     "__p" AS "__p",

@@ -59,11 +59,7 @@ WITH "__model_orders_enriched" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "reorder_rate_30d_month__bounds"
-  CROSS JOIN (
-    SELECT
-      CAST(value AS DATE)
-    FROM GENERATE_SERIES("lo", "hi", INTERVAL '1 MONTH') AS _t(value)
-  ) AS _t0("__s")
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
 ), "reorder_rate_30d_month__agg0" AS (
   SELECT
     "__p" AS "__p",

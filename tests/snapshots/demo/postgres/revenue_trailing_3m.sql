@@ -21,11 +21,7 @@ WITH "revenue_trailing_3m_month__rows" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "revenue_trailing_3m_month__bounds"
-  CROSS JOIN (
-    SELECT
-      CAST(value AS DATE)
-    FROM GENERATE_SERIES("lo", "hi", INTERVAL '1 MONTH') AS _t(value)
-  ) AS _t0("__s")
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
 ), "revenue_trailing_3m_month__map_periods_3" AS (
   SELECT
     "__a"."period_start" AS "__src",
@@ -33,16 +29,24 @@ WITH "revenue_trailing_3m_month__rows" AS (
   FROM "revenue_trailing_3m_month__spine" AS "__a"
   JOIN "revenue_trailing_3m_month__spine" AS "__b"
     ON "__b"."__i" BETWEEN "__a"."__i" AND "__a"."__i" + 2
+), "revenue_trailing_3m_month__agg0_pp" AS (
+  SELECT
+    "__p" AS "__p",
+    COUNT(*) FILTER(WHERE
+      status = 'completed') AS "__q0",
+    SUM(amount - discount) FILTER(WHERE
+      status = 'completed') AS "__q1"
+  FROM "revenue_trailing_3m_month__rows"
+  GROUP BY
+    "__p"
 ), "revenue_trailing_3m_month__agg0" AS (
   SELECT
     "__dst" AS "__p",
-    COUNT(*) FILTER(WHERE
-      status = 'completed') AS "__n0",
-    SUM(amount - discount) FILTER(WHERE
-      status = 'completed') AS "__m1"
-  FROM "revenue_trailing_3m_month__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "revenue_trailing_3m_month__agg0_pp"
   JOIN "revenue_trailing_3m_month__map_periods_3"
-    ON "revenue_trailing_3m_month__rows"."__p" = "__src"
+    ON "revenue_trailing_3m_month__agg0_pp"."__p" = "__src"
   GROUP BY
     "__dst"
 )

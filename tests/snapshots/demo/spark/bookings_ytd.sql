@@ -30,16 +30,24 @@ WITH `bookings_ytd_month__rows` AS (
   JOIN `bookings_ytd_month__spine` AS `__b`
     ON CAST(TRUNC(`__a`.`period_start`, 'YEAR') AS DATE) = CAST(TRUNC(`__b`.`period_start`, 'YEAR') AS DATE)
     AND `__b`.`period_start` >= `__a`.`period_start`
+), `bookings_ytd_month__agg0_pp` AS (
+  SELECT
+    `__p` AS `__p`,
+    COUNT(*) FILTER(WHERE
+      status <> 'cancelled') AS `__q0`,
+    SUM(amount) FILTER(WHERE
+      status <> 'cancelled') AS `__q1`
+  FROM `bookings_ytd_month__rows`
+  GROUP BY
+    `__p`
 ), `bookings_ytd_month__agg0` AS (
   SELECT
     `__dst` AS `__p`,
-    COUNT(*) FILTER(WHERE
-      status <> 'cancelled') AS `__n0`,
-    SUM(amount) FILTER(WHERE
-      status <> 'cancelled') AS `__m1`
-  FROM `bookings_ytd_month__rows`
+    SUM(`__q0`) AS `__n0`,
+    SUM(`__q1`) AS `__m1`
+  FROM `bookings_ytd_month__agg0_pp`
   JOIN `bookings_ytd_month__map_to_date_year`
-    ON `bookings_ytd_month__rows`.`__p` = `__src`
+    ON `bookings_ytd_month__agg0_pp`.`__p` = `__src`
   GROUP BY
     `__dst`
 )
