@@ -2,6 +2,10 @@
 
 import pytest
 
+# engine fixtures: a throwaway PostgreSQL server, the engines of the value suites, their oracle runs
+from engines import oracle_a, oracle_b, value_engine  # noqa: F401
+from pg_server import pg_server  # noqa: F401
+
 
 def pytest_addoption(parser):
     parser.addoption("--update-snapshots", action="store_true", default=False,

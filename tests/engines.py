@@ -1,0 +1,236 @@
+"""The engines the cross-engine tests run on, held as data.
+
+For each engine: the profile output of a fresh, isolated warehouse, and the
+schemas a test project reads its sources from and writes its output to. Source
+data always starts in a DuckDB file (the oracle computes from it); `copy_sources`
+moves tables from there into the engine through kpimetrics' own adapter, with the
+same column types (TIMESTAMPTZ included), and `copy_outputs` reads the output
+tables back into that DuckDB file, so one comparison works for every engine.
+
+An engine that is not available here fails the test when KPIMETRICS_REQUIRE_ENGINES
+is set (as `make test` and CI do) and is skipped, with the reason, otherwise.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+import pytest
+from sqlglot import exp
+
+from kpimetrics import tables
+from kpimetrics.dialects import generate
+from kpimetrics.tables import qualified
+
+# The engines the value suites run on. Spark joins with a one-line change once its adapter lands.
+VALUE_ENGINES = ("duckdb", "postgres")
+
+PG_USER_ENV, PG_PASSWORD_ENV = "KPIMETRICS_TEST_PGUSER", "KPIMETRICS_TEST_PGPASSWORD"
+
+
+def engine_unavailable(reason: str) -> None:
+    """Fail under KPIMETRICS_REQUIRE_ENGINES (CI must not skip silently), else skip."""
+    if os.environ.get("KPIMETRICS_REQUIRE_ENGINES"):
+        pytest.fail(f"required engine unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@dataclass
+class Engine:
+    name: str
+    output: Callable[[Path], dict[str, Any]]  # the profile output of a fresh warehouse for a project in that folder
+    source_schema: str
+    output_schema: str
+
+    @property
+    def embedded(self) -> bool:
+        """The warehouse is the oracle's own DuckDB file: nothing to copy."""
+        return self.name == "duckdb"
+
+    def profiles_yml(self, root: Path, profile: str = "oracle") -> str:
+        import yaml
+
+        return yaml.safe_dump({profile: {"target": "dev", "outputs": {"dev": self.output(root)}}}, sort_keys=False)
+
+
+def duckdb_engine() -> Engine:
+    return Engine("duckdb", lambda root: {"type": "duckdb", "path": "wh.duckdb"}, "main", "kpi")
+
+
+def postgres_engine(server) -> Engine:
+    """A new database per project: nothing leaks between test projects."""
+    os.environ[PG_USER_ENV] = server.user  # the profile reads them through env_var(), as a user's would
+    os.environ[PG_PASSWORD_ENV] = server.password
+
+    def output(root: Path) -> dict[str, Any]:
+        dbname = server.create_database(f"kpi_{uuid.uuid4().hex[:12]}")
+        return {"type": "postgres", "host": server.host, "port": server.port, "dbname": dbname,
+                "user": f"{{{{ env_var('{PG_USER_ENV}') }}}}", "password": f"{{{{ env_var('{PG_PASSWORD_ENV}') }}}}"}
+
+    return Engine("postgres", output, "main", "kpi")
+
+
+def spark_engine(tmp: Path) -> Engine:
+    """One local Spark per test process (a JVM is slow to start); a schema pair per project."""
+    tag = uuid.uuid4().hex[:8]
+    return Engine("spark", lambda root: {"type": "spark", "master": "local[2]", "warehouse_dir": str(tmp / "warehouse")},
+                  f"src_{tag}", f"kpi_{tag}")
+
+
+def spark_missing() -> str | None:
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed"
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        return "Java is not installed (Spark needs Java 17)"
+    if importlib.util.find_spec("kpimetrics.adapters.spark") is None:
+        return "the Spark adapter (kpimetrics/adapters/spark.py) is not in this version yet"
+    return None
+
+
+def make_engine(name: str, request, tmp_path_factory) -> Engine:
+    """The engine `name`, started if needed; skips or fails (see engine_unavailable) when it cannot be."""
+    if name == "duckdb":
+        return duckdb_engine()
+    if name == "postgres":
+        return postgres_engine(request.getfixturevalue("pg_server"))
+    if name == "spark":
+        missing = spark_missing()
+        if missing:
+            engine_unavailable(missing)
+        return spark_engine(tmp_path_factory.mktemp("spark"))
+    raise ValueError(f"unknown engine {name}")
+
+
+# --- moving tables between the oracle's DuckDB file and the engine ---------------------------
+
+def _create(adapter, table: exp.Table, columns: list[tuple[str, str]]) -> None:
+    """CREATE TABLE in the engine's dialect, column types given as DuckDB spells them."""
+    defs = [exp.ColumnDef(this=exp.to_identifier(c, quoted=True), kind=exp.DataType.build(t, dialect="duckdb"))
+            for c, t in columns]
+    adapter.execute(generate(exp.Drop(tables=[table.copy()], kind="TABLE", exists=True), adapter.dialect))
+    adapter.execute(generate(exp.Create(this=exp.Schema(this=table.copy(), expressions=defs), kind="TABLE"),
+                             adapter.dialect))
+
+
+def copy_sources(duckdb_path: Path, adapter, schema: str, names: tuple[str, ...]) -> None:
+    """Copy tables main.<name> of the DuckDB file into `schema` of the engine, typed as they are."""
+    con = duckdb.connect(str(duckdb_path), read_only=True)
+    try:
+        adapter.execute(generate(exp.Create(this=exp.Table(this=exp.to_identifier(schema, quoted=True)),
+                                            kind="SCHEMA", exists=True), adapter.dialect))
+        for name in names:
+            rel = con.table(f"main.{name}")
+            columns = list(zip(rel.columns, map(str, rel.types)))
+            target = qualified(schema, name)
+            _create(adapter, target, columns)
+            adapter.insert_rows(generate(target, adapter.dialect), [c for c, _ in columns], _rows(con, name, columns))
+    finally:
+        con.close()
+
+
+def _rows(con, name: str, columns: list[tuple[str, str]]) -> list[list]:
+    """The rows of main.<name>; TIMESTAMPTZ values as aware UTC datetimes (without DuckDB's pytz)."""
+    tz = [t == "TIMESTAMP WITH TIME ZONE" for _, t in columns]
+    select = ", ".join(f"timezone('UTC', \"{c}\")" if z else f'"{c}"' for (c, _), z in zip(columns, tz))
+    return [[v.replace(tzinfo=dt.timezone.utc) if z and v is not None else v for v, z in zip(r, tz)]
+            for r in con.execute(f"SELECT {select} FROM main.{name}").fetchall()]
+
+
+def copy_outputs(adapter, schema: str, duckdb_path: Path) -> None:
+    """Read the output tables from the engine into schema `kpi` of the DuckDB file, as a BI tool reads them."""
+    con = duckdb.connect(str(duckdb_path))
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS kpi")
+        for table in (tables.VALUES, tables.STATUS, tables.TARGETS, tables.CATALOG, tables.RUNS):
+            cols = ", ".join(f'"{c}" {t}' for c, t in table.columns)
+            con.execute(f"CREATE OR REPLACE TABLE kpi.{table.name} ({cols})")
+            query = exp.select(*[exp.column(c, quoted=True) for c in table.column_names]).from_(qualified(schema, table.name))
+            insert_many(con, f"kpi.{table.name}", adapter.fetchall(generate(query, adapter.dialect)))
+    finally:
+        con.close()
+
+
+def insert_many(con, table: str, rows: list[tuple], chunk: int = 500) -> None:
+    """Parameterised multi-row INSERTs into DuckDB (its executemany is row by row, and slow)."""
+    for i in range(0, len(rows), chunk):
+        part = rows[i:i + chunk]
+        marks = "(" + ", ".join("?" for _ in part[0]) + ")"
+        con.execute(f"INSERT INTO {table} VALUES " + ", ".join([marks] * len(part)), [v for r in part for v in r])
+
+
+def column_types(adapter, schema: str, table: str) -> dict[str, str]:
+    """{column: type name as the engine reports it}."""
+    if adapter.dialect == "spark":
+        rows = adapter.fetchall(generate(exp.Describe(this=qualified(schema, table)), "spark"))
+        return {r[0]: r[1] for r in rows if r[0] and not r[0].startswith("#")}
+    rows = adapter.fetchall(generate(
+        exp.select("column_name", "data_type").from_("information_schema.columns").where(
+            exp.and_(exp.column("table_schema").eq(exp.Literal.string(schema)),
+                     exp.column("table_name").eq(exp.Literal.string(table)))), adapter.dialect))
+    return dict(rows)
+
+
+_SAME_TYPE = {exp.DataType.Type.VARCHAR: exp.DataType.Type.TEXT,
+              exp.DataType.Type.TIMESTAMPNTZ: exp.DataType.Type.TIMESTAMP}
+
+
+def is_type(engine: str, type_name: str, wanted: str) -> bool:
+    """Whether an engine's type name is the type `wanted` as DuckDB spells it ('double precision' is DOUBLE)."""
+    def kind(name: str, dialect: str):
+        t = exp.DataType.build(name, dialect=dialect).this
+        return _SAME_TYPE.get(t, t)
+
+    return kind(type_name, engine) == kind(wanted, "duckdb")
+
+
+# --- fixtures (imported by conftest.py) ---------------------------------------------------------
+
+@dataclass
+class OracleRun:
+    """A project of tests/oracle_data.py run on one engine."""
+
+    engine: Engine
+    root: Path
+    result: Any
+    con: duckdb.DuckDBPyConnection  # source data, oracle tables, and the output tables read back
+
+    def connect(self):
+        from kpimetrics import Project
+
+        return Project.load(self.root).connect()
+
+
+@pytest.fixture(scope="session", params=VALUE_ENGINES)
+def value_engine(request, tmp_path_factory) -> Engine:
+    return make_engine(request.param, request, tmp_path_factory)
+
+
+def _oracle_run(which: str, engine: Engine, tmp_path_factory):
+    import oracle_data as od
+
+    root = tmp_path_factory.mktemp(f"oracle_{which}_{engine.name}")
+    result, con = od.run_project(root, which, engine)
+    return OracleRun(engine, root, result, con)
+
+
+@pytest.fixture(scope="session")
+def oracle_a(value_engine, tmp_path_factory):
+    """Project A (America/New_York, Monday weeks) run once per engine for every value and status test."""
+    run = _oracle_run("a", value_engine, tmp_path_factory)
+    yield run
+    run.con.close()
+
+
+@pytest.fixture(scope="session")
+def oracle_b(value_engine, tmp_path_factory):
+    """Project B (UTC, Sunday weeks, fiscal year from April) run once per engine."""
+    run = _oracle_run("b", value_engine, tmp_path_factory)
+    yield run
+    run.con.close()
