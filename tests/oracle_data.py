@@ -16,7 +16,7 @@ figures with its own, deliberately naive DuckDB SQL over the same source tables:
 * targets, thresholds, statuses, attainment and previous values are written as SQL
   straight from the formulas of SPEC section 2 "Targets and status, precisely".
 
-The module also builds the deterministic test data set (orders, tickets, points) and the
+The module also builds the deterministic test data set (orders, tickets, points, visits) and the
 two test projects (A: timezone America/New_York, Monday weeks, calendar fiscal year;
 B: UTC, Sunday weeks, fiscal year starting in April).
 """
@@ -168,8 +168,20 @@ POINTS_MONTHLY = {
 }
 
 
+# visits: one row a day across the 53-week ISO year 2026 (ISO week 1 starts on 2025-12-29, week 53
+# on 2026-12-28 and reaches into 2027); an INTEGER measure (integer division) and a NULL kind
+VISITS_FIRST, VISITS_LAST = dt.date(2025, 12, 26), dt.date(2027, 1, 6)
+
+
+def _visits_rows() -> list[tuple]:
+    days = (VISITS_LAST - VISITS_FIRST).days + 1
+    rows = [(dt.datetime.combine(VISITS_FIRST + dt.timedelta(days=i), dt.time(12)), i % 5 + 1, ("x", "y", None)[i % 3])
+            for i in range(days)]
+    return rows + [(None, 1000, "x")]
+
+
 def load_data(db_path: Path) -> None:
-    """Create main.orders, main.tickets and main.points in the DuckDB file."""
+    """Create main.orders, main.tickets, main.points and main.visits in the DuckDB file."""
     con = duckdb.connect(str(db_path))
     try:
         con.execute("""create table orders (order_id integer, customer_id integer, ordered_at timestamp,
@@ -194,6 +206,8 @@ def load_data(db_path: Path) -> None:
             from tickets_raw order by ticket_id""")
         con.execute("create table points (pt_at timestamp, v double, grp varchar)")
         con.executemany("insert into points values (?, ?, ?)", POINTS_ROWS)
+        con.execute("create table visits (seen_at timestamp, n integer, kind varchar)")
+        con.executemany("insert into visits values (?, ?, ?)", _visits_rows())
     finally:
         con.close()
 
@@ -313,6 +327,7 @@ O = dict(table="orders", time="ordered_at", raw_time="ordered_at")  # plain TIME
 T = dict(table="tickets", time=f"timezone('{NY}', opened_at)", raw_time="opened_at")
 T_UTC = dict(table="tickets", time="timezone('UTC', opened_at)", raw_time="opened_at")
 P = dict(table="points", time="pt_at", raw_time="pt_at")
+V = dict(table="visits", time="seen_at", raw_time="seen_at")
 CNT = "cast(count(*) as double)"
 
 MEASURES_A: dict[str, Measure] = {
@@ -373,6 +388,11 @@ MEASURES_A: dict[str, Measure] = {
     "st_tol_num": Measure(**P, value="sum(v)"),
     "st_grain_sched": Measure(**P, value="sum(v)", grains=("month", "quarter", "week")),
     "std_points": Measure(**P, value="avg(v)", grains=("month", "quarter")),
+    # visits: the 53-week ISO year 2026
+    "iso_visits": Measure(**V, value=CNT, dims=("kind",), grains=("week", "year")),
+    "iso_n_ytd": Measure(**V, value="sum(n)", to_date="year", grains=("week",)),
+    "iso_mean_n": Measure(**V, value="cast(sum(n) as double) / nullif(cast(count(*) as double), 0)",
+                          grains=("week", "day")),
 }
 
 MEASURES_B: dict[str, Measure] = {
@@ -512,7 +532,8 @@ SIMPLE_A = {"avg_amount": 100.0, "min_amount": 1.0, "max_amount": 100.0, "median
             "p90_amount": 100.0, "returned_share": 0.1, "amount_per_order": 90.0, "orders_per_priced": 1.0,
             "revenue_t3": 3000.0, "mid_orders": 30.0, "shipped": 30.0, "customers_t3": 30.0, "customers_ytd": 40.0, "median_qtd": 100.0,
             "revenue_lag2": 1000.0, "growth_change": 0.0, "returned_lag": 3.0, "ticket_count": 10.0,
-            "ticket_count_filled": 10.0, "csat_t3": 0.75, "tickets_lag": 10.0, "tickets_growth": 0.0}
+            "ticket_count_filled": 10.0, "csat_t3": 0.75, "tickets_lag": 10.0, "tickets_growth": 0.0,
+            "iso_visits": 7.0, "iso_n_ytd": 500.0, "iso_mean_n": 3.0}
 SIMPLE_B = {"b_count": 10.0, "b_tickets_utc": 10.0, "b_cust_qtd": 30.0, "b_cust_t2": 5.0}
 
 
@@ -670,7 +691,7 @@ priorities:
 SOURCES = """
 sources:
   - name: shop
-    schema: main
+    schema: {schema}
     tables:
       - name: orders
         columns: [order_id, customer_id, ordered_at, region, channel, amount, discount, status, ship_date]
@@ -678,6 +699,8 @@ sources:
         columns: [ticket_id, customer_id, opened_at, channel, first_response_seconds, csat]
       - name: points
         columns: [pt_at, v, grp]
+      - name: visits
+        columns: [seen_at, n, kind]
 """
 
 
@@ -691,6 +714,7 @@ def _kpi(name: str, strategy: str, body: str) -> str:
 ORD = "model: source('shop', 'orders')\ntime: ordered_at\n"
 TIX = "model: source('shop', 'tickets')\ntime: opened_at\n"
 PTS = "model: source('shop', 'points')\ntime: pt_at\n"
+VIS = "model: source('shop', 'visits')\ntime: seen_at\n"
 
 KPIS_ORDERS_A = {
     "revenue": ORD + """measure: sum(amount)
@@ -853,6 +877,13 @@ target:
   quarter: 20""",
 }
 
+KPIS_VISITS_A = {
+    "iso_visits": VIS + "measure: count(*)\ndimensions: [kind]\ngrain: [week, year]\ntarget: 7",
+    "iso_n_ytd": VIS + "measure: sum(n)\nwindow: {to_date: year}\ngrain: week\ntarget: 500",
+    # INTEGER / INTEGER: no engine may divide integers
+    "iso_mean_n": VIS + "measure: sum(n) / count(*)\ngrain: [week, day]\ntarget: 3",
+}
+
 STANDARDS_A = """
 standards:
   - name: std_points
@@ -887,37 +918,43 @@ def _kpis_file(kpis: dict[str, str], strategy: str) -> str:
     return "kpis:\n" + "".join(_kpi(n, strategy, body) for n, body in kpis.items())
 
 
-def project_a_files() -> dict[str, str]:
+DUCKDB_PROFILE = "oracle:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n"
+
+
+def project_a_files(profiles: str = DUCKDB_PROFILE, source_schema: str = "main",
+                    output_schema: str = "kpi") -> dict[str, str]:
     return {
         "kpimetrics.yml": f"""name: oracle_a
 profile: oracle
 dialect: duckdb
-output_schema: kpi
+output_schema: {output_schema}
 defaults: {{grain: month, lookback: 1}}
 calendar: {{week_start: monday, fiscal_year_start_month: 1, timezone: {NY}}}
 """,
-        "profiles.yml": "oracle:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n",
+        "profiles.yml": profiles,
         "strategy.yml": STRATEGY,
-        "sources.yml": SOURCES,
+        "sources.yml": SOURCES.format(schema=source_schema),
         "kpis/orders.yml": _kpis_file(KPIS_ORDERS_A, "s_orders"),
         "kpis/tickets.yml": _kpis_file(KPIS_TICKETS_A, "s_tickets"),
         "kpis/points.yml": _kpis_file(KPIS_POINTS_A, "s_points"),
+        "kpis/visits.yml": _kpis_file(KPIS_VISITS_A, "s_points"),
         "kpis/standards.yml": STANDARDS_A,
     }
 
 
-def project_b_files() -> dict[str, str]:
+def project_b_files(profiles: str = DUCKDB_PROFILE, source_schema: str = "main",
+                    output_schema: str = "kpi") -> dict[str, str]:
     return {
-        "kpimetrics.yml": """name: oracle_b
+        "kpimetrics.yml": f"""name: oracle_b
 profile: oracle
 dialect: duckdb
-output_schema: kpi
-defaults: {grain: month}
-calendar: {week_start: sunday, fiscal_year_start_month: 4, timezone: UTC}
+output_schema: {output_schema}
+defaults: {{grain: month}}
+calendar: {{week_start: sunday, fiscal_year_start_month: 4, timezone: UTC}}
 """,
-        "profiles.yml": "oracle:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n",
+        "profiles.yml": profiles,
         "strategy.yml": STRATEGY,
-        "sources.yml": SOURCES,
+        "sources.yml": SOURCES.format(schema=source_schema),
         "kpis/b.yml": _kpis_file(KPIS_B, "s_orders"),
     }
 
@@ -934,15 +971,35 @@ def write_files(root: Path, files: dict[str, str]) -> Path:
 # 8. Running a project and comparing tables (used by the test modules)
 # --------------------------------------------------------------------------------------
 
-def run_project(root: Path, which: str):
-    """Write project A or B under `root`, load the data, run it; return (result, connection)
-    with the oracle tables built in that connection."""
+SOURCE_TABLES = ("orders", "tickets", "points", "visits")
+
+
+def run_project(root: Path, which: str, engine=None):
+    """Write project A or B under `root`, load the data into the engine (tests/engines.py; DuckDB
+    when None), run it there; return (result, connection to a DuckDB file holding the source data,
+    the output tables as read back from the engine, and the oracle tables)."""
     from kpimetrics import Project
 
-    files = project_a_files() if which == "a" else project_b_files()
-    write_files(root, files)
+    import engines
+
+    engine = engine or engines.duckdb_engine()
+    make = project_a_files if which == "a" else project_b_files
+    write_files(root, make(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
     load_data(root / "wh.duckdb")
-    result = Project.load(root).run(full_refresh=True, as_of=AS_OF)
+    project = Project.load(root)
+    if not engine.embedded:
+        adapter = project.connect()
+        try:
+            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, SOURCE_TABLES)
+        finally:
+            adapter.close()
+    result = project.run(full_refresh=True, as_of=AS_OF)
+    if not engine.embedded:
+        adapter = project.connect()
+        try:
+            engines.copy_outputs(adapter, engine.output_schema, root / "wh.duckdb")
+        finally:
+            adapter.close()
     con = duckdb.connect(str(root / "wh.duckdb"))
     if which == "a":
         build_oracle(con, MEASURES_A, CAL_A, targets_a(), DIRECTIONS_A, AS_OF, with_derived=True)

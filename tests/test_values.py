@@ -20,23 +20,22 @@ import statistics
 
 import pytest
 
+import engines
 import oracle_data as od
 
 D = dt.date
 
 
+# oracle_a / oracle_b (tests/engines.py) run each project once per engine of engines.VALUE_ENGINES;
+# the output tables are read back from the engine into the oracle's DuckDB connection.
 @pytest.fixture(scope="module")
-def run_a(tmp_path_factory):
-    result, con = od.run_project(tmp_path_factory.mktemp("oracle_a"), "a")
-    yield result, con
-    con.close()
+def run_a(oracle_a):
+    return oracle_a.result, oracle_a.con
 
 
 @pytest.fixture(scope="module")
-def run_b(tmp_path_factory):
-    result, con = od.run_project(tmp_path_factory.mktemp("oracle_b"), "b")
-    yield result, con
-    con.close()
+def run_b(oracle_b):
+    return oracle_b.result, oracle_b.con
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +76,16 @@ def test_run_b_succeeds(run_b):
     assert result.status == "success" and not failed, failed
 
 
-def test_value_columns_are_double(con_a):
-    types = dict(con_a.execute("select column_name, data_type from information_schema.columns "
-                               "where table_schema = 'kpi' and table_name = 'kpi_values'").fetchall())
-    assert types["value"] == types["numerator"] == types["denominator"] == "DOUBLE"
-    assert types["period_start"] == types["period_end"] == "DATE"
+def test_value_columns_are_double(oracle_a):
+    """In the engine itself, as a BI tool sees the table."""
+    adapter = oracle_a.connect()
+    try:
+        types = engines.column_types(adapter, oracle_a.engine.output_schema, "kpi_values")
+    finally:
+        adapter.close()
+    name = oracle_a.engine.name
+    assert all(engines.is_type(name, types[c], "DOUBLE") for c in ("value", "numerator", "denominator")), types
+    assert all(engines.is_type(name, types[c], "DATE") for c in ("period_start", "period_end")), types
 
 
 # --- every value against the oracle ------------------------------------------------------
@@ -315,6 +319,28 @@ def test_date_time_column(con_a):
     for day in (min(ship), D(2025, 3, 31), D(2025, 4, 1), D(2026, 1, 1), max(ship)):
         n = sum(1 for d in ship if d == day)
         assert product_value(con_a, "shipped", "day", day) == (n or None)
+
+
+def test_the_53_week_iso_year_2026(con_a):
+    """ISO 2026 has 53 weeks: week 1 starts on 2025-12-29 and week 53 on 2026-12-28, reaching into 2027."""
+    assert D(2025, 12, 29).isocalendar()[:2] == (2026, 1) and D(2027, 1, 3).isocalendar()[:2] == (2026, 53)
+    visits = {r[0].date(): r[1] for r in od._visits_rows() if r[0] is not None}
+    weeks = [s for s, _ in _periods(con_a, "iso_visits", "week")]
+    assert weeks[0] == D(2025, 12, 22) and weeks[-1] == D(2027, 1, 4)
+    assert all(b - a == dt.timedelta(days=7) for a, b in zip(weeks, weeks[1:]))
+    # Monday weeks of 2026 by their start date: 52, from 2026-01-05; ISO week 1 belongs to 2025
+    assert len([w for w in weeks if w.year == 2026]) == 52
+    for start in (D(2025, 12, 29), D(2026, 12, 28)):  # the two weeks across a year end: whole weeks
+        assert product_value(con_a, "iso_visits", "week", start) == 7
+    assert product_value(con_a, "iso_visits", "year", D(2026, 1, 1)) == 365
+    # year to date by week: the week of 2026-12-28 is 2026's last, and counts its days in 2027
+    ytd = sum(n for d, n in visits.items() if D(2026, 1, 5) <= d < D(2027, 1, 4))
+    assert product_value(con_a, "iso_n_ytd", "week", D(2026, 12, 28)) == ytd
+    assert product_value(con_a, "iso_n_ytd", "week", D(2027, 1, 4)) == sum(
+        n for d, n in visits.items() if d >= D(2027, 1, 4))
+    # INTEGER / INTEGER is not integer division: the mean of n over the week
+    week = [n for d, n in visits.items() if D(2026, 12, 28) <= d < D(2027, 1, 4)]
+    assert product_value(con_a, "iso_mean_n", "week", D(2026, 12, 28)) == sum(week) / 7 != sum(week) // 7
 
 
 # --- TIMESTAMPTZ in the calendar timezone -------------------------------------------------

@@ -20,12 +20,12 @@ import oracle_data as od
 D = dt.date
 
 
+# oracle_a / oracle_b (tests/engines.py): the projects run once per engine, shared with test_values.py
 @pytest.fixture(scope="module")
-def run_a(tmp_path_factory):
-    result, con = od.run_project(tmp_path_factory.mktemp("oracle_targets_a"), "a")
+def run_a(oracle_a):
+    result = oracle_a.result
     assert result.status == "success", [(k.name, k.error) for k in result.kpis if k.status != "success"]
-    yield result, con
-    con.close()
+    return result, oracle_a.con
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,10 @@ def con_a(run_a):
 
 
 @pytest.fixture(scope="module")
-def con_b(tmp_path_factory):
-    result, con = od.run_project(tmp_path_factory.mktemp("oracle_targets_b"), "b")
+def con_b(oracle_b):
+    result = oracle_b.result
     assert result.status == "success", [(k.name, k.error) for k in result.kpis if k.status != "success"]
-    yield con
-    con.close()
+    return oracle_b.con
 
 
 NAMES_A = sorted(od.MEASURES_A) + list(od.DERIVED_A)
