@@ -44,8 +44,8 @@ WITH "__model_orders_enriched" AS (
       c.segment,
       ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
       LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
-    FROM "main"."orders" AS o
-    LEFT JOIN "main"."customers" AS c
+    FROM "orders" AS o
+    LEFT JOIN "customers" AS c
       ON c.customer_id = o.customer_id
     WHERE
       o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP)
@@ -219,8 +219,8 @@ WITH "__model_orders_enriched" AS (
       c.segment,
       ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
       LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
-    FROM "main"."orders" AS o
-    LEFT JOIN "main"."customers" AS c
+    FROM "orders" AS o
+    LEFT JOIN "customers" AS c
       ON c.customer_id = o.customer_id
     WHERE
       o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP)
@@ -342,7 +342,7 @@ WITH "__rows" AS (
     amount,
     discount,
     status
-  FROM "main"."orders"
+  FROM "orders"
   WHERE
     NOT ordered_at IS NULL
 ), "__bounds" AS (
@@ -622,7 +622,7 @@ WITH "__rows" AS (
     CAST(DATE_TRUNC('WEEK', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
     csat
-  FROM "main"."support_tickets"
+  FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
 ), "__bounds" AS (
@@ -750,7 +750,7 @@ WITH "__rows" AS (
     resolution_seconds,
     wrap_up_seconds,
     channel
-  FROM "main"."support_tickets"
+  FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
 ), "__bounds" AS (

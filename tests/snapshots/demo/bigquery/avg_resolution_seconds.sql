@@ -1,11 +1,11 @@
 -- kpimetrics: kpi avg_resolution_seconds (measure), grains: month
--- definition_hash: 32ec13d596891fbc
+-- definition_hash: 4217342ed55021f5
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH `avg_resolution_seconds_month__rows` AS (
   SELECT
     CAST(DATE_TRUNC(CAST(opened_at AS DATE), MONTH) AS DATE) AS `__p`,
     resolution_seconds
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `avg_resolution_seconds_month__bounds` AS (

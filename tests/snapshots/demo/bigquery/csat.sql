@@ -1,12 +1,12 @@
 -- kpimetrics: kpi csat (ratio), grains: week, month
--- definition_hash: 8fbb0c514c7d7426
+-- definition_hash: e67051001c3871c7
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH `csat_week__rows` AS (
   SELECT
     CAST(DATE_TRUNC(CAST(opened_at AS DATE), WEEK) AS DATE) AS `__p`,
     COALESCE(CAST(channel AS STRING), '(null)') AS `__d0`,
     csat
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `csat_week__bounds` AS (
@@ -38,7 +38,7 @@ WITH `csat_week__rows` AS (
     CAST(DATE_TRUNC(CAST(opened_at AS DATE), MONTH) AS DATE) AS `__p`,
     COALESCE(CAST(channel AS STRING), '(null)') AS `__d0`,
     csat
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `csat_month__bounds` AS (

@@ -1,12 +1,12 @@
 -- kpimetrics: kpi mobile_order_share (ratio), grains: month
--- definition_hash: b1e86e31c5cfe908
+-- definition_hash: e75b6143b812cf0c
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH `mobile_order_share_month__rows` AS (
   SELECT
     CAST(DATE_TRUNC(CAST(ordered_at AS DATE), MONTH) AS DATE) AS `__p`,
     COALESCE(CAST(region AS STRING), '(null)') AS `__d0`,
     channel
-  FROM `main`.`orders`
+  FROM `orders`
   WHERE
     NOT ordered_at IS NULL
 ), `mobile_order_share_month__bounds` AS (

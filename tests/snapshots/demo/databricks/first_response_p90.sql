@@ -1,11 +1,11 @@
 -- kpimetrics: kpi first_response_p90 (measure), grains: month
--- definition_hash: a3a20e947635ff76
+-- definition_hash: 58fc143f7086cf4b
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH `first_response_p90_month__rows` AS (
   SELECT
     CAST(TRUNC(CAST(opened_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     first_response_seconds
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `first_response_p90_month__bounds` AS (

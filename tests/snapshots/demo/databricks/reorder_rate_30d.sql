@@ -1,5 +1,5 @@
 -- kpimetrics: kpi reorder_rate_30d (ratio), grains: month
--- definition_hash: f05c77f96440a4e3
+-- definition_hash: eba43081e8fe6969
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH numbered AS (
   SELECT
@@ -20,8 +20,8 @@ WITH numbered AS (
       PARTITION BY o.customer_id
       ORDER BY o.ordered_at NULLS LAST, o.order_id NULLS LAST
     ) AS previous_ordered_at
-  FROM `main`.`orders` AS o
-  LEFT JOIN `main`.`customers` AS c
+  FROM `orders` AS o
+  LEFT JOIN `customers` AS c
     ON c.customer_id = o.customer_id
   WHERE
     o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP_NTZ)

@@ -1,12 +1,12 @@
 -- kpimetrics: kpi avg_resolution_seconds (measure), grains: month
--- definition_hash: 32ec13d596891fbc
+-- definition_hash: 4217342ed55021f5
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "avg_resolution_seconds_month__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     resolution_seconds
-  FROM "main"."support_tickets"
+  FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
 ), "avg_resolution_seconds_month__bounds" AS (

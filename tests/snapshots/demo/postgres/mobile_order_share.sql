@@ -1,5 +1,5 @@
 -- kpimetrics: kpi mobile_order_share (ratio), grains: month
--- definition_hash: b1e86e31c5cfe908
+-- definition_hash: e75b6143b812cf0c
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "mobile_order_share_month__rows" AS (
@@ -7,7 +7,7 @@ WITH "mobile_order_share_month__rows" AS (
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS VARCHAR), '(null)') AS "__d0",
     channel
-  FROM "main"."orders"
+  FROM "orders"
   WHERE
     NOT ordered_at IS NULL
 ), "mobile_order_share_month__bounds" AS (

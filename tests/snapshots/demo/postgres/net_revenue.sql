@@ -1,5 +1,5 @@
 -- kpimetrics: kpi net_revenue (measure), grains: month
--- definition_hash: 6414e86829b2cd30
+-- definition_hash: 40d6c340856e7f12
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "net_revenue_month__rows" AS (
@@ -10,7 +10,7 @@ WITH "net_revenue_month__rows" AS (
     amount,
     discount,
     status
-  FROM "main"."orders"
+  FROM "orders"
   WHERE
     NOT ordered_at IS NULL
 ), "net_revenue_month__bounds" AS (

@@ -1,5 +1,5 @@
 -- kpimetrics: kpi revenue_trailing_3m (measure), grains: month
--- definition_hash: a7ed16f0b0ba14e8
+-- definition_hash: 1af5c1468a561588
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "revenue_trailing_3m_month__rows" AS (
@@ -8,7 +8,7 @@ WITH "revenue_trailing_3m_month__rows" AS (
     amount,
     discount,
     status
-  FROM "main"."orders"
+  FROM "orders"
   WHERE
     NOT ordered_at IS NULL
 ), "revenue_trailing_3m_month__bounds" AS (

@@ -1,5 +1,5 @@
 -- kpimetrics: kpi revenue_yoy_growth (derived), grains: month
--- definition_hash: 049b7e9157decf7c
+-- definition_hash: 4eac7edf5647b910
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "net_revenue_month__rows" AS (
@@ -10,7 +10,7 @@ WITH "net_revenue_month__rows" AS (
     amount,
     discount,
     status
-  FROM "main"."orders"
+  FROM "orders"
   WHERE
     NOT ordered_at IS NULL
 ), "net_revenue_month__bounds" AS (

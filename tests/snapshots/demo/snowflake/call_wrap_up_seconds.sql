@@ -1,12 +1,12 @@
 -- kpimetrics: standard call_wrap_up_seconds (measure), grains: month
--- definition_hash: c8c742df1327f8c7
+-- definition_hash: 3dea5ee8672a6616
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH "call_wrap_up_seconds_month__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     wrap_up_seconds,
     channel
-  FROM "main"."support_tickets"
+  FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
 ), "call_wrap_up_seconds_month__bounds" AS (

@@ -1,5 +1,5 @@
 -- kpimetrics: kpi reorder_rate_30d (ratio), grains: month
--- definition_hash: f05c77f96440a4e3
+-- definition_hash: eba43081e8fe6969
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH "__model_orders_enriched" AS (
   /* Orders with the buyer's segment and their place in the customer's order history. */
@@ -19,8 +19,8 @@ WITH "__model_orders_enriched" AS (
       c.segment,
       ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
       LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
-    FROM "main"."orders" AS o
-    LEFT JOIN "main"."customers" AS c
+    FROM "orders" AS o
+    LEFT JOIN "customers" AS c
       ON c.customer_id = o.customer_id
     WHERE
       o.ordered_at >= CAST('2025-01-01' AS TIMESTAMPNTZ)

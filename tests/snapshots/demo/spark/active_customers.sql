@@ -1,5 +1,5 @@
 -- kpimetrics: kpi active_customers (measure), grains: month, week
--- definition_hash: 35336ead4ce2bbb9
+-- definition_hash: b039a7cb6edbdb4d
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH numbered AS (
@@ -21,8 +21,8 @@ WITH numbered AS (
       PARTITION BY o.customer_id
       ORDER BY o.ordered_at NULLS LAST, o.order_id NULLS LAST
     ) AS previous_ordered_at
-  FROM `main`.`orders` AS o
-  LEFT JOIN `main`.`customers` AS c
+  FROM `orders` AS o
+  LEFT JOIN `customers` AS c
     ON c.customer_id = o.customer_id
   WHERE
     o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP_NTZ)

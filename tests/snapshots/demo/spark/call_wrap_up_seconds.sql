@@ -1,5 +1,5 @@
 -- kpimetrics: standard call_wrap_up_seconds (measure), grains: month
--- definition_hash: c8c742df1327f8c7
+-- definition_hash: 3dea5ee8672a6616
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH `call_wrap_up_seconds_month__rows` AS (
@@ -7,7 +7,7 @@ WITH `call_wrap_up_seconds_month__rows` AS (
     CAST(TRUNC(CAST(opened_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     wrap_up_seconds,
     channel
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `call_wrap_up_seconds_month__bounds` AS (

@@ -1,5 +1,5 @@
 -- kpimetrics: standard chat_first_response_median (measure), grains: month
--- definition_hash: 038ce9acc891cb4d
+-- definition_hash: 1fc03f297409e773
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH `chat_first_response_median_month__rows` AS (
@@ -7,7 +7,7 @@ WITH `chat_first_response_median_month__rows` AS (
     CAST(TRUNC(CAST(opened_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     first_response_seconds,
     channel
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `chat_first_response_median_month__bounds` AS (

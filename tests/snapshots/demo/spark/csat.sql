@@ -1,5 +1,5 @@
 -- kpimetrics: kpi csat (ratio), grains: week, month
--- definition_hash: 8fbb0c514c7d7426
+-- definition_hash: e67051001c3871c7
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH `csat_week__rows` AS (
@@ -7,7 +7,7 @@ WITH `csat_week__rows` AS (
     CAST(TRUNC(CAST(opened_at AS DATE), 'WEEK') AS DATE) AS `__p`,
     COALESCE(CAST(channel AS STRING), '(null)') AS `__d0`,
     csat
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `csat_week__bounds` AS (
@@ -41,7 +41,7 @@ WITH `csat_week__rows` AS (
     CAST(TRUNC(CAST(opened_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     COALESCE(CAST(channel AS STRING), '(null)') AS `__d0`,
     csat
-  FROM `main`.`support_tickets`
+  FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
 ), `csat_month__bounds` AS (

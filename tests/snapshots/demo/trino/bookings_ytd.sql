@@ -1,12 +1,12 @@
 -- kpimetrics: kpi bookings_ytd (measure), grains: month
--- definition_hash: 5d65ce932f564120
+-- definition_hash: 8b98dc8b546d77bc
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH "bookings_ytd_month__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     amount,
     status
-  FROM "main"."orders"
+  FROM "orders"
   WHERE
     NOT ordered_at IS NULL
 ), "bookings_ytd_month__bounds" AS (

@@ -1,12 +1,12 @@
 -- kpimetrics: standard chat_first_response_median (measure), grains: month
--- definition_hash: 038ce9acc891cb4d
+-- definition_hash: 1fc03f297409e773
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 WITH "chat_first_response_median_month__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     first_response_seconds,
     channel
-  FROM "main"."support_tickets"
+  FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
 ), "chat_first_response_median_month__bounds" AS (
