@@ -74,10 +74,30 @@ class TemplateContext:
         return self.ref_fn(model_name)
 
 
+MAX_REPEAT = 100_000  # items or characters a `*` may produce
+MAX_POWER_BITS = 10_000  # bits an integer `**` may produce
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's sandbox (no attribute escapes, no mutation), which also refuses the one-line ways to exhaust
+    memory or time: `'x' * 10**9`, `[0] * 10**8`, `9 ** 9 ** 9`. (A template that loops for ever is not
+    stopped: models are code from the project's repository, reviewed like any other.)"""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise SecurityError(f"a repetition of {n} times is too large (more than {MAX_REPEAT} items)")
+        elif isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+            if right * abs(left).bit_length() > MAX_POWER_BITS:
+                raise SecurityError(f"the power {left} ** {right} is too large")
+        return super().call_binop(context, operator, left, right)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0
-    )
+    return _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
 
 
 _ENV = _environment()
@@ -121,13 +141,13 @@ def render(text: str, ctx: TemplateContext, location: Location) -> tuple[str | N
     except SecurityError as exc:
         line = _template_line(sys.exc_info()[2], filename)
         return None, [
-            error("KPI064", f"Jinja sandbox refused an unsafe operation: {exc}", at(line),
+            error("KPI064", f"Jinja sandbox refused an unsafe operation: {ctx.secrets.scrub(str(exc))}", at(line),
                   "templates may only call source(), ref(), var() and env_var()")
         ]
     except jinja2.UndefinedError as exc:
         line = _template_line(sys.exc_info()[2], filename)
         return None, [
-            error("KPI065", f"Jinja error: {exc.message}", at(line),
+            error("KPI065", f"Jinja error: {ctx.secrets.scrub(exc.message or '')}", at(line),
                   "templates may only use source(), ref(), var() and env_var()")
         ]
     except Exception as exc:  # any other template failure is still the user's template
