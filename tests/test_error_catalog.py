@@ -1,0 +1,172 @@
+"""The error catalog: for every code in codes.py a broken project, one fault each, run
+through the CLI (`kpimetrics run --strict`, so warnings count): exit code 1, the code at
+its file and line with its message, and the output tables of the warehouse unchanged.
+
+The faults are data: the per-code cases of test_validation (each a few files changed on
+the valid example project), the file-level faults below (empty, binary, not UTF-8, 10 MB,
+deeply nested, unicode names, Windows line endings), and the profile and config faults.
+A code that no project can produce is listed in NOT_FROM_A_PROJECT with the reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml, write_project
+from kpimetrics import Project
+from kpimetrics.cli import main
+from kpimetrics.codes import CODES
+from test_run_incremental import insert_orders, kpi, kpis_yml, make_orders, ok, run, snapshot, write_run_project
+from test_validation import CASES
+
+PROFILES = "acme:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n"
+
+
+@dataclass
+class Fault:
+    code: str
+    files: dict[str, str | bytes]  # written over the valid project (bytes as they are, text dedented)
+    path: str
+    line: int  # 0: the whole file
+    message: str
+    args: tuple[str, ...] = ()  # extra global options
+
+    @property
+    def id(self) -> str:
+        return f"{self.code}-{self.path.replace('/', '_')}-{self.line}"
+
+
+def from_validation_cases() -> list[Fault]:
+    faults = []
+    for case in CASES:
+        path, line = case.expected_place()
+        faults.append(Fault(case.code, case.files, path, line, case.message))
+    return faults
+
+
+CRLF_KPI = kpi_yaml(ownr="x").replace("\n", "\r\n")  # the unknown key on line 12
+PADDING = "# " + "." * 98 + "\n"
+FILE_FAULTS = [
+    Fault("KPI004", {"kpis/empty.yml": b""}, "kpis/empty.yml", 1, "file is empty"),
+    Fault("KPI004", {"kpis/blank.yml": b"\n\n   \n# nothing here\n"}, "kpis/blank.yml", 1, "file is empty"),
+    Fault("KPI002", {"kpis/blob.yml": bytes(range(256)) * 8}, "kpis/blob.yml", 0, "file is not UTF-8 text"),
+    Fault("KPI002", {"kpis/latin1.yml": "kpis:\n  - name: caf\xe9\n".encode("latin-1")}, "kpis/latin1.yml", 0, "UTF-8"),
+    Fault("KPI005", {"kpis/huge.yml": (PADDING * 100_000 + kpi_yaml(ownr="x")).encode()},  # 10 MB
+          "kpis/huge.yml", 100_012, "unknown key 'ownr' in KPI 'broken'"),
+    Fault("KPI001", {"kpis/deep.yml": b"kpis: " + b"[" * 10_000 + b"]" * 10_000 + b"\n"},
+          "kpis/deep.yml", 1, "nesting is too deep"),
+    Fault("KPI001", {"kpis/deep_map.yml": "".join("  " * i + f"k{i}:\n" for i in range(3_000)).encode()},
+          "kpis/deep_map.yml", 1, "nesting is too deep"),
+    Fault("KPI010", {"kpis/unicode.yml": kpi_yaml(name="umsätze_netto").encode()}, "kpis/unicode.yml", 2,
+          "KPI 'umsätze_netto': name must be snake_case"),
+    Fault("KPI023", {"kpis/unicode.yml": kpi_yaml(strategy="croissance_européenne").encode()}, "kpis/unicode.yml", 4,
+          "unknown strategy 'croissance_européenne'"),
+    Fault("KPI005", {"kpis/crlf.yml": CRLF_KPI.encode()}, "kpis/crlf.yml", 12, "unknown key 'ownr'"),
+    Fault("KPI001", {"kpis/crlf_syntax.yml": b"kpis:\r\n  - name: x\r\n     owner: y\r\n"}, "kpis/crlf_syntax.yml", 3,
+          "YAML syntax error"),
+]
+CONFIG_FAULTS = [
+    Fault("KPI080", {"profiles.yml": "other:\n  target: dev\n  outputs:\n    dev: {type: duckdb}\n"}, "profiles.yml", 1,
+          "profile 'acme' not found"),
+    Fault("KPI081", {}, "profiles.yml", 3, "target 'prod' not found in profile 'acme'", args=("--target", "prod")),
+    Fault("KPI082", {"profiles.yml": PROFILES.replace("type: duckdb", "type: oracle")}, "profiles.yml", 4,
+          "invalid output 'dev'"),
+    Fault("KPI083", {"kpimetrics.yml": "name: acme\nprofile: acme\ndialect: klingon\n"}, "kpimetrics.yml", 3,
+          "unknown dialect 'klingon'"),
+]
+FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS
+
+NOT_FROM_A_PROJECT = {
+    "KPI090": "a run-time warning about the data (a stale source), not a fault of the project; tested in test_run_misc",
+    "KPI091": "a run-time warning about the data (no period in a baseline range); tested with relative targets",
+    "KPI092": "a run-time warning when the warehouse refuses the kpi_runs update after publishing",
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Path:
+    """A DuckDB file holding published output tables (from a small project run once)."""
+    root = write_run_project(tmp_path_factory.mktemp("published"), kpis_yml(kpi("revenue", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        target: 100
+    """)))
+    insert_orders(root, make_orders(dt.date(2025, 10, 1), dt.date(2025, 12, 1)))
+    ok(run(root))
+    return root / "wh.duckdb"
+
+
+@pytest.fixture(scope="module")
+def published(warehouse) -> dict:
+    return snapshot(warehouse.parent)
+
+
+def broken_project(root: Path, fault: Fault, warehouse: Path) -> Path:
+    write_project(root, {**VALID_PROJECT, "profiles.yml": PROFILES})
+    for rel, content in fault.files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
+    shutil.copy(warehouse, root / "wh.duckdb")
+    return root
+
+
+def where(fault: Fault) -> str:
+    return f"{fault.path}:{fault.line}:" if fault.line else f"{fault.path}: "
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.id)
+def test_each_fault_exits_1_with_its_code_and_changes_nothing(fault, tmp_path, warehouse, published, monkeypatch):
+    monkeypatch.delenv("KPIMETRICS_TEST_UNSET", raising=False)
+    root = broken_project(tmp_path, fault, warehouse)
+    out = CliRunner().invoke(main, ["run", "--strict", "--project-dir", str(root), "--as-of", TODAY.isoformat(),
+                                    *fault.args])
+    text = out.output.replace(f"{root}/", "")  # profiles.yml is named by its full path: it may be elsewhere
+    assert out.exit_code == 1, text
+    lines = [line for line in text.splitlines() if f"error[{fault.code}]" in line]
+    assert any(line.startswith(where(fault)) and fault.message in line for line in lines), text
+    assert "Traceback" not in text and "internal error" not in text
+    assert snapshot(root) == published
+
+
+def test_every_code_is_in_the_catalog_or_explained():
+    covered = {f.code for f in FAULTS} | {"KPI000"}  # KPI000, no project at all: below
+    assert set(CODES) - covered == set(NOT_FROM_A_PROJECT)
+    assert len(CODES) >= 40
+
+
+def test_no_project_at_all(tmp_path):
+    out = CliRunner().invoke(main, ["run", "--project-dir", str(tmp_path)])
+    assert out.exit_code == 1 and f"{tmp_path}: error[KPI000]: no kpimetrics.yml found" in out.output, out.output
+
+
+def test_windows_line_endings_and_a_bom_load_like_unix_ones(tmp_path):
+    files = {rel: ("\ufeff" if rel.endswith(".yml") else "") + textwrap.dedent(text).lstrip("\n").replace("\n", "\r\n")
+             for rel, text in VALID_PROJECT.items()}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(text.encode())
+    project = Project.load(tmp_path)
+    assert project.validate(today=TODAY) == []
+    assert project.definition.kpi_by_name["net_revenue"].check_ins[0].note == "February dip is the delayed campaign"
+
+
+@pytest.mark.parametrize("fault", [f for f in FILE_FAULTS if f.code in ("KPI002", "KPI001")][:3], ids=lambda f: f.id)
+def test_real_processes_exit_1(fault, tmp_path, warehouse):
+    root = broken_project(tmp_path, fault, warehouse)
+    out = subprocess.run([sys.executable, "-m", "kpimetrics", "validate", "--project-dir", str(root)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"error[{fault.code}]" in out.stdout and where(fault) in out.stdout
