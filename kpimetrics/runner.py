@@ -24,6 +24,7 @@ from . import sqlgen, tables, units
 from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, WarehouseError, warning
+from .faults import checkpoint
 from .planner import KpiPlan, Plan
 from .sqlgen import col, ident, lit
 from .tables import qualified
@@ -31,6 +32,31 @@ from .targets import baseline_count_query, status_query, targets_query
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
+UNION_CHUNK = 200  # queries per INSERT ... SELECT: bounded statement size for large projects
+
+# publishing by versions (see Runner._publish_versions)
+VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY)
+VERSION_COLUMN = "kpi_version"
+POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
+RUNS_LOG = "kpi_runs__log"
+
+
+def versions_name(table: str) -> str:
+    return f"{table}__versions"
+
+
+def _versions_ddl(table: tables.Table, schema: str) -> exp.Create:
+    """`<table>__versions`: the table's columns, partitioned by kpi_version."""
+    ddl = tables.Table(versions_name(table.name), table.columns + ((VERSION_COLUMN, "BIGINT"),), "").ddl(schema)
+    ddl.set("properties", exp.Properties(expressions=[
+        exp.FileFormatProperty(this=exp.Var(this="PARQUET")),
+        exp.PartitionedByProperty(this=exp.Schema(expressions=[ident(VERSION_COLUMN)])),
+    ]))
+    return ddl
+
+
+def _select_all(table: tables.Table, source: exp.Table) -> exp.Select:
+    return exp.select(*[col(c) for c in table.column_names]).from_(source.copy())
 
 
 def _name_in(names: list[str]) -> exp.Expression:
@@ -121,6 +147,7 @@ class Runner:
     def run_sql(self, tree: exp.Expression) -> None:
         text = self.sql(tree)
         self.statements.append(text)
+        checkpoint("sql." + tree.key)  # a kill point before every statement
         self.adapter.execute(text)
 
     def fetch(self, tree: exp.Expression) -> list[tuple]:
@@ -162,11 +189,21 @@ class Runner:
                 f"schema '{self.schema}' holds kpi_* tables without kpimetrics' schema version (kpi_meta): "
                 "they are from an older kpimetrics or another tool. Drop them or use another output_schema."
             )
+        if not self.adapter.capabilities.transactions:
+            self._ensure_versioned(existing)
+            return
+        # all the tables or none: a run killed halfway must not leave kpi_* tables without kpi_meta
+        atomic = "kpi_meta" not in existing and self.adapter.capabilities.transactions
+        if atomic:
+            self.adapter.begin()
         for table in tables.ALL_TABLES:
             if table.name not in existing:
                 self.run_sql(table.ddl(self.schema))
         if "kpi_meta" not in existing:
+            checkpoint("setup.meta")
             self.adapter.insert_rows(self.tsql("kpi_meta"), ["key", "value"], [["schema_version", str(tables.SCHEMA_VERSION)]])
+        if atomic:
+            self.adapter.commit()
 
     def drop_staging(self) -> None:
         found = [r for r in self.adapter.relations(self.schema) if r[0].startswith("kpi_stage_")]
@@ -177,13 +214,17 @@ class Runner:
 
     def run(self) -> RunResult:
         started = self._now()
+        checkpoint("run.start")
+        lock = getattr(self.adapter, "lock", None)  # engines with a server-side run lock (PostgreSQL)
+        if lock is not None:
+            lock(self.schema)
         self.ensure_tables()
-        self.run_sql(exp.update(self.t("kpi_runs"), {"status": lit("aborted"), "finished_at": lit(started)},
-                                where=exp.EQ(this=col("status"), expression=lit("running"))))
+        self._mark_aborted(started)
         last = exp.Coalesce(this=exp.Max(this=col("run_id")), expressions=[exp.Literal.number(0)])
         run_id = int(self.fetch(exp.select(last).from_(self.t("kpi_runs")))[0][0]) + 1
+        checkpoint("runs.insert")
         self.adapter.insert_rows(
-            self.tsql("kpi_runs"), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
+            self.tsql(self._runs_written), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
             [[run_id, started, "running", 0, 0]],
         )
         result = RunResult(run_id, "running", started, as_of=self.as_of, statements=self.statements)
@@ -219,6 +260,7 @@ class Runner:
         return result
 
     def _finish(self, result: RunResult) -> None:
+        checkpoint("run.finish")
         result.finished_at = self._now()
         ok = sum(1 for r in self.results.values() if r.status == "success")
         bad = sum(1 for r in self.results.values() if r.status == "error")
@@ -226,8 +268,12 @@ class Runner:
             self.drop_staging()
             values = {"status": result.status, "finished_at": result.finished_at, "kpis_ok": ok, "kpis_failed": bad,
                       "message": (result.message or "")[:4000]}
-            self.run_sql(exp.update(self.t("kpi_runs"), {k: lit(v) for k, v in values.items()},
-                                    where=exp.EQ(this=col("run_id"), expression=lit(result.run_id))))
+            if self.adapter.capabilities.transactions:
+                self.run_sql(exp.update(self.t("kpi_runs"), {k: lit(v) for k, v in values.items()},
+                                        where=exp.EQ(this=col("run_id"), expression=lit(result.run_id))))
+            else:  # a newer row in the run log supersedes the 'running' one
+                row = {"run_id": result.run_id, "started_at": result.started_at} | values
+                self.adapter.insert_rows(self.tsql(self._runs_written), list(row), [list(row.values())])
         except Exception as exc:  # the log is best effort; the next run marks a 'running' row as aborted
             result.warnings.append(warning("KPI092", f"could not record the end of run {result.run_id}: {exc}"))
 
@@ -298,6 +344,7 @@ class Runner:
         for p in plans:
             since = self.since[(p.name, grain)]
             rows.append([p.name, grain, since or FULL])
+        checkpoint("stage.ranges")
         self.adapter.insert_rows(self.sql(self.ranges), [c for c, _ in RANGE_COLUMNS], rows)
 
     def _stage_scan(self, plans: list[KpiPlan], grain: str) -> None:
@@ -412,38 +459,10 @@ class Runner:
 
     def _publish(self, ok: list[str]) -> None:
         now = self._now()
-        self.adapter.begin()
-        try:
-            if ok:
-                # a succeeded KPI keeps only its rows before the range of a grain it still has
-                values = self.t("kpi_values")
-                kept = exp.Exists(
-                    this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(self.ranges, "__r")).where(
-                        exp.and_(
-                            exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=values.this.copy())),
-                            exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=values.this.copy())),
-                            exp.LT(this=exp.column("period_start", table=values.this.copy()), expression=col("since", "__r")),
-                        )
-                    )
-                )
-                self.run_sql(exp.delete(values, where=exp.and_(_name_in(ok), exp.Not(this=kept))))
-                self._insert_values(ok, now)
-            if self.whole_project:
-                keep = [lit(k.name) for k in self.project.kpis]
-                for table in tables.PER_KPI:
-                    cond = exp.Not(this=exp.In(this=col("name"), expressions=keep)) if keep else exp.true()
-                    self.run_sql(exp.delete(self.t(table.name), where=cond))
-            if ok:
-                self._write_catalog(ok, now)
-                self._write_check_ins(ok)
-                self._write_targets(ok)
-                self.delete_kpis("kpi_status", ok)
-                self.insert(tables.STATUS, status_query(ok, self.schema, self.as_of))
-            self._write_strategy()
-            self.adapter.commit()
-        except BaseException:
-            self.adapter.rollback()
-            raise
+        if self.adapter.capabilities.transactions:
+            self._publish_in_transaction(ok, now)
+        else:
+            self._publish_versions(ok, now)
         counts = self.fetch(
             exp.select(col("name"), exp.Count(this=exp.Star())).from_(self.stage.copy()).group_by(col("name"))
         )
@@ -451,21 +470,66 @@ class Runner:
             if name in self.results:
                 self.results[name].rows = int(n)
 
-    def _insert_values(self, ok: list[str], now: dt.datetime) -> None:
+    def _publish_in_transaction(self, ok: list[str], now: dt.datetime) -> None:
+        self.adapter.begin()
+        checkpoint("publish.begin")
+        try:
+            if ok:
+                self.run_sql(exp.delete(self.t("kpi_values"), where=self._replaced_values(ok)))
+                self._insert_values(ok, now)
+            if self.whole_project:
+                for table in tables.PER_KPI:
+                    self.run_sql(exp.delete(self.t(table.name), where=self._removed_kpis()))
+            if ok:
+                self._write_catalog(ok, now)
+                self._write_check_ins(ok)
+                self._write_targets(ok)
+                self.delete_kpis("kpi_status", ok)
+                self.insert(tables.STATUS, status_query(ok, self.schema, self.as_of))
+            self._write_strategy()
+            checkpoint("publish.commit")
+            self.adapter.commit()
+            checkpoint("publish.committed")
+        except BaseException:
+            self.adapter.rollback()
+            raise
+
+    def _replaced_values(self, ok: list[str]) -> exp.Expression:
+        """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has."""
+        values = self.t("kpi_values")
+        kept = exp.Exists(
+            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(self.ranges, "__r")).where(
+                exp.and_(
+                    exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=values.this.copy())),
+                    exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=values.this.copy())),
+                    exp.LT(this=exp.column("period_start", table=values.this.copy()), expression=col("since", "__r")),
+                )
+            )
+        )
+        return exp.and_(_name_in(ok), exp.Not(this=kept))
+
+    def _removed_kpis(self) -> exp.Expression:
+        """The rows of KPIs that are no longer in the project."""
+        keep = [lit(k.name) for k in self.project.kpis]
+        return exp.Not(this=exp.In(this=col("name"), expressions=keep)) if keep else exp.true()
+
+    def _values_query(self, ok: list[str], now: dt.datetime) -> exp.Select:
+        """The staged rows of the KPIs that succeeded, as kpi_values rows."""
         hashes = exp.Case(
             this=col("name"),
             ifs=[exp.If(this=lit(n), true=lit(self.plan.kpis[n].definition_hash)) for n in ok],
         )
-        select = exp.select(
+        return exp.select(
             *[col(c) for c in tables.VALUE_COLUMNS],
             sqlgen.alias(hashes, "definition_hash"),
             sqlgen.alias(exp.Literal.number(self.run_id), "run_id"),
             sqlgen.alias(lit(now), "computed_at"),
         ).from_(self.stage.copy()).where(_name_in(ok))
-        self.insert(tables.VALUES, select)
 
-    def _write_catalog(self, ok: list[str], now: dt.datetime) -> None:
-        self.delete_kpis("kpi_catalog", ok)
+    def _insert_values(self, ok: list[str], now: dt.datetime) -> None:
+        self.insert(tables.VALUES, self._values_query(ok, now))
+
+    def _catalog_rows(self, ok: list[str], now: dt.datetime) -> list[list[Any]]:
         strategies = self.project.strategies
         rows = []
         for n in ok:
@@ -479,15 +543,24 @@ class Runner:
                 json.dumps(list(k.drives)), k.actions_text, pl.form,
                 json.dumps(list(pl.window)) if pl.window else None, now,
             ])
+        return rows
+
+    def _write_catalog(self, ok: list[str], now: dt.datetime) -> None:
+        self.delete_kpis("kpi_catalog", ok)
+        rows = self._catalog_rows(ok, now)
+        checkpoint("publish.catalog")
         self.adapter.insert_rows(self.tsql("kpi_catalog"), tables.CATALOG.column_names, rows)
+
+    def _check_in_rows(self, ok: list[str]) -> list[list[Any]]:
+        return [[n, c.date, c.author, c.note] for n in ok for c in self.plan.kpis[n].kpi.check_ins]
 
     def _write_check_ins(self, ok: list[str]) -> None:
         self.delete_kpis("kpi_check_ins", ok)
-        rows = [[n, c.date, c.author, c.note] for n in ok for c in self.plan.kpis[n].kpi.check_ins]
+        rows = self._check_in_rows(ok)
+        checkpoint("publish.check_ins")
         self.adapter.insert_rows(self.tsql("kpi_check_ins"), tables.CHECK_INS.column_names, rows)
 
-    def _write_strategy(self) -> None:
-        self.run_sql(exp.delete(self.t("kpi_strategy")))
+    def _strategy_rows(self) -> list[list[Any]]:
         p = self.project
         rows: list[list[Any]] = []
         if p.mission:
@@ -496,10 +569,15 @@ class Runner:
             rows.append([pr.name, "priority", p.mission, pr.owner, pr.description, None, None])
             for s in pr.strategies:
                 rows.append([s.name, "strategy", pr.name, s.owner, s.description, s.starts, s.ends])
+        return rows
+
+    def _write_strategy(self) -> None:
+        self.run_sql(exp.delete(self.t("kpi_strategy")))
+        rows = self._strategy_rows()
+        checkpoint("publish.strategy")
         self.adapter.insert_rows(self.tsql("kpi_strategy"), tables.STRATEGY.column_names, rows)
 
-    def _write_targets(self, ok: list[str]) -> None:
-        self.delete_kpis("kpi_targets", ok)
+    def _targets_queries(self, ok: list[str]) -> list[exp.Select]:
         queries = []
         for n in ok:
             pl = self.plan.kpis[n]
@@ -507,8 +585,140 @@ class Runner:
                 q = targets_query(pl.kpi, grain, self.cal, self.schema)
                 if q is not None:
                     queries.append(q)
-        for i in range(0, len(queries), 200):  # bounded statement size for large projects
-            self.insert(tables.TARGETS, sqlgen.union_all(queries[i:i + 200]))
+        return queries
+
+    def _write_targets(self, ok: list[str]) -> None:
+        self.delete_kpis("kpi_targets", ok)
+        queries = self._targets_queries(ok)
+        for i in range(0, len(queries), UNION_CHUNK):  # bounded statement size for large projects
+            self.insert(tables.TARGETS, sqlgen.union_all(queries[i:i + UNION_CHUNK]))
+
+    # --- publishing by versions (engines without transactions: Spark) -----------------
+    #
+    # Each output table is a view over `<name>__versions`, a table partitioned by
+    # kpi_version, that shows the partition named by the view kpi_current_version.
+    # A run writes partition run_id of every table, complete, then replaces
+    # kpi_current_version: one statement, so readers see every table of the previous
+    # run or every table of this one. The previous partition stays until the next
+    # run has moved the pointer past it (a query still reading it keeps working);
+    # older ones are dropped. kpi_runs is a view over an append-only log.
+
+    @property
+    def _runs_written(self) -> str:
+        """The table run rows are written to: kpi_runs itself, or its log where rows cannot be updated."""
+        return "kpi_runs" if self.adapter.capabilities.transactions else RUNS_LOG
+
+    def _mark_aborted(self, now: dt.datetime) -> None:
+        """A run still 'running' was killed: the next run says so."""
+        running = exp.EQ(this=col("status"), expression=lit("running"))
+        if self.adapter.capabilities.transactions:
+            self.run_sql(exp.update(self.t("kpi_runs"), {"status": lit("aborted"), "finished_at": lit(now)}, where=running))
+            return
+        if not self.fetch(exp.select(exp.Count(this=exp.Star())).from_(self.t("kpi_runs")).where(running))[0][0]:
+            return  # nothing to mark: no statement that writes
+        aborted = {"finished_at": lit(now), "status": lit("aborted")}
+        rows = exp.select(*[sqlgen.alias(aborted[c], c) if c in aborted else col(c) for c in tables.RUNS.column_names])
+        self.run_sql(exp.Insert(this=exp.Schema(this=self.t(RUNS_LOG), expressions=[ident(c) for c in tables.RUNS.column_names]),
+                                expression=rows.from_(self.t("kpi_runs")).where(running)))
+
+    def _ensure_versioned(self, existing: set[str]) -> None:
+        if "kpi_meta" not in existing:  # first, with its row: a run killed while creating the rest completes them
+            meta = exp.select(sqlgen.alias(lit("schema_version"), "key"), sqlgen.alias(lit(str(tables.SCHEMA_VERSION)), "value"))
+            self.run_sql(exp.Create(this=self.t("kpi_meta"), kind="TABLE", expression=meta))
+        if POINTER not in existing:
+            self._point_at(0)
+        for table in VERSIONED:
+            if versions_name(table.name) not in existing:
+                self.run_sql(_versions_ddl(table, self.schema))
+            if table.name not in existing:
+                current = exp.select(col("version")).from_(self.t(POINTER))
+                shown = exp.select(*[col(c) for c in table.column_names]).from_(self.t(versions_name(table.name))).where(
+                    exp.EQ(this=col(VERSION_COLUMN), expression=exp.Subquery(this=current)))
+                self.run_sql(exp.Create(this=self.t(table.name), kind="VIEW", expression=shown, replace=True))
+        if RUNS_LOG not in existing:
+            self.run_sql(tables.Table(RUNS_LOG, tables.RUNS.columns, "").ddl(self.schema))
+        if "kpi_runs" not in existing:
+            # the latest row of each run: its end, or while it runs (or when it was killed) its start
+            latest = exp.Window(this=exp.RowNumber(), partition_by=[col("run_id")], order=exp.Order(
+                expressions=[exp.Ordered(this=col("finished_at"), desc=True, nulls_first=False)]))
+            rows = exp.select(*[col(c) for c in tables.RUNS.column_names], sqlgen.alias(latest, "__n")).from_(self.t(RUNS_LOG))
+            shown = exp.select(*[col(c) for c in tables.RUNS.column_names]).from_(
+                exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__l")))).where(
+                exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
+            self.run_sql(exp.Create(this=self.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
+
+    def _point_at(self, version: int) -> None:
+        pointer = exp.select(sqlgen.alias(sqlgen.cast(exp.Literal.number(version), "BIGINT"), "version"))
+        self.run_sql(exp.Create(this=self.t(POINTER), kind="VIEW", expression=pointer, replace=True))
+
+    def _published_version(self) -> int:
+        return int(self.fetch(exp.select(col("version")).from_(self.t(POINTER)))[0][0])
+
+    def _publish_versions(self, ok: list[str], now: dt.datetime) -> None:
+        previous = self._published_version()
+        self._next: set[str] = set()
+        replaced = _name_in(ok) if ok else exp.false()
+        # in this order: targets read the new values; status reads the new values, targets and catalog
+        writes: list[tuple[tables.Table, exp.Expression, Callable[[], list[exp.Query]], list[list[Any]]]] = [
+            (tables.VALUES, self._replaced_values(ok) if ok else exp.false(),
+             lambda: [self._values_query(ok, now)] if ok else [], []),
+            (tables.CATALOG, replaced, list, self._catalog_rows(ok, now)),
+            (tables.CHECK_INS, replaced, list, self._check_in_rows(ok)),
+            (tables.TARGETS, replaced, lambda: self._targets_queries(ok), []),
+            (tables.STATUS, replaced, lambda: [status_query(ok, self.schema, self.as_of)] if ok else [], []),
+            (tables.STRATEGY, exp.true(), list, self._strategy_rows()),
+        ]
+        for table, dropped, queries, rows in writes:
+            if self.whole_project and table in tables.PER_KPI:
+                dropped = exp.or_(exp.Paren(this=dropped), exp.Paren(this=self._removed_kpis()))
+            checkpoint("publish.version")
+            self._write_version(table, dropped, [self._retarget(q) for q in queries()], rows)
+        checkpoint("publish.swap")
+        self._point_at(self.run_id)
+        checkpoint("publish.swapped")
+        self._drop_versions(keep={self.run_id, previous})
+
+    def _write_version(self, table: tables.Table, dropped: exp.Expression, queries: list[exp.Query],
+                       rows: list[list[Any]]) -> None:
+        """Partition run_id of `table`: the published rows but `dropped`, the rows of `queries`, and `rows`."""
+        if rows:
+            self.adapter.insert_rows(self.tsql(versions_name(table.name)), [*table.column_names, VERSION_COLUMN],
+                                     [[*r, self.run_id] for r in rows])
+        parts: list[exp.Query] = [] if dropped == exp.true() else [
+            _select_all(table, self.t(table.name)).where(exp.Not(this=exp.Paren(this=dropped)))]
+        parts += queries
+        target = self.t(versions_name(table.name))
+        target.set("partition", exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(self.run_id))]))
+        for i in range(0, len(parts), UNION_CHUNK):
+            self.run_sql(exp.Insert(this=exp.Schema(this=target.copy(), expressions=[ident(c) for c in table.column_names]),
+                                    expression=sqlgen.union_all(parts[i:i + UNION_CHUNK])))
+        self._next.add(table.name)
+
+    def _version(self, table: str, version: int) -> exp.Select:
+        shown = tables.BY_NAME[table]
+        return _select_all(shown, self.t(versions_name(table))).where(
+            exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version)))
+
+    def _retarget(self, query: exp.Query) -> exp.Query:
+        """`query` reading this run's new version of each output table written so far."""
+        def swap(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Table) and node.db == self.schema and node.name in self._next:
+                return exp.Subquery(this=self._version(node.name, self.run_id),
+                                    alias=exp.TableAlias(this=ident(node.alias or node.name)))
+            return node
+
+        return query.transform(swap)
+
+    def _drop_versions(self, keep: set[int]) -> None:
+        """Drop the partitions of every version but `keep` (a failed or killed run's included)."""
+        for table in VERSIONED:
+            versions = self.t(versions_name(table.name))
+            listed = exp.Command(this="SHOW", expression=exp.Literal.string(f"PARTITIONS {self.sql(versions)}"))
+            for (spec,) in self.fetch(listed):
+                version = int(str(spec).rpartition("=")[2])
+                if version not in keep:
+                    part = exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version))])
+                    self.run_sql(exp.Alter(this=versions.copy(), kind="TABLE", actions=[exp.DropPartition(expressions=[part], exists=True)]))
 
     def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
         out = []
