@@ -1,0 +1,363 @@
+"""Apache Spark through pyspark: `master: local[N]` on one machine, or a cluster URL.
+
+Spark has no multi-table transactions, and its plain (parquet) tables take no
+UPDATE or DELETE, so the runner publishes by writing new versions of the output
+tables and then moving one pointer view (see runner.py). This module runs
+statements and moves rows; it knows nothing of KPIs.
+
+One SparkSession serves the whole process: starting one starts a JVM and costs
+seconds, and a run, `status` and the tests open many connections. `close()`
+leaves it running. A connection that needs another warehouse or configuration
+(static settings in Spark) stops it and starts a new one, in the same JVM.
+
+A local warehouse keeps its catalog in an embedded Derby metastore inside
+warehouse_dir, which one process at a time can open. The adapter therefore
+holds an exclusive lock file there (`.kpimetrics.lock`, with the holder's pid)
+while it is connected: a second process fails at once with a message naming
+the holder. The operating system releases the lock when its process dies, so a
+killed run never leaves a stale lock. On a cluster (warehouse_dir on hdfs://,
+s3a://, ..., or a metastore set in `conf`) no file lock is possible: schedule
+runs so that they do not overlap.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..config import SparkOutput
+from ..errors import WarehouseError
+from . import Capabilities
+
+DEFAULT_SCHEMA = "default"
+LOCK_FILE = ".kpimetrics.lock"
+METASTORE_DIR = ".metastore_db"
+# settings in `conf` that say the catalog lives elsewhere than the embedded Derby metastore
+_EXTERNAL_CATALOG_KEYS = (
+    "spark.hadoop.hive.metastore.uris",
+    "spark.hadoop.javax.jdo.option.ConnectionURL",
+    "spark.sql.catalogImplementation",
+)
+# ERROR only, and none of the metastore's "already exists" noise: kpimetrics reports failures itself.
+# The root level stays WARN (the level Spark assumes for Python), else Spark announces the change on
+# stderr; the console's threshold filter is what keeps warnings out.
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} spark %p %c{1}: %m%n
+appender.console.filter.threshold.type = ThresholdFilter
+appender.console.filter.threshold.level = error
+logger.hive.name = org.apache.hadoop.hive
+logger.hive.level = off
+logger.datanucleus.name = DataNucleus
+logger.datanucleus.level = off
+"""
+
+
+class SparkAdapter:
+    dialect = "spark"
+    capabilities = Capabilities(transactions=False, default_schema=DEFAULT_SCHEMA)
+
+    def __init__(self, output: SparkOutput, project_root: Path, timezone: str):
+        self.master = output.master
+        self.warehouse = _warehouse_uri(output.warehouse_dir, project_root)
+        self.timezone = timezone
+        if output.schema_:
+            self.capabilities = Capabilities(transactions=False, default_schema=output.schema_)
+        embedded = _is_local(self.warehouse) and not any(k in output.conf for k in _EXTERNAL_CATALOG_KEYS)
+        self._lock: WarehouseLock | None = None
+        if embedded:
+            folder = Path(self.warehouse.removeprefix("file:"))
+            folder.mkdir(parents=True, exist_ok=True)
+            self._lock = WarehouseLock.take(folder)
+        try:
+            self.spark = _session(self.master, _static_conf(output, self.warehouse, embedded))
+            self._set_runtime_conf(output)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_runtime_conf(self, output: SparkOutput) -> None:
+        conf = self.spark.conf
+        # ANSI mode: a bad cast or an overflow is an error, as on DuckDB and PostgreSQL, not a silent NULL
+        conf.set("spark.sql.ansi.enabled", output.conf.get("spark.sql.ansi.enabled", "true"))
+        try:
+            # TIMESTAMP (instant) values are cut into periods in the calendar's time zone
+            conf.set("spark.sql.session.timeZone", self.timezone)
+            self.spark.sql("SELECT current_timestamp()").collect()
+        except Exception as exc:  # noqa: BLE001 — Spark's own words
+            raise WarehouseError(f"Spark does not accept the calendar time zone '{self.timezone}': {_clean(exc)}") from None
+
+    # --- statements --------------------------------------------------------------
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        self._sql(sql, params)
+
+    def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        df = self._sql(sql, params)
+        try:
+            return [tuple(r) for r in df.collect()]
+        except Exception as exc:  # noqa: BLE001
+            raise WarehouseError(_clean(exc)) from None
+
+    def _sql(self, sql: str, params: list[Any] | None):
+        try:
+            return self.spark.sql(sql, args=params) if params else self.spark.sql(sql)
+        except Exception as exc:  # noqa: BLE001
+            raise WarehouseError(_clean(exc)) from None
+
+    def insert_rows(self, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
+        """Rows into a table as a typed DataFrame (values never become SQL text); other columns get NULL."""
+        if not rows:
+            return
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StructType
+
+        try:
+            fields = {f.name: f for f in self.spark.table(table_sql).schema.fields}
+            schema = StructType([fields[c] for c in columns])
+            data = [[self._coerce(v, fields[c].dataType) for v, c in zip(row, columns)] for row in rows]
+            df = self.spark.createDataFrame(data, schema)
+            df = df.select(*[
+                (F.col(f"`{name}`") if name in columns else F.lit(None).cast(f.dataType)).alias(name)
+                for name, f in fields.items()
+            ])
+            df.write.insertInto(table_sql)
+        except KeyError as exc:
+            raise WarehouseError(f"table {table_sql} has no column {exc}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise WarehouseError(_clean(exc)) from None
+
+    def _coerce(self, value: Any, dtype) -> Any:
+        """A Python value as the type a Spark column wants (pyspark does not widen int to double itself)."""
+        if value is None:
+            return None
+        kind = type(dtype).__name__
+        if kind in ("DoubleType", "FloatType"):
+            return float(value)
+        if kind == "DecimalType":
+            return Decimal(str(value))
+        if kind in ("IntegerType", "LongType", "ShortType", "ByteType") and not isinstance(value, bool):
+            return int(value)
+        if kind == "TimestampType" and isinstance(value, dt.datetime) and value.tzinfo is None:
+            # a naive time written to an instant column is a time in the session's zone, as on DuckDB
+            return value.replace(tzinfo=ZoneInfo(self.timezone))
+        if kind == "TimestampNTZType" and isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+        if kind == "StringType" and not isinstance(value, str):
+            return str(value)
+        return value
+
+    # --- transactions: none (the runner publishes by versions instead) --------------
+
+    def begin(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+    # --- the catalog ----------------------------------------------------------------
+
+    def relations(self, schema: str) -> list[tuple[str, str]]:
+        """(name, 'table' | 'view') of every relation in a schema (a missing schema has none)."""
+        catalog = self.spark.catalog
+        if not catalog.databaseExists(schema):
+            return []
+        return [(t.name, "view" if t.tableType == "VIEW" else "table")
+                for t in catalog.listTables(schema) if not t.isTemporary]
+
+    def tables(self, schema: str) -> list[str]:
+        return [name for name, _ in self.relations(schema)]
+
+    def columns(self, schema: str | None, table: str) -> list[str] | None:
+        try:
+            return list(self.spark.table(_name(schema or self.capabilities.default_schema, table)).columns) or None
+        except Exception:  # noqa: BLE001 — no such table or schema
+            return None
+
+    def load_csv(self, path: Path, schema: str, table: str) -> int:
+        """A seed file as a table (replaced if it exists), types inferred from the data."""
+        target = _name(schema, table)
+        try:
+            self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_name(schema)}")
+            df = self.spark.read.csv(str(Path(path).resolve()), header=True, inferSchema=True)
+            df.write.mode("overwrite").saveAsTable(target)
+            return self.spark.table(target).count()
+        except Exception as exc:  # noqa: BLE001
+            raise WarehouseError(f"cannot load {path} into {schema}.{table}: {_clean(exc)}") from None
+
+    def describe(self) -> str:
+        import pyspark
+
+        return f"spark {pyspark.__version__} ({self.master}), warehouse {self.warehouse}"
+
+    def close(self) -> None:
+        """Release the warehouse; the SparkSession stays up for the next connection of this process."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+# --- the session -------------------------------------------------------------------
+
+
+@dataclass
+class _Live:
+    key: tuple
+    spark: Any
+
+
+_live: _Live | None = None  # the process's SparkSession and the settings it was started with
+
+
+def _session(master: str, conf: dict[str, str]):
+    """The process's SparkSession for these settings, started (or restarted) if needed."""
+    global _live
+    key = (master, tuple(sorted(conf.items())))
+    if _live is not None:
+        if _live.key == key and _live.spark.sparkContext._jsc is not None:
+            return _live.spark
+        if _live.key != key and WarehouseLock.held_here():
+            raise WarehouseError(
+                "this process already has another Spark warehouse or configuration open; one process uses one "
+                "SparkSession at a time: close that connection first")
+        _live.spark.stop()  # static settings (warehouse, metastore, master) need a new session
+        _live = None
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise WarehouseError("the spark profile needs pyspark: pip install 'kpimetrics[spark]' (and Java 17)") from None
+    builder = SparkSession.builder.master(master)
+    for k, v in conf.items():
+        builder = builder.config(k, v)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 — e.g. no Java
+        raise WarehouseError(f"cannot start Spark ({master}): {_clean(exc)}. Spark needs Java 17 (JAVA_HOME or java on PATH).") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    _live = _Live(key, spark)
+    return spark
+
+
+def _static_conf(output: SparkOutput, warehouse: str, embedded: bool) -> dict[str, str]:
+    """Settings fixed when a session starts; `conf` from the profile comes last and wins."""
+    conf = {
+        "spark.app.name": "kpimetrics",
+        "spark.sql.warehouse.dir": warehouse,
+        "spark.sql.catalogImplementation": "hive",  # tables and views outlive the process
+        "spark.sql.legacy.createHiveTableByDefault": "false",  # CREATE TABLE makes parquet tables
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()} -Dderby.stream.error.file={os.devnull}",
+    }
+    if embedded:
+        metastore = Path(warehouse.removeprefix("file:")) / METASTORE_DIR
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"
+    if output.master.startswith("local"):
+        conf["spark.sql.shuffle.partitions"] = "4"  # KPI outputs are small; 200 partitions only cost time
+    return conf | dict(output.conf)
+
+
+def _log_config() -> Path:
+    path = Path(tempfile.gettempdir()) / f"kpimetrics-log4j2-{hashlib.sha256(LOG4J2.encode()).hexdigest()[:12]}.properties"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(LOG4J2)
+        tmp.replace(path)
+    return path
+
+
+def _warehouse_uri(folder: str, project_root: Path) -> str:
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", folder) and not re.match(r"^[A-Za-z]:[\\/]", folder):
+        return folder  # hdfs://, s3a://, file:/...
+    path = Path(folder)
+    return str((path if path.is_absolute() else project_root / path).resolve())
+
+
+def _is_local(warehouse: str) -> bool:
+    return not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", warehouse) or warehouse.startswith("file:")
+
+
+def _name(*parts: str) -> str:
+    return ".".join("`" + p.replace("`", "``") + "`" for p in parts)
+
+
+def _clean(exc: BaseException) -> str:
+    """Spark's message without the JVM stack trace and the query plan."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("at ", "An error occurred while calling", "JVM stacktrace"))]
+    text = lines[0] if lines else type(exc).__name__
+    return text.removeprefix(": ")
+
+
+# --- the lock ---------------------------------------------------------------------------
+
+
+class WarehouseLock:
+    """An exclusive flock on warehouse_dir/.kpimetrics.lock, shared by this process's connections."""
+
+    _held: dict[Path, tuple["WarehouseLock", int]] = {}  # path -> (lock, connections using it)
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    @classmethod
+    def take(cls, folder: Path) -> "WarehouseLock":
+        """This process's lock on `folder`, taken now, or WarehouseError naming the process that has it."""
+        path = (folder / LOCK_FILE).resolve()
+        lock, users = cls._held.get(path, (None, 0))
+        if lock is None:
+            lock = cls(path)
+            lock._acquire()
+        cls._held[path] = (lock, users + 1)
+        return lock
+
+    @classmethod
+    def held_here(cls) -> bool:
+        return bool(cls._held)
+
+    def _acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise WarehouseError(
+                f"the Spark warehouse {self.path.parent} is in use by another kpimetrics process "
+                f"({holder or 'pid unknown'}; lock file {self.path}). Its embedded metastore admits one process "
+                "at a time: wait for that run to finish and retry."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        lock, users = self._held.get(self.path, (None, 0))
+        if lock is not self:
+            return
+        if users > 1:
+            self._held[self.path] = (self, users - 1)
+            return
+        del self._held[self.path]
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
