@@ -30,7 +30,7 @@ from kpimetrics.dialects import generate
 from kpimetrics.tables import qualified
 
 # The engines the value suites run on. Spark joins with a one-line change once its adapter lands.
-VALUE_ENGINES = ("duckdb", "postgres")
+VALUE_ENGINES = ("duckdb", "postgres", "spark")
 
 PG_USER_ENV, PG_PASSWORD_ENV = "KPIMETRICS_TEST_PGUSER", "KPIMETRICS_TEST_PGPASSWORD"
 
