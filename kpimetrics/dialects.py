@@ -7,13 +7,16 @@ RUNNABLE = ("duckdb", "postgres", "spark")
 COMPILE_ONLY = ("snowflake", "bigquery", "trino", "databricks")
 
 
-def generate(tree: exp.Expression, dialect: str, pretty: bool = False) -> str:
+def generate(tree: exp.Expression, dialect: str, pretty: bool = False, copy: bool = True) -> str:
+    """SQL text of `tree` in `dialect`. copy=False hands the tree over: rendering may change it,
+    and it saves a copy of the whole tree (half the cost of rendering) when the caller is done with it."""
     fixes = FIXES.get(dialect)
     if fixes:
-        tree = tree.copy()
+        tree = tree.copy() if copy else tree
         for fix in fixes:
             tree = tree.transform(fix, copy=False)
-    return tree.sql(dialect=dialect, pretty=pretty, identify=False)
+        copy = False
+    return tree.sql(dialect=dialect, pretty=pretty, identify=False, copy=copy)
 
 
 def _postgres_date_series(node: exp.Expression) -> exp.Expression:
@@ -68,4 +71,5 @@ def _spark_exact_percentile(node: exp.Expression) -> exp.Expression:
 FIXES = {
     "postgres": (_postgres_date_series,),
     "spark": (_spark_naive_timestamps, _spark_exact_percentile),
+    "databricks": (_spark_naive_timestamps, _spark_exact_percentile),  # Spark SQL underneath
 }

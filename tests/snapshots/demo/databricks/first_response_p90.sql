@@ -24,7 +24,7 @@ WITH `first_response_p90_month__rows` AS (
   SELECT
     `__p` AS `__p`,
     COUNT(*) AS `__n0`,
-    PERCENTILE_CONT(first_response_seconds, 0.9) AS `__m1`
+    PERCENTILE(first_response_seconds, 0.9) AS `__m1`
   FROM `first_response_p90_month__rows`
   GROUP BY
     `__p`
