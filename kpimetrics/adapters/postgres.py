@@ -67,6 +67,9 @@ class PostgresAdapter:
         detail = getattr(diag, "message_detail", None) if diag else None
         if detail and detail not in text:
             text = f"{text} ({detail})"
+        con = getattr(self, "con", None)
+        if con is not None and con.broken:  # the server ended the session, or the network dropped it
+            text = f"lost the connection to PostgreSQL at {self._where()} ({text}); the server rolls back what was not committed"
         if self._password:
             text = text.replace(self._password, "****")
         return text
