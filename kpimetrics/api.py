@@ -1,8 +1,10 @@
 """The facade the CLI, the tests and orchestrators call: load, validate, compile, run, read."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from sqlglot import exp
 
 from . import compiler, dag, tables
 from .config import ALL_DIALECTS
-from .errors import ConfigError, Issue, Level, UsageError, ValidationFailed, WarehouseError
+from .errors import ConfigError, Issue, KpiMetricsError, Level, UsageError, ValidationFailed, WarehouseError
 from .loader import ProjectDef, load_project, suggest
 from .planner import Plan, build_plan
 from .sqlgen import col, lit
@@ -79,7 +81,19 @@ class Project:
         from .adapters import connect
 
         prof = self.profile()
-        return connect(prof.output, self.root, self.definition.config.calendar.timezone)
+        with self._masked():
+            return connect(prof.output, self.root, self.definition.config.calendar.timezone)
+
+    @contextmanager
+    def _masked(self):
+        """Errors raised inside have env_var() values masked, as the CLI masks everything it prints: an
+        orchestrator logs them too. The original is not chained (its traceback would quote it)."""
+        try:
+            yield
+        except KpiMetricsError as exc:
+            scrub = self.definition.secrets.scrub
+            masked = type(exc)(scrub(str(exc)), [dataclasses.replace(i, message=scrub(i.message)) for i in exc.issues])
+            raise masked from None
 
     def target_dialect(self, dialect: str | None = None) -> str:
         """--dialect, else the profile's type, else the project's own dialect."""
@@ -111,7 +125,8 @@ class Project:
             compiler.write_target(the_plan, names, adapter.dialect, whole_project=not select)
             runner = Runner(the_plan, adapter, selected=names, full_refresh=full_refresh, fail_fast=fail_fast,
                             as_of=as_of, whole_project=not select, progress=progress)
-            result = runner.run()
+            with self._masked():
+                result = runner.run()
         finally:
             adapter.close()
         path = self.root / "target" / "run_results.json"
@@ -217,8 +232,9 @@ class Project:
             recent = self._recent_status([name], periods, complete_only=False)
         except (ConfigError, WarehouseError):  # nothing run yet: show the definition alone
             recent = None
+        scrub = self.definition.secrets.scrub  # a model may read env_var()
         return {"name": name, "kind": k.kind, "label": k.label or name, "location": str(k.loc),
-                "definition": definition, "sql": sql, "recent": recent}
+                "definition": scrub(definition), "sql": scrub(sql), "recent": recent}
 
 
 def _issue_order(issue: Issue):

@@ -9,10 +9,13 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 
+from kpimetrics import Project
+from kpimetrics.errors import WarehouseError
 from test_run_incremental import AS_OF, insert_orders, kpi, kpis_yml, make_orders, query, write_run_project
 
 SECRET = "s3ntinel-Pa55word-7f3a9c"
@@ -108,3 +111,29 @@ def test_a_secret_in_the_profile_leaks_nowhere(project):
     good = [cli(project, "debug", env=works), cli(project, "run", "--as-of", AS_OF.isoformat(), env=works)]
     assert good[0].returncode == 0, good[0].stderr
     assert_nowhere(project, *outs, *good)
+
+
+def test_the_python_api_masks_secrets_as_the_cli_does(project, monkeypatch):
+    """An orchestrator calling Project directly logs its errors and what show() returns: masked there too."""
+    monkeypatch.setenv("KPIM_SECRET", SECRET)
+    shown = Project.load(project).show("leaky")
+    assert "****" in shown["sql"] and SECRET not in repr(shown)
+
+    monkeypatch.setenv("KPIM_WH", str(project / f"missing-{SECRET}" / "wh.duckdb"))
+    (project / "profiles.yml").write_text(
+        "shop:\n  target: dev\n  outputs:\n"
+        "    dev: {type: duckdb, path: \"{{ env_var('KPIM_WH') }}\"}\n"
+        "    pg: {type: postgres, host: 127.0.0.1, port: 9, dbname: x, connect_timeout: 2,\n"
+        "         user: \"{{ env_var('KPIM_SECRET') }}\"}\n"
+    )
+    failures = []
+    for call in (lambda: Project.load(project).connect(), lambda: Project.load(project).run(as_of=AS_OF),
+                 lambda: Project.load(project, target="pg").connect(),
+                 lambda: Project.load(project, target="pg").run(as_of=AS_OF)):
+        with pytest.raises(WarehouseError) as info:
+            call()
+        failures.append(info.value)
+    for exc in failures:
+        text = "".join(traceback.format_exception(exc))
+        assert "cannot" in str(exc) and "****" in str(exc), str(exc)
+        assert SECRET not in text, text
