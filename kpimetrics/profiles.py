@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -13,6 +13,20 @@ from .templating import TemplateContext, render
 from .yamlio import LocDict, load_yaml
 
 _OUTPUT = TypeAdapter(Output)
+
+
+def _output_problem(e: dict) -> str:
+    """One pydantic error of a profile output as `field: problem`. The path leaves out the union's tag
+    (`postgres.port` is `port`); an unknown or missing `type` names the types there are."""
+    kind, ctx = e["type"], e.get("ctx") or {}
+    known = ", ".join(get_args(m.model_fields["type"].annotation)[0] for m in get_args(get_args(Output)[0]))
+    if kind == "union_tag_invalid":
+        return f"type: unknown warehouse type '{ctx.get('tag')}' (types: {known})"
+    if kind == "union_tag_not_found":
+        return f"type: missing (types: {known})"
+    if not e["loc"]:
+        return "must be a mapping of settings" if kind == "model_attributes_type" else e["msg"]
+    return f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}"
 
 
 @dataclass
@@ -103,9 +117,7 @@ def resolve_profile(
     try:
         output = _OUTPUT.validate_python(rendered)
     except ValidationError as exc:
-        msgs = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
+        msgs = "; ".join(_output_problem(e) for e in exc.errors(include_url=False))
         # never echo input values: they may be secrets
         raise ConfigError(f"{display}: invalid output '{chosen}' in profile '{name}': {msgs}",
                           [error("KPI082", f"invalid output '{chosen}' in profile '{name}': {msgs}", loc)]) from None

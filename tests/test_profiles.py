@@ -57,6 +57,19 @@ def test_kpi082_invalid_output_never_echoes_values(tmp_path: Path, monkeypatch):
     assert "s3cr3t-value" not in issue.message
 
 
+@pytest.mark.parametrize("output, problem", [
+    ("{type: mysql, path: x.db}", "type: unknown warehouse type 'mysql' (types: duckdb, postgres, spark)"),
+    ("{path: x.db}", "type: missing (types: duckdb, postgres, spark)"),
+    ("{type: duckdb, path: 3}", "path: Input should be a valid string"),
+    ("{type: postgres, host: h}", "dbname: Field required"),
+    ("just-a-string", "must be a mapping of settings"),
+])
+def test_kpi082_message_names_the_setting(tmp_path: Path, output, problem):
+    issue = _config_error(_project(tmp_path, f"acme:\n  target: dev\n  outputs:\n    dev: {output}\n"))
+    assert (issue.code, issue.location.line) == ("KPI082", 4)
+    assert issue.message == f"invalid output 'dev' in profile 'acme': {problem}"
+
+
 def test_kpi083_unknown_dialect(tmp_path: Path):
     project = _project(tmp_path, None, **{"kpimetrics.yml": "name: acme\nprofile: acme\ndialect: postgress\n"})
     issues = [i for i in project.validate(today=TODAY) if i.code == "KPI083"]
