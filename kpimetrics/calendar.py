@@ -23,8 +23,11 @@ STEP: dict[str, tuple[str, int]] = {
 }
 
 
+_DATE = exp.DataType.build("DATE")  # built once: DataType.build parses its argument
+
+
 def date_type() -> exp.DataType:
-    return exp.DataType.build("DATE")
+    return _DATE.copy()
 
 
 def as_date(e: exp.Expression) -> exp.Expression:

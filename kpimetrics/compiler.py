@@ -20,8 +20,8 @@ MANIFEST_SCHEMA_VERSION = 1
 
 
 def _split(query: exp.Query) -> tuple[list[tuple[str, exp.Query]], exp.Query]:
-    """A query's CTEs and its body without them."""
-    q = query.copy()
+    """A query's CTEs and its body without them (taken apart in place: the query is the caller's to give)."""
+    q = query
     with_ = q.args.get("with_") or q.args.get("with")
     ctes: list[tuple[str, exp.Query]] = []
     if with_ is not None:
@@ -83,9 +83,10 @@ def kpi_query(plan: Plan, name: str) -> exp.Query:
 
 
 def render(query: exp.Expression, dialect: str, pretty: bool = True) -> str:
+    """Render a tree built for this purpose; the tree is used up (not copied first)."""
     from .dialects import generate
 
-    return generate(query, dialect, pretty=pretty)
+    return generate(query, dialect, pretty=pretty, copy=False)
 
 
 def header(plan: Plan, pl: KpiPlan, dialect: str) -> str:
@@ -214,27 +215,70 @@ def _jsonable(value):
     return value
 
 
+STATE_FILE = "compile_state.json"
+
+
+def _generator_fingerprint() -> str:
+    """Changes whenever the code that writes SQL may have: kpimetrics' sources and sqlglot's version."""
+    import hashlib
+
+    import sqlglot
+
+    from . import __version__
+
+    digest = hashlib.sha256(f"{__version__}:{sqlglot.__version__}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _previous_state(path: Path, generator: str, dialect: str) -> dict:
+    """What the last compile wrote, if it was written by this generator for this dialect (else nothing)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict) or state.get("generator") != generator or state.get("dialect") != dialect:
+        return {}
+    return state
+
+
 def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool = True) -> CompileResult:
-    import shutil
+    """Write target/ for `names`. Like dbt's partial parsing, a file is rendered again only when what it
+    depends on changed: a per-KPI file when its definition_hash or kind did, run.sql when any KPI did,
+    and neither when the generator (kpimetrics' code, sqlglot) changed since target/compile_state.json."""
+    import hashlib
 
     root = plan.project.root / "target"
     folder = root / "compiled" / dialect
-    if whole_project and folder.exists():
-        shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    generator = _generator_fingerprint()
+    previous = _previous_state(root / STATE_FILE, generator, dialect)
+    before: dict[str, str] = previous.get("kpis", {})
+    keys = {name: f"{plan.kpis[name].definition_hash}:{plan.kpis[name].kpi.kind}" for name in names}
+    if whole_project:  # files of KPIs no longer in the project go
+        for stale in folder.glob("*.sql"):
+            if stale.stem not in keys:
+                stale.unlink()
     result = CompileResult(dialect, selected=list(names))
     paths: dict[str, str] = {}
     for name in names:
         pl = plan.kpis[name]
-        text = header(plan, pl, dialect) + render(kpi_query(plan, name), dialect) + ";\n"
         path = folder / f"{name}.sql"
-        _write(path, plan.project.secrets.scrub(text))
+        if before.get(name) != keys[name] or not path.exists():
+            text = header(plan, pl, dialect) + render(kpi_query(plan, name), dialect) + ";\n"
+            _write(path, plan.project.secrets.scrub(text))
         paths[name] = str(path.relative_to(plan.project.root))
         result.files.append(path)
-    _write(root / "run.sql", plan.project.secrets.scrub(run_script(plan, names, dialect)))
+    run_key = hashlib.sha256(json.dumps([plan.project.config.name, [[n, keys[n]] for n in names]]).encode()).hexdigest()
+    if previous.get("run_sql") != run_key or not (root / "run.sql").exists():
+        _write(root / "run.sql", plan.project.secrets.scrub(run_script(plan, names, dialect)))
+    state = {"generator": generator, "dialect": dialect, "run_sql": run_key,
+             "kpis": (before if not whole_project else {}) | keys}
     doc = manifest(plan, names, dialect, paths)
     result.manifest_path = root / "manifest.json"
     _write(result.manifest_path, plan.project.secrets.scrub(json.dumps(doc, indent=2, sort_keys=True, default=str)) + "\n")
+    _write(root / STATE_FILE, json.dumps(state, sort_keys=True) + "\n")  # last: it vouches for the files above
     return result
 
 

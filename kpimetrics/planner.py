@@ -6,6 +6,7 @@ computed afterwards from their inputs' values, in dependency order.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -110,6 +111,8 @@ class Plan:
 
 
 def _strip_tables(tree: exp.Expression) -> exp.Expression:
+    if not any(c.args.get("table") or c.args.get("db") or c.args.get("catalog") for c in tree.find_all(exp.Column)):
+        return tree  # nothing to strip: keep the (shared, never changed) parsed tree
     tree = tree.copy()
     for col in tree.find_all(exp.Column):
         col.set("table", None)
@@ -118,11 +121,23 @@ def _strip_tables(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _snippet(text: str | None, dialect: str) -> exp.Expression | None:
-    if text is None:
-        return None
+@functools.lru_cache(maxsize=65536)
+def _resolved(text: str, dialect: str) -> tuple[exp.Expression | None, str | None]:
+    """A snippet's tree without table qualifiers, and that tree's SQL for the definition hash; once per text
+    (thousands of KPIs share a `time` or a measure). The tree is shared: code that changes it copies it first."""
     tree, _ = parse_snippet(text, dialect)
-    return _strip_tables(tree) if tree is not None else None
+    if tree is None:
+        return None, None
+    tree = _strip_tables(tree)
+    return tree, tree.sql("duckdb")
+
+
+def _snippet(text: str | None, dialect: str) -> exp.Expression | None:
+    return None if text is None else _resolved(text, dialect)[0]
+
+
+def _normalized(text: str | None, dialect: str) -> str | None:
+    return None if text is None else _resolved(text, dialect)[1]
 
 
 def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: dict[str, Relation]) -> Relation | None:
@@ -171,15 +186,15 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
 
 def definition_hash(plan: KpiPlan, project: ProjectDef, hashes: dict[str, str]) -> str:
     """Everything that determines values, and nothing that does not (SPEC §5)."""
-    k = plan.kpi
+    k, dialect = plan.kpi, project.config.dialect
     payload = {
         "form": k.form,
-        "measure": plan.measure.sql("duckdb") if plan.measure is not None else None,
-        "numerator": plan.numerator.sql("duckdb") if plan.numerator is not None else None,
-        "denominator": plan.denominator.sql("duckdb") if plan.denominator is not None else None,
-        "derived": plan.derived.sql("duckdb") if plan.derived is not None else None,
-        "filter": plan.filter.sql("duckdb") if plan.filter is not None else None,
-        "time": plan.time.sql("duckdb") if plan.time is not None else None,
+        "measure": _normalized(k.measure, dialect),
+        "numerator": _normalized(k.ratio.numerator, dialect) if k.ratio else None,
+        "denominator": _normalized(k.ratio.denominator, dialect) if k.ratio else None,
+        "derived": _normalized(k.derived, dialect),
+        "filter": _normalized(k.filter, dialect),
+        "time": _normalized(k.time, dialect),
         "grains": list(plan.grains),
         "dimensions": list(plan.dimensions),
         "window": list(plan.window) if plan.window else None,

@@ -6,6 +6,7 @@ FILTER clauses, divisions made NULL-safe) by the SQL generator.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sqlglot
@@ -47,8 +48,20 @@ def _offset(text: str, line: int, col: int) -> int:
 
 
 def parse_snippet(text: str, dialect: str) -> tuple[exp.Expression | None, SqlProblem | None]:
-    """Parse one SQL expression; on failure say where in the text it broke."""
-    if not isinstance(text, str) or not text.strip():
+    """Parse one SQL expression; on failure say where in the text it broke.
+
+    Parsed once per text and dialect (validation, the DAG and the planner all ask, and
+    thousands of KPIs repeat the same `time` or measure): the tree is shared, so callers
+    copy it before changing it.
+    """
+    if not isinstance(text, str):
+        return None, SqlProblem("the expression is empty")
+    return _parse_cached(text, dialect)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_cached(text: str, dialect: str) -> tuple[exp.Expression | None, SqlProblem | None]:
+    if not text.strip():
         return None, SqlProblem("the expression is empty")
     try:
         tree = sqlglot.parse_one(text, read=dialect)

@@ -48,8 +48,14 @@ def lit(value) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
+_TYPES: dict[str, exp.DataType] = {}
+
+
 def cast(e: exp.Expression, type_: str) -> exp.Cast:
-    return exp.Cast(this=e, to=exp.DataType.build(type_))
+    # DataType.build parses its argument: build each type once, copy the small node after
+    if type_ not in _TYPES:
+        _TYPES[type_] = exp.DataType.build(type_)
+    return exp.Cast(this=e, to=_TYPES[type_].copy())
 
 
 def double(e: exp.Expression) -> exp.Expression:
@@ -68,13 +74,13 @@ def safe_div(num: exp.Expression, den: exp.Expression) -> exp.Expression:
 
 def make_divisions_safe(tree: exp.Expression) -> exp.Expression:
     def fix(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Div) and not getattr(node, "_kpi_safe", False):
+        if isinstance(node, exp.Div) and not node.meta.get("kpi_safe"):
             out = safe_div(node.this, node.expression)
-            out._kpi_safe = True  # type: ignore[attr-defined]
+            out.meta["kpi_safe"] = True
             return out
         return node
 
-    return tree.copy().transform(fix)
+    return tree.transform(fix)  # a changed copy
 
 
 def alias(e: exp.Expression, name: str) -> exp.Alias:
@@ -85,7 +91,7 @@ def and_(*conds: exp.Expression | None) -> exp.Expression | None:
     parts = [c for c in conds if c is not None]
     if not parts:
         return None
-    return exp.and_(*parts) if len(parts) > 1 else parts[0]
+    return exp.and_(*parts, copy=False) if len(parts) > 1 else parts[0]
 
 
 def push_filter(tree: exp.Expression, condition: exp.Expression | None) -> exp.Expression:
@@ -105,6 +111,17 @@ def push_filter(tree: exp.Expression, condition: exp.Expression | None) -> exp.E
                 return wrapped
             target.replace(wrapped)
     return tree
+
+
+def join(select: exp.Select, table: exp.Expression, on: exp.Expression | None = None,
+         side: str | None = None, kind: str | None = None) -> exp.Select:
+    """select [side|kind] JOIN table [ON on], in place and built directly (Select.join parses its join type as SQL)."""
+    node = exp.Join(this=table)
+    for key, value in (("side", side), ("kind", kind), ("on", on)):
+        if value is not None:
+            node.set(key, value)
+    select.append("joins", node)
+    return select
 
 
 def insert_rows(table: exp.Table, query: exp.Query) -> exp.Insert:
@@ -130,7 +147,8 @@ def union_select(queries: list[exp.Query]) -> exp.Select:
     body = union_all(queries)
     if isinstance(body, exp.Select):
         return body
-    return exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(exp.Subquery(this=body, alias=exp.TableAlias(this=ident("__u"))))
+    return exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(exp.Subquery(this=body, alias=exp.TableAlias(this=ident("__u"))),
+                                                             copy=False)
 
 
 def slice_value(dim: exp.Expression) -> exp.Expression:
@@ -173,7 +191,7 @@ class _Agg:
     distinct: dict[str, tuple[exp.Expression, exp.Expression | None]] = field(default_factory=dict)  # alias -> (x, filter)
 
     def add(self, prefix: str, e: exp.Expression) -> str:
-        key = e.sql("duckdb")
+        key = e.sql("duckdb")  # by its SQL: a parsed count(*) and a built one are different trees
         if key not in self.by_sql:
             name = f"{prefix}{len(self.columns)}"
             self.columns[name] = e
@@ -227,30 +245,35 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
     if lower is not None:
         # a plain predicate on the time column, so the engine can skip row groups
         where = and_(where, exp.GTE(this=time.copy(), expression=lit(lower)))
-    rows = exp.select(*projections).from_(relation.table.copy()).where(where)
+    rows = exp.select(*projections).from_(relation.table.copy(), copy=False).where(where, copy=False)
 
     # 2. the periods: every period from the first to the last with rows
     lo: exp.Expression = exp.Min(this=col("__p"))
     if lower is not None:
         # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
         lo = exp.Least(this=lo, expressions=[lit(min(k.since for k in kpis))])
-    bounds = exp.select(alias(lo, "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(ident(p("rows")))
+    bounds = exp.select(alias(lo, "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(ident(p("rows")), copy=False)
     series = exp.Unnest(
         expressions=[exp.GenerateDateArray(start=col("lo"), end=col("hi"), step=cal_.step_interval(grain))],
         alias=exp.TableAlias(columns=[ident("__s")]),
     )
-    spine = exp.select(
+    spine = join(exp.select(
         alias(cal_.as_date(col("__s")), "period_start"),
         alias(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=cal_.as_date(col("__s")))])), "__i"),
-    ).from_(ident(p("bounds"))).join(series, join_type="CROSS")
+    ).from_(ident(p("bounds")), copy=False), series, kind="CROSS")
 
-    ctes: list[tuple[str, exp.Query]] = list(relation.ctes)
+    ctes: list[tuple[str, exp.Query]] = [(n, q.copy()) for n, q in relation.ctes]  # the models' trees are shared
     ctes += [(p("rows"), rows), (p("bounds"), bounds), (p("spine"), spine)]
 
     # 3. the aggregations: which KPIs share one is decided by _agg_key
     aggs: dict[tuple, _Agg] = {}
+    first_seen: dict[tuple, int] = {}
     for pl in plans:
         key = _agg_key(pl)
+        if key[1] == "partials" and any(_distinct_count(a) for a in _aggregates(pl)):
+            # each first-seen count is a UNION ALL branch as wide as the whole aggregation: cap how many share one
+            first_seen[key] = n = first_seen.get(key, 0) + 1
+            key += ((n - 1) // FIRST_SEEN_PER_AGG,)
         if key not in aggs:
             aggs[key] = _Agg(pl.window, p(f"agg{len(aggs)}"), from_partials=key[1] == "partials")
         aggs[key].kpis.append(pl)
@@ -291,6 +314,9 @@ def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calenda
 
 
 # --- aggregations: which KPIs share one, and windows from per-period partials ----------
+
+# to-date count(DISTINCT x) KPIs per aggregation over partials (their branches make its size quadratic in them)
+FIRST_SEEN_PER_AGG = 16
 
 # an aggregate whose per-period results combine into the window's: sum of sums, sum of counts, ...
 _REAGGREGATE: dict[type, type] = {exp.Sum: exp.Sum, exp.Count: exp.Sum, exp.Min: exp.Min, exp.Max: exp.Max}
@@ -348,7 +374,7 @@ def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
             return exp.Paren(this=safe_div(exp.Sum(this=col(total)), exp.Sum(this=col(count))))
         return _REAGGREGATE[type(agg)](this=col(partial(agg.copy())))
 
-    return tree.copy().transform(fix)
+    return tree.transform(fix)  # a changed copy
 
 
 def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], source: exp.Expression,
@@ -359,7 +385,7 @@ def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.E
         select = select.select(alias(e, name), copy=False)
     select = select.from_(source, copy=False)
     if on_map is not None:
-        select = select.join(ident(on_map), on=exp.EQ(this=col("__p", source_name), expression=col("__src")), copy=False)
+        select = join(select, ident(on_map), on=exp.EQ(this=col("__p", source_name), expression=col("__src")))
     if dims and grouping_sets:
         sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
         select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
@@ -383,8 +409,8 @@ def _partials_query(partials: _Agg, dims: list[str], rows: str, window: tuple, c
             exp.Tuple(expressions=[bucket.copy(), col(d), x.copy()]) for d in dims]
         firsts = (
             exp.select(alias(exp.Min(this=col("__p")), "__p"), *[col(d) for d in dims])
-            .from_(ident(rows))
-            .where(and_(exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null())), where))
+            .from_(ident(rows), copy=False)
+            .where(and_(exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null())), where), copy=False)
         )
         firsts.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
         source = exp.Subquery(this=firsts, alias=exp.TableAlias(this=ident("__first")))
@@ -420,10 +446,10 @@ def _window_source(agg: _Agg, p, ctes: list, cal: Calendar, grain: str):
                 ),
                 exp.GTE(this=col("period_start", b), expression=col("period_start", a)),
             )
-        mapping = (
+        mapping = join(
             exp.select(alias(col("period_start", a), "__src"), alias(col("period_start", b), "__dst"))
-            .from_(qualified(None, p("spine"), a))
-            .join(qualified(None, p("spine"), b), on=cond)
+            .from_(qualified(None, p("spine"), a), copy=False),
+            qualified(None, p("spine"), b), on=cond,
         )
         ctes.append((name, mapping))
     return ident(p("rows")), col("__dst")
@@ -448,25 +474,25 @@ def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias
     value, num, den = value_parts("__a")
     on = exp.EQ(this=col("__p", "__a"), expression=col("period_start", "__s"))
     for d in agg_dims:
-        on = exp.and_(on, exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()))
-    total = (
+        on = exp.and_(on, exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()), copy=False)
+    total = join(
         exp.select(*_rows(pl.name, grain, col("period_start", "__s"), "", cast(exp.Null(), "VARCHAR"), value, num, den))
-        .from_(qualified(None, p("spine"), "__s"))
-        .join(qualified(None, agg.cte, "__a"), on=on, join_type="LEFT")
+        .from_(qualified(None, p("spine"), "__s"), copy=False),
+        qualified(None, agg.cte, "__a"), on=on, side="LEFT",
     )
     if since is not None:
-        total = total.where(exp.GTE(this=col("period_start", "__s"), expression=lit(since)))
+        total = total.where(exp.GTE(this=col("period_start", "__s"), expression=lit(since)), copy=False)
     out.append(total)
     # the slices: sparse, one row per value and period that has rows
     for d in pl.dimensions:
         value, num, den = value_parts("__a")
         cond = exp.Not(this=exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()))
         if since is not None:
-            cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(since)))
+            cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(since)), copy=False)
         sl = (
             exp.select(*_rows(pl.name, grain, col("__p", "__a"), d, col(dim_alias[d], "__a"), value, num, den))
-            .from_(qualified(None, agg.cte, "__a"))
-            .where(cond)
+            .from_(qualified(None, agg.cte, "__a"), copy=False)
+            .where(cond, copy=False)
         )
         out.append(sl)
     return out
@@ -490,17 +516,19 @@ def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, .
     names = pl.input_names
     keys = (
         exp.select(col("period_start"), col("dimension"), col("dimension_value"))
-        .distinct()
-        .from_(inputs.copy())
+        .distinct(copy=False)
+        .from_(inputs.copy(), copy=False)
         .where(
             exp.and_(
                 exp.EQ(this=col("grain"), expression=lit(grain)),
                 exp.In(this=col("name"), expressions=[lit(n) for n in names]),
                 exp.In(this=col("dimension"), expressions=[lit(d) for d in ("",) + tuple(dims)]),
-            )
+                copy=False,
+            ),
+            copy=False,
         )
     )
-    select = exp.select().from_(exp.Subquery(this=keys, alias=exp.TableAlias(this=ident("__k"))))
+    select = exp.select().from_(exp.Subquery(this=keys, alias=exp.TableAlias(this=ident("__k"))), copy=False)
     joined: dict[tuple[str, int], str] = {}
     for ref in pl.inputs:
         a = f"__i{len(joined)}"
@@ -512,8 +540,9 @@ def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, .
             exp.EQ(this=col("period_start", a), expression=period),
             exp.EQ(this=col("dimension", a), expression=col("dimension", "__k")),
             exp.NullSafeEQ(this=col("dimension_value", a), expression=col("dimension_value", "__k")),
+            copy=False,
         )
-        select = select.join(aliased(inputs, a), on=on, join_type="LEFT", copy=False)
+        select = join(select, aliased(inputs, a), on=on, side="LEFT")
 
     def substitute(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Lag) and isinstance(node.this, exp.Column):
@@ -524,7 +553,7 @@ def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, .
             return col("value", joined[(node.name, 0)])
         return node
 
-    expr = make_divisions_safe(pl.derived.copy().transform(substitute))
+    expr = make_divisions_safe(pl.derived.transform(substitute))
     select = select.select(
         *_rows(pl.name, grain, col("period_start", "__k"), "__dim__", col("dimension_value", "__k"), double(expr),
                double(exp.Null()), double(exp.Null())),

@@ -1,0 +1,77 @@
+"""Partial compile: target/ files are rendered again only when what they depend on changed,
+and what a warm compile leaves is byte for byte what a cold one writes."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from kpimetrics import Project
+from kpimetrics import compiler
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _demo(tmp_path: Path) -> Path:
+    path = tmp_path / "demo"
+    shutil.copytree(ROOT / "project_template", path, ignore=shutil.ignore_patterns("target", "*.duckdb*"))
+    return path
+
+
+def _files(target: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(target)): p.read_bytes() for p in sorted(target.rglob("*.sql"))}
+
+
+def _rendered(monkeypatch) -> list[str]:
+    """The KPIs whose per-KPI file the next compile renders."""
+    seen: list[str] = []
+    real = compiler.kpi_query
+    monkeypatch.setattr(compiler, "kpi_query", lambda plan, name: seen.append(name) or real(plan, name))
+    return seen
+
+
+def test_warm_compile_renders_nothing_and_equals_cold(tmp_path: Path, monkeypatch):
+    demo = _demo(tmp_path)
+    Project.load(demo).compile(dialect="duckdb")
+    cold = _files(demo / "target")
+    seen = _rendered(monkeypatch)
+    Project.load(demo).compile(dialect="duckdb")
+    assert seen == []
+    assert _files(demo / "target") == cold
+
+
+def test_a_changed_kpi_is_rendered_again_with_what_derives_from_it(tmp_path: Path, monkeypatch):
+    demo = _demo(tmp_path)
+    Project.load(demo).compile(dialect="duckdb")
+    kpis = demo / "kpis" / "revenue.yml"
+    text = kpis.read_text()
+    assert "filter: status = 'completed'" in text
+    kpis.write_text(text.replace("filter: status = 'completed'", "filter: status <> 'returned'", 1))
+    seen = _rendered(monkeypatch)
+    Project.load(demo).compile(dialect="duckdb")
+    assert "net_revenue" in seen and "revenue_yoy_growth" in seen  # the derived KPI inlines its input
+    assert "csat" not in seen
+    warm = _files(demo / "target")
+    shutil.rmtree(demo / "target")
+    Project.load(demo).compile(dialect="duckdb")
+    assert _files(demo / "target") == warm
+
+
+def test_another_dialect_or_generator_renders_everything(tmp_path: Path, monkeypatch):
+    demo = _demo(tmp_path)
+    Project.load(demo).compile(dialect="duckdb")
+    seen = _rendered(monkeypatch)
+    Project.load(demo).compile(dialect="postgres")
+    assert len(seen) == 12
+    seen.clear()
+    monkeypatch.setattr(compiler, "_generator_fingerprint", lambda: "changed")
+    Project.load(demo).compile(dialect="postgres")
+    assert len(seen) == 12
+
+
+def test_a_removed_kpi_loses_its_file(tmp_path: Path):
+    demo = _demo(tmp_path)
+    Project.load(demo).compile(dialect="duckdb")
+    stale = demo / "target" / "compiled" / "duckdb" / "gone.sql"
+    stale.write_text("SELECT 1;\n")
+    Project.load(demo).compile(dialect="duckdb")
+    assert not stale.exists()
