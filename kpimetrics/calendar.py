@@ -11,6 +11,7 @@ import datetime as dt
 from sqlglot import exp
 
 from .config import Calendar
+from .model import GRAINS
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # grain -> (sqlglot interval unit, amount of that unit in one period)
@@ -85,6 +86,21 @@ def period_start_of_date(d: exp.Expression, grain: str, cal: Calendar) -> exp.Ex
     months = cal.fiscal_year_start_month - 1
     unit = "QUARTER" if grain == "quarter" else "YEAR"
     return shift(_trunc(shift(d, -months, "MONTH"), unit), months, "MONTH")
+
+
+def nests(fine: str, coarse: str) -> bool:
+    """Every period of `fine` lies within one period of `coarse`. A week can straddle months, quarters and
+    years; months nest in fiscal quarters and years, because those start on the first of a month."""
+    if fine == coarse or fine == "day":
+        return True
+    return "week" not in (fine, coarse) and GRAINS.index(fine) <= GRAINS.index(coarse)
+
+
+def base_grain(grains: list[str]) -> str:
+    """The coarsest grain whose periods nest in those of every one of `grains`: one pre-aggregate cut by it
+    rolls up exactly to all of them (day whenever weeks meet months, quarters or years)."""
+    finest = min(grains, key=GRAINS.index)
+    return finest if all(nests(finest, g) for g in grains) else "day"
 
 
 # --- the same in Python -------------------------------------------------------

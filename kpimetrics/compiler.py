@@ -46,11 +46,10 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
     ctes: list[tuple[str, exp.Query]] = []
     bodies: list[exp.Query] = []
     if pl.form != "derived":
-        for grain in pl.grains:
-            q = sqlgen.scan_query([sqlgen.ScanKpi(pl)], grain, pl.relation, cal, prefix=f"{name}_{grain}")
-            c, body = _split(q)
-            _merge(ctes, c)
-            bodies.append(body)
+        q = sqlgen.scan_query([sqlgen.ScanKpi(pl, grain) for grain in pl.grains], pl.relation, cal, prefix=name)
+        c, body = _split(q)
+        _merge(ctes, c)
+        bodies.append(body)
         return ctes, bodies
     in_bodies: list[exp.Query] = []
     for input_name in pl.input_names:
@@ -116,13 +115,13 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
     stage = tables.qualified(None, "kpi_stage")
     parts = [
         f"-- kpimetrics run script for {plan.project.config.name} ({dialect}); a full refresh of {len(names)} KPI(s).",
-        "-- One scan per model, time column and grain; derived KPIs read the staged values.",
+        "-- One scan per model and time column, for all grains; derived KPIs read the staged values.",
         render(tables.staging("kpi_stage").ddl(None), dialect) + ";",
     ]
     cal = plan.project.config.calendar
-    for rel_key, _t, grain, plans in plan.scans(names):
-        q = sqlgen.scan_query([sqlgen.ScanKpi(p) for p in plans], grain, plans[0].relation, cal)
-        parts.append(f"-- scan: {rel_key} at {grain}: {', '.join(p.name for p in plans)}\n"
+    for scan in plan.scans(names):
+        q = sqlgen.scan_query([sqlgen.ScanKpi(p, grain) for p, grain in scan.items], scan.plans[0].relation, cal)
+        parts.append(f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
                      + render(sqlgen.insert_rows(stage, q), dialect) + ";")
     for name in names:
         pl = plan.kpis[name]

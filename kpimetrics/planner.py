@@ -1,7 +1,7 @@
 """From a validated project to a plan: each KPI resolved, and KPIs grouped into scans.
 
-A scan is one read of one model at one grain (and time column): every KPI over
-that model and grain is computed from it in one query. Derived KPIs are
+A scan is one read of one model (and time column): every KPI over that model,
+at every grain, is computed from it in one query. Derived KPIs are
 computed afterwards from their inputs' values, in dependency order.
 """
 from __future__ import annotations
@@ -97,17 +97,34 @@ class Plan:
     kpis: dict[str, KpiPlan]  # in dependency order (inputs first)
     deps: dict[str, list[str]]
 
-    def scans(self, names: list[str]) -> list[tuple[str, str, str, list[KpiPlan]]]:
-        """(relation key, time sql, grain, KPIs) for the non-derived KPIs among `names`."""
-        groups: dict[tuple[str, str, str], list[KpiPlan]] = {}
+    def scans(self, names: list[str]) -> list[Scan]:
+        """The scans of the non-derived KPIs among `names`: one per model and time column, for all grains."""
+        groups: dict[tuple[str, str], Scan] = {}
         for name in names:
             p = self.kpis[name]
             if p.form == "derived":
                 continue
-            for grain in p.grains:
-                key = (p.relation.key, p.time.sql(), grain)
-                groups.setdefault(key, []).append(p)
-        return [(k[0], k[1], k[2], v) for k, v in groups.items()]
+            key = (p.relation.key, p.time.sql())
+            scan = groups.setdefault(key, Scan(*key))
+            scan.items.extend((p, grain) for grain in p.grains)
+        return list(groups.values())
+
+
+@dataclass
+class Scan:
+    """One read of one model (and time column): its KPIs at each of their grains."""
+
+    relation_key: str
+    time_sql: str
+    items: list[tuple[KpiPlan, str]] = field(default_factory=list)
+
+    @property
+    def plans(self) -> list[KpiPlan]:
+        return list({id(p): p for p, _ in self.items}.values())
+
+    @property
+    def grains(self) -> list[str]:
+        return list(dict.fromkeys(g for _, g in self.items))
 
 
 def _strip_tables(tree: exp.Expression) -> exp.Expression:

@@ -25,7 +25,7 @@ from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, WarehouseError, warning
 from .faults import checkpoint
-from .planner import KpiPlan, Plan
+from .planner import KpiPlan, Plan, Scan
 from .sqlgen import col, ident, lit
 from .tables import qualified
 from .targets import baseline_count_query, status_query, targets_query
@@ -320,11 +320,11 @@ class Runner:
             r.since = {g: (s.isoformat() if s else None) for (k, g), s in self.since.items() if k == n}
             r.mode = "full" if all(s is None for (k, _), s in self.since.items() if k == n) else "incremental"
         self._check_freshness()
-        for rel_key, _time_sql, grain, plans in self.plan.scans(self.selected):
-            plans = [p for p in plans if self.results[p.name].status != "error"]
-            if plans:
-                self._stage_scan(plans, grain)
-                if self.fail_fast and any(self.results[p.name].status == "error" for p in plans):
+        for scan in self.plan.scans(self.selected):
+            scan.items = [(p, g) for p, g in scan.items if self.results[p.name].status != "error"]
+            if scan.items:
+                self._stage_scan(scan)
+                if self.fail_fast and any(self.results[p.name].status == "error" for p in scan.plans):
                     return
         for name in self.selected:
             pl = self.plan.kpis[name]
@@ -339,31 +339,36 @@ class Runner:
     def _insert_stage(self, query: exp.Query) -> None:
         self.run_sql(sqlgen.insert_rows(self.stage, query))
 
-    def _record_ranges(self, plans: list[KpiPlan], grain: str) -> None:
+    def _record_ranges(self, items: list[tuple[KpiPlan, str]]) -> None:
         rows = []
-        for p in plans:
+        for p, grain in items:
             since = self.since[(p.name, grain)]
             rows.append([p.name, grain, since or FULL])
         checkpoint("stage.ranges")
         self.adapter.insert_rows(self.sql(self.ranges), [c for c, _ in RANGE_COLUMNS], rows)
 
-    def _stage_scan(self, plans: list[KpiPlan], grain: str) -> None:
+    def _scan_query(self, items: list[tuple[KpiPlan, str]]) -> exp.Query:
+        scan = [sqlgen.ScanKpi(p, grain, self.since[(p.name, grain)]) for p, grain in items]
+        return sqlgen.scan_query(scan, items[0][0].relation, self.cal)
+
+    def _stage_scan(self, scan: Scan) -> None:
         began = _time.perf_counter()
+        plans, items, grains = scan.plans, scan.items, ", ".join(scan.grains)
         names = ", ".join(p.name for p in plans)
-        self.progress("scan", {"grain": grain, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
-        scan = [sqlgen.ScanKpi(p, self.since[(p.name, grain)]) for p in plans]
+        self.progress("scan", {"grain": grains, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
         try:
-            self._insert_stage(sqlgen.scan_query(scan, grain, plans[0].relation, self.cal))
-            self._record_ranges(plans, grain)
+            self._insert_stage(self._scan_query(items))
+            self._record_ranges(items)
         except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:
                 self._fail(plans[0], exc)
                 return
-            # find the KPI at fault: each alone, so the others still publish
+            # find the KPI at fault: each alone (at all its grains), so the others still publish
             for p in plans:
+                alone = [(q, g) for q, g in items if q is p]
                 try:
-                    self._insert_stage(sqlgen.scan_query([sqlgen.ScanKpi(p, self.since[(p.name, grain)])], grain, p.relation, self.cal))
-                    self._record_ranges([p], grain)
+                    self._insert_stage(self._scan_query(alone))
+                    self._record_ranges(alone)
                 except Exception as exc2:  # noqa: BLE001 — the database's message is reported as is
                     self._fail(p, exc2)
                     if self.fail_fast:
@@ -372,7 +377,7 @@ class Runner:
         spent = _time.perf_counter() - began
         for p in plans:
             self.results[p.name].seconds += spent / len(plans)
-        self.progress("scanned", {"grain": grain, "kpis": names, "seconds": spent})
+        self.progress("scanned", {"grain": grains, "kpis": names, "seconds": spent})
 
     def _fail(self, pl: KpiPlan, exc: BaseException | str) -> None:
         msg = self.project.secrets.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
@@ -414,7 +419,7 @@ class Runner:
         try:
             for grain in pl.grains:
                 self._insert_stage(sqlgen.derived_query(pl, grain, inputs, dims, self.since[(pl.name, grain)]))
-                self._record_ranges([pl], grain)
+                self._record_ranges([(pl, grain)])
         except Exception as exc:  # noqa: BLE001
             self._fail(pl, exc)
         self.results[pl.name].seconds += _time.perf_counter() - began

@@ -5,8 +5,9 @@ name, grain, period_start, period_end, dimension, dimension_value, value,
 numerator, denominator. Trees are built dialect-free and rendered once.
 
 A scan reads one model once (`__rows`), cuts time into periods, and computes
-all its KPIs in one GROUP BY per window shape, with dimension slices as
-GROUPING SETS. Each KPI's filter is pushed into FILTER (WHERE ...) clauses of
+all its KPIs at all their grains in one GROUP BY per grain and window shape,
+with dimension slices as GROUPING SETS; additive ones roll up from one shared
+pre-aggregate (`__pp`). Each KPI's filter is pushed into FILTER (WHERE ...) clauses of
 its aggregates, so KPIs with different filters share the scan.
 """
 from __future__ import annotations
@@ -175,19 +176,21 @@ def _rows(name: str, grain: str, period: exp.Expression, dimension: str, dimensi
 @dataclass
 class ScanKpi:
     plan: KpiPlan
-    since: dt.date | None = None  # first period to output; None: all periods
+    grain: str
+    since: dt.date | None = None  # first period to output at this grain; None: all periods
 
 
 @dataclass
 class _Agg:
-    """One aggregation over the scan's rows for one window shape."""
+    """One aggregation, at one grain and window shape, over the scan's rows or over partials of them."""
 
     window: tuple | None
     cte: str
+    kind: str = "rows"  # as _agg_key says
     kpis: list[KpiPlan] = field(default_factory=list)
     columns: dict[str, exp.Expression] = field(default_factory=dict)  # alias -> aggregate expression
     by_sql: dict[str, str] = field(default_factory=dict)
-    from_partials: bool = False  # a window re-aggregating per-period partials instead of reading rows
+    partials: _Agg | None = None  # per-period partial aggregates this one re-aggregates instead of reading rows
     distinct: dict[str, tuple[exp.Expression, exp.Expression | None]] = field(default_factory=dict)  # alias -> (x, filter)
 
     def add(self, prefix: str, e: exp.Expression) -> str:
@@ -199,8 +202,8 @@ class _Agg:
         return self.by_sql[key]
 
 
-def scan_from(kpis: list[ScanKpi], grain: str, cal: Calendar) -> dt.date | None:
-    """The earliest time a scan must read so that every output period's window is whole."""
+def scan_from(kpis: list[ScanKpi], cal: Calendar) -> dt.date | None:
+    """The earliest time a scan must read so that every output period's window is whole, at every grain."""
     if not kpis or any(k.since is None for k in kpis):
         return None
     starts = []
@@ -209,7 +212,7 @@ def scan_from(kpis: list[ScanKpi], grain: str, cal: Calendar) -> dt.date | None:
         if w is None:
             starts.append(k.since)
         elif w[0] == "periods":
-            starts.append(cal_.py_add_periods(k.since, -(int(w[1]) - 1), grain))
+            starts.append(cal_.py_add_periods(k.since, -(int(w[1]) - 1), k.grain))
         else:
             starts.append(cal_.py_period_start(k.since, str(w[1]), cal))
     return min(starts)
@@ -225,92 +228,135 @@ def _used_columns(plans: list[KpiPlan]) -> list[str]:
     return list(names)
 
 
-def scan_query(kpis: list[ScanKpi], grain: str, relation: Relation, cal: Calendar, prefix: str = "") -> exp.Select:
-    """One query computing, from one read of the model, every KPI of `kpis` at `grain`."""
-    plans = [k.plan for k in kpis]
+def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: str = "") -> exp.Select:
+    """One query computing, from one read of the model, every KPI of `kpis` at its grain.
+
+    The rows are cut into periods of the coarsest grain that nests in every grain of the scan (day when
+    weeks meet months, quarters or years), and each grain's periods are cut from those, never from another
+    grain's. When more than one aggregation is additive, they all roll up from one pre-aggregate of the rows
+    at that grain with every slice (`__pp`), instead of each reading the rows.
+    """
+    plans = list({id(k.plan): k.plan for k in kpis}.values())
+    grains = list(dict.fromkeys(k.grain for k in kpis))
+    since = {(id(k.plan), k.grain): k.since for k in kpis}
+    base = cal_.base_grain(grains)
     time = plans[0].time
     p = lambda name: f"{prefix}__{name}"  # noqa: E731  CTE names, unique per scan when combined
 
-    # 1. the rows: one read of the model, time cut into periods, slices named
+    # 1. the rows: one read of the model, time cut into periods of the base grain, slices named
     dims: list[str] = list(dict.fromkeys(d for pl in plans for d in pl.dimensions))
     dim_alias = {d: f"__d{i}" for i, d in enumerate(dims)}
     used = [c for c in _used_columns(plans) if c not in dim_alias.values()]
-    projections: list[exp.Expression] = [alias(cal_.period_start(time.copy(), grain, cal), "__p")]
+    projections: list[exp.Expression] = [alias(cal_.period_start(time.copy(), base, cal), "__p")]
     dim_expr = {d: next(pl.dimension_expr(d) for pl in plans if d in pl.dimensions) for d in dims}
     for d in dims:
         projections.append(alias(slice_value(dim_expr[d]), dim_alias[d]))
     projections.extend(exp.column(c) for c in used)
     where = exp.Not(this=exp.Is(this=time.copy(), expression=exp.Null()))
-    lower = scan_from(kpis, grain, cal)
+    lower = scan_from(kpis, cal)
     if lower is not None:
         # a plain predicate on the time column, so the engine can skip row groups
         where = and_(where, exp.GTE(this=time.copy(), expression=lit(lower)))
     rows = exp.select(*projections).from_(relation.table.copy(), copy=False).where(where, copy=False)
-
-    # 2. the periods: every period from the first to the last with rows
-    lo: exp.Expression = exp.Min(this=col("__p"))
-    if lower is not None:
-        # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
-        lo = exp.Least(this=lo, expressions=[lit(min(k.since for k in kpis))])
-    bounds = exp.select(alias(lo, "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(ident(p("rows")), copy=False)
-    series = exp.Unnest(
-        expressions=[exp.GenerateDateArray(start=col("lo"), end=col("hi"), step=cal_.step_interval(grain))],
-        alias=exp.TableAlias(columns=[ident("__s")]),
-    )
-    spine = join(exp.select(
-        alias(cal_.as_date(col("__s")), "period_start"),
-        alias(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=cal_.as_date(col("__s")))])), "__i"),
-    ).from_(ident(p("bounds")), copy=False), series, kind="CROSS")
+    bounds = exp.select(alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(
+        ident(p("rows")), copy=False)
 
     ctes: list[tuple[str, exp.Query]] = [(n, q.copy()) for n, q in relation.ctes]  # the models' trees are shared
-    ctes += [(p("rows"), rows), (p("bounds"), bounds), (p("spine"), spine)]
+    ctes += [(p("rows"), rows), (p("bounds"), bounds)]
+    at = len(ctes)  # where the shared pre-aggregate goes, once its columns are known
 
-    # 3. the aggregations: which KPIs share one is decided by _agg_key
-    aggs: dict[tuple, _Agg] = {}
+    # 2. the aggregations of each grain: which KPIs share one is decided by _agg_key
+    by_grain: dict[str, dict[tuple, _Agg]] = {g: {} for g in grains}
     first_seen: dict[tuple, int] = {}
-    for pl in plans:
-        key = _agg_key(pl)
-        if key[1] == "partials" and any(_distinct_count(a) for a in _aggregates(pl)):
+    for k in kpis:
+        key = _agg_key(k.plan)
+        if key[1] == "first_seen":
             # each first-seen count is a UNION ALL branch as wide as the whole aggregation: cap how many share one
-            first_seen[key] = n = first_seen.get(key, 0) + 1
+            first_seen[(k.grain, *key)] = n = first_seen.get((k.grain, *key), 0) + 1
             key += ((n - 1) // FIRST_SEEN_PER_AGG,)
+        aggs = by_grain[k.grain]
         if key not in aggs:
-            aggs[key] = _Agg(pl.window, p(f"agg{len(aggs)}"), from_partials=key[1] == "partials")
-        aggs[key].kpis.append(pl)
+            name = p(f"agg{len(aggs)}") if len(grains) == 1 else p(f"{k.grain}_agg{len(aggs)}")
+            aggs[key] = _Agg(k.plan.window, name, kind=key[1])
+        aggs[key].kpis.append(k.plan)
+    additive = [a for aggs in by_grain.values() for a in aggs.values() if a.kind in ("additive", "partials")]
+    shared = _Agg(None, p("pp")) if len(additive) > 1 else None
+    rolled = [d for d in dims if any(d in pl.dimensions for a in additive for pl in a.kpis)]  # the pre-aggregate's slices
+    for aggs in by_grain.values():
+        for agg in aggs.values():
+            if agg.kind in ("additive", "partials") and shared is not None:
+                agg.partials = shared
+            elif agg.kind in ("partials", "first_seen"):
+                agg.partials = _Agg(None, agg.cte + "_pp")
 
     outputs: list[exp.Select] = []
-    for agg in aggs.values():
-        partials = _Agg(None, agg.cte + "_pp") if agg.from_partials else None
+    for grain in grains:
+        pg = p if len(grains) == 1 else (lambda name, g=grain: p(f"{g}_{name}"))  # noqa: E731
 
-        def add(prefix: str, e: exp.Expression) -> str:
-            return agg.add(prefix, e if partials is None else reaggregate(e, partials))
+        def period(c: exp.Expression, grain=grain) -> exp.Expression:
+            """The period of `grain` that holds a period of the base grain."""
+            return c if grain == base else cal_.period_start_of_date(c, grain, cal)
 
-        refs: dict[str, dict[str, str]] = {}
-        for pl in agg.kpis:
-            r: dict[str, str] = {"n": add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
-            if pl.form == "ratio":
-                r["num"] = add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter)))
-                r["den"] = add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter)))
+        # the periods: every period from the first to the last with rows
+        lo, hi = period(col("lo")), period(col("hi"))
+        sinces = [s for (_, g), s in since.items() if g == grain]
+        if all(s is not None for s in sinces):
+            # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
+            lo = exp.Least(this=lo, expressions=[lit(min(sinces))])
+        ctes.append((pg("spine"), _spine(p("bounds"), lo, hi, grain)))
+
+        for agg in by_grain[grain].values():
+            partials = agg.partials
+
+            def add(prefix: str, e: exp.Expression) -> str:
+                return agg.add(prefix, e if partials is None else reaggregate(e, partials))
+
+            refs: dict[str, dict[str, str]] = {}
+            for pl in agg.kpis:
+                r: dict[str, str] = {"n": add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
+                if pl.form == "ratio":
+                    r["num"] = add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter)))
+                    r["den"] = add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter)))
+                else:
+                    r["m"] = add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter)))
+                refs[pl.name] = r
+            agg_dims = list(dict.fromkeys(d for pl in agg.kpis for d in pl.dimensions))
+            dim_cols = [dim_alias[d] for d in agg_dims]
+            on_map = None if agg.window is None else _window_map(agg.window, pg, ctes, cal)
+            out_period = period(col("__p")) if agg.window is None else col("__dst")
+            if partials is None:
+                select = _aggregate(out_period, dim_cols, agg.columns, ident(p("rows")),
+                                    on_map and (on_map, period(col("__p", p("rows")))), grouping_sets=True)
+            elif partials is shared:
+                # rolled up from the shared pre-aggregate: only its rows with exactly these slices' pattern of NULLs
+                others = and_(*[exp.Is(this=col(dim_alias[d]), expression=exp.Null()) for d in rolled if d not in agg_dims])
+                select = _aggregate(out_period, dim_cols, agg.columns, ident(shared.cte),
+                                    on_map and (on_map, period(col("__p", shared.cte))), where=others, grouping_sets=False)
             else:
-                r["m"] = add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter)))
-            refs[pl.name] = r
-        agg_dims = list(dict.fromkeys(d for pl in agg.kpis for d in pl.dimensions))
-        dim_cols = [dim_alias[d] for d in agg_dims]
-        source, period = _window_source(agg, p, ctes, cal, grain)
-        on_map = None if agg.window is None else p(f"map{_window_key(agg.window)}")
-        if partials is None:
-            select = _aggregate(period, dim_cols, agg.columns, source, on_map, p("rows"), grouping_sets=True)
-        else:
-            # per-period partial aggregates (with their slices), then each window re-aggregates its periods' partials
-            ctes.append((partials.cte, _partials_query(partials, dim_cols, p("rows"), agg.window, cal)))
-            select = _aggregate(period, dim_cols, agg.columns, ident(partials.cte), on_map, partials.cte, grouping_sets=False)
-        ctes.append((agg.cte, select))
+                # per-period partial aggregates (with their slices), then each window re-aggregates its periods' partials
+                ctes.append((partials.cte, _partials_query(partials, dim_cols, p("rows"), period(col("__p")), agg.window, cal)))
+                select = _aggregate(out_period, dim_cols, agg.columns, ident(partials.cte),
+                                    (on_map, col("__p", partials.cte)), grouping_sets=False)
+            ctes.append((agg.cte, select))
 
-        for pl in agg.kpis:
-            since = next(k.since for k in kpis if k.plan is pl)
-            outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], p, since))
+            for pl in agg.kpis:
+                outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], pg, since[(id(pl), grain)]))
 
+    if shared is not None:
+        ctes.insert(at, (shared.cte, _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)))
     return cte_query(ctes, union_select(outputs))
+
+
+def _spine(bounds: str, lo: exp.Expression, hi: exp.Expression, grain: str) -> exp.Select:
+    """Every period of `grain` from lo to hi (expressions over the bounds CTE), numbered in order."""
+    series = exp.Unnest(
+        expressions=[exp.GenerateDateArray(start=lo, end=hi, step=cal_.step_interval(grain))],
+        alias=exp.TableAlias(columns=[ident("__s")]),
+    )
+    return join(exp.select(
+        alias(cal_.as_date(col("__s")), "period_start"),
+        alias(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=cal_.as_date(col("__s")))])), "__i"),
+    ).from_(ident(bounds), copy=False), series, kind="CROSS")
 
 
 # --- aggregations: which KPIs share one, and windows from per-period partials ----------
@@ -338,17 +384,20 @@ def _distinct_count(agg: exp.AggFunc) -> bool:
 
 
 def _agg_key(pl: KpiPlan) -> tuple:
-    """Which aggregation computes a KPI.
+    """Which aggregation computes a KPI: (window, kind, ...).
 
-    Additive KPIs share one, over the GROUPING SETS of all their slices (an extra sum per
-    slice costs little). A non-additive KPI (count distinct, quantiles) is grouped by its own
-    slices only, so a quantile is not computed for slices it does not have. A window over
-    additive aggregates, or a to-date window over count(distinct x), is computed from
-    per-period partials instead of joining every row to every window it belongs to.
+    Additive KPIs share one ("additive"), over the GROUPING SETS of all their slices (an extra sum
+    per slice costs little), or rolled up from a shared pre-aggregate. A non-additive KPI (count
+    distinct, quantiles) is grouped by its own slices only ("rows"), so a quantile is not computed
+    for slices it does not have. A window over additive aggregates ("partials"), or a to-date window
+    over count(distinct x) ("first_seen"), is computed from per-period partials instead of joining
+    every row to every window it belongs to.
     """
     w, aggs = pl.window, _aggregates(pl)
     if w is not None and all(_additive(a) or (w[0] == "to_date" and _distinct_count(a)) for a in aggs):
-        return (w, "partials", pl.dimensions if any(_distinct_count(a) for a in aggs) else ())
+        if any(_distinct_count(a) for a in aggs):
+            return (w, "first_seen", pl.dimensions)
+        return (w, "partials")
     if all(_additive(a) for a in aggs):
         return (w, "additive")
     return (w, "rows", pl.dimensions)
@@ -378,14 +427,17 @@ def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
 
 
 def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], source: exp.Expression,
-               on_map: str | None, source_name: str, grouping_sets: bool) -> exp.Select:
-    """SELECT period, dims, columns FROM source [JOIN map] GROUP BY period and the slices."""
+               on_map: tuple[str, exp.Expression] | None = None, where: exp.Expression | None = None,
+               grouping_sets: bool = True) -> exp.Select:
+    """SELECT period, dims, columns FROM source [JOIN map ON row period = __src] [WHERE] GROUP BY period and the slices."""
     select = exp.select(alias(period.copy(), "__p"), *[col(d) for d in dims])
     for name, e in columns.items():
         select = select.select(alias(e, name), copy=False)
     select = select.from_(source, copy=False)
     if on_map is not None:
-        select = join(select, ident(on_map), on=exp.EQ(this=col("__p", source_name), expression=col("__src")))
+        select = join(select, ident(on_map[0]), on=exp.EQ(this=on_map[1], expression=col("__src")))
+    if where is not None:
+        select = select.where(where, copy=False)
     if dims and grouping_sets:
         sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
         select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
@@ -394,40 +446,39 @@ def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.E
     return select
 
 
-def _partials_query(partials: _Agg, dims: list[str], rows: str, window: tuple, cal: Calendar) -> exp.Query:
-    """Per-period partial aggregates, and for each count(DISTINCT x) the number of x first seen in each period
-    of its to-date period (so a running sum over the to-date period counts each x once)."""
+def _partials_query(partials: _Agg, dims: list[str], rows: str, period: exp.Expression, window: tuple | None,
+                    cal: Calendar) -> exp.Query:
+    """Per-period partial aggregates (`period` of each row), and for each count(DISTINCT x) the number of x first
+    seen in each period of its to-date period (so a running sum over the to-date period counts each x once)."""
     def only(keep: set[str], value=None) -> dict[str, exp.Expression]:
         """Every partial column, in one order for every branch of the UNION ALL; NULL outside `keep`."""
         return {n: (value or e) if n in keep else exp.Null() for n, e in partials.columns.items()}
 
     plain = set(partials.columns) - set(partials.distinct)
-    branches: list[exp.Query] = [_aggregate(col("__p"), dims, only(plain), ident(rows), None, rows, grouping_sets=True)]
+    branches: list[exp.Query] = [_aggregate(period, dims, only(plain), ident(rows))]
     for name, (x, where) in partials.distinct.items():
-        bucket = cal_.period_start_of_date(col("__p"), str(window[1]), cal)
+        bucket = cal_.period_start_of_date(period.copy(), str(window[1]), cal)
         sets = [exp.Tuple(expressions=[bucket.copy(), x.copy()])] + [
             exp.Tuple(expressions=[bucket.copy(), col(d), x.copy()]) for d in dims]
         firsts = (
-            exp.select(alias(exp.Min(this=col("__p")), "__p"), *[col(d) for d in dims])
+            exp.select(alias(exp.Min(this=period.copy()), "__p"), *[col(d) for d in dims])
             .from_(ident(rows), copy=False)
             .where(and_(exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null())), where), copy=False)
         )
         firsts.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
         source = exp.Subquery(this=firsts, alias=exp.TableAlias(this=ident("__first")))
-        branches.append(_aggregate(col("__p"), dims, only({name}, exp.Count(this=exp.Star())), source, None, "__first",
-                                   grouping_sets=False))
+        branches.append(_aggregate(col("__p"), dims, only({name}, exp.Count(this=exp.Star())), source, grouping_sets=False))
     return union_all(branches)
+
 
 def _window_key(window: tuple) -> str:
     return f"_{window[0]}_{window[1]}"
 
 
-def _window_source(agg: _Agg, p, ctes: list, cal: Calendar, grain: str):
-    """The relation an aggregation reads and its period column; adds the window map CTE."""
-    if agg.window is None:
-        return ident(p("rows")), col("__p")
-    kind, arg = agg.window
-    name = p(f"map{_window_key(agg.window)}")
+def _window_map(window: tuple, p, ctes: list, cal: Calendar) -> str:
+    """The CTE mapping each period of the spine to the windows it counts towards (added once); its name."""
+    kind, arg = window
+    name = p(f"map{_window_key(window)}")
     if not any(n == name for n, _ in ctes):
         a, b = "__a", "__b"
         if kind == "periods":
@@ -452,7 +503,7 @@ def _window_source(agg: _Agg, p, ctes: list, cal: Calendar, grain: str):
             qualified(None, p("spine"), b), on=cond,
         )
         ctes.append((name, mapping))
-    return ident(p("rows")), col("__dst")
+    return name
 
 
 def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias: dict[str, str],

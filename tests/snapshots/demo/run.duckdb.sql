@@ -1,6 +1,6 @@
 -- kpimetrics run script for demo (duckdb); a full refresh of 12 KPI(s).
 
--- One scan per model, time column and grain; derived KPIs read the staged values.
+-- One scan per model and time column, for all grains; derived KPIs read the staged values.
 
 CREATE TABLE IF NOT EXISTS "kpi_stage" (
   "name" TEXT,
@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS "kpi_stage" (
   "denominator" DOUBLE
 );
 
--- scan: ref:orders_enriched at month: active_customers, reorder_rate_30d
+-- scan: ref:orders_enriched at month, week: active_customers, reorder_rate_30d
 INSERT INTO "kpi_stage" (
   "name",
   "grain",
@@ -68,7 +68,7 @@ WITH "__model_orders_enriched" AS (
   FROM numbered
 ), "__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    CAST(ordered_at AS DATE) AS "__p",
     COALESCE(CAST(segment AS TEXT), '(null)') AS "__d0",
     customer_id,
     reordered_within_30d
@@ -80,33 +80,59 @@ WITH "__model_orders_enriched" AS (
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
   FROM "__rows"
-), "__spine" AS (
+), "__month_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
-), "__agg0" AS (
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
+    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
+    INTERVAL '1' MONTH
+  ) AS DATE[])) AS _t0("__s")
+), "__month_agg0" AS (
   SELECT
-    "__p" AS "__p",
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
   FROM "__rows"
   GROUP BY
     GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
+      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE)),
+      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE), "__d0")
     )
-), "__agg1" AS (
+), "__month_agg1" AS (
   SELECT
-    "__p" AS "__p",
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     COUNT(*) AS "__n0",
     COUNT(*) FILTER(WHERE
       reordered_within_30d) AS "__m1"
   FROM "__rows"
   GROUP BY
-    "__p"
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+), "__week_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7' DAY
+  ) AS DATE[])) AS _t1("__s")
+), "__week_agg0" AS (
+  SELECT
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE)),
+      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE), "__d0")
+    )
 )
 SELECT
   "name",
@@ -133,8 +159,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
@@ -151,7 +177,7 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__agg0" AS "__a"
+  FROM "__month_agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
   UNION ALL
@@ -184,106 +210,10 @@ FROM (
       THEN CAST("__a"."__n0" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg1" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg1" AS "__a"
     ON "__a"."__p" = "__s"."period_start"
-) AS "__u";
-
--- scan: ref:orders_enriched at week: active_customers
-INSERT INTO "kpi_stage" (
-  "name",
-  "grain",
-  "period_start",
-  "period_end",
-  "dimension",
-  "dimension_value",
-  "value",
-  "numerator",
-  "denominator"
-)
-WITH "__model_orders_enriched" AS (
-  /* Orders with the buyer's segment and their place in the customer's order history. */
-  /*   customer_order_number  1 for a customer's first order (since start_date), 2 for the next, ... */
-  /*   is_repeat              true from the customer's second order on */
-  /*   reordered_within_30d   true when the customer's previous order was at most 30 days earlier */
-  WITH numbered AS (
-    SELECT
-      o.order_id,
-      o.customer_id,
-      o.ordered_at,
-      o.region,
-      o.channel,
-      o.amount,
-      o.discount,
-      o.status,
-      c.segment,
-      ROW_NUMBER() OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS customer_order_number,
-      LAG(o.ordered_at) OVER (PARTITION BY o.customer_id ORDER BY o.ordered_at, o.order_id) AS previous_ordered_at
-    FROM "orders" AS o
-    LEFT JOIN "customers" AS c
-      ON c.customer_id = o.customer_id
-    WHERE
-      o.ordered_at >= CAST('2025-01-01' AS TIMESTAMP)
-  )
-  SELECT
-    order_id,
-    customer_id,
-    ordered_at,
-    region,
-    channel,
-    amount,
-    discount,
-    amount - discount AS net_amount,
-    status,
-    segment,
-    customer_order_number,
-    previous_ordered_at,
-    customer_order_number > 1 AS is_repeat,
-    COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30' DAY, FALSE) AS reordered_within_30d
-  FROM numbered
-), "__rows" AS (
-  SELECT
-    CAST(DATE_TRUNC('WEEK', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
-    COALESCE(CAST(segment AS TEXT), '(null)') AS "__d0",
-    customer_id
-  FROM "__model_orders_enriched"
-  WHERE
-    NOT ordered_at IS NULL
-), "__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "__rows"
-), "__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '7' DAY) AS DATE[])) AS _t0("__s")
-), "__agg0" AS (
-  SELECT
-    "__p" AS "__p",
-    "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
-  FROM "__rows"
-  GROUP BY
-    GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
-    )
-)
-SELECT
-  "name",
-  "grain",
-  "period_start",
-  "period_end",
-  "dimension",
-  "dimension_value",
-  "value",
-  "numerator",
-  "denominator"
-FROM (
+  UNION ALL
   SELECT
     'active_customers' AS "name",
     'week' AS "grain",
@@ -298,8 +228,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
+  FROM "__week_spine" AS "__s"
+  LEFT JOIN "__week_agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
@@ -316,7 +246,7 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__agg0" AS "__a"
+  FROM "__week_agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
 ) AS "__u";
@@ -350,6 +280,29 @@ WITH "__rows" AS (
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
   FROM "__rows"
+), "__pp" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    "__d1",
+    COUNT(*) AS "__q0",
+    COUNT(*) FILTER(WHERE
+      channel = 'mobile') AS "__q1",
+    COUNT(*) FILTER(WHERE
+      status = 'completed') AS "__q2",
+    SUM(amount - discount) FILTER(WHERE
+      status = 'completed') AS "__q3",
+    COUNT(*) FILTER(WHERE
+      status <> 'cancelled') AS "__q4",
+    SUM(amount) FILTER(WHERE
+      status <> 'cancelled') AS "__q5"
+  FROM "__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0"),
+      ("__p", "__d1")
+    )
 ), "__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
@@ -361,20 +314,15 @@ WITH "__rows" AS (
     "__p" AS "__p",
     "__d0",
     "__d1",
-    COUNT(*) AS "__n0",
-    COUNT(*) FILTER(WHERE
-      channel = 'mobile') AS "__m1",
-    COUNT(*) FILTER(WHERE
-      status = 'completed') AS "__n2",
-    SUM(amount - discount) FILTER(WHERE
-      status = 'completed') AS "__m3"
-  FROM "__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__n2",
+    SUM("__q3") AS "__m3"
+  FROM "__pp"
   GROUP BY
-    GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0"),
-      ("__p", "__d1")
-    )
+    "__p",
+    "__d0",
+    "__d1"
 ), "__map_periods_3" AS (
   SELECT
     "__a"."period_start" AS "__src",
@@ -382,24 +330,16 @@ WITH "__rows" AS (
   FROM "__spine" AS "__a"
   JOIN "__spine" AS "__b"
     ON "__b"."__i" BETWEEN "__a"."__i" AND "__a"."__i" + 2
-), "__agg1_pp" AS (
-  SELECT
-    "__p" AS "__p",
-    COUNT(*) FILTER(WHERE
-      status = 'completed') AS "__q0",
-    SUM(amount - discount) FILTER(WHERE
-      status = 'completed') AS "__q1"
-  FROM "__rows"
-  GROUP BY
-    "__p"
 ), "__agg1" AS (
   SELECT
     "__dst" AS "__p",
-    SUM("__q0") AS "__n0",
-    SUM("__q1") AS "__m1"
-  FROM "__agg1_pp"
+    SUM("__q2") AS "__n0",
+    SUM("__q3") AS "__m1"
+  FROM "__pp"
   JOIN "__map_periods_3"
-    ON "__agg1_pp"."__p" = "__src"
+    ON "__pp"."__p" = "__src"
+  WHERE
+    "__d0" IS NULL AND "__d1" IS NULL
   GROUP BY
     "__dst"
 ), "__map_to_date_year" AS (
@@ -410,24 +350,16 @@ WITH "__rows" AS (
   JOIN "__spine" AS "__b"
     ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
     AND "__b"."period_start" >= "__a"."period_start"
-), "__agg2_pp" AS (
-  SELECT
-    "__p" AS "__p",
-    COUNT(*) FILTER(WHERE
-      status <> 'cancelled') AS "__q0",
-    SUM(amount) FILTER(WHERE
-      status <> 'cancelled') AS "__q1"
-  FROM "__rows"
-  GROUP BY
-    "__p"
 ), "__agg2" AS (
   SELECT
     "__dst" AS "__p",
-    SUM("__q0") AS "__n0",
-    SUM("__q1") AS "__m1"
-  FROM "__agg2_pp"
+    SUM("__q4") AS "__n0",
+    SUM("__q5") AS "__m1"
+  FROM "__pp"
   JOIN "__map_to_date_year"
-    ON "__agg2_pp"."__p" = "__src"
+    ON "__pp"."__p" = "__src"
+  WHERE
+    "__d0" IS NULL AND "__d1" IS NULL
   GROUP BY
     "__dst"
 )
@@ -605,7 +537,7 @@ FROM (
     ON "__a"."__p" = "__s"."period_start"
 ) AS "__u";
 
--- scan: source:shop.support_tickets at week: csat
+-- scan: source:shop.support_tickets at week, month: csat, first_response_p90, avg_resolution_seconds, call_wrap_up_seconds, chat_first_response_median
 INSERT INTO "kpi_stage" (
   "name",
   "grain",
@@ -619,9 +551,13 @@ INSERT INTO "kpi_stage" (
 )
 WITH "__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('WEEK', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    CAST(opened_at AS DATE) AS "__p",
     COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
-    csat
+    csat,
+    first_response_seconds,
+    resolution_seconds,
+    wrap_up_seconds,
+    channel
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
@@ -630,26 +566,89 @@ WITH "__rows" AS (
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
   FROM "__rows"
-), "__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '7' DAY) AS DATE[])) AS _t0("__s")
-), "__agg0" AS (
+), "__pp" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
+    COUNT(*) AS "__q0",
     COUNT(*) FILTER(WHERE
-      csat >= 4) AS "__m1",
-    COUNT(csat) AS "__m2"
+      csat >= 4) AS "__q1",
+    COUNT(csat) AS "__q2",
+    SUM(resolution_seconds) AS "__q3",
+    COUNT(resolution_seconds) AS "__q4",
+    COUNT(*) FILTER(WHERE
+      channel = 'phone') AS "__q5",
+    SUM(wrap_up_seconds) FILTER(WHERE
+      channel = 'phone') AS "__q6",
+    COUNT(wrap_up_seconds) FILTER(WHERE
+      channel = 'phone') AS "__q7"
   FROM "__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
       ("__p", "__d0")
     )
+), "__week_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7' DAY
+  ) AS DATE[])) AS _t0("__s")
+), "__week_agg0" AS (
+  SELECT
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    "__d0",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__m2"
+  FROM "__pp"
+  GROUP BY
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    "__d0"
+), "__month_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
+    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
+    INTERVAL '1' MONTH
+  ) AS DATE[])) AS _t1("__s")
+), "__month_agg0" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    "__d0",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__m2",
+    (
+      CAST(SUM("__q3") AS DOUBLE) / NULLIF(CAST(SUM("__q4") AS DOUBLE), 0)
+    ) AS "__m3",
+    SUM("__q5") AS "__n4",
+    (
+      CAST(SUM("__q6") AS DOUBLE) / NULLIF(CAST(SUM("__q7") AS DOUBLE), 0)
+    ) AS "__m5"
+  FROM "__pp"
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    "__d0"
+), "__month_agg1" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    COUNT(*) AS "__n0",
+    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m1",
+    COUNT(*) FILTER(WHERE
+      channel = 'chat') AS "__n2",
+    MEDIAN(first_response_seconds) FILTER(WHERE
+      channel = 'chat') AS "__m3"
+  FROM "__rows"
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
 )
 SELECT
   "name",
@@ -691,8 +690,8 @@ FROM (
       THEN CAST("__a"."__m2" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
+  FROM "__week_spine" AS "__s"
+  LEFT JOIN "__week_agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
@@ -724,89 +723,10 @@ FROM (
       THEN CAST("__a"."__m2" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "denominator"
-  FROM "__agg0" AS "__a"
+  FROM "__week_agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
-) AS "__u";
-
--- scan: source:shop.support_tickets at month: csat, first_response_p90, avg_resolution_seconds, call_wrap_up_seconds, chat_first_response_median
-INSERT INTO "kpi_stage" (
-  "name",
-  "grain",
-  "period_start",
-  "period_end",
-  "dimension",
-  "dimension_value",
-  "value",
-  "numerator",
-  "denominator"
-)
-WITH "__rows" AS (
-  SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
-    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
-    csat,
-    first_response_seconds,
-    resolution_seconds,
-    wrap_up_seconds,
-    channel
-  FROM "support_tickets"
-  WHERE
-    NOT opened_at IS NULL
-), "__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "__rows"
-), "__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
-), "__agg0" AS (
-  SELECT
-    "__p" AS "__p",
-    "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(*) FILTER(WHERE
-      csat >= 4) AS "__m1",
-    COUNT(csat) AS "__m2",
-    AVG(resolution_seconds) AS "__m3",
-    COUNT(*) FILTER(WHERE
-      channel = 'phone') AS "__n4",
-    AVG(wrap_up_seconds) FILTER(WHERE
-      channel = 'phone') AS "__m5"
-  FROM "__rows"
-  GROUP BY
-    GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
-    )
-), "__agg1" AS (
-  SELECT
-    "__p" AS "__p",
-    COUNT(*) AS "__n0",
-    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m1",
-    COUNT(*) FILTER(WHERE
-      channel = 'chat') AS "__n2",
-    MEDIAN(first_response_seconds) FILTER(WHERE
-      channel = 'chat') AS "__m3"
-  FROM "__rows"
-  GROUP BY
-    "__p"
-)
-SELECT
-  "name",
-  "grain",
-  "period_start",
-  "period_end",
-  "dimension",
-  "dimension_value",
-  "value",
-  "numerator",
-  "denominator"
-FROM (
+  UNION ALL
   SELECT
     'csat' AS "name",
     'month' AS "grain",
@@ -836,8 +756,8 @@ FROM (
       THEN CAST("__a"."__m2" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
@@ -869,7 +789,7 @@ FROM (
       THEN CAST("__a"."__m2" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "denominator"
-  FROM "__agg0" AS "__a"
+  FROM "__month_agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
   UNION ALL
@@ -887,8 +807,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
@@ -905,8 +825,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg0" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
@@ -923,8 +843,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg1" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg1" AS "__a"
     ON "__a"."__p" = "__s"."period_start"
   UNION ALL
   SELECT
@@ -941,8 +861,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "__spine" AS "__s"
-  LEFT JOIN "__agg1" AS "__a"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg1" AS "__a"
     ON "__a"."__p" = "__s"."period_start"
 ) AS "__u";
 

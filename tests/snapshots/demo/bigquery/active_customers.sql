@@ -47,67 +47,62 @@ WITH `__model_orders_enriched` AS (
     customer_order_number > 1 AS is_repeat,
     COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30' DAY, FALSE) AS reordered_within_30d
   FROM numbered
-), `active_customers_month__rows` AS (
+), `active_customers__rows` AS (
   SELECT
-    CAST(DATE_TRUNC(CAST(ordered_at AS DATE), MONTH) AS DATE) AS `__p`,
+    CAST(ordered_at AS DATE) AS `__p`,
     COALESCE(CAST(segment AS STRING), '(null)') AS `__d0`,
     customer_id
   FROM `__model_orders_enriched`
   WHERE
     NOT ordered_at IS NULL
-), `active_customers_month__bounds` AS (
+), `active_customers__bounds` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `active_customers_month__rows`
-), `active_customers_month__spine` AS (
+  FROM `active_customers__rows`
+), `active_customers__month_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `active_customers_month__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
-), `active_customers_month__agg0` AS (
+  FROM `active_customers__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
+    CAST(DATE_TRUNC(`lo`, MONTH) AS DATE),
+    CAST(DATE_TRUNC(`hi`, MONTH) AS DATE),
+    INTERVAL '1' MONTH
+  )) AS `__s`
+), `active_customers__month_agg0` AS (
   SELECT
-    `__p` AS `__p`,
+    CAST(DATE_TRUNC(`__p`, MONTH) AS DATE) AS `__p`,
     `__d0`,
     COUNT(*) AS `__n0`,
     COUNT(DISTINCT customer_id) AS `__m1`
-  FROM `active_customers_month__rows`
+  FROM `active_customers__rows`
   GROUP BY
     GROUPING SETS (
-      (`__p`),
-      (`__p`, `__d0`)
+      (CAST(DATE_TRUNC(`__p`, MONTH) AS DATE)),
+      (CAST(DATE_TRUNC(`__p`, MONTH) AS DATE), `__d0`)
     )
-), `active_customers_week__rows` AS (
-  SELECT
-    CAST(DATE_TRUNC(CAST(ordered_at AS DATE), WEEK) AS DATE) AS `__p`,
-    COALESCE(CAST(segment AS STRING), '(null)') AS `__d0`,
-    customer_id
-  FROM `__model_orders_enriched`
-  WHERE
-    NOT ordered_at IS NULL
-), `active_customers_week__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `active_customers_week__rows`
-), `active_customers_week__spine` AS (
+), `active_customers__week_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `active_customers_week__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '7' DAY)) AS `__s`
-), `active_customers_week__agg0` AS (
+  FROM `active_customers__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
+    CAST(DATE_TRUNC(`lo`, WEEK) AS DATE),
+    CAST(DATE_TRUNC(`hi`, WEEK) AS DATE),
+    INTERVAL '7' DAY
+  )) AS `__s`
+), `active_customers__week_agg0` AS (
   SELECT
-    `__p` AS `__p`,
+    CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
     `__d0`,
     COUNT(*) AS `__n0`,
     COUNT(DISTINCT customer_id) AS `__m1`
-  FROM `active_customers_week__rows`
+  FROM `active_customers__rows`
   GROUP BY
     GROUPING SETS (
-      (`__p`),
-      (`__p`, `__d0`)
+      (CAST(DATE_TRUNC(`__p`, WEEK) AS DATE)),
+      (CAST(DATE_TRUNC(`__p`, WEEK) AS DATE), `__d0`)
     )
 )
 SELECT
@@ -122,98 +117,74 @@ SELECT
   `denominator`
 FROM (
   SELECT
-    `name`,
-    `grain`,
-    `period_start`,
-    `period_end`,
-    `dimension`,
-    `dimension_value`,
-    `value`,
-    `numerator`,
-    `denominator`
-  FROM (
-    SELECT
-      'active_customers' AS `name`,
-      'month' AS `grain`,
-      `__s`.`period_start` AS `period_start`,
-      CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
-      '' AS `dimension`,
-      CAST(NULL AS STRING) AS `dimension_value`,
-      CASE
-        WHEN COALESCE(`__a`.`__n0`, 0) > 0
-        THEN CAST(`__a`.`__m1` AS FLOAT64)
-        ELSE CAST(NULL AS FLOAT64)
-      END AS `value`,
-      CAST(NULL AS FLOAT64) AS `numerator`,
-      CAST(NULL AS FLOAT64) AS `denominator`
-    FROM `active_customers_month__spine` AS `__s`
-    LEFT JOIN `active_customers_month__agg0` AS `__a`
-      ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
-    UNION ALL
-    SELECT
-      'active_customers' AS `name`,
-      'month' AS `grain`,
-      `__a`.`__p` AS `period_start`,
-      CAST(DATE_ADD(`__a`.`__p`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
-      'segment' AS `dimension`,
-      `__a`.`__d0` AS `dimension_value`,
-      CASE
-        WHEN COALESCE(`__a`.`__n0`, 0) > 0
-        THEN CAST(`__a`.`__m1` AS FLOAT64)
-        ELSE CAST(NULL AS FLOAT64)
-      END AS `value`,
-      CAST(NULL AS FLOAT64) AS `numerator`,
-      CAST(NULL AS FLOAT64) AS `denominator`
-    FROM `active_customers_month__agg0` AS `__a`
-    WHERE
-      NOT `__a`.`__d0` IS NULL
-  ) AS `__u`
+    'active_customers' AS `name`,
+    'month' AS `grain`,
+    `__s`.`period_start` AS `period_start`,
+    CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
+    '' AS `dimension`,
+    CAST(NULL AS STRING) AS `dimension_value`,
+    CASE
+      WHEN COALESCE(`__a`.`__n0`, 0) > 0
+      THEN CAST(`__a`.`__m1` AS FLOAT64)
+      ELSE CAST(NULL AS FLOAT64)
+    END AS `value`,
+    CAST(NULL AS FLOAT64) AS `numerator`,
+    CAST(NULL AS FLOAT64) AS `denominator`
+  FROM `active_customers__month_spine` AS `__s`
+  LEFT JOIN `active_customers__month_agg0` AS `__a`
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
   UNION ALL
   SELECT
-    `name`,
-    `grain`,
-    `period_start`,
-    `period_end`,
-    `dimension`,
-    `dimension_value`,
-    `value`,
-    `numerator`,
-    `denominator`
-  FROM (
-    SELECT
-      'active_customers' AS `name`,
-      'week' AS `grain`,
-      `__s`.`period_start` AS `period_start`,
-      CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 7 DAY) AS DATE) AS `period_end`,
-      '' AS `dimension`,
-      CAST(NULL AS STRING) AS `dimension_value`,
-      CASE
-        WHEN COALESCE(`__a`.`__n0`, 0) > 0
-        THEN CAST(`__a`.`__m1` AS FLOAT64)
-        ELSE CAST(NULL AS FLOAT64)
-      END AS `value`,
-      CAST(NULL AS FLOAT64) AS `numerator`,
-      CAST(NULL AS FLOAT64) AS `denominator`
-    FROM `active_customers_week__spine` AS `__s`
-    LEFT JOIN `active_customers_week__agg0` AS `__a`
-      ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
-    UNION ALL
-    SELECT
-      'active_customers' AS `name`,
-      'week' AS `grain`,
-      `__a`.`__p` AS `period_start`,
-      CAST(DATE_ADD(`__a`.`__p`, INTERVAL 7 DAY) AS DATE) AS `period_end`,
-      'segment' AS `dimension`,
-      `__a`.`__d0` AS `dimension_value`,
-      CASE
-        WHEN COALESCE(`__a`.`__n0`, 0) > 0
-        THEN CAST(`__a`.`__m1` AS FLOAT64)
-        ELSE CAST(NULL AS FLOAT64)
-      END AS `value`,
-      CAST(NULL AS FLOAT64) AS `numerator`,
-      CAST(NULL AS FLOAT64) AS `denominator`
-    FROM `active_customers_week__agg0` AS `__a`
-    WHERE
-      NOT `__a`.`__d0` IS NULL
-  ) AS `__u`
+    'active_customers' AS `name`,
+    'month' AS `grain`,
+    `__a`.`__p` AS `period_start`,
+    CAST(DATE_ADD(`__a`.`__p`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
+    'segment' AS `dimension`,
+    `__a`.`__d0` AS `dimension_value`,
+    CASE
+      WHEN COALESCE(`__a`.`__n0`, 0) > 0
+      THEN CAST(`__a`.`__m1` AS FLOAT64)
+      ELSE CAST(NULL AS FLOAT64)
+    END AS `value`,
+    CAST(NULL AS FLOAT64) AS `numerator`,
+    CAST(NULL AS FLOAT64) AS `denominator`
+  FROM `active_customers__month_agg0` AS `__a`
+  WHERE
+    NOT `__a`.`__d0` IS NULL
+  UNION ALL
+  SELECT
+    'active_customers' AS `name`,
+    'week' AS `grain`,
+    `__s`.`period_start` AS `period_start`,
+    CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 7 DAY) AS DATE) AS `period_end`,
+    '' AS `dimension`,
+    CAST(NULL AS STRING) AS `dimension_value`,
+    CASE
+      WHEN COALESCE(`__a`.`__n0`, 0) > 0
+      THEN CAST(`__a`.`__m1` AS FLOAT64)
+      ELSE CAST(NULL AS FLOAT64)
+    END AS `value`,
+    CAST(NULL AS FLOAT64) AS `numerator`,
+    CAST(NULL AS FLOAT64) AS `denominator`
+  FROM `active_customers__week_spine` AS `__s`
+  LEFT JOIN `active_customers__week_agg0` AS `__a`
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+  UNION ALL
+  SELECT
+    'active_customers' AS `name`,
+    'week' AS `grain`,
+    `__a`.`__p` AS `period_start`,
+    CAST(DATE_ADD(`__a`.`__p`, INTERVAL 7 DAY) AS DATE) AS `period_end`,
+    'segment' AS `dimension`,
+    `__a`.`__d0` AS `dimension_value`,
+    CASE
+      WHEN COALESCE(`__a`.`__n0`, 0) > 0
+      THEN CAST(`__a`.`__m1` AS FLOAT64)
+      ELSE CAST(NULL AS FLOAT64)
+    END AS `value`,
+    CAST(NULL AS FLOAT64) AS `numerator`,
+    CAST(NULL AS FLOAT64) AS `denominator`
+  FROM `active_customers__week_agg0` AS `__a`
+  WHERE
+    NOT `__a`.`__d0` IS NULL
 ) AS `__u`;

@@ -1,7 +1,7 @@
 -- kpimetrics: kpi mobile_order_share (ratio), grains: month
 -- definition_hash: e75b6143b812cf0c
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH `mobile_order_share_month__rows` AS (
+WITH `mobile_order_share__rows` AS (
   SELECT
     CAST(DATE_TRUNC(CAST(ordered_at AS DATE), MONTH) AS DATE) AS `__p`,
     COALESCE(CAST(region AS STRING), '(null)') AS `__d0`,
@@ -9,24 +9,24 @@ WITH `mobile_order_share_month__rows` AS (
   FROM `orders`
   WHERE
     NOT ordered_at IS NULL
-), `mobile_order_share_month__bounds` AS (
+), `mobile_order_share__bounds` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `mobile_order_share_month__rows`
-), `mobile_order_share_month__spine` AS (
+  FROM `mobile_order_share__rows`
+), `mobile_order_share__spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `mobile_order_share_month__bounds`
+  FROM `mobile_order_share__bounds`
   CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
-), `mobile_order_share_month__agg0` AS (
+), `mobile_order_share__agg0` AS (
   SELECT
     `__p` AS `__p`,
     `__d0`,
     COUNT(*) AS `__n0`,
     COUNTIF(channel = 'mobile') AS `__m1`
-  FROM `mobile_order_share_month__rows`
+  FROM `mobile_order_share__rows`
   GROUP BY
     GROUPING SETS (
       (`__p`),
@@ -73,8 +73,8 @@ FROM (
       THEN CAST(`__a`.`__n0` AS FLOAT64)
       ELSE CAST(NULL AS FLOAT64)
     END AS `denominator`
-  FROM `mobile_order_share_month__spine` AS `__s`
-  LEFT JOIN `mobile_order_share_month__agg0` AS `__a`
+  FROM `mobile_order_share__spine` AS `__s`
+  LEFT JOIN `mobile_order_share__agg0` AS `__a`
     ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
   UNION ALL
   SELECT
@@ -106,7 +106,7 @@ FROM (
       THEN CAST(`__a`.`__n0` AS FLOAT64)
       ELSE CAST(NULL AS FLOAT64)
     END AS `denominator`
-  FROM `mobile_order_share_month__agg0` AS `__a`
+  FROM `mobile_order_share__agg0` AS `__a`
   WHERE
     NOT `__a`.`__d0` IS NULL
 ) AS `__u`;

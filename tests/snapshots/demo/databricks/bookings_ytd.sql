@@ -1,7 +1,7 @@
 -- kpimetrics: kpi bookings_ytd (measure), grains: month
 -- definition_hash: 8b98dc8b546d77bc
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH `bookings_ytd_month__rows` AS (
+WITH `bookings_ytd__rows` AS (
   SELECT
     CAST(TRUNC(CAST(ordered_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     amount,
@@ -9,44 +9,44 @@ WITH `bookings_ytd_month__rows` AS (
   FROM `orders`
   WHERE
     NOT ordered_at IS NULL
-), `bookings_ytd_month__bounds` AS (
+), `bookings_ytd__bounds` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `bookings_ytd_month__rows`
-), `bookings_ytd_month__spine` AS (
+  FROM `bookings_ytd__rows`
+), `bookings_ytd__spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `bookings_ytd_month__bounds`
+  FROM `bookings_ytd__bounds`
   LATERAL VIEW
   EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
-), `bookings_ytd_month__map_to_date_year` AS (
+), `bookings_ytd__map_to_date_year` AS (
   SELECT
     `__a`.`period_start` AS `__src`,
     `__b`.`period_start` AS `__dst`
-  FROM `bookings_ytd_month__spine` AS `__a`
-  JOIN `bookings_ytd_month__spine` AS `__b`
+  FROM `bookings_ytd__spine` AS `__a`
+  JOIN `bookings_ytd__spine` AS `__b`
     ON CAST(TRUNC(`__a`.`period_start`, 'YEAR') AS DATE) = CAST(TRUNC(`__b`.`period_start`, 'YEAR') AS DATE)
     AND `__b`.`period_start` >= `__a`.`period_start`
-), `bookings_ytd_month__agg0_pp` AS (
+), `bookings_ytd__agg0_pp` AS (
   SELECT
     `__p` AS `__p`,
     COUNT(*) FILTER(WHERE
       status <> 'cancelled') AS `__q0`,
     SUM(amount) FILTER(WHERE
       status <> 'cancelled') AS `__q1`
-  FROM `bookings_ytd_month__rows`
+  FROM `bookings_ytd__rows`
   GROUP BY
     `__p`
-), `bookings_ytd_month__agg0` AS (
+), `bookings_ytd__agg0` AS (
   SELECT
     `__dst` AS `__p`,
     SUM(`__q0`) AS `__n0`,
     SUM(`__q1`) AS `__m1`
-  FROM `bookings_ytd_month__agg0_pp`
-  JOIN `bookings_ytd_month__map_to_date_year`
-    ON `bookings_ytd_month__agg0_pp`.`__p` = `__src`
+  FROM `bookings_ytd__agg0_pp`
+  JOIN `bookings_ytd__map_to_date_year`
+    ON `bookings_ytd__agg0_pp`.`__p` = `__src`
   GROUP BY
     `__dst`
 )
@@ -64,6 +64,6 @@ SELECT
   END AS `value`,
   CAST(NULL AS DOUBLE) AS `numerator`,
   CAST(NULL AS DOUBLE) AS `denominator`
-FROM `bookings_ytd_month__spine` AS `__s`
-LEFT JOIN `bookings_ytd_month__agg0` AS `__a`
+FROM `bookings_ytd__spine` AS `__s`
+LEFT JOIN `bookings_ytd__agg0` AS `__a`
   ON `__a`.`__p` = `__s`.`period_start`;

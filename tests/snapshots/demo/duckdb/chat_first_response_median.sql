@@ -2,7 +2,7 @@
 -- definition_hash: 1fc03f297409e773
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "chat_first_response_median_month__rows" AS (
+WITH "chat_first_response_median__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     first_response_seconds,
@@ -10,25 +10,25 @@ WITH "chat_first_response_median_month__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "chat_first_response_median_month__bounds" AS (
+), "chat_first_response_median__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "chat_first_response_median_month__rows"
-), "chat_first_response_median_month__spine" AS (
+  FROM "chat_first_response_median__rows"
+), "chat_first_response_median__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "chat_first_response_median_month__bounds"
+  FROM "chat_first_response_median__bounds"
   CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
-), "chat_first_response_median_month__agg0" AS (
+), "chat_first_response_median__agg0" AS (
   SELECT
     "__p" AS "__p",
     COUNT(*) FILTER(WHERE
       channel = 'chat') AS "__n0",
     MEDIAN(first_response_seconds) FILTER(WHERE
       channel = 'chat') AS "__m1"
-  FROM "chat_first_response_median_month__rows"
+  FROM "chat_first_response_median__rows"
   GROUP BY
     "__p"
 )
@@ -46,6 +46,6 @@ SELECT
   END AS "value",
   CAST(NULL AS DOUBLE) AS "numerator",
   CAST(NULL AS DOUBLE) AS "denominator"
-FROM "chat_first_response_median_month__spine" AS "__s"
-LEFT JOIN "chat_first_response_median_month__agg0" AS "__a"
+FROM "chat_first_response_median__spine" AS "__s"
+LEFT JOIN "chat_first_response_median__agg0" AS "__a"
   ON "__a"."__p" = "__s"."period_start";

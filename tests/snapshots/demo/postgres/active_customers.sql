@@ -42,67 +42,62 @@ WITH "__model_orders_enriched" AS (
     customer_order_number > 1 AS is_repeat,
     COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30 DAY', FALSE) AS reordered_within_30d
   FROM numbered
-), "active_customers_month__rows" AS (
+), "active_customers__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    CAST(ordered_at AS DATE) AS "__p",
     COALESCE(CAST(segment AS VARCHAR), '(null)') AS "__d0",
     customer_id
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "active_customers_month__bounds" AS (
+), "active_customers__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "active_customers_month__rows"
-), "active_customers_month__spine" AS (
+  FROM "active_customers__rows"
+), "active_customers__month_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "active_customers_month__bounds"
-  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
-), "active_customers_month__agg0" AS (
+  FROM "active_customers__bounds"
+  CROSS JOIN GENERATE_SERIES(
+    CAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
+    INTERVAL '1 MONTH'
+  ) AS __series("__s")
+), "active_customers__month_agg0" AS (
   SELECT
-    "__p" AS "__p",
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
-  FROM "active_customers_month__rows"
+  FROM "active_customers__rows"
   GROUP BY
     GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
+      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE)),
+      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE), "__d0")
     )
-), "active_customers_week__rows" AS (
-  SELECT
-    CAST(DATE_TRUNC('WEEK', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
-    COALESCE(CAST(segment AS VARCHAR), '(null)') AS "__d0",
-    customer_id
-  FROM "__model_orders_enriched"
-  WHERE
-    NOT ordered_at IS NULL
-), "active_customers_week__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "active_customers_week__rows"
-), "active_customers_week__spine" AS (
+), "active_customers__week_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "active_customers_week__bounds"
-  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '7 DAY') AS __series("__s")
-), "active_customers_week__agg0" AS (
+  FROM "active_customers__bounds"
+  CROSS JOIN GENERATE_SERIES(
+    CAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('WEEK', "hi") AS DATE) AS TIMESTAMP),
+    INTERVAL '7 DAY'
+  ) AS __series("__s")
+), "active_customers__week_agg0" AS (
   SELECT
-    "__p" AS "__p",
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
-  FROM "active_customers_week__rows"
+  FROM "active_customers__rows"
   GROUP BY
     GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
+      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE)),
+      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE), "__d0")
     )
 )
 SELECT
@@ -117,98 +112,74 @@ SELECT
   "denominator"
 FROM (
   SELECT
-    "name",
-    "grain",
-    "period_start",
-    "period_end",
-    "dimension",
-    "dimension_value",
-    "value",
-    "numerator",
-    "denominator"
-  FROM (
-    SELECT
-      'active_customers' AS "name",
-      'month' AS "grain",
-      "__s"."period_start" AS "period_start",
-      CAST("__s"."period_start" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
-      '' AS "dimension",
-      CAST(NULL AS VARCHAR) AS "dimension_value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-        ELSE CAST(NULL AS DOUBLE PRECISION)
-      END AS "value",
-      CAST(NULL AS DOUBLE PRECISION) AS "numerator",
-      CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "active_customers_month__spine" AS "__s"
-    LEFT JOIN "active_customers_month__agg0" AS "__a"
-      ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
-    UNION ALL
-    SELECT
-      'active_customers' AS "name",
-      'month' AS "grain",
-      "__a"."__p" AS "period_start",
-      CAST("__a"."__p" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
-      'segment' AS "dimension",
-      "__a"."__d0" AS "dimension_value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-        ELSE CAST(NULL AS DOUBLE PRECISION)
-      END AS "value",
-      CAST(NULL AS DOUBLE PRECISION) AS "numerator",
-      CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "active_customers_month__agg0" AS "__a"
-    WHERE
-      NOT "__a"."__d0" IS NULL
-  ) AS "__u"
+    'active_customers' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS VARCHAR) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
+      ELSE CAST(NULL AS DOUBLE PRECISION)
+    END AS "value",
+    CAST(NULL AS DOUBLE PRECISION) AS "numerator",
+    CAST(NULL AS DOUBLE PRECISION) AS "denominator"
+  FROM "active_customers__month_spine" AS "__s"
+  LEFT JOIN "active_customers__month_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
-    "name",
-    "grain",
-    "period_start",
-    "period_end",
-    "dimension",
-    "dimension_value",
-    "value",
-    "numerator",
-    "denominator"
-  FROM (
-    SELECT
-      'active_customers' AS "name",
-      'week' AS "grain",
-      "__s"."period_start" AS "period_start",
-      CAST("__s"."period_start" + INTERVAL '7 DAY' AS DATE) AS "period_end",
-      '' AS "dimension",
-      CAST(NULL AS VARCHAR) AS "dimension_value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-        ELSE CAST(NULL AS DOUBLE PRECISION)
-      END AS "value",
-      CAST(NULL AS DOUBLE PRECISION) AS "numerator",
-      CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "active_customers_week__spine" AS "__s"
-    LEFT JOIN "active_customers_week__agg0" AS "__a"
-      ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
-    UNION ALL
-    SELECT
-      'active_customers' AS "name",
-      'week' AS "grain",
-      "__a"."__p" AS "period_start",
-      CAST("__a"."__p" + INTERVAL '7 DAY' AS DATE) AS "period_end",
-      'segment' AS "dimension",
-      "__a"."__d0" AS "dimension_value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-        ELSE CAST(NULL AS DOUBLE PRECISION)
-      END AS "value",
-      CAST(NULL AS DOUBLE PRECISION) AS "numerator",
-      CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "active_customers_week__agg0" AS "__a"
-    WHERE
-      NOT "__a"."__d0" IS NULL
-  ) AS "__u"
+    'active_customers' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
+    'segment' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
+      ELSE CAST(NULL AS DOUBLE PRECISION)
+    END AS "value",
+    CAST(NULL AS DOUBLE PRECISION) AS "numerator",
+    CAST(NULL AS DOUBLE PRECISION) AS "denominator"
+  FROM "active_customers__month_agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'active_customers' AS "name",
+    'week' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL '7 DAY' AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS VARCHAR) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
+      ELSE CAST(NULL AS DOUBLE PRECISION)
+    END AS "value",
+    CAST(NULL AS DOUBLE PRECISION) AS "numerator",
+    CAST(NULL AS DOUBLE PRECISION) AS "denominator"
+  FROM "active_customers__week_spine" AS "__s"
+  LEFT JOIN "active_customers__week_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'active_customers' AS "name",
+    'week' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL '7 DAY' AS DATE) AS "period_end",
+    'segment' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
+      ELSE CAST(NULL AS DOUBLE PRECISION)
+    END AS "value",
+    CAST(NULL AS DOUBLE PRECISION) AS "numerator",
+    CAST(NULL AS DOUBLE PRECISION) AS "denominator"
+  FROM "active_customers__week_agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
 ) AS "__u";

@@ -2,7 +2,7 @@
 -- definition_hash: 40d6c340856e7f12
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "net_revenue_month__rows" AS (
+WITH "net_revenue__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS VARCHAR), '(null)') AS "__d0",
@@ -13,18 +13,18 @@ WITH "net_revenue_month__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "net_revenue_month__bounds" AS (
+), "net_revenue__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "net_revenue_month__rows"
-), "net_revenue_month__spine" AS (
+  FROM "net_revenue__rows"
+), "net_revenue__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "net_revenue_month__bounds"
+  FROM "net_revenue__bounds"
   CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS __series("__s")
-), "net_revenue_month__agg0" AS (
+), "net_revenue__agg0" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
@@ -33,7 +33,7 @@ WITH "net_revenue_month__rows" AS (
       status = 'completed') AS "__n0",
     SUM(amount - discount) FILTER(WHERE
       status = 'completed') AS "__m1"
-  FROM "net_revenue_month__rows"
+  FROM "net_revenue__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
@@ -66,8 +66,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE PRECISION) AS "numerator",
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-  FROM "net_revenue_month__spine" AS "__s"
-  LEFT JOIN "net_revenue_month__agg0" AS "__a"
+  FROM "net_revenue__spine" AS "__s"
+  LEFT JOIN "net_revenue__agg0" AS "__a"
     ON (
       "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
     )
@@ -87,7 +87,7 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE PRECISION) AS "numerator",
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-  FROM "net_revenue_month__agg0" AS "__a"
+  FROM "net_revenue__agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
   UNION ALL
@@ -105,7 +105,7 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE PRECISION) AS "numerator",
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-  FROM "net_revenue_month__agg0" AS "__a"
+  FROM "net_revenue__agg0" AS "__a"
   WHERE
     NOT "__a"."__d1" IS NULL
 ) AS "__u";

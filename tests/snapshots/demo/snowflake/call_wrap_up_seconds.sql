@@ -1,7 +1,7 @@
 -- kpimetrics: standard call_wrap_up_seconds (measure), grains: month
 -- definition_hash: 3dea5ee8672a6616
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH "call_wrap_up_seconds_month__rows" AS (
+WITH "call_wrap_up_seconds__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     wrap_up_seconds,
@@ -9,22 +9,22 @@ WITH "call_wrap_up_seconds_month__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "call_wrap_up_seconds_month__bounds" AS (
+), "call_wrap_up_seconds__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "call_wrap_up_seconds_month__rows"
-), "call_wrap_up_seconds_month__spine" AS (
+  FROM "call_wrap_up_seconds__rows"
+), "call_wrap_up_seconds__spine" AS (
   SELECT
     CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "call_wrap_up_seconds_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
-), "call_wrap_up_seconds_month__agg0" AS (
+  FROM "call_wrap_up_seconds__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "call_wrap_up_seconds__agg0" AS (
   SELECT
     "__p" AS "__p",
     COUNT_IF(channel = 'phone') AS "__n0",
     AVG(IFF(channel = 'phone', wrap_up_seconds, NULL)) AS "__m1"
-  FROM "call_wrap_up_seconds_month__rows"
+  FROM "call_wrap_up_seconds__rows"
   GROUP BY
     "__p"
 )
@@ -42,6 +42,6 @@ SELECT
   END AS "value",
   CAST(NULL AS DOUBLE) AS "numerator",
   CAST(NULL AS DOUBLE) AS "denominator"
-FROM "call_wrap_up_seconds_month__spine" AS "__s"
-LEFT JOIN "call_wrap_up_seconds_month__agg0" AS "__a"
+FROM "call_wrap_up_seconds__spine" AS "__s"
+LEFT JOIN "call_wrap_up_seconds__agg0" AS "__a"
   ON "__a"."__p" = "__s"."period_start";

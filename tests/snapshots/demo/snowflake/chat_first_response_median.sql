@@ -1,7 +1,7 @@
 -- kpimetrics: standard chat_first_response_median (measure), grains: month
 -- definition_hash: 1fc03f297409e773
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH "chat_first_response_median_month__rows" AS (
+WITH "chat_first_response_median__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     first_response_seconds,
@@ -9,22 +9,22 @@ WITH "chat_first_response_median_month__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "chat_first_response_median_month__bounds" AS (
+), "chat_first_response_median__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "chat_first_response_median_month__rows"
-), "chat_first_response_median_month__spine" AS (
+  FROM "chat_first_response_median__rows"
+), "chat_first_response_median__spine" AS (
   SELECT
     CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "chat_first_response_median_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
-), "chat_first_response_median_month__agg0" AS (
+  FROM "chat_first_response_median__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "chat_first_response_median__agg0" AS (
   SELECT
     "__p" AS "__p",
     COUNT_IF(channel = 'chat') AS "__n0",
     MEDIAN(IFF(channel = 'chat', first_response_seconds, NULL)) AS "__m1"
-  FROM "chat_first_response_median_month__rows"
+  FROM "chat_first_response_median__rows"
   GROUP BY
     "__p"
 )
@@ -42,6 +42,6 @@ SELECT
   END AS "value",
   CAST(NULL AS DOUBLE) AS "numerator",
   CAST(NULL AS DOUBLE) AS "denominator"
-FROM "chat_first_response_median_month__spine" AS "__s"
-LEFT JOIN "chat_first_response_median_month__agg0" AS "__a"
+FROM "chat_first_response_median__spine" AS "__s"
+LEFT JOIN "chat_first_response_median__agg0" AS "__a"
   ON "__a"."__p" = "__s"."period_start";

@@ -1,69 +1,78 @@
 -- kpimetrics: kpi csat (ratio), grains: week, month
 -- definition_hash: e67051001c3871c7
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH "csat_week__rows" AS (
+WITH "csat__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('WEEK', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    CAST(opened_at AS DATE) AS "__p",
     COALESCE(CAST(channel AS VARCHAR), '(null)') AS "__d0",
     csat
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "csat_week__bounds" AS (
+), "csat__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "csat_week__rows"
-), "csat_week__spine" AS (
+  FROM "csat__rows"
+), "csat__pp" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    COUNT(*) AS "__q0",
+    COUNT_IF(csat >= 4) AS "__q1",
+    COUNT(csat) AS "__q2"
+  FROM "csat__rows"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+), "csat__week_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "csat_week__bounds"
-  CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY("lo", "hi", INTERVAL '7 DAY'))) AS _t0(seq, key, path, index, "__s", this)
-), "csat_week__agg0" AS (
+  FROM "csat__bounds"
+  CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY(
+    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7 DAY'
+  ))) AS _t0(seq, key, path, index, "__s", this)
+), "csat__week_agg0" AS (
   SELECT
-    "__p" AS "__p",
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT_IF(csat >= 4) AS "__m1",
-    COUNT(csat) AS "__m2"
-  FROM "csat_week__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__m2"
+  FROM "csat__pp"
   GROUP BY
-    GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
-    )
-), "csat_month__rows" AS (
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    "__d0"
+), "csat__month_spine" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
-    COALESCE(CAST(channel AS VARCHAR), '(null)') AS "__d0",
-    csat
-  FROM "support_tickets"
-  WHERE
-    NOT opened_at IS NULL
-), "csat_month__bounds" AS (
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST(DATE_TRUNC('MONTH', "lo") AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (
+      ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST(DATE_TRUNC('MONTH', "lo") AS DATE)) AS DATE)
+    ) AS "__i"
+  FROM "csat__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(
+    0,
+    DATEDIFF(
+      MONTH,
+      CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
+      CAST(DATE_TRUNC('MONTH', "hi") AS DATE)
+    ) + 1
+  )) AS _t1(seq, key, path, index, "__s", this)
+), "csat__month_agg0" AS (
   SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "csat_month__rows"
-), "csat_month__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "csat_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t1(seq, key, path, index, "__s", this)
-), "csat_month__agg0" AS (
-  SELECT
-    "__p" AS "__p",
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT_IF(csat >= 4) AS "__m1",
-    COUNT(csat) AS "__m2"
-  FROM "csat_month__rows"
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__m2"
+  FROM "csat__pp"
   GROUP BY
-    GROUPING SETS (
-      ("__p"),
-      ("__p", "__d0")
-    )
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    "__d0"
 )
 SELECT
   "name",
@@ -77,158 +86,134 @@ SELECT
   "denominator"
 FROM (
   SELECT
-    "name",
-    "grain",
-    "period_start",
-    "period_end",
-    "dimension",
-    "dimension_value",
-    "value",
-    "numerator",
-    "denominator"
-  FROM (
-    SELECT
-      'csat' AS "name",
-      'week' AS "grain",
-      "__s"."period_start" AS "period_start",
-      CAST(DATEADD(DAY, 7, "__s"."period_start") AS DATE) AS "period_end",
-      '' AS "dimension",
-      CAST(NULL AS VARCHAR) AS "dimension_value",
+    'csat' AS "name",
+    'week' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST(DATEADD(DAY, 7, "__s"."period_start") AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS VARCHAR) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
       CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE) / NULLIF(
-        CAST(CASE
-          WHEN COALESCE("__a"."__n0", 0) > 0
-          THEN CAST("__a"."__m2" AS DOUBLE)
-          ELSE CAST(NULL AS DOUBLE)
-        END AS DOUBLE),
-        0
-      ) AS "value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS "numerator",
-      CASE
         WHEN COALESCE("__a"."__n0", 0) > 0
         THEN CAST("__a"."__m2" AS DOUBLE)
         ELSE CAST(NULL AS DOUBLE)
-      END AS "denominator"
-    FROM "csat_week__spine" AS "__s"
-    LEFT JOIN "csat_week__agg0" AS "__a"
-      ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
-    UNION ALL
-    SELECT
-      'csat' AS "name",
-      'week' AS "grain",
-      "__a"."__p" AS "period_start",
-      CAST(DATEADD(DAY, 7, "__a"."__p") AS DATE) AS "period_end",
-      'channel' AS "dimension",
-      "__a"."__d0" AS "dimension_value",
-      CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE) / NULLIF(
-        CAST(CASE
-          WHEN COALESCE("__a"."__n0", 0) > 0
-          THEN CAST("__a"."__m2" AS DOUBLE)
-          ELSE CAST(NULL AS DOUBLE)
-        END AS DOUBLE),
-        0
-      ) AS "value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS "numerator",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m2" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS "denominator"
-    FROM "csat_week__agg0" AS "__a"
-    WHERE
-      NOT "__a"."__d0" IS NULL
-  ) AS "__u"
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "csat__week_spine" AS "__s"
+  LEFT JOIN "csat__week_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
   UNION ALL
   SELECT
-    "name",
-    "grain",
-    "period_start",
-    "period_end",
-    "dimension",
-    "dimension_value",
-    "value",
-    "numerator",
-    "denominator"
-  FROM (
-    SELECT
-      'csat' AS "name",
-      'month' AS "grain",
-      "__s"."period_start" AS "period_start",
-      CAST(DATEADD(MONTH, 1, "__s"."period_start") AS DATE) AS "period_end",
-      '' AS "dimension",
-      CAST(NULL AS VARCHAR) AS "dimension_value",
+    'csat' AS "name",
+    'week' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST(DATEADD(DAY, 7, "__a"."__p") AS DATE) AS "period_end",
+    'channel' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
       CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE) / NULLIF(
-        CAST(CASE
-          WHEN COALESCE("__a"."__n0", 0) > 0
-          THEN CAST("__a"."__m2" AS DOUBLE)
-          ELSE CAST(NULL AS DOUBLE)
-        END AS DOUBLE),
-        0
-      ) AS "value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS "numerator",
-      CASE
         WHEN COALESCE("__a"."__n0", 0) > 0
         THEN CAST("__a"."__m2" AS DOUBLE)
         ELSE CAST(NULL AS DOUBLE)
-      END AS "denominator"
-    FROM "csat_month__spine" AS "__s"
-    LEFT JOIN "csat_month__agg0" AS "__a"
-      ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
-    UNION ALL
-    SELECT
-      'csat' AS "name",
-      'month' AS "grain",
-      "__a"."__p" AS "period_start",
-      CAST(DATEADD(MONTH, 1, "__a"."__p") AS DATE) AS "period_end",
-      'channel' AS "dimension",
-      "__a"."__d0" AS "dimension_value",
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "csat__week_agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'csat' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST(DATEADD(MONTH, 1, "__s"."period_start") AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS VARCHAR) AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
       CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE) / NULLIF(
-        CAST(CASE
-          WHEN COALESCE("__a"."__n0", 0) > 0
-          THEN CAST("__a"."__m2" AS DOUBLE)
-          ELSE CAST(NULL AS DOUBLE)
-        END AS DOUBLE),
-        0
-      ) AS "value",
-      CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__m1" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS "numerator",
-      CASE
         WHEN COALESCE("__a"."__n0", 0) > 0
         THEN CAST("__a"."__m2" AS DOUBLE)
         ELSE CAST(NULL AS DOUBLE)
-      END AS "denominator"
-    FROM "csat_month__agg0" AS "__a"
-    WHERE
-      NOT "__a"."__d0" IS NULL
-  ) AS "__u"
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "csat__month_spine" AS "__s"
+  LEFT JOIN "csat__month_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  UNION ALL
+  SELECT
+    'csat' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST(DATEADD(MONTH, 1, "__a"."__p") AS DATE) AS "period_end",
+    'channel' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CAST(CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS DOUBLE) / NULLIF(
+      CAST(CASE
+        WHEN COALESCE("__a"."__n0", 0) > 0
+        THEN CAST("__a"."__m2" AS DOUBLE)
+        ELSE CAST(NULL AS DOUBLE)
+      END AS DOUBLE),
+      0
+    ) AS "value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "numerator",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "denominator"
+  FROM "csat__month_agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL
 ) AS "__u";

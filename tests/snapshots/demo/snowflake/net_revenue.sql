@@ -1,7 +1,7 @@
 -- kpimetrics: kpi net_revenue (measure), grains: month
 -- definition_hash: 40d6c340856e7f12
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH "net_revenue_month__rows" AS (
+WITH "net_revenue__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS VARCHAR), '(null)') AS "__d0",
@@ -12,24 +12,24 @@ WITH "net_revenue_month__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "net_revenue_month__bounds" AS (
+), "net_revenue__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "net_revenue_month__rows"
-), "net_revenue_month__spine" AS (
+  FROM "net_revenue__rows"
+), "net_revenue__spine" AS (
   SELECT
     CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "net_revenue_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
-), "net_revenue_month__agg0" AS (
+  FROM "net_revenue__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "net_revenue__agg0" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
     "__d1",
     COUNT_IF(status = 'completed') AS "__n0",
     SUM(IFF(status = 'completed', amount - discount, NULL)) AS "__m1"
-  FROM "net_revenue_month__rows"
+  FROM "net_revenue__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
@@ -62,8 +62,8 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "net_revenue_month__spine" AS "__s"
-  LEFT JOIN "net_revenue_month__agg0" AS "__a"
+  FROM "net_revenue__spine" AS "__s"
+  LEFT JOIN "net_revenue__agg0" AS "__a"
     ON (
       "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
     )
@@ -83,7 +83,7 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "net_revenue_month__agg0" AS "__a"
+  FROM "net_revenue__agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
   UNION ALL
@@ -101,7 +101,7 @@ FROM (
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
-  FROM "net_revenue_month__agg0" AS "__a"
+  FROM "net_revenue__agg0" AS "__a"
   WHERE
     NOT "__a"."__d1" IS NULL
 ) AS "__u";

@@ -41,29 +41,29 @@ WITH "__model_orders_enriched" AS (
     customer_order_number > 1 AS is_repeat,
     COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30 DAY', FALSE) AS reordered_within_30d
   FROM numbered
-), "reorder_rate_30d_month__rows" AS (
+), "reorder_rate_30d__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     reordered_within_30d
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "reorder_rate_30d_month__bounds" AS (
+), "reorder_rate_30d__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "reorder_rate_30d_month__rows"
-), "reorder_rate_30d_month__spine" AS (
+  FROM "reorder_rate_30d__rows"
+), "reorder_rate_30d__spine" AS (
   SELECT
     CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "reorder_rate_30d_month__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
-), "reorder_rate_30d_month__agg0" AS (
+  FROM "reorder_rate_30d__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS _t0(seq, key, path, index, "__s", this)
+), "reorder_rate_30d__agg0" AS (
   SELECT
     "__p" AS "__p",
     COUNT(*) AS "__n0",
     COUNT_IF(reordered_within_30d) AS "__m1"
-  FROM "reorder_rate_30d_month__rows"
+  FROM "reorder_rate_30d__rows"
   GROUP BY
     "__p"
 )
@@ -96,6 +96,6 @@ SELECT
     THEN CAST("__a"."__n0" AS DOUBLE)
     ELSE CAST(NULL AS DOUBLE)
   END AS "denominator"
-FROM "reorder_rate_30d_month__spine" AS "__s"
-LEFT JOIN "reorder_rate_30d_month__agg0" AS "__a"
+FROM "reorder_rate_30d__spine" AS "__s"
+LEFT JOIN "reorder_rate_30d__agg0" AS "__a"
   ON "__a"."__p" = "__s"."period_start";

@@ -2,31 +2,31 @@
 -- definition_hash: 4217342ed55021f5
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH `avg_resolution_seconds_month__rows` AS (
+WITH `avg_resolution_seconds__rows` AS (
   SELECT
     CAST(TRUNC(CAST(opened_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     resolution_seconds
   FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
-), `avg_resolution_seconds_month__bounds` AS (
+), `avg_resolution_seconds__bounds` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `avg_resolution_seconds_month__rows`
-), `avg_resolution_seconds_month__spine` AS (
+  FROM `avg_resolution_seconds__rows`
+), `avg_resolution_seconds__spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `avg_resolution_seconds_month__bounds`
+  FROM `avg_resolution_seconds__bounds`
   LATERAL VIEW
   EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
-), `avg_resolution_seconds_month__agg0` AS (
+), `avg_resolution_seconds__agg0` AS (
   SELECT
     `__p` AS `__p`,
     COUNT(*) AS `__n0`,
     AVG(resolution_seconds) AS `__m1`
-  FROM `avg_resolution_seconds_month__rows`
+  FROM `avg_resolution_seconds__rows`
   GROUP BY
     `__p`
 )
@@ -44,6 +44,6 @@ SELECT
   END AS `value`,
   CAST(NULL AS DOUBLE) AS `numerator`,
   CAST(NULL AS DOUBLE) AS `denominator`
-FROM `avg_resolution_seconds_month__spine` AS `__s`
-LEFT JOIN `avg_resolution_seconds_month__agg0` AS `__a`
+FROM `avg_resolution_seconds__spine` AS `__s`
+LEFT JOIN `avg_resolution_seconds__agg0` AS `__a`
   ON `__a`.`__p` = `__s`.`period_start`;

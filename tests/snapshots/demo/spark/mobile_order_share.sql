@@ -2,7 +2,7 @@
 -- definition_hash: e75b6143b812cf0c
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH `mobile_order_share_month__rows` AS (
+WITH `mobile_order_share__rows` AS (
   SELECT
     CAST(TRUNC(CAST(ordered_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     COALESCE(CAST(region AS STRING), '(null)') AS `__d0`,
@@ -10,26 +10,26 @@ WITH `mobile_order_share_month__rows` AS (
   FROM `orders`
   WHERE
     NOT ordered_at IS NULL
-), `mobile_order_share_month__bounds` AS (
+), `mobile_order_share__bounds` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `mobile_order_share_month__rows`
-), `mobile_order_share_month__spine` AS (
+  FROM `mobile_order_share__rows`
+), `mobile_order_share__spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `mobile_order_share_month__bounds`
+  FROM `mobile_order_share__bounds`
   LATERAL VIEW
   EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
-), `mobile_order_share_month__agg0` AS (
+), `mobile_order_share__agg0` AS (
   SELECT
     `__p` AS `__p`,
     `__d0`,
     COUNT(*) AS `__n0`,
     COUNT(*) FILTER(WHERE
       channel = 'mobile') AS `__m1`
-  FROM `mobile_order_share_month__rows`
+  FROM `mobile_order_share__rows`
   GROUP BY
     GROUPING SETS (
       (`__p`),
@@ -76,8 +76,8 @@ FROM (
       THEN CAST(`__a`.`__n0` AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS `denominator`
-  FROM `mobile_order_share_month__spine` AS `__s`
-  LEFT JOIN `mobile_order_share_month__agg0` AS `__a`
+  FROM `mobile_order_share__spine` AS `__s`
+  LEFT JOIN `mobile_order_share__agg0` AS `__a`
     ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
   UNION ALL
   SELECT
@@ -109,7 +109,7 @@ FROM (
       THEN CAST(`__a`.`__n0` AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS `denominator`
-  FROM `mobile_order_share_month__agg0` AS `__a`
+  FROM `mobile_order_share__agg0` AS `__a`
   WHERE
     NOT `__a`.`__d0` IS NULL
 ) AS `__u`;

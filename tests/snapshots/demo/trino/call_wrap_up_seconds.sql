@@ -1,7 +1,7 @@
 -- kpimetrics: standard call_wrap_up_seconds (measure), grains: month
 -- definition_hash: 3dea5ee8672a6616
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH "call_wrap_up_seconds_month__rows" AS (
+WITH "call_wrap_up_seconds__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     wrap_up_seconds,
@@ -9,25 +9,25 @@ WITH "call_wrap_up_seconds_month__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "call_wrap_up_seconds_month__bounds" AS (
+), "call_wrap_up_seconds__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "call_wrap_up_seconds_month__rows"
-), "call_wrap_up_seconds_month__spine" AS (
+  FROM "call_wrap_up_seconds__rows"
+), "call_wrap_up_seconds__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "call_wrap_up_seconds_month__bounds"
+  FROM "call_wrap_up_seconds__bounds"
   CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS _t0("__s")
-), "call_wrap_up_seconds_month__agg0" AS (
+), "call_wrap_up_seconds__agg0" AS (
   SELECT
     "__p" AS "__p",
     COUNT(*) FILTER(WHERE
       channel = 'phone') AS "__n0",
     AVG(wrap_up_seconds) FILTER(WHERE
       channel = 'phone') AS "__m1"
-  FROM "call_wrap_up_seconds_month__rows"
+  FROM "call_wrap_up_seconds__rows"
   GROUP BY
     "__p"
 )
@@ -45,6 +45,6 @@ SELECT
   END AS "value",
   CAST(NULL AS DOUBLE) AS "numerator",
   CAST(NULL AS DOUBLE) AS "denominator"
-FROM "call_wrap_up_seconds_month__spine" AS "__s"
-LEFT JOIN "call_wrap_up_seconds_month__agg0" AS "__a"
+FROM "call_wrap_up_seconds__spine" AS "__s"
+LEFT JOIN "call_wrap_up_seconds__agg0" AS "__a"
   ON "__a"."__p" = "__s"."period_start";

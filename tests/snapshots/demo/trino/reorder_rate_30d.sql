@@ -41,31 +41,31 @@ WITH "__model_orders_enriched" AS (
     customer_order_number > 1 AS is_repeat,
     COALESCE(previous_ordered_at >= ordered_at - INTERVAL '30' DAY, FALSE) AS reordered_within_30d
   FROM numbered
-), "reorder_rate_30d_month__rows" AS (
+), "reorder_rate_30d__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     reordered_within_30d
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "reorder_rate_30d_month__bounds" AS (
+), "reorder_rate_30d__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "reorder_rate_30d_month__rows"
-), "reorder_rate_30d_month__spine" AS (
+  FROM "reorder_rate_30d__rows"
+), "reorder_rate_30d__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "reorder_rate_30d_month__bounds"
+  FROM "reorder_rate_30d__bounds"
   CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS _t0("__s")
-), "reorder_rate_30d_month__agg0" AS (
+), "reorder_rate_30d__agg0" AS (
   SELECT
     "__p" AS "__p",
     COUNT(*) AS "__n0",
     COUNT(*) FILTER(WHERE
       reordered_within_30d) AS "__m1"
-  FROM "reorder_rate_30d_month__rows"
+  FROM "reorder_rate_30d__rows"
   GROUP BY
     "__p"
 )
@@ -98,6 +98,6 @@ SELECT
     THEN CAST("__a"."__n0" AS DOUBLE)
     ELSE CAST(NULL AS DOUBLE)
   END AS "denominator"
-FROM "reorder_rate_30d_month__spine" AS "__s"
-LEFT JOIN "reorder_rate_30d_month__agg0" AS "__a"
+FROM "reorder_rate_30d__spine" AS "__s"
+LEFT JOIN "reorder_rate_30d__agg0" AS "__a"
   ON "__a"."__p" = "__s"."period_start";
