@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --huge              # also 10^8 rows under a 4 GB DuckDB memory_limit
     .venv/bin/python bench/run.py --metricflow        # also MetricFlow on the same data (builds its own venv)
     .venv/bin/python bench/run.py --rows 10000 --check-only   # correctness only (CI: tests/test_bench_smoke.py)
+    /path/to/other-venv/bin/python bench/run.py --compile-only --data-dir /tmp/d   # compile only, in another venv
 
 What it does, in order:
 1. generates the data (bench/generate.py) into bench/data/;
@@ -278,8 +279,11 @@ def machine() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    from sqlglot.expressions import core
+
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
-            "sqlglot": sqlglot.__version__, "platform": platform.platform()}
+            "sqlglot": sqlglot.__version__, "sqlglot_compiled": not core.__file__.endswith(".py"),  # sqlglotc installed
+            "platform": platform.platform()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="DuckDB threads for every engine (default: all cores)")
     ap.add_argument("--metricflow", action="store_true", help="also time MetricFlow (builds bench/.venv-metricflow)")
     ap.add_argument("--check-only", action="store_true", help="only check values (full and incremental); no goals")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="only time compile (say in a venv without sqlglotc, to compare sqlglot's builds)")
     ap.add_argument("--data-dir", type=Path, default=DATA, help="where generated data goes (default bench/data)")
     args = ap.parse_args(argv)
     DATA = args.data_dir
@@ -302,14 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"machine": machine(), "rows": args.rows, "repeat": args.repeat}
     print(f"machine: {report['machine']}", flush=True)
 
-    db = DATA / f"bench_{args.rows}.duckdb"
-    generate(db, args.rows)
-    print(f"runs over {args.rows:,} orders:", flush=True)
-    ok = bench_runs(db, 1 if args.check_only else args.repeat, args.threads, report)
-    if args.check_only:
-        return 0 if ok else 1
+    if not args.compile_only:
+        db = DATA / f"bench_{args.rows}.duckdb"
+        generate(db, args.rows)
+        print(f"runs over {args.rows:,} orders:", flush=True)
+        ok = bench_runs(db, 1 if args.check_only else args.repeat, args.threads, report)
+        if args.check_only:
+            return 0 if ok else 1
 
-    if args.metricflow:
+    if args.metricflow and not args.compile_only:
         import metricflow as mf  # bench/metricflow.py
 
         report["metricflow"] = mf.bench(db, args.repeat, report["runs"])
@@ -326,12 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             report["heap_huge"] = huge["heap"]
 
     missed = goals(report)
-    runs = report["runs"]
-    print("\nratios (medians of alternating rounds):")
-    print(f"  full refresh / hand-written SQL: {runs['full_refresh_s']:.2f} s / {runs['hand_written_s']:.2f} s = "
-          f"{runs['full_vs_hand']:.2f}x  (goal <= {GOALS['full_vs_hand']}x)")
-    print(f"  incremental / full refresh:      {runs['incremental_s']:.2f} s / {runs['full_refresh_s']:.2f} s = "
-          f"{runs['incremental_vs_full']:.1%}  (goal <= {GOALS['incremental_vs_full']:.0%})")
+    runs = report.get("runs")
+    if runs:
+        print("\nratios (medians of alternating rounds):")
+        print(f"  full refresh / hand-written SQL: {runs['full_refresh_s']:.2f} s / {runs['hand_written_s']:.2f} s = "
+              f"{runs['full_vs_hand']:.2f}x  (goal <= {GOALS['full_vs_hand']}x)")
+        print(f"  incremental / full refresh:      {runs['incremental_s']:.2f} s / {runs['full_refresh_s']:.2f} s = "
+              f"{runs['incremental_vs_full']:.1%}  (goal <= {GOALS['incremental_vs_full']:.0%})")
     if "metricflow" in report and report["metricflow"].get("ratio_vs_hand"):
         print(f"  MetricFlow / hand-written SQL (on its subset): {report['metricflow']['ratio_vs_hand']:.2f}x")
     report["goals_missed"] = missed
