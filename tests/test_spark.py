@@ -389,3 +389,66 @@ def test_a_second_process_fails_at_once_naming_the_holder(tmp_path):
 
     lock = WarehouseLock.take(folder)
     lock.release()
+
+
+RUN_IN_A_CHILD = (
+    "import datetime, sys\n"
+    "from kpimetrics import Project\n"
+    "result = Project.load(sys.argv[1]).run(as_of=datetime.date.fromisoformat(sys.argv[2]))\n"
+    "print(result.status, result.run_id)\n"
+)
+
+
+def test_a_long_lived_process_lets_others_in_and_sees_their_runs(tmp_path, warehouse):
+    """This process keeps its SparkSession between connections, but its last close() shuts the embedded
+    metastore down (a Derby booted here would keep every other process out), and its next connection drops
+    the relations and file listings it cached (it would read the version it saw before)."""
+    from kpimetrics.adapters.spark import METASTORE_DIR, metastore_booted
+
+    root = shop_project(tmp_path, warehouse, ORDERS)
+    first = Project.load(root).run(as_of=AS_OF)
+    ok(first)
+    seen = read(root, "kpi_values", list(KEY) + ["value", "run_id"])  # cached in this session now
+    assert not [r for r in seen if r[2] == dt.date(2025, 5, 1)]
+    assert not metastore_booted(warehouse / METASTORE_DIR)
+    write_orders(root, ORDERS + MORE)
+    Project.load(root).seed()
+    child = subprocess.run([sys.executable, "-c", RUN_IN_A_CHILD, str(root), AS_OF.isoformat()],
+                           capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert child.returncode == 0 and child.stdout.split() == ["success", str(first.run_id + 1)], child.stderr[-3000:]
+    assert pointer(root) == first.run_id + 1
+    may = [r for r in read(root, "kpi_values", list(KEY) + ["value", "run_id"])
+           if r[0] == "revenue" and r[1] == "month" and r[2] == dt.date(2025, 5, 1) and r[3] == ""]
+    assert may == [("revenue", "month", dt.date(2025, 5, 1), "", None, pytest.approx(sum(o[5] for o in MORE)),
+                    first.run_id + 1)]
+    assert read(root, "kpi_runs", ["run_id", "status"]) == [(first.run_id, "success"), (first.run_id + 1, "success")]
+
+
+def test_the_lock_waits_for_a_killed_runs_jvm_to_let_go_of_the_metastore(tmp_path, monkeypatch):
+    """A killed run's JVM lives on for a moment with Derby booted (its lock on dbex.lck): the next process
+    waits for it, and names it if it does not go."""
+    from kpimetrics.adapters import spark as spark_adapter
+
+    folder = tmp_path / "warehouse"
+    (folder / spark_adapter.METASTORE_DIR).mkdir(parents=True)
+    (folder / spark_adapter.METASTORE_DIR / "dbex.lck").write_text("")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import fcntl, sys, time
+            f = open({str(folder / spark_adapter.METASTORE_DIR / 'dbex.lck')!r}, "r+")
+            fcntl.lockf(f, fcntl.LOCK_EX)  # as Derby's FileChannel.tryLock does
+            print("booted", flush=True)
+            time.sleep(float(sys.argv[1]))
+        """), "1.5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "booted"
+        monkeypatch.setattr(spark_adapter, "METASTORE_WAIT", 0.2)
+        with pytest.raises(WarehouseError, match="still open in another JVM"):
+            spark_adapter.WarehouseLock.take(folder)
+        monkeypatch.setattr(spark_adapter, "METASTORE_WAIT", 30.0)
+        lock = spark_adapter.WarehouseLock.take(folder)  # waits until the holder has gone
+        assert holder.poll() is not None
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -15,7 +15,15 @@ warehouse_dir, which one process at a time can open. The adapter therefore
 holds an exclusive lock file there (`.kpimetrics.lock`, with the holder's pid)
 while it is connected: a second process fails at once with a message naming
 the holder. The operating system releases the lock when its process dies, so a
-killed run never leaves a stale lock. On a cluster (warehouse_dir on hdfs://,
+killed run never leaves a stale lock. Its JVM outlives it by a moment (it
+exits when it sees the Python process gone), with the metastore still booted:
+the next process, once it has the lock, waits for Derby's own lock on the
+metastore to go (METASTORE_WAIT seconds at most). When its last connection closes, the
+process also shuts the Derby database down (the JVM and the session stay up):
+a booted Derby keeps other processes out of the metastore even without the
+lock. Every new connection on a kept session drops Spark's cached relations and
+file listings, so it sees what other processes wrote meanwhile, not what this
+session read before. On a cluster (warehouse_dir on hdfs://,
 s3a://, ..., or a metastore set in `conf`) no file lock is possible: schedule
 runs so that they do not overlap.
 """
@@ -27,6 +35,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +49,7 @@ from . import Capabilities
 DEFAULT_SCHEMA = "default"
 LOCK_FILE = ".kpimetrics.lock"
 METASTORE_DIR = ".metastore_db"
+METASTORE_WAIT = 60.0  # seconds the JVM of a killed process may take to let go of the metastore
 # settings in `conf` that say the catalog lives elsewhere than the embedded Derby metastore
 _EXTERNAL_CATALOG_KEYS = (
     "spark.hadoop.hive.metastore.uris",
@@ -78,16 +88,26 @@ class SparkAdapter:
             self.capabilities = Capabilities(transactions=False, default_schema=output.schema_)
         embedded = _is_local(self.warehouse) and not any(k in output.conf for k in _EXTERNAL_CATALOG_KEYS)
         self._lock: WarehouseLock | None = None
+        self._metastore: Path | None = None
         if embedded:
             folder = Path(self.warehouse.removeprefix("file:"))
             folder.mkdir(parents=True, exist_ok=True)
             self._lock = WarehouseLock.take(folder)
+            self._metastore = _metastore_path(self.warehouse)
         try:
-            self.spark = _session(self.master, _static_conf(output, self.warehouse, embedded))
+            self.spark = _session(self.master, _static_conf(output, self.warehouse, embedded), self._lock)
+            self._forget_cached_relations()
             self._set_runtime_conf(output)
         except BaseException:
             self.close()
             raise
+
+    def _forget_cached_relations(self) -> None:
+        """Drop the session's cached table relations and file listings: since its last connection, other
+        processes may have written new versions and moved kpi_current_version (a kept session would read
+        the files of the version it saw last)."""
+        self.spark.catalog.clearCache()
+        self.spark._jsparkSession.sessionState().catalog().invalidateAllCachedTables()
 
     def _set_runtime_conf(self, output: SparkOutput) -> None:
         conf = self.spark.conf
@@ -207,8 +227,16 @@ class SparkAdapter:
         return f"spark {pyspark.__version__} ({self.master}), warehouse {self.warehouse}"
 
     def close(self) -> None:
-        """Release the warehouse; the SparkSession stays up for the next connection of this process."""
-        if self._lock is not None:
+        """Release the warehouse; the SparkSession stays up for the next connection of this process.
+
+        The last connection of the process shuts the embedded metastore down before it releases the lock:
+        another process can boot it once the lock is free."""
+        if self._lock is None:
+            return
+        try:
+            if self._lock.last_user() and self._metastore is not None and hasattr(self, "spark"):
+                _shut_down_derby(self.spark, self._metastore)
+        finally:
             self._lock.release()
             self._lock = None
 
@@ -225,14 +253,15 @@ class _Live:
 _live: _Live | None = None  # the process's SparkSession and the settings it was started with
 
 
-def _session(master: str, conf: dict[str, str]):
-    """The process's SparkSession for these settings, started (or restarted) if needed."""
+def _session(master: str, conf: dict[str, str], own: "WarehouseLock | None" = None):
+    """The process's SparkSession for these settings, started (or restarted) if needed; `own` is the lock the
+    new connection has just taken on its warehouse (not another connection's)."""
     global _live
     key = (master, tuple(sorted(conf.items())))
     if _live is not None:
         if _live.key == key and _live.spark.sparkContext._jsc is not None:
             return _live.spark
-        if _live.key != key and WarehouseLock.held_here():
+        if _live.key != key and WarehouseLock.held_here(other_than=own):
             raise WarehouseError(
                 "this process already has another Spark warehouse or configuration open; one process uses one "
                 "SparkSession at a time: close that connection first")
@@ -266,11 +295,33 @@ def _static_conf(output: SparkOutput, warehouse: str, embedded: bool) -> dict[st
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log_config()} -Dderby.stream.error.file={os.devnull}",
     }
     if embedded:
-        metastore = Path(warehouse.removeprefix("file:")) / METASTORE_DIR
-        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={metastore};create=true"
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={_metastore_path(warehouse)};create=true"
     if output.master.startswith("local"):
         conf["spark.sql.shuffle.partitions"] = "4"  # KPI outputs are small; 200 partitions only cost time
     return conf | dict(output.conf)
+
+
+def _metastore_path(warehouse: str) -> Path:
+    return Path(warehouse.removeprefix("file:")) / METASTORE_DIR
+
+
+# Derby's SQLSTATEs for "the database is shut down" and "it was not booted" (a connection that never read the catalog)
+_DERBY_SHUT_DOWN = ("08006", "XJ004")
+
+
+def _shut_down_derby(spark, metastore: Path) -> None:
+    """Shut down the embedded Derby database of `metastore` in this JVM (it boots again on the next catalog
+    access). Only that database: shutting down the whole Derby system would unregister its JDBC driver."""
+    from py4j.protocol import Py4JJavaError
+
+    if spark.sparkContext._jsc is None:
+        return  # the session was stopped: nothing of it is open
+    try:
+        spark._jvm.java.sql.DriverManager.getConnection(f"jdbc:derby:;databaseName={metastore};shutdown=true")
+    except Py4JJavaError as exc:  # Derby reports a successful shutdown as an SQLException
+        state = exc.java_exception.getSQLState()
+        if state not in _DERBY_SHUT_DOWN:
+            raise WarehouseError(f"cannot close the Spark metastore {metastore} (SQLSTATE {state}): {_clean(exc)}") from None
 
 
 def _log_config() -> Path:
@@ -329,8 +380,14 @@ class WarehouseLock:
         return lock
 
     @classmethod
-    def held_here(cls) -> bool:
-        return bool(cls._held)
+    def held_here(cls, other_than: "WarehouseLock | None" = None) -> bool:
+        """Whether connections of this process hold a warehouse lock (one other than `other_than`)."""
+        return any(lock is not other_than for lock, _ in cls._held.values())
+
+    def last_user(self) -> bool:
+        """Whether releasing it now frees the lock (no other connection of this process uses it)."""
+        lock, users = self._held.get(self.path, (None, 0))
+        return lock is self and users == 1
 
     def _acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -347,6 +404,12 @@ class WarehouseLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}\n".encode(), 0)
         self._fd = fd
+        try:
+            wait_for_metastore(self.path.parent / METASTORE_DIR)
+        except BaseException:
+            self._fd = None
+            os.close(fd)
+            raise
 
     def release(self) -> None:
         lock, users = self._held.get(self.path, (None, 0))
@@ -361,3 +424,31 @@ class WarehouseLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def metastore_booted(metastore: Path) -> bool:
+    """Whether a JVM (of another process) has the embedded Derby database booted: Derby holds a POSIX lock on
+    dbex.lck while it does."""
+    try:
+        fd = os.open(metastore / "dbex.lck", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def wait_for_metastore(metastore: Path, timeout: float | None = None) -> None:
+    """Wait until no JVM has `metastore` booted, or fail naming it."""
+    deadline = time.monotonic() + (METASTORE_WAIT if timeout is None else timeout)
+    while metastore_booted(metastore):
+        if time.monotonic() > deadline:
+            raise WarehouseError(
+                f"the Spark metastore {metastore} is still open in another JVM (a kpimetrics process that was "
+                "killed, or a Spark session outside kpimetrics): stop it and retry.")
+        time.sleep(0.05)
