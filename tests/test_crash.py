@@ -116,7 +116,7 @@ SMALL_SHOP = Shop(kpis_yml(SMALL_REVENUE, OLD), kpis_yml(retargeted(SMALL_REVENU
 NAMES = [t.name for t in tables.ALL_TABLES if t.name != "kpi_runs"]  # kpi_runs is a log, checked apart
 ENGINES = ("duckdb", "postgres", "spark")
 # Spark: kill points per run of the suite (named and random, first run included; see spark_named_steps)
-SPARK_KILLS = 20
+SPARK_KILLS = 50
 # the step from which a killed run has published: the commit on DuckDB and PostgreSQL, the view swap on Spark
 PUBLISHED = ("publish.committed:1", "publish.swapped:1")
 RUN_SCRIPT = (
