@@ -1,7 +1,7 @@
 """What the scorecard shows, read from the output tables (as a BI tool sees them) and the manifest.
 
-`read_site(adapter, schema, manifest, sql_of, owners)` returns a `Site`: typed, with
-no HTML in it. Queries are sqlglot trees rendered in the adapter's dialect.
+`read_tables(adapter, schema)` fetches the rows; `build_site(project, rows, manifest, sql_of, owners)`
+turns them into a `Site`: typed, with no HTML in it. Queries are sqlglot trees rendered in the adapter's dialect.
 """
 from __future__ import annotations
 
@@ -252,7 +252,16 @@ def _series(rows: list[dict]) -> list[Series]:
     return [Series(g, pts) for g, pts in by_grain.items()]
 
 
-def _kpi_page(row: dict, definition: dict | None, sql: str | None, rows: dict[str, list[dict]]) -> KpiPage:
+def _by_name(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by KPI, in their order: one pass, not one scan of the table per KPI."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["name"], []).append(r)
+    return out
+
+
+def _kpi_page(row: dict, definition: dict | None, sql: str | None, totals: list[dict], slices: list[dict],
+              check_ins: list[dict]) -> KpiPage:
     name = row["name"]
     page = KpiPage(
         name=name, kind=row["kind"], label=row["label"] or name, description=row["description"], owner=row["owner"],
@@ -261,14 +270,12 @@ def _kpi_page(row: dict, definition: dict | None, sql: str | None, rows: dict[st
         drives=_json_list(row["drives"]), actions=row["actions"], definition_hash=row["definition_hash"],
         definition=definition, sql=sql,
     )
-    page.series = _series([r for r in rows["totals"] if r["name"] == name])
-    headline = page.headline
-    page.slices = [
-        Slice(r["dimension"], r["dimension_value"], r["period_start"], r["value"], r["target"], r["status"])
-        for r in rows["slices"]
-        if r["name"] == name and headline and r["grain"] == page.headline_series.grain
-    ]
-    page.check_ins = [CheckIn(r["date"], r["author"], r["note"]) for r in rows["check_ins"] if r["name"] == name]
+    page.series = _series(totals)
+    if page.headline:
+        grain = page.headline_series.grain
+        page.slices = [Slice(r["dimension"], r["dimension_value"], r["period_start"], r["value"], r["target"],
+                             r["status"]) for r in slices if r["grain"] == grain]
+    page.check_ins = [CheckIn(r["date"], r["author"], r["note"]) for r in check_ins]
     return page
 
 
@@ -276,10 +283,14 @@ def _tree(strategy_rows: list[dict], kpis: dict[str, KpiPage]) -> tuple[str | No
     mission = next((r["name"] for r in strategy_rows if r["level"] == "mission"), None)
     priorities = {r["name"]: PriorityNode(r["name"], r["description"], r["owner"])
                   for r in strategy_rows if r["level"] == "priority"}
+    by_strategy: dict[str, list[KpiPage]] = {}
+    for k in kpis.values():
+        if k.kind != "standard":
+            by_strategy.setdefault(k.strategy, []).append(k)
     for r in strategy_rows:
         if r["level"] == "strategy" and r["parent"] in priorities:
             node = StrategyNode(r["name"], r["description"], r["owner"], r["starts"], r["ends"], r["parent"],
-                                [k for k in kpis.values() if k.kind != "standard" and k.strategy == r["name"]])
+                                by_strategy.get(r["name"], []))
             priorities[r["parent"]].strategies.append(node)
     return mission, list(priorities.values())
 
@@ -316,7 +327,11 @@ def _owners(kpis: dict[str, KpiPage], priorities: list[PriorityNode], registry: 
 def build_site(project: str, rows: dict[str, list[dict]], manifest: dict, sql_of: Callable[[str], str | None],
                owner_registry: list | None = None) -> Site:
     definitions = manifest.get("kpis", {})
-    kpis = {r["name"]: _kpi_page(r, definitions.get(r["name"]), sql_of(r["name"]), rows) for r in rows["catalog"]}
+    totals, slices, check_ins = (_by_name(rows[t]) for t in ("totals", "slices", "check_ins"))
+    kpis = {}
+    for r in rows["catalog"]:
+        n = r["name"]
+        kpis[n] = _kpi_page(r, definitions.get(n), sql_of(n), totals.get(n, []), slices.get(n, []), check_ins.get(n, []))
     for k in kpis.values():
         for d in k.drives:
             if d in kpis:
