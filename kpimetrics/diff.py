@@ -24,6 +24,10 @@ from .sqlgen import col, lit
 
 # Manifest fields that describe where or how a KPI was written down, not what it is.
 NOT_A_CHANGE = {"compiled_sql", "location", "definition_hash", "strategy_path"}
+# What SecretRegistry.scrub writes over an env_var() value in target/: SQL holding it cannot be run again.
+MASK = "****"
+MASKED_NOTE = ("values before the change not computed: the earlier compiled SQL has env_var() values masked "
+               "(target/ never keeps secrets)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class KpiDiff:
     grain: str | None = None
     unit: str | None = None
     values: list[ValueRow] = field(default_factory=list)
+    note: str | None = None  # why some values are missing
 
 
 @dataclass
@@ -109,8 +114,9 @@ def load_state(path: Path) -> tuple[Path, dict]:
     return manifest_path.parent, manifest
 
 
-def old_query(state_dir: Path, entry: dict, name: str, prefer: str) -> exp.Query:
-    """The earlier definition's query, parsed from the compiled SQL the earlier target/ kept."""
+def old_query(state_dir: Path, entry: dict, name: str, prefer: str) -> exp.Query | None:
+    """The earlier definition's query, parsed from the compiled SQL the earlier target/ kept;
+    None when that SQL had env_var() values in it, masked when it was written."""
     paths = entry.get("compiled_sql") or {}
     dialect = prefer if paths.get(prefer) else next((d for d, p in paths.items() if p), None)
     if dialect is None:
@@ -122,7 +128,8 @@ def old_query(state_dir: Path, entry: dict, name: str, prefer: str) -> exp.Query
     if path is None:
         raise ConfigError(f"--state: {candidates[0]} is missing (the compiled SQL of '{name}'): keep the whole "
                           "target/ folder of the earlier compile, not only manifest.json")
-    return sqlglot.parse_one(path.read_text(encoding="utf-8"), read=dialect)
+    text = path.read_text(encoding="utf-8")
+    return None if MASK in text else sqlglot.parse_one(text, read=dialect)
 
 
 def recent_values_query(query: exp.Query, grain: str, periods: int) -> exp.Query:
@@ -166,8 +173,10 @@ def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
     adapter = project.connect()
     try:
         for k in moving:
-            before = _fetch(adapter, recent_values_query(old_query(state_dir, old[k.name], k.name, adapter.dialect),
-                                                         k.grain, periods))
+            query = old_query(state_dir, old[k.name], k.name, adapter.dialect)
+            before = _fetch(adapter, recent_values_query(query, k.grain, periods)) if query is not None else {}
+            if query is None:
+                k.note = MASKED_NOTE
             after = _fetch(adapter, recent_values_query(compiler.kpi_query(plan, k.name), k.grain, periods))
             keys = sorted(set(before) | set(after))[-periods:]
             k.values = [ValueRow(p, before.get(p), after.get(p)) for p in keys]
@@ -217,6 +226,8 @@ def render_markdown(result: DiffResult) -> str:
         lines += ["", f"#### `{k.name}`" + (f" by {k.grain}, total" if k.values else "")]
         for f, v in k.fields.items():
             lines.append(f"- `{f}`: {_cell(_shown(v['old']))} → {_cell(_shown(v['new']))}")
+        if k.note:
+            lines.append(f"- {k.note}")
         if k.values:
             lines += ["", "| period | before | after | change |", "| --- | ---: | ---: | ---: |"]
             lines += [f"| {r.period_start} | {format_value(r.old, k.unit)} | {format_value(r.new, k.unit)} | "
