@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,17 @@ from .errors import ConfigError, Issue, KpiMetricsError, Level, UsageError, Vali
 from .loader import ProjectDef, load_project, suggest
 from .planner import Plan, build_plan
 from .sqlgen import col, lit
+
+
+def _masking(method):
+    """A facade method whose errors leave it with env_var() values masked (`Project._masked`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._masked():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class Project:
@@ -77,17 +89,18 @@ class Project:
         d = self.definition
         return resolve_profile(d.root, d.config.profile, self.profiles_dir, self.target, d.secrets, d.vars)
 
+    @_masking
     def connect(self):
         from .adapters import connect
 
         prof = self.profile()
-        with self._masked():
-            return connect(prof.output, self.root, self.definition.config.calendar.timezone)
+        return connect(prof.output, self.root, self.definition.config.calendar.timezone)
 
     @contextmanager
     def _masked(self):
         """Errors raised inside have env_var() values masked, as the CLI masks everything it prints: an
-        orchestrator logs them too. The original is not chained (its traceback would quote it)."""
+        orchestrator logs them too. The original is not chained (its traceback would quote it).
+        Every facade method that reaches the warehouse is wrapped in it (`_masking`)."""
         try:
             yield
         except KpiMetricsError as exc:
@@ -114,6 +127,7 @@ class Project:
         dialect = self.target_dialect(dialect)
         return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select)
 
+    @_masking
     def run(self, select: str | None = None, *, full_refresh: bool = False, fail_fast: bool = False,
             as_of: dt.date | None = None, strict: bool = False, progress=None):
         from .runner import Runner
@@ -125,8 +139,7 @@ class Project:
             compiler.write_target(the_plan, names, adapter.dialect, whole_project=not select)
             runner = Runner(the_plan, adapter, selected=names, full_refresh=full_refresh, fail_fast=fail_fast,
                             as_of=as_of, whole_project=not select, progress=progress)
-            with self._masked():
-                result = runner.run()
+            result = runner.run()
         finally:
             adapter.close()
         path = self.root / "target" / "run_results.json"
@@ -134,6 +147,7 @@ class Project:
         path.write_text(self.definition.secrets.scrub(json.dumps(result.to_dict(), indent=2, default=str)) + "\n")
         return result
 
+    @_masking
     def seed(self) -> list[tuple[str, int]]:
         folder = self.root / "seeds"
         files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
@@ -179,6 +193,7 @@ class Project:
             adapter.close()
         return [dict(zip(cols, r)) for r in rows]
 
+    @_masking
     def status(self, select: str | None = None, *, grain: str | None = None, history: int = 8) -> list[dict]:
         """Each selected KPI's total at its latest complete period (first listed grain unless `grain`),
         with `recent_values`: its values over the last `history` complete periods, oldest first."""
@@ -204,12 +219,14 @@ class Project:
             out.append(r)
         return out
 
+    @_masking
     def docs_generate(self):
         """The static scorecard site in target/docs/, from the output tables and the manifest."""
         from . import docs
 
         return docs.generate(self)
 
+    @_masking
     def diff(self, state: str | Path, *, periods: int = 6):
         """Against an earlier target/ (its manifest): added, removed, changed and affected KPIs,
         with the recent values of changed ones under the old and the new definition."""
@@ -217,6 +234,7 @@ class Project:
 
         return diff.diff(self, Path(state), periods=periods)
 
+    @_masking
     def show(self, name: str, *, periods: int = 6) -> dict:
         kpis = self.definition.kpi_by_name
         if name not in kpis:
