@@ -36,17 +36,16 @@ from pathlib import Path
 
 from typing import Any, Callable
 
-import duckdb
 import pytest
 import yaml
 
 import engines
 from kpimetrics import Project, faults, tables
 from kpimetrics.adapters import spark as spark_adapter
-from test_run_incremental import (
-    AS_OF, insert_orders, kpi, kpis_yml, make_orders, ok, run, set_kpis, write_run_project,
+from helpers_run import (
+    AS_OF, WITHOUT_RUN_ID, comparable, insert_orders, kpi, kpis_yml, make_orders, ok, read, run, set_kpis,
+    write_run_project,
 )
-from test_run_incremental import query  # noqa: F401 — for the DuckDB-only tests that import it from here
 
 REVENUE = kpi("revenue", """
     model: source('shop', 'orders')
@@ -143,12 +142,7 @@ class DuckDBWarehouse:
         """The orders are already in the file."""
 
     def select(self, sql: str) -> tuple[list[str], list[tuple]]:
-        con = duckdb.connect(str(self.root / "wh.duckdb"), read_only=True)
-        try:
-            cur = con.execute(sql)
-            return [d[0] for d in cur.description], cur.fetchall()
-        finally:
-            con.close()
+        return read(self.root, sql)
 
     def table_names(self) -> set[str]:
         return {r[0] for r in self.select(INFORMATION_SCHEMA_TABLES)[1]}
@@ -272,11 +266,8 @@ class SparkWarehouse:
 
 
 def rows_of(wh, name: str, drop: tuple[str, ...]) -> list[tuple]:
-    """A whole output table as sorted tuples, without the columns `drop`; floats rounded."""
-    names, rows = wh.select(f"SELECT * FROM kpi.{name}")
-    keep = [i for i, n in enumerate(names) if n not in drop]
-    rows = [tuple(round(r[i], 9) if isinstance(r[i], float) else r[i] for i in keep) for r in rows]
-    return sorted(rows, key=lambda r: tuple((v is None, str(v)) for v in r))
+    """A whole output table of the scenario's warehouse, comparable, without the columns `drop`."""
+    return comparable(*wh.select(f"SELECT * FROM kpi.{name}"), drop)
 
 
 def tables_of(wh, drop: tuple[str, ...] = ("computed_at", "updated_at")) -> dict[str, list[tuple] | None]:
@@ -284,9 +275,6 @@ def tables_of(wh, drop: tuple[str, ...] = ("computed_at", "updated_at")) -> dict
     with wh.reading():
         present = wh.table_names()
         return {n: rows_of(wh, n, drop) if n in present else None for n in NAMES}
-
-
-WITHOUT_RUN_ID = ("run_id", "computed_at", "updated_at")
 
 
 def run_subprocess(root: Path, env: dict[str, str], *, cli: bool = False) -> subprocess.Popen:

@@ -24,7 +24,7 @@ from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml, write_project
 from kpimetrics import Project
 from kpimetrics.cli import main
 from kpimetrics.codes import CODES
-from test_run_incremental import insert_orders, kpi, kpis_yml, make_orders, ok, run, snapshot, write_run_project
+from helpers_run import insert_orders, kpi, kpis_yml, make_orders, ok, run, snapshot, write_run_project
 from test_validation import CASES
 
 PROFILES = "acme:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n"

@@ -16,7 +16,7 @@ from sqlglot import exp
 
 from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml, write_project
 from kpimetrics import Project
-from test_run_incremental import execute, make_orders, ok, query, run, write_run_project
+from helpers_run import execute, make_orders, ok, query, run, write_run_project
 
 INJECTION = "x'); DROP TABLE main.canary; --"
 TEXTS = {

@@ -11,8 +11,9 @@ import signal
 
 import pytest
 
+from helpers_run import query
 from kpimetrics import faults
-from test_crash import Scenario, query
+from test_crash import Scenario
 
 # (the step interrupted, the state it leaves)
 STEPS = [

@@ -14,7 +14,7 @@ import tracemalloc
 
 from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml, write_project
 from kpimetrics import Project
-from test_run_incremental import execute, kpi, kpis_yml, ok, query, run, write_run_project
+from helpers_run import execute, kpi, kpis_yml, ok, query, run, write_run_project
 
 MB = 1 << 20
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kpimetrics.cli import main
-from kpimetrics.runner import Runner
-from test_run_incremental import (
+from helpers_run import (
     AS_OF, execute, insert_orders, kpi, kpi_result, kpis_yml, make_orders, ok, query, run, snapshot, write_run_project,
 )
+from kpimetrics.cli import main
+from kpimetrics.runner import Runner
 
 REVENUE = kpi("revenue", """
         model: source('shop', 'orders')
@@ -124,13 +124,14 @@ def test_fail_fast_publishes_nothing(project):
 def test_a_crash_while_publishing_changes_nothing(project, monkeypatch, exc, status):
     execute(project, "DELETE FROM main.orders WHERE code = 'abc'")
     before = snapshot(project)
-    original = Runner._insert_values
+    original = Runner.insert
 
-    def insert_then_crash(self, *args, **kwargs):
-        original(self, *args, **kwargs)  # the old rows are deleted and the new ones in, uncommitted
-        raise exc
+    def insert_then_crash(self, table, query):
+        original(self, table, query)
+        if table.name == "kpi_values":  # the old rows are deleted and the new ones in, uncommitted
+            raise exc
 
-    monkeypatch.setattr(Runner, "_insert_values", insert_then_crash)
+    monkeypatch.setattr(Runner, "insert", insert_then_crash)
     with pytest.raises(type(exc)):
         run(project)
     assert snapshot(project) == before

@@ -11,14 +11,14 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from helpers_run import (
+    AS_OF, ORDER_COLUMNS, ORDERS_DDL, execute, insert_orders, kpi, kpi_result, kpis_yml, make_orders, ok, query, run, set_kpis,
+    write_run_project,
+)
 from kpimetrics import Project
 from kpimetrics import tables
 from kpimetrics.cli import main
 from kpimetrics.errors import WarehouseError
-from test_run_incremental import (
-    AS_OF, ORDER_COLUMNS, ORDERS_DDL, execute, insert_orders, kpi, kpi_result, kpis_yml, make_orders, ok, query, run, set_kpis,
-    write_run_project,
-)
 
 PER_KPI_TABLES = ("kpi_catalog", "kpi_values", "kpi_status", "kpi_targets", "kpi_check_ins")
 

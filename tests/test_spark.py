@@ -26,7 +26,7 @@ from kpimetrics import Project, runner as runner_mod, tables
 from kpimetrics.errors import WarehouseError
 from kpimetrics.tables import qualified
 from test_run_atomic import CODE_TOTAL, REVENUE
-from test_run_incremental import ORDER_COLUMNS, kpi, kpi_result, kpis_yml, make_orders, ok, strategy_yml
+from helpers_run import ORDER_COLUMNS, kpi, kpi_result, kpis_yml, make_orders, ok, strategy_yml
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = dt.date(2026, 3, 1)
