@@ -5,12 +5,11 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from kpimetrics.diff import compare
 
-from test_docs import cli
+from test_docs import cli, query
 
 OLD_FILTER = "filter: status = 'completed'\n    dimensions: [region, channel]"
 NEW_FILTER = "filter: status <> 'returned'\n    dimensions: [region, channel]"
@@ -35,16 +34,12 @@ def changed(tmp_path_factory) -> tuple[Path, Path]:
 
 def hand_values(project: Path, where: str) -> dict[str, tuple[float, float | None]]:
     """Net revenue per month with a filter, and its year-over-year growth, by hand."""
-    con = duckdb.connect(str(project / "warehouse.duckdb"), read_only=True)
-    try:
-        rows = con.execute(f"""
-            WITH m AS (
-              SELECT CAST(date_trunc('month', ordered_at) AS DATE) AS month, sum(amount - discount) AS revenue
-              FROM main.orders WHERE {where} GROUP BY 1)
-            SELECT m.month, m.revenue, m.revenue / nullif(p.revenue, 0) - 1
-            FROM m LEFT JOIN m AS p ON p.month = m.month - INTERVAL 12 MONTH""").fetchall()
-    finally:
-        con.close()
+    rows = query(project, f"""
+        WITH m AS (
+          SELECT CAST(date_trunc('month', ordered_at) AS DATE) AS month, sum(amount - discount) AS revenue
+          FROM main.orders WHERE {where} GROUP BY 1)
+        SELECT m.month, m.revenue, m.revenue / nullif(p.revenue, 0) - 1
+        FROM m LEFT JOIN m AS p ON p.month = m.month - INTERVAL 12 MONTH""")
     return {str(month): (revenue, growth) for month, revenue, growth in rows}
 
 
@@ -109,6 +104,21 @@ def test_missing_state_files_are_explained(changed, tmp_path):
     result = cli("diff", "--project-dir", str(path), "--state", str(only_manifest))
     assert result.exit_code == 1
     assert "net_revenue.sql is missing" in result.output and "keep the whole target/ folder" in result.output
+
+
+def test_earlier_sql_with_a_masked_secret_is_not_run(changed, tmp_path):
+    """target/ keeps env_var() values masked: the earlier SQL cannot give the earlier values, so none are shown
+    (running it would filter on the mask, or read a schema called ****)."""
+    path, state = changed
+    masked = tmp_path / "masked"
+    shutil.copytree(state, masked)
+    sql = masked / "compiled" / "duckdb" / "net_revenue.sql"
+    sql.write_text(sql.read_text().replace("status = 'completed'", "status = '****'"))
+    result = cli("diff", "--project-dir", str(path), "--state", str(masked), "--output", "json", "--periods", "2")
+    assert result.exit_code == 0, result.output
+    net = json.loads(result.output)["changed"][0]
+    assert net["name"] == "net_revenue" and "env_var() values masked" in net["note"]
+    assert [r["old"] for r in net["values"]] == [None, None] and all(r["new"] is not None for r in net["values"])
 
 
 def test_compare_added_removed_and_metadata_only_changes():

@@ -7,10 +7,10 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
-import duckdb
 import pytest
 from click.testing import CliRunner
 
+import helpers_run
 from kpimetrics import docs
 from kpimetrics.cli import main
 from kpimetrics.docs.site import slug
@@ -53,11 +53,8 @@ def site(tmp_path_factory) -> Path:
 
 
 def query(project: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(project / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    """Rows from the demo's warehouse (its profile names the file warehouse.duckdb)."""
+    return helpers_run.query(project, sql, file="warehouse.duckdb")
 
 
 def headline(project: Path) -> dict[str, tuple]:

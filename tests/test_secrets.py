@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import traceback
@@ -16,7 +17,7 @@ import pytest
 
 from kpimetrics import Project
 from kpimetrics.errors import WarehouseError
-from test_run_incremental import AS_OF, insert_orders, kpi, kpis_yml, make_orders, query, write_run_project
+from helpers_run import AS_OF, insert_orders, kpi, kpis_yml, make_orders, query, write_run_project
 
 SECRET = "s3ntinel-Pa55word-7f3a9c"
 ENV = {"KPIM_SECRET": SECRET}
@@ -137,3 +138,25 @@ def test_the_python_api_masks_secrets_as_the_cli_does(project, monkeypatch):
         text = "".join(traceback.format_exception(exc))
         assert "cannot" in str(exc) and "****" in str(exc), str(exc)
         assert SECRET not in text, text
+
+
+def test_the_python_api_masks_secrets_in_every_warehouse_call(tmp_path, pg_server, monkeypatch):
+    """Not only connect() and run(): diff() runs SQL that holds env_var() values (here a source schema) too,
+    and PostgreSQL's error quotes it."""
+    from test_postgres import Pg, demo_project
+
+    root = demo_project(tmp_path, Pg(pg_server))
+    monkeypatch.setenv("SHOP_SCHEMA", SECRET)  # a schema that does not exist
+    sources = root / "sources.yml"
+    sources.write_text(sources.read_text().replace(
+        "  - name: shop\n", "  - name: shop\n    schema: \"{{ env_var('SHOP_SCHEMA') }}\"\n"))
+    Project.load(root, target="pg").compile()
+    state = tmp_path / "main-target"
+    shutil.copytree(root / "target", state)
+    kpis = root / "kpis" / "revenue.yml"
+    kpis.write_text(kpis.read_text().replace("filter: status = 'completed'", "filter: status <> 'returned'", 1))
+    with pytest.raises(WarehouseError) as info:
+        Project.load(root, target="pg").diff(state)
+    text = "".join(traceback.format_exception(info.value))
+    assert "does not exist" in str(info.value) and "****" in str(info.value)
+    assert SECRET not in text, text
