@@ -3,7 +3,7 @@
 import pytest
 
 # engine fixtures: a throwaway PostgreSQL server, the engines of the value suites, their oracle runs
-from engines import oracle_a, oracle_b, value_engine  # noqa: F401
+from engines import con_a, con_b, oracle_a, oracle_b, value_engine  # noqa: F401
 from pg_server import pg_server  # noqa: F401
 
 

@@ -29,7 +29,7 @@ from kpimetrics import tables
 from kpimetrics.dialects import generate
 from kpimetrics.tables import qualified
 
-# The engines the value suites run on. Spark joins with a one-line change once its adapter lands.
+# The engines the value suites run on.
 VALUE_ENGINES = ("duckdb", "postgres", "spark")
 
 PG_USER_ENV, PG_PASSWORD_ENV = "KPIMETRICS_TEST_PGUSER", "KPIMETRICS_TEST_PGPASSWORD"
@@ -89,8 +89,6 @@ def spark_missing() -> str | None:
         return "pyspark is not installed"
     if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         return "Java is not installed (Spark needs Java 17)"
-    if importlib.util.find_spec("kpimetrics.adapters.spark") is None:
-        return "the Spark adapter (kpimetrics/adapters/spark.py) is not in this version yet"
     return None
 
 
@@ -234,3 +232,21 @@ def oracle_b(value_engine, tmp_path_factory):
     run = _oracle_run("b", value_engine, tmp_path_factory)
     yield run
     run.con.close()
+
+
+def _succeeded(run: OracleRun) -> duckdb.DuckDBPyConnection:
+    failed = [(k.name, k.status, k.error) for k in run.result.kpis if k.status != "success"]
+    assert run.result.status == "success" and not failed, failed
+    return run.con
+
+
+@pytest.fixture(scope="session")
+def con_a(oracle_a) -> duckdb.DuckDBPyConnection:
+    """Project A's source data, oracle tables and output tables, once its run has succeeded."""
+    return _succeeded(oracle_a)
+
+
+@pytest.fixture(scope="session")
+def con_b(oracle_b) -> duckdb.DuckDBPyConnection:
+    """The same for project B."""
+    return _succeeded(oracle_b)

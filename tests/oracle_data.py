@@ -29,6 +29,8 @@ from pathlib import Path
 
 import duckdb
 
+from helpers_projects import write_project
+
 AS_OF = dt.date(2026, 3, 15)
 NY = "America/New_York"
 
@@ -959,14 +961,6 @@ calendar: {{week_start: sunday, fiscal_year_start_month: 4, timezone: UTC}}
     }
 
 
-def write_files(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
-    return root
-
-
 # --------------------------------------------------------------------------------------
 # 8. Running a project and comparing tables (used by the test modules)
 # --------------------------------------------------------------------------------------
@@ -984,7 +978,7 @@ def run_project(root: Path, which: str, engine=None):
 
     engine = engine or engines.duckdb_engine()
     make = project_a_files if which == "a" else project_b_files
-    write_files(root, make(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
+    write_project(root, make(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
     load_data(root / "wh.duckdb")
     project = Project.load(root)
     if not engine.embedded:

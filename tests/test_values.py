@@ -25,28 +25,8 @@ import oracle_data as od
 
 D = dt.date
 
-
-# oracle_a / oracle_b (tests/engines.py) run each project once per engine of engines.VALUE_ENGINES;
-# the output tables are read back from the engine into the oracle's DuckDB connection.
-@pytest.fixture(scope="module")
-def run_a(oracle_a):
-    return oracle_a.result, oracle_a.con
-
-
-@pytest.fixture(scope="module")
-def run_b(oracle_b):
-    return oracle_b.result, oracle_b.con
-
-
-@pytest.fixture(scope="module")
-def con_a(run_a):
-    return run_a[1]
-
-
-@pytest.fixture(scope="module")
-def con_b(run_b):
-    return run_b[1]
-
+# con_a / con_b (tests/engines.py): each project run once per engine of engines.VALUE_ENGINES, its
+# output tables read back from the engine into the oracle's DuckDB connection.
 
 NAMES_A = sorted(od.MEASURES_A) + list(od.DERIVED_A)
 NAMES_B = sorted(od.MEASURES_B)
@@ -63,18 +43,6 @@ def product_value(con, name, grain, period_start, dimension="", dimension_value=
 
 
 # --- the runs ---------------------------------------------------------------------------
-
-def test_run_a_succeeds(run_a):
-    result, _ = run_a
-    failed = [(k.name, k.status, k.error) for k in result.kpis if k.status != "success"]
-    assert result.status == "success" and not failed, failed
-
-
-def test_run_b_succeeds(run_b):
-    result, _ = run_b
-    failed = [(k.name, k.status, k.error) for k in result.kpis if k.status != "success"]
-    assert result.status == "success" and not failed, failed
-
 
 def test_value_columns_are_double(oracle_a):
     """In the engine itself, as a BI tool sees the table."""

@@ -19,26 +19,7 @@ import oracle_data as od
 
 D = dt.date
 
-
-# oracle_a / oracle_b (tests/engines.py): the projects run once per engine, shared with test_values.py
-@pytest.fixture(scope="module")
-def run_a(oracle_a):
-    result = oracle_a.result
-    assert result.status == "success", [(k.name, k.error) for k in result.kpis if k.status != "success"]
-    return result, oracle_a.con
-
-
-@pytest.fixture(scope="module")
-def con_a(run_a):
-    return run_a[1]
-
-
-@pytest.fixture(scope="module")
-def con_b(oracle_b):
-    result = oracle_b.result
-    assert result.status == "success", [(k.name, k.error) for k in result.kpis if k.status != "success"]
-    return oracle_b.con
-
+# con_a / con_b (tests/engines.py): the projects run once per engine, shared with test_values.py
 
 NAMES_A = sorted(od.MEASURES_A) + list(od.DERIVED_A)
 NAMES_B = sorted(od.MEASURES_B)
@@ -303,11 +284,10 @@ def test_target_sources(con_a):
     assert src["response_p90"] == "relative"
 
 
-def test_relative_without_baseline_periods_has_no_target(run_a):
-    result, con = run_a
-    st = _status(con, "st_rel_empty")
+def test_relative_without_baseline_periods_has_no_target(oracle_a, con_a):
+    st = _status(con_a, "st_rel_empty")
     assert len(st) == 15 and all(s[1] is None and s[3] in ("no_target", "no_data") for s in st.values())
-    texts = [str(getattr(w, "message", w)) for w in result.warnings]
+    texts = [str(getattr(w, "message", w)) for w in oracle_a.result.warnings]
     assert any("st_rel_empty" in t and "baseline" in t for t in texts), texts
 
 
