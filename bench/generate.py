@@ -101,16 +101,14 @@ def generate(con: duckdb.DuckDBPyConnection, orders: int, start: dt.date = START
 
 def append_days(con: duckdb.DuckDBPyConnection, days: int) -> dt.date:
     """Add `days` more days of orders and tickets after the newest day, at the same daily volume."""
-    first_day, last_day, n, last_id = con.execute(
-        "SELECT min(ordered_at)::DATE, max(ordered_at)::DATE, count(*), max(order_id) FROM main.orders").fetchone()
+    first_day, last_day = con.execute("SELECT min(ordered_at)::DATE, max(ordered_at)::DATE FROM main.orders").fetchone()
     span = (last_day - first_day).days + 1
     customers = con.execute("SELECT count(*) FROM main.customers").fetchone()[0]
-    per_day = max(1, round(n / span))
     start = last_day + dt.timedelta(days=1)
-    con.execute(f"INSERT INTO main.orders {orders_sql(last_id + 1, per_day * days, start, days, customers)}")
-    t_n, t_last = con.execute("SELECT count(*), max(ticket_id) FROM main.support_tickets").fetchone()
-    t_per_day = max(1, round(t_n / span))
-    con.execute(f"INSERT INTO main.support_tickets {tickets_sql(t_last + 1, t_per_day * days, start, days, customers)}")
+    for table, key, rows_sql in (("orders", "order_id", orders_sql), ("support_tickets", "ticket_id", tickets_sql)):
+        n, last_id = con.execute(f"SELECT count(*), max({key}) FROM main.{table}").fetchone()
+        per_day = max(1, round(n / span))
+        con.execute(f"INSERT INTO main.{table} {rows_sql(last_id + 1, per_day * days, start, days, customers)}")
     return start + dt.timedelta(days=days - 1)
 
 

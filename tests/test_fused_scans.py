@@ -7,11 +7,11 @@ import datetime as dt
 import re
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from test_run_incremental import (
-    ORDER_COLUMNS, insert_orders, kpi, kpis_yml, make_orders, ok, query, run, table, write_run_project,
+from helpers_run import (
+    ORDER_COLUMNS, comparable, execute, insert_orders, kpi, kpis_yml, make_orders, ok, query, read, run, table,
+    write_run_project,
 )
 
 SOURCES = f"""
@@ -53,10 +53,8 @@ def reads_of(statements: list[str], table: str) -> list[str]:
 def make_project(root: Path, grain: str) -> Path:
     write_run_project(root, six_kpis(grain), sources=SOURCES)
     insert_orders(root, make_orders(dt.date(2025, 6, 1), dt.date(2025, 12, 1)))
-    con = duckdb.connect(str(root / "wh.duckdb"))
-    con.execute("CREATE TABLE main.visits AS SELECT i AS visit_id, TIMESTAMP '2025-06-01' + i * INTERVAL 3 HOUR "
-                "AS visited_at FROM range(1500) AS t(i)")
-    con.close()
+    execute(root, "CREATE TABLE main.visits AS SELECT i AS visit_id, TIMESTAMP '2025-06-01' + i * INTERVAL 3 HOUR "
+                  "AS visited_at FROM range(1500) AS t(i)")
     return root
 
 
@@ -78,16 +76,10 @@ def test_fused_values_equal_each_kpi_computed_alone(tmp_path):
     ok(run(root))
     values = table(root, "kpi_values", drop=("definition_hash", "run_id", "computed_at"))
     compiled = root / "target" / "compiled" / "duckdb"
-    con = duckdb.connect(str(root / "wh.duckdb"), read_only=True)
-    try:
-        for name in ("revenue", "completed_revenue", "completion_rate", "revenue_trailing", "buyers",
-                     "median_kept_order", "revenue_per_buyer"):
-            alone = con.execute((compiled / f"{name}.sql").read_text()).fetchall()
-            alone = sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in alone),
-                           key=lambda r: tuple((v is None, str(v)) for v in r))
-            assert alone == [r for r in values if r[0] == name], name
-    finally:
-        con.close()
+    for name in ("revenue", "completed_revenue", "completion_rate", "revenue_trailing", "buyers",
+                 "median_kept_order", "revenue_per_buyer"):
+        alone = comparable(*read(root, (compiled / f"{name}.sql").read_text()))
+        assert alone == [r for r in values if r[0] == name], name
     assert query(root, "SELECT count(DISTINCT name) FROM kpi.kpi_values") == [(8,)]
 
 
@@ -100,6 +92,20 @@ def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):
     assert scan.count('"__pp" AS (') == 1
     assert scan.count('FROM "__pp"') == 6  # (additive, trailing window) x (day, week, month)
     assert scan.count('FROM "__rows" GROUP BY GROUPING SETS') == 1 + 3  # the pre-aggregate, buyers' slices per grain
-    months = query(root, "SELECT count(*) FROM kpi.kpi_values WHERE grain = 'month' AND dimension = ''")
-    weeks = query(root, "SELECT count(*) FROM kpi.kpi_values WHERE grain = 'week' AND dimension = ''")
-    assert months[0][0] > 0 and weeks[0][0] > months[0][0]
+    # and the rolled-up values are those of the rows, by hand: per period, and over the trailing 3 periods
+    by_hand = query(root, """
+        WITH p AS (
+          SELECT g AS grain, CAST(date_trunc(g, ordered_at) AS DATE) AS period_start, sum(amount) AS revenue
+          FROM main.orders, (VALUES ('day'), ('week'), ('month')) AS t(g) GROUP BY ALL)
+        SELECT * FROM (
+          SELECT 'revenue', grain, period_start, revenue FROM p
+          UNION ALL
+          SELECT 'revenue_trailing', p.grain, p.period_start, sum(q.revenue) FROM p JOIN p AS q ON q.grain = p.grain
+            AND q.period_start BETWEEN p.period_start - CASE p.grain WHEN 'day' THEN INTERVAL 2 DAY
+                                                                     WHEN 'week' THEN INTERVAL 14 DAY
+                                                                     ELSE INTERVAL 2 MONTH END
+                                   AND p.period_start
+          GROUP BY ALL) ORDER BY ALL""")
+    assert len(by_hand) == 2 * (183 + 27 + 6)  # days, Monday weeks from 2025-05-26, months of 2025-06 .. 2025-11
+    assert query(root, "SELECT name, grain, period_start, value FROM kpi.kpi_values "
+                       "WHERE name IN ('revenue', 'revenue_trailing') AND dimension = '' ORDER BY ALL") == by_hand
