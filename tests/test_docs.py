@@ -202,6 +202,22 @@ def test_rollup_rule():
     assert rollup([]).status == "no_data"
 
 
+def test_headline_is_the_first_listed_grain_even_when_only_another_has_rows():
+    """As `status` does (SPEC §6): weekly rows do not stand in for a missing month."""
+    import dataclasses
+    import datetime as dt
+
+    from kpimetrics.docs.data import KpiPage, Point, Series
+
+    week = Series("week", [Point(dt.date(2026, 10, 26), dt.date(2026, 11, 1), 5.0, 4.0, None, "on_track", True)])
+    fields = {f.name: None for f in dataclasses.fields(KpiPage) if f.default is dataclasses.MISSING
+              and f.default_factory is dataclasses.MISSING}
+    page = KpiPage(**{**fields, "name": "k", "kind": "kpi", "label": "k", "grains": ["month", "week"]}, series=[week])
+    assert page.headline_series is None and page.status == "no_data"  # the old rule showed the week
+    page.grains = ["week", "month"]
+    assert page.headline_series is week and page.status == "on_track"
+
+
 def test_slices_actions_check_ins_definition_and_sql_on_the_kpi_page(site: Path):
     out = site / "target" / "docs"
     page = parse(out / "kpi" / "net_revenue.html")

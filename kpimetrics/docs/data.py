@@ -87,9 +87,9 @@ class KpiPage:
 
     @property
     def headline_series(self) -> Series | None:
-        """The first declared grain: the one `status` and the roll-up use."""
-        by_grain = {s.grain: s for s in self.series}
-        return next((by_grain[g] for g in self.grains if g in by_grain), None)
+        """The series of the first listed grain, the one `status` and the roll-up use (SPEC §6): a KPI
+        with no rows at that grain is `no_data`, even if another grain has rows."""
+        return next((s for s in self.series if self.grains and s.grain == self.grains[0]), None)
 
     @property
     def headline(self) -> Point | None:
