@@ -7,15 +7,16 @@ issues at the line of the offending key, with a "did you mean" for typos.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from . import model as m
-from .config import ProjectConfig, SecretRegistry
+from .config import ALL_DIALECTS, Calendar, Defaults, ProjectConfig, SecretRegistry
 from .errors import ConfigError, Issue, Location, error, warning
 from .templating import TemplateContext, render
 from .yamlio import LocDict, LocList, load_yaml
@@ -94,7 +95,28 @@ class ProjectDef:
 _ALL_MODELS: list[type[BaseModel]] = [
     m.Kpi, m.Ratio, m.Window, m.CheckIn, m.ValueTarget, m.ScheduleTarget, m.ScheduleEntry, m.RelativeTarget,
     m.Baseline, m.PaceTarget, m.Source, m.SourceTable, m.Freshness, m.Priority, m.Strategy, m.Owner,
+    ProjectConfig, Defaults, Calendar,
 ]
+
+
+@functools.cache
+def _models_under(title: str) -> tuple[type[BaseModel], ...]:
+    """The models a mapping inside an entry can be: those reachable from the entry's model (named by the
+    error's title), in `_ALL_MODELS` order; all of them for a title that is not one of ours."""
+    root = next((cls for cls in _ALL_MODELS if cls.__name__ == title), None)
+    if root is None:
+        return tuple(_ALL_MODELS)
+    reachable: set[type] = set()
+    todo: list[Any] = [root]
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp not in reachable:
+                reachable.add(tp)
+                todo.extend(f.annotation for f in tp.model_fields.values())
+        else:
+            todo.extend(get_args(tp))  # unions, lists, per-grain dicts, Annotated
+    return tuple(cls for cls in _ALL_MODELS if cls in reachable)
 
 
 def _field_names(cls: type[BaseModel]) -> set[str]:
@@ -106,11 +128,11 @@ def suggest(word: str, candidates) -> str:
     return f"; did you mean '{match[0]}'?" if match else ""
 
 
-def _allowed_keys(mapping: dict, bad_key: str) -> set[str]:
-    """The keys of the model that best fits a mapping's other keys."""
+def _allowed_keys(mapping: dict, bad_key: str, models: tuple[type[BaseModel], ...]) -> set[str]:
+    """The keys of the model (of `models`) that best fits a mapping's other keys."""
     siblings = {k for k in mapping if k != bad_key}
     best, best_score = set(), (-1, False)
-    for cls in _ALL_MODELS:
+    for cls in models:
         names = _field_names(cls)
         # fit the siblings first; on a tie, a model with a field that looks like the bad key
         score = (len(siblings & names) - len(siblings - names),
@@ -124,7 +146,7 @@ _FORM_MODELS = {"value": m.ValueTarget, "schedule": m.ScheduleTarget, "relative"
 _FORM_TAGS = tuple(_FORM_MODELS)  # target-form tags, some of which are also field names
 
 
-def _walk(data: Any, loc: tuple) -> tuple[Any, Any, Any, list]:
+def _walk(data: Any, loc: tuple, models: tuple[type[BaseModel], ...]) -> tuple[Any, Any, Any, list]:
     """Follow a pydantic error path through the data, skipping the union tags it adds.
 
     Returns (parent, key, node, path): `path` holds only the keys really written in the YAML.
@@ -135,7 +157,7 @@ def _walk(data: Any, loc: tuple) -> tuple[Any, Any, Any, list]:
             parent, key, node = node, part, node[part]
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             parent, key, node = node, part, node[part]
-        elif not isinstance(node, dict) or _is_tag(part) or (part in _FORM_TAGS and part not in _allowed_keys(node, "")):
+        elif not isinstance(node, dict) or _is_tag(part) or (part in _FORM_TAGS and part not in _allowed_keys(node, "", models)):
             continue
         else:  # a missing or unknown key of this mapping
             return node, part, None, path + [part]
@@ -165,18 +187,19 @@ def _describe(path: list) -> str:
 def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Location | None) -> list[Issue]:
     issues: list[Issue] = []
     seen: set[tuple] = set()
+    models = _models_under(exc.title)
     # the literal error is the most useful of a union's failures: report it first
     errors = sorted(exc.errors(include_url=False), key=lambda e: not e["type"].startswith("literal_error"))
     for err in errors:
         loc, kind = tuple(err["loc"]), err["type"]
-        parent, key, node, path = _walk(data, loc)
+        parent, key, node, path = _walk(data, loc, models)
         if kind == "extra_forbidden":
             bad = loc[-1]
             container = parent if key == bad else node
             if isinstance(parent, dict) and bad in parent:
                 container = parent
             form = _FORM_MODELS.get(loc[-2]) if len(loc) > 1 else None  # the target form pydantic tried
-            allowed = _field_names(form) if form else _allowed_keys(container, bad) if isinstance(container, dict) else set()
+            allowed = _field_names(form) if form else _allowed_keys(container, bad, models) if isinstance(container, dict) else set()
             where = _location_of(container, bad, fallback, value=False)
             issue = error("KPI005", f"unknown key '{bad}' in {what}{suggest(bad, allowed)}", where,
                           f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None)
@@ -250,8 +273,6 @@ def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> Pro
         project = ProjectDef(root=root, config=cfg, config_path=config_path, issues=list(issues))
         return project
     project = ProjectDef(root=root, config=config, config_path=config_path, vars=dict(config.vars))
-    from .config import ALL_DIALECTS
-
     if config.dialect not in ALL_DIALECTS:
         where = config.value_loc("dialect") or Location(config_path, 1, 1)
         project.issues.append(error("KPI083", f"unknown dialect '{config.dialect}'{suggest(config.dialect, ALL_DIALECTS)}",

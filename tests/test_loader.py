@@ -40,3 +40,17 @@ def test_one_message_for_a_bad_grain():
         "k.yml:2:8: error[KPI007]: KPI x: invalid value for 'grain': expected 'day', 'week', 'month', 'quarter' "
         "or 'year' (got 'fortnight')"
     ]
+
+
+def test_typo_in_the_project_config_suggests_a_config_key():
+    """kpimetrics.yml's mappings are told apart from a KPI's: the hint lists the calendar's keys."""
+    from kpimetrics.config import ProjectConfig
+
+    data, _ = parse_yaml("name: acme\ncalendar: {week_strat: monday, timezone: UTC}\n", "kpimetrics.yml")
+    try:
+        ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        [issue] = validation_issues(exc, data, "kpimetrics.yml", None)
+    assert issue.format().startswith("kpimetrics.yml:2:12: error[KPI005]: unknown key 'week_strat' in kpimetrics.yml; "
+                                     "did you mean 'week_start'?")
+    assert issue.hint == "allowed keys: fiscal_year_start_month, timezone, week_start"
