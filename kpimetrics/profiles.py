@@ -9,24 +9,31 @@ from pydantic import TypeAdapter, ValidationError
 
 from .config import Output, SecretRegistry, profile_search_path
 from .errors import ConfigError, Location, error
+from .loader import suggest
 from .templating import TemplateContext, render
 from .yamlio import LocDict, load_yaml
 
 _OUTPUT = TypeAdapter(Output)
+# each output class by its `type:` tag (the tag pydantic puts first in an error's path)
+_OUTPUT_TYPES = {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(get_args(Output)[0])}
 
 
 def _output_problem(e: dict) -> str:
     """One pydantic error of a profile output as `field: problem`. The path leaves out the union's tag
-    (`postgres.port` is `port`); an unknown or missing `type` names the types there are."""
-    kind, ctx = e["type"], e.get("ctx") or {}
-    known = ", ".join(get_args(m.model_fields["type"].annotation)[0] for m in get_args(get_args(Output)[0]))
+    (`postgres.port` is `port`); an unknown or missing `type` names the types there are, an unknown
+    setting the one it may have meant."""
+    kind, ctx, loc = e["type"], e.get("ctx") or {}, e["loc"]
+    known = ", ".join(_OUTPUT_TYPES)
     if kind == "union_tag_invalid":
         return f"type: unknown warehouse type '{ctx.get('tag')}' (types: {known})"
     if kind == "union_tag_not_found":
         return f"type: missing (types: {known})"
-    if not e["loc"]:
+    if not loc:
         return "must be a mapping of settings" if kind == "model_attributes_type" else e["msg"]
-    return f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}"
+    if kind == "extra_forbidden" and len(loc) == 2 and loc[0] in _OUTPUT_TYPES:
+        settings = {f.alias or name for name, f in _OUTPUT_TYPES[loc[0]].model_fields.items()}
+        return f"{loc[1]}: unknown setting{suggest(loc[1], settings)}"
+    return f"{'.'.join(map(str, loc[1:])) or loc[0]}: {e['msg']}"
 
 
 @dataclass

@@ -62,6 +62,7 @@ def test_kpi082_invalid_output_never_echoes_values(tmp_path: Path, monkeypatch):
     ("{path: x.db}", "type: missing (types: duckdb, postgres, spark)"),
     ("{type: duckdb, path: 3}", "path: Input should be a valid string"),
     ("{type: postgres, host: h}", "dbname: Field required"),
+    ("{type: postgres, dbname: d, hots: h}", "hots: unknown setting; did you mean 'host'?"),
     ("just-a-string", "must be a mapping of settings"),
 ])
 def test_kpi082_message_names_the_setting(tmp_path: Path, output, problem):
