@@ -172,7 +172,7 @@ CODES: dict[str, Code] = {
                    "Review the definition and move `review_by` forward."),
     "KPI077": Code(W, "standard with strategy", "A standard is linked to a strategy; a measure tied to a strategy is a KPI.",
                    "Move it to `kpis:`, or drop `strategy:`."),
-    # --- profiles and config (reserved for the config loader) ---
+    # --- profiles and config ---
     "KPI080": Code(E, "profile not found", "No profiles.yml was found in the search path, or it lacks the project's "
                    "`profile`.", "Create profiles.yml (see `--profiles-dir`, $KPIMETRICS_PROFILES_DIR, the project "
                    "folder, ~/.kpimetrics/) with the profile named in kpimetrics.yml."),

@@ -1,8 +1,8 @@
-"""What several rules need, computed once: the parsed snippets and models, and the raw YAML lines.
+"""What several rules need, computed once: the parsed models and the raw YAML lines.
 
 pydantic models forget where list items and per-grain keys were written, and
-several rules parse the same SQL; `Context` keeps both, so each rule stays a
-small function of the project.
+several rules parse the same model SQL; `Context` keeps both, so each rule stays a
+small function of the project. (Snippets need no cache here: `parse_snippet` has one.)
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from .. import model as m
+from ..config import ALL_DIALECTS
 from ..errors import Issue, Location, error
 from ..loader import ProjectDef
-from ..sqlexpr import parse_snippet
+from ..sqlexpr import SqlProblem, parse_snippet
 from ..yamlio import LocDict, LocList, load_yaml
 
 
@@ -97,7 +98,6 @@ class Context:
     today: dt.date
     dialect: str | None
     yaml: YamlIndex
-    _trees: dict[tuple[str, str], tuple[exp.Expression | None, Any]] = field(default_factory=dict)
     _model_trees: dict[str, tuple[exp.Expression | None, Issue | None]] = field(default_factory=dict)
     # Filled by models.model_columns: inferring a model's columns is the models' concern, remembering them ours.
     columns_by_model: dict[str, Columns] = field(default_factory=dict)
@@ -106,12 +106,9 @@ class Context:
     def default_grain(self) -> str:
         return self.project.config.defaults.grain
 
-    def tree(self, snippet: Snippet) -> tuple[exp.Expression | None, Any]:
-        """The parsed snippet and its SqlProblem; parsed once however many rules ask."""
-        key = (snippet.role, snippet.text)
-        if key not in self._trees:
-            self._trees[key] = parse_snippet(snippet.text, self.dialect)
-        return self._trees[key]
+    def tree(self, snippet: Snippet) -> tuple[exp.Expression | None, SqlProblem | None]:
+        """The parsed snippet and its problem: parsed once per text however many rules (and the planner) ask."""
+        return parse_snippet(snippet.text, self.dialect)
 
     def item_loc(self, node: m.Node, name: str, index: int) -> Location | None:
         raw = self.yaml.node_at(node.value_loc(name), LocList)
@@ -132,16 +129,11 @@ class Context:
 
 
 def known_dialect(name: str) -> str | None:
-    """The project's dialect, or sqlglot's generic one when the name is unknown.
+    """The project's dialect, or sqlglot's generic one when the loader reported it unknown (KPI083).
 
-    An unknown dialect is reported with the project config; parsing every snippet
-    with it would only repeat that one mistake on every KPI.
+    Parsing every snippet with an unknown dialect would only repeat that one mistake on every KPI.
     """
-    try:
-        sqlglot.Dialect.get_or_raise(name)
-        return name
-    except Exception:
-        return None
+    return name if name in ALL_DIALECTS else None
 
 
 def parse_model(model_file, dialect: str | None) -> tuple[exp.Expression | None, Issue | None]:

@@ -1,7 +1,6 @@
 """A KPI's model: source() and ref() references, model SQL, and the columns a model offers (KPI030-039)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -11,10 +10,8 @@ from .. import dag
 from .. import model as m
 from ..errors import Issue, error, warning
 from ..loader import MODEL_CTE_PREFIX, ProjectDef, suggest
+from ..planner import parse_model_ref
 from .context import Columns, Context, kpi_label, snippets
-
-_SOURCE_CALL = re.compile(r"""^\s*source\(\s*(['"])(?P<source>[^'"]*)\1\s*,\s*(['"])(?P<table>[^'"]*)\3\s*\)\s*$""")
-_REF_CALL = re.compile(r"""^\s*ref\(\s*(['"])(?P<model>[^'"]*)\1\s*\)\s*$""")
 
 
 @dataclass(frozen=True)
@@ -30,13 +27,12 @@ class ModelRef:
 
 
 def model_ref(kpi: m.Kpi) -> ModelRef | None:
-    if kpi.model is None:
+    """The KPI's `model:` read with the planner's grammar, so what validates is what gets planned."""
+    parsed = parse_model_ref(kpi.model)
+    if parsed is None:
         return None
-    if match := _SOURCE_CALL.match(kpi.model):
-        return ModelRef(source=match["source"], table=match["table"])
-    if match := _REF_CALL.match(kpi.model):
-        return ModelRef(model=match["model"])
-    return None
+    kind, args = parsed
+    return ModelRef(source=args[0], table=args[1]) if kind == "source" else ModelRef(model=args[0])
 
 
 def _columns_in(tree: exp.Expression) -> list[str]:

@@ -10,14 +10,6 @@ from ..loader import ProjectDef
 from ..units import is_number as _is_number, parse_duration, parse_percent
 from .context import Context, kpi_label
 
-# The same grammar as runner.parse_duration, so what validates is what the runner understands.
-
-
-
-
-
-
-
 
 def _per_grain(kpi: m.Kpi, key: str) -> list[tuple[str | None, Any]]:
     """(grain or None, value) for a setting given once or per grain (`target`, `tolerance`)."""
