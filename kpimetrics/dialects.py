@@ -37,8 +37,7 @@ def _postgres_date_series(node: exp.Expression) -> exp.Expression:
         step=dates.args["step"].copy(),
     )
     alias = node.args.get("alias")
-    columns = [c.copy() for c in alias.columns] if alias else []
-    return exp.Table(this=series, alias=exp.TableAlias(this=exp.to_identifier("__series"), columns=columns))
+    return exp.Table(this=series, alias=alias.copy() if alias else None)
 
 
 def _spark_naive_timestamps(node: exp.Expression) -> exp.Expression:

@@ -74,14 +74,15 @@ def safe_div(num: exp.Expression, den: exp.Expression) -> exp.Expression:
 
 
 def make_divisions_safe(tree: exp.Expression) -> exp.Expression:
-    def fix(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Div) and not node.meta.get("kpi_safe"):
-            out = safe_div(node.this, node.expression)
-            out.meta["kpi_safe"] = True
-            return out
-        return node
-
-    return tree.transform(fix)  # a changed copy
+    """A copy of `tree` with every division made safe, nested ones too (`transform` would not descend
+    into a replaced node, leaving the inner a / b of (a / b) / c an integer division that can fail)."""
+    tree = tree.copy()
+    for div in list(tree.find_all(exp.Div)):
+        safe = safe_div(div.this, div.expression)
+        if div is tree:
+            tree = safe
+        div.replace(safe)
+    return tree
 
 
 def alias(e: exp.Expression, name: str) -> exp.Alias:
@@ -351,7 +352,7 @@ def _spine(bounds: str, lo: exp.Expression, hi: exp.Expression, grain: str) -> e
     """Every period of `grain` from lo to hi (expressions over the bounds CTE), numbered in order."""
     series = exp.Unnest(
         expressions=[exp.GenerateDateArray(start=lo, end=hi, step=cal_.step_interval(grain))],
-        alias=exp.TableAlias(columns=[ident("__s")]),
+        alias=exp.TableAlias(this=ident("__series"), columns=[ident("__s")]),  # named, or sqlglot invents _t0
     )
     return join(exp.select(
         alias(cal_.as_date(col("__s")), "period_start"),

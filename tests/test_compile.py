@@ -151,3 +151,18 @@ def test_definition_hash_covers_values_only(demo: Path, tmp_path: Path):
     assert after["revenue_yoy_growth"] != before["revenue_yoy_growth"]
     unchanged = {n for n in before if n not in ("net_revenue", "revenue_yoy_growth")}
     assert {n: after[n] for n in unchanged} == {n: before[n] for n in unchanged}
+
+
+def test_nested_divisions_are_all_made_safe():
+    """(a / b) / c: the inner division too gives NULL on a zero divisor and divides DOUBLEs (SPEC §2)."""
+    from sqlglot import exp
+
+    from kpimetrics.sqlgen import make_divisions_safe
+
+    text = "sum(a) / sum(b) / count(*) + sum(x / (y / z))"
+    tree = sqlglot.parse_one(text, read="duckdb")
+    safe = make_divisions_safe(tree)
+    divisions = list(safe.find_all(exp.Div))
+    assert len(divisions) == 4
+    assert all(isinstance(d.expression, exp.Nullif) and isinstance(d.this, exp.Cast) for d in divisions)
+    assert tree.sql("duckdb") == sqlglot.parse_one(text, read="duckdb").sql("duckdb")  # a copy: parsed trees are shared

@@ -89,7 +89,7 @@ WITH "__model_orders_enriched" AS (
     CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
     CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
     INTERVAL '1' MONTH
-  ) AS DATE[])) AS _t0("__s")
+  ) AS DATE[])) AS "__series"("__s")
 ), "__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -120,7 +120,7 @@ WITH "__model_orders_enriched" AS (
     CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
     CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
     INTERVAL '7' DAY
-  ) AS DATE[])) AS _t1("__s")
+  ) AS DATE[])) AS "__series"("__s")
 ), "__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -308,7 +308,7 @@ WITH "__rows" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS _t0("__s")
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 ), "__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -597,7 +597,7 @@ WITH "__rows" AS (
     CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
     CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
     INTERVAL '7' DAY
-  ) AS DATE[])) AS _t0("__s")
+  ) AS DATE[])) AS "__series"("__s")
 ), "__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -618,7 +618,7 @@ WITH "__rows" AS (
     CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
     CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
     INTERVAL '1' MONTH
-  ) AS DATE[])) AS _t1("__s")
+  ) AS DATE[])) AS "__series"("__s")
 ), "__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",

@@ -67,7 +67,7 @@ WITH numbered AS (
       CAST(TRUNC(`hi`, 'MONTH') AS DATE),
       INTERVAL '1' MONTH
     )
-  ) AS `__s`
+  ) __series AS `__s`
 ), `active_customers__month_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
@@ -92,7 +92,7 @@ WITH numbered AS (
       CAST(TRUNC(`hi`, 'WEEK') AS DATE),
       INTERVAL '7' DAY
     )
-  ) AS `__s`
+  ) __series AS `__s`
 ), `active_customers__week_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,

@@ -20,7 +20,7 @@ WITH `bookings_ytd__rows` AS (
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `bookings_ytd__bounds`
   LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `bookings_ytd__map_to_date_year` AS (
   SELECT
     `__a`.`period_start` AS `__src`,

@@ -20,7 +20,7 @@ WITH `call_wrap_up_seconds__rows` AS (
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `call_wrap_up_seconds__bounds`
   LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `call_wrap_up_seconds__agg0` AS (
   SELECT
     `__p` AS `__p`,

@@ -38,7 +38,7 @@ WITH "csat__rows" AS (
     CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
     CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
     INTERVAL '7' DAY
-  ) AS DATE[])) AS _t0("__s")
+  ) AS DATE[])) AS "__series"("__s")
 ), "csat__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -59,7 +59,7 @@ WITH "csat__rows" AS (
     CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
     CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
     INTERVAL '1' MONTH
-  ) AS DATE[])) AS _t1("__s")
+  ) AS DATE[])) AS "__series"("__s")
 ), "csat__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",

@@ -64,7 +64,7 @@ WITH "__model_orders_enriched" AS (
     CAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE) AS TIMESTAMP),
     CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
     INTERVAL '1 MONTH'
-  ) AS __series("__s")
+  ) AS "__series"("__s")
 ), "active_customers__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -86,7 +86,7 @@ WITH "__model_orders_enriched" AS (
     CAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE) AS TIMESTAMP),
     CAST(CAST(DATE_TRUNC('WEEK', "hi") AS DATE) AS TIMESTAMP),
     INTERVAL '7 DAY'
-  ) AS __series("__s")
+  ) AS "__series"("__s")
 ), "active_customers__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",

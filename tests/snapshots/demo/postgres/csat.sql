@@ -38,7 +38,7 @@ WITH "csat__rows" AS (
     CAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE) AS TIMESTAMP),
     CAST(CAST(DATE_TRUNC('WEEK', "hi") AS DATE) AS TIMESTAMP),
     INTERVAL '7 DAY'
-  ) AS __series("__s")
+  ) AS "__series"("__s")
 ), "csat__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -59,7 +59,7 @@ WITH "csat__rows" AS (
     CAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE) AS TIMESTAMP),
     CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
     INTERVAL '1 MONTH'
-  ) AS __series("__s")
+  ) AS "__series"("__s")
 ), "csat__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",

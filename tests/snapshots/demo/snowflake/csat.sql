@@ -29,14 +29,14 @@ WITH "csat__rows" AS (
     )
 ), "csat__week_spine" AS (
   SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+    CAST("__series"."__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__series"."__s" AS DATE)) AS "__i"
   FROM "csat__bounds"
   CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY(
     CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
     CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
     INTERVAL '7 DAY'
-  ))) AS _t0(seq, key, path, index, "__s", this)
+  ))) AS "__series"(seq, key, path, index, "__s", this)
 ), "csat__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -61,7 +61,7 @@ WITH "csat__rows" AS (
       CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
       CAST(DATE_TRUNC('MONTH', "hi") AS DATE)
     ) + 1
-  )) AS _t1(seq, key, path, index, "__s", this)
+  )) AS "__series"(seq, key, path, index, "__s", this)
 ), "csat__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",

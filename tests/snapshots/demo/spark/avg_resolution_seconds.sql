@@ -20,7 +20,7 @@ WITH `avg_resolution_seconds__rows` AS (
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `avg_resolution_seconds__bounds`
   LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `avg_resolution_seconds__agg0` AS (
   SELECT
     `__p` AS `__p`,

@@ -41,7 +41,7 @@ WITH `csat__rows` AS (
       CAST(TRUNC(`hi`, 'WEEK') AS DATE),
       INTERVAL '7' DAY
     )
-  ) AS `__s`
+  ) __series AS `__s`
 ), `csat__week_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
@@ -65,7 +65,7 @@ WITH `csat__rows` AS (
       CAST(TRUNC(`hi`, 'MONTH') AS DATE),
       INTERVAL '1' MONTH
     )
-  ) AS `__s`
+  ) __series AS `__s`
 ), `csat__month_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,

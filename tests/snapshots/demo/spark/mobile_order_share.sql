@@ -21,7 +21,7 @@ WITH `mobile_order_share__rows` AS (
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `mobile_order_share__bounds`
   LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `mobile_order_share__agg0` AS (
   SELECT
     `__p` AS `__p`,

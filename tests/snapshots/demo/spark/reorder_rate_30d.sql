@@ -61,7 +61,7 @@ WITH numbered AS (
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `reorder_rate_30d__bounds`
   LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `reorder_rate_30d__agg0` AS (
   SELECT
     `__p` AS `__p`,

@@ -22,7 +22,7 @@ WITH `revenue_trailing_3m__rows` AS (
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `revenue_trailing_3m__bounds`
   LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `revenue_trailing_3m__map_periods_3` AS (
   SELECT
     `__a`.`period_start` AS `__src`,

@@ -63,7 +63,7 @@ WITH "__model_orders_enriched" AS (
     CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
     CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
     INTERVAL '1' MONTH
-  )) AS _t0("__s")
+  )) AS "__series"("__s")
 ), "active_customers__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -85,7 +85,7 @@ WITH "__model_orders_enriched" AS (
     CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
     CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
     INTERVAL '7' DAY
-  )) AS _t1("__s")
+  )) AS "__series"("__s")
 ), "active_customers__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",

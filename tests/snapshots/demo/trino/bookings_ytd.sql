@@ -19,7 +19,7 @@ WITH "bookings_ytd__rows" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "bookings_ytd__bounds"
-  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS _t0("__s")
+  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 ), "bookings_ytd__map_to_date_year" AS (
   SELECT
     "__a"."period_start" AS "__src",

@@ -19,7 +19,7 @@ WITH "chat_first_response_median__rows" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "chat_first_response_median__bounds"
-  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS _t0("__s")
+  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 ), "chat_first_response_median__agg0" AS (
   SELECT
     "__p" AS "__p",

@@ -58,7 +58,7 @@ WITH "__model_orders_enriched" AS (
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "reorder_rate_30d__bounds"
-  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS _t0("__s")
+  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 ), "reorder_rate_30d__agg0" AS (
   SELECT
     "__p" AS "__p",
