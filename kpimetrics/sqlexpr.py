@@ -1,7 +1,7 @@
 """Parsing and inspecting the SQL snippets of a KPI (measure, filter, ratio, derived).
 
 Snippets are parsed once with sqlglot in the project's dialect; the trees are
-then inspected (aggregates, columns) and rewritten (filters pushed into
+then inspected (aggregates, windows, nesting) and rewritten (filters pushed into
 FILTER clauses, divisions made NULL-safe) by the SQL generator.
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ from sqlglot.errors import ParseError, TokenError
 ALLOWED_AGGREGATES: tuple[type[exp.Expression], ...] = (
     exp.Sum, exp.Count, exp.Avg, exp.Min, exp.Max, exp.Median, exp.PercentileCont, exp.Quantile,
 )
-NON_ADDITIVE: tuple[type[exp.Expression], ...] = (exp.Median, exp.PercentileCont, exp.Quantile)
 
 
 @dataclass(frozen=True)
@@ -93,53 +92,9 @@ def is_allowed_aggregate(node: exp.Expression) -> bool:
     return isinstance(node, ALLOWED_AGGREGATES)
 
 
-def _inside_aggregate(node: exp.Expression) -> bool:
-    parent = node.parent
-    while parent is not None:
-        # FILTER (WHERE ...) and WITHIN GROUP (ORDER BY ...) belong to the aggregate they wrap
-        if isinstance(parent, (exp.AggFunc, exp.Filter, exp.WithinGroup)):
-            return True
-        parent = parent.parent
-    return False
-
-
-def columns(tree: exp.Expression) -> list[str]:
-    seen: dict[str, None] = {}
-    for col in tree.find_all(exp.Column):
-        seen.setdefault(col.name, None)
-    return list(seen)
-
-
-def bare_columns(tree: exp.Expression) -> list[str]:
-    """Columns not inside any aggregate (a measure must have none)."""
-    out: dict[str, None] = {}
-    for col in tree.find_all(exp.Column):
-        if not _inside_aggregate(col) and not isinstance(col.parent, exp.WithinGroup):
-            out.setdefault(col.name, None)
-    # percentile_cont(p) WITHIN GROUP (ORDER BY x): x sits in the ordering, which is inside the aggregate
-    for wg in tree.find_all(exp.WithinGroup):
-        for col in wg.find_all(exp.Column):
-            out.pop(col.name, None)
-    return list(out)
-
-
 def has_window(tree: exp.Expression) -> bool:
     return tree.find(exp.Window) is not None
 
 
 def nested_aggregate(tree: exp.Expression) -> bool:
-    def under_aggregate(node: exp.Expression) -> bool:
-        parent = node.parent
-        while parent is not None:
-            if isinstance(parent, exp.AggFunc):
-                return True
-            parent = parent.parent
-        return False
-
-    return any(under_aggregate(a) for a in tree.find_all(exp.AggFunc))
-
-
-def is_non_additive(tree: exp.Expression) -> bool:
-    if any(isinstance(a, NON_ADDITIVE) for a in tree.find_all(exp.AggFunc)):
-        return True
-    return any(isinstance(c, exp.Count) and c.find(exp.Distinct) is not None for c in tree.find_all(exp.Count))
+    return any(a.find_ancestor(exp.AggFunc) is not None for a in tree.find_all(exp.AggFunc))
