@@ -245,7 +245,8 @@ def _previous_state(path: Path, generator: str, dialect: str) -> dict:
 def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool = True) -> CompileResult:
     """Write target/ for `names`. Like dbt's partial parsing, a file is rendered again only when what it
     depends on changed: a per-KPI file when its definition_hash or kind did, run.sql when any KPI did,
-    and neither when the generator (kpimetrics' code, sqlglot) changed since target/compile_state.json."""
+    and every file when the generator (kpimetrics' code, sqlglot) or the dialect differs from the one
+    recorded in target/compile_state.json."""
     import hashlib
 
     root = plan.project.root / "target"
