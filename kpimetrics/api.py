@@ -243,7 +243,7 @@ class Project:
         k = kpis[name]
         sql = compiler.render(compiler.kpi_query(the_plan, name), self.target_dialect())
         definition = yaml.safe_dump(
-            compiler._jsonable(k.model_dump(mode="json", by_alias=True, exclude_defaults=True)),
+            compiler.jsonable(k.model_dump(mode="json", by_alias=True, exclude_defaults=True)),
             sort_keys=False, allow_unicode=True,
         )
         try:

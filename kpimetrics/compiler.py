@@ -19,18 +19,6 @@ from .planner import KpiPlan, Plan
 MANIFEST_SCHEMA_VERSION = 1
 
 
-def _split(query: exp.Query) -> tuple[list[tuple[str, exp.Query]], exp.Query]:
-    """A query's CTEs and its body without them (taken apart in place: the query is the caller's to give)."""
-    q = query
-    with_ = q.args.get("with_") or q.args.get("with")
-    ctes: list[tuple[str, exp.Query]] = []
-    if with_ is not None:
-        ctes = [(c.alias, c.this) for c in with_.expressions]
-        q.set("with_", None)
-        q.set("with", None)
-    return ctes, q
-
-
 def _merge(ctes: list[tuple[str, exp.Query]], more: list[tuple[str, exp.Query]]) -> None:
     names = {n for n, _ in ctes}
     for n, q in more:
@@ -47,7 +35,7 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
     bodies: list[exp.Query] = []
     if pl.form != "derived":
         q = sqlgen.scan_query([sqlgen.ScanKpi(pl, grain) for grain in pl.grains], pl.relation, cal, prefix=name)
-        c, body = _split(q)
+        c, body = sqlgen.split_ctes(q)
         _merge(ctes, c)
         bodies.append(body)
         return ctes, bodies
@@ -167,7 +155,7 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
             "dimensions": list(pl.dimensions),
             "window": k.window.model_dump(mode="json", exclude_none=True) if k.window else None,
             "fill": k.fill,
-            "target": _jsonable(k.target),
+            "target": jsonable(k.target),
             "tolerance": k.tolerance,
             "at_risk_below": k.at_risk_below,
             "at_risk_above": k.at_risk_above,
@@ -204,13 +192,13 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
     }
 
 
-def _jsonable(value):
+def jsonable(value):
     from pydantic import BaseModel
 
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True, exclude_none=True)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 

@@ -134,7 +134,7 @@ def old_query(state_dir: Path, entry: dict, name: str, prefer: str) -> exp.Query
 
 def recent_values_query(query: exp.Query, grain: str, periods: int) -> exp.Query:
     """The last `periods` totals of a KPI query at one grain: period_start, value."""
-    ctes, body = compiler._split(query)
+    ctes, body = sqlgen.split_ctes(query)
     alias = exp.TableAlias(this=exp.to_identifier("__kpi", quoted=True))
     last = (
         exp.select(col("period_start"), col("value"))

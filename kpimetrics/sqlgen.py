@@ -137,6 +137,19 @@ def cte_query(ctes: list[tuple[str, exp.Query]], body: exp.Select) -> exp.Select
     return body
 
 
+def split_ctes(query: exp.Query) -> tuple[list[tuple[str, exp.Query]], exp.Query]:
+    """The inverse of cte_query: a query's CTEs and its body without them (taken apart in place:
+    the query is the caller's to give)."""
+    q = query
+    with_ = q.args.get("with_") or q.args.get("with")
+    ctes: list[tuple[str, exp.Query]] = []
+    if with_ is not None:
+        ctes = [(c.alias, c.this) for c in with_.expressions]
+        q.set("with_", None)
+        q.set("with", None)
+    return ctes, q
+
+
 def union_all(queries: list[exp.Query]) -> exp.Query:
     out = queries[0]
     for q in queries[1:]:
