@@ -101,6 +101,9 @@ def profile_search_path(project_dir: Path, profiles_dir: str | Path | None) -> l
     return [d / "profiles.yml" for d in dirs]
 
 
+MASK = "****"  # what an env_var() value is replaced by
+
+
 class SecretRegistry:
     """Values that came from env_var(); scrubbed from every message we print or write."""
 
@@ -113,7 +116,7 @@ class SecretRegistry:
 
     def scrub(self, text: str) -> str:
         for value in sorted(self._values, key=len, reverse=True):
-            text = text.replace(value, "****")
+            text = text.replace(value, MASK)
         return text
 
     def __contains__(self, value: str) -> bool:

@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from . import compiler, sqlgen
+from .config import MASK
 from .errors import ConfigError, UsageError
 from .scorecard import format_value
 from .sqlgen import col, lit
@@ -25,7 +26,6 @@ from .sqlgen import col, lit
 # Manifest fields that describe where or how a KPI was written down, not what it is.
 NOT_A_CHANGE = {"compiled_sql", "location", "definition_hash", "strategy_path"}
 # What SecretRegistry.scrub writes over an env_var() value in target/: SQL holding it cannot be run again.
-MASK = "****"
 MASKED_NOTE = ("values before the change not computed: the earlier compiled SQL has env_var() values masked "
                "(target/ never keeps secrets)")
 
