@@ -84,6 +84,9 @@ class DuckDBAdapter:
         except duckdb.Error:
             pass
 
+    def lock(self, schema: str) -> None:
+        """Nothing to take: the file lock DuckDB holds since connect() already admits one writer."""
+
     def columns(self, schema: str | None, table: str) -> list[str] | None:
         rows = self.con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "

@@ -191,6 +191,10 @@ class SparkAdapter:
     def rollback(self) -> None:
         pass
 
+    def lock(self, schema: str) -> None:
+        """Nothing to take: a local warehouse's lock file is held since the connection opened; a cluster has none
+        (see the module's notes)."""
+
     # --- the catalog ----------------------------------------------------------------
 
     def relations(self, schema: str) -> list[tuple[str, str]]:
