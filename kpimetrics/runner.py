@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from sqlglot import exp
@@ -28,7 +28,7 @@ from .faults import checkpoint
 from .planner import KpiPlan, Plan, Scan
 from .sqlgen import col, ident, lit
 from .tables import qualified
-from .targets import baseline_count_query, status_query, targets_query
+from .targets import baseline_range, status_query, targets_query, with_baseline_query
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
@@ -61,6 +61,16 @@ def _select_all(table: tables.Table, source: exp.Table) -> exp.Select:
 
 def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
+
+
+@dataclass(frozen=True)
+class TableWrite:
+    """What publishing does to one output table: drop the published rows `dropped`, add the rows of
+    `queries` (SQL) and `rows` (from the YAML)."""
+    table: tables.Table
+    dropped: exp.Expression
+    queries: list[exp.Query]
+    rows: list[list[Any]]
 
 
 @dataclass
@@ -113,13 +123,6 @@ class RunResult:
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
-def parse_duration(value: str | int | None) -> dt.timedelta | None:
-    """A duration from YAML; a bare number is days."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return dt.timedelta(days=value)
-    return units.parse_duration(value)
-
-
 class Runner:
     def __init__(self, plan: Plan, adapter, *, selected: list[str], full_refresh: bool = False,
                  fail_fast: bool = False, as_of: dt.date | None = None, whole_project: bool = True,
@@ -161,9 +164,6 @@ class Runner:
     def tsql(self, name: str) -> str:
         return self.sql(self.t(name))
 
-    def delete_kpis(self, table: str, names: list[str]) -> None:
-        self.run_sql(exp.delete(self.t(table), where=_name_in(names)))
-
     def insert(self, table: tables.Table, query: exp.Query) -> None:
         columns = [ident(c) for c in table.column_names]
         self.run_sql(exp.Insert(this=exp.Schema(this=self.t(table.name), expressions=columns), expression=query))
@@ -193,7 +193,7 @@ class Runner:
             self._ensure_versioned(existing)
             return
         # all the tables or none: a run killed halfway must not leave kpi_* tables without kpi_meta
-        atomic = "kpi_meta" not in existing and self.adapter.capabilities.transactions
+        atomic = "kpi_meta" not in existing
         if atomic:
             self.adapter.begin()
         for table in tables.ALL_TABLES:
@@ -215,9 +215,7 @@ class Runner:
     def run(self) -> RunResult:
         started = self._now()
         checkpoint("run.start")
-        lock = getattr(self.adapter, "lock", None)  # engines with a server-side run lock (PostgreSQL)
-        if lock is not None:
-            lock(self.schema)
+        self.adapter.lock(self.schema)
         self.ensure_tables()
         self._mark_aborted(started)
         last = exp.Coalesce(this=exp.Max(this=col("run_id")), expressions=[exp.Literal.number(0)])
@@ -301,7 +299,7 @@ class Runner:
         if isinstance(lookback, int):
             since = cal_.py_add_periods(last, -lookback, grain)
         else:
-            since = cal_.py_period_start(last - (parse_duration(lookback) or dt.timedelta(0)), grain, self.cal)
+            since = cal_.py_period_start(last - (units.parse_duration(lookback) or dt.timedelta(0)), grain, self.cal)
         # a range reaching the first period recomputes everything: the periods must start where the data does
         return since if since > first else None
 
@@ -454,7 +452,7 @@ class Runner:
             if isinstance(newest, dt.date) and not isinstance(newest, dt.datetime):
                 newest = dt.datetime.combine(newest, dt.time())
             age = now - newest.replace(tzinfo=None)
-            error_after, warn_after = parse_duration(rule.error_after), parse_duration(rule.warn_after)
+            error_after, warn_after = units.parse_duration(rule.error_after), units.parse_duration(rule.warn_after)
             if error_after is not None and age > error_after:
                 self._fail(pl, f"source is stale: newest {pl.kpi.time} is {newest} ({age.days} days old), past error_after {rule.error_after}")
             elif warn_after is not None and age > warn_after:
@@ -479,25 +477,39 @@ class Runner:
         self.adapter.begin()
         checkpoint("publish.begin")
         try:
-            if ok:
-                self.run_sql(exp.delete(self.t("kpi_values"), where=self._replaced_values(ok)))
-                self._insert_values(ok, now)
-            if self.whole_project:
-                for table in tables.PER_KPI:
-                    self.run_sql(exp.delete(self.t(table.name), where=self._removed_kpis()))
-            if ok:
-                self._write_catalog(ok, now)
-                self._write_check_ins(ok)
-                self._write_targets(ok)
-                self.delete_kpis("kpi_status", ok)
-                self.insert(tables.STATUS, status_query(ok, self.schema, self.as_of))
-            self._write_strategy()
+            for w in self._writes(ok, now):
+                if w.dropped != exp.false():
+                    self.run_sql(exp.delete(self.t(w.table.name), where=None if w.dropped == exp.true() else w.dropped))
+                if w.rows:  # a kill point of its own: insert_rows does not pass through run_sql
+                    checkpoint("publish." + w.table.name.removeprefix("kpi_"))
+                    self.adapter.insert_rows(self.tsql(w.table.name), w.table.column_names, w.rows)
+                for i in range(0, len(w.queries), UNION_CHUNK):  # bounded statement size for large projects
+                    self.insert(w.table, sqlgen.union_all(w.queries[i:i + UNION_CHUNK]))
             checkpoint("publish.commit")
             self.adapter.commit()
             checkpoint("publish.committed")
         except BaseException:
             self.adapter.rollback()
             raise
+
+    def _writes(self, ok: list[str], now: dt.datetime) -> list[TableWrite]:
+        """What publishing does to every output table, in this order: targets read the new values; status
+        reads the new values, targets and catalog. The same on every engine; only how it is applied differs."""
+        replaced = _name_in(ok) if ok else exp.false()
+        writes = [
+            TableWrite(tables.VALUES, self._replaced_values(ok) if ok else exp.false(),
+                       [self._values_query(ok, now)] if ok else [], []),
+            TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now)),
+            TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
+            TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
+            TableWrite(tables.STATUS, replaced, [status_query(ok, self.schema, self.as_of)] if ok else [], []),
+            TableWrite(tables.STRATEGY, exp.true(), [], self._strategy_rows()),
+        ]
+        if not self.whole_project:
+            return writes
+        removed = self._removed_kpis()  # a KPI removed from the project leaves every table
+        return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
+                if w.table in tables.PER_KPI else w for w in writes]
 
     def _replaced_values(self, ok: list[str]) -> exp.Expression:
         """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has."""
@@ -531,9 +543,6 @@ class Runner:
             sqlgen.alias(lit(now), "computed_at"),
         ).from_(self.stage.copy()).where(_name_in(ok))
 
-    def _insert_values(self, ok: list[str], now: dt.datetime) -> None:
-        self.insert(tables.VALUES, self._values_query(ok, now))
-
     def _catalog_rows(self, ok: list[str], now: dt.datetime) -> list[list[Any]]:
         strategies = self.project.strategies
         rows = []
@@ -550,20 +559,8 @@ class Runner:
             ])
         return rows
 
-    def _write_catalog(self, ok: list[str], now: dt.datetime) -> None:
-        self.delete_kpis("kpi_catalog", ok)
-        rows = self._catalog_rows(ok, now)
-        checkpoint("publish.catalog")
-        self.adapter.insert_rows(self.tsql("kpi_catalog"), tables.CATALOG.column_names, rows)
-
     def _check_in_rows(self, ok: list[str]) -> list[list[Any]]:
         return [[n, c.date, c.author, c.note] for n in ok for c in self.plan.kpis[n].kpi.check_ins]
-
-    def _write_check_ins(self, ok: list[str]) -> None:
-        self.delete_kpis("kpi_check_ins", ok)
-        rows = self._check_in_rows(ok)
-        checkpoint("publish.check_ins")
-        self.adapter.insert_rows(self.tsql("kpi_check_ins"), tables.CHECK_INS.column_names, rows)
 
     def _strategy_rows(self) -> list[list[Any]]:
         p = self.project
@@ -576,12 +573,6 @@ class Runner:
                 rows.append([s.name, "strategy", pr.name, s.owner, s.description, s.starts, s.ends])
         return rows
 
-    def _write_strategy(self) -> None:
-        self.run_sql(exp.delete(self.t("kpi_strategy")))
-        rows = self._strategy_rows()
-        checkpoint("publish.strategy")
-        self.adapter.insert_rows(self.tsql("kpi_strategy"), tables.STRATEGY.column_names, rows)
-
     def _targets_queries(self, ok: list[str]) -> list[exp.Select]:
         queries = []
         for n in ok:
@@ -591,12 +582,6 @@ class Runner:
                 if q is not None:
                     queries.append(q)
         return queries
-
-    def _write_targets(self, ok: list[str]) -> None:
-        self.delete_kpis("kpi_targets", ok)
-        queries = self._targets_queries(ok)
-        for i in range(0, len(queries), UNION_CHUNK):  # bounded statement size for large projects
-            self.insert(tables.TARGETS, sqlgen.union_all(queries[i:i + UNION_CHUNK]))
 
     # --- publishing by versions (engines without transactions: Spark) -----------------
     #
@@ -662,36 +647,24 @@ class Runner:
     def _publish_versions(self, ok: list[str], now: dt.datetime) -> None:
         previous = self._published_version()
         self._next: set[str] = set()
-        replaced = _name_in(ok) if ok else exp.false()
-        # in this order: targets read the new values; status reads the new values, targets and catalog
-        writes: list[tuple[tables.Table, exp.Expression, Callable[[], list[exp.Query]], list[list[Any]]]] = [
-            (tables.VALUES, self._replaced_values(ok) if ok else exp.false(),
-             lambda: [self._values_query(ok, now)] if ok else [], []),
-            (tables.CATALOG, replaced, list, self._catalog_rows(ok, now)),
-            (tables.CHECK_INS, replaced, list, self._check_in_rows(ok)),
-            (tables.TARGETS, replaced, lambda: self._targets_queries(ok), []),
-            (tables.STATUS, replaced, lambda: [status_query(ok, self.schema, self.as_of)] if ok else [], []),
-            (tables.STRATEGY, exp.true(), list, self._strategy_rows()),
-        ]
-        for table, dropped, queries, rows in writes:
-            if self.whole_project and table in tables.PER_KPI:
-                dropped = exp.or_(exp.Paren(this=dropped), exp.Paren(this=self._removed_kpis()))
+        for w in self._writes(ok, now):
             checkpoint("publish.version")
-            self._write_version(table, dropped, [self._retarget(q) for q in queries()], rows)
+            self._write_version(w)
         checkpoint("publish.swap")
         self._point_at(self.run_id)
         checkpoint("publish.swapped")
         self._drop_versions(keep={self.run_id, previous})
 
-    def _write_version(self, table: tables.Table, dropped: exp.Expression, queries: list[exp.Query],
-                       rows: list[list[Any]]) -> None:
-        """Partition run_id of `table`: the published rows but `dropped`, the rows of `queries`, and `rows`."""
+    def _write_version(self, w: TableWrite) -> None:
+        """Partition run_id of a table: the published rows but those dropped, and the new rows, the queries
+        reading this run's versions of the tables written before."""
+        table, rows = w.table, w.rows
         if rows:
             self.adapter.insert_rows(self.tsql(versions_name(table.name)), [*table.column_names, VERSION_COLUMN],
                                      [[*r, self.run_id] for r in rows])
-        parts: list[exp.Query] = [] if dropped == exp.true() else [
-            _select_all(table, self.t(table.name)).where(exp.Not(this=exp.Paren(this=dropped)))]
-        parts += queries
+        parts: list[exp.Query] = [] if w.dropped == exp.true() else [
+            _select_all(table, self.t(table.name)).where(exp.Not(this=exp.Paren(this=w.dropped)))]
+        parts += [self._retarget(q) for q in w.queries]
         target = self.t(versions_name(table.name))
         target.set("partition", exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(self.run_id))]))
         for i in range(0, len(parts), UNION_CHUNK):
@@ -726,12 +699,11 @@ class Runner:
                     self.run_sql(exp.Alter(this=versions.copy(), kind="TABLE", actions=[exp.DropPartition(expressions=[part], exists=True)]))
 
     def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
-        out = []
-        for n in ok:
-            pl = self.plan.kpis[n]
-            for grain in pl.grains:
-                q = baseline_count_query(pl.kpi, grain, self.schema)
-                if q is not None and self.fetch(q)[0][0] == 0:
-                    out.append(warning("KPI091", f"{n}: no {grain} period lies within the baseline range, so it has no target at that grain",
-                                       pl.kpi.key_loc("target")))
-        return out
+        ranges = {(n, g): r for n in ok for g in self.plan.kpis[n].grains
+                  if (r := baseline_range(self.plan.kpis[n].kpi, g)) is not None}
+        if not ranges:
+            return []
+        found = {tuple(row) for row in self.fetch(with_baseline_query(list(ranges.values()), self.schema))}
+        return [warning("KPI091", f"{n}: no {g} period lies within the baseline range, so it has no target at that grain",
+                        self.plan.kpis[n].kpi.key_loc("target"))
+                for n, g in ranges if (n, g) not in found]

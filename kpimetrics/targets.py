@@ -54,7 +54,7 @@ def target_expression(kpi: Kpi, grain: str, cal: Calendar, baseline: exp.Express
     s, e = col("period_start", "__v"), col("period_end", "__v")
     if form is None:
         return None
-    if isinstance(form, (int, float)) and not isinstance(form, bool):
+    if is_number(form):
         return double(lit(float(form))), "value"
     if isinstance(form, ValueTarget):
         return double(lit(float(form.value))), "value"
@@ -96,7 +96,7 @@ def target_expression(kpi: Kpi, grain: str, cal: Calendar, baseline: exp.Express
 def threshold_expression(kpi: Kpi, grain: str, target: exp.Expression) -> exp.Expression:
     higher = kpi.direction != "lower_is_better"
     band = _per_grain(kpi.at_risk_below if higher else kpi.at_risk_above, grain)
-    if isinstance(band, (int, float)) and not isinstance(band, bool):
+    if is_number(band):
         return double(lit(float(band)))
     tol = band_fraction(_per_grain(kpi.tolerance, grain))
     if tol is not None:
@@ -136,21 +136,14 @@ def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str) -> exp.Selec
     baseline = None
     joins = []
     if isinstance(form, RelativeTarget):
-        if form.baseline.value is not None:
+        in_range = baseline_range(kpi, grain)
+        if in_range is None:
             baseline = double(lit(float(form.baseline.value)))
         else:
-            start, end = form.baseline.from_, form.baseline.to + dt.timedelta(days=1)
             per_slice = (
                 exp.select(col("dimension"), col("dimension_value"), alias(exp.Avg(this=col("value")), "b"))
                 .from_(values.copy())
-                .where(
-                    exp.and_(
-                        exp.EQ(this=col("name"), expression=lit(kpi.name)),
-                        exp.EQ(this=col("grain"), expression=lit(grain)),
-                        exp.GTE(this=col("period_start"), expression=lit(start)),
-                        exp.LTE(this=col("period_end"), expression=lit(end)),
-                    )
-                )
+                .where(in_range)
                 .group_by(col("dimension"), col("dimension_value"))
             )
             joins.append((exp.Subquery(this=per_slice, alias=exp.TableAlias(this=ident("__b"))), _slice_match("__b", "__v")))
@@ -179,23 +172,31 @@ def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str) -> exp.Selec
     return outer
 
 
-def baseline_count_query(kpi: Kpi, grain: str, schema: str) -> exp.Select | None:
+def baseline_range(kpi: Kpi, grain: str) -> exp.Expression | None:
+    """The kpi_values rows of the KPI at `grain` (every slice) whose periods lie within the baseline range of
+    its relative target there; None when the target at that grain has no baseline range."""
     form = form_for_grain(kpi, grain)
     if not isinstance(form, RelativeTarget) or form.baseline.value is not None:
         return None
-    end = form.baseline.to + dt.timedelta(days=1)
+    return exp.and_(
+        exp.EQ(this=col("name"), expression=lit(kpi.name)),
+        exp.EQ(this=col("grain"), expression=lit(grain)),
+        exp.GTE(this=col("period_start"), expression=lit(form.baseline.from_)),
+        exp.LTE(this=col("period_end"), expression=lit(form.baseline.to + dt.timedelta(days=1))),
+    )
+
+
+def with_baseline_query(ranges: list[exp.Expression], schema: str) -> exp.Select:
+    """(name, grain) of each KPI total that has a value in its baseline range, for `ranges` of baseline_range:
+    one scan of kpi_values for all of them."""
     return (
-        exp.select(exp.Count(this=col("value")))
+        exp.select(col("name"), col("grain")).distinct()
         .from_(qualified(schema, "kpi_values"))
-        .where(
-            exp.and_(
-                exp.EQ(this=col("name"), expression=lit(kpi.name)),
-                exp.EQ(this=col("grain"), expression=lit(grain)),
-                exp.EQ(this=col("dimension"), expression=lit("")),
-                exp.GTE(this=col("period_start"), expression=lit(form.baseline.from_)),
-                exp.LTE(this=col("period_end"), expression=lit(end)),
-            )
-        )
+        .where(exp.and_(
+            exp.EQ(this=col("dimension"), expression=lit("")),
+            exp.Not(this=exp.Is(this=col("value"), expression=exp.Null())),
+            exp.or_(*[exp.Paren(this=r) for r in ranges]),
+        ))
     )
 
 

@@ -238,13 +238,14 @@ def test_a_crash_while_publishing_changes_nothing(tmp_path, pg, monkeypatch, exc
     project = Project.load(root, target="pg")
     assert project.run(as_of=dt.date(2026, 10, 20)).status == "success"
     before = {t: pg.table("kpi", t, drop=()) for t in OUTPUTS}
-    original = Runner._insert_values
+    original = Runner.insert
 
-    def insert_then_crash(self, *args, **kwargs):
-        original(self, *args, **kwargs)  # old rows deleted, new ones in: inside the open transaction
-        raise exc
+    def insert_then_crash(self, table, query):
+        original(self, table, query)
+        if table.name == "kpi_values":  # old rows deleted, new ones in: inside the open transaction
+            raise exc
 
-    monkeypatch.setattr(Runner, "_insert_values", insert_then_crash)
+    monkeypatch.setattr(Runner, "insert", insert_then_crash)
     with pytest.raises(type(exc)):
         project.run(as_of=AS_OF)
     assert {t: pg.table("kpi", t, drop=()) for t in OUTPUTS} == before

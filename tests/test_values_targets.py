@@ -289,6 +289,8 @@ def test_relative_without_baseline_periods_has_no_target(oracle_a, con_a):
     assert len(st) == 15 and all(s[1] is None and s[3] in ("no_target", "no_data") for s in st.values())
     texts = [str(getattr(w, "message", w)) for w in oracle_a.result.warnings]
     assert any("st_rel_empty" in t and "baseline" in t for t in texts), texts
+    # and only there: the KPIs whose baseline ranges hold periods (response_p90, st_rel_abs, ...) do not warn
+    assert [t for t in texts if "baseline range" in t and "st_rel_empty" not in t] == [], texts
 
 
 def test_per_grain_band_and_numeric_tolerance(con_a):
