@@ -280,3 +280,19 @@ def test_a_profile_path_from_env_var(tmp_path, monkeypatch):
     for path in (root / "target").rglob("*"):
         if path.is_file():
             assert str(db) not in path.read_text(), path
+
+
+def test_a_failing_query_on_duckdb_is_a_warehouse_error_not_a_bug(tmp_path):
+    """Like PostgreSQL and Spark, DuckDB's errors reach the user as the warehouse's (exit 1, its message),
+    not as an internal error (exit 3) asking for a bug report."""
+    from test_run_atomic import REVENUE
+
+    root = write_run_project(tmp_path / "p", kpis_yml(REVENUE))
+    insert_orders(root, make_orders(dt.date(2025, 10, 1), dt.date(2025, 12, 31)))
+    ok(run(root))
+    execute(root, 'ALTER TABLE kpi.kpi_status RENAME COLUMN "status" TO "state"')  # a table someone broke
+    with pytest.raises(WarehouseError, match="status"):
+        Project.load(root).connect().fetchall('SELECT "status" FROM kpi.kpi_status')
+    out = CliRunner().invoke(main, ["status", "--project-dir", str(root)])
+    assert out.exit_code == 1, out.output
+    assert "internal error" not in out.output and "status" in out.output

@@ -6,6 +6,7 @@ writer fails to take the file lock, which we report naming the lock.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,12 @@ class DuckDBAdapter:
             self.capabilities = Capabilities(transactions=True, default_schema=output.schema_)
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
-        self.con.execute(sql, params or [])
+        with _warehouse_errors():
+            self.con.execute(sql, params or [])
 
     def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
-        return self.con.execute(sql, params or []).fetchall()
+        with _warehouse_errors():
+            return self.con.execute(sql, params or []).fetchall()
 
     def insert_rows(self, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
         """Parameterised multi-row insert (values are never spliced into SQL text)."""
@@ -60,7 +63,8 @@ class DuckDBAdapter:
             return
         cols = ", ".join(f'"{_quote_ident(c)}"' for c in columns)
         marks = ", ".join("?" for _ in columns)
-        self.con.executemany(f"INSERT INTO {table_sql} ({cols}) VALUES ({marks})", rows)
+        with _warehouse_errors():
+            self.con.executemany(f"INSERT INTO {table_sql} ({cols}) VALUES ({marks})", rows)
 
     def tables(self, schema: str) -> list[str]:
         return [name for name, _ in self.relations(schema)]
@@ -109,6 +113,18 @@ class DuckDBAdapter:
             self.con.close()
         except duckdb.Error:
             pass
+
+
+@contextmanager
+def _warehouse_errors():
+    """DuckDB's errors as WarehouseError, as the other adapters raise theirs: a failing query is the
+    warehouse's problem (exit 1 with its message), not a bug in kpimetrics. An interrupt stays one."""
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise
+    except duckdb.Error as exc:
+        raise WarehouseError(str(exc)) from None
 
 
 def _quote(text: str) -> str:
