@@ -20,7 +20,6 @@ import threading
 import time
 
 import duckdb
-import psycopg
 import pytest
 from click.testing import CliRunner
 
