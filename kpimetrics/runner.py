@@ -439,7 +439,7 @@ class Runner:
                 continue
             key = (pl.relation.key, pl.time.sql())
             if key not in checked:
-                q = sqlgen.cte_query(pl.relation.ctes, exp.select(sqlgen.cast(exp.Max(this=pl.time.copy()), "TIMESTAMP")).from_(pl.relation.table.copy()))
+                q = sqlgen.cte_query(sqlgen.model_ctes(pl.relation), exp.select(sqlgen.cast(exp.Max(this=pl.time.copy()), "TIMESTAMP")).from_(pl.relation.table.copy()))
                 try:
                     checked[key] = self.fetch(q)[0][0]
                 except Exception as exc:  # noqa: BLE001

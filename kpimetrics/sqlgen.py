@@ -137,6 +137,11 @@ def cte_query(ctes: list[tuple[str, exp.Query]], body: exp.Select) -> exp.Select
     return body
 
 
+def model_ctes(relation) -> list[tuple[str, exp.Query]]:
+    """The CTEs of a relation's models, copied: the planner's model trees are shared by every query."""
+    return [(n, q.copy()) for n, q in relation.ctes]
+
+
 def split_ctes(query: exp.Query) -> tuple[list[tuple[str, exp.Query]], exp.Query]:
     """The inverse of cte_query: a query's CTEs and its body without them (taken apart in place:
     the query is the caller's to give)."""
@@ -275,7 +280,7 @@ def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: s
     bounds = exp.select(alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(
         ident(p("rows")), copy=False)
 
-    ctes: list[tuple[str, exp.Query]] = [(n, q.copy()) for n, q in relation.ctes]  # the models' trees are shared
+    ctes = model_ctes(relation)
     ctes += [(p("rows"), rows), (p("bounds"), bounds)]
     at = len(ctes)  # where the shared pre-aggregate goes, once its columns are known
 
