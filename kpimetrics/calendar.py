@@ -24,11 +24,22 @@ STEP: dict[str, tuple[str, int]] = {
 }
 
 
-_DATE = exp.DataType.build("DATE")  # built once: DataType.build parses its argument
+_TYPES: dict[str, exp.DataType] = {}
+
+
+def data_type(name: str) -> exp.DataType:
+    """A fresh node of type `name`. DataType.build parses its argument, so each type is built once;
+    a plain type (no nested parts) is then made from its arguments, cheaper than a deepcopy."""
+    t = _TYPES.get(name)
+    if t is None:
+        t = _TYPES[name] = exp.DataType.build(name)
+    if any(isinstance(v, (exp.Expression, list)) for v in t.args.values()):
+        return t.copy()
+    return exp.DataType(**t.args)
 
 
 def date_type() -> exp.DataType:
-    return _DATE.copy()
+    return data_type("DATE")
 
 
 def as_date(e: exp.Expression) -> exp.Expression:

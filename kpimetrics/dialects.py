@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from .calendar import data_type
+
 RUNNABLE = ("duckdb", "postgres", "spark")
 COMPILE_ONLY = ("snowflake", "bigquery", "trino", "databricks")
 
@@ -47,7 +49,7 @@ def _spark_naive_timestamps(node: exp.Expression) -> exp.Expression:
     sqlglot renders both types as TIMESTAMP.
     """
     if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.TIMESTAMP:
-        return exp.DataType.build("TIMESTAMPNTZ")
+        return data_type("TIMESTAMPNTZ")
     return node
 
 

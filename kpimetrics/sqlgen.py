@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 from . import calendar as cal_
 from .config import Calendar
@@ -49,14 +50,8 @@ def lit(value) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-_TYPES: dict[str, exp.DataType] = {}
-
-
 def cast(e: exp.Expression, type_: str) -> exp.Cast:
-    # DataType.build parses its argument: build each type once, copy the small node after
-    if type_ not in _TYPES:
-        _TYPES[type_] = exp.DataType.build(type_)
-    return exp.Cast(this=e, to=_TYPES[type_].copy())
+    return exp.Cast(this=e, to=cal_.data_type(type_))
 
 
 def double(e: exp.Expression) -> exp.Expression:
@@ -73,10 +68,11 @@ def safe_div(num: exp.Expression, den: exp.Expression) -> exp.Expression:
     )
 
 
-def make_divisions_safe(tree: exp.Expression) -> exp.Expression:
-    """A copy of `tree` with every division made safe, nested ones too (`transform` would not descend
-    into a replaced node, leaving the inner a / b of (a / b) / c an integer division that can fail)."""
-    tree = tree.copy()
+def make_divisions_safe(tree: exp.Expression, copy: bool = True) -> exp.Expression:
+    """`tree` with every division made safe, nested ones too (`transform` would not descend into a
+    replaced node, leaving the inner a / b of (a / b) / c an integer division that can fail); a copy
+    unless copy=False hands the tree over."""
+    tree = tree.copy() if copy else tree
     for div in list(tree.find_all(exp.Div)):
         safe = safe_div(div.this, div.expression)
         if div is tree:
@@ -106,12 +102,14 @@ def push_filter(tree: exp.Expression, condition: exp.Expression | None) -> exp.E
         holder = target.parent
         if isinstance(holder, exp.Filter):
             where = holder.expression
-            where.set("this", exp.and_(exp.Paren(this=condition.copy()), exp.Paren(this=where.this)))
+            where.set("this", exp.and_(exp.Paren(this=condition.copy()), exp.Paren(this=where.this), copy=False))
         else:
-            wrapped = exp.Filter(this=target.copy(), expression=exp.Where(this=condition.copy()))
+            wrapped = exp.Filter(expression=exp.Where(this=condition.copy()))
             if target is tree:
+                wrapped.set("this", target)
                 return wrapped
-            target.replace(wrapped)
+            target.replace(wrapped)  # the aggregate moves into its FILTER, uncopied: the tree is our copy
+            wrapped.set("this", target)
     return tree
 
 
@@ -199,6 +197,9 @@ class ScanKpi:
     since: dt.date | None = None  # first period to output at this grain; None: all periods
 
 
+_DUCKDB = Dialect.get_or_raise("duckdb")  # one instance: sql("duckdb") makes a new one each call
+
+
 @dataclass
 class _Agg:
     """One aggregation, at one grain and window shape, over the scan's rows or over partials of them."""
@@ -213,7 +214,9 @@ class _Agg:
     distinct: dict[str, tuple[exp.Expression, exp.Expression | None]] = field(default_factory=dict)  # alias -> (x, filter)
 
     def add(self, prefix: str, e: exp.Expression) -> str:
-        key = e.sql("duckdb")  # by its SQL: a parsed count(*) and a built one are different trees
+        # by its SQL: a parsed count(*) and a built one are different trees (rendered without the copy
+        # sql() makes by default: rendering an aggregate changes nothing in it, and e is ours)
+        key = _DUCKDB.generate(e, copy=False)
         if key not in self.by_sql:
             name = f"{prefix}{len(self.columns)}"
             self.columns[name] = e
@@ -334,10 +337,10 @@ def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: s
             for pl in agg.kpis:
                 r: dict[str, str] = {"n": add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
                 if pl.form == "ratio":
-                    r["num"] = add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter)))
-                    r["den"] = add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter)))
+                    r["num"] = add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter), copy=False))
+                    r["den"] = add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter), copy=False))
                 else:
-                    r["m"] = add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter)))
+                    r["m"] = add("__m", make_divisions_safe(push_filter(pl.measure, pl.filter), copy=False))
                 refs[pl.name] = r
             agg_dims = list(dict.fromkeys(d for pl in agg.kpis for d in pl.dimensions))
             dim_cols = [dim_alias[d] for d in agg_dims]
@@ -423,7 +426,8 @@ def _agg_key(pl: KpiPlan) -> tuple:
 
 
 def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
-    """`tree` over per-period partials: each aggregate becomes a re-aggregation of a column of `partials`."""
+    """`tree` (handed over: it is changed in place) over per-period partials: each aggregate becomes a
+    re-aggregation of a column of `partials`."""
     def fix(node: exp.Expression) -> exp.Expression:
         agg = node.this if isinstance(node, exp.Filter) else node
         if not isinstance(agg, exp.AggFunc) or (node is agg and isinstance(node.parent, exp.Filter)):
@@ -440,9 +444,9 @@ def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
         if type(agg) is exp.Avg:
             total, count = partial(exp.Sum(this=agg.this.copy())), partial(exp.Count(this=agg.this.copy()))
             return exp.Paren(this=safe_div(exp.Sum(this=col(total)), exp.Sum(this=col(count))))
-        return _REAGGREGATE[type(agg)](this=col(partial(agg.copy())))
+        return _REAGGREGATE[type(agg)](this=col(partial(agg)))  # agg moves: transform does not descend into it
 
-    return tree.transform(fix)  # a changed copy
+    return tree.transform(fix, copy=False)  # the caller's fresh tree, changed in place
 
 
 def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], source: exp.Expression,
@@ -528,16 +532,16 @@ def _window_map(window: tuple, p, ctes: list, cal: Calendar) -> str:
 def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias: dict[str, str],
               r: dict[str, str], p, since: dt.date | None) -> list[exp.Select]:
     def value_parts(table: str | None):
-        has_rows = exp.GT(this=exp.Coalesce(this=col(r["n"], table), expressions=[exp.Literal.number(0)]), expression=exp.Literal.number(0))
-        fallback = exp.Literal.number(0) if pl.fill_zero else exp.Null()
-
-        def guarded(e: exp.Expression) -> exp.Expression:
-            return exp.Case(ifs=[exp.If(this=has_rows.copy(), true=double(e))], default=double(fallback.copy()))
+        # each part is built afresh rather than copied: a deepcopy costs more than building these small trees
+        def guarded(column: str) -> exp.Expression:
+            has_rows = exp.GT(this=exp.Coalesce(this=col(r["n"], table), expressions=[exp.Literal.number(0)]),
+                              expression=exp.Literal.number(0))
+            fallback = exp.Literal.number(0) if pl.fill_zero else exp.Null()
+            return exp.Case(ifs=[exp.If(this=has_rows, true=double(col(column, table)))], default=double(fallback))
 
         if pl.form == "ratio":
-            num, den = guarded(col(r["num"], table)), guarded(col(r["den"], table))
-            return safe_div(num.copy(), den.copy()), num, den
-        return guarded(col(r["m"], table)), double(exp.Null()), double(exp.Null())
+            return safe_div(guarded(r["num"]), guarded(r["den"])), guarded(r["num"]), guarded(r["den"])
+        return guarded(r["m"]), double(exp.Null()), double(exp.Null())
 
     out: list[exp.Select] = []
     # the total: one row for every period of the spine
@@ -623,7 +627,7 @@ def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, .
             return col("value", joined[(node.name, 0)])
         return node
 
-    expr = make_divisions_safe(pl.derived.transform(substitute))
+    expr = make_divisions_safe(pl.derived.transform(substitute), copy=False)
     select = select.select(
         *_rows(pl.name, grain, col("period_start", "__k"), "__dim__", col("dimension_value", "__k"), double(expr),
                double(exp.Null()), double(exp.Null())),
