@@ -102,6 +102,8 @@ class RunResult:
     warnings: list[Issue] = field(default_factory=list)
     message: str | None = None
     statements: list[str] = field(default_factory=list)
+    # seconds: "warehouse" inside the engine's statements, "stage" and "publish" the two phases, "run" all of it
+    timing: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -117,10 +119,34 @@ class RunResult:
             "message": self.message,
             "warnings": [w.to_dict() for w in self.warnings],
             "results": [k.to_dict() for k in self.kpis],
+            "timing": {k: round(v, 3) for k, v in self.timing.items()},
         }
 
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
+
+# adapter calls that do the warehouse's work, timed as "warehouse" in run_results.json
+_WAREHOUSE_CALLS = frozenset({"execute", "fetchall", "insert_rows", "begin", "commit", "rollback"})
+
+
+class _TimedAdapter:
+    """The adapter, with the seconds spent in its statements added up in timing["warehouse"]."""
+
+    def __init__(self, adapter, timing: dict[str, float]):
+        self._adapter, self._timing = adapter, timing
+
+    def __getattr__(self, name: str):
+        value = getattr(self._adapter, name)
+        if name not in _WAREHOUSE_CALLS:
+            return value
+
+        def timed(*args, **kwargs):
+            began = _time.perf_counter()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                self._timing["warehouse"] += _time.perf_counter() - began
+        return timed
 
 
 class Runner:
@@ -129,7 +155,8 @@ class Runner:
                  progress: ProgressFn | None = None, now: Callable[[], dt.datetime] | None = None):
         self.plan = plan
         self.project = plan.project
-        self.adapter = adapter
+        self.timing: dict[str, float] = {"warehouse": 0.0}
+        self.adapter = _TimedAdapter(adapter, self.timing)
         self.dialect = adapter.dialect
         self.schema = self.project.config.output_schema
         self.cal = self.project.config.calendar
@@ -141,6 +168,13 @@ class Runner:
         self.progress = progress or (lambda event, info: None)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
+
+    def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
+        began = _time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.timing[phase] = self.timing.get(phase, 0.0) + _time.perf_counter() - began
 
     # --- plumbing ------------------------------------------------------------
 
@@ -213,6 +247,9 @@ class Runner:
     # --- the run ---------------------------------------------------------------
 
     def run(self) -> RunResult:
+        return self._timed("run", self._run)
+
+    def _run(self) -> RunResult:
         started = self._now()
         checkpoint("run.start")
         self.adapter.lock(self.schema)
@@ -225,14 +262,14 @@ class Runner:
             self.tsql(self._runs_written), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
             [[run_id, started, "running", 0, 0]],
         )
-        result = RunResult(run_id, "running", started, as_of=self.as_of, statements=self.statements)
+        result = RunResult(run_id, "running", started, as_of=self.as_of, statements=self.statements, timing=self.timing)
         self.run_id = run_id
         self.result = result
         self.results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
         result.kpis = list(self.results.values())
         try:
             self.drop_staging()
-            self._stage_all()
+            self._timed("stage", self._stage_all)
             failed = [r for r in self.results.values() if r.status == "error"]
             if failed and self.fail_fast:
                 result.status = "error"
@@ -243,7 +280,7 @@ class Runner:
             else:
                 ok = [n for n, r in self.results.items() if r.status == "success"]
                 self.progress("publish", {"kpis": len(ok)})
-                self._publish(ok)
+                self._timed("publish", lambda: self._publish(ok))
                 result.status = "success" if not failed else ("partial" if ok else "error")
                 if failed:
                     result.message = f"{len(failed)} KPI(s) failed: " + ", ".join(r.name for r in failed)

@@ -248,6 +248,11 @@ def test_run_results_json(project):
         assert r["mode"] == "incremental"
     broken = by_name["broken"]
     assert broken["status"] == "error" and "Could not convert" in broken["error"] and broken["rows"] == 0
+    # where the time went: the engine's statements are part of staging and publishing, which are part of the run
+    timing = doc["timing"]
+    assert set(timing) == {"warehouse", "stage", "publish", "run"}
+    assert 0 < timing["warehouse"] <= timing["run"]
+    assert 0 < timing["stage"] and 0 < timing["publish"] and timing["stage"] + timing["publish"] <= timing["run"]
 
 
 # --- secrets ----------------------------------------------------------------------------
