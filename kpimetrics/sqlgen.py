@@ -451,9 +451,34 @@ def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
 
 def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], source: exp.Expression,
                on_map: tuple[str, exp.Expression] | None = None, where: exp.Expression | None = None,
-               grouping_sets: bool = True) -> exp.Select:
-    """SELECT period, dims, columns FROM source [JOIN map ON row period = __src] [WHERE] GROUP BY period and the slices."""
-    select = exp.select(alias(period.copy(), "__p"), *[col(d) for d in dims])
+               grouping_sets: bool = True) -> exp.Query:
+    """SELECT period, dims, columns FROM source [JOIN map ON row period = __src] [WHERE] GROUP BY period and the
+    slices: their GROUPING SETS, or with grouping_sets=False all of them at once (partials that already carry
+    their slices' pattern of NULLs)."""
+    if not (dims and grouping_sets):
+        return _grouped(period, dims, dims, columns, source, on_map, where)
+    if any(e.find(exp.Distinct) is not None for e in columns.values()):
+        # count(DISTINCT x) over GROUPING SETS was slower than one GROUP BY per set, UNION ALL
+        # (DuckDB 2.0, 10^7 orders, (month) and (month, region): 1.20 s against 1.07 s)
+        branches: list[exp.Query] = []
+        for i, shown in enumerate([[]] + [[d] for d in dims]):
+            fresh = i > 0  # the first branch takes the caller's trees, the others copies
+            branches.append(_grouped(
+                period, dims, shown, {n: e.copy() for n, e in columns.items()} if fresh else columns,
+                source.copy() if fresh else source, (on_map[0], on_map[1].copy()) if fresh and on_map else on_map,
+                where.copy() if fresh and where is not None else where))
+        return union_all(branches)
+    select = _grouped(period, dims, dims, columns, source, on_map, where)
+    sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
+    select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+    return select
+
+
+def _grouped(period: exp.Expression, dims: list[str], shown: list[str], columns: dict[str, exp.Expression],
+             source: exp.Expression, on_map: tuple[str, exp.Expression] | None, where: exp.Expression | None) -> exp.Select:
+    """SELECT period, dims (NULL unless in `shown`), columns ... GROUP BY period and `shown`."""
+    select = exp.select(alias(period.copy(), "__p"),
+                        *[col(d) if d in shown else alias(cast(exp.Null(), "VARCHAR"), d) for d in dims])
     for name, e in columns.items():
         select = select.select(alias(e, name), copy=False)
     select = select.from_(source, copy=False)
@@ -461,12 +486,19 @@ def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.E
         select = join(select, ident(on_map[0]), on=exp.EQ(this=on_map[1], expression=col("__src")))
     if where is not None:
         select = select.where(where, copy=False)
-    if dims and grouping_sets:
-        sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
-        select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
-    else:  # partials already carry their slices' pattern of NULLs
-        select = select.group_by(period.copy(), *[col(d) for d in dims], copy=False)
-    return select
+    return select.group_by(period.copy(), *[col(d) for d in shown], copy=False)
+
+
+def _rolled_up(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], rows: str) -> exp.Select:
+    """The GROUPING SETS of additive partials, rolled up from one GROUP BY of all the slices together, so the
+    sets group the few fine groups instead of the rows (DuckDB 2.0, 10^7 orders: 0.13 s against 0.25 s).
+    A NULL column (a first-seen count's, filled by another branch) stays NULL."""
+    fine = _grouped(period, dims, dims, columns, ident(rows), None, None)
+    again: dict[str, exp.Expression] = {}
+    for name, e in columns.items():
+        agg = e.this if isinstance(e, exp.Filter) else e
+        again[name] = exp.Null() if isinstance(e, exp.Null) else _REAGGREGATE[type(agg)](this=col(name))
+    return _aggregate(col("__p"), dims, again, exp.Subquery(this=fine, alias=exp.TableAlias(this=ident("__fine"))))
 
 
 def _partials_query(partials: _Agg, dims: list[str], rows: str, period: exp.Expression, window: tuple | None,
@@ -478,7 +510,7 @@ def _partials_query(partials: _Agg, dims: list[str], rows: str, period: exp.Expr
         return {n: (value or e) if n in keep else exp.Null() for n, e in partials.columns.items()}
 
     plain = set(partials.columns) - set(partials.distinct)
-    branches: list[exp.Query] = [_aggregate(period, dims, only(plain), ident(rows))]
+    branches: list[exp.Query] = [_rolled_up(period, dims, only(plain), rows) if dims else _aggregate(period, dims, only(plain), ident(rows))]
     for name, (x, where) in partials.distinct.items():
         bucket = cal_.period_start_of_date(period.copy(), str(window[1]), cal)
         sets = [exp.Tuple(expressions=[bucket.copy(), x.copy()])] + [
@@ -488,7 +520,10 @@ def _partials_query(partials: _Agg, dims: list[str], rows: str, period: exp.Expr
             .from_(ident(rows), copy=False)
             .where(and_(exp.Not(this=exp.Is(this=x.copy(), expression=exp.Null())), where), copy=False)
         )
-        firsts.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+        if len(sets) > 1:
+            firsts.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+        else:
+            firsts = firsts.group_by(*sets[0].expressions, copy=False)
         source = exp.Subquery(this=firsts, alias=exp.TableAlias(this=ident("__first")))
         branches.append(_aggregate(col("__p"), dims, only({name}, exp.Count(this=exp.Star())), source, grouping_sets=False))
     return union_all(branches)

@@ -91,7 +91,12 @@ def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):
     [scan] = reads_of(result.statements, "orders")
     assert scan.count('"__pp" AS (') == 1
     assert scan.count('FROM "__pp"') == 6  # (additive, trailing window) x (day, week, month)
-    assert scan.count('FROM "__rows" GROUP BY GROUPING SETS') == 1 + 3  # the pre-aggregate, buyers' slices per grain
+    # the pre-aggregate groups the rows once by day and every slice, and its GROUPING SETS group those groups
+    assert scan.count('FROM "__rows" GROUP BY "__p", "__d0", "__d1"') == 1
+    assert scan.count('AS "__fine" GROUP BY GROUPING SETS') == 1
+    # buyers' count(DISTINCT) reads the rows once per grain and slice (total, channel, region), each its own GROUP BY
+    assert scan.count("COUNT(DISTINCT customer_id)") == 3 * 3
+    assert scan.count("GROUPING SETS") == 1
     # and the rolled-up values are those of the rows, by hand: per period, and over the trailing 3 periods
     by_hand = query(root, """
         WITH p AS (

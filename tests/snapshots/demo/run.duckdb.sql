@@ -93,15 +93,22 @@ WITH "__model_orders_enriched" AS (
 ), "__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(NULL AS TEXT) AS "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1"
+  FROM "__rows"
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+  UNION ALL
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
   FROM "__rows"
   GROUP BY
-    GROUPING SETS (
-      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE)),
-      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE), "__d0")
-    )
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    "__d0"
 ), "__month_agg1" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -124,15 +131,22 @@ WITH "__model_orders_enriched" AS (
 ), "__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(NULL AS TEXT) AS "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1"
+  FROM "__rows"
+  GROUP BY
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
+  UNION ALL
+  SELECT
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
   FROM "__rows"
   GROUP BY
-    GROUPING SETS (
-      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE)),
-      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE), "__d0")
-    )
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    "__d0"
 )
 SELECT
   "name",
@@ -285,18 +299,34 @@ WITH "__rows" AS (
     "__p" AS "__p",
     "__d0",
     "__d1",
-    COUNT(*) AS "__q0",
-    COUNT(*) FILTER(WHERE
-      channel = 'mobile') AS "__q1",
-    COUNT(*) FILTER(WHERE
-      status = 'completed') AS "__q2",
-    SUM(amount - discount) FILTER(WHERE
-      status = 'completed') AS "__q3",
-    COUNT(*) FILTER(WHERE
-      status <> 'cancelled') AS "__q4",
-    SUM(amount) FILTER(WHERE
-      status <> 'cancelled') AS "__q5"
-  FROM "__rows"
+    SUM("__q0") AS "__q0",
+    SUM("__q1") AS "__q1",
+    SUM("__q2") AS "__q2",
+    SUM("__q3") AS "__q3",
+    SUM("__q4") AS "__q4",
+    SUM("__q5") AS "__q5"
+  FROM (
+    SELECT
+      "__p" AS "__p",
+      "__d0",
+      "__d1",
+      COUNT(*) AS "__q0",
+      COUNT(*) FILTER(WHERE
+        channel = 'mobile') AS "__q1",
+      COUNT(*) FILTER(WHERE
+        status = 'completed') AS "__q2",
+      SUM(amount - discount) FILTER(WHERE
+        status = 'completed') AS "__q3",
+      COUNT(*) FILTER(WHERE
+        status <> 'cancelled') AS "__q4",
+      SUM(amount) FILTER(WHERE
+        status <> 'cancelled') AS "__q5"
+    FROM "__rows"
+    GROUP BY
+      "__p",
+      "__d0",
+      "__d1"
+  ) AS "__fine"
   GROUP BY
     GROUPING SETS (
       ("__p"),
@@ -570,19 +600,35 @@ WITH "__rows" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
-    COUNT(*) AS "__q0",
-    COUNT(*) FILTER(WHERE
-      csat >= 4) AS "__q1",
-    COUNT(csat) AS "__q2",
-    SUM(resolution_seconds) AS "__q3",
-    COUNT(resolution_seconds) AS "__q4",
-    COUNT(*) FILTER(WHERE
-      channel = 'phone') AS "__q5",
-    SUM(wrap_up_seconds) FILTER(WHERE
-      channel = 'phone') AS "__q6",
-    COUNT(wrap_up_seconds) FILTER(WHERE
-      channel = 'phone') AS "__q7"
-  FROM "__rows"
+    SUM("__q0") AS "__q0",
+    SUM("__q1") AS "__q1",
+    SUM("__q2") AS "__q2",
+    SUM("__q3") AS "__q3",
+    SUM("__q4") AS "__q4",
+    SUM("__q5") AS "__q5",
+    SUM("__q6") AS "__q6",
+    SUM("__q7") AS "__q7"
+  FROM (
+    SELECT
+      "__p" AS "__p",
+      "__d0",
+      COUNT(*) AS "__q0",
+      COUNT(*) FILTER(WHERE
+        csat >= 4) AS "__q1",
+      COUNT(csat) AS "__q2",
+      SUM(resolution_seconds) AS "__q3",
+      COUNT(resolution_seconds) AS "__q4",
+      COUNT(*) FILTER(WHERE
+        channel = 'phone') AS "__q5",
+      SUM(wrap_up_seconds) FILTER(WHERE
+        channel = 'phone') AS "__q6",
+      COUNT(wrap_up_seconds) FILTER(WHERE
+        channel = 'phone') AS "__q7"
+    FROM "__rows"
+    GROUP BY
+      "__p",
+      "__d0"
+  ) AS "__fine"
   GROUP BY
     GROUPING SETS (
       ("__p"),

@@ -71,15 +71,22 @@ WITH numbered AS (
 ), `active_customers__month_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
+    CAST(NULL AS STRING) AS `__d0`,
+    COUNT(*) AS `__n0`,
+    COUNT(DISTINCT customer_id) AS `__m1`
+  FROM `active_customers__rows`
+  GROUP BY
+    CAST(TRUNC(`__p`, 'MONTH') AS DATE)
+  UNION ALL
+  SELECT
+    CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     `__d0`,
     COUNT(*) AS `__n0`,
     COUNT(DISTINCT customer_id) AS `__m1`
   FROM `active_customers__rows`
   GROUP BY
-    GROUPING SETS (
-      (CAST(TRUNC(`__p`, 'MONTH') AS DATE)),
-      (CAST(TRUNC(`__p`, 'MONTH') AS DATE), `__d0`)
-    )
+    CAST(TRUNC(`__p`, 'MONTH') AS DATE),
+    `__d0`
 ), `active_customers__week_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
@@ -96,15 +103,22 @@ WITH numbered AS (
 ), `active_customers__week_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
+    CAST(NULL AS STRING) AS `__d0`,
+    COUNT(*) AS `__n0`,
+    COUNT(DISTINCT customer_id) AS `__m1`
+  FROM `active_customers__rows`
+  GROUP BY
+    CAST(TRUNC(`__p`, 'WEEK') AS DATE)
+  UNION ALL
+  SELECT
+    CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     `__d0`,
     COUNT(*) AS `__n0`,
     COUNT(DISTINCT customer_id) AS `__m1`
   FROM `active_customers__rows`
   GROUP BY
-    GROUPING SETS (
-      (CAST(TRUNC(`__p`, 'WEEK') AS DATE)),
-      (CAST(TRUNC(`__p`, 'WEEK') AS DATE), `__d0`)
-    )
+    CAST(TRUNC(`__p`, 'WEEK') AS DATE),
+    `__d0`
 )
 SELECT
   `name`,

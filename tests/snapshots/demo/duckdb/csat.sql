@@ -19,11 +19,22 @@ WITH "csat__rows" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
-    COUNT(*) AS "__q0",
-    COUNT(*) FILTER(WHERE
-      csat >= 4) AS "__q1",
-    COUNT(csat) AS "__q2"
-  FROM "csat__rows"
+    SUM("__q0") AS "__q0",
+    SUM("__q1") AS "__q1",
+    SUM("__q2") AS "__q2"
+  FROM (
+    SELECT
+      "__p" AS "__p",
+      "__d0",
+      COUNT(*) AS "__q0",
+      COUNT(*) FILTER(WHERE
+        csat >= 4) AS "__q1",
+      COUNT(csat) AS "__q2"
+    FROM "csat__rows"
+    GROUP BY
+      "__p",
+      "__d0"
+  ) AS "__fine"
   GROUP BY
     GROUPING SETS (
       ("__p"),

@@ -67,15 +67,22 @@ WITH "__model_orders_enriched" AS (
 ), "active_customers__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(NULL AS VARCHAR) AS "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1"
+  FROM "active_customers__rows"
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+  UNION ALL
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
   FROM "active_customers__rows"
   GROUP BY
-    GROUPING SETS (
-      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE)),
-      (CAST(DATE_TRUNC('MONTH', "__p") AS DATE), "__d0")
-    )
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    "__d0"
 ), "active_customers__week_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
@@ -89,15 +96,22 @@ WITH "__model_orders_enriched" AS (
 ), "active_customers__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(NULL AS VARCHAR) AS "__d0",
+    COUNT(*) AS "__n0",
+    COUNT(DISTINCT customer_id) AS "__m1"
+  FROM "active_customers__rows"
+  GROUP BY
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
+  UNION ALL
+  SELECT
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
     COUNT(*) AS "__n0",
     COUNT(DISTINCT customer_id) AS "__m1"
   FROM "active_customers__rows"
   GROUP BY
-    GROUPING SETS (
-      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE)),
-      (CAST(DATE_TRUNC('WEEK', "__p") AS DATE), "__d0")
-    )
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    "__d0"
 )
 SELECT
   "name",
