@@ -114,3 +114,17 @@ def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):
     assert len(by_hand) == 2 * (183 + 27 + 6)  # days, Monday weeks from 2025-05-26, months of 2025-06 .. 2025-11
     assert query(root, "SELECT name, grain, period_start, value FROM kpi.kpi_values "
                        "WHERE name IN ('revenue', 'revenue_trailing') AND dimension = '' ORDER BY ALL") == by_hand
+
+
+def test_a_source_scan_lets_duckdb_read_the_table_per_aggregation(tmp_path):
+    """Over a source table, the rows CTE is NOT MATERIALIZED on DuckDB (measured faster there); the hint is
+    DuckDB's alone, so the script compiled for other engines has none."""
+    from kpimetrics import Project
+
+    root = make_project(tmp_path, "[day, month]")
+    ok(result := run(root))
+    [scan] = reads_of(result.statements, "orders")
+    assert scan.count('"__rows" AS NOT MATERIALIZED (') == 1 and scan.count("MATERIALIZED") == 1
+    for dialect in ("postgres", "spark", "snowflake"):
+        Project.load(root).compile(dialect=dialect)
+        assert "MATERIALIZED" not in (root / "target" / "run.sql").read_text().upper(), dialect
