@@ -125,7 +125,7 @@ class Project:
                 today: dt.date | None = None) -> compiler.CompileResult:
         the_plan = self.plan(strict=strict, today=today)
         dialect = self.target_dialect(dialect)
-        return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select)
+        return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select, parallel=True)
 
     @_masking
     def run(self, select: str | None = None, *, full_refresh: bool = False, fail_fast: bool = False,

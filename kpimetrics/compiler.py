@@ -8,8 +8,11 @@ rows `run` writes to kpi_values for that KPI (users paste it into BI tools);
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from sqlglot import exp
 
@@ -230,11 +233,32 @@ def _previous_state(path: Path, generator: str, dialect: str) -> dict:
     return state
 
 
-def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool = True) -> CompileResult:
+def _beside(work: Callable[[], None]) -> Callable[[], bool]:
+    """Start `work()` in a forked copy of this process, on the other core, and return a function that waits for
+    it and says whether it succeeded. Rendering is pure Python under the GIL, so a thread would not help.
+    Only where fork is safe: a POSIX system, and no other thread in this process (a warehouse connection's or a
+    JVM's could hold a lock the copy needs); elsewhere the work runs here, now."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        work()
+        return lambda: True
+    pid = os.fork()
+    if pid == 0:  # the copy: do the work, leave without running the parent's exit handlers
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)
+    return lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool = True,
+                 parallel: bool = False) -> CompileResult:
     """Write target/ for `names`. Like dbt's partial parsing, a file is rendered again only when what it
     depends on changed: a per-KPI file when its definition_hash or kind did, run.sql when any KPI did,
     and every file when the generator (kpimetrics' code, sqlglot) or the dialect differs from the one
-    recorded in target/compile_state.json."""
+    recorded in target/compile_state.json. With parallel=True (the `compile` command), run.sql is rendered
+    in a forked process beside the per-KPI files."""
     import hashlib
 
     root = plan.project.root / "target"
@@ -250,6 +274,14 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
                 stale.unlink()
     result = CompileResult(dialect, selected=list(names))
     paths: dict[str, str] = {}
+    run_key = hashlib.sha256(json.dumps([plan.project.config.name, [[n, keys[n]] for n in names]]).encode()).hexdigest()
+    run_sql = root / "run.sql"
+
+    def write_run_sql() -> None:
+        _write(run_sql, plan.project.secrets.scrub(run_script(plan, names, dialect)))
+
+    stale_run_sql = previous.get("run_sql") != run_key or not run_sql.exists()
+    wait = _beside(write_run_sql) if stale_run_sql and parallel else None
     for name in names:
         pl = plan.kpis[name]
         path = folder / f"{name}.sql"
@@ -258,9 +290,8 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
             _write(path, plan.project.secrets.scrub(text))
         paths[name] = str(path.relative_to(plan.project.root))
         result.files.append(path)
-    run_key = hashlib.sha256(json.dumps([plan.project.config.name, [[n, keys[n]] for n in names]]).encode()).hexdigest()
-    if previous.get("run_sql") != run_key or not (root / "run.sql").exists():
-        _write(root / "run.sql", plan.project.secrets.scrub(run_script(plan, names, dialect)))
+    if stale_run_sql and (wait is None or not wait()):  # not started beside, or the copy failed: here, so errors show
+        write_run_sql()
     state = {"generator": generator, "dialect": dialect, "run_sql": run_key,
              "kpis": (before if not whole_project else {}) | keys}
     doc = manifest(plan, names, dialect, paths)

@@ -75,3 +75,42 @@ def test_a_removed_kpi_loses_its_file(tmp_path: Path):
     stale.write_text("SELECT 1;\n")
     Project.load(demo).compile(dialect="duckdb")
     assert not stale.exists()
+
+
+# `compile` renders run.sql in a forked copy of the process beside the per-KPI files. Run in a fresh
+# interpreter (no other threads, as in the CLI), which counts its forks and can make the copy fail.
+FORKED_COMPILE = """
+import os, sys
+from kpimetrics import compiler
+from kpimetrics.cli import main
+parent, forks = os.getpid(), []
+real_fork, real_script = os.fork, compiler.run_script
+os.fork = lambda: forks.append(1) or real_fork()
+def script(*args, **kwargs):
+    if sys.argv[2] == "fail" and os.getpid() != parent:
+        raise RuntimeError("the copy fails")
+    return real_script(*args, **kwargs)
+compiler.run_script = script
+try:
+    main(["--project-dir", sys.argv[1], "compile", "-q"])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(len(forks))
+"""
+
+
+def test_compile_renders_run_sql_beside_and_falls_back_when_the_copy_fails(tmp_path: Path):
+    import subprocess
+    import sys
+
+    demo = _demo(tmp_path)
+    Project.load(demo).compile(dialect="duckdb")
+    sequential = _files(demo / "target")  # from this process: maybe forked, maybe not; the content is what counts
+    for mode in ("ok", "fail"):
+        shutil.rmtree(demo / "target")
+        out = subprocess.run([sys.executable, "-c", FORKED_COMPILE, str(demo), mode], capture_output=True, text=True,
+                             cwd=demo)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "1", mode  # run.sql was rendered in a forked copy
+        assert _files(demo / "target") == sequential, mode  # and is the same; after a failed copy, rendered here
+        assert not list((demo / "target").glob("*.tmp")), mode

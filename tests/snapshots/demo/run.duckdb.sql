@@ -277,7 +277,7 @@ INSERT INTO "kpi_stage" (
   "numerator",
   "denominator"
 )
-WITH "__rows" AS (
+WITH "__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS TEXT), '(null)') AS "__d0",
@@ -579,7 +579,7 @@ INSERT INTO "kpi_stage" (
   "numerator",
   "denominator"
 )
-WITH "__rows" AS (
+WITH "__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(opened_at AS DATE) AS "__p",
     COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",
