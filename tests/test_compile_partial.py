@@ -22,8 +22,9 @@ def _files(target: Path) -> dict[str, bytes]:
 
 
 def _rendered(monkeypatch) -> list[str]:
-    """The KPIs whose per-KPI file the next compile renders."""
+    """The KPIs whose per-KPI file the next compile renders (all in this process: no forked copy takes some)."""
     seen: list[str] = []
+    monkeypatch.setattr(compiler, "_fork_safe", lambda: False)
     real = compiler.kpi_query
     monkeypatch.setattr(compiler, "kpi_query", lambda plan, name: seen.append(name) or real(plan, name))
     return seen
@@ -77,40 +78,51 @@ def test_a_removed_kpi_loses_its_file(tmp_path: Path):
     assert not stale.exists()
 
 
-# `compile` renders run.sql in a forked copy of the process beside the per-KPI files. Run in a fresh
-# interpreter (no other threads, as in the CLI), which counts its forks and can make the copy fail.
+# `compile` renders in a forked copy of the process beside it: run.sql, then per-KPI files from a shared queue.
+# Run in a fresh interpreter (no other threads, as in the CLI), which counts its forks and can make the copy
+# fail: while rendering run.sql, or on the first per-KPI file it takes (the parent is slowed down so that
+# the copy gets some).
 FORKED_COMPILE = """
-import os, sys
+import os, sys, time
 from kpimetrics import compiler
 from kpimetrics.cli import main
-parent, forks = os.getpid(), []
-real_fork, real_script = os.fork, compiler.run_script
+parent, forks, mode = os.getpid(), [], sys.argv[2]
+real_fork, real_script, real_query = os.fork, compiler.run_script, compiler.kpi_query
 os.fork = lambda: forks.append(1) or real_fork()
 def script(*args, **kwargs):
-    if sys.argv[2] == "fail" and os.getpid() != parent:
+    if mode == "fail_run_sql" and os.getpid() != parent:
         raise RuntimeError("the copy fails")
     return real_script(*args, **kwargs)
-compiler.run_script = script
+def query(plan, name):
+    if mode == "fail_kpis":
+        if os.getpid() != parent:
+            print("copy took", name, flush=True)
+            raise RuntimeError("the copy fails")
+        time.sleep(0.1)
+    return real_query(plan, name)
+compiler.run_script, compiler.kpi_query = script, query
 try:
     main(["--project-dir", sys.argv[1], "compile", "-q"])
 except SystemExit as exit:
     assert not exit.code, exit.code
-print(len(forks))
+print("forks", len(forks))
 """
 
 
-def test_compile_renders_run_sql_beside_and_falls_back_when_the_copy_fails(tmp_path: Path):
+def test_compile_renders_beside_and_redoes_what_a_failed_copy_took(tmp_path: Path):
     import subprocess
     import sys
 
     demo = _demo(tmp_path)
     Project.load(demo).compile(dialect="duckdb")
-    sequential = _files(demo / "target")  # from this process: maybe forked, maybe not; the content is what counts
-    for mode in ("ok", "fail"):
+    expected = _files(demo / "target")  # from this process: maybe forked, maybe not; the content is what counts
+    for mode in ("ok", "fail_run_sql", "fail_kpis"):
         shutil.rmtree(demo / "target")
         out = subprocess.run([sys.executable, "-c", FORKED_COMPILE, str(demo), mode], capture_output=True, text=True,
                              cwd=demo)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "1", mode  # run.sql was rendered in a forked copy
-        assert _files(demo / "target") == sequential, mode  # and is the same; after a failed copy, rendered here
-        assert not list((demo / "target").glob("*.tmp")), mode
+        assert out.stdout.splitlines()[-1] == "forks 1", mode  # rendered beside, in a forked copy
+        if mode == "fail_kpis":
+            assert "copy took" in out.stdout  # the copy took a KPI and failed on it
+        assert _files(demo / "target") == expected, mode  # the same files: what the copy took was done again
+        assert not list((demo / "target").rglob("*.tmp")), mode
