@@ -191,6 +191,9 @@ CODES: dict[str, Code] = {
                    "Move the baseline to a range with data, or give it as `{value: X, as_of: DATE}`."),
     "KPI092": Code(W, "run not recorded", "On `run`, the end of the run could not be written to `kpi_runs`; the next "
                    "run marks it as aborted.", "Check the warehouse connection and permissions on the output schema."),
+    "KPI093": Code(W, "baseline not checked", "On `run`, after the values were published, the query that checks relative "
+                   "targets' baseline ranges (`KPI091`) failed; the published run stands.",
+                   "Check the warehouse connection; the next run checks the baselines again."),
 }
 
 

@@ -284,7 +284,11 @@ class Runner:
                 result.status = "success" if not failed else ("partial" if ok else "error")
                 if failed:
                     result.message = f"{len(failed)} KPI(s) failed: " + ", ".join(r.name for r in failed)
-                result.warnings.extend(self._baseline_warnings(ok))
+                try:
+                    result.warnings.extend(self._baseline_warnings(ok))
+                except WarehouseError as exc:  # after publishing: the values stand, only the check is lost
+                    result.warnings.append(warning(
+                        "KPI093", f"could not check the baseline ranges of relative targets: {self.project.secrets.scrub(str(exc))}"))
         except BaseException as exc:
             self.adapter.rollback()
             result.status = "aborted" if isinstance(exc, KeyboardInterrupt) else "error"

@@ -88,6 +88,7 @@ NOT_FROM_A_PROJECT = {
     "KPI090": "a run-time warning about the data (a stale source), not a fault of the project; tested in test_run_misc",
     "KPI091": "a run-time warning about the data (no period in a baseline range); tested with relative targets",
     "KPI092": "a run-time warning when the warehouse refuses the kpi_runs update after publishing",
+    "KPI093": "a run-time warning when the baseline check fails after publishing; tested in test_run_misc",
 }
 
 

@@ -301,3 +301,31 @@ def test_a_failing_query_on_duckdb_is_a_warehouse_error_not_a_bug(tmp_path):
     out = CliRunner().invoke(main, ["status", "--project-dir", str(root)])
     assert out.exit_code == 1, out.output
     assert "internal error" not in out.output and "status" in out.output
+
+
+def test_a_failing_baseline_check_after_publishing_is_a_warning_not_a_failed_run(project, monkeypatch):
+    """The baseline check of relative targets runs after the values are published. When the warehouse fails it
+    (a dropped connection, say), the published run stands: status success, the values are there, KPI093 says so."""
+    from kpimetrics import runner
+
+    set_kpis(project, kpis_yml(revenue(), ORDER_COUNT, kpi("revenue_relative", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        target:
+          baseline: {from: 2025-10-01, to: 2025-10-31}
+          change: 10%
+          by: 2026-06-30
+    """)))
+
+    def fails(self, ok):
+        raise WarehouseError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(runner.Runner, "_baseline_warnings", fails)
+    result = run(project)
+    assert result.status == "success"
+    [w] = [w for w in result.warnings if w.code == "KPI093"]
+    assert "server closed the connection unexpectedly" in w.message
+    assert query(project, f"SELECT status FROM kpi.kpi_runs WHERE run_id = {result.run_id}") == [("success",)]
+    assert query(project, "SELECT count(*) > 0 FROM kpi.kpi_values WHERE name = 'revenue_relative' "
+                          f"AND run_id = {result.run_id}") == [(True,)]
