@@ -112,9 +112,9 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
     ]
     cal = plan.project.config.calendar
     for scan in plan.scans(names):
-        with sqlgen.gc_paused():
-            q = sqlgen.scan_query([sqlgen.ScanKpi(p, grain) for p, grain in scan.items], scan.plans[0].relation, cal)
-            text = render(sqlgen.insert_rows(stage, q), dialect)
+        with sqlgen.gc_paused():  # the tree stays unnamed, so it is garbage when the pause ends
+            text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(
+                [sqlgen.ScanKpi(p, grain) for p, grain in scan.items], scan.plans[0].relation, cal)), dialect)
         parts.append(f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
                      + text + ";")
     for name in names:
