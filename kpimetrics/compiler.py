@@ -334,7 +334,12 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
     try:
         mine: list[int] = []
         wait = _beside(copy_work) if forked else None
-        drain(mine)
+        try:
+            drain(mine)
+        except BaseException:  # Ctrl-C reaches the copy too; a failure here waits for it to end, not orphan it
+            if wait is not None:
+                wait()
+            raise
         if wait is None:
             if stale_run_sql:
                 write_run_sql()
