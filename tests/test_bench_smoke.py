@@ -29,7 +29,10 @@ def test_benchmark_values_equal_the_hand_written_sql(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "values equal the hand-written SQL (full refresh)" in out.stdout
-    assert "values equal the hand-written SQL (incremental, after 1 appended day(s))" in out.stdout
+    # one day appended before an incremental run of every KPI, one before an incremental run of the additive ones
+    assert "incremental, every KPI, one more day 1:" in out.stdout
+    assert "incremental, additive, one more day 1:" in out.stdout
+    assert "values equal the hand-written SQL (incremental, after 2 appended day(s))" in out.stdout
 
 
 def test_the_comparison_catches_a_wrong_value(tmp_path):
