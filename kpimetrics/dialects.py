@@ -68,9 +68,19 @@ def _spark_exact_percentile(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _no_cte_hints(node: exp.Expression) -> exp.Expression:
-    """CTEs without DuckDB's [NOT] MATERIALIZED hint, which sqlgen sets where DuckDB was measured faster."""
-    if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+# marks a CTE whose NOT MATERIALIZED hint kpimetrics set for DuckDB alone (see `duckdb_inlined`)
+_DUCKDB_ONLY_HINT = "kpimetrics_duckdb_only_hint"
+
+
+def duckdb_inlined(cte: exp.CTE) -> None:
+    """Mark `cte` NOT MATERIALIZED where DuckDB was measured faster with it. Rendered in any other dialect,
+    the hint is left out (`_no_duckdb_hints`); a hint the user wrote in a model stays."""
+    cte.set("materialized", False)
+    cte.meta[_DUCKDB_ONLY_HINT] = True
+
+
+def _no_duckdb_hints(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.CTE) and node.meta.get(_DUCKDB_ONLY_HINT):
         node.set("materialized", None)
     return node
 
@@ -78,9 +88,9 @@ def _no_cte_hints(node: exp.Expression) -> exp.Expression:
 # Rewrites applied to a tree before it is rendered in a dialect, where sqlglot's output does not run there
 # or was not measured there.
 FIXES = {
-    "postgres": (_postgres_date_series, _no_cte_hints),
-    "spark": (_spark_naive_timestamps, _spark_exact_percentile, _no_cte_hints),
-    "databricks": (_spark_naive_timestamps, _spark_exact_percentile, _no_cte_hints),  # Spark SQL underneath
+    "postgres": (_postgres_date_series, _no_duckdb_hints),
+    "spark": (_spark_naive_timestamps, _spark_exact_percentile, _no_duckdb_hints),
+    "databricks": (_spark_naive_timestamps, _spark_exact_percentile, _no_duckdb_hints),  # Spark SQL underneath
 }
 for _dialect in COMPILE_ONLY:
-    FIXES.setdefault(_dialect, (_no_cte_hints,))
+    FIXES.setdefault(_dialect, (_no_duckdb_hints,))

@@ -22,6 +22,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from . import calendar as cal_
 from .config import Calendar
+from .dialects import duckdb_inlined
 from .planner import KpiPlan, Relation
 from .tables import VALUE_COLUMNS, qualified
 
@@ -391,10 +392,10 @@ def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: s
     if not relation.ctes:
         # a source table, not a model: each aggregation may read the table itself rather than share one stream
         # of its rows (DuckDB 2.0, the benchmark's orders scan at 10^7 rows: 1.89 s against 2.04 s). Only DuckDB
-        # keeps the hint (dialects.FIXES): PostgreSQL would re-read a row store, Spark has no such syntax.
+        # keeps the hint: PostgreSQL would re-read a row store, Spark has no such syntax.
         for cte in (query.args.get("with_") or query.args.get("with")).expressions:
             if cte.alias == p("rows"):
-                cte.set("materialized", False)
+                duckdb_inlined(cte)
     return query
 
 

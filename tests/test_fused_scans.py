@@ -128,3 +128,19 @@ def test_a_source_scan_lets_duckdb_read_the_table_per_aggregation(tmp_path):
     for dialect in ("postgres", "spark", "snowflake"):
         Project.load(root).compile(dialect=dialect)
         assert "MATERIALIZED" not in (root / "target" / "run.sql").read_text().upper(), dialect
+
+
+def test_only_our_duckdb_hint_is_left_out_elsewhere():
+    """The hint sqlgen sets for DuckDB is left out in other dialects; a MATERIALIZED the user wrote is kept."""
+    from sqlglot import exp
+
+    from kpimetrics.dialects import duckdb_inlined, generate
+
+    query = (exp.select("*").from_("ours")
+             .with_("theirs", as_="SELECT 1 AS x", materialized=True)
+             .with_("ours", as_="SELECT x FROM theirs"))
+    duckdb_inlined(query.args["with_"].expressions[1])
+    assert "ours AS NOT MATERIALIZED (" in generate(query, "duckdb", copy=True)
+    for dialect in ("postgres", "spark", "snowflake"):
+        sql = generate(query, dialect, copy=True)
+        assert "ours AS (" in sql and "theirs AS MATERIALIZED (" in sql, (dialect, sql)
