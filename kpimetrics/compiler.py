@@ -38,7 +38,7 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
     ctes: list[tuple[str, exp.Query]] = []
     bodies: list[exp.Query] = []
     if pl.form != "derived":
-        q = sqlgen.scan_query([sqlgen.ScanKpi(pl, grain) for grain in pl.grains], pl.relation, cal, prefix=name)
+        q = sqlgen.scan_query([(pl, grain) for grain in pl.grains], cal, prefix=name)
         c, body = sqlgen.split_ctes(q)
         _merge(ctes, c)
         bodies.append(body)
@@ -113,8 +113,7 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
     cal = plan.project.config.calendar
     for scan in plan.scans(names):
         with sqlgen.gc_paused():  # the tree stays unnamed, so it is garbage when the pause ends
-            text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(
-                [sqlgen.ScanKpi(p, grain) for p, grain in scan.items], scan.plans[0].relation, cal)), dialect)
+            text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(scan.items, cal)), dialect)
         parts.append(f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
                      + text + ";")
     for name in names:

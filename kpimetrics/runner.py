@@ -387,8 +387,7 @@ class Runner:
         self.adapter.insert_rows(self.sql(self.ranges), [c for c, _ in RANGE_COLUMNS], rows)
 
     def _scan_query(self, items: list[tuple[KpiPlan, str]]) -> exp.Query:
-        scan = [sqlgen.ScanKpi(p, grain, self.since[(p.name, grain)]) for p, grain in items]
-        return sqlgen.scan_query(scan, items[0][0].relation, self.cal)
+        return sqlgen.scan_query(items, self.cal, self.since)
 
     def _stage_scan(self, scan: Scan) -> None:
         began = _time.perf_counter()

@@ -23,7 +23,7 @@ from sqlglot.dialects.dialect import Dialect
 from . import calendar as cal_
 from .config import Calendar
 from .dialects import duckdb_inlined
-from .planner import KpiPlan, Relation
+from .planner import KpiPlan
 from .tables import VALUE_COLUMNS, qualified
 
 NULL_SLICE = "(null)"
@@ -272,17 +272,21 @@ def _used_columns(plans: list[KpiPlan]) -> list[str]:
     return list(names)
 
 
-def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: str = "") -> exp.Select:
-    """One query computing, from one read of the model, every KPI of `kpis` at its grain.
+def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tuple[str, str], dt.date | None] | None = None,
+               prefix: str = "") -> exp.Select:
+    """One query computing, from one read of their model, the KPIs of `items` at their grains, each (name, grain)
+    from its period in `since` on (all periods when absent).
 
     The rows are cut into periods of the coarsest grain that nests in every grain of the scan (day when
     weeks meet months, quarters or years), and each grain's periods are cut from those, never from another
     grain's. When more than one aggregation is additive, they all roll up from one pre-aggregate of the rows
     at that grain with every slice (`__pp`), instead of each reading the rows.
     """
+    kpis = [ScanKpi(pl, grain, (since or {}).get((pl.name, grain))) for pl, grain in items]
+    relation = items[0][0].relation
     plans = list({id(k.plan): k.plan for k in kpis}.values())
     grains = list(dict.fromkeys(k.grain for k in kpis))
-    since = {(id(k.plan), k.grain): k.since for k in kpis}
+    since_of = {(id(k.plan), k.grain): k.since for k in kpis}
     base = cal_.base_grain(grains)
     time = plans[0].time
     p = lambda name: f"{prefix}__{name}"  # noqa: E731  CTE names, unique per scan when combined
@@ -343,7 +347,7 @@ def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: s
 
         # the periods: every period from the first to the last with rows
         lo, hi = period(col("lo")), period(col("hi"))
-        sinces = [s for (_, g), s in since.items() if g == grain]
+        sinces = [s for (_, g), s in since_of.items() if g == grain]
         if all(s is not None for s in sinces):
             # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
             lo = exp.Least(this=lo, expressions=[lit(min(sinces))])
@@ -384,7 +388,7 @@ def scan_query(kpis: list[ScanKpi], relation: Relation, cal: Calendar, prefix: s
             ctes.append((agg.cte, select))
 
             for pl in agg.kpis:
-                outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], pg, since[(id(pl), grain)]))
+                outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], pg, since_of[(id(pl), grain)]))
 
     if shared is not None:
         ctes.insert(at, (shared.cte, _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)))
