@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -442,13 +443,18 @@ def test_the_lock_waits_for_a_killed_runs_jvm_to_let_go_of_the_metastore(tmp_pat
         """), "1.5"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "booted"
+        booted = time.monotonic()
         monkeypatch.setattr(spark_adapter, "METASTORE_WAIT", 0.2)
         with pytest.raises(WarehouseError, match="still open in another JVM"):
             spark_adapter.WarehouseLock.take(folder)
         monkeypatch.setattr(spark_adapter, "METASTORE_WAIT", 30.0)
-        lock = spark_adapter.WarehouseLock.take(folder)  # waits until the holder has gone
-        assert holder.poll() is not None
-        lock.release()
+        lock = spark_adapter.WarehouseLock.take(folder)  # waits until the holder has let go
+        try:
+            # the holder lets go as it exits; it may not be reaped yet (poll() raced with that), so wait for it
+            assert holder.wait(timeout=10) == 0
+            assert time.monotonic() - booted >= 1.0  # and take() did wait: the holder held on for 1.5 s
+        finally:
+            lock.release()  # a lock left held here would fail every later Spark test of this process
     finally:
         holder.kill()
         holder.wait()
