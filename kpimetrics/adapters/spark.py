@@ -357,6 +357,10 @@ def _clean(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith(("at ", "An error occurred while calling", "JVM stacktrace"))]
     text = lines[0] if lines else type(exc).__name__
+    if text.endswith(":") and len(lines) > 1:
+        # a wrapper whose causes follow, such as STAGE_MATERIALIZATION_MULTIPLE_FAILURES when two stages of one
+        # query fail at once: its first cause says what is wrong
+        text = f"{text} {lines[1]}"
     return text.removeprefix(": ")
 
 
