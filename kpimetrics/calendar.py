@@ -24,18 +24,18 @@ STEP: dict[str, tuple[str, int]] = {
 }
 
 
-_TYPES: dict[str, exp.DataType] = {}
+_TYPES: dict[str, tuple[exp.DataType, bool]] = {}  # name -> (the type, whether it is plain)
 
 
 def data_type(name: str) -> exp.DataType:
     """A fresh node of type `name`. DataType.build parses its argument, so each type is built once;
     a plain type (no nested parts) is then made from its arguments, cheaper than a deepcopy."""
-    t = _TYPES.get(name)
-    if t is None:
-        t = _TYPES[name] = exp.DataType.build(name)
-    if any(isinstance(v, (exp.Expression, list)) for v in t.args.values()):
-        return t.copy()
-    return exp.DataType(**t.args)
+    found = _TYPES.get(name)
+    if found is None:
+        t = exp.DataType.build(name)
+        found = _TYPES[name] = (t, not any(isinstance(v, (exp.Expression, list)) for v in t.args.values()))
+    t, plain = found
+    return exp.DataType(**t.args) if plain else t.copy()
 
 
 def date_type() -> exp.DataType:

@@ -23,37 +23,50 @@ from .planner import KpiPlan, Plan
 MANIFEST_SCHEMA_VERSION = 1
 
 
-def _merge(ctes: list[tuple[str, exp.Query]], more: list[tuple[str, exp.Query]]) -> None:
-    names = {n for n, _ in ctes}
-    for n, q in more:
-        if n not in names:
-            ctes.append((n, q))
-            names.add(n)
-
-
 def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[exp.Query]]:
-    """CTEs and UNION ALL branches that compute one KPI at all its grains, self-contained."""
+    """CTEs and UNION ALL branches that compute one KPI at all its grains, self-contained. A derived KPI's
+    inputs (and theirs) are computed as `run` computes them: one scan per model and time column, then each
+    derived input in dependency order over the values before it."""
     pl = plan.kpis[name]
     cal = plan.project.config.calendar
     ctes: list[tuple[str, exp.Query]] = []
-    bodies: list[exp.Query] = []
     if pl.form != "derived":
         q = sqlgen.scan_query([(pl, grain) for grain in pl.grains], cal, prefix=name)
         c, body = sqlgen.split_ctes(q)
-        _merge(ctes, c)
+        return c, [body]
+    closure = _inputs_closure(plan, name)
+    scans = plan.scans([n for n in closure if plan.kpis[n].form != "derived"])
+    bodies: list[exp.Query] = []
+    for i, scan in enumerate(scans):
+        prefix = name if len(scans) == 1 else f"{name}__s{i}"
+        c, body = sqlgen.split_ctes(sqlgen.scan_query(scan.items, cal, prefix=prefix))
+        ctes.extend(c)
         bodies.append(body)
-        return ctes, bodies
-    in_bodies: list[exp.Query] = []
-    for input_name in pl.input_names:
-        c, b = kpi_parts(plan, input_name)
-        _merge(ctes, c)
-        in_bodies.extend(b)
-    in_name = f"{name}__inputs"
-    _merge(ctes, [(in_name, sqlgen.union_all(in_bodies))])
+    values = f"{name}__inputs"
+    ctes.append((values, sqlgen.union_all(bodies)))
+    for i, inner in enumerate(n for n in closure if plan.kpis[n].form == "derived"):
+        ipl, more = plan.kpis[inner], f"{name}__inputs{i + 1}"
+        source = exp.Table(this=sqlgen.ident(values))
+        rows = [sqlgen.derived_query(ipl, g, source, derived_dimensions(plan, inner)) for g in ipl.grains]
+        ctes.append((more, sqlgen.union_all([sqlgen.select_all(source)] + rows)))
+        values = more
     dims = derived_dimensions(plan, name)
-    for grain in pl.grains:
-        bodies.append(sqlgen.derived_query(pl, grain, exp.Table(this=sqlgen.ident(in_name)), dims))
-    return ctes, bodies
+    source = exp.Table(this=sqlgen.ident(values))
+    return ctes, [sqlgen.derived_query(pl, grain, source, dims) for grain in pl.grains]
+
+
+def _inputs_closure(plan: Plan, name: str) -> list[str]:
+    """Every KPI a derived KPI reads, directly or through other derived KPIs, in dependency order."""
+    seen: dict[str, None] = {}
+
+    def visit(n: str) -> None:
+        for i in plan.kpis[n].input_names:
+            if i not in seen:
+                visit(i)
+                seen[i] = None
+
+    visit(name)
+    return list(seen)
 
 
 def derived_dimensions(plan: Plan, name: str) -> tuple[str, ...]:

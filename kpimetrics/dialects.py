@@ -79,6 +79,17 @@ def duckdb_inlined(cte: exp.CTE) -> None:
     cte.meta[_DUCKDB_ONLY_HINT] = True
 
 
+def carry_hint(cte: exp.CTE) -> None:
+    """Note on a CTE's query that its CTE has our hint, so that the query keeps it in another WITH (`restore_hint`)."""
+    if cte.meta.get(_DUCKDB_ONLY_HINT):
+        cte.this.meta[_DUCKDB_ONLY_HINT] = True
+
+
+def restore_hint(cte: exp.CTE) -> None:
+    if cte.this.meta.get(_DUCKDB_ONLY_HINT):
+        duckdb_inlined(cte)
+
+
 def _no_duckdb_hints(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.CTE) and node.meta.get(_DUCKDB_ONLY_HINT):
         node.set("materialized", None)

@@ -145,8 +145,20 @@ def _resolved(text: str, dialect: str) -> tuple[exp.Expression | None, str | Non
     tree, _ = parse_snippet(text, dialect)
     if tree is None:
         return None, None
-    tree = _strip_tables(tree)
+    tree = _positionless(_strip_tables(tree))
     return tree, tree.sql("duckdb")
+
+
+def _positionless(tree: exp.Expression) -> exp.Expression:
+    """`tree` without the parser's positions (line, col, start, end on each identifier). Validation has used them
+    by now; every copy of a snippet while SQL is generated deep-copied them with Python's `copy` module, which was
+    half the cost of those copies (1,000 KPIs: 29,000 dicts)."""
+    if not any(n._meta for n in tree.walk()):
+        return tree
+    tree = tree.copy()  # the parse cache's tree is shared with validation
+    for node in tree.walk():
+        node._meta = None
+    return tree
 
 
 def _snippet(text: str | None, dialect: str) -> exp.Expression | None:

@@ -22,7 +22,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from . import calendar as cal_
 from .config import Calendar
-from .dialects import duckdb_inlined
+from .dialects import carry_hint, duckdb_inlined, restore_hint
 from .planner import KpiPlan
 from .tables import VALUE_COLUMNS, qualified
 
@@ -135,6 +135,7 @@ def insert_rows(table: exp.Table, query: exp.Query) -> exp.Insert:
 def cte_query(ctes: list[tuple[str, exp.Query]], body: exp.Select) -> exp.Select:
     for name, query in ctes:
         body = body.with_(ident(name), as_=query, copy=False)
+        restore_hint((body.args.get("with_") or body.args["with"]).expressions[-1])
     return body
 
 
@@ -150,6 +151,8 @@ def split_ctes(query: exp.Query) -> tuple[list[tuple[str, exp.Query]], exp.Query
     with_ = q.args.get("with_") or q.args.get("with")
     ctes: list[tuple[str, exp.Query]] = []
     if with_ is not None:
+        for c in with_.expressions:
+            carry_hint(c)
         ctes = [(c.alias, c.this) for c in with_.expressions]
         q.set("with_", None)
         q.set("with", None)
@@ -161,6 +164,11 @@ def union_all(queries: list[exp.Query]) -> exp.Query:
     for q in queries[1:]:
         out = exp.Union(this=out, expression=q, distinct=False)
     return out
+
+
+def select_all(source: exp.Table) -> exp.Select:
+    """SELECT the kpi_values row columns FROM source."""
+    return exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(source.copy(), copy=False)
 
 
 def union_select(queries: list[exp.Query]) -> exp.Select:

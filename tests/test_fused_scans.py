@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,24 @@ def test_fused_values_equal_each_kpi_computed_alone(tmp_path):
         alone = comparable(*read(root, (compiled / f"{name}.sql").read_text()))
         assert alone == [r for r in values if r[0] == name], name
     assert query(root, "SELECT count(DISTINCT name) FROM kpi.kpi_values") == [(8,)]
+
+
+def test_a_derived_kpis_file_reads_each_model_once_and_returns_its_values(tmp_path):
+    """A derived KPI over a derived KPI and over KPIs of two models: its compiled file computes its inputs as
+    `run` does (one read per model, then the inner derived KPI), and returns the rows run writes for it."""
+    outer = kpi("revenue_per_visit_per_buyer", "derived: revenue_per_buyer / nullif(visits, 0) + 0 * completed_revenue\n"
+                                               "grain: [month, week]\ntarget: 1\n")
+    write_run_project(tmp_path, six_kpis("[month, week]") + textwrap.indent(outer, "  "), sources=SOURCES)
+    insert_orders(tmp_path, make_orders(dt.date(2025, 6, 1), dt.date(2025, 12, 1)))
+    execute(tmp_path, "CREATE TABLE main.visits AS SELECT i AS visit_id, TIMESTAMP '2025-06-01' + i * INTERVAL 3 HOUR "
+                      "AS visited_at FROM range(1500) AS t(i)")
+    ok(run(tmp_path))
+    values = table(tmp_path, "kpi_values", drop=("definition_hash", "run_id", "computed_at"))
+    sql = (tmp_path / "target" / "compiled" / "duckdb" / "revenue_per_visit_per_buyer.sql").read_text()
+    assert len(re.findall(r'"main"\."orders"', sql)) == 1 and len(re.findall(r'"main"\."visits"', sql)) == 1
+    mine = [r for r in values if r[0] == "revenue_per_visit_per_buyer"]
+    assert len(mine) > 10 and any(r[6] is not None for r in mine)
+    assert comparable(*read(tmp_path, sql)) == mine
 
 
 def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):

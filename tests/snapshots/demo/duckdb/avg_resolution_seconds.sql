@@ -2,7 +2,7 @@
 -- definition_hash: 4217342ed55021f5
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "avg_resolution_seconds__rows" AS (
+WITH "avg_resolution_seconds__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     resolution_seconds

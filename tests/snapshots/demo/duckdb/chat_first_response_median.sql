@@ -2,7 +2,7 @@
 -- definition_hash: 1fc03f297409e773
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "chat_first_response_median__rows" AS (
+WITH "chat_first_response_median__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     first_response_seconds,

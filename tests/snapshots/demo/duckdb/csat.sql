@@ -2,7 +2,7 @@
 -- definition_hash: e67051001c3871c7
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "csat__rows" AS (
+WITH "csat__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(opened_at AS DATE) AS "__p",
     COALESCE(CAST(channel AS TEXT), '(null)') AS "__d0",

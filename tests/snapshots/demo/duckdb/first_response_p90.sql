@@ -2,7 +2,7 @@
 -- definition_hash: 58fc143f7086cf4b
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "first_response_p90__rows" AS (
+WITH "first_response_p90__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
     first_response_seconds

@@ -2,7 +2,7 @@
 -- definition_hash: e75b6143b812cf0c
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "mobile_order_share__rows" AS (
+WITH "mobile_order_share__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS TEXT), '(null)') AS "__d0",

@@ -2,7 +2,7 @@
 -- definition_hash: 40d6c340856e7f12
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "net_revenue__rows" AS (
+WITH "net_revenue__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS TEXT), '(null)') AS "__d0",

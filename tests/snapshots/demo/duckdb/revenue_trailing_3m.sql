@@ -2,7 +2,7 @@
 -- definition_hash: 1af5c1468a561588
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "revenue_trailing_3m__rows" AS (
+WITH "revenue_trailing_3m__rows" AS NOT MATERIALIZED (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     amount,

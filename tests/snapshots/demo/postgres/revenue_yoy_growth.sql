@@ -2,7 +2,7 @@
 -- definition_hash: 4eac7edf5647b910
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH "net_revenue__rows" AS (
+WITH "revenue_yoy_growth__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS VARCHAR), '(null)') AS "__d0",
@@ -13,18 +13,18 @@ WITH "net_revenue__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "net_revenue__bounds" AS (
+), "revenue_yoy_growth__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "net_revenue__rows"
-), "net_revenue__spine" AS (
+  FROM "revenue_yoy_growth__rows"
+), "revenue_yoy_growth__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "net_revenue__bounds"
+  FROM "revenue_yoy_growth__bounds"
   CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
-), "net_revenue__agg0" AS (
+), "revenue_yoy_growth__agg0" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
@@ -33,7 +33,7 @@ WITH "net_revenue__rows" AS (
       status = 'completed') AS "__n0",
     SUM(amount - discount) FILTER(WHERE
       status = 'completed') AS "__m1"
-  FROM "net_revenue__rows"
+  FROM "revenue_yoy_growth__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
@@ -66,8 +66,8 @@ WITH "net_revenue__rows" AS (
       END AS "value",
       CAST(NULL AS DOUBLE PRECISION) AS "numerator",
       CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "net_revenue__spine" AS "__s"
-    LEFT JOIN "net_revenue__agg0" AS "__a"
+    FROM "revenue_yoy_growth__spine" AS "__s"
+    LEFT JOIN "revenue_yoy_growth__agg0" AS "__a"
       ON (
         "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
       )
@@ -87,7 +87,7 @@ WITH "net_revenue__rows" AS (
       END AS "value",
       CAST(NULL AS DOUBLE PRECISION) AS "numerator",
       CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "net_revenue__agg0" AS "__a"
+    FROM "revenue_yoy_growth__agg0" AS "__a"
     WHERE
       NOT "__a"."__d0" IS NULL
     UNION ALL
@@ -105,7 +105,7 @@ WITH "net_revenue__rows" AS (
       END AS "value",
       CAST(NULL AS DOUBLE PRECISION) AS "numerator",
       CAST(NULL AS DOUBLE PRECISION) AS "denominator"
-    FROM "net_revenue__agg0" AS "__a"
+    FROM "revenue_yoy_growth__agg0" AS "__a"
     WHERE
       NOT "__a"."__d1" IS NULL
   ) AS "__u"

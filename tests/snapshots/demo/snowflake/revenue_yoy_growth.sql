@@ -1,7 +1,7 @@
 -- kpimetrics: kpi revenue_yoy_growth (derived), grains: month
 -- definition_hash: 4eac7edf5647b910
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
-WITH "net_revenue__rows" AS (
+WITH "revenue_yoy_growth__rows" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
     COALESCE(CAST(region AS VARCHAR), '(null)') AS "__d0",
@@ -12,24 +12,24 @@ WITH "net_revenue__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "net_revenue__bounds" AS (
+), "revenue_yoy_growth__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "net_revenue__rows"
-), "net_revenue__spine" AS (
+  FROM "revenue_yoy_growth__rows"
+), "revenue_yoy_growth__spine" AS (
   SELECT
     CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "net_revenue__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
-), "net_revenue__agg0" AS (
+  FROM "revenue_yoy_growth__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
+), "revenue_yoy_growth__agg0" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
     "__d1",
     COUNT_IF(status = 'completed') AS "__n0",
     SUM(IFF(status = 'completed', amount - discount, NULL)) AS "__m1"
-  FROM "net_revenue__rows"
+  FROM "revenue_yoy_growth__rows"
   GROUP BY
     GROUPING SETS (
       ("__p"),
@@ -62,8 +62,8 @@ WITH "net_revenue__rows" AS (
       END AS "value",
       CAST(NULL AS DOUBLE) AS "numerator",
       CAST(NULL AS DOUBLE) AS "denominator"
-    FROM "net_revenue__spine" AS "__s"
-    LEFT JOIN "net_revenue__agg0" AS "__a"
+    FROM "revenue_yoy_growth__spine" AS "__s"
+    LEFT JOIN "revenue_yoy_growth__agg0" AS "__a"
       ON (
         "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
       )
@@ -83,7 +83,7 @@ WITH "net_revenue__rows" AS (
       END AS "value",
       CAST(NULL AS DOUBLE) AS "numerator",
       CAST(NULL AS DOUBLE) AS "denominator"
-    FROM "net_revenue__agg0" AS "__a"
+    FROM "revenue_yoy_growth__agg0" AS "__a"
     WHERE
       NOT "__a"."__d0" IS NULL
     UNION ALL
@@ -101,7 +101,7 @@ WITH "net_revenue__rows" AS (
       END AS "value",
       CAST(NULL AS DOUBLE) AS "numerator",
       CAST(NULL AS DOUBLE) AS "denominator"
-    FROM "net_revenue__agg0" AS "__a"
+    FROM "revenue_yoy_growth__agg0" AS "__a"
     WHERE
       NOT "__a"."__d1" IS NULL
   ) AS "__u"

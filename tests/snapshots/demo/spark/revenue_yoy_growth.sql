@@ -2,7 +2,7 @@
 -- definition_hash: 4eac7edf5647b910
 -- Returns the rows `kpimetrics run` writes to kpi_values for this KPI.
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
-WITH `net_revenue__rows` AS (
+WITH `revenue_yoy_growth__rows` AS (
   SELECT
     CAST(TRUNC(CAST(ordered_at AS DATE), 'MONTH') AS DATE) AS `__p`,
     COALESCE(CAST(region AS STRING), '(null)') AS `__d0`,
@@ -13,19 +13,19 @@ WITH `net_revenue__rows` AS (
   FROM `orders`
   WHERE
     NOT ordered_at IS NULL
-), `net_revenue__bounds` AS (
+), `revenue_yoy_growth__bounds` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `net_revenue__rows`
-), `net_revenue__spine` AS (
+  FROM `revenue_yoy_growth__rows`
+), `revenue_yoy_growth__spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `net_revenue__bounds`
+  FROM `revenue_yoy_growth__bounds`
   LATERAL VIEW
   EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
-), `net_revenue__agg0` AS (
+), `revenue_yoy_growth__agg0` AS (
   SELECT
     `__p` AS `__p`,
     `__d0`,
@@ -34,7 +34,7 @@ WITH `net_revenue__rows` AS (
       status = 'completed') AS `__n0`,
     SUM(amount - discount) FILTER(WHERE
       status = 'completed') AS `__m1`
-  FROM `net_revenue__rows`
+  FROM `revenue_yoy_growth__rows`
   GROUP BY
     GROUPING SETS (
       (`__p`),
@@ -67,8 +67,8 @@ WITH `net_revenue__rows` AS (
       END AS `value`,
       CAST(NULL AS DOUBLE) AS `numerator`,
       CAST(NULL AS DOUBLE) AS `denominator`
-    FROM `net_revenue__spine` AS `__s`
-    LEFT JOIN `net_revenue__agg0` AS `__a`
+    FROM `revenue_yoy_growth__spine` AS `__s`
+    LEFT JOIN `revenue_yoy_growth__agg0` AS `__a`
       ON (
         `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
       )
@@ -88,7 +88,7 @@ WITH `net_revenue__rows` AS (
       END AS `value`,
       CAST(NULL AS DOUBLE) AS `numerator`,
       CAST(NULL AS DOUBLE) AS `denominator`
-    FROM `net_revenue__agg0` AS `__a`
+    FROM `revenue_yoy_growth__agg0` AS `__a`
     WHERE
       NOT `__a`.`__d0` IS NULL
     UNION ALL
@@ -106,7 +106,7 @@ WITH `net_revenue__rows` AS (
       END AS `value`,
       CAST(NULL AS DOUBLE) AS `numerator`,
       CAST(NULL AS DOUBLE) AS `denominator`
-    FROM `net_revenue__agg0` AS `__a`
+    FROM `revenue_yoy_growth__agg0` AS `__a`
     WHERE
       NOT `__a`.`__d1` IS NULL
   ) AS `__u`
