@@ -104,7 +104,7 @@ def test_a_derived_kpis_file_reads_each_model_once_and_returns_its_values(tmp_pa
 
 def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):
     """Day, week and month of the additive KPIs (and the trailing window) come from one day-grain
-    pre-aggregate of the rows; count distinct and median keep their own aggregation of the rows."""
+    pre-aggregate of the rows; count distinct and median share their own aggregations of the rows."""
     root = make_project(tmp_path, "[day, week, month]")
     ok(result := run(root))
     [scan] = reads_of(result.statements, "orders")
@@ -116,6 +116,11 @@ def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):
     # buyers' count(DISTINCT) reads the rows once per grain and slice (total, channel, region), each its own GROUP BY
     assert scan.count("COUNT(DISTINCT customer_id)") == 3 * 3
     assert scan.count("GROUPING SETS") == 1
+    # the median (no slices) is computed in buyers' GROUP BY of the totals, not in one of its own, and in no slice's
+    totals = re.findall(r'COUNT\(DISTINCT customer_id\) AS "__m\d+", COUNT\(\*\) FILTER\(WHERE status <> \'cancelled\'\) '
+                        r'AS "__n\d+", MEDIAN\(amount\) FILTER', scan)
+    assert len(totals) == 3 and scan.count("MEDIAN(") == 3
+    assert scan.count('FROM "__rows" GROUP BY') == 1 + 3 * 3  # the pre-aggregate; buyers' total and two slices per grain
     # and the rolled-up values are those of the rows, by hand: per period, and over the trailing 3 periods
     by_hand = query(root, """
         WITH p AS (
