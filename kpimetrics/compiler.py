@@ -7,6 +7,7 @@ rows `run` writes to kpi_values for that KPI (users paste it into BI tools);
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -223,7 +224,8 @@ def jsonable(value):
 STATE_FILE = "compile_state.json"
 
 
-def _generator_fingerprint() -> str:
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
     """Changes whenever the code that writes SQL may have: kpimetrics' sources and sqlglot's version."""
     import hashlib
 
@@ -303,7 +305,7 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
     root = plan.project.root / "target"
     folder = root / "compiled" / dialect
     folder.mkdir(parents=True, exist_ok=True)
-    generator = _generator_fingerprint()
+    generator = generator_fingerprint()
     previous = _previous_state(root / STATE_FILE, generator, dialect)
     before: dict[str, str] = previous.get("kpis", {})
     keys = {name: f"{plan.kpis[name].definition_hash}:{plan.kpis[name].kpi.kind}" for name in names}

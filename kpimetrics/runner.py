@@ -25,6 +25,7 @@ from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, WarehouseError, warning
 from .faults import checkpoint
+from .partials import KeptPreAggregates
 from .planner import KpiPlan, Plan, Scan
 from .sqlgen import col, ident, lit
 from .tables import qualified
@@ -168,6 +169,7 @@ class Runner:
         self.progress = progress or (lambda event, info: None)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
+        self.pre_aggregates: KeptPreAggregates | None = None
 
     def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
         began = _time.perf_counter()
@@ -359,6 +361,8 @@ class Runner:
             r.since = {g: (s.isoformat() if s else None) for (k, g), s in self.since.items() if k == n}
             r.mode = "full" if all(s is None for (k, _), s in self.since.items() if k == n) else "incremental"
         self._check_freshness()
+        # kept between runs where publishing is one transaction (partials.py)
+        self.pre_aggregates = KeptPreAggregates(self) if self.adapter.capabilities.transactions else None
         for scan in self.plan.scans(self.selected):
             scan.items = [(p, g) for p, g in scan.items if self.results[p.name].status != "error"]
             if scan.items:
@@ -396,7 +400,16 @@ class Runner:
         self.progress("scan", {"grain": grains, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
         try:
             with sqlgen.gc_paused():  # a fused scan can be a tree of millions of nodes
-                self._insert_stage(self._scan_query(items))
+                if self.pre_aggregates is None:
+                    self._insert_stage(self._scan_query(items))
+                else:
+                    kept_name, pre = self.pre_aggregates.for_scan(scan, items)
+                    query = sqlgen.scan_query(items, self.cal, self.since, pre=pre)
+                    if pre.query is not None:
+                        self.pre_aggregates.stage(pre)
+                    self._insert_stage(query)
+                    if pre.query is not None:
+                        self.pre_aggregates.keep(kept_name, pre)
             self._record_ranges(items)
         except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:
@@ -526,6 +539,9 @@ class Runner:
                     self.adapter.insert_rows(self.tsql(w.table.name), w.table.column_names, w.rows)
                 for i in range(0, len(w.queries), UNION_CHUNK):  # bounded statement size for large projects
                     self.insert(w.table, sqlgen.union_all(w.queries[i:i + UNION_CHUNK]))
+            if self.pre_aggregates is not None:
+                checkpoint("publish.partials")
+                self.pre_aggregates.publish()
             checkpoint("publish.commit")
             self.adapter.commit()
             checkpoint("publish.committed")

@@ -227,6 +227,19 @@ class ScanKpi:
     since: dt.date | None = None  # first period to output at this grain; None: all periods
 
 
+@dataclass
+class KeptPreAggregate:
+    """A scan's shared pre-aggregate (`__pp`) computed as a statement of its own into `staged`, so that the runner
+    can keep it between runs (in `kept`) and an incremental run reads the rows of new periods only: a trailing
+    window's earlier periods come from the kept rows. scan_query fills `query` (to be stored into `staged` before
+    the scan runs) and `fresh_from` (the first base period computed from rows; None when all are) when the scan
+    has a shared pre-aggregate; `query` stays None when it has none."""
+    staged: exp.Table
+    kept: exp.Table | None = None  # valid rows of an earlier run, or None to compute every period from rows
+    query: exp.Query | None = None
+    fresh_from: dt.date | None = None
+
+
 _DUCKDB = Dialect.get_or_raise("duckdb")  # one instance: sql("duckdb") makes a new one each call
 
 
@@ -281,14 +294,15 @@ def _used_columns(plans: list[KpiPlan]) -> list[str]:
 
 
 def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tuple[str, str], dt.date | None] | None = None,
-               prefix: str = "") -> exp.Select:
+               prefix: str = "", pre: KeptPreAggregate | None = None) -> exp.Select:
     """One query computing, from one read of their model, the KPIs of `items` at their grains, each (name, grain)
     from its period in `since` on (all periods when absent).
 
     The rows are cut into periods of the coarsest grain that nests in every grain of the scan (day when
     weeks meet months, quarters or years), and each grain's periods are cut from those, never from another
     grain's. When more than one aggregation is additive, they all roll up from one pre-aggregate of the rows
-    at that grain with every slice (`__pp`), instead of each reading the rows.
+    at that grain with every slice (`__pp`), instead of each reading the rows. With `pre`, that pre-aggregate
+    is read from `pre.staged` (and `pre.kept`), and `pre.query` computes it.
     """
     kpis = [ScanKpi(pl, grain, (since or {}).get((pl.name, grain))) for pl, grain in items]
     relation = items[0][0].relation
@@ -308,18 +322,27 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
     for d in dims:
         projections.append(alias(slice_value(dim_expr[d]), dim_alias[d]))
     projections.extend(exp.column(c) for c in used)
-    where = exp.Not(this=exp.Is(this=time.copy(), expression=exp.Null()))
     lower = scan_from(kpis, cal)
-    if lower is not None:
-        # a plain predicate on the time column, so the engine can skip row groups
-        where = and_(where, exp.GTE(this=time.copy(), expression=lit(lower)))
-    rows = exp.select(*projections).from_(relation.table.copy(), copy=False).where(where, copy=False)
+
+    built: list[exp.Select] = []
+
+    def rows_from(first: dt.date | None) -> exp.Select:
+        where = exp.Not(this=exp.Is(this=time.copy(), expression=exp.Null()))
+        if first is not None:
+            # a plain predicate on the time column, so the engine can skip row groups
+            where = and_(where, exp.GTE(this=time.copy(), expression=lit(first)))
+        exprs = [e.copy() for e in projections] if built else projections  # the first one takes the trees
+        built.append(exp.select(*exprs).from_(relation.table.copy(), copy=False).where(where, copy=False))
+        return built[-1]
+
+    # with kept partials, the pre-aggregate computes only the periods from the first one any KPI recomputes
+    fresh = min(k.since for k in kpis) if pre is not None and pre.kept is not None and lower is not None else None
+    ctes = model_ctes(relation)
+    ctes.append((p("rows"), rows_from(lower)))
+    at = len(ctes)  # where the shared pre-aggregate goes, once its columns are known
     bounds = exp.select(alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(
         ident(p("rows")), copy=False)
-
-    ctes = model_ctes(relation)
-    ctes += [(p("rows"), rows), (p("bounds"), bounds)]
-    at = len(ctes)  # where the shared pre-aggregate goes, once its columns are known
+    ctes.append((p("bounds"), bounds))
 
     # 2. the aggregations of each grain: which KPIs share one is decided by _agg_key
     by_grain: dict[str, dict[tuple, _Agg]] = {g: {} for g in grains}
@@ -402,7 +425,19 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
                 outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], pg, since_of[(id(pl), grain)]))
 
     if shared is not None:
-        ctes.insert(at, (shared.cte, _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)))
+        pp_query = _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)
+        if pre is not None:
+            pre.query = cte_query(model_ctes(relation) + [(p("rows"), rows_from(fresh or lower))], pp_query)
+            pre.fresh_from = fresh
+            pp_query = _kept_rows(pre, ["__p", *[dim_alias[d] for d in rolled], *shared.columns], lower)
+            if fresh is not None:
+                # the periods come from the pre-aggregate, and the rows are read only as far back as the
+                # aggregations that do not roll up from it need
+                bounds.from_(ident(shared.cte), copy=False)
+                own = {id(pl) for aggs in by_grain.values() for a in aggs.values() if a.partials is not shared for pl in a.kpis}
+                first = scan_from([k for k in kpis if id(k.plan) in own], cal) if own else fresh
+                ctes[at - 1] = (p("rows"), rows_from(first))
+        ctes.insert(at, (shared.cte, pp_query))
     query = cte_query(ctes, union_select(outputs))
     if not relation.ctes:
         # a source table, not a model: each aggregation may read the table itself rather than share one stream
@@ -412,6 +447,17 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             if cte.alias == p("rows"):
                 duckdb_inlined(cte)
     return query
+
+
+def _kept_rows(pre: KeptPreAggregate, columns: list[str], lower: dt.date | None) -> exp.Query:
+    """The pre-aggregate's rows: this run's (`staged`), and before `fresh_from` those kept, from `lower` on."""
+    staged = exp.select(*[col(c) for c in columns]).from_(pre.staged.copy(), copy=False)
+    if pre.fresh_from is None:
+        return staged
+    period = exp.and_(exp.GTE(this=col("__p"), expression=lit(lower)),
+                      exp.LT(this=col("__p"), expression=lit(pre.fresh_from)), copy=False)
+    kept = exp.select(*[col(c) for c in columns]).from_(pre.kept.copy(), copy=False).where(period, copy=False)
+    return union_all([staged, kept])
 
 
 def _spine(bounds: str, lo: exp.Expression, hi: exp.Expression, grain: str) -> exp.Select:

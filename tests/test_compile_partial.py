@@ -64,7 +64,7 @@ def test_another_dialect_or_generator_renders_everything(tmp_path: Path, monkeyp
     Project.load(demo).compile(dialect="postgres")
     assert len(seen) == 12
     seen.clear()
-    monkeypatch.setattr(compiler, "_generator_fingerprint", lambda: "changed")
+    monkeypatch.setattr(compiler, "generator_fingerprint", lambda: "changed")
     Project.load(demo).compile(dialect="postgres")
     assert len(seen) == 12
 

@@ -180,6 +180,9 @@ def test_incremental_run_equals_full_refresh(tmp_path, pg):
     result = project.run(as_of=AS_OF)
     assert result.status == "success"
     assert {k.mode for k in result.kpis} == {"incremental"}
+    # the orders scan's trailing window took its earlier months from the pre-aggregate the first run kept
+    kept = [s for s in result.statements if s.startswith('INSERT INTO "kpi"."kpi_stage_') and '"kpi"."kpi_partials_' in s]
+    assert any('"orders"' in s and "revenue_trailing_3m" in s for s in kept)
     incremental = pg_outputs(pg)
     assert project.run(full_refresh=True, as_of=AS_OF).status == "success"
     assert_same_tables(pg_outputs(pg), incremental)

@@ -1,0 +1,97 @@
+"""Pre-aggregates kept between runs, so an incremental run reads the rows of the periods it recomputes only.
+
+A scan with more than one additive aggregation rolls them all up from one pre-aggregate of its rows at the
+base grain with every slice (`__pp`, see sqlgen). On engines with transactions (DuckDB, PostgreSQL) the
+runner computes that pre-aggregate as a statement of its own into a staging table, and publishing keeps it
+in `kpi_partials_<key>`, in the same transaction as the values. The next incremental run then computes the
+pre-aggregate only from the first period any of the scan's KPIs recomputes, and takes the earlier periods a
+trailing or to-date window needs from the kept rows instead of reading their rows again.
+
+The kept rows are used only when they are exactly what a full read would give for those periods:
+- the key names everything that shapes them: kpimetrics' code, the relation, the time column, the calendar,
+  and each KPI, grain and definition_hash of the scan (another selection of KPIs keeps its own);
+- the run that kept them is the last one that published any of the scan's KPIs (each kept row carries the
+  run that wrote it in `__run`; a run that published them without keeping, a `-s` run of some of them, or
+  a KPI retried alone after the scan failed, makes them stale);
+- they reach back to the first period the windows need.
+Otherwise the run reads the rows as before and keeps what it computed. Periods before the recompute range
+are final by the project's `lookback`, for the kept pre-aggregate as for the published values. Spark has no
+transaction over several tables, so it reads the rows each time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlglot import exp
+
+from . import sqlgen
+from .planner import KpiPlan, Scan
+from .sqlgen import KeptPreAggregate, ScanKpi, col, lit
+
+PREFIX = "kpi_partials_"
+RUN = "__run"  # the column of a kept row that names the run that wrote it
+
+
+def key(scan: Scan, items: list[tuple[KpiPlan, str]], calendar_json: str) -> str:
+    from .compiler import generator_fingerprint
+
+    relation = items[0][0].relation
+    parts = [generator_fingerprint(), scan.relation_key, relation.sql_for_hash, scan.time_sql, calendar_json,
+             sorted([p.name, g, p.definition_hash] for p, g in items)]
+    return PREFIX + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+class KeptPreAggregates:
+    """The pre-aggregates of one run: which kept ones a scan may read, and keeping this run's when it publishes."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.existing = {t for t in runner.adapter.tables(runner.schema) if t.startswith(PREFIX)}
+        self.kept: list[tuple[str, KeptPreAggregate]] = []
+        self.names: set[str] = set()
+
+    def for_scan(self, scan: Scan, items: list[tuple[KpiPlan, str]]) -> tuple[str, KeptPreAggregate]:
+        r = self.runner
+        name = key(scan, items, json.dumps(r.cal.model_dump(mode="json"), sort_keys=True))
+        self.names.add(name)
+        staged = r.t(f"kpi_stage_pp_{r.run_id}_{len(self.names)}")
+        return name, KeptPreAggregate(staged, r.t(name) if self._usable(name, items) else None)
+
+    def _usable(self, name: str, items: list[tuple[KpiPlan, str]]) -> bool:
+        r = self.runner
+        need = sqlgen.scan_from([ScanKpi(p, g, r.since[(p.name, g)]) for p, g in items], r.cal)
+        if need is None or name not in self.existing:
+            return False
+        names = [lit(n) for n in dict.fromkeys(p.name for p, _ in items)]
+        last = r.fetch(exp.select(exp.Max(this=col("run_id"))).from_(r.t("kpi_values")).where(
+            exp.In(this=col("name"), expressions=names)))
+        kept = r.fetch(exp.select(exp.Max(this=col(RUN)), exp.Min(this=col("__p"))).from_(r.t(name)))
+        if not last or not kept or last[0][0] is None or kept[0][0] is None:
+            return False
+        return int(kept[0][0]) == int(last[0][0]) and kept[0][1] <= need
+
+    def stage(self, pre: KeptPreAggregate) -> None:
+        """Compute the scan's pre-aggregate into its staging table (scan_query has set pre.query)."""
+        self.runner.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
+
+    def keep(self, name: str, pre: KeptPreAggregate) -> None:
+        """The scan succeeded: publishing keeps its pre-aggregate."""
+        self.kept.append((name, pre))
+
+    def publish(self) -> None:
+        """Inside the publishing transaction: keep this run's pre-aggregates, and on a whole-project run drop
+        those no scan of the project has any more."""
+        r = self.runner
+        for name, pre in self.kept:
+            table = r.t(name)
+            rows = exp.select(exp.Star(), sqlgen.alias(exp.Literal.number(r.run_id), RUN)).from_(pre.staged.copy())
+            if pre.fresh_from is None:
+                r.run_sql(exp.Drop(tables=[table.copy()], kind="TABLE", exists=True))
+                r.run_sql(exp.Create(this=table, kind="TABLE", expression=rows))
+            else:
+                r.run_sql(exp.delete(table.copy(), where=exp.GTE(this=col("__p"), expression=lit(pre.fresh_from))))
+                r.run_sql(exp.insert(rows, table))
+        if r.whole_project:
+            for name in sorted(self.existing - self.names):
+                r.run_sql(exp.Drop(tables=[r.t(name)], kind="TABLE", exists=True))

@@ -1,0 +1,131 @@
+"""Pre-aggregates kept between runs (kpimetrics/partials.py): an incremental run computes a scan's shared
+pre-aggregate from the rows of the periods it recomputes only, takes the earlier periods a trailing window
+needs from the rows the last run kept, and still writes what --full-refresh writes. Kept rows that another
+run made stale are not used.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+from pathlib import Path
+
+from helpers_run import execute, insert_orders, kpi, kpis_yml, make_orders, ok, query, run, table, write_run_project
+
+KPIS = kpis_yml(
+    kpi("revenue", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        grain: [month, day]
+        measure: sum(amount)
+        dimensions: [channel]
+        target: 20000
+    """),
+    kpi("completed_orders", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: count(*)
+        filter: status = 'completed'
+        target: 50
+    """),
+    kpi("revenue_trailing_3", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount - discount)
+        window: {periods: 3}
+        dimensions: [region]
+        target: 60000
+    """),
+    kpi("buyers", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: count(distinct customer_id)
+        target: 40
+    """),
+)
+
+
+def project(root: Path) -> Path:
+    write_run_project(root, KPIS, lookback=0)
+    insert_orders(root, make_orders(dt.date(2025, 1, 1), dt.date(2025, 12, 12)))
+    return root
+
+
+def statements(result, kind: str) -> list[str]:
+    """The run's statements over main.orders: 'pre' computes the pre-aggregate, 'scan' the values."""
+    pre = 'CREATE TABLE "kpi"."kpi_stage_pp_'
+    return [s for s in result.statements if '"main"."orders"' in s and s.startswith(pre) == (kind == "pre")]
+
+
+def kept_tables(root: Path) -> list[str]:
+    return [r[0] for r in query(root, "SELECT table_name FROM information_schema.tables "
+                                      "WHERE table_schema = 'kpi' AND table_name LIKE 'kpi_partials_%' ORDER BY 1")]
+
+
+def same_as_full_refresh(root: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    shutil.copytree(root, full, ignore=shutil.ignore_patterns("target"))
+    ok(run(full, full_refresh=True))
+    for name in ("kpi_values", "kpi_status"):
+        assert table(root, name) == table(full, name), name
+
+
+def test_an_incremental_run_reads_the_new_periods_rows_and_the_kept_pre_aggregate(tmp_path):
+    root = project(tmp_path / "p")
+    ok(first := run(root))
+    [pre] = statements(first, "pre")
+    assert "ordered_at >= " not in pre  # a full run pre-aggregates every row
+    [kept] = kept_tables(root)
+    assert query(root, f"SELECT DISTINCT __run FROM kpi.{kept}") == [(first.run_id,)]
+
+    insert_orders(root, make_orders(dt.date(2025, 12, 12), dt.date(2026, 1, 5), seed=5, first_id=500_000))
+    ok(second := run(root))
+    [pre] = statements(second, "pre")
+    [scan] = statements(second, "scan")
+    # the month grain recomputes 2025-12 on (lookback 0): the pre-aggregate reads the rows from there, and the
+    # trailing window's 2025-10 and 2025-11 come from the kept rows, not from the rows
+    assert re.search(r"ordered_at >= CAST\('2025-12-01' AS DATE\)", pre), pre
+    assert (f'FROM "kpi"."{kept}" WHERE "__p" >= CAST(\'2025-10-01\' AS DATE) '
+            f'AND "__p" < CAST(\'2025-12-01\' AS DATE)') in scan
+    # buyers' count(DISTINCT) does not roll up: the scan reads its rows from its own first period only
+    assert re.search(r"ordered_at >= CAST\('2025-12-01' AS DATE\)", scan), scan
+    assert "2025-10-01' AS DATE) AS" not in scan and not re.search(r"ordered_at >= CAST\('2025-10-01'", scan)
+    assert kept_tables(root) == [kept]
+    # the recomputed periods' rows are replaced, the earlier ones stay as the first run kept them
+    assert query(root, f"SELECT __run, min(__p), max(__p) FROM kpi.{kept} GROUP BY 1 ORDER BY 1") == [
+        (first.run_id, dt.date(2025, 1, 1), dt.date(2025, 11, 30)), (second.run_id, dt.date(2025, 12, 1), dt.date(2026, 1, 4))]
+    same_as_full_refresh(root, tmp_path)
+
+
+def test_kept_rows_made_stale_by_another_run_are_not_read(tmp_path):
+    root = project(tmp_path / "p")
+    ok(run(root))
+    [kept] = kept_tables(root)
+    # a run of some of the scan's KPIs publishes them without this pre-aggregate (it keeps its own) ...
+    insert_orders(root, make_orders(dt.date(2025, 12, 12), dt.date(2025, 12, 20), seed=6, first_id=500_000))
+    ok(run(root, select="revenue_trailing_3 completed_orders"))
+    assert len(kept_tables(root)) == 2
+    # ... then rows change within every KPI's recompute range (the day grain's starts at 2025-12-11)
+    execute(root, "UPDATE main.orders SET amount = amount + 7 WHERE ordered_at >= '2025-12-11'")
+    insert_orders(root, make_orders(dt.date(2025, 12, 20), dt.date(2026, 1, 3), seed=7, first_id=600_000))
+    ok(third := run(root))
+    [scan] = statements(third, "scan")
+    assert f'"kpi"."{kept}"' not in scan  # stale: the run that kept it is not the last to publish these KPIs
+    [pre] = statements(third, "pre")
+    assert re.search(r"ordered_at >= CAST\('2025-10-01' AS DATE\)", pre), pre  # the rows, as far back as the window needs
+    # the whole-project run keeps its own again and drops the selection's
+    assert kept_tables(root) == [kept]
+    same_as_full_refresh(root, tmp_path)
+
+
+def test_a_changed_kpi_gets_a_new_kept_pre_aggregate_and_the_old_one_goes(tmp_path):
+    root = project(tmp_path / "p")
+    ok(run(root))
+    [old] = kept_tables(root)
+    write_run_project(root, KPIS.replace("filter: status = 'completed'", "filter: status <> 'returned'"), lookback=0)
+    ok(second := run(root))
+    [new] = kept_tables(root)
+    assert new != old
+    [pre] = statements(second, "pre")
+    assert "ordered_at >= " not in pre  # the changed KPI is recomputed in full, and the pre-aggregate with it
+    same_as_full_refresh(root, tmp_path)
