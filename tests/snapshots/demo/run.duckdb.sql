@@ -289,11 +289,6 @@ WITH "__rows" AS NOT MATERIALIZED (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "__rows"
 ), "__pp" AS (
   SELECT
     "__p" AS "__p",
@@ -333,6 +328,11 @@ WITH "__rows" AS NOT MATERIALIZED (
       ("__p", "__d0"),
       ("__p", "__d1")
     )
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
 ), "__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
@@ -591,11 +591,6 @@ WITH "__rows" AS NOT MATERIALIZED (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "__rows"
 ), "__pp" AS (
   SELECT
     "__p" AS "__p",
@@ -634,6 +629,11 @@ WITH "__rows" AS NOT MATERIALIZED (
       ("__p"),
       ("__p", "__d0")
     )
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
 ), "__week_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",

@@ -10,11 +10,6 @@ WITH `csat__rows` AS (
   FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
-), `csat__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `csat__rows`
 ), `csat__pp` AS (
   SELECT
     `__p` AS `__p`,
@@ -40,6 +35,11 @@ WITH `csat__rows` AS (
       (`__p`),
       (`__p`, `__d0`)
     )
+), `csat__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `csat__rows`
 ), `csat__week_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
