@@ -81,7 +81,16 @@ def _parse_cached(text: str, dialect: str) -> tuple[exp.Expression | None, SqlPr
         return None, SqlProblem("the expression is empty")
     if isinstance(tree, (exp.Alias, exp.Query)) or isinstance(tree, exp.Command):
         return None, SqlProblem("expected a single SQL expression, not a statement or an aliased column")
-    return tree, None
+    return positionless(tree), None
+
+
+def positionless(tree: exp.Expression) -> exp.Expression:
+    """`tree` without the parser's positions (line, col, start, end on each identifier), in place. Nothing reads
+    them (a parse error carries its own position), and every copy of a snippet while SQL is generated
+    deep-copied them with Python's `copy` module: half the calls of building 1,000 KPIs' SQL."""
+    for node in tree.walk():
+        node._meta = None
+    return tree
 
 
 def aggregates(tree: exp.Expression) -> list[exp.AggFunc]:
