@@ -68,30 +68,26 @@ def _spark_exact_percentile(node: exp.Expression) -> exp.Expression:
     return node
 
 
-# marks a CTE whose NOT MATERIALIZED hint kpimetrics set for DuckDB alone (see `duckdb_inlined`)
+# marks a query that, as a CTE, kpimetrics asks DuckDB alone not to materialize (see `duckdb_inlined`)
 _DUCKDB_ONLY_HINT = "kpimetrics_duckdb_only_hint"
 
 
-def duckdb_inlined(cte: exp.CTE) -> None:
-    """Mark `cte` NOT MATERIALIZED where DuckDB was measured faster with it. Rendered in any other dialect,
-    the hint is left out (`_no_duckdb_hints`); a hint the user wrote in a model stays."""
-    cte.set("materialized", False)
-    cte.meta[_DUCKDB_ONLY_HINT] = True
+def duckdb_inlined(query: exp.Query) -> exp.Query:
+    """Ask for `query`, wherever it becomes a CTE (sqlgen.cte_query, also after split_ctes), to be NOT MATERIALIZED,
+    where DuckDB was measured faster with it. The mark travels with the query; rendered in any other dialect the
+    hint is left out (`_no_duckdb_hints`), while a hint the user wrote in a model stays."""
+    query.meta[_DUCKDB_ONLY_HINT] = True
+    return query
 
 
-def carry_hint(cte: exp.CTE) -> None:
-    """Note on a CTE's query that its CTE has our hint, so that the query keeps it in another WITH (`restore_hint`)."""
-    if cte.meta.get(_DUCKDB_ONLY_HINT):
-        cte.this.meta[_DUCKDB_ONLY_HINT] = True
-
-
-def restore_hint(cte: exp.CTE) -> None:
+def cte_hint(cte: exp.CTE) -> None:
+    """Give a CTE the hint its query asks for."""
     if cte.this.meta.get(_DUCKDB_ONLY_HINT):
-        duckdb_inlined(cte)
+        cte.set("materialized", False)
 
 
 def _no_duckdb_hints(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.CTE) and node.meta.get(_DUCKDB_ONLY_HINT):
+    if isinstance(node, exp.CTE) and node.this.meta.get(_DUCKDB_ONLY_HINT):
         node.set("materialized", None)
     return node
 

@@ -22,7 +22,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from . import calendar as cal_
 from .config import Calendar
-from .dialects import carry_hint, duckdb_inlined, restore_hint
+from .dialects import cte_hint, duckdb_inlined
 from .planner import KpiPlan
 from .tables import VALUE_COLUMNS, qualified
 
@@ -135,7 +135,7 @@ def insert_rows(table: exp.Table, query: exp.Query) -> exp.Insert:
 def cte_query(ctes: list[tuple[str, exp.Query]], body: exp.Select) -> exp.Select:
     for name, query in ctes:
         body = body.with_(ident(name), as_=query, copy=False)
-        restore_hint((body.args.get("with_") or body.args["with"]).expressions[-1])
+        cte_hint((body.args.get("with_") or body.args["with"]).expressions[-1])
     return body
 
 
@@ -151,8 +151,6 @@ def split_ctes(query: exp.Query) -> tuple[list[tuple[str, exp.Query]], exp.Query
     with_ = q.args.get("with_") or q.args.get("with")
     ctes: list[tuple[str, exp.Query]] = []
     if with_ is not None:
-        for c in with_.expressions:
-            carry_hint(c)
         ctes = [(c.alias, c.this) for c in with_.expressions]
         q.set("with_", None)
         q.set("with", None)
@@ -333,6 +331,11 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             where = and_(where, exp.GTE(this=time.copy(), expression=lit(first)))
         exprs = [e.copy() for e in projections] if built else projections  # the first one takes the trees
         built.append(exp.select(*exprs).from_(relation.table.copy(), copy=False).where(where, copy=False))
+        if not relation.ctes:
+            # a source table, not a model: each aggregation may read the table itself rather than share one stream
+            # of its rows (DuckDB 2.0, the benchmark's orders scan at 10^7 rows: 1.89 s against 2.04 s). Only
+            # DuckDB keeps the hint: PostgreSQL would re-read a row store, Spark has no such syntax.
+            duckdb_inlined(built[-1])
         return built[-1]
 
     # with kept partials, the pre-aggregate computes only the periods from the first one any KPI recomputes
@@ -438,15 +441,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
                 first = scan_from([k for k in kpis if id(k.plan) in own], cal) if own else fresh
                 ctes[at - 1] = (p("rows"), rows_from(first))
         ctes.insert(at, (shared.cte, pp_query))
-    query = cte_query(ctes, union_select(outputs))
-    if not relation.ctes:
-        # a source table, not a model: each aggregation may read the table itself rather than share one stream
-        # of its rows (DuckDB 2.0, the benchmark's orders scan at 10^7 rows: 1.89 s against 2.04 s). Only DuckDB
-        # keeps the hint: PostgreSQL would re-read a row store, Spark has no such syntax.
-        for cte in (query.args.get("with_") or query.args.get("with")).expressions:
-            if cte.alias == p("rows"):
-                duckdb_inlined(cte)
-    return query
+    return cte_query(ctes, union_select(outputs))
 
 
 def _kept_rows(pre: KeptPreAggregate, columns: list[str], lower: dt.date | None) -> exp.Query:

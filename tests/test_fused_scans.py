@@ -162,16 +162,20 @@ def test_a_source_scan_lets_duckdb_read_the_table_per_aggregation(tmp_path):
 
 
 def test_only_our_duckdb_hint_is_left_out_elsewhere():
-    """The hint sqlgen sets for DuckDB is left out in other dialects; a MATERIALIZED the user wrote is kept."""
+    """The hint sqlgen sets for DuckDB is left out in other dialects; a MATERIALIZED the user wrote in a model is kept."""
+    import sqlglot
     from sqlglot import exp
 
     from kpimetrics.dialects import duckdb_inlined, generate
+    from kpimetrics.sqlgen import cte_query, split_ctes
 
-    query = (exp.select("*").from_("ours")
-             .with_("theirs", as_="SELECT 1 AS x", materialized=True)
-             .with_("ours", as_="SELECT x FROM theirs"))
-    duckdb_inlined(query.args["with_"].expressions[1])
-    assert "ours AS NOT MATERIALIZED (" in generate(query, "duckdb", copy=True)
+    model = sqlglot.parse_one("WITH t AS MATERIALIZED (SELECT 1 AS x) SELECT x FROM t", read="duckdb")
+    ours = duckdb_inlined(exp.select("x").from_("theirs"))
+    query = cte_query([("theirs", model), ("ours", ours)], exp.select("*").from_("ours"))
+    # the hint survives the CTEs being taken apart and put together again (a compiled file's inputs are)
+    query = cte_query(*split_ctes(query))
+    sql = generate(query, "duckdb", copy=True)
+    assert '"ours" AS NOT MATERIALIZED (' in sql and '"theirs" AS (' in sql and "t AS MATERIALIZED (" in sql, sql
     for dialect in ("postgres", "spark", "snowflake"):
         sql = generate(query, dialect, copy=True)
-        assert "ours AS (" in sql and "theirs AS MATERIALIZED (" in sql, (dialect, sql)
+        assert "t AS MATERIALIZED (" in sql and "MATERIALIZED" not in sql.replace("t AS MATERIALIZED (", ""), (dialect, sql)
