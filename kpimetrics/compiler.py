@@ -18,7 +18,7 @@ from typing import Callable
 
 from sqlglot import exp
 
-from . import sqlgen
+from . import dag, sqlgen
 from .planner import KpiPlan, Plan
 
 MANIFEST_SCHEMA_VERSION = 1
@@ -35,7 +35,8 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
         q = sqlgen.scan_query([(pl, grain) for grain in pl.grains], cal, prefix=name)
         c, body = sqlgen.split_ctes(q)
         return c, [body]
-    closure = _inputs_closure(plan, name)
+    reads = dag.upstream([name], plan.deps) - {name}
+    closure = [n for n in plan.kpis if n in reads]  # plan.kpis is in dependency order, inputs first
     scans = plan.scans([n for n in closure if plan.kpis[n].form != "derived"])
     bodies: list[exp.Query] = []
     for i, scan in enumerate(scans):
@@ -54,20 +55,6 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
     dims = derived_dimensions(plan, name)
     source = exp.Table(this=sqlgen.ident(values))
     return ctes, [sqlgen.derived_query(pl, grain, source, dims) for grain in pl.grains]
-
-
-def _inputs_closure(plan: Plan, name: str) -> list[str]:
-    """Every KPI a derived KPI reads, directly or through other derived KPIs, in dependency order."""
-    seen: dict[str, None] = {}
-
-    def visit(n: str) -> None:
-        for i in plan.kpis[n].input_names:
-            if i not in seen:
-                visit(i)
-                seen[i] = None
-
-    visit(name)
-    return list(seen)
 
 
 def derived_dimensions(plan: Plan, name: str) -> tuple[str, ...]:

@@ -56,10 +56,6 @@ def _versions_ddl(table: tables.Table, schema: str) -> exp.Create:
     return ddl
 
 
-def _select_all(table: tables.Table, source: exp.Table) -> exp.Select:
-    return exp.select(*[col(c) for c in table.column_names]).from_(source.copy())
-
-
 def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
 
@@ -720,7 +716,7 @@ class Runner:
             self.adapter.insert_rows(self.tsql(versions_name(table.name)), [*table.column_names, VERSION_COLUMN],
                                      [[*r, self.run_id] for r in rows])
         parts: list[exp.Query] = [] if w.dropped == exp.true() else [
-            _select_all(table, self.t(table.name)).where(exp.Not(this=exp.Paren(this=w.dropped)))]
+            sqlgen.select_all(self.t(table.name), table.column_names).where(exp.Not(this=exp.Paren(this=w.dropped)))]
         parts += [self._retarget(q) for q in w.queries]
         target = self.t(versions_name(table.name))
         target.set("partition", exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(self.run_id))]))
@@ -731,7 +727,7 @@ class Runner:
 
     def _version(self, table: str, version: int) -> exp.Select:
         shown = tables.BY_NAME[table]
-        return _select_all(shown, self.t(versions_name(table))).where(
+        return sqlgen.select_all(self.t(versions_name(table)), shown.column_names).where(
             exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version)))
 
     def _retarget(self, query: exp.Query) -> exp.Query:

@@ -164,9 +164,9 @@ def union_all(queries: list[exp.Query]) -> exp.Query:
     return out
 
 
-def select_all(source: exp.Table) -> exp.Select:
-    """SELECT the kpi_values row columns FROM source."""
-    return exp.select(*[col(c) for c in VALUE_COLUMNS]).from_(source.copy(), copy=False)
+def select_all(source: exp.Table, columns=VALUE_COLUMNS) -> exp.Select:
+    """SELECT columns (the kpi_values row's unless given) FROM source."""
+    return exp.select(*[col(c) for c in columns]).from_(source.copy(), copy=False)
 
 
 def union_select(queries: list[exp.Query]) -> exp.Select:
