@@ -33,13 +33,13 @@ PREFIX = "kpi_partials_"
 RUN = "__run"  # the column of a kept row that names the run that wrote it
 
 
-def key(scan: Scan, items: list[tuple[KpiPlan, str]], calendar_json: str) -> str:
+def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal) -> str:
     from .compiler import generator_fingerprint
 
     relation = items[0][0].relation
-    parts = [generator_fingerprint(), scan.relation_key, relation.sql_for_hash, scan.time_sql, calendar_json,
-             sorted([p.name, g, p.definition_hash] for p, g in items)]
-    return PREFIX + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+    parts = [generator_fingerprint(), scan.relation_key, relation.sql_for_hash, scan.time_sql,
+             cal.model_dump(mode="json"), sorted([p.name, g, p.definition_hash] for p, g in items)]
+    return PREFIX + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class KeptPreAggregates:
@@ -51,12 +51,20 @@ class KeptPreAggregates:
         self.kept: list[tuple[str, KeptPreAggregate]] = []
         self.names: set[str] = set()
 
-    def for_scan(self, scan: Scan, items: list[tuple[KpiPlan, str]]) -> tuple[str, KeptPreAggregate]:
+    def stage_scan(self, scan: Scan, items: list[tuple[KpiPlan, str]], insert) -> None:
+        """Stage one scan: its pre-aggregate into a staging table of its own first (when it has one), then its
+        values through `insert`; publishing keeps the pre-aggregate when both succeeded."""
         r = self.runner
-        name = key(scan, items, json.dumps(r.cal.model_dump(mode="json"), sort_keys=True))
+        name = key(scan, items, r.cal)
         self.names.add(name)
         staged = r.t(f"kpi_stage_pp_{r.run_id}_{len(self.names)}")
-        return name, KeptPreAggregate(staged, r.t(name) if self._usable(name, items) else None)
+        pre = KeptPreAggregate(staged, r.t(name) if self._usable(name, items) else None)
+        query = sqlgen.scan_query(items, r.cal, r.since, pre=pre)  # sets pre.query when the scan has one
+        if pre.query is not None:
+            r.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
+        insert(query)
+        if pre.query is not None:
+            self.kept.append((name, pre))
 
     def _usable(self, name: str, items: list[tuple[KpiPlan, str]]) -> bool:
         r = self.runner
@@ -70,14 +78,6 @@ class KeptPreAggregates:
         if not last or not kept or last[0][0] is None or kept[0][0] is None:
             return False
         return int(kept[0][0]) == int(last[0][0]) and kept[0][1] <= need
-
-    def stage(self, pre: KeptPreAggregate) -> None:
-        """Compute the scan's pre-aggregate into its staging table (scan_query has set pre.query)."""
-        self.runner.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
-
-    def keep(self, name: str, pre: KeptPreAggregate) -> None:
-        """The scan succeeded: publishing keeps its pre-aggregate."""
-        self.kept.append((name, pre))
 
     def publish(self) -> None:
         """Inside the publishing transaction: keep this run's pre-aggregates, and on a whole-project run drop

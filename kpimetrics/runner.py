@@ -399,13 +399,7 @@ class Runner:
                 if self.pre_aggregates is None:
                     self._insert_stage(self._scan_query(items))
                 else:
-                    kept_name, pre = self.pre_aggregates.for_scan(scan, items)
-                    query = sqlgen.scan_query(items, self.cal, self.since, pre=pre)
-                    if pre.query is not None:
-                        self.pre_aggregates.stage(pre)
-                    self._insert_stage(query)
-                    if pre.query is not None:
-                        self.pre_aggregates.keep(kept_name, pre)
+                    self.pre_aggregates.stage_scan(scan, items, self._insert_stage)
             self._record_ranges(items)
         except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:
