@@ -458,3 +458,21 @@ def test_the_lock_waits_for_a_killed_runs_jvm_to_let_go_of_the_metastore(tmp_pat
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_error_that_wraps_its_causes_keeps_the_first_cause():
+    """Two stages of one query failing at once come as a wrapper line ending in ':' and the causes after it:
+    the message says what is wrong, not only that something failed."""
+    from kpimetrics.adapters.spark import _clean
+
+    wrapped = Exception(
+        "[STAGE_MATERIALIZATION_MULTIPLE_FAILURES] Multiple failures (2) in stage materialization:\n"
+        "1. [CAST_INVALID_INPUT] The value 'x' of the type \"STRING\" cannot be cast to \"INT\". SQLSTATE: 22018\n"
+        "2. [CAST_INVALID_INPUT] The value 'y' of the type \"STRING\" cannot be cast to \"INT\". SQLSTATE: 22018\n"
+        "\tat org.apache.spark.sql.errors.QueryExecutionErrors$.invalidInputInCastToNumberError(...)\n"
+        "JVM stacktrace:\norg.apache.spark.SparkException")
+    assert _clean(wrapped) == (
+        "[STAGE_MATERIALIZATION_MULTIPLE_FAILURES] Multiple failures (2) in stage materialization: "
+        "1. [CAST_INVALID_INPUT] The value 'x' of the type \"STRING\" cannot be cast to \"INT\". SQLSTATE: 22018")
+    plain = Exception("[TABLE_OR_VIEW_NOT_FOUND] The table `x` cannot be found.\n\tat org.apache.spark.Foo")
+    assert _clean(plain) == "[TABLE_OR_VIEW_NOT_FOUND] The table `x` cannot be found."
