@@ -36,7 +36,7 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
         c, body = sqlgen.split_ctes(q)
         return c, [body]
     reads = dag.upstream([name], plan.deps) - {name}
-    closure = [n for n in plan.kpis if n in reads]  # plan.kpis is in dependency order, inputs first
+    closure = sorted(reads, key=plan.position.__getitem__)  # in dependency order, inputs first
     scans = plan.scans([n for n in closure if plan.kpis[n].form != "derived"])
     bodies: list[exp.Query] = []
     for i, scan in enumerate(scans):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,14 +230,14 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
 
 
 def project_files(root: Path) -> list[Path]:
+    """The project's YAML files, in path order. Skipped folders are not walked at all (target/ holds a file per KPI)."""
     out: list[Path] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") or part in SKIP_DIRS for part in rel.parts[:-1]):
-            continue
-        if path.suffix in (".yml", ".yaml") and path.is_file() and not (len(rel.parts) == 1 and path.name in SKIP_FILES):
-            out.append(path)
-    return out
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not (d.startswith(".") or d in SKIP_DIRS)]
+        here = Path(folder)
+        out.extend(here / f for f in files
+                   if f.endswith((".yml", ".yaml")) and not (here == root and f in SKIP_FILES) and (here / f).is_file())
+    return sorted(out)
 
 
 def load_config(root: Path, vars_override: dict[str, Any] | None = None) -> tuple[ProjectConfig | None, str, list[Issue]]:

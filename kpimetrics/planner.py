@@ -71,6 +71,10 @@ class KpiPlan:
     def name(self) -> str:
         return self.kpi.name
 
+    @functools.cached_property
+    def time_sql(self) -> str:
+        return self.time.sql()
+
     @property
     def form(self) -> str:
         return self.kpi.form
@@ -97,6 +101,11 @@ class Plan:
     kpis: dict[str, KpiPlan]  # in dependency order (inputs first)
     deps: dict[str, list[str]]
 
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Each KPI's place in the dependency order."""
+        return {name: i for i, name in enumerate(self.kpis)}
+
     def scans(self, names: list[str]) -> list[Scan]:
         """The scans of the non-derived KPIs among `names`: one per model and time column, for all grains."""
         groups: dict[tuple[str, str], Scan] = {}
@@ -104,7 +113,7 @@ class Plan:
             p = self.kpis[name]
             if p.form == "derived":
                 continue
-            key = (p.relation.key, p.time.sql())
+            key = (p.relation.key, p.time_sql)
             scan = groups.setdefault(key, Scan(*key))
             scan.items.extend((p, grain) for grain in p.grains)
         return list(groups.values())

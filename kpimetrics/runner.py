@@ -481,7 +481,7 @@ class Runner:
                     rule = found[1].freshness or found[0].freshness
             if rule is None:
                 continue
-            key = (pl.relation.key, pl.time.sql())
+            key = (pl.relation.key, pl.time_sql)
             if key not in checked:
                 q = sqlgen.cte_query(sqlgen.model_ctes(pl.relation), exp.select(sqlgen.cast(exp.Max(this=pl.time.copy()), "TIMESTAMP")).from_(pl.relation.table.copy()))
                 try:

@@ -568,10 +568,10 @@ def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.E
 def _grouped(period: exp.Expression, dims: list[str], shown: list[str], columns: dict[str, exp.Expression],
              source: exp.Expression, on_map: tuple[str, exp.Expression] | None, where: exp.Expression | None) -> exp.Select:
     """SELECT period, dims (NULL unless in `shown`), columns ... GROUP BY period and `shown`."""
+    # one select() call: appending column by column re-parents the whole list each time (quadratic)
     select = exp.select(alias(period.copy(), "__p"),
-                        *[col(d) if d in shown else alias(cast(exp.Null(), "VARCHAR"), d) for d in dims])
-    for name, e in columns.items():
-        select = select.select(alias(e, name), copy=False)
+                        *[col(d) if d in shown else alias(cast(exp.Null(), "VARCHAR"), d) for d in dims],
+                        *[alias(e, name) for name, e in columns.items()])
     select = select.from_(source, copy=False)
     if on_map is not None:
         select = join(select, ident(on_map[0]), on=exp.EQ(this=on_map[1], expression=col("__src")))
