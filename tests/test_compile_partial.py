@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from kpimetrics import Project
-from kpimetrics import compiler
+from kpimetrics import compiler, shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,8 +25,8 @@ def _rendered(monkeypatch) -> list[str]:
     """The KPIs whose per-KPI file the next compile renders (all in this process: no forked copy takes some)."""
     seen: list[str] = []
     monkeypatch.setattr(compiler, "_fork_safe", lambda: False)
-    real = compiler.kpi_query
-    monkeypatch.setattr(compiler, "kpi_query", lambda plan, name: seen.append(name) or real(plan, name))
+    real = shapes.Shapes.text
+    monkeypatch.setattr(shapes.Shapes, "text", lambda self, name: seen.append(name) or real(self, name))
     return seen
 
 
@@ -78,21 +78,27 @@ def test_a_removed_kpi_loses_its_file(tmp_path: Path):
     assert not stale.exists()
 
 
-# `compile` renders in a forked copy of the process beside it: run.sql, then per-KPI files from a shared queue.
-# Run in a fresh interpreter (no other threads, as in the CLI), which counts its forks and can make the copy
-# fail: while rendering run.sql, or on the first per-KPI file it takes (the parent is slowed down so that
-# the copy gets some).
+# `compile` renders in a forked copy of the process beside it: the copy takes run.sql's pieces from the front of
+# a shared queue, this process per-KPI files from its back. Run in a fresh interpreter (no other threads, as in
+# the CLI), which counts its forks and can make the copy fail: on a run.sql piece, or on the first per-KPI file
+# it takes (the parent is slowed down so that the copy gets some).
 FORKED_COMPILE = """
 import os, sys, time
 from kpimetrics import compiler
 from kpimetrics.cli import main
 parent, forks, mode = os.getpid(), [], sys.argv[2]
-real_fork, real_script, real_query = os.fork, compiler.run_script, compiler.kpi_query
+real_fork, real_pieces, real_query = os.fork, compiler.run_pieces, compiler.kpi_query
 os.fork = lambda: forks.append(1) or real_fork()
-def script(*args, **kwargs):
-    if mode == "fail_run_sql" and os.getpid() != parent:
-        raise RuntimeError("the copy fails")
-    return real_script(*args, **kwargs)
+def failing(piece):
+    def run():
+        if os.getpid() != parent:
+            print("copy took a run.sql piece", flush=True)
+            raise RuntimeError("the copy fails")
+        return piece()
+    return run
+def pieces(*args, **kwargs):
+    got = real_pieces(*args, **kwargs)
+    return [failing(p) for p in got] if mode == "fail_run_sql" else got
 def query(plan, name):
     if mode == "fail_kpis":
         if os.getpid() != parent:
@@ -100,7 +106,7 @@ def query(plan, name):
             raise RuntimeError("the copy fails")
         time.sleep(0.1)
     return real_query(plan, name)
-compiler.run_script, compiler.kpi_query = script, query
+compiler.run_pieces, compiler.kpi_query = pieces, query
 try:
     main(["--project-dir", sys.argv[1], "compile", "-q"])
 except SystemExit as exit:
@@ -124,5 +130,7 @@ def test_compile_renders_beside_and_redoes_what_a_failed_copy_took(tmp_path: Pat
         assert out.stdout.splitlines()[-1] == "forks 1", mode  # rendered beside, in a forked copy
         if mode == "fail_kpis":
             assert "copy took" in out.stdout  # the copy took a KPI and failed on it
+        if mode == "fail_run_sql":
+            assert "copy took a run.sql piece" in out.stdout
         assert _files(demo / "target") == expected, mode  # the same files: what the copy took was done again
         assert not list((demo / "target").rglob("*.tmp")), mode

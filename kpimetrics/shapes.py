@@ -1,0 +1,201 @@
+"""Per-KPI compiled files, rendered once per shape.
+
+Ten thousand KPIs are seldom ten thousand different queries: a large project repeats a few forms whose KPIs
+differ in their names and in the constants they compare with (`amount > 40`, `region = 'EU'`). A KPI's
+file is the query of its shape, built and rendered once by sqlglot with stand-in names and constants, with
+this KPI's names and constants (each rendered by sqlglot in the dialect) put back in their places.
+
+What makes a shape: everything the query is built from (form, grains, slices, window, fill, model, time
+column, and the measure, ratio, filter and derived trees node by node), except the names of the KPIs and
+the constants that are operands of comparisons and arithmetic. A constant anywhere else (a function's
+argument such as a quantile, a lag, a date format) is part of the shape, since a dialect may rewrite it.
+Stand-ins are tokens nothing else in a query can contain; the first KPI of each shape is also rendered
+directly, and a shape whose filled-in text differs from that rendering by more than layout is rendered
+directly for every KPI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlglot import exp
+
+from . import dag
+from .planner import KpiPlan, Plan
+
+# a constant is stood in for only where it is an operand (its value cannot change the query's shape)
+_OPERAND_OF = (exp.Binary, exp.In, exp.Between, exp.Paren, exp.Neg)
+_NUMBER_BASE = 90_710_000_000  # 11 digits: stand-in numbers are this + their index
+
+
+def _name(i: int) -> str:
+    return f"kpim{i}n"  # snake_case, and no stand-in name is part of another ('kpim1n' vs 'kpim12n')
+
+
+def _stands_in(node: exp.Literal) -> bool:
+    return isinstance(node.parent, _OPERAND_OF) and (node.is_string or node.this not in ("0", "1"))
+
+
+def _number_kind(text: str) -> str:
+    return "decimal" if any(c in text for c in ".eE") else "integer"
+
+
+def _shape(node, constants: list[exp.Literal] | None, names: dict[str, int]):
+    """`node` as nested tuples, with stood-in constants (appended to `constants`, in order) reduced to their
+    kind, and columns naming a KPI (a derived KPI's inputs) to that KPI's place among the file's KPIs."""
+    if isinstance(node, exp.Literal):
+        if constants is not None and _stands_in(node):
+            constants.append(node)
+            return ("?", "string" if node.is_string else _number_kind(node.this))
+        return ("lit", node.is_string, node.this)
+    if isinstance(node, exp.Column) and names and not node.table and node.name in names:
+        return ("kpi", names[node.name])
+    if isinstance(node, exp.Expression):
+        return (node.key, tuple(node.comments or ()),
+                tuple((k, _shape(v, constants, names)) for k, v in node.args.items() if v is not None))
+    if isinstance(node, list):
+        return tuple(_shape(v, constants, names) for v in node)
+    return node
+
+
+@dataclass
+class Fill:
+    """One KPI's file as a shape (`key`) and what goes in its stand-ins' places."""
+
+    key: tuple
+    names: list[str]  # the KPIs of the file, in computing order (the KPI itself last)
+    constants: list[exp.Literal]
+
+
+def fill_of(plan: Plan, name: str) -> Fill:
+    pl = plan.kpis[name]
+    names = [name] if pl.form != "derived" else sorted(dag.upstream([name], plan.deps), key=plan.position.__getitem__)
+    place = {n: i for i, n in enumerate(names)}
+    constants: list[exp.Literal] = []
+    key = tuple(_member_key(plan.kpis[n], constants, place) for n in names)
+    return Fill(key, names, constants)
+
+
+def _member_key(pl: KpiPlan, constants: list[exp.Literal], place: dict[str, int]) -> tuple:
+    return (
+        pl.form, pl.grains, pl.dimensions, pl.window, pl.kpi.fill,
+        pl.relation.key if pl.relation is not None else None,
+        pl.time_sql if pl.time is not None else None,
+        _shape(pl.measure, constants, {}), _shape(pl.numerator, constants, {}),
+        _shape(pl.denominator, constants, {}), _shape(pl.filter, constants, {}),
+        _shape(pl.derived, None, place), tuple((place[r.kpi], r.lag) for r in pl.inputs),
+    )
+
+
+class Shapes:
+    """The template of every shape met so far, for one plan and dialect; `text(name)` is a KPI's query."""
+
+    def __init__(self, plan: Plan, dialect: str, render: Callable[[Plan, str], str]):
+        self.plan, self.dialect, self.render = plan, dialect, render
+        self.templates: dict[tuple, _Template | None] = {}  # None: this shape is rendered directly
+        self._constant_sql: dict[tuple[bool, str], str] = {}
+
+    def text(self, name: str) -> str:
+        fill = fill_of(self.plan, name)
+        if fill.key not in self.templates:
+            template = self._template(fill)
+            direct = self.render(self.plan, name)
+            filled = template.fill(self._values(template, fill))
+            # the filled-in template, even for this KPI: a file's text must not depend on which KPI came first
+            self.templates[fill.key] = template if _layout_free(filled) == _layout_free(direct) else None
+            return filled if self.templates[fill.key] is not None else direct
+        template = self.templates[fill.key]
+        if template is None:
+            return self.render(self.plan, name)
+        return template.fill(self._values(template, fill))
+
+    def _template(self, fill: Fill) -> _Template:
+        """Render the shape with stand-ins: a plan of copies of the file's KPIs, renamed, their constants replaced."""
+        rename = {n: _name(i) for i, n in enumerate(fill.names)}
+        stand_ins: list[str] = []
+        counter = iter(range(len(fill.constants)))
+        kpis: dict[str, KpiPlan] = {}
+        for n in fill.names:
+            kpis[rename[n]] = _stand_in_plan(self.plan.kpis[n], rename, lambda lit: _stand_in_literal(lit, next(counter)))
+        for i, lit in enumerate(fill.constants):
+            stand_ins.append(self._sql(lit.is_string, _stand_in_literal(lit, i).this))
+        deps = {rename[n]: [rename[d] for d in self.plan.deps.get(n, [])] for n in fill.names}
+        text = self.render(Plan(self.plan.project, kpis, deps), rename[fill.names[-1]])
+        return _Template(text, [rename[n] for n in fill.names], stand_ins)
+
+    def _values(self, template: _Template, fill: Fill) -> dict[str, str]:
+        values = dict(zip(template.names, fill.names))
+        values.update(zip(template.constants, (self._sql(c.is_string, c.this) for c in fill.constants)))
+        return values
+
+    def _sql(self, is_string: bool, text: str) -> str:
+        key = (is_string, text)
+        sql = self._constant_sql.get(key)
+        if sql is None:
+            lit = exp.Literal.string(text) if is_string else exp.Literal.number(text)
+            sql = self._constant_sql[key] = lit.sql(dialect=self.dialect)
+        return sql
+
+
+@dataclass
+class _Template:
+    text: str
+    names: list[str]  # stand-in names, in the order of the file's KPIs
+    constants: list[str]  # stand-in constants as rendered, in the order fill_of finds them
+
+    def __post_init__(self):
+        tokens = sorted(self.names + self.constants, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(t) for t in tokens)) if tokens else None
+
+    def fill(self, values: dict[str, str]) -> str:
+        if self._pattern is None:
+            return self.text
+        return self._pattern.sub(lambda m: values[m.group(0)], self.text)
+
+
+def _stand_in_literal(lit: exp.Literal, i: int) -> exp.Literal:
+    if lit.is_string:
+        return exp.Literal.string(f"kpim{i}c")
+    number = str(_NUMBER_BASE + i)
+    return exp.Literal.number(number + ".5" if _number_kind(lit.this) == "decimal" else number)
+
+
+def _stand_in_plan(pl: KpiPlan, rename: dict[str, str], stand_in: Callable[[exp.Literal], exp.Literal]) -> KpiPlan:
+    """A copy of `pl` under its stand-in name, its inputs renamed, and its constants replaced in the order
+    `_shape` finds them (measure, numerator, denominator, filter; each depth-first in argument order)."""
+
+    def constants_replaced(tree: exp.Expression | None) -> exp.Expression | None:
+        if tree is None:
+            return None
+        tree = tree.copy()
+        found: list[exp.Literal] = []
+        _shape(tree, found, {})
+        for lit in found:
+            lit.replace(stand_in(lit))
+        return tree
+
+    derived = None
+    if pl.derived is not None:
+        derived = pl.derived.copy()
+        for column in derived.find_all(exp.Column):
+            if not column.table and column.name in rename:
+                column.set("this", exp.to_identifier(rename[column.name]))
+    return dataclasses.replace(
+        pl,
+        kpi=pl.kpi.model_copy(update={"name": rename[pl.name]}),
+        measure=constants_replaced(pl.measure),
+        numerator=constants_replaced(pl.numerator),
+        denominator=constants_replaced(pl.denominator),
+        filter=constants_replaced(pl.filter),
+        derived=derived,
+        inputs=[dataclasses.replace(r, kpi=rename[r.kpi]) for r in pl.inputs],
+    )
+
+
+_LAYOUT = re.compile(r"\s+")
+
+
+def _layout_free(text: str) -> str:
+    return _LAYOUT.sub("", text)
