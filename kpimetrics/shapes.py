@@ -69,22 +69,33 @@ class Fill:
     constants: list[exp.Literal]
 
 
-def fill_of(plan: Plan, name: str) -> Fill:
+def fill_of(plan: Plan, name: str, memo: dict[int, tuple] | None = None) -> Fill:
+    """`memo` keeps each tree's shape and constants by its id: the planner shares one tree among the KPIs
+    that wrote the same snippet (the trees live as long as the plan)."""
     pl = plan.kpis[name]
     names = [name] if pl.form != "derived" else sorted(dag.upstream([name], plan.deps), key=plan.position.__getitem__)
     place = {n: i for i, n in enumerate(names)}
     constants: list[exp.Literal] = []
-    key = tuple(_member_key(plan.kpis[n], constants, place) for n in names)
+    key = tuple(_member_key(plan.kpis[n], constants, place, {} if memo is None else memo) for n in names)
     return Fill(key, names, constants)
 
 
-def _member_key(pl: KpiPlan, constants: list[exp.Literal], place: dict[str, int]) -> tuple:
+def _member_key(pl: KpiPlan, constants: list[exp.Literal], place: dict[str, int], memo: dict[int, tuple]) -> tuple:
+    def shape(tree: exp.Expression | None):
+        if tree is None:
+            return None
+        got = memo.get(id(tree))
+        if got is None:
+            found: list[exp.Literal] = []
+            got = memo[id(tree)] = (_shape(tree, found, {}), found)
+        constants.extend(got[1])
+        return got[0]
+
     return (
         pl.form, pl.grains, pl.dimensions, pl.window, pl.kpi.fill,
         pl.relation.key if pl.relation is not None else None,
         pl.time_sql if pl.time is not None else None,
-        _shape(pl.measure, constants, {}), _shape(pl.numerator, constants, {}),
-        _shape(pl.denominator, constants, {}), _shape(pl.filter, constants, {}),
+        shape(pl.measure), shape(pl.numerator), shape(pl.denominator), shape(pl.filter),
         _shape(pl.derived, None, place), tuple((place[r.kpi], r.lag) for r in pl.inputs),
     )
 
@@ -96,9 +107,10 @@ class Shapes:
         self.plan, self.dialect, self.render = plan, dialect, render
         self.templates: dict[tuple, _Template | None] = {}  # None: this shape is rendered directly
         self._constant_sql: dict[tuple[bool, str], str] = {}
+        self._shapes: dict[int, tuple] = {}
 
     def text(self, name: str) -> str:
-        fill = fill_of(self.plan, name)
+        fill = fill_of(self.plan, name, self._shapes)
         if fill.key not in self.templates:
             template = self._template(fill)
             direct = self.render(self.plan, name)

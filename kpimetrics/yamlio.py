@@ -127,20 +127,9 @@ class _Builder:
         return out
 
 
-_RESOLVED: dict[tuple[str, tuple[bool, bool]], str] = {}
-
-
 def _make_loader(path: str):
     class Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-        def resolve(self, kind, value, implicit):
-            """The implicit tag of a scalar ('3' int, 'yes' str), remembered: the same words recur."""
-            if kind is not yaml.ScalarNode or self.yaml_path_resolvers:
-                return super().resolve(kind, value, implicit)
-            key = (value, implicit)
-            tag = _RESOLVED.get(key)
-            if tag is None:
-                tag = _RESOLVED[key] = super().resolve(kind, value, implicit)
-            return tag
+        pass
 
     def construct_mapping(loader, node, deep=False):  # a mapping inside a tagged node (!!set, !!omap)
         loader.flatten_mapping(node)
