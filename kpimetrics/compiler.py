@@ -126,16 +126,16 @@ def run_pieces(plan: Plan, names: list[str], dialect: str) -> list[Callable[[], 
                     + text + ";")
         return piece
 
+    def inserts(p: Plan, name: str) -> str:
+        pl = p.kpis[name]
+        return "\n\n".join(
+            f"-- derived: {name} at {grain}\n"
+            + render(sqlgen.insert_rows(stage, sqlgen.derived_query(pl, grain, stage, derived_dimensions(p, name))), dialect) + ";"
+            for grain in pl.grains)
+
     def derived() -> str:
-        parts = []
-        for name in names:
-            pl = plan.kpis[name]
-            if pl.form != "derived":
-                continue
-            for grain in pl.grains:
-                q = sqlgen.derived_query(pl, grain, stage, derived_dimensions(plan, name))
-                parts.append(f"-- derived: {name} at {grain}\n" + render(sqlgen.insert_rows(stage, q), dialect) + ";")
-        return "\n\n".join(parts)
+        shapes = Shapes(plan, dialect, inserts)  # derived KPIs of one shape differ only in names: one rendering
+        return "\n\n".join(shapes.text(name) for name in names if plan.kpis[name].form == "derived")
 
     pieces = [head, *[scan_piece(scan) for scan in plan.scans(names)]]
     if any(plan.kpis[n].form == "derived" for n in names):
