@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from kpimetrics import Project
-from kpimetrics import compiler, shapes
+from kpimetrics import compiler
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,8 +25,8 @@ def _rendered(monkeypatch) -> list[str]:
     """The KPIs whose per-KPI file the next compile renders (all in this process: no forked copy takes some)."""
     seen: list[str] = []
     monkeypatch.setattr(compiler, "_fork_safe", lambda: False)
-    real = shapes.Shapes.text
-    monkeypatch.setattr(shapes.Shapes, "text", lambda self, name: seen.append(name) or real(self, name))
+    real = compiler.header  # written at the top of every per-KPI file, and nowhere else
+    monkeypatch.setattr(compiler, "header", lambda plan, pl, dialect: seen.append(pl.name) or real(plan, pl, dialect))
     return seen
 
 
