@@ -17,6 +17,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 
 from . import model as m
+from .collector import long_lived
 from .config import ALL_DIALECTS, Calendar, Defaults, ProjectConfig, SecretRegistry
 from .errors import ConfigError, Issue, Location, error, warning
 from .templating import TemplateContext, render
@@ -266,6 +267,7 @@ def load_config(root: Path, vars_override: dict[str, Any] | None = None) -> tupl
     return config, display, []
 
 
+@long_lived()
 def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> ProjectDef:
     root = root.resolve()
     config, config_path, issues = load_config(root, vars_override)

@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from . import dag
+from .collector import long_lived
 from .loader import MODEL_CTE_PREFIX, ProjectDef
 from .model import Kpi
 from .sqlexpr import parse_snippet, positionless, relation
@@ -235,6 +236,7 @@ def definition_hash(plan: KpiPlan, project: ProjectDef, hashes: dict[str, str]) 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@long_lived()
 def build_plan(project: ProjectDef) -> Plan:
     """Resolve every KPI. Assumes the project validated without errors."""
     dialect = project.config.dialect

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Callable
 
+from ..collector import long_lived
 from ..errors import Issue
 from ..loader import ProjectDef
 from .context import Context, YamlIndex, known_dialect
@@ -61,6 +62,7 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+@long_lived()
 def validate(project: ProjectDef, *, today: dt.date) -> list[Issue]:
     """Every cross-object problem of a loaded project, in rule order."""
     ctx = Context(project, today, known_dialect(project.config.dialect), YamlIndex(project.root))
