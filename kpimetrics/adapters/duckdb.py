@@ -16,6 +16,8 @@ from ..config import DuckDBOutput
 from ..errors import WarehouseError
 from . import Capabilities
 
+INSERT_PARAMETERS = 2000  # parameters per INSERT of insert_rows: about 100 rows of kpi_catalog, the fastest size measured
+
 
 class DuckDBAdapter:
     dialect = "duckdb"
@@ -58,13 +60,19 @@ class DuckDBAdapter:
             return self.con.execute(sql, params or []).fetchall()
 
     def insert_rows(self, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
-        """Parameterised multi-row insert (values are never spliced into SQL text)."""
+        """Parameterised multi-row insert (values are never spliced into SQL text): one `VALUES (?, ..), (?, ..)`
+        statement per chunk of rows, not executemany, which runs a statement per row (15 catalog rows: 10 ms
+        against 3). DuckDB binds each parameter to its target column's type, as executemany does."""
         if not rows:
             return
         cols = ", ".join(f'"{_quote_ident(c)}"' for c in columns)
-        marks = ", ".join("?" for _ in columns)
+        marks = "(" + ", ".join("?" for _ in columns) + ")"
+        step = max(1, INSERT_PARAMETERS // len(columns))
         with _warehouse_errors():
-            self.con.executemany(f"INSERT INTO {table_sql} ({cols}) VALUES ({marks})", rows)
+            for i in range(0, len(rows), step):
+                chunk = rows[i:i + step]
+                self.con.execute(f"INSERT INTO {table_sql} ({cols}) VALUES {', '.join([marks] * len(chunk))}",
+                                 [v for row in chunk for v in row])
 
     def tables(self, schema: str) -> list[str]:
         return [name for name, _ in self.relations(schema)]
