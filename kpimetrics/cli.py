@@ -5,6 +5,7 @@ Exit codes: 0 success; 1 the project or the run has errors (or --fail-on hit);
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -14,10 +15,8 @@ from typing import Any
 
 import click
 import yaml
-from rich.console import Console
-from rich.table import Table
 
-from . import __version__, scorecard
+from . import __version__
 from .api import Project
 from .errors import Issue, KpiMetricsError, ValidationFailed
 
@@ -52,8 +51,19 @@ class Ctx:
         self.opts = opts
         self.quiet = opts.get("quiet", False)
         self.json_logs = opts.get("log_format") == "json"
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # made on first use: importing rich costs ~15 ms, and `run -q` prints nothing
+    @functools.cached_property
+    def out(self):
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
+
+    @functools.cached_property
+    def err(self):
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
     def project(self) -> Project:
         project = Project.load(
@@ -240,22 +250,17 @@ def _as_date(ctx, param, value):
 @click.option("--strict", is_flag=True)
 def run_cmd(ctx: Ctx, select, full_refresh, fail_fast, as_of, strict):
     """Compile, compute in the warehouse, and publish the output tables."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     project = ctx.project()
     show = not ctx.quiet and not ctx.json_logs
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=ctx.err,
-                  transient=True, disable=not show) as bar:
-        task = bar.add_task("starting", total=None)
-
+    with _progress_bar(ctx, show) as bar:
         def progress(event: str, info: dict):
             if event == "scan":
-                bar.update(task, description=f"scanning {info['model']} at {info['grain']} for {len(info['kpis'])} KPI(s)")
+                bar(f"scanning {info['model']} at {info['grain']} for {len(info['kpis'])} KPI(s)")
             elif event == "derived":
-                bar.update(task, description=f"deriving {info['kpi']}")
+                bar(f"deriving {info['kpi']}")
             elif event == "publish":
-                bar.update(task, description=f"publishing {info['kpis']} KPI(s)")
+                bar(f"publishing {info['kpis']} KPI(s)")
             elif event == "failed":
                 ctx.err.print(f"[red]✖ {info['kpi']} failed:[/red] {_escape(info['error'])}")
             if ctx.json_logs:
@@ -270,10 +275,29 @@ def run_cmd(ctx: Ctx, select, full_refresh, fail_fast, as_of, strict):
         sys.exit(1)
 
 
+@contextlib.contextmanager
+def _progress_bar(ctx: Ctx, show: bool):
+    """A transient spinner on stderr, as a function that sets its text; a no-op (rich not even imported)
+    when nothing is shown."""
+    if not show:
+        yield lambda description: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=ctx.err,
+                  transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        yield lambda description: bar.update(task, description=description)
+
+
 def _run_summary(ctx: Ctx, project: Project, result) -> None:
     if ctx.json_logs:
         click.echo(json.dumps(result.to_dict(), default=str))
         return
+    from rich.table import Table
+
+    from . import scorecard
+
     latest = {}
     try:
         latest = {r["name"]: r for r in project.status(" ".join(k.name for k in result.kpis))}
@@ -306,6 +330,8 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
 @click.option("--fail-on", type=click.Choice(["off_track", "at_risk"]), default=None)
 def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):
     """Each KPI's total at its latest complete period, from the output tables."""
+    from . import scorecard
+
     project = ctx.project()
     rows = project.status(select, grain=grain)
     if fmt == "json":
@@ -347,6 +373,9 @@ def ls_cmd(ctx: Ctx, select, output):
 def show_cmd(ctx: Ctx, kpi: str, periods: int):
     """A KPI's definition, its compiled SQL and its recent values."""
     from rich.syntax import Syntax
+    from rich.table import Table
+
+    from . import scorecard
 
     project = ctx.project()
     info = project.show(kpi, periods=periods)
