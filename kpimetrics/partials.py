@@ -47,7 +47,7 @@ class KeptPreAggregates:
 
     def __init__(self, runner):
         self.runner = runner
-        self.existing = {t for t in runner.adapter.tables(runner.schema) if t.startswith(PREFIX)}
+        self.existing = {name for name, _ in runner.relations if name.startswith(PREFIX)}  # listed as the run began
         self.kept: list[tuple[str, KeptPreAggregate]] = []
         self.names: set[str] = set()
 

@@ -165,6 +165,7 @@ class Runner:
         self.progress = progress or (lambda event, info: None)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
+        self.relations: list[tuple[str, str]] = []  # (name, 'table' | 'view') in the output schema as the run began
         self.pre_aggregates: KeptPreAggregates | None = None
 
     def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
@@ -202,9 +203,12 @@ class Runner:
 
     # --- setup -----------------------------------------------------------------
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self) -> list[tuple[str, str]]:
+        """Create what is missing of the output tables; return the relations the schema held before, which
+        is also what the start of the run needs to know of kpi_stage_* and kpi_partials_* (one listing, not three)."""
         self.run_sql(exp.Create(this=exp.Table(this=ident(self.schema)), kind="SCHEMA", exists=True))
-        existing = set(self.adapter.tables(self.schema))
+        relations = self.adapter.relations(self.schema)
+        existing = {name for name, _ in relations}
         if "kpi_meta" in existing:
             rows = self.fetch(exp.select(col("value")).from_(self.t("kpi_meta")).where(
                 exp.EQ(this=col("key"), expression=lit("schema_version"))))
@@ -223,7 +227,7 @@ class Runner:
             )
         if not self.adapter.capabilities.transactions:
             self._ensure_versioned(existing)
-            return
+            return relations
         # all the tables or none: a run killed halfway must not leave kpi_* tables without kpi_meta
         atomic = "kpi_meta" not in existing
         if atomic:
@@ -236,9 +240,13 @@ class Runner:
             self.adapter.insert_rows(self.tsql("kpi_meta"), ["key", "value"], [["schema_version", str(tables.SCHEMA_VERSION)]])
         if atomic:
             self.adapter.commit()
+        return relations
 
-    def drop_staging(self) -> None:
-        found = [r for r in self.adapter.relations(self.schema) if r[0].startswith("kpi_stage_")]
+    def drop_staging(self, relations: list[tuple[str, str]] | None = None) -> None:
+        """Drop the staging tables and views in `relations` (default: those the schema holds now)."""
+        if relations is None:
+            relations = self.adapter.relations(self.schema)
+        found = [r for r in relations if r[0].startswith("kpi_stage_")]
         for name, kind in sorted(found, key=lambda r: r[1] != "view"):  # views first: they read the tables
             self.run_sql(exp.Drop(tables=[self.t(name)], kind=kind.upper(), exists=True))
 
@@ -251,7 +259,7 @@ class Runner:
         started = self._now()
         checkpoint("run.start")
         self.adapter.lock(self.schema)
-        self.ensure_tables()
+        self.relations = self.ensure_tables()
         self._mark_aborted(started)
         last = exp.Coalesce(this=exp.Max(this=col("run_id")), expressions=[exp.Literal.number(0)])
         run_id = int(self.fetch(exp.select(last).from_(self.t("kpi_runs")))[0][0]) + 1
@@ -266,7 +274,7 @@ class Runner:
         self.results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
         result.kpis = list(self.results.values())
         try:
-            self.drop_staging()
+            self.drop_staging(self.relations)
             self._timed("stage", self._stage_all)
             failed = [r for r in self.results.values() if r.status == "error"]
             if failed and self.fail_fast:
