@@ -25,8 +25,10 @@ from sqlglot import exp
 from . import dag
 from .planner import KpiPlan, Plan
 
-# a constant is stood in for only where it is an operand (its value cannot change the query's shape)
-_OPERAND_OF = (exp.Binary, exp.In, exp.Between, exp.Paren, exp.Neg)
+# a constant is stood in for only where it is an operand of these (its value cannot change the query's shape),
+# directly or through parentheses and a minus sign
+_OPERAND_OF = (exp.Binary, exp.In, exp.Between)
+_WRAPPERS = (exp.Paren, exp.Neg)
 _NUMBER_BASE = 90_710_000_000  # 11 digits: stand-in numbers are this + their index
 
 
@@ -35,7 +37,12 @@ def _name(i: int) -> str:
 
 
 def _stands_in(node: exp.Literal) -> bool:
-    return isinstance(node.parent, _OPERAND_OF) and (node.is_string or node.this not in ("0", "1"))
+    if not node.is_string and node.this in ("0", "1"):
+        return False
+    parent = node.parent
+    while isinstance(parent, _WRAPPERS):
+        parent = parent.parent
+    return isinstance(parent, _OPERAND_OF)
 
 
 def _number_kind(text: str) -> str:

@@ -97,3 +97,15 @@ def test_a_shape_whose_stand_ins_do_not_come_back_is_rendered_directly(tmp_path)
     assert list(shapes.templates.values()) == [None]
     for name, text in texts.items():
         assert text == compiler.render(compiler.kpi_query(plan, name), "duckdb")
+
+
+def test_constants_that_are_function_arguments_are_part_of_the_shape(tmp_path):
+    """A quantile (even in parentheses or negated) is a function's argument, which a dialect may rewrite: KPIs
+    with different quantiles are different shapes, while their compared constants still share one."""
+    entries = [kpi(f"q_{i}", OVER_ORDERS + f"measure: quantile_cont(amount, {q})\nfilter: amount > {lo}\ntarget: 1\n")
+               for i, (q, lo) in enumerate([("0.9", 5), ("(0.9)", 6), ("0.5", 7), ("(0.5)", 8), ("0.5", 9)])]
+    write_run_project(tmp_path, kpis_yml(*entries))
+    shapes, texts = shapes_of(tmp_path, "spark")
+    assert len(shapes.templates) == 4  # 0.9, (0.9), 0.5, (0.5): q_2 and q_4 share one
+    assert all(t is not None for t in shapes.templates.values())
+    assert "0.5" in texts["q_4"] and "> 9" in texts["q_4"]
