@@ -19,7 +19,7 @@ from typing import Callable
 
 from sqlglot import exp
 
-from . import dag, sqlgen
+from . import collector, dag, sqlgen
 from .planner import KpiPlan, Plan
 from .shapes import Shapes
 
@@ -120,7 +120,7 @@ def run_pieces(plan: Plan, names: list[str], dialect: str) -> list[Callable[[], 
 
     def scan_piece(scan) -> Callable[[], str]:
         def piece() -> str:
-            with sqlgen.gc_paused():  # the tree stays unnamed, so it is garbage when the pause ends
+            with collector.paused():  # the tree stays unnamed, so it is garbage when the pause ends
                 text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(scan.items, cal)), dialect)
             return (f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
                     + text + ";")

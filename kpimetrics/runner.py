@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlglot import exp
 
 from . import calendar as cal_
-from . import sqlgen, tables, units
+from . import collector, sqlgen, tables, units
 from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, WarehouseError, warning
@@ -403,7 +403,7 @@ class Runner:
         names = ", ".join(p.name for p in plans)
         self.progress("scan", {"grain": grains, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
         try:
-            with sqlgen.gc_paused():  # a fused scan can be a tree of millions of nodes
+            with collector.paused():  # a fused scan can be a tree of millions of nodes
                 if self.pre_aggregates is None:
                     self._insert_stage(self._scan_query(items))
                 else:

@@ -12,9 +12,7 @@ its aggregates, so KPIs with different filters share the scan.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import gc
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -198,25 +196,6 @@ def _rows(name: str, grain: str, period: exp.Expression, dimension: str, dimensi
 
 
 # --- scans --------------------------------------------------------------------
-
-@contextlib.contextmanager
-def gc_paused():
-    """Build (and render, and run) one large tree without the cyclic collector's automatic passes, then collect
-    its garbage once. sqlglot trees are cycles (each node points to its parent); while the fused scan of
-    thousands of KPIs grows, the collector traversed it again and again: at 10,000 KPIs that doubled the
-    time to build and render run.sql (16.8 s -> 8.4 s without). Everything made meanwhile is still in the
-    youngest generation, so collecting only that one frees the tree (when the caller holds no name for it)
-    without a pass over the whole heap, which cost a small run 0.07 s."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.collect(0)
-
 
 @dataclass
 class ScanKpi:
