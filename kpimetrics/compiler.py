@@ -19,7 +19,7 @@ from typing import Callable
 
 from sqlglot import exp
 
-from . import collector, dag, sqlgen
+from . import collector, sqlgen
 from .planner import KpiPlan, Plan
 from .shapes import Shapes
 
@@ -37,8 +37,7 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
         q = sqlgen.scan_query([(pl, grain) for grain in pl.grains], cal, prefix=name)
         c, body = sqlgen.split_ctes(q)
         return c, [body]
-    reads = dag.upstream([name], plan.deps) - {name}
-    closure = sorted(reads, key=plan.position.__getitem__)  # in dependency order, inputs first
+    closure = plan.closure(name)[:-1]  # its inputs, in dependency order
     scans = plan.scans([n for n in closure if plan.kpis[n].form != "derived"])
     bodies: list[exp.Query] = []
     for i, scan in enumerate(scans):

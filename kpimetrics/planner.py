@@ -107,6 +107,10 @@ class Plan:
         """Each KPI's place in the dependency order."""
         return {name: i for i, name in enumerate(self.kpis)}
 
+    def closure(self, name: str) -> list[str]:
+        """`name` and every KPI it reads, directly or through derived KPIs, in dependency order (`name` last)."""
+        return sorted(dag.upstream([name], self.deps), key=self.position.__getitem__)
+
     def scans(self, names: list[str]) -> list[Scan]:
         """The scans of the non-derived KPIs among `names`: one per model and time column, for all grains."""
         groups: dict[tuple[str, str], Scan] = {}

@@ -22,7 +22,6 @@ from typing import Callable
 
 from sqlglot import exp
 
-from . import dag
 from .planner import KpiPlan, Plan
 
 # a constant is stood in for only where it is an operand of these (its value cannot change the query's shape),
@@ -80,7 +79,7 @@ def fill_of(plan: Plan, name: str, memo: dict[int, tuple] | None = None) -> Fill
     """`memo` keeps each tree's shape and constants by its id: the planner shares one tree among the KPIs
     that wrote the same snippet (the trees live as long as the plan)."""
     pl = plan.kpis[name]
-    names = [name] if pl.form != "derived" else sorted(dag.upstream([name], plan.deps), key=plan.position.__getitem__)
+    names = [name] if pl.form != "derived" else plan.closure(name)
     place = {n: i for i, n in enumerate(names)}
     constants: list[exp.Literal] = []
     key = tuple(_member_key(plan.kpis[n], constants, place, {} if memo is None else memo) for n in names)
