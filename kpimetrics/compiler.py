@@ -20,8 +20,9 @@ from typing import Callable
 from sqlglot import exp
 
 from . import collector, sqlgen
+from .dialects import PARTS_RENDER_ALONE
 from .planner import KpiPlan, Plan
-from .shapes import Shapes
+from .shapes import RowTexts, Shapes
 
 MANIFEST_SCHEMA_VERSION = 1
 
@@ -120,7 +121,8 @@ def run_pieces(plan: Plan, names: list[str], dialect: str) -> list[Callable[[], 
     def scan_piece(scan) -> Callable[[], str]:
         def piece() -> str:
             with collector.paused():  # the tree stays unnamed, so it is garbage when the pause ends
-                text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(scan.items, cal)), dialect)
+                rows = RowTexts(dialect) if dialect in PARTS_RENDER_ALONE else None
+                text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(scan.items, cal, rows=rows)), dialect)
             return (f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
                     + text + ";")
         return piece

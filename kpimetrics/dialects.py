@@ -7,6 +7,10 @@ from .calendar import data_type
 
 RUNNABLE = ("duckdb", "postgres", "spark")
 COMPILE_ONLY = ("snowflake", "bigquery", "trino", "databricks")
+# dialects whose generator renders a query without analysing it as a whole (sqlglot's Snowflake, BigQuery and
+# Trino generators build scopes over the whole query to rewrite UNNEST): a part of such a query renders the same
+# alone as inside it, so the compiler may render repeated parts once (shapes.RowTexts; test_shapes checks it)
+PARTS_RENDER_ALONE = ("duckdb", "postgres", "spark", "databricks")
 
 
 def generate(tree: exp.Expression, dialect: str, pretty: bool = False, copy: bool = True) -> str:

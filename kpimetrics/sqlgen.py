@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Callable
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -271,7 +272,8 @@ def _used_columns(plans: list[KpiPlan]) -> list[str]:
 
 
 def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tuple[str, str], dt.date | None] | None = None,
-               prefix: str = "", pre: KeptPreAggregate | None = None) -> exp.Select:
+               prefix: str = "", pre: KeptPreAggregate | None = None,
+               rows: Callable[[KpiRows], list[exp.Expression]] | None = None) -> exp.Select:
     """One query computing, from one read of their model, the KPIs of `items` at their grains, each (name, grain)
     from its period in `since` on (all periods when absent).
 
@@ -279,8 +281,10 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
     weeks meet months, quarters or years), and each grain's periods are cut from those, never from another
     grain's. When more than one aggregation is additive, they all roll up from one pre-aggregate of the rows
     at that grain with every slice (`__pp`), instead of each reading the rows. With `pre`, that pre-aggregate
-    is read from `pre.staged` (and `pre.kept`), and `pre.query` computes it.
+    is read from `pre.staged` (and `pre.kept`), and `pre.query` computes it. `rows` builds each KPI's output rows
+    at a grain (`kpi_rows` unless given; the compiler renders them by shape).
     """
+    rows = rows or kpi_rows
     kpis = [ScanKpi(pl, grain, (since or {}).get((pl.name, grain))) for pl, grain in items]
     relation = items[0][0].relation
     plans = list({id(k.plan): k.plan for k in kpis}.values())
@@ -403,8 +407,12 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
                                     (on_map, col("__p", partials.cte)), grouping_sets=False)
             ctes.append((agg.cte, select))
 
+            agg_slices = tuple(dim_alias[d] for d in agg_dims)
             for pl in agg.kpis:
-                outputs.extend(_kpi_rows(pl, grain, agg, agg_dims, dim_alias, refs[pl.name], pg, since_of[(id(pl), grain)]))
+                outputs.extend(rows(KpiRows(
+                    pl.name, pl.form, bool(pl.fill_zero), grain, agg.cte, agg_slices,
+                    tuple((d, dim_alias[d]) for d in pl.dimensions), tuple(refs[pl.name].items()), pg("spine"),
+                    since_of[(id(pl), grain)])))
 
     if shared is not None:
         pp_query = _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)
@@ -648,17 +656,36 @@ def _window_map(window: tuple, p, ctes: list, cal: Calendar) -> str:
     return name
 
 
-def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias: dict[str, str],
-              r: dict[str, str], p, since: dt.date | None) -> list[exp.Select]:
+@dataclass(frozen=True)
+class KpiRows:
+    """What one KPI's output rows at one grain of a scan are built from: its total (a row for every period of
+    the spine) and one sparse branch per slice. Names only, so that `kpi_rows` can be called with stand-ins
+    (shapes.RowTexts renders each shape of these once)."""
+
+    name: str
+    form: str
+    fill_zero: bool
+    grain: str
+    agg: str  # the aggregation's CTE
+    agg_slices: tuple[str, ...]  # the aggregation's slice columns: the total is its row where all are NULL
+    slices: tuple[tuple[str, str], ...]  # the KPI's slices: (dimension, its column in the aggregation)
+    refs: tuple[tuple[str, str], ...]  # ("n" | "m" | "num" | "den", the aggregation's column)
+    spine: str
+    since: dt.date | None  # first period to output; None: all
+
+
+def kpi_rows(spec: KpiRows) -> list[exp.Select]:
+    r = dict(spec.refs)
+
     def value_parts(table: str | None):
         # each part is built afresh rather than copied: a deepcopy costs more than building these small trees
         def guarded(column: str) -> exp.Expression:
             has_rows = exp.GT(this=exp.Coalesce(this=col(r["n"], table), expressions=[exp.Literal.number(0)]),
                               expression=exp.Literal.number(0))
-            fallback = exp.Literal.number(0) if pl.fill_zero else exp.Null()
+            fallback = exp.Literal.number(0) if spec.fill_zero else exp.Null()
             return exp.Case(ifs=[exp.If(this=has_rows, true=double(col(column, table)))], default=double(fallback))
 
-        if pl.form == "ratio":
+        if spec.form == "ratio":
             return safe_div(guarded(r["num"]), guarded(r["den"])), guarded(r["num"]), guarded(r["den"])
         return guarded(r["m"]), double(exp.Null()), double(exp.Null())
 
@@ -666,25 +693,25 @@ def _kpi_rows(pl: KpiPlan, grain: str, agg: _Agg, agg_dims: list[str], dim_alias
     # the total: one row for every period of the spine
     value, num, den = value_parts("__a")
     on = exp.EQ(this=col("__p", "__a"), expression=col("period_start", "__s"))
-    for d in agg_dims:
-        on = exp.and_(on, exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()), copy=False)
+    for c in spec.agg_slices:
+        on = exp.and_(on, exp.Is(this=col(c, "__a"), expression=exp.Null()), copy=False)
     total = join(
-        exp.select(*_rows(pl.name, grain, col("period_start", "__s"), "", cast(exp.Null(), "VARCHAR"), value, num, den))
-        .from_(qualified(None, p("spine"), "__s"), copy=False),
-        qualified(None, agg.cte, "__a"), on=on, side="LEFT",
+        exp.select(*_rows(spec.name, spec.grain, col("period_start", "__s"), "", cast(exp.Null(), "VARCHAR"), value, num, den))
+        .from_(qualified(None, spec.spine, "__s"), copy=False),
+        qualified(None, spec.agg, "__a"), on=on, side="LEFT",
     )
-    if since is not None:
-        total = total.where(exp.GTE(this=col("period_start", "__s"), expression=lit(since)), copy=False)
+    if spec.since is not None:
+        total = total.where(exp.GTE(this=col("period_start", "__s"), expression=lit(spec.since)), copy=False)
     out.append(total)
     # the slices: sparse, one row per value and period that has rows
-    for d in pl.dimensions:
+    for d, c in spec.slices:
         value, num, den = value_parts("__a")
-        cond = exp.Not(this=exp.Is(this=col(dim_alias[d], "__a"), expression=exp.Null()))
-        if since is not None:
-            cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(since)), copy=False)
+        cond = exp.Not(this=exp.Is(this=col(c, "__a"), expression=exp.Null()))
+        if spec.since is not None:
+            cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(spec.since)), copy=False)
         sl = (
-            exp.select(*_rows(pl.name, grain, col("__p", "__a"), d, col(dim_alias[d], "__a"), value, num, den))
-            .from_(qualified(None, agg.cte, "__a"), copy=False)
+            exp.select(*_rows(spec.name, spec.grain, col("__p", "__a"), d, col(c, "__a"), value, num, den))
+            .from_(qualified(None, spec.agg, "__a"), copy=False)
             .where(cond, copy=False)
         )
         out.append(sl)

@@ -10,7 +10,8 @@ from sqlglot import exp
 
 from helpers_run import comparable, insert_orders, kpi, kpis_yml, make_orders, ok, read, run, table, write_run_project
 from kpimetrics import Project, compiler
-from kpimetrics.shapes import Shapes, _layout_free
+from kpimetrics.dialects import PARTS_RENDER_ALONE
+from kpimetrics.shapes import RowTexts, Shapes, _layout_free
 
 OVER_ORDERS = "model: source('shop', 'orders')\ntime: ordered_at\n"
 
@@ -109,3 +110,49 @@ def test_constants_that_are_function_arguments_are_part_of_the_shape(tmp_path):
     assert len(shapes.templates) == 4  # 0.9, (0.9), 0.5, (0.5): q_2 and q_4 share one
     assert all(t is not None for t in shapes.templates.values())
     assert "0.5" in texts["q_4"] and "> 9" in texts["q_4"]
+
+
+def scan_texts(plan, dialect: str, rows=None, since: dt.date | None = None) -> list[str]:
+    from kpimetrics import sqlgen
+
+    cal = plan.project.config.calendar
+    texts = []
+    for scan in plan.scans(list(plan.kpis)):
+        starts = None if since is None else {(pl.name, grain): since for pl, grain in scan.items}
+        texts.append(compiler.render(sqlgen.scan_query(scan.items, cal, starts, rows=rows), dialect))
+    return texts
+
+
+@pytest.mark.parametrize("dialect", PARTS_RENDER_ALONE)
+@pytest.mark.parametrize("since", [None, dt.date(2025, 9, 1)])
+def test_a_scans_rows_rendered_by_shape_are_the_rows_rendered_in_the_whole_query(tmp_path, dialect, since):
+    """run.sql's scans put each KPI's output rows (a UNION ALL branch per grain and slice) in from one rendering
+    per shape: byte for byte what rendering each branch in the whole query gives, in every dialect it is used for,
+    for a full refresh and for an incremental scan (whose branches start at a date)."""
+    plan = Project.load(make_project(tmp_path)).plan()
+    rows = RowTexts(dialect)
+    by_shape = scan_texts(plan, dialect, rows, since)
+    assert by_shape == scan_texts(plan, dialect, None, since)
+    n_rows = sum(len(pl.grains) for pl in plan.kpis.values() if pl.form != "derived")
+    assert 2 <= len(rows.templates) < n_rows / 2  # shared: pairs of KPIs, and grains of one KPI
+    assert all(t is not None for t in rows.templates.values())
+    assert not any("kpim" in text for text in by_shape)
+
+
+def test_rows_of_a_shape_whose_stand_ins_do_not_come_back_are_built_for_every_kpi(tmp_path):
+    """Should the dialect change a stand-in as it renders it, the check against the first KPI rendered directly
+    catches it, and that shape's rows are built in the tree for every KPI."""
+    class Changing(RowTexts):
+        def _render(self, branches):
+            return super()._render(branches).replace("kpim0n", "someone_else")
+
+    plan = Project.load(make_project(tmp_path)).plan()
+    rows = Changing("duckdb")
+    assert scan_texts(plan, "duckdb", rows) == scan_texts(plan, "duckdb")
+    assert rows.templates and all(t is None for t in rows.templates.values())
+
+
+def test_names_that_need_quoting_are_rendered_by_sqlglot():
+    rows = RowTexts("spark")
+    assert rows._ident("__d0") == "`__d0`" and rows._ident("a`b") == "`a``b`"
+    assert rows._literal("region") == "'region'" and rows._literal("it's") == exp.Literal.string("it's").sql("spark")
