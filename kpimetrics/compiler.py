@@ -345,7 +345,18 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
     parts = root / "run.sql.parts"  # where the copy leaves the pieces it rendered
     shapes = Shapes(plan, dialect, lambda p, n: render(kpi_query(p, n), dialect))
 
+    manifest_path = root / "manifest.json"
+
+    def write_manifest() -> None:
+        doc = manifest(plan, names, dialect, {n: str(p.relative_to(plan.project.root)) for n, p in paths.items()})
+        # compact, as dbt writes its manifest: with an indent, json falls back from its C encoder to Python's
+        # (1.2 s for 10,000 KPIs)
+        _write(manifest_path, plan.project.secrets.scrub(json.dumps(doc, sort_keys=True, default=str)) + "\n")
+
     def job(i: int, in_copy: bool = False) -> None:
+        if i == n_jobs - 1:  # last in the queue: this process takes it first, while the copy renders a scan
+            write_manifest()
+            return
         if i < len(pieces):
             text = plan.project.secrets.scrub(pieces[i]())  # scrubbed before it touches target/
             if in_copy:
@@ -356,8 +367,8 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
         name = stale_kpis[i - len(pieces)]
         _write(paths[name], plan.project.secrets.scrub(header(plan, plan.kpis[name], dialect) + shapes.text(name) + ";\n"))
 
-    n_jobs = len(pieces) + len(stale_kpis)
-    forked = parallel and _fork_safe() and n_jobs > 1
+    n_jobs = len(pieces) + len(stale_kpis) + 1
+    forked = parallel and _fork_safe() and n_jobs > 2  # two files to render at least, besides the manifest
     queue = _Queue(n_jobs, shared=forked)
 
     def copy_work() -> None:
@@ -394,11 +405,7 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
             shutil.rmtree(parts, ignore_errors=True)
     state = {"generator": generator, "dialect": dialect, "run_sql": run_key,
              "kpis": (before if not whole_project else {}) | keys}
-    doc = manifest(plan, names, dialect, {n: str(p.relative_to(plan.project.root)) for n, p in paths.items()})
-    result.manifest_path = root / "manifest.json"
-    # compact, as dbt writes its manifest: with an indent, json falls back from its C encoder to Python's
-    # (1.2 s for 10,000 KPIs)
-    _write(result.manifest_path, plan.project.secrets.scrub(json.dumps(doc, sort_keys=True, default=str)) + "\n")
+    result.manifest_path = manifest_path
     _write(root / STATE_FILE, json.dumps(state, sort_keys=True) + "\n")  # last: it vouches for the files above
     return result
 
