@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,30 @@ def main(click_ctx, **kw):
 
 
 main = _with_globals(main)
+
+
+def entry() -> None:
+    """The console script (and `python -m kpimetrics`): the command, then an exit that skips tearing the
+    interpreter down. Freeing a 10,000-KPI project object by object at shutdown took 0.9 s of a 5 s compile;
+    the operating system frees the process's memory at once. Every connection a command opens is closed in its
+    own `finally`, and the output streams are flushed here. A process that started Spark exits normally: its
+    JVM is stopped by an exit handler."""
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    if "pyspark" in sys.modules:
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):  # sys.exit("message") prints it and exits 1
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            pass
+    os._exit(code or 0)
 
 
 # --- commands ---------------------------------------------------------------------
