@@ -85,3 +85,16 @@ def test_profile_memory_limit_and_threads_reach_duckdb(tmp_path, monkeypatch):
     finally:
         adapter.close()
     assert (limit, threads) == ("953.6 MiB", 1)  # 1 GB as DuckDB reports it
+
+
+def test_duckdb_draws_no_progress_bar_of_its_own(tmp_path, monkeypatch):
+    """DuckDB prints a progress bar to stdout for any statement over two seconds, even into a pipe and under
+    `run -q` (it filled the benchmark's logs); the adapter turns it off for its session."""
+    from kpimetrics import Project
+
+    monkeypatch.setenv("KPIBENCH_DB", str(tmp_path / "wh.duckdb"))
+    adapter = Project.load(BENCH / "project").connect()
+    try:
+        assert adapter.fetchall("SELECT current_setting('enable_progress_bar')") == [(False,)]
+    finally:
+        adapter.close()

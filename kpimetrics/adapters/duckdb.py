@@ -48,6 +48,9 @@ class DuckDBAdapter:
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
         # TIMESTAMPTZ values are cut into periods in the calendar's time zone
         self.con.execute(f"SET TimeZone = '{_quote(timezone)}'")
+        # DuckDB draws its own progress bar on stdout for a statement that runs over two seconds, even when stdout
+        # is a pipe and under `run -q`: the run shows one of its own, and a CI log must not fill with DuckDB's
+        self.con.execute("SET enable_progress_bar = false")
         if output.schema_:
             self.capabilities = Capabilities(transactions=True, default_schema=output.schema_)
 
