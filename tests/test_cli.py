@@ -181,3 +181,32 @@ def test_json_log_format_for_validate(tmp_path: Path, demo: Path):
     assert result.exit_code == 1
     issues = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert any(i["level"] == "error" and i["path"] == "kpis/revenue.yml" and i["line"] for i in issues)
+
+
+def test_the_console_process_flushes_its_output_keeps_its_exit_code_and_leaves_the_warehouse_whole(demo: Path):
+    """`python -m kpimetrics` (like the console script) leaves with os._exit once the command is done: everything it
+    printed still reaches a pipe, its exit code is the command's, and what `run` wrote is in the warehouse file."""
+    import subprocess
+    import sys
+
+    def process(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kpimetrics", *args], capture_output=True, text=True, timeout=300)
+
+    ran = process("run", "--project-dir", str(demo), "--as-of", "2026-11-21", "--log-format", "json")
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(ran.stdout.strip().splitlines()[-1])  # the last line printed, whole
+    assert summary["status"] == "success" and len(summary["results"]) == 12
+    con = duckdb.connect(str(demo / "warehouse.duckdb"), read_only=True)
+    try:
+        last = con.execute("SELECT run_id, status FROM kpi.kpi_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    finally:
+        con.close()
+    assert last == (summary["run_id"], "success")
+
+    listed = process("ls", "--project-dir", str(demo), "--output", "json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) >= 12  # a long output, all of it
+
+    failed = process("run", "--project-dir", str(demo), "-s", "no_such_kpi")
+    assert failed.returncode == 2 and "no_such_kpi" in failed.stdout + failed.stderr  # a selection that matches nothing
+    usage = process("compile", "--project-dir", str(demo), "--dialect", "nonsense")
+    assert usage.returncode == 2 and "nonsense" in usage.stderr
