@@ -245,14 +245,14 @@ class RowTexts:
                tuple(k for k, _ in spec.refs), spec.since is None)
         if key not in self.templates:
             template = self._template(spec, slots)
-            filled = template.fill(self._fills(template, spec, slots))
+            filled = template.fill(self._fills(spec, slots))
             direct = self._render(sqlgen.kpi_rows(spec))
             self.templates[key] = template if _layout_free(filled) == _layout_free(direct) else None
             return [exp.Var(this=filled)] if self.templates[key] is not None else sqlgen.kpi_rows(spec)
         template = self.templates[key]
         if template is None:
             return sqlgen.kpi_rows(spec)
-        return [exp.Var(this=template.fill(self._fills(template, spec, slots)))]
+        return [exp.Var(this=template.fill(self._fills(spec, slots)))]
 
     def _render(self, branches: list[exp.Select]) -> str:
         from .dialects import generate
@@ -277,7 +277,7 @@ class RowTexts:
             tokens["since"] = self._since(_STAND_IN_DATE)
         return _RowsTemplate(self._render(sqlgen.kpi_rows(stand_in)), tokens)
 
-    def _fills(self, template: _RowsTemplate, spec: sqlgen.KpiRows, slots: dict[str, int]) -> dict:
+    def _fills(self, spec: sqlgen.KpiRows, slots: dict[str, int]) -> dict:
         values = {"name": self._literal(spec.name), "agg": self._ident(spec.agg), "spine": self._ident(spec.spine)}
         values |= {("slice", i): self._ident(c) for i, c in enumerate(spec.agg_slices)}
         values |= {("dimension", slots[c]): self._literal(d) for d, c in spec.slices}
