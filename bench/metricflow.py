@@ -135,11 +135,15 @@ metrics:
   - {name: first_response_p90, label: first_response_p90, type: simple, type_params: {measure: first_response_p90_m}}
 """
 
-# the queries kpimetrics' run answers, in MetricFlow's terms: (metrics, group by)
+# the queries kpimetrics' run answers, in MetricFlow's terms: (metrics, group by). The two cumulative metrics are
+# queries of their own: at 10^7 rows MetricFlow joins every row to a daily time spine for them, which did not
+# finish in minutes, and the other monthly metrics are timed without them.
 QUERIES = [
     ("net_revenue", "metric_time__day"),
-    ("net_revenue,orders,active_customers,avg_order_value,return_rate,order_value_p90,revenue_trailing_3m,"
-     "customers_ytd,revenue_growth", "metric_time__month"),
+    ("net_revenue,orders,active_customers,avg_order_value,return_rate,order_value_p90,revenue_growth",
+     "metric_time__month"),
+    ("revenue_trailing_3m", "metric_time__month"),
+    ("customers_ytd", "metric_time__month"),
     ("net_revenue", "metric_time__month,order__region"),
     ("net_revenue", "metric_time__month,order__channel"),
     ("active_customers", "metric_time__month,order__region"),
@@ -173,10 +177,20 @@ def write_project(folder: Path, db: Path) -> Path:
     return folder
 
 
-def _run(cmd: list[str], folder: Path) -> float:
+QUERY_TIMEOUT = 300.0  # seconds one `mf query` process may take before it is stopped and reported as unfinished
+
+
+class Unfinished(Exception):
+    pass
+
+
+def _run(cmd: list[str], folder: Path, timeout: float | None = None) -> float:
     env = {**os.environ, "DBT_PROFILES_DIR": str(folder), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     began = time.perf_counter()
-    out = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True)
+    try:
+        out = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Unfinished(f"{' '.join(cmd)} did not finish in {timeout:.0f} s") from None
     seconds = time.perf_counter() - began
     if out.returncode != 0 or "ERROR" in out.stdout:
         said = [line for line in (out.stdout + out.stderr).splitlines() if line.strip() and "Initiating query" not in line]
@@ -184,15 +198,22 @@ def _run(cmd: list[str], folder: Path) -> float:
     return seconds
 
 
-def time_queries(mf: Path, folder: Path) -> dict:
-    """Every query once, each as a whole `mf query` process; the total is MetricFlow's 'run'."""
+def time_queries(mf: Path, folder: Path, timeout: float = QUERY_TIMEOUT) -> dict:
+    """Every query once, each as a whole `mf query` process stopped after `timeout` seconds; the total of those
+    that finished is MetricFlow's 'run' (on a subset when some did not)."""
     dbt = mf.parent / "dbt"
     setup = _run([str(dbt), "run", "-q"], folder) + _run([str(dbt), "parse", "-q"], folder)
-    per_query = []
+    per_query: list[float | None] = []
     for i, (metrics, group_by) in enumerate(QUERIES):
-        per_query.append(_run([str(mf), "query", "--metrics", metrics, "--group-by", group_by,
-                               "--csv", str(folder / f"q{i}.csv")], folder))
-    return {"setup_s": setup, "queries_s": per_query, "total_s": sum(per_query)}
+        try:
+            per_query.append(_run([str(mf), "query", "--metrics", metrics, "--group-by", group_by,
+                                   "--csv", str(folder / f"q{i}.csv")], folder, timeout))
+        except Unfinished as exc:
+            print(f"  MetricFlow: {exc}", flush=True)
+            per_query.append(None)
+    unfinished = [f"{m} by {g}" for (m, g), t in zip(QUERIES, per_query) if t is None]
+    return {"setup_s": setup, "queries_s": per_query, "total_s": sum(t for t in per_query if t is not None),
+            "unfinished": unfinished, "timeout_s": timeout}
 
 
 def bench(db: Path, repeat: int, runs: dict) -> dict:
@@ -206,9 +227,13 @@ def bench(db: Path, repeat: int, runs: dict) -> dict:
         return {"error": str(exc)[-3000:], "left_out": SUBSET_NOTES}
     totals = sorted(r["total_s"] for r in rounds)
     median = totals[len(totals) // 2]
-    print(f"  MetricFlow: {len(QUERIES)} queries in {median:.2f} s (median of {repeat})", flush=True)
-    return {"total_s": median, "rounds": rounds, "left_out": SUBSET_NOTES,
-            "ratio_vs_hand": median / runs["hand_written_s"], "ratio_vs_kpimetrics": median / runs["full_refresh_s"]}
+    unfinished = sorted({q for r in rounds for q in r["unfinished"]})
+    done = len(QUERIES) - len(unfinished)
+    print(f"  MetricFlow: {done} of {len(QUERIES)} queries in {median:.2f} s (median of {repeat})"
+          + (f"; not finished in {QUERY_TIMEOUT:.0f} s: {', '.join(unfinished)}" if unfinished else ""), flush=True)
+    return {"total_s": median, "rounds": rounds, "left_out": SUBSET_NOTES, "unfinished": unfinished,
+            "queries_timed": done, "ratio_vs_hand": median / runs["hand_written_s"],
+            "ratio_vs_kpimetrics": median / runs["full_refresh_s"]}
 
 
 def main(argv: list[str] | None = None) -> int:
