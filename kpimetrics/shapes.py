@@ -108,71 +108,117 @@ def _member_key(pl: KpiPlan, constants: list[exp.Literal], place: dict[str, int]
     )
 
 
+class _Checked:
+    """Templates by shape key. The first time a shape is met its filled-in template is compared with a direct
+    rendering of the same thing; a shape whose texts differ by more than layout is rendered directly from then
+    on (None in `templates`). The filled-in template is used even for that first one: a text must not depend on
+    which of its shape came first."""
+
+    def __init__(self):
+        self.templates: dict[tuple, _Template | None] = {}
+
+    def text(self, key: tuple, template: Callable[[], _Template], values: Callable[[], dict],
+             direct: Callable[[], str]) -> str:
+        if key not in self.templates:
+            made, alone = template(), direct()
+            filled = made.fill(values())
+            self.templates[key] = made if _layout_free(filled) == _layout_free(alone) else None
+            return filled if self.templates[key] is not None else alone
+        made = self.templates[key]
+        return direct() if made is None else made.fill(values())
+
+
+class _Literals:
+    """Names and constants rendered by sqlglot in one dialect, each text once. A text of letters, digits and
+    underscores is put between the quotes a probe was rendered with (rendering each of 10,000 KPI names would
+    cost more than filling them in)."""
+
+    def __init__(self, dialect: str):
+        self.dialect = dialect
+        self._done: dict[tuple[str, str], str] = {}
+        self._quotes: dict[str, list[str]] = {}
+
+    def ident(self, name: str) -> str:
+        return self._sql("ident", name, sqlgen.ident)
+
+    def string(self, text: str) -> str:
+        return self._sql("string", text, exp.Literal.string)
+
+    def number(self, text: str) -> str:
+        return self._sql("number", text, exp.Literal.number, plain=False)
+
+    def date(self, day: dt.date) -> str:
+        return self._sql("date", day.isoformat(), lambda _: sqlgen.lit(day), plain=False)
+
+    def _sql(self, kind: str, text: str, node: Callable[[str], exp.Expression], plain: bool = True) -> str:
+        got = self._done.get((kind, text))
+        if got is None:
+            if plain and _PLAIN.fullmatch(text):
+                quotes = self._quotes.get(kind)
+                if quotes is None:
+                    quotes = self._quotes[kind] = node("kpimprobe").sql(dialect=self.dialect).split("kpimprobe")
+                got = text.join(quotes)
+            else:
+                got = node(text).sql(dialect=self.dialect)
+            self._done[(kind, text)] = got
+        return got
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_]+")
+
+
 class Shapes:
     """The template of every shape met so far, for one plan and dialect; `text(name)` is a KPI's query."""
 
     def __init__(self, plan: Plan, dialect: str, render: Callable[[Plan, str], str]):
-        self.plan, self.dialect, self.render = plan, dialect, render
-        self.templates: dict[tuple, _Template | None] = {}  # None: this shape is rendered directly
-        self._constant_sql: dict[tuple[bool, str], str] = {}
+        self.plan, self.render = plan, render
+        self._checked = _Checked()
+        self.templates = self._checked.templates  # None: this shape is rendered directly
+        self._literals = _Literals(dialect)
         self._shapes: dict[int, tuple] = {}
 
     def text(self, name: str) -> str:
         fill = fill_of(self.plan, name, self._shapes)
-        if fill.key not in self.templates:
-            template = self._template(fill)
-            direct = self.render(self.plan, name)
-            filled = template.fill(self._values(template, fill))
-            # the filled-in template, even for this KPI: a file's text must not depend on which KPI came first
-            self.templates[fill.key] = template if _layout_free(filled) == _layout_free(direct) else None
-            return filled if self.templates[fill.key] is not None else direct
-        template = self.templates[fill.key]
-        if template is None:
-            return self.render(self.plan, name)
-        return template.fill(self._values(template, fill))
+        values = {("name", i): n for i, n in enumerate(fill.names)}
+        return self._checked.text(fill.key, lambda: self._template(fill),
+                                  lambda: values | {("constant", i): self._constant(c) for i, c in enumerate(fill.constants)},
+                                  lambda: self.render(self.plan, name))
 
     def _template(self, fill: Fill) -> _Template:
         """Render the shape with stand-ins: a plan of copies of the file's KPIs, renamed, their constants replaced."""
         rename = {n: _name(i) for i, n in enumerate(fill.names)}
-        stand_ins: list[str] = []
         counter = iter(range(len(fill.constants)))
         kpis: dict[str, KpiPlan] = {}
         for n in fill.names:
             kpis[rename[n]] = _stand_in_plan(self.plan.kpis[n], rename, lambda lit: _stand_in_literal(lit, next(counter)))
-        for i, lit in enumerate(fill.constants):
-            stand_ins.append(self._sql(lit.is_string, _stand_in_literal(lit, i).this))
         deps = {rename[n]: [rename[d] for d in self.plan.deps.get(n, [])] for n in fill.names}
         text = self.render(Plan(self.plan.project, kpis, deps), rename[fill.names[-1]])
-        return _Template(text, [rename[n] for n in fill.names], stand_ins)
+        tokens = {("name", i): _name(i) for i in range(len(fill.names))}
+        tokens |= {("constant", i): self._constant(_stand_in_literal(c, i)) for i, c in enumerate(fill.constants)}
+        return _Template(text, tokens)
 
-    def _values(self, template: _Template, fill: Fill) -> dict[str, str]:
-        values = dict(zip(template.names, fill.names))
-        values.update(zip(template.constants, (self._sql(c.is_string, c.this) for c in fill.constants)))
-        return values
-
-    def _sql(self, is_string: bool, text: str) -> str:
-        key = (is_string, text)
-        sql = self._constant_sql.get(key)
-        if sql is None:
-            lit = exp.Literal.string(text) if is_string else exp.Literal.number(text)
-            sql = self._constant_sql[key] = lit.sql(dialect=self.dialect)
-        return sql
+    def _constant(self, lit: exp.Literal) -> str:
+        return self._literals.string(lit.this) if lit.is_string else self._literals.number(lit.this)
 
 
-@dataclass
 class _Template:
-    text: str
-    names: list[str]  # stand-in names, in the order of the file's KPIs
-    constants: list[str]  # stand-in constants as rendered, in the order fill_of finds them
+    """A text and the places of its stand-ins (`tokens`: key -> the stand-in's text), split once, filled by joining
+    the pieces with each key's value."""
 
-    def __post_init__(self):
-        tokens = sorted(self.names + self.constants, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(t) for t in tokens)) if tokens else None
+    def __init__(self, text: str, tokens: dict):
+        by_text = {t: k for k, t in tokens.items()}
+        if not by_text:
+            self.parts, self.slots = [text], []
+            return
+        pattern = re.compile("(" + "|".join(re.escape(t) for t in sorted(by_text, key=len, reverse=True)) + ")")
+        self.parts = pattern.split(text)
+        self.slots = [(i, by_text[self.parts[i]]) for i in range(1, len(self.parts), 2)]
 
-    def fill(self, values: dict[str, str]) -> str:
-        if self._pattern is None:
-            return self.text
-        return self._pattern.sub(lambda m: values[m.group(0)], self.text)
+    def fill(self, values: dict) -> str:
+        parts = self.parts.copy()
+        for i, key in self.slots:
+            parts[i] = values[key]
+        return "".join(parts)
 
 
 def _stand_in_literal(lit: exp.Literal, i: int) -> exp.Literal:
@@ -228,39 +274,32 @@ class RowTexts:
     (three quarters of it at 9,000 KPIs), and KPIs of one form, grain and pattern of slices have the same
     branches but for names. A shape's branches are built with stand-in names by `sqlgen.kpi_rows` and rendered
     once; a KPI's are the shape's text with its own names put in, as one leaf of the tree (`exp.Var`), so the
-    generator copies the text where the branches would go. The first KPI of each shape is also built and
-    rendered directly, and a shape whose filled-in text differs from that by more than layout is built for
-    every KPI. Only for rendering text: the leaf hides what the branches read from a tree walk.
+    generator copies the text where the branches would go. Checked against a direct rendering as `Shapes` are.
+    Only for dialects in `dialects.PARTS_RENDER_ALONE`, and only for rendering text: the leaf hides what the
+    branches read from a tree walk.
     """
 
     def __init__(self, dialect: str):
         self.dialect = dialect
-        self.templates: dict[tuple, _RowsTemplate | None] = {}  # None: this shape is built for every KPI
-        self._values: dict[tuple[str, str], str] = {}
-        self._quotes: dict[str, list[str]] = {}
+        self._checked = _Checked()
+        self.templates = self._checked.templates  # None: this shape is rendered directly
+        self._literals = _Literals(dialect)
 
     def __call__(self, spec: sqlgen.KpiRows) -> list[exp.Expression]:
         slots = {c: i for i, c in enumerate(spec.agg_slices)}
         key = (spec.form, spec.fill_zero, spec.grain, len(spec.agg_slices), tuple(slots[c] for _, c in spec.slices),
                tuple(k for k, _ in spec.refs), spec.since is None)
-        if key not in self.templates:
-            template = self._template(spec, slots)
-            filled = template.fill(self._fills(spec, slots))
-            direct = self._render(sqlgen.kpi_rows(spec))
-            self.templates[key] = template if _layout_free(filled) == _layout_free(direct) else None
-            return [exp.Var(this=filled)] if self.templates[key] is not None else sqlgen.kpi_rows(spec)
-        template = self.templates[key]
-        if template is None:
-            return sqlgen.kpi_rows(spec)
-        return [exp.Var(this=template.fill(self._fills(spec, slots)))]
+        text = self._checked.text(key, lambda: self._template(spec, slots), lambda: self._values(spec),
+                                  lambda: self._render(sqlgen.kpi_rows(spec)))
+        return [exp.Var(this=text)]
 
     def _render(self, branches: list[exp.Select]) -> str:
         from .dialects import generate
 
         return generate(sqlgen.union_all(branches), self.dialect, pretty=True, copy=False)
 
-    def _template(self, spec: sqlgen.KpiRows, slots: dict[str, int]) -> _RowsTemplate:
-        """The shape's branches rendered with stand-ins; each stand-in as it is rendered (with its quotes)."""
+    def _template(self, spec: sqlgen.KpiRows, slots: dict[str, int]) -> _Template:
+        """The shape's branches rendered with stand-in names (and a stand-in first period)."""
         stand_in = sqlgen.KpiRows(
             name="kpim0n", form=spec.form, fill_zero=spec.fill_zero, grain=spec.grain, agg="kpim0g",
             agg_slices=tuple(f"kpim{i}a" for i in range(len(spec.agg_slices))),
@@ -268,68 +307,19 @@ class RowTexts:
             refs=tuple((k, f"kpim{j}r") for j, (k, _) in enumerate(spec.refs)),
             spine="kpim0s", since=None if spec.since is None else _STAND_IN_DATE,
         )
-        tokens = {"name": self._literal(stand_in.name), "agg": self._ident(stand_in.agg),
-                  "spine": self._ident(stand_in.spine)}
-        tokens |= {("slice", i): self._ident(c) for i, c in enumerate(stand_in.agg_slices)}
-        tokens |= {("dimension", slots[c]): self._literal(f"kpim{slots[c]}d") for _, c in spec.slices}
-        tokens |= {("ref", j): self._ident(c) for j, (_, c) in enumerate(stand_in.refs)}
-        if spec.since is not None:
-            tokens["since"] = self._since(_STAND_IN_DATE)
-        return _RowsTemplate(self._render(sqlgen.kpi_rows(stand_in)), tokens)
+        return _Template(self._render(sqlgen.kpi_rows(stand_in)), self._values(stand_in))
 
-    def _fills(self, spec: sqlgen.KpiRows, slots: dict[str, int]) -> dict:
-        values = {"name": self._literal(spec.name), "agg": self._ident(spec.agg), "spine": self._ident(spec.spine)}
-        values |= {("slice", i): self._ident(c) for i, c in enumerate(spec.agg_slices)}
-        values |= {("dimension", slots[c]): self._literal(d) for d, c in spec.slices}
-        values |= {("ref", j): self._ident(c) for j, (_, c) in enumerate(spec.refs)}
+    def _values(self, spec: sqlgen.KpiRows) -> dict:
+        """Each name of `spec` as rendered, by its place: what a template's stand-ins are and what replaces them."""
+        lit = self._literals
+        slot = {c: i for i, c in enumerate(spec.agg_slices)}
+        values = {"name": lit.string(spec.name), "agg": lit.ident(spec.agg), "spine": lit.ident(spec.spine)}
+        values |= {("slice", i): lit.ident(c) for i, c in enumerate(spec.agg_slices)}
+        values |= {("dimension", slot[c]): lit.string(d) for d, c in spec.slices}
+        values |= {("ref", j): lit.ident(c) for j, (_, c) in enumerate(spec.refs)}
         if spec.since is not None:
-            values["since"] = self._since(spec.since)
+            values["since"] = lit.date(spec.since)
         return values
 
-    def _ident(self, name: str) -> str:
-        return self._value("ident", name, sqlgen.ident)
 
-    def _literal(self, text: str) -> str:
-        return self._value("literal", text, exp.Literal.string)
-
-    def _since(self, day: dt.date) -> str:
-        got = self._values.get(("since", day.isoformat()))
-        if got is None:
-            got = self._values[("since", day.isoformat())] = sqlgen.lit(day).sql(dialect=self.dialect)
-        return got
-
-    def _value(self, kind: str, text: str, node: Callable[[str], exp.Expression]) -> str:
-        """`node(text)` rendered in the dialect. A name of letters, digits and underscores goes between the quotes
-        a probe was rendered with (a rendering per name would cost more than the fill)."""
-        got = self._values.get((kind, text))
-        if got is None:
-            if _PLAIN.fullmatch(text):
-                quotes = self._quotes.get(kind)
-                if quotes is None:
-                    quotes = self._quotes[kind] = node("kpimprobe").sql(dialect=self.dialect).split("kpimprobe")
-                got = text.join(quotes)
-            else:
-                got = node(text).sql(dialect=self.dialect)
-            self._values[(kind, text)] = got
-        return got
-
-
-_PLAIN = re.compile(r"[A-Za-z0-9_]+")
 _STAND_IN_DATE = dt.date(9071, 1, 1)
-
-
-class _RowsTemplate:
-    """A text and the places of its stand-ins: split once, filled by joining."""
-
-    def __init__(self, text: str, tokens: dict):
-        by_text = {t: k for k, t in tokens.items()}
-        pattern = re.compile("(" + "|".join(re.escape(t) for t in sorted(by_text, key=len, reverse=True)) + ")")
-        parts = pattern.split(text)
-        self.parts = parts
-        self.slots = [(i, by_text[parts[i]]) for i in range(1, len(parts), 2)]
-
-    def fill(self, values: dict) -> str:
-        parts = self.parts.copy()
-        for i, key in self.slots:
-            parts[i] = values[key]
-        return "".join(parts)

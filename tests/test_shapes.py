@@ -153,6 +153,6 @@ def test_rows_of_a_shape_whose_stand_ins_do_not_come_back_are_built_for_every_kp
 
 
 def test_names_that_need_quoting_are_rendered_by_sqlglot():
-    rows = RowTexts("spark")
-    assert rows._ident("__d0") == "`__d0`" and rows._ident("a`b") == "`a``b`"
-    assert rows._literal("region") == "'region'" and rows._literal("it's") == exp.Literal.string("it's").sql("spark")
+    names = RowTexts("spark")._literals
+    assert names.ident("__d0") == "`__d0`" and names.ident("a`b") == "`a``b`"
+    assert names.string("region") == "'region'" and names.string("it's") == exp.Literal.string("it's").sql("spark")
