@@ -156,3 +156,25 @@ def test_names_that_need_quoting_are_rendered_by_sqlglot():
     names = RowTexts("spark")._literals
     assert names.ident("__d0") == "`__d0`" and names.ident("a`b") == "`a``b`"
     assert names.string("region") == "'region'" and names.string("it's") == exp.Literal.string("it's").sql("spark")
+
+
+def test_run_sql_renders_a_scans_rows_by_shape(tmp_path, monkeypatch):
+    """compile's run.sql goes through RowTexts where the dialect allows it: each shape's rows are built twice (with
+    stand-ins, and directly for the check), not once per KPI and grain; elsewhere they are built for each."""
+    from kpimetrics import sqlgen
+
+    plan = Project.load(make_project(tmp_path)).plan()
+    names = list(plan.kpis)
+    built: list[str] = []
+    real = sqlgen.kpi_rows
+    monkeypatch.setattr(sqlgen, "kpi_rows", lambda spec: built.append(spec.name) or real(spec))
+    scanned = [n for n in names if plan.kpis[n].form != "derived"]
+    for dialect, by_shape in (("duckdb", True), ("snowflake", False)):
+        built.clear()
+        text = "".join(piece() for piece in compiler.run_pieces(plan, names, dialect))
+        assert all(f"'{n}' AS" in text for n in scanned)
+        if by_shape:  # stand-ins and the first KPI of each shape are built; the second of each pair is only filled in
+            assert "kpim0n" in built and not any(n.endswith("_b") for n in built), built
+            assert len(set(built)) - 1 < len(scanned) / 2
+        else:
+            assert sorted(set(built)) == sorted(scanned), built
