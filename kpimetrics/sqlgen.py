@@ -326,9 +326,6 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
     ctes = model_ctes(relation)
     ctes.append((p("rows"), rows_from(lower)))
     at = len(ctes)  # where the shared pre-aggregate goes, once its columns are known
-    bounds = exp.select(alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(
-        ident(p("rows")), copy=False)
-    ctes.append((p("bounds"), bounds))
 
     # 2. the aggregations of each grain: which KPIs share one is decided by _agg_key
     by_grain: dict[str, dict[tuple, _Agg]] = {g: {} for g in grains}
@@ -362,15 +359,31 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             """The period of `grain` that holds a period of the base grain."""
             return c if grain == base else cal_.period_start_of_date(c, grain, cal)
 
-        # the periods: every period from the first to the last with rows
-        lo, hi = period(col("lo")), period(col("hi"))
-        sinces = [s for (_, g), s in since_of.items() if g == grain]
-        if all(s is not None for s in sinces):
-            # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
-            lo = exp.Least(this=lo, expressions=[lit(min(sinces))])
-        ctes.append((pg("spine"), _spine(p("bounds"), lo, hi, grain)))
+        # Aggregations without a window first: the periods can come from one of them, and a window's map needs them.
+        aggs = sorted(by_grain[grain].values(), key=lambda a: a.window is not None)
+        n_plain = sum(a.window is None for a in aggs)
 
-        for agg in by_grain[grain].values():
+        def spine(grain=grain, pg=pg, period=period, plain=aggs[0] if n_plain and shared is None else None) -> None:
+            """Every period of the grain from the first to the last with rows: from the shared pre-aggregate's, else
+            from an aggregation of the grain without a window, else from the rows'. A model's rows are read once:
+            DuckDB keeps a model's CTE read twice whole, joins and all (the benchmark's segment scan at 10^7
+            orders: 0.34 s against 0.28 s)."""
+            if plain is not None:
+                ctes.append((pg("bounds"), _bounds(plain.cte)))
+                src, lo, hi = pg("bounds"), col("lo"), col("hi")
+            else:
+                if not any(n == p("bounds") for n, _ in ctes):
+                    ctes.insert(at, (p("bounds"), _bounds(shared.cte if shared is not None else p("rows"))))
+                src, lo, hi = p("bounds"), period(col("lo")), period(col("hi"))
+            sinces = [s for (_, g), s in since_of.items() if g == grain]
+            if all(s is not None for s in sinces):
+                # an incremental scan starts its periods at the first one it recomputes, even if that has no rows
+                lo = exp.Least(this=lo, expressions=[lit(min(sinces))])
+            ctes.append((pg("spine"), _spine(src, lo, hi, grain)))
+
+        for i, agg in enumerate(aggs):
+            if i == n_plain:
+                spine()
             partials = agg.partials
 
             def add(prefix: str, e: exp.Expression) -> str:
@@ -413,6 +426,8 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
                     pl.name, pl.form, bool(pl.fill_zero), grain, agg.cte, agg_slices,
                     tuple((d, dim_alias[d]) for d in pl.dimensions), tuple(refs[pl.name].items()), pg("spine"),
                     since_of[(id(pl), grain)])))
+        if n_plain == len(aggs):
+            spine()
 
     if shared is not None:
         pp_query = _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)
@@ -421,9 +436,8 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             pre.fresh_from = fresh
             pp_query = _kept_rows(pre, ["__p", *[dim_alias[d] for d in rolled], *shared.columns], lower)
             if fresh is not None:
-                # the periods come from the pre-aggregate, and the rows are read only as far back as the
-                # aggregations that do not roll up from it need
-                bounds.from_(ident(shared.cte), copy=False)
+                # the rows are read only as far back as the aggregations that do not roll up from the
+                # pre-aggregate need (the periods come from it)
                 own = {id(pl) for aggs in by_grain.values() for a in aggs.values() if a.partials is not shared for pl in a.kpis}
                 first = scan_from([k for k in kpis if id(k.plan) in own], cal) if own else fresh
                 ctes[at - 1] = (p("rows"), rows_from(first))
@@ -440,6 +454,12 @@ def _kept_rows(pre: KeptPreAggregate, columns: list[str], lower: dt.date | None)
                       exp.LT(this=col("__p"), expression=lit(pre.fresh_from)), copy=False)
     kept = exp.select(*[col(c) for c in columns]).from_(pre.kept.copy(), copy=False).where(period, copy=False)
     return union_all([staged, kept])
+
+
+def _bounds(source: str) -> exp.Select:
+    """The first and last period (`__p`) of a CTE's rows."""
+    return exp.select(alias(exp.Min(this=col("__p")), "lo"), alias(exp.Max(this=col("__p")), "hi")).from_(
+        ident(source), copy=False)
 
 
 def _spine(bounds: str, lo: exp.Expression, hi: exp.Expression, grain: str) -> exp.Select:

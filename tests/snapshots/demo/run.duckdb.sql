@@ -75,21 +75,6 @@ WITH "__model_orders_enriched" AS (
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "__rows"
-), "__month_spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
-    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
-    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
-    INTERVAL '1' MONTH
-  ) AS DATE[])) AS "__series"("__s")
 ), "__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -118,16 +103,17 @@ WITH "__model_orders_enriched" AS (
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
-), "__week_spine" AS (
+), "__month_bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__month_agg0"
+), "__month_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
-    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
-    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
-    INTERVAL '7' DAY
-  ) AS DATE[])) AS "__series"("__s")
+  FROM "__month_bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 ), "__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -147,6 +133,17 @@ WITH "__model_orders_enriched" AS (
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
     "__d0"
+), "__week_bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__week_agg0"
+), "__week_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__week_bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '7' DAY) AS DATE[])) AS "__series"("__s")
 )
 SELECT
   "name",
@@ -332,13 +329,7 @@ WITH "__rows" AS NOT MATERIALIZED (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "__rows"
-), "__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
+  FROM "__pp"
 ), "__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -353,6 +344,12 @@ WITH "__rows" AS NOT MATERIALIZED (
     "__p",
     "__d0",
     "__d1"
+), "__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 ), "__map_periods_3" AS (
   SELECT
     "__a"."period_start" AS "__src",
@@ -633,17 +630,7 @@ WITH "__rows" AS NOT MATERIALIZED (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "__rows"
-), "__week_spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
-    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
-    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
-    INTERVAL '7' DAY
-  ) AS DATE[])) AS "__series"("__s")
+  FROM "__pp"
 ), "__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -655,15 +642,15 @@ WITH "__rows" AS NOT MATERIALIZED (
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
     "__d0"
-), "__month_spine" AS (
+), "__week_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__bounds"
   CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
-    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
-    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
-    INTERVAL '1' MONTH
+    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7' DAY
   ) AS DATE[])) AS "__series"("__s")
 ), "__month_agg0" AS (
   SELECT
@@ -695,6 +682,16 @@ WITH "__rows" AS NOT MATERIALIZED (
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+), "__month_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
+    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
+    INTERVAL '1' MONTH
+  ) AS DATE[])) AS "__series"("__s")
 )
 SELECT
   "name",

@@ -55,21 +55,6 @@ WITH `__model_orders_enriched` AS (
   FROM `__model_orders_enriched`
   WHERE
     NOT ordered_at IS NULL
-), `active_customers__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `active_customers__rows`
-), `active_customers__month_spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `active_customers__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
-    CAST(DATE_TRUNC(`lo`, MONTH) AS DATE),
-    CAST(DATE_TRUNC(`hi`, MONTH) AS DATE),
-    INTERVAL '1' MONTH
-  )) AS `__s`
 ), `active_customers__month_agg0` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE) AS `__p`,
@@ -89,16 +74,17 @@ WITH `__model_orders_enriched` AS (
   GROUP BY
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE),
     `__d0`
-), `active_customers__week_spine` AS (
+), `active_customers__month_bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `active_customers__month_agg0`
+), `active_customers__month_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `active_customers__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
-    CAST(DATE_TRUNC(`lo`, WEEK) AS DATE),
-    CAST(DATE_TRUNC(`hi`, WEEK) AS DATE),
-    INTERVAL '7' DAY
-  )) AS `__s`
+  FROM `active_customers__month_bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 ), `active_customers__week_agg0` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
@@ -118,6 +104,17 @@ WITH `__model_orders_enriched` AS (
   GROUP BY
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE),
     `__d0`
+), `active_customers__week_bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `active_customers__week_agg0`
+), `active_customers__week_spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `active_customers__week_bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '7' DAY)) AS `__s`
 )
 SELECT
   `name`,

@@ -9,17 +9,6 @@ WITH `chat_first_response_median__rows` AS (
   FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
-), `chat_first_response_median__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `chat_first_response_median__rows`
-), `chat_first_response_median__spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `chat_first_response_median__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 ), `chat_first_response_median__agg0` AS (
   SELECT
     `__p` AS `__p`,
@@ -28,6 +17,17 @@ WITH `chat_first_response_median__rows` AS (
   FROM `chat_first_response_median__rows`
   GROUP BY
     `__p`
+), `chat_first_response_median__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `chat_first_response_median__agg0`
+), `chat_first_response_median__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `chat_first_response_median__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 )
 SELECT
   'chat_first_response_median' AS `name`,

@@ -37,17 +37,7 @@ WITH `csat__rows` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `csat__rows`
-), `csat__week_spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `csat__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
-    CAST(DATE_TRUNC(`lo`, WEEK) AS DATE),
-    CAST(DATE_TRUNC(`hi`, WEEK) AS DATE),
-    INTERVAL '7' DAY
-  )) AS `__s`
+  FROM `csat__pp`
 ), `csat__week_agg0` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
@@ -59,15 +49,15 @@ WITH `csat__rows` AS (
   GROUP BY
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE),
     `__d0`
-), `csat__month_spine` AS (
+), `csat__week_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
   FROM `csat__bounds`
   CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
-    CAST(DATE_TRUNC(`lo`, MONTH) AS DATE),
-    CAST(DATE_TRUNC(`hi`, MONTH) AS DATE),
-    INTERVAL '1' MONTH
+    CAST(DATE_TRUNC(`lo`, WEEK) AS DATE),
+    CAST(DATE_TRUNC(`hi`, WEEK) AS DATE),
+    INTERVAL '7' DAY
   )) AS `__s`
 ), `csat__month_agg0` AS (
   SELECT
@@ -80,6 +70,16 @@ WITH `csat__rows` AS (
   GROUP BY
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE),
     `__d0`
+), `csat__month_spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `csat__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(
+    CAST(DATE_TRUNC(`lo`, MONTH) AS DATE),
+    CAST(DATE_TRUNC(`hi`, MONTH) AS DATE),
+    INTERVAL '1' MONTH
+  )) AS `__s`
 )
 SELECT
   `name`,

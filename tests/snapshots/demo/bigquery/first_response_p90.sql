@@ -8,17 +8,6 @@ WITH `first_response_p90__rows` AS (
   FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
-), `first_response_p90__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `first_response_p90__rows`
-), `first_response_p90__spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `first_response_p90__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 ), `first_response_p90__agg0` AS (
   SELECT
     `__p` AS `__p`,
@@ -27,6 +16,17 @@ WITH `first_response_p90__rows` AS (
   FROM `first_response_p90__rows`
   GROUP BY
     `__p`
+), `first_response_p90__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `first_response_p90__agg0`
+), `first_response_p90__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `first_response_p90__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 )
 SELECT
   'first_response_p90' AS `name`,

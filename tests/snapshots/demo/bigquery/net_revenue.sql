@@ -12,17 +12,6 @@ WITH `net_revenue__rows` AS (
   FROM `orders`
   WHERE
     NOT ordered_at IS NULL
-), `net_revenue__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `net_revenue__rows`
-), `net_revenue__spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `net_revenue__bounds`
-  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 ), `net_revenue__agg0` AS (
   SELECT
     `__p` AS `__p`,
@@ -37,6 +26,17 @@ WITH `net_revenue__rows` AS (
       (`__p`, `__d0`),
       (`__p`, `__d1`)
     )
+), `net_revenue__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `net_revenue__agg0`
+), `net_revenue__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `net_revenue__bounds`
+  CROSS JOIN UNNEST(GENERATE_DATE_ARRAY(`lo`, `hi`, INTERVAL '1' MONTH)) AS `__s`
 )
 SELECT
   `name`,

@@ -8,18 +8,6 @@ WITH `avg_resolution_seconds__rows` AS (
   FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
-), `avg_resolution_seconds__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `avg_resolution_seconds__rows`
-), `avg_resolution_seconds__spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `avg_resolution_seconds__bounds`
-  LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `avg_resolution_seconds__agg0` AS (
   SELECT
     `__p` AS `__p`,
@@ -28,6 +16,18 @@ WITH `avg_resolution_seconds__rows` AS (
   FROM `avg_resolution_seconds__rows`
   GROUP BY
     `__p`
+), `avg_resolution_seconds__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `avg_resolution_seconds__agg0`
+), `avg_resolution_seconds__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `avg_resolution_seconds__bounds`
+  LATERAL VIEW
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 )
 SELECT
   'avg_resolution_seconds' AS `name`,

@@ -9,18 +9,6 @@ WITH `chat_first_response_median__rows` AS (
   FROM `support_tickets`
   WHERE
     NOT opened_at IS NULL
-), `chat_first_response_median__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `chat_first_response_median__rows`
-), `chat_first_response_median__spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `chat_first_response_median__bounds`
-  LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `chat_first_response_median__agg0` AS (
   SELECT
     `__p` AS `__p`,
@@ -31,6 +19,18 @@ WITH `chat_first_response_median__rows` AS (
   FROM `chat_first_response_median__rows`
   GROUP BY
     `__p`
+), `chat_first_response_median__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `chat_first_response_median__agg0`
+), `chat_first_response_median__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `chat_first_response_median__bounds`
+  LATERAL VIEW
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 )
 SELECT
   'chat_first_response_median' AS `name`,

@@ -49,18 +49,6 @@ WITH numbered AS (
   FROM `__model_orders_enriched`
   WHERE
     NOT ordered_at IS NULL
-), `reorder_rate_30d__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `reorder_rate_30d__rows`
-), `reorder_rate_30d__spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `reorder_rate_30d__bounds`
-  LATERAL VIEW
-  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `reorder_rate_30d__agg0` AS (
   SELECT
     `__p` AS `__p`,
@@ -70,6 +58,18 @@ WITH numbered AS (
   FROM `reorder_rate_30d__rows`
   GROUP BY
     `__p`
+), `reorder_rate_30d__bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `reorder_rate_30d__agg0`
+), `reorder_rate_30d__spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `reorder_rate_30d__bounds`
+  LATERAL VIEW
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 )
 SELECT
   'reorder_rate_30d' AS `name`,

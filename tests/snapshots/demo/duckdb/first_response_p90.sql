@@ -9,17 +9,6 @@ WITH "first_response_p90__rows" AS NOT MATERIALIZED (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "first_response_p90__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "first_response_p90__rows"
-), "first_response_p90__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "first_response_p90__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 ), "first_response_p90__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -28,6 +17,17 @@ WITH "first_response_p90__rows" AS NOT MATERIALIZED (
   FROM "first_response_p90__rows"
   GROUP BY
     "__p"
+), "first_response_p90__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "first_response_p90__agg0"
+), "first_response_p90__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "first_response_p90__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 )
 SELECT
   'first_response_p90' AS "name",

@@ -13,17 +13,6 @@ WITH "revenue_yoy_growth__rows" AS NOT MATERIALIZED (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "revenue_yoy_growth__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "revenue_yoy_growth__rows"
-), "revenue_yoy_growth__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "revenue_yoy_growth__bounds"
-  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 ), "revenue_yoy_growth__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -40,6 +29,17 @@ WITH "revenue_yoy_growth__rows" AS NOT MATERIALIZED (
       ("__p", "__d0"),
       ("__p", "__d1")
     )
+), "revenue_yoy_growth__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "revenue_yoy_growth__agg0"
+), "revenue_yoy_growth__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "revenue_yoy_growth__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
 ), "revenue_yoy_growth__inputs" AS (
   SELECT
     "name",

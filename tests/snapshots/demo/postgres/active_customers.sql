@@ -50,21 +50,6 @@ WITH "__model_orders_enriched" AS (
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "active_customers__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "active_customers__rows"
-), "active_customers__month_spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "active_customers__bounds"
-  CROSS JOIN GENERATE_SERIES(
-    CAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
-    INTERVAL '1 MONTH'
-  ) AS "__series"("__s")
 ), "active_customers__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -84,16 +69,17 @@ WITH "__model_orders_enriched" AS (
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
     "__d0"
-), "active_customers__week_spine" AS (
+), "active_customers__month_bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "active_customers__month_agg0"
+), "active_customers__month_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "active_customers__bounds"
-  CROSS JOIN GENERATE_SERIES(
-    CAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('WEEK', "hi") AS DATE) AS TIMESTAMP),
-    INTERVAL '7 DAY'
-  ) AS "__series"("__s")
+  FROM "active_customers__month_bounds"
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
 ), "active_customers__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -113,6 +99,17 @@ WITH "__model_orders_enriched" AS (
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
     "__d0"
+), "active_customers__week_bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "active_customers__week_agg0"
+), "active_customers__week_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "active_customers__week_bounds"
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '7 DAY') AS "__series"("__s")
 )
 SELECT
   "name",

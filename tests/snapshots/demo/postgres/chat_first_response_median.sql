@@ -10,17 +10,6 @@ WITH "chat_first_response_median__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "chat_first_response_median__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "chat_first_response_median__rows"
-), "chat_first_response_median__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "chat_first_response_median__bounds"
-  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
 ), "chat_first_response_median__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -32,6 +21,17 @@ WITH "chat_first_response_median__rows" AS (
   FROM "chat_first_response_median__rows"
   GROUP BY
     "__p"
+), "chat_first_response_median__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "chat_first_response_median__agg0"
+), "chat_first_response_median__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "chat_first_response_median__bounds"
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
 )
 SELECT
   'chat_first_response_median' AS "name",

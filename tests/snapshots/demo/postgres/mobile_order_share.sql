@@ -10,17 +10,6 @@ WITH "mobile_order_share__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "mobile_order_share__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "mobile_order_share__rows"
-), "mobile_order_share__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "mobile_order_share__bounds"
-  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
 ), "mobile_order_share__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -34,6 +23,17 @@ WITH "mobile_order_share__rows" AS (
       ("__p"),
       ("__p", "__d0")
     )
+), "mobile_order_share__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "mobile_order_share__agg0"
+), "mobile_order_share__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "mobile_order_share__bounds"
+  CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
 )
 SELECT
   "name",

@@ -49,25 +49,6 @@ WITH "__model_orders_enriched" AS (
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "active_customers__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "active_customers__rows"
-), "active_customers__month_spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST(DATE_TRUNC('MONTH', "lo") AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (
-      ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST(DATE_TRUNC('MONTH', "lo") AS DATE)) AS DATE)
-    ) AS "__i"
-  FROM "active_customers__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(
-    0,
-    DATEDIFF(
-      MONTH,
-      CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
-      CAST(DATE_TRUNC('MONTH', "hi") AS DATE)
-    ) + 1
-  )) AS "__series"(seq, key, path, index, "__s", this)
 ), "active_customers__month_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -87,16 +68,16 @@ WITH "__model_orders_enriched" AS (
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
     "__d0"
-), "active_customers__week_spine" AS (
+), "active_customers__month_bounds" AS (
   SELECT
-    CAST("__series"."__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__series"."__s" AS DATE)) AS "__i"
-  FROM "active_customers__bounds"
-  CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY(
-    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
-    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
-    INTERVAL '7 DAY'
-  ))) AS "__series"(seq, key, path, index, "__s", this)
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "active_customers__month_agg0"
+), "active_customers__month_spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "active_customers__month_bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "active_customers__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -116,6 +97,17 @@ WITH "__model_orders_enriched" AS (
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
     "__d0"
+), "active_customers__week_bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "active_customers__week_agg0"
+), "active_customers__week_spine" AS (
+  SELECT
+    CAST("__series"."__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__series"."__s" AS DATE)) AS "__i"
+  FROM "active_customers__week_bounds"
+  CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY("lo", "hi", INTERVAL '7 DAY'))) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   "name",

@@ -8,16 +8,6 @@ WITH "avg_resolution_seconds__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "avg_resolution_seconds__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "avg_resolution_seconds__rows"
-), "avg_resolution_seconds__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "avg_resolution_seconds__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "avg_resolution_seconds__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -26,6 +16,16 @@ WITH "avg_resolution_seconds__rows" AS (
   FROM "avg_resolution_seconds__rows"
   GROUP BY
     "__p"
+), "avg_resolution_seconds__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "avg_resolution_seconds__agg0"
+), "avg_resolution_seconds__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "avg_resolution_seconds__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   'avg_resolution_seconds' AS "name",

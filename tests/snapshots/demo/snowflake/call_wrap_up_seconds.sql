@@ -9,16 +9,6 @@ WITH "call_wrap_up_seconds__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "call_wrap_up_seconds__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "call_wrap_up_seconds__rows"
-), "call_wrap_up_seconds__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "call_wrap_up_seconds__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "call_wrap_up_seconds__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -27,6 +17,16 @@ WITH "call_wrap_up_seconds__rows" AS (
   FROM "call_wrap_up_seconds__rows"
   GROUP BY
     "__p"
+), "call_wrap_up_seconds__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "call_wrap_up_seconds__agg0"
+), "call_wrap_up_seconds__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "call_wrap_up_seconds__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   'call_wrap_up_seconds' AS "name",

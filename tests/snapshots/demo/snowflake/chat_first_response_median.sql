@@ -9,16 +9,6 @@ WITH "chat_first_response_median__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "chat_first_response_median__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "chat_first_response_median__rows"
-), "chat_first_response_median__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "chat_first_response_median__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "chat_first_response_median__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -27,6 +17,16 @@ WITH "chat_first_response_median__rows" AS (
   FROM "chat_first_response_median__rows"
   GROUP BY
     "__p"
+), "chat_first_response_median__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "chat_first_response_median__agg0"
+), "chat_first_response_median__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "chat_first_response_median__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   'chat_first_response_median' AS "name",

@@ -37,17 +37,7 @@ WITH "csat__rows" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "csat__rows"
-), "csat__week_spine" AS (
-  SELECT
-    CAST("__series"."__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__series"."__s" AS DATE)) AS "__i"
-  FROM "csat__bounds"
-  CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY(
-    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
-    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
-    INTERVAL '7 DAY'
-  ))) AS "__series"(seq, key, path, index, "__s", this)
+  FROM "csat__pp"
 ), "csat__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -58,6 +48,27 @@ WITH "csat__rows" AS (
   FROM "csat__pp"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    "__d0"
+), "csat__week_spine" AS (
+  SELECT
+    CAST("__series"."__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__series"."__s" AS DATE)) AS "__i"
+  FROM "csat__bounds"
+  CROSS JOIN TABLE(FLATTEN(INPUT => GENERATE_DATE_ARRAY(
+    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7 DAY'
+  ))) AS "__series"(seq, key, path, index, "__s", this)
+), "csat__month_agg0" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    "__d0",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__m2"
+  FROM "csat__pp"
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
     "__d0"
 ), "csat__month_spine" AS (
   SELECT
@@ -73,17 +84,6 @@ WITH "csat__rows" AS (
       CAST(DATE_TRUNC('MONTH', "hi") AS DATE)
     ) + 1
   )) AS "__series"(seq, key, path, index, "__s", this)
-), "csat__month_agg0" AS (
-  SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
-    "__d0",
-    SUM("__q0") AS "__n0",
-    SUM("__q1") AS "__m1",
-    SUM("__q2") AS "__m2"
-  FROM "csat__pp"
-  GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
-    "__d0"
 )
 SELECT
   "name",

@@ -8,16 +8,6 @@ WITH "first_response_p90__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "first_response_p90__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "first_response_p90__rows"
-), "first_response_p90__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "first_response_p90__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "first_response_p90__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -27,6 +17,16 @@ WITH "first_response_p90__rows" AS (
   FROM "first_response_p90__rows"
   GROUP BY
     "__p"
+), "first_response_p90__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "first_response_p90__agg0"
+), "first_response_p90__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "first_response_p90__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   'first_response_p90' AS "name",

@@ -9,16 +9,6 @@ WITH "mobile_order_share__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "mobile_order_share__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "mobile_order_share__rows"
-), "mobile_order_share__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "mobile_order_share__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "mobile_order_share__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -31,6 +21,16 @@ WITH "mobile_order_share__rows" AS (
       ("__p"),
       ("__p", "__d0")
     )
+), "mobile_order_share__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "mobile_order_share__agg0"
+), "mobile_order_share__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "mobile_order_share__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   "name",

@@ -48,16 +48,6 @@ WITH "__model_orders_enriched" AS (
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
-), "reorder_rate_30d__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "reorder_rate_30d__rows"
-), "reorder_rate_30d__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "reorder_rate_30d__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "reorder_rate_30d__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -66,6 +56,16 @@ WITH "__model_orders_enriched" AS (
   FROM "reorder_rate_30d__rows"
   GROUP BY
     "__p"
+), "reorder_rate_30d__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "reorder_rate_30d__agg0"
+), "reorder_rate_30d__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "reorder_rate_30d__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 )
 SELECT
   'reorder_rate_30d' AS "name",

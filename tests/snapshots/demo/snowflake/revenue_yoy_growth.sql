@@ -12,16 +12,6 @@ WITH "revenue_yoy_growth__rows" AS (
   FROM "orders"
   WHERE
     NOT ordered_at IS NULL
-), "revenue_yoy_growth__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "revenue_yoy_growth__rows"
-), "revenue_yoy_growth__spine" AS (
-  SELECT
-    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
-  FROM "revenue_yoy_growth__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "revenue_yoy_growth__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -36,6 +26,16 @@ WITH "revenue_yoy_growth__rows" AS (
       ("__p", "__d0"),
       ("__p", "__d1")
     )
+), "revenue_yoy_growth__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "revenue_yoy_growth__agg0"
+), "revenue_yoy_growth__spine" AS (
+  SELECT
+    CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST(DATEADD(MONTH, CAST("__s" AS INT), CAST("lo" AS DATE)) AS DATE)) AS "__i"
+  FROM "revenue_yoy_growth__bounds", LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(0, DATEDIFF(MONTH, "lo", "hi") + 1)) AS "__series"(seq, key, path, index, "__s", this)
 ), "revenue_yoy_growth__inputs" AS (
   SELECT
     "name",

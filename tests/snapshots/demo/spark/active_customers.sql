@@ -51,24 +51,6 @@ WITH numbered AS (
   FROM `__model_orders_enriched`
   WHERE
     NOT ordered_at IS NULL
-), `active_customers__bounds` AS (
-  SELECT
-    MIN(`__p`) AS `lo`,
-    MAX(`__p`) AS `hi`
-  FROM `active_customers__rows`
-), `active_customers__month_spine` AS (
-  SELECT
-    CAST(`__s` AS DATE) AS `period_start`,
-    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `active_customers__bounds`
-  LATERAL VIEW
-  EXPLODE(
-    SEQUENCE(
-      CAST(TRUNC(`lo`, 'MONTH') AS DATE),
-      CAST(TRUNC(`hi`, 'MONTH') AS DATE),
-      INTERVAL '1' MONTH
-    )
-  ) __series AS `__s`
 ), `active_customers__month_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
@@ -88,19 +70,18 @@ WITH numbered AS (
   GROUP BY
     CAST(TRUNC(`__p`, 'MONTH') AS DATE),
     `__d0`
-), `active_customers__week_spine` AS (
+), `active_customers__month_bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `active_customers__month_agg0`
+), `active_customers__month_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
     ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
-  FROM `active_customers__bounds`
+  FROM `active_customers__month_bounds`
   LATERAL VIEW
-  EXPLODE(
-    SEQUENCE(
-      CAST(TRUNC(`lo`, 'WEEK') AS DATE),
-      CAST(TRUNC(`hi`, 'WEEK') AS DATE),
-      INTERVAL '7' DAY
-    )
-  ) __series AS `__s`
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '1' MONTH)) __series AS `__s`
 ), `active_customers__week_agg0` AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
@@ -120,6 +101,18 @@ WITH numbered AS (
   GROUP BY
     CAST(TRUNC(`__p`, 'WEEK') AS DATE),
     `__d0`
+), `active_customers__week_bounds` AS (
+  SELECT
+    MIN(`__p`) AS `lo`,
+    MAX(`__p`) AS `hi`
+  FROM `active_customers__week_agg0`
+), `active_customers__week_spine` AS (
+  SELECT
+    CAST(`__s` AS DATE) AS `period_start`,
+    ROW_NUMBER() OVER (ORDER BY CAST(`__s` AS DATE) NULLS LAST) AS `__i`
+  FROM `active_customers__week_bounds`
+  LATERAL VIEW
+  EXPLODE(SEQUENCE(`lo`, `hi`, INTERVAL '7' DAY)) __series AS `__s`
 )
 SELECT
   `name`,

@@ -39,7 +39,18 @@ WITH `csat__rows` AS (
   SELECT
     MIN(`__p`) AS `lo`,
     MAX(`__p`) AS `hi`
-  FROM `csat__rows`
+  FROM `csat__pp`
+), `csat__week_agg0` AS (
+  SELECT
+    CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
+    `__d0`,
+    SUM(`__q0`) AS `__n0`,
+    SUM(`__q1`) AS `__m1`,
+    SUM(`__q2`) AS `__m2`
+  FROM `csat__pp`
+  GROUP BY
+    CAST(TRUNC(`__p`, 'WEEK') AS DATE),
+    `__d0`
 ), `csat__week_spine` AS (
   SELECT
     CAST(`__s` AS DATE) AS `period_start`,
@@ -53,16 +64,16 @@ WITH `csat__rows` AS (
       INTERVAL '7' DAY
     )
   ) __series AS `__s`
-), `csat__week_agg0` AS (
+), `csat__month_agg0` AS (
   SELECT
-    CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
+    CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     `__d0`,
     SUM(`__q0`) AS `__n0`,
     SUM(`__q1`) AS `__m1`,
     SUM(`__q2`) AS `__m2`
   FROM `csat__pp`
   GROUP BY
-    CAST(TRUNC(`__p`, 'WEEK') AS DATE),
+    CAST(TRUNC(`__p`, 'MONTH') AS DATE),
     `__d0`
 ), `csat__month_spine` AS (
   SELECT
@@ -77,17 +88,6 @@ WITH `csat__rows` AS (
       INTERVAL '1' MONTH
     )
   ) __series AS `__s`
-), `csat__month_agg0` AS (
-  SELECT
-    CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
-    `__d0`,
-    SUM(`__q0`) AS `__n0`,
-    SUM(`__q1`) AS `__m1`,
-    SUM(`__q2`) AS `__m2`
-  FROM `csat__pp`
-  GROUP BY
-    CAST(TRUNC(`__p`, 'MONTH') AS DATE),
-    `__d0`
 )
 SELECT
   `name`,

@@ -8,17 +8,6 @@ WITH "avg_resolution_seconds__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "avg_resolution_seconds__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "avg_resolution_seconds__rows"
-), "avg_resolution_seconds__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "avg_resolution_seconds__bounds"
-  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 ), "avg_resolution_seconds__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -27,6 +16,17 @@ WITH "avg_resolution_seconds__rows" AS (
   FROM "avg_resolution_seconds__rows"
   GROUP BY
     "__p"
+), "avg_resolution_seconds__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "avg_resolution_seconds__agg0"
+), "avg_resolution_seconds__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "avg_resolution_seconds__bounds"
+  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 )
 SELECT
   'avg_resolution_seconds' AS "name",

@@ -9,17 +9,6 @@ WITH "call_wrap_up_seconds__rows" AS (
   FROM "support_tickets"
   WHERE
     NOT opened_at IS NULL
-), "call_wrap_up_seconds__bounds" AS (
-  SELECT
-    MIN("__p") AS "lo",
-    MAX("__p") AS "hi"
-  FROM "call_wrap_up_seconds__rows"
-), "call_wrap_up_seconds__spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "call_wrap_up_seconds__bounds"
-  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 ), "call_wrap_up_seconds__agg0" AS (
   SELECT
     "__p" AS "__p",
@@ -30,6 +19,17 @@ WITH "call_wrap_up_seconds__rows" AS (
   FROM "call_wrap_up_seconds__rows"
   GROUP BY
     "__p"
+), "call_wrap_up_seconds__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "call_wrap_up_seconds__agg0"
+), "call_wrap_up_seconds__spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "call_wrap_up_seconds__bounds"
+  CROSS JOIN UNNEST(SEQUENCE("lo", "hi", INTERVAL '1' MONTH)) AS "__series"("__s")
 )
 SELECT
   'call_wrap_up_seconds' AS "name",

@@ -38,17 +38,7 @@ WITH "csat__rows" AS (
   SELECT
     MIN("__p") AS "lo",
     MAX("__p") AS "hi"
-  FROM "csat__rows"
-), "csat__week_spine" AS (
-  SELECT
-    CAST("__s" AS DATE) AS "period_start",
-    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
-  FROM "csat__bounds"
-  CROSS JOIN UNNEST(SEQUENCE(
-    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
-    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
-    INTERVAL '7' DAY
-  )) AS "__series"("__s")
+  FROM "csat__pp"
 ), "csat__week_agg0" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
@@ -60,15 +50,15 @@ WITH "csat__rows" AS (
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
     "__d0"
-), "csat__month_spine" AS (
+), "csat__week_spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "csat__bounds"
   CROSS JOIN UNNEST(SEQUENCE(
-    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
-    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
-    INTERVAL '1' MONTH
+    CAST(DATE_TRUNC('WEEK', "lo") AS DATE),
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7' DAY
   )) AS "__series"("__s")
 ), "csat__month_agg0" AS (
   SELECT
@@ -81,6 +71,16 @@ WITH "csat__rows" AS (
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
     "__d0"
+), "csat__month_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "csat__bounds"
+  CROSS JOIN UNNEST(SEQUENCE(
+    CAST(DATE_TRUNC('MONTH', "lo") AS DATE),
+    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
+    INTERVAL '1' MONTH
+  )) AS "__series"("__s")
 )
 SELECT
   "name",
