@@ -139,8 +139,8 @@ CODES: dict[str, Code] = {
                    "Add `window: {to_date: year}` (or quarter, month), or use another target form."),
     "KPI058": Code(E, "invalid window", "`window` must have exactly one of `periods` (1 or more) or `to_date`.",
                    "Write `window: {periods: 3}` or `window: {to_date: year}`."),
-    "KPI059": Code(E, "invalid duration", "`defaults.lookback` is not a whole number >= 0 nor a duration, or a "
-                   "source's freshness `warn_after`/`error_after` is not a duration.",
+    "KPI059": Code(E, "invalid duration", "`defaults.lookback` is not a whole number >= 0 nor a duration, or "
+                   "`defaults.late_rows` or a source's freshness `warn_after`/`error_after` is not a duration.",
                    "Write a number of periods (`2`) or a duration (`'35 days'`, `'12 hours'`)."),
     # --- Jinja (templating) ---
     "KPI060": Code(E, "var undefined", "A template calls `var('x')` and `x` is defined nowhere.",

@@ -20,6 +20,7 @@ from .model import Grain, Node
 class Defaults(Node):
     grain: Grain = "month"
     lookback: int | str = 1  # periods, or a duration such as '35 days'
+    late_rows: str | None = None  # how late a row can land (a duration): older rows are final (see partials.py)
 
 
 class Calendar(Node):

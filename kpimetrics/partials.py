@@ -17,15 +17,23 @@ The kept rows are used only when they are exactly what a full read would give fo
 Otherwise the run reads the rows as before and keeps what it computed. Periods before the recompute range
 are final by the project's `lookback`, for the kept pre-aggregate as for the published values. Spark has no
 transaction over several tables, so it reads the rows each time.
+
+`lookback` says which periods' values a run replaces; every row of those periods is read again, since any of
+them may have changed. A project that knows how late its rows land says so in `defaults.late_rows` (a
+duration): a row older than that, counted back from the newest day the kept pre-aggregate holds, is final. The
+pre-aggregate is then by day, kept for a scan with even one additive aggregation, and computed again only
+from that day: a month-grain KPI over append-only data reads the new days, not its whole month.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
 from sqlglot import exp
 
 from . import sqlgen
+from . import units
 from .planner import KpiPlan, Scan
 from .sqlgen import KeptPreAggregate, ScanKpi, col, lit
 
@@ -33,12 +41,14 @@ PREFIX = "kpi_partials_"
 RUN = "__run"  # the column of a kept row that names the run that wrote it
 
 
-def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal) -> str:
+def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal, late_rows: str | None = None) -> str:
     from .compiler import generator_fingerprint
 
     relation = items[0][0].relation
     parts = [generator_fingerprint(), scan.relation_key, relation.sql_for_hash, scan.time_sql,
              cal.model_dump(mode="json"), sorted([p.name, g, p.definition_hash] for p, g in items)]
+    if late_rows is not None:  # a pre-aggregate by day (and its watermark), not the scan's base grain
+        parts.append(["late_rows", late_rows])
     return PREFIX + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -55,10 +65,15 @@ class KeptPreAggregates:
         """Stage one scan: its pre-aggregate into a staging table of its own first (when it has one), then its
         values through `insert`; publishing keeps the pre-aggregate when both succeeded."""
         r = self.runner
-        name = key(scan, items, r.cal)
+        late_rows = r.project.config.defaults.late_rows
+        name = key(scan, items, r.cal, late_rows)
         self.names.add(name)
         staged = r.t(f"kpi_stage_pp_{r.run_id}_{len(self.names)}")
-        pre = KeptPreAggregate(staged, r.t(name) if self._usable(name, items) else None)
+        newest = self._newest_kept_day(name, items)
+        pre = KeptPreAggregate(staged, r.t(name) if newest is not None else None, by_day=late_rows is not None)
+        if newest is not None and late_rows is not None:
+            # rows may still land on the days from the newest one's midnight less late_rows (rounded down to a day)
+            pre.settled_before = (dt.datetime.combine(newest, dt.time()) - units.parse_duration(late_rows)).date()
         query = sqlgen.scan_query(items, r.cal, r.since, pre=pre)  # sets pre.query when the scan has one
         if pre.query is not None:
             r.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
@@ -66,18 +81,21 @@ class KeptPreAggregates:
         if pre.query is not None:
             self.kept.append((name, pre))
 
-    def _usable(self, name: str, items: list[tuple[KpiPlan, str]]) -> bool:
+    def _newest_kept_day(self, name: str, items: list[tuple[KpiPlan, str]]) -> dt.date | None:
+        """The last period of the kept pre-aggregate `name` when this run may read it, else None."""
         r = self.runner
         need = sqlgen.scan_from([ScanKpi(p, g, r.since[(p.name, g)]) for p, g in items], r.cal)
         if need is None or name not in self.existing:
-            return False
+            return None
         names = [lit(n) for n in dict.fromkeys(p.name for p, _ in items)]
         last = r.fetch(exp.select(exp.Max(this=col("run_id"))).from_(r.t("kpi_values")).where(
             exp.In(this=col("name"), expressions=names)))
-        kept = r.fetch(exp.select(exp.Max(this=col(RUN)), exp.Min(this=col("__p"))).from_(r.t(name)))
+        kept = r.fetch(exp.select(exp.Max(this=col(RUN)), exp.Min(this=col("__p")), exp.Max(this=col("__p")))
+                       .from_(r.t(name)))
         if not last or not kept or last[0][0] is None or kept[0][0] is None:
-            return False
-        return int(kept[0][0]) == int(last[0][0]) and kept[0][1] <= need
+            return None
+        usable = int(kept[0][0]) == int(last[0][0]) and kept[0][1] <= need
+        return kept[0][2] if usable else None
 
     def publish(self) -> None:
         """Inside the publishing transaction: keep this run's pre-aggregates, and on a whole-project run drop

@@ -211,11 +211,17 @@ class KeptPreAggregate:
     can keep it between runs (in `kept`) and an incremental run reads the rows of new periods only: a trailing
     window's earlier periods come from the kept rows. scan_query fills `query` (to be stored into `staged` before
     the scan runs) and `fresh_from` (the first base period computed from rows; None when all are) when the scan
-    has a shared pre-aggregate; `query` stays None when it has none."""
+    has a shared pre-aggregate; `query` stays None when it has none.
+
+    With `by_day` (the project declares `late_rows`), the pre-aggregate is by day and kept for a scan with even one
+    additive aggregation, and `settled_before` (the day from which rows may still change, by `late_rows` from the
+    newest kept day) limits the rows read again: the days before it come from the kept rows."""
     staged: exp.Table
     kept: exp.Table | None = None  # valid rows of an earlier run, or None to compute every period from rows
     query: exp.Query | None = None
     fresh_from: dt.date | None = None
+    by_day: bool = False
+    settled_before: dt.date | None = None
 
 
 _DUCKDB = Dialect.get_or_raise("duckdb")  # one instance: sql("duckdb") makes a new one each call
@@ -290,7 +296,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
     plans = list({id(k.plan): k.plan for k in kpis}.values())
     grains = list(dict.fromkeys(k.grain for k in kpis))
     since_of = {(id(k.plan), k.grain): k.since for k in kpis}
-    base = cal_.base_grain(grains)
+    base = "day" if pre is not None and pre.by_day else cal_.base_grain(grains)
     time = plans[0].time
     p = lambda name: f"{prefix}__{name}"  # noqa: E731  CTE names, unique per scan when combined
 
@@ -323,6 +329,8 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
 
     # with kept partials, the pre-aggregate computes only the periods from the first one any KPI recomputes
     fresh = min(k.since for k in kpis) if pre is not None and pre.kept is not None and lower is not None else None
+    if fresh is not None and pre.settled_before is not None:
+        fresh = max(fresh, pre.settled_before)  # the earlier days of the recomputed periods are final and kept
     ctes = model_ctes(relation)
     ctes.append((p("rows"), rows_from(lower)))
     at = len(ctes)  # where the shared pre-aggregate goes, once its columns are known
@@ -342,7 +350,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             aggs[key] = _Agg(k.plan.window, name, kind=key[1])
         aggs[key].kpis.append(k.plan)
     additive = [a for aggs in by_grain.values() for a in aggs.values() if a.kind in ("additive", "partials")]
-    shared = _Agg(None, p("pp")) if len(additive) > 1 else None
+    shared = _Agg(None, p("pp")) if len(additive) > 1 or (additive and pre is not None and pre.by_day) else None
     rolled = [d for d in dims if any(d in pl.dimensions for a in additive for pl in a.kpis)]  # the pre-aggregate's slices
     for aggs in by_grain.values():
         for agg in aggs.values():

@@ -62,12 +62,14 @@ def kpis_yml(*entries: str) -> str:
 
 
 def write_run_project(root: Path, kpis: str, *, lookback: int | str = 1, sources: str = SOURCES_YML,
-                      files: dict[str, str] | None = None) -> Path:
+                      files: dict[str, str] | None = None, late_rows: str | None = None) -> Path:
     """A project in `root` whose DuckDB warehouse is `root/wh.duckdb` (create the data with `execute`).
 
     strategy.yml holds exactly the strategies the KPIs name, so that no strategy is left without a KPI.
     """
-    lb = lookback if isinstance(lookback, int) else f"'{lookback}'"
+    lb = str(lookback) if isinstance(lookback, int) else f"'{lookback}'"
+    if late_rows is not None:
+        lb += f", late_rows: '{late_rows}'"
     write_project(root, {
         "kpimetrics.yml": f"""
             name: shop

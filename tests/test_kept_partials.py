@@ -129,3 +129,69 @@ def test_a_changed_kpi_gets_a_new_kept_pre_aggregate_and_the_old_one_goes(tmp_pa
     [pre] = statements(second, "pre")
     assert "ordered_at >= " not in pre  # the changed KPI is recomputed in full, and the pre-aggregate with it
     same_as_full_refresh(root, tmp_path)
+
+
+MONTHLY = kpis_yml(
+    kpi("revenue", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        dimensions: [channel]
+        target: 20000
+    """),
+    kpi("buyers", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: count(distinct customer_id)
+        target: 40
+    """),
+)
+
+
+def test_late_rows_reads_again_only_the_days_rows_may_still_land_on(tmp_path):
+    """With `late_rows: 1 day`, a month-grain scan keeps a pre-aggregate by day even for one additive KPI, and
+    an incremental run reads its rows again from the newest kept day less a day: the month it recomputes (lookback
+    0) rolls its earlier days up from the kept rows. count(DISTINCT) does not roll up and reads its whole month.
+    Rows that land late within the day are counted; a change to an older row is not (that is the promise the
+    project makes with late_rows), while without late_rows the whole month is read again and it is."""
+    root = write_run_project(tmp_path / "p", MONTHLY, lookback=0, late_rows="1 day")
+    insert_orders(root, make_orders(dt.date(2025, 1, 1), dt.date(2025, 12, 12)))
+    ok(first := run(root))
+    [kept] = kept_tables(root)
+    assert query(root, f"SELECT count(*), count(DISTINCT __p), min(__p), max(__p) FROM kpi.{kept} "
+                       "WHERE __d0 IS NULL") == [(345, 345, dt.date(2025, 1, 1), dt.date(2025, 12, 11))]  # by day
+    [pre] = statements(first, "pre")
+    assert "ordered_at >= " not in pre
+
+    late, old = make_orders(dt.date(2025, 12, 10), dt.date(2025, 12, 11), seed=9, first_id=400_000)[:2], 17.0
+    insert_orders(root, late + make_orders(dt.date(2025, 12, 12), dt.date(2026, 1, 5), seed=5, first_id=500_000))
+    execute(root, f"UPDATE main.orders SET amount = amount + {old} WHERE order_id = "
+                  "(SELECT min(order_id) FROM main.orders WHERE ordered_at >= '2025-12-02' AND ordered_at < '2025-12-03')")
+    ok(second := run(root))
+    [pre] = statements(second, "pre")
+    [scan] = statements(second, "scan")
+    assert re.search(r"ordered_at >= CAST\('2025-12-10' AS DATE\)", pre), pre  # 2025-12-11, less a day
+    assert (f'FROM "kpi"."{kept}" WHERE "__p" >= CAST(\'2025-12-01\' AS DATE) '
+            f'AND "__p" < CAST(\'2025-12-10\' AS DATE)') in scan
+    assert re.search(r"ordered_at >= CAST\('2025-12-01' AS DATE\)", scan), scan  # buyers' whole month
+    assert query(root, f"SELECT __run, min(__p), max(__p) FROM kpi.{kept} WHERE __d0 IS NULL GROUP BY 1 ORDER BY 1") == [
+        (first.run_id, dt.date(2025, 1, 1), dt.date(2025, 12, 9)), (second.run_id, dt.date(2025, 12, 10), dt.date(2026, 1, 4))]
+
+    # against the month computed by hand from every row: the late rows are in, the changed older row is not
+    by_hand = dict(query(root, "SELECT CAST(date_trunc('month', ordered_at) AS DATE), sum(amount) FROM main.orders "
+                               "WHERE ordered_at >= '2025-11-01' GROUP BY 1"))
+    ours = dict(query(root, "SELECT period_start, value FROM kpi.kpi_values WHERE name = 'revenue' AND dimension = '' "
+                            "AND period_start >= '2025-11-01'"))
+    assert ours == {dt.date(2025, 11, 1): by_hand[dt.date(2025, 11, 1)], dt.date(2025, 12, 1): by_hand[dt.date(2025, 12, 1)] - old,
+                    dt.date(2026, 1, 1): by_hand[dt.date(2026, 1, 1)]}
+    assert late[0][2].date() == dt.date(2025, 12, 10) and sum(r[5] for r in late) > 0
+
+    # without late_rows the month's rows are all read again, and the change is counted
+    write_run_project(root, MONTHLY, lookback=0)
+    ok(run(root, full_refresh=True))
+    insert_orders(root, make_orders(dt.date(2026, 1, 5), dt.date(2026, 1, 6), seed=11, first_id=700_000))
+    execute(root, "UPDATE main.orders SET amount = amount + 1 WHERE ordered_at >= '2026-01-02' AND ordered_at < '2026-01-03'")
+    ok(third := run(root))
+    [pre] = statements(third, "pre") or [""]
+    assert not re.search(r"ordered_at >= CAST\('2026-01-0[2-9]'", pre + "".join(statements(third, "scan")))
+    same_as_full_refresh(root, tmp_path)

@@ -168,11 +168,16 @@ def _add_orders(pg: Pg, rows: list[tuple]) -> None:
                         "discount, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
 
 
-def test_incremental_run_equals_full_refresh(tmp_path, pg):
+@pytest.mark.parametrize("late_rows", [None, "1 day"])
+def test_incremental_run_equals_full_refresh(tmp_path, pg, late_rows):
     root = demo_project(tmp_path, pg)
+    if late_rows:  # pre-aggregates by day, read again from the newest kept day less a day
+        config = root / "kpimetrics.yml"
+        config.write_text(config.read_text().replace("  lookback: 1", f"  late_rows: {late_rows}\n  lookback: 1", 1))
     assert cli(root, "seed").exit_code == 0
     project = Project.load(root, target="pg")
     assert project.run(as_of=dt.date(2026, 10, 20)).status == "success"
+    newest = pg.sql("SELECT max(ordered_at)::date FROM public.orders")[0][0]
     # a late order in the last computed month, and a new month
     _add_orders(pg, [(900001, 5, dt.datetime(2026, 10, 30, 9), "north", "web", 120.0, 0.0, "completed"),
                      (900002, 6, dt.datetime(2026, 11, 3, 9), None, "mobile", 80.0, 5.0, "completed"),
@@ -183,6 +188,10 @@ def test_incremental_run_equals_full_refresh(tmp_path, pg):
     # the orders scan's trailing window took its earlier months from the pre-aggregate the first run kept
     kept = [s for s in result.statements if s.startswith('INSERT INTO "kpi"."kpi_stage_') and '"kpi"."kpi_partials_' in s]
     assert any('"orders"' in s and "revenue_trailing_3m" in s for s in kept)
+    if late_rows:
+        pres = [s for s in result.statements if s.startswith('CREATE TABLE "kpi"."kpi_stage_pp_') and "orders" in s]
+        since = f"ordered_at >= CAST('{newest - dt.timedelta(days=1)}' AS DATE)"
+        assert pres and all(since in s for s in pres), (since, pres)
     incremental = pg_outputs(pg)
     assert project.run(full_refresh=True, as_of=AS_OF).status == "success"
     assert_same_tables(pg_outputs(pg), incremental)

@@ -220,6 +220,9 @@ CASES: list[Case] = [
     Case("KPI059", {"kpimetrics.yml": KPIMETRICS_YML.replace(
         "defaults: {grain: month, lookback: 1}", "defaults:\n      grain: month\n      lookback: two weeks  #!")},
          "lookback must be a whole number of periods (0 or more) or a duration such as '35 days', got 'two weeks'"),
+    Case("KPI059", {"kpimetrics.yml": KPIMETRICS_YML.replace(
+        "defaults: {grain: month, lookback: 1}", "defaults:\n      grain: month\n      late_rows: a day  #!")},
+         "late_rows must be a duration such as '1 day' or '12 hours', got 'a day'"),
     Case("KPI059", {"sources.yml": SOURCES_YML.replace(
         "freshness: {warn_after: 2 days, error_after: 7 days}",
         "freshness:\n          warn_after: 2 days\n          error_after: a week  #!")},

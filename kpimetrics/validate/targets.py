@@ -151,6 +151,10 @@ def durations(project: ProjectDef, ctx: Context) -> list[Issue]:
         where = defaults.value_loc("lookback") or Location(project.config_path)
         issues.append(error("KPI059", f"lookback must be a whole number of periods (0 or more) or a duration such as "
                                       f"'35 days', got {lookback!r}", where))
+    if defaults.late_rows is not None and parse_duration(defaults.late_rows) is None:
+        where = defaults.value_loc("late_rows") or Location(project.config_path)
+        issues.append(error("KPI059", f"late_rows must be a duration such as '1 day' or '12 hours', got "
+                                      f"{defaults.late_rows!r}", where))
     for source in project.sources:
         holders = [(f"source '{source.name}'", source.freshness)]
         holders += [(f"table '{source.name}.{t.name}'", t.freshness) for t in source.tables]
