@@ -41,14 +41,14 @@ PREFIX = "kpi_partials_"
 RUN = "__run"  # the column of a kept row that names the run that wrote it
 
 
-def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal, late_rows: str | None = None) -> str:
+def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal, by_day: bool = False) -> str:
     from .compiler import generator_fingerprint
 
     relation = items[0][0].relation
     parts = [generator_fingerprint(), scan.relation_key, relation.sql_for_hash, scan.time_sql,
              cal.model_dump(mode="json"), sorted([p.name, g, p.definition_hash] for p, g in items)]
-    if late_rows is not None:  # a pre-aggregate by day (and its watermark), not the scan's base grain
-        parts.append(["late_rows", late_rows])
+    if by_day:  # cut by day rather than by the scan's base grain (late_rows' value does not change the rows)
+        parts.append("by_day")
     return PREFIX + hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -66,7 +66,7 @@ class KeptPreAggregates:
         values through `insert`; publishing keeps the pre-aggregate when both succeeded."""
         r = self.runner
         late_rows = r.project.config.defaults.late_rows
-        name = key(scan, items, r.cal, late_rows)
+        name = key(scan, items, r.cal, by_day=late_rows is not None)
         self.names.add(name)
         staged = r.t(f"kpi_stage_pp_{r.run_id}_{len(self.names)}")
         newest = self._newest_kept_day(name, items)

@@ -296,7 +296,9 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
     plans = list({id(k.plan): k.plan for k in kpis}.values())
     grains = list(dict.fromkeys(k.grain for k in kpis))
     since_of = {(id(k.plan), k.grain): k.since for k in kpis}
-    base = "day" if pre is not None and pre.by_day else cal_.base_grain(grains)
+    # a pre-aggregate kept by day (late_rows) cuts the rows by day; only a scan with additive KPIs keeps one
+    by_day = pre is not None and pre.by_day and any(_agg_key(pl)[1] in ("additive", "partials") for pl in plans)
+    base = "day" if by_day else cal_.base_grain(grains)
     time = plans[0].time
     p = lambda name: f"{prefix}__{name}"  # noqa: E731  CTE names, unique per scan when combined
 
@@ -350,7 +352,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             aggs[key] = _Agg(k.plan.window, name, kind=key[1])
         aggs[key].kpis.append(k.plan)
     additive = [a for aggs in by_grain.values() for a in aggs.values() if a.kind in ("additive", "partials")]
-    shared = _Agg(None, p("pp")) if len(additive) > 1 or (additive and pre is not None and pre.by_day) else None
+    shared = _Agg(None, p("pp")) if len(additive) > 1 or (additive and by_day) else None
     rolled = [d for d in dims if any(d in pl.dimensions for a in additive for pl in a.kpis)]  # the pre-aggregate's slices
     for aggs in by_grain.values():
         for agg in aggs.values():

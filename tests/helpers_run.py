@@ -67,16 +67,16 @@ def write_run_project(root: Path, kpis: str, *, lookback: int | str = 1, sources
 
     strategy.yml holds exactly the strategies the KPIs name, so that no strategy is left without a KPI.
     """
-    lb = str(lookback) if isinstance(lookback, int) else f"'{lookback}'"
+    defaults = f"grain: month, lookback: {lookback if isinstance(lookback, int) else repr(str(lookback))}"
     if late_rows is not None:
-        lb += f", late_rows: '{late_rows}'"
+        defaults += f", late_rows: '{late_rows}'"
     write_project(root, {
         "kpimetrics.yml": f"""
             name: shop
             profile: shop
             dialect: duckdb
             output_schema: kpi
-            defaults: {{grain: month, lookback: {lb}}}
+            defaults: {{{defaults}}}
         """,
         "profiles.yml": """
             shop:

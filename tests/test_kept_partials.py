@@ -186,12 +186,20 @@ def test_late_rows_reads_again_only_the_days_rows_may_still_land_on(tmp_path):
                     dt.date(2026, 1, 1): by_hand[dt.date(2026, 1, 1)]}
     assert late[0][2].date() == dt.date(2025, 12, 10) and sum(r[5] for r in late) > 0
 
+    # another late_rows keeps reading the same kept days (their rows do not depend on it), from further back
+    write_run_project(root, MONTHLY, lookback=0, late_rows="2 days")
+    insert_orders(root, make_orders(dt.date(2026, 1, 5), dt.date(2026, 1, 6), seed=10, first_id=650_000))
+    ok(third := run(root))
+    [pre] = statements(third, "pre")
+    assert re.search(r"ordered_at >= CAST\('2026-01-02' AS DATE\)", pre), pre  # 2026-01-04, less two days
+    assert kept_tables(root) == [kept]
+
     # without late_rows the month's rows are all read again, and the change is counted
     write_run_project(root, MONTHLY, lookback=0)
     ok(run(root, full_refresh=True))
-    insert_orders(root, make_orders(dt.date(2026, 1, 5), dt.date(2026, 1, 6), seed=11, first_id=700_000))
+    insert_orders(root, make_orders(dt.date(2026, 1, 6), dt.date(2026, 1, 7), seed=11, first_id=700_000))
     execute(root, "UPDATE main.orders SET amount = amount + 1 WHERE ordered_at >= '2026-01-02' AND ordered_at < '2026-01-03'")
-    ok(third := run(root))
-    [pre] = statements(third, "pre") or [""]
-    assert not re.search(r"ordered_at >= CAST\('2026-01-0[2-9]'", pre + "".join(statements(third, "scan")))
+    ok(fourth := run(root))
+    [pre] = statements(fourth, "pre") or [""]
+    assert not re.search(r"ordered_at >= CAST\('2026-01-0[2-9]'", pre + "".join(statements(fourth, "scan")))
     same_as_full_refresh(root, tmp_path)
