@@ -402,7 +402,15 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
 
             refs: dict[str, dict[str, str]] = {}
             for pl in agg.kpis:
-                r: dict[str, str] = {"n": add("__n", push_filter(exp.Count(this=exp.Star()), pl.filter) if pl.filter is not None else exp.Count(this=exp.Star()))}
+                # whether a period has rows: counted, unless the aggregation reads the rows themselves and the KPI
+                # has no filter, so that its group exists just when it has rows. A count(*) beside a lone
+                # count(DISTINCT x) costs DuckDB 2.0 its fast path for the distinct (orders by month and region,
+                # 10^7 rows: 0.72 s against 0.64 s)
+                counted = partials is not None or pl.filter is not None
+                r: dict[str, str] = {}
+                if counted:
+                    count = exp.Count(this=exp.Star())
+                    r["n"] = add("__n", count if pl.filter is None else push_filter(count, pl.filter))
                 if pl.form == "ratio":
                     r["num"] = add("__m", make_divisions_safe(push_filter(pl.numerator, pl.filter), copy=False))
                     r["den"] = add("__m", make_divisions_safe(push_filter(pl.denominator, pl.filter), copy=False))
@@ -425,7 +433,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
                                     on_map and (on_map, period(col("__p", shared.cte))), where=others, grouping_sets=False)
             else:
                 # per-period partial aggregates (with their slices), then each window re-aggregates its periods' partials
-                ctes.append((partials.cte, _partials_query(partials, dim_cols, p("rows"), period(col("__p")), agg.window, cal,
+                ctes.append((partials.cte, _partials_query(partials, dim_cols, p("rows"), period(col("__p")), agg.window, cal, grain,
                                                            shared and (shared, [dim_alias[d] for d in rolled]))))
                 select = _aggregate(out_period, dim_cols, agg.columns, ident(partials.cte),
                                     (on_map, col("__p", partials.cte)), grouping_sets=False)
@@ -441,7 +449,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             spine()
 
     if shared is not None:
-        pp_query = _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal)
+        pp_query = _partials_query(shared, [dim_alias[d] for d in rolled], p("rows"), col("__p"), None, cal, base)
         if pre is not None:
             pre.query = cte_query(model_ctes(relation) + [(p("rows"), rows_from(fresh or lower))], pp_query)
             pre.fresh_from = fresh
@@ -611,9 +619,10 @@ def _rolled_up(period: exp.Expression, dims: list[str], columns: dict[str, exp.E
 
 
 def _partials_query(partials: _Agg, dims: list[str], rows: str, period: exp.Expression, window: tuple | None,
-                    cal: Calendar, shared: tuple[_Agg, list[str]] | None = None) -> exp.Query:
-    """Per-period partial aggregates (`period` of each row), and for each count(DISTINCT x) the number of x first
-    seen in each period of its to-date period (so a running sum over the to-date period counts each x once).
+                    cal: Calendar, grain: str, shared: tuple[_Agg, list[str]] | None = None) -> exp.Query:
+    """Per-period partial aggregates (`period` of each row, at `grain`), and for each count(DISTINCT x) the number
+    of x first seen in each period of its to-date period (so a running sum over the to-date period counts each x
+    once).
     With `shared` (the scan's pre-aggregate and its slices), the additive partials roll up from it instead of
     reading the rows again, when it has every slice they need."""
     def only(keep: set[str], value=None) -> dict[str, exp.Expression]:
@@ -635,7 +644,9 @@ def _partials_query(partials: _Agg, dims: list[str], rows: str, period: exp.Expr
         first = _aggregate(period, dims, only(plain), ident(rows))
     branches: list[exp.Query] = [first]
     for name, (x, where) in partials.distinct.items():
-        bucket = cal_.period_start_of_date(period.copy(), str(window[1]), cal)
+        # the to-date period of the row's own period; of the row's (finer) period itself where that lies in one
+        unit = str(window[1])
+        bucket = cal_.period_key(col("__p") if cal_.nests(grain, unit) else period.copy(), unit, cal)
         sets = [exp.Tuple(expressions=[bucket.copy(), x.copy()])] + [
             exp.Tuple(expressions=[bucket.copy(), col(d), x.copy()]) for d in dims]
         firsts = (
@@ -700,7 +711,7 @@ class KpiRows:
     agg: str  # the aggregation's CTE
     agg_slices: tuple[str, ...]  # the aggregation's slice columns: the total is its row where all are NULL
     slices: tuple[tuple[str, str], ...]  # the KPI's slices: (dimension, its column in the aggregation)
-    refs: tuple[tuple[str, str], ...]  # ("n" | "m" | "num" | "den", the aggregation's column)
+    refs: tuple[tuple[str, str], ...]  # ("n" | "m" | "num" | "den", the aggregation's column); no "n": a group has rows
     spine: str
     since: dt.date | None  # first period to output; None: all
 
@@ -708,11 +719,18 @@ class KpiRows:
 def kpi_rows(spec: KpiRows) -> list[exp.Select]:
     r = dict(spec.refs)
 
-    def value_parts(table: str | None):
+    def value_parts(table: str, total: bool):
         # each part is built afresh rather than copied: a deepcopy costs more than building these small trees
         def guarded(column: str) -> exp.Expression:
-            has_rows = exp.GT(this=exp.Coalesce(this=col(r["n"], table), expressions=[exp.Literal.number(0)]),
-                              expression=exp.Literal.number(0))
+            if "n" in r:
+                has_rows = exp.GT(this=exp.Coalesce(this=col(r["n"], table), expressions=[exp.Literal.number(0)]),
+                                  expression=exp.Literal.number(0))
+            elif total and spec.fill_zero:
+                # the spine's period matched a group of the aggregation
+                has_rows = exp.Not(this=exp.Is(this=col("__p", table), expression=exp.Null()))
+            else:
+                # a slice's row is a group; a total without a group is NULL from the outer join
+                return double(col(column, table))
             fallback = exp.Literal.number(0) if spec.fill_zero else exp.Null()
             return exp.Case(ifs=[exp.If(this=has_rows, true=double(col(column, table)))], default=double(fallback))
 
@@ -722,7 +740,7 @@ def kpi_rows(spec: KpiRows) -> list[exp.Select]:
 
     out: list[exp.Select] = []
     # the total: one row for every period of the spine
-    value, num, den = value_parts("__a")
+    value, num, den = value_parts("__a", total=True)
     on = exp.EQ(this=col("__p", "__a"), expression=col("period_start", "__s"))
     for c in spec.agg_slices:
         on = exp.and_(on, exp.Is(this=col(c, "__a"), expression=exp.Null()), copy=False)
@@ -736,7 +754,7 @@ def kpi_rows(spec: KpiRows) -> list[exp.Select]:
     out.append(total)
     # the slices: sparse, one row per value and period that has rows
     for d, c in spec.slices:
-        value, num, den = value_parts("__a")
+        value, num, den = value_parts("__a", total=False)
         cond = exp.Not(this=exp.Is(this=col(c, "__a"), expression=exp.Null()))
         if spec.since is not None:
             cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(spec.since)), copy=False)

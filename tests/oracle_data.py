@@ -364,6 +364,10 @@ MEASURES_A: dict[str, Measure] = {
     # tickets: TIMESTAMPTZ, New York calendar
     "ticket_count": Measure(**T, value=CNT, grains=("day", "week", "month")),
     "ticket_count_filled": Measure(**T, value=CNT, fill_zero=True, grains=("day", "month")),
+    # not additive and unfiltered: its aggregation reads the rows and counts none (a period has rows when it
+    # has a group)
+    "ticket_customers_filled": Measure(**T, value="count(distinct customer_id)", fill_zero=True,
+                                       grains=("day", "month")),
     "csat_rate": Measure(**T, num="cast(count(*) filter (where csat >= 4) as double)",
                          den="cast(count(csat) as double)", dims=("channel",), grains=("day", "month")),
     "csat_t3": Measure(**T, num="count(*) filter (where csat >= 4)", den="count(csat)", periods=3),
@@ -534,7 +538,7 @@ SIMPLE_A = {"avg_amount": 100.0, "min_amount": 1.0, "max_amount": 100.0, "median
             "p90_amount": 100.0, "returned_share": 0.1, "amount_per_order": 90.0, "orders_per_priced": 1.0,
             "revenue_t3": 3000.0, "mid_orders": 30.0, "shipped": 30.0, "customers_t3": 30.0, "customers_ytd": 40.0, "median_qtd": 100.0,
             "revenue_lag2": 1000.0, "growth_change": 0.0, "returned_lag": 3.0, "ticket_count": 10.0,
-            "ticket_count_filled": 10.0, "csat_t3": 0.75, "tickets_lag": 10.0, "tickets_growth": 0.0,
+            "ticket_count_filled": 10.0, "ticket_customers_filled": 8.0, "csat_t3": 0.75, "tickets_lag": 10.0, "tickets_growth": 0.0,
             "iso_visits": 7.0, "iso_n_ytd": 500.0, "iso_mean_n": 3.0}
 SIMPLE_B = {"b_count": 10.0, "b_tickets_utc": 10.0, "b_cust_qtd": 30.0, "b_cust_t2": 5.0}
 
@@ -777,6 +781,7 @@ target: 0.02""",
 KPIS_TICKETS_A = {
     "ticket_count": TIX + "measure: count(*)\ngrain: [day, week, month]\ntarget: 10",
     "ticket_count_filled": TIX + "measure: count(*)\nfill: zero\ngrain: [day, month]\ntarget: 10",
+    "ticket_customers_filled": TIX + "measure: count(distinct customer_id)\nfill: zero\ngrain: [day, month]\ntarget: 8",
     "csat_rate": TIX + """ratio:
   numerator: count(*) filter (where csat >= 4)
   denominator: count(csat)

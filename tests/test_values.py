@@ -329,6 +329,10 @@ def test_timestamptz_is_cut_in_the_calendar_timezone(con_a, con_b):
     assert product_value(con_b, "b_tickets_utc", "day", D(2025, 7, 1)) == 1
     # a day of the gap, with fill: zero
     assert product_value(con_a, "ticket_count_filled", "day", D(2025, 7, 15)) == 0
+    # the same for a count distinct, which counts no rows of its own
+    assert product_value(con_a, "ticket_customers_filled", "month", D(2025, 7, 1)) == 0
+    assert product_value(con_a, "ticket_customers_filled", "day", D(2025, 7, 15)) == 0
+    assert product_value(con_a, "ticket_customers_filled", "month", D(2025, 8, 1)) > 0
     assert product_value(con_a, "ticket_count", "day", D(2025, 7, 15)) is None
 
 

@@ -79,8 +79,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     CAST(NULL AS TEXT) AS "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
@@ -88,8 +87,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
@@ -97,9 +95,9 @@ WITH "__model_orders_enriched" AS (
 ), "__month_agg1" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
-    COUNT(*) AS "__n0",
     COUNT(*) FILTER(WHERE
-      reordered_within_30d) AS "__m1"
+      reordered_within_30d) AS "__m0",
+    COUNT(*) AS "__m1"
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
@@ -118,8 +116,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     CAST(NULL AS TEXT) AS "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
@@ -127,8 +124,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
@@ -163,11 +159,7 @@ FROM (
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__month_spine" AS "__s"
@@ -181,11 +173,7 @@ FROM (
     CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     'segment' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__month_agg0" AS "__a"
@@ -199,28 +187,9 @@ FROM (
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
-    CAST(CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS DOUBLE) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__n0" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE),
-      0
-    ) AS "value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "numerator",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__n0" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "denominator"
+    CAST(CAST("__a"."__m0" AS DOUBLE) AS DOUBLE) / NULLIF(CAST(CAST("__a"."__m1" AS DOUBLE) AS DOUBLE), 0) AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "numerator",
+    CAST("__a"."__m1" AS DOUBLE) AS "denominator"
   FROM "__month_spine" AS "__s"
   LEFT JOIN "__month_agg1" AS "__a"
     ON "__a"."__p" = "__s"."period_start"
@@ -232,11 +201,7 @@ FROM (
     CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__week_spine" AS "__s"
@@ -250,11 +215,7 @@ FROM (
     CAST("__a"."__p" + INTERVAL 7 DAY AS DATE) AS "period_end",
     'segment' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__week_agg0" AS "__a"
@@ -673,12 +634,11 @@ WITH "__rows" AS NOT MATERIALIZED (
 ), "__month_agg1" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
-    COUNT(*) AS "__n0",
-    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m1",
+    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m0",
     COUNT(*) FILTER(WHERE
-      channel = 'chat') AS "__n2",
+      channel = 'chat') AS "__n1",
     MEDIAN(first_response_seconds) FILTER(WHERE
-      channel = 'chat') AS "__m3"
+      channel = 'chat') AS "__m2"
   FROM "__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
@@ -879,11 +839,7 @@ FROM (
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__month_spine" AS "__s"
@@ -898,8 +854,8 @@ FROM (
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
     CASE
-      WHEN COALESCE("__a"."__n2", 0) > 0
-      THEN CAST("__a"."__m3" AS DOUBLE)
+      WHEN COALESCE("__a"."__n1", 0) > 0
+      THEN CAST("__a"."__m2" AS DOUBLE)
       ELSE CAST(NULL AS DOUBLE)
     END AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",

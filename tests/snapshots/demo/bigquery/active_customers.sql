@@ -59,8 +59,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE)
@@ -68,8 +67,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE) AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE),
@@ -89,8 +87,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE)
@@ -98,8 +95,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE),
@@ -134,11 +130,7 @@ FROM (
     CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS FLOAT64) AS `value`,
     CAST(NULL AS FLOAT64) AS `numerator`,
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__month_spine` AS `__s`
@@ -152,11 +144,7 @@ FROM (
     CAST(DATE_ADD(`__a`.`__p`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
     'segment' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS FLOAT64) AS `value`,
     CAST(NULL AS FLOAT64) AS `numerator`,
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__month_agg0` AS `__a`
@@ -170,11 +158,7 @@ FROM (
     CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 7 DAY) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS FLOAT64) AS `value`,
     CAST(NULL AS FLOAT64) AS `numerator`,
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__week_spine` AS `__s`
@@ -188,11 +172,7 @@ FROM (
     CAST(DATE_ADD(`__a`.`__p`, INTERVAL 7 DAY) AS DATE) AS `period_end`,
     'segment' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS FLOAT64) AS `value`,
     CAST(NULL AS FLOAT64) AS `numerator`,
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__week_agg0` AS `__a`

@@ -11,8 +11,7 @@ WITH `first_response_p90__rows` AS (
 ), `first_response_p90__agg0` AS (
   SELECT
     `__p` AS `__p`,
-    COUNT(*) AS `__n0`,
-    PERCENTILE_CONT(first_response_seconds, 0.9) AS `__m1`
+    PERCENTILE_CONT(first_response_seconds, 0.9) AS `__m0`
   FROM `first_response_p90__rows`
   GROUP BY
     `__p`
@@ -35,11 +34,7 @@ SELECT
   CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
   '' AS `dimension`,
   CAST(NULL AS STRING) AS `dimension_value`,
-  CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__m1` AS FLOAT64)
-    ELSE CAST(NULL AS FLOAT64)
-  END AS `value`,
+  CAST(`__a`.`__m0` AS FLOAT64) AS `value`,
   CAST(NULL AS FLOAT64) AS `numerator`,
   CAST(NULL AS FLOAT64) AS `denominator`
 FROM `first_response_p90__spine` AS `__s`

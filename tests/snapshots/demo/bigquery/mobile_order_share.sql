@@ -13,8 +13,8 @@ WITH `mobile_order_share__rows` AS (
   SELECT
     `__p` AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNTIF(channel = 'mobile') AS `__m1`
+    COUNTIF(channel = 'mobile') AS `__m0`,
+    COUNT(*) AS `__m1`
   FROM `mobile_order_share__rows`
   GROUP BY
     GROUPING SETS (
@@ -51,28 +51,9 @@ FROM (
     CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CAST(CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS FLOAT64) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE(`__a`.`__n0`, 0) > 0
-        THEN CAST(`__a`.`__n0` AS FLOAT64)
-        ELSE CAST(NULL AS FLOAT64)
-      END AS FLOAT64),
-      0
-    ) AS `value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `numerator`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__n0` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `denominator`
+    CAST(CAST(`__a`.`__m0` AS FLOAT64) AS FLOAT64) / NULLIF(CAST(CAST(`__a`.`__m1` AS FLOAT64) AS FLOAT64), 0) AS `value`,
+    CAST(`__a`.`__m0` AS FLOAT64) AS `numerator`,
+    CAST(`__a`.`__m1` AS FLOAT64) AS `denominator`
   FROM `mobile_order_share__spine` AS `__s`
   LEFT JOIN `mobile_order_share__agg0` AS `__a`
     ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
@@ -84,28 +65,9 @@ FROM (
     CAST(DATE_ADD(`__a`.`__p`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
     'region' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CAST(CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS FLOAT64) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE(`__a`.`__n0`, 0) > 0
-        THEN CAST(`__a`.`__n0` AS FLOAT64)
-        ELSE CAST(NULL AS FLOAT64)
-      END AS FLOAT64),
-      0
-    ) AS `value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `numerator`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__n0` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS `denominator`
+    CAST(CAST(`__a`.`__m0` AS FLOAT64) AS FLOAT64) / NULLIF(CAST(CAST(`__a`.`__m1` AS FLOAT64) AS FLOAT64), 0) AS `value`,
+    CAST(`__a`.`__m0` AS FLOAT64) AS `numerator`,
+    CAST(`__a`.`__m1` AS FLOAT64) AS `denominator`
   FROM `mobile_order_share__agg0` AS `__a`
   WHERE
     NOT `__a`.`__d0` IS NULL

@@ -57,8 +57,8 @@ WITH `__model_orders_enriched` AS (
 ), `reorder_rate_30d__agg0` AS (
   SELECT
     `__p` AS `__p`,
-    COUNT(*) AS `__n0`,
-    COUNTIF(reordered_within_30d) AS `__m1`
+    COUNTIF(reordered_within_30d) AS `__m0`,
+    COUNT(*) AS `__m1`
   FROM `reorder_rate_30d__rows`
   GROUP BY
     `__p`
@@ -81,28 +81,9 @@ SELECT
   CAST(DATE_ADD(`__s`.`period_start`, INTERVAL 1 MONTH) AS DATE) AS `period_end`,
   '' AS `dimension`,
   CAST(NULL AS STRING) AS `dimension_value`,
-  CAST(CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__m1` AS FLOAT64)
-    ELSE CAST(NULL AS FLOAT64)
-  END AS FLOAT64) / NULLIF(
-    CAST(CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__n0` AS FLOAT64)
-      ELSE CAST(NULL AS FLOAT64)
-    END AS FLOAT64),
-    0
-  ) AS `value`,
-  CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__m1` AS FLOAT64)
-    ELSE CAST(NULL AS FLOAT64)
-  END AS `numerator`,
-  CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__n0` AS FLOAT64)
-    ELSE CAST(NULL AS FLOAT64)
-  END AS `denominator`
+  CAST(CAST(`__a`.`__m0` AS FLOAT64) AS FLOAT64) / NULLIF(CAST(CAST(`__a`.`__m1` AS FLOAT64) AS FLOAT64), 0) AS `value`,
+  CAST(`__a`.`__m0` AS FLOAT64) AS `numerator`,
+  CAST(`__a`.`__m1` AS FLOAT64) AS `denominator`
 FROM `reorder_rate_30d__spine` AS `__s`
 LEFT JOIN `reorder_rate_30d__agg0` AS `__a`
   ON `__a`.`__p` = `__s`.`period_start`;

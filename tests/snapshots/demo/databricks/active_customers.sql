@@ -54,8 +54,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'MONTH') AS DATE)
@@ -63,8 +62,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'MONTH') AS DATE),
@@ -85,8 +83,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'WEEK') AS DATE)
@@ -94,8 +91,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'WEEK') AS DATE),
@@ -131,11 +127,7 @@ FROM (
     CAST(DATEADD(MONTH, 1, `__s`.`period_start`) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_spine` AS `__s`
@@ -149,11 +141,7 @@ FROM (
     CAST(DATEADD(MONTH, 1, `__a`.`__p`) AS DATE) AS `period_end`,
     'segment' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_agg0` AS `__a`
@@ -167,11 +155,7 @@ FROM (
     CAST(DATEADD(DAY, 7, `__s`.`period_start`) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_spine` AS `__s`
@@ -185,11 +169,7 @@ FROM (
     CAST(DATEADD(DAY, 7, `__a`.`__p`) AS DATE) AS `period_end`,
     'segment' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_agg0` AS `__a`

@@ -54,8 +54,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     CAST(NULL AS TEXT) AS "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
@@ -63,8 +62,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
@@ -84,8 +82,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     CAST(NULL AS TEXT) AS "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
@@ -93,8 +90,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
@@ -129,11 +125,7 @@ FROM (
     CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__month_spine" AS "__s"
@@ -147,11 +139,7 @@ FROM (
     CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
     'segment' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__month_agg0" AS "__a"
@@ -165,11 +153,7 @@ FROM (
     CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS TEXT) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__week_spine" AS "__s"
@@ -183,11 +167,7 @@ FROM (
     CAST("__a"."__p" + INTERVAL 7 DAY AS DATE) AS "period_end",
     'segment' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__week_agg0" AS "__a"

@@ -12,8 +12,7 @@ WITH "first_response_p90__rows" AS NOT MATERIALIZED (
 ), "first_response_p90__agg0" AS (
   SELECT
     "__p" AS "__p",
-    COUNT(*) AS "__n0",
-    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m1"
+    QUANTILE_CONT(first_response_seconds, 0.9) AS "__m0"
   FROM "first_response_p90__rows"
   GROUP BY
     "__p"
@@ -36,11 +35,7 @@ SELECT
   CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
   '' AS "dimension",
   CAST(NULL AS TEXT) AS "dimension_value",
-  CASE
-    WHEN COALESCE("__a"."__n0", 0) > 0
-    THEN CAST("__a"."__m1" AS DOUBLE)
-    ELSE CAST(NULL AS DOUBLE)
-  END AS "value",
+  CAST("__a"."__m0" AS DOUBLE) AS "value",
   CAST(NULL AS DOUBLE) AS "numerator",
   CAST(NULL AS DOUBLE) AS "denominator"
 FROM "first_response_p90__spine" AS "__s"

@@ -12,9 +12,8 @@ WITH "first_response_p90__rows" AS (
 ), "first_response_p90__agg0" AS (
   SELECT
     "__p" AS "__p",
-    COUNT(*) AS "__n0",
     PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY
-      first_response_seconds) AS "__m1"
+      first_response_seconds) AS "__m0"
   FROM "first_response_p90__rows"
   GROUP BY
     "__p"
@@ -37,11 +36,7 @@ SELECT
   CAST("__s"."period_start" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
   '' AS "dimension",
   CAST(NULL AS VARCHAR) AS "dimension_value",
-  CASE
-    WHEN COALESCE("__a"."__n0", 0) > 0
-    THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-    ELSE CAST(NULL AS DOUBLE PRECISION)
-  END AS "value",
+  CAST("__a"."__m0" AS DOUBLE PRECISION) AS "value",
   CAST(NULL AS DOUBLE PRECISION) AS "numerator",
   CAST(NULL AS DOUBLE PRECISION) AS "denominator"
 FROM "first_response_p90__spine" AS "__s"

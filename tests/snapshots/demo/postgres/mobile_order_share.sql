@@ -14,9 +14,9 @@ WITH "mobile_order_share__rows" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
     COUNT(*) FILTER(WHERE
-      channel = 'mobile') AS "__m1"
+      channel = 'mobile') AS "__m0",
+    COUNT(*) AS "__m1"
   FROM "mobile_order_share__rows"
   GROUP BY
     GROUPING SETS (
@@ -53,28 +53,9 @@ FROM (
     CAST("__s"."period_start" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS VARCHAR) AS "dimension_value",
-    CAST(CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-      ELSE CAST(NULL AS DOUBLE PRECISION)
-    END AS DOUBLE PRECISION) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__n0" AS DOUBLE PRECISION)
-        ELSE CAST(NULL AS DOUBLE PRECISION)
-      END AS DOUBLE PRECISION),
-      0
-    ) AS "value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-      ELSE CAST(NULL AS DOUBLE PRECISION)
-    END AS "numerator",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__n0" AS DOUBLE PRECISION)
-      ELSE CAST(NULL AS DOUBLE PRECISION)
-    END AS "denominator"
+    CAST(CAST("__a"."__m0" AS DOUBLE PRECISION) AS DOUBLE PRECISION) / NULLIF(CAST(CAST("__a"."__m1" AS DOUBLE PRECISION) AS DOUBLE PRECISION), 0) AS "value",
+    CAST("__a"."__m0" AS DOUBLE PRECISION) AS "numerator",
+    CAST("__a"."__m1" AS DOUBLE PRECISION) AS "denominator"
   FROM "mobile_order_share__spine" AS "__s"
   LEFT JOIN "mobile_order_share__agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
@@ -86,28 +67,9 @@ FROM (
     CAST("__a"."__p" + INTERVAL '1 MONTH' AS DATE) AS "period_end",
     'region' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CAST(CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-      ELSE CAST(NULL AS DOUBLE PRECISION)
-    END AS DOUBLE PRECISION) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__n0" AS DOUBLE PRECISION)
-        ELSE CAST(NULL AS DOUBLE PRECISION)
-      END AS DOUBLE PRECISION),
-      0
-    ) AS "value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE PRECISION)
-      ELSE CAST(NULL AS DOUBLE PRECISION)
-    END AS "numerator",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__n0" AS DOUBLE PRECISION)
-      ELSE CAST(NULL AS DOUBLE PRECISION)
-    END AS "denominator"
+    CAST(CAST("__a"."__m0" AS DOUBLE PRECISION) AS DOUBLE PRECISION) / NULLIF(CAST(CAST("__a"."__m1" AS DOUBLE PRECISION) AS DOUBLE PRECISION), 0) AS "value",
+    CAST("__a"."__m0" AS DOUBLE PRECISION) AS "numerator",
+    CAST("__a"."__m1" AS DOUBLE PRECISION) AS "denominator"
   FROM "mobile_order_share__agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL

@@ -53,8 +53,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
@@ -62,8 +61,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
@@ -82,8 +80,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
@@ -91,8 +88,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
-    COUNT(DISTINCT customer_id) AS "__m1"
+    COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
@@ -127,11 +123,7 @@ FROM (
     CAST(DATEADD(MONTH, 1, "__s"."period_start") AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS VARCHAR) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__month_spine" AS "__s"
@@ -145,11 +137,7 @@ FROM (
     CAST(DATEADD(MONTH, 1, "__a"."__p") AS DATE) AS "period_end",
     'segment' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__month_agg0" AS "__a"
@@ -163,11 +151,7 @@ FROM (
     CAST(DATEADD(DAY, 7, "__s"."period_start") AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS VARCHAR) AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__week_spine" AS "__s"
@@ -181,11 +165,7 @@ FROM (
     CAST(DATEADD(DAY, 7, "__a"."__p") AS DATE) AS "period_end",
     'segment' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
     CAST(NULL AS DOUBLE) AS "numerator",
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__week_agg0" AS "__a"

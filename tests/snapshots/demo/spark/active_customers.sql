@@ -55,8 +55,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'MONTH') AS DATE)
@@ -64,8 +63,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'MONTH') AS DATE),
@@ -86,8 +84,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'WEEK') AS DATE)
@@ -95,8 +92,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     `__d0`,
-    COUNT(*) AS `__n0`,
-    COUNT(DISTINCT customer_id) AS `__m1`
+    COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
     CAST(TRUNC(`__p`, 'WEEK') AS DATE),
@@ -132,11 +128,7 @@ FROM (
     CAST(ADD_MONTHS(`__s`.`period_start`, 1) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_spine` AS `__s`
@@ -150,11 +142,7 @@ FROM (
     CAST(ADD_MONTHS(`__a`.`__p`, 1) AS DATE) AS `period_end`,
     'segment' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_agg0` AS `__a`
@@ -168,11 +156,7 @@ FROM (
     CAST(DATE_ADD(`__s`.`period_start`, 7) AS DATE) AS `period_end`,
     '' AS `dimension`,
     CAST(NULL AS STRING) AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_spine` AS `__s`
@@ -186,11 +170,7 @@ FROM (
     CAST(DATE_ADD(`__a`.`__p`, 7) AS DATE) AS `period_end`,
     'segment' AS `dimension`,
     `__a`.`__d0` AS `dimension_value`,
-    CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__m1` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS `value`,
+    CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
     CAST(NULL AS DOUBLE) AS `numerator`,
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_agg0` AS `__a`

@@ -12,8 +12,7 @@ WITH `avg_resolution_seconds__rows` AS (
 ), `avg_resolution_seconds__agg0` AS (
   SELECT
     `__p` AS `__p`,
-    COUNT(*) AS `__n0`,
-    AVG(resolution_seconds) AS `__m1`
+    AVG(resolution_seconds) AS `__m0`
   FROM `avg_resolution_seconds__rows`
   GROUP BY
     `__p`
@@ -37,11 +36,7 @@ SELECT
   CAST(ADD_MONTHS(`__s`.`period_start`, 1) AS DATE) AS `period_end`,
   '' AS `dimension`,
   CAST(NULL AS STRING) AS `dimension_value`,
-  CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__m1` AS DOUBLE)
-    ELSE CAST(NULL AS DOUBLE)
-  END AS `value`,
+  CAST(`__a`.`__m0` AS DOUBLE) AS `value`,
   CAST(NULL AS DOUBLE) AS `numerator`,
   CAST(NULL AS DOUBLE) AS `denominator`
 FROM `avg_resolution_seconds__spine` AS `__s`

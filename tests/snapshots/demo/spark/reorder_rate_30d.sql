@@ -53,9 +53,9 @@ WITH numbered AS (
 ), `reorder_rate_30d__agg0` AS (
   SELECT
     `__p` AS `__p`,
-    COUNT(*) AS `__n0`,
     COUNT(*) FILTER(WHERE
-      reordered_within_30d) AS `__m1`
+      reordered_within_30d) AS `__m0`,
+    COUNT(*) AS `__m1`
   FROM `reorder_rate_30d__rows`
   GROUP BY
     `__p`
@@ -79,28 +79,9 @@ SELECT
   CAST(ADD_MONTHS(`__s`.`period_start`, 1) AS DATE) AS `period_end`,
   '' AS `dimension`,
   CAST(NULL AS STRING) AS `dimension_value`,
-  CAST(CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__m1` AS DOUBLE)
-    ELSE CAST(NULL AS DOUBLE)
-  END AS DOUBLE) / NULLIF(
-    CAST(CASE
-      WHEN COALESCE(`__a`.`__n0`, 0) > 0
-      THEN CAST(`__a`.`__n0` AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS DOUBLE),
-    0
-  ) AS `value`,
-  CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__m1` AS DOUBLE)
-    ELSE CAST(NULL AS DOUBLE)
-  END AS `numerator`,
-  CASE
-    WHEN COALESCE(`__a`.`__n0`, 0) > 0
-    THEN CAST(`__a`.`__n0` AS DOUBLE)
-    ELSE CAST(NULL AS DOUBLE)
-  END AS `denominator`
+  CAST(CAST(`__a`.`__m0` AS DOUBLE) AS DOUBLE) / NULLIF(CAST(CAST(`__a`.`__m1` AS DOUBLE) AS DOUBLE), 0) AS `value`,
+  CAST(`__a`.`__m0` AS DOUBLE) AS `numerator`,
+  CAST(`__a`.`__m1` AS DOUBLE) AS `denominator`
 FROM `reorder_rate_30d__spine` AS `__s`
 LEFT JOIN `reorder_rate_30d__agg0` AS `__a`
   ON `__a`.`__p` = `__s`.`period_start`;

@@ -13,9 +13,9 @@ WITH "mobile_order_share__rows" AS (
   SELECT
     "__p" AS "__p",
     "__d0",
-    COUNT(*) AS "__n0",
     COUNT(*) FILTER(WHERE
-      channel = 'mobile') AS "__m1"
+      channel = 'mobile') AS "__m0",
+    COUNT(*) AS "__m1"
   FROM "mobile_order_share__rows"
   GROUP BY
     GROUPING SETS (
@@ -52,28 +52,9 @@ FROM (
     CAST(DATE_ADD('MONTH', 1, "__s"."period_start") AS DATE) AS "period_end",
     '' AS "dimension",
     CAST(NULL AS VARCHAR) AS "dimension_value",
-    CAST(CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS DOUBLE) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__n0" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE),
-      0
-    ) AS "value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "numerator",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__n0" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "denominator"
+    CAST(CAST("__a"."__m0" AS DOUBLE) AS DOUBLE) / NULLIF(CAST(CAST("__a"."__m1" AS DOUBLE) AS DOUBLE), 0) AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "numerator",
+    CAST("__a"."__m1" AS DOUBLE) AS "denominator"
   FROM "mobile_order_share__spine" AS "__s"
   LEFT JOIN "mobile_order_share__agg0" AS "__a"
     ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
@@ -85,28 +66,9 @@ FROM (
     CAST(DATE_ADD('MONTH', 1, "__a"."__p") AS DATE) AS "period_end",
     'region' AS "dimension",
     "__a"."__d0" AS "dimension_value",
-    CAST(CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS DOUBLE) / NULLIF(
-      CAST(CASE
-        WHEN COALESCE("__a"."__n0", 0) > 0
-        THEN CAST("__a"."__n0" AS DOUBLE)
-        ELSE CAST(NULL AS DOUBLE)
-      END AS DOUBLE),
-      0
-    ) AS "value",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__m1" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "numerator",
-    CASE
-      WHEN COALESCE("__a"."__n0", 0) > 0
-      THEN CAST("__a"."__n0" AS DOUBLE)
-      ELSE CAST(NULL AS DOUBLE)
-    END AS "denominator"
+    CAST(CAST("__a"."__m0" AS DOUBLE) AS DOUBLE) / NULLIF(CAST(CAST("__a"."__m1" AS DOUBLE) AS DOUBLE), 0) AS "value",
+    CAST("__a"."__m0" AS DOUBLE) AS "numerator",
+    CAST("__a"."__m1" AS DOUBLE) AS "denominator"
   FROM "mobile_order_share__agg0" AS "__a"
   WHERE
     NOT "__a"."__d0" IS NULL
