@@ -288,7 +288,7 @@ class RowTexts:
     def __call__(self, spec: sqlgen.KpiRows) -> list[exp.Expression]:
         slots = {c: i for i, c in enumerate(spec.agg_slices)}
         key = (spec.form, spec.fill_zero, spec.grain, len(spec.agg_slices), tuple(slots[c] for _, c in spec.slices),
-               tuple(k for k, _ in spec.refs), spec.since is None)
+               tuple(k for k, _ in spec.refs), spec.since is None, spec.sets)
         text = self._checked.text(key, lambda: self._template(spec, slots), lambda: self._values(spec),
                                   lambda: self._render(sqlgen.kpi_rows(spec)))
         return [exp.Var(this=text)]
@@ -305,7 +305,7 @@ class RowTexts:
             agg_slices=tuple(f"kpim{i}a" for i in range(len(spec.agg_slices))),
             slices=tuple((f"kpim{slots[c]}d", f"kpim{slots[c]}a") for _, c in spec.slices),
             refs=tuple((k, f"kpim{j}r") for j, (k, _) in enumerate(spec.refs)),
-            spine="kpim0s", since=None if spec.since is None else _STAND_IN_DATE,
+            spine="kpim0s", since=None if spec.since is None else _STAND_IN_DATE, sets=spec.sets,
         )
         return _Template(self._render(sqlgen.kpi_rows(stand_in)), self._values(stand_in))
 

@@ -421,11 +421,14 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
             dim_cols = [dim_alias[d] for d in agg_dims]
             on_map = None if agg.window is None else _window_map(agg.window, pg, ctes, cal)
             out_period = period(col("__p")) if agg.window is None else col("__dst")
+            sets = False  # whether the aggregation names each row's set of slices in "__set"
             if partials is None:
                 needs = {dim_alias[d]: {c for pl in agg.kpis if d in pl.dimensions for c in refs[pl.name].values()}
                          for d in agg_dims}
+                sets = _by_set(dim_cols, agg.columns, needs)
                 select = _aggregate(out_period, dim_cols, agg.columns, ident(p("rows")),
-                                    on_map and (on_map, period(col("__p", p("rows")))), grouping_sets=True, needs=needs)
+                                    on_map and (on_map, period(col("__p", p("rows")))), grouping_sets=True, needs=needs,
+                                    set_ids=True)
             elif partials is shared:
                 # rolled up from the shared pre-aggregate: only its rows with exactly these slices' pattern of NULLs
                 others = and_(*[exp.Is(this=col(dim_alias[d]), expression=exp.Null()) for d in rolled if d not in agg_dims])
@@ -444,7 +447,7 @@ def scan_query(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tupl
                 outputs.extend(rows(KpiRows(
                     pl.name, pl.form, bool(pl.fill_zero), grain, agg.cte, agg_slices,
                     tuple((d, dim_alias[d]) for d in pl.dimensions), tuple(refs[pl.name].items()), pg("spine"),
-                    since_of[(id(pl), grain)])))
+                    since_of[(id(pl), grain)], sets)))
         if n_plain == len(aggs):
             spine()
 
@@ -562,41 +565,56 @@ def reaggregate(tree: exp.Expression, partials: _Agg) -> exp.Expression:
     return tree.transform(fix, copy=False)  # the caller's fresh tree, changed in place
 
 
+def _by_set(dims: list[str], columns: dict[str, exp.Expression], needs: dict[str, set[str]] | None) -> bool:
+    """Whether `_aggregate` (with grouping sets) makes one GROUP BY per set of slices, UNION ALL: for a slice that
+    needs fewer than all the columns, and for count(DISTINCT), which over GROUPING SETS was slower (DuckDB 2.0,
+    10^7 orders, (month) and (month, region): 1.20 s against 1.07 s)."""
+    if not dims:
+        return False
+    fewer = needs is not None and any(needs[d] != set(columns) for d in dims)
+    return fewer or any(e.find(exp.Distinct) is not None for e in columns.values())
+
+
 def _aggregate(period: exp.Expression, dims: list[str], columns: dict[str, exp.Expression], source: exp.Expression,
                on_map: tuple[str, exp.Expression] | None = None, where: exp.Expression | None = None,
-               grouping_sets: bool = True, needs: dict[str, set[str]] | None = None) -> exp.Query:
+               grouping_sets: bool = True, needs: dict[str, set[str]] | None = None,
+               set_ids: bool = False) -> exp.Query:
     """SELECT period, dims, columns FROM source [JOIN map ON row period = __src] [WHERE] GROUP BY period and the
     slices: their GROUPING SETS, or with grouping_sets=False all of them at once (partials that already carry
     their slices' pattern of NULLs). `needs` names the columns each slice needs (all when absent); a slice
-    that needs fewer than all gets its own GROUP BY with the others NULL, as count(DISTINCT) does."""
+    that needs fewer than all gets its own GROUP BY with the others NULL, as count(DISTINCT) does.
+
+    With `set_ids`, such a UNION ALL names its branch in a column "__set": 0 for the totals, i for the i-th
+    slice. Readers pick a set by it rather than by the slices' NULLs: DuckDB 2.0 pushes a reader's filter
+    on a slice column into every branch and down to the rows (10^7 orders: 0.12 s), where a filter on the
+    constant "__set" is decided per branch once."""
     if not (dims and grouping_sets):
         return _grouped(period, dims, dims, columns, source, on_map, where)
-    fewer = needs is not None and any(needs[d] != set(columns) for d in dims)
-    if fewer or any(e.find(exp.Distinct) is not None for e in columns.values()):
-        # count(DISTINCT x) over GROUPING SETS was slower than one GROUP BY per set, UNION ALL
-        # (DuckDB 2.0, 10^7 orders, (month) and (month, region): 1.20 s against 1.07 s)
-        branches: list[exp.Query] = []
-        for i, shown in enumerate([[]] + [[d] for d in dims]):
-            fresh = i > 0  # the first branch (every KPI's total) takes the caller's trees, the others copies
-            branches.append(_grouped(
-                period, dims, shown,
-                {n: e.copy() if needs is None or n in needs[shown[0]] else exp.Null() for n, e in columns.items()}
-                if fresh else columns,
-                source.copy() if fresh else source, (on_map[0], on_map[1].copy()) if fresh and on_map else on_map,
-                where.copy() if fresh and where is not None else where))
-        return union_all(branches)
-    select = _grouped(period, dims, dims, columns, source, on_map, where)
-    sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
-    select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
-    return select
+    if not _by_set(dims, columns, needs):
+        select = _grouped(period, dims, dims, columns, source, on_map, where)
+        sets = [exp.Tuple(expressions=[period.copy()])] + [exp.Tuple(expressions=[period.copy(), col(d)]) for d in dims]
+        select.set("group", exp.Group(grouping_sets=[exp.GroupingSets(expressions=sets)]))
+        return select
+    branches: list[exp.Query] = []
+    for i, shown in enumerate([[]] + [[d] for d in dims]):
+        fresh = i > 0  # the first branch (every KPI's total) takes the caller's trees, the others copies
+        branches.append(_grouped(
+            period, dims, shown,
+            {n: e.copy() if needs is None or n in needs[shown[0]] else exp.Null() for n, e in columns.items()}
+            if fresh else columns,
+            source.copy() if fresh else source, (on_map[0], on_map[1].copy()) if fresh and on_map else on_map,
+            where.copy() if fresh and where is not None else where, i if set_ids else None))
+    return union_all(branches)
 
 
 def _grouped(period: exp.Expression, dims: list[str], shown: list[str], columns: dict[str, exp.Expression],
-             source: exp.Expression, on_map: tuple[str, exp.Expression] | None, where: exp.Expression | None) -> exp.Select:
-    """SELECT period, dims (NULL unless in `shown`), columns ... GROUP BY period and `shown`."""
+             source: exp.Expression, on_map: tuple[str, exp.Expression] | None, where: exp.Expression | None,
+             set_id: int | None = None) -> exp.Select:
+    """SELECT period, dims (NULL unless in `shown`)[, set_id AS __set], columns ... GROUP BY period and `shown`."""
     # one select() call: appending column by column re-parents the whole list each time (quadratic)
     select = exp.select(alias(period.copy(), "__p"),
                         *[col(d) if d in shown else alias(cast(exp.Null(), "VARCHAR"), d) for d in dims],
+                        *([] if set_id is None else [alias(exp.Literal.number(set_id), "__set")]),
                         *[alias(e, name) for name, e in columns.items()])
     select = select.from_(source, copy=False)
     if on_map is not None:
@@ -714,6 +732,7 @@ class KpiRows:
     refs: tuple[tuple[str, str], ...]  # ("n" | "m" | "num" | "den", the aggregation's column); no "n": a group has rows
     spine: str
     since: dt.date | None  # first period to output; None: all
+    sets: bool = False  # the aggregation names each row's set of slices in "__set" (see _aggregate)
 
 
 def kpi_rows(spec: KpiRows) -> list[exp.Select]:
@@ -742,8 +761,11 @@ def kpi_rows(spec: KpiRows) -> list[exp.Select]:
     # the total: one row for every period of the spine
     value, num, den = value_parts("__a", total=True)
     on = exp.EQ(this=col("__p", "__a"), expression=col("period_start", "__s"))
-    for c in spec.agg_slices:
-        on = exp.and_(on, exp.Is(this=col(c, "__a"), expression=exp.Null()), copy=False)
+    if spec.sets:
+        on = exp.and_(on, exp.EQ(this=col("__set", "__a"), expression=exp.Literal.number(0)), copy=False)
+    else:
+        for c in spec.agg_slices:
+            on = exp.and_(on, exp.Is(this=col(c, "__a"), expression=exp.Null()), copy=False)
     total = join(
         exp.select(*_rows(spec.name, spec.grain, col("period_start", "__s"), "", cast(exp.Null(), "VARCHAR"), value, num, den))
         .from_(qualified(None, spec.spine, "__s"), copy=False),
@@ -755,7 +777,10 @@ def kpi_rows(spec: KpiRows) -> list[exp.Select]:
     # the slices: sparse, one row per value and period that has rows
     for d, c in spec.slices:
         value, num, den = value_parts("__a", total=False)
-        cond = exp.Not(this=exp.Is(this=col(c, "__a"), expression=exp.Null()))
+        if spec.sets:
+            cond = exp.EQ(this=col("__set", "__a"), expression=exp.Literal.number(spec.agg_slices.index(c) + 1))
+        else:
+            cond = exp.Not(this=exp.Is(this=col(c, "__a"), expression=exp.Null()))
         if spec.since is not None:
             cond = exp.and_(cond, exp.GTE(this=col("__p", "__a"), expression=lit(spec.since)), copy=False)
         sl = (

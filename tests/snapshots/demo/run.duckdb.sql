@@ -79,6 +79,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     CAST(NULL AS TEXT) AS "__d0",
+    0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
@@ -87,6 +88,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
+    1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
@@ -116,6 +118,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     CAST(NULL AS TEXT) AS "__d0",
+    0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
@@ -124,6 +127,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
+    1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
@@ -164,7 +168,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__month_spine" AS "__s"
   LEFT JOIN "__month_agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -178,7 +182,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__month_agg0" AS "__a"
   WHERE
-    NOT "__a"."__d0" IS NULL
+    "__a"."__set" = 1
   UNION ALL
   SELECT
     'reorder_rate_30d' AS "name",
@@ -206,7 +210,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__week_spine" AS "__s"
   LEFT JOIN "__week_agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -220,7 +224,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "__week_agg0" AS "__a"
   WHERE
-    NOT "__a"."__d0" IS NULL
+    "__a"."__set" = 1
 ) AS "__u";
 
 -- scan: source:shop.orders at month: mobile_order_share, net_revenue, revenue_trailing_3m, bookings_ytd

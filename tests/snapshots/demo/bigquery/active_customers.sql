@@ -59,6 +59,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
+    0 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -67,6 +68,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, MONTH) AS DATE) AS `__p`,
     `__d0`,
+    1 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -87,6 +89,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
+    0 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -95,6 +98,7 @@ WITH `__model_orders_enriched` AS (
   SELECT
     CAST(DATE_TRUNC(`__p`, WEEK) AS DATE) AS `__p`,
     `__d0`,
+    1 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -135,7 +139,7 @@ FROM (
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__month_spine` AS `__s`
   LEFT JOIN `active_customers__month_agg0` AS `__a`
-    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__set` = 0
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -149,7 +153,7 @@ FROM (
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__month_agg0` AS `__a`
   WHERE
-    NOT `__a`.`__d0` IS NULL
+    `__a`.`__set` = 1
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -163,7 +167,7 @@ FROM (
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__week_spine` AS `__s`
   LEFT JOIN `active_customers__week_agg0` AS `__a`
-    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__set` = 0
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -177,5 +181,5 @@ FROM (
     CAST(NULL AS FLOAT64) AS `denominator`
   FROM `active_customers__week_agg0` AS `__a`
   WHERE
-    NOT `__a`.`__d0` IS NULL
+    `__a`.`__set` = 1
 ) AS `__u`;

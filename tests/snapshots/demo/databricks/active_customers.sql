@@ -54,6 +54,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
+    0 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -62,6 +63,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     `__d0`,
+    1 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -83,6 +85,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
+    0 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -91,6 +94,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     `__d0`,
+    1 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -132,7 +136,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_spine` AS `__s`
   LEFT JOIN `active_customers__month_agg0` AS `__a`
-    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__set` = 0
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -146,7 +150,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_agg0` AS `__a`
   WHERE
-    NOT `__a`.`__d0` IS NULL
+    `__a`.`__set` = 1
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -160,7 +164,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_spine` AS `__s`
   LEFT JOIN `active_customers__week_agg0` AS `__a`
-    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__set` = 0
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -174,5 +178,5 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_agg0` AS `__a`
   WHERE
-    NOT `__a`.`__d0` IS NULL
+    `__a`.`__set` = 1
 ) AS `__u`;

@@ -54,6 +54,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
+    0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -62,6 +63,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
+    1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -82,6 +84,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
+    0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -90,6 +93,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
+    1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -130,7 +134,7 @@ FROM (
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
   FROM "active_customers__month_spine" AS "__s"
   LEFT JOIN "active_customers__month_agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -144,7 +148,7 @@ FROM (
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
   FROM "active_customers__month_agg0" AS "__a"
   WHERE
-    NOT "__a"."__d0" IS NULL
+    "__a"."__set" = 1
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -158,7 +162,7 @@ FROM (
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
   FROM "active_customers__week_spine" AS "__s"
   LEFT JOIN "active_customers__week_agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -172,5 +176,5 @@ FROM (
     CAST(NULL AS DOUBLE PRECISION) AS "denominator"
   FROM "active_customers__week_agg0" AS "__a"
   WHERE
-    NOT "__a"."__d0" IS NULL
+    "__a"."__set" = 1
 ) AS "__u";

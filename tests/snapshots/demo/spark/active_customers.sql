@@ -55,6 +55,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
+    0 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -63,6 +64,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'MONTH') AS DATE) AS `__p`,
     `__d0`,
+    1 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -84,6 +86,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     CAST(NULL AS STRING) AS `__d0`,
+    0 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -92,6 +95,7 @@ WITH numbered AS (
   SELECT
     CAST(TRUNC(`__p`, 'WEEK') AS DATE) AS `__p`,
     `__d0`,
+    1 AS `__set`,
     COUNT(DISTINCT customer_id) AS `__m0`
   FROM `active_customers__rows`
   GROUP BY
@@ -133,7 +137,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_spine` AS `__s`
   LEFT JOIN `active_customers__month_agg0` AS `__a`
-    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__set` = 0
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -147,7 +151,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__month_agg0` AS `__a`
   WHERE
-    NOT `__a`.`__d0` IS NULL
+    `__a`.`__set` = 1
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -161,7 +165,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_spine` AS `__s`
   LEFT JOIN `active_customers__week_agg0` AS `__a`
-    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__d0` IS NULL
+    ON `__a`.`__p` = `__s`.`period_start` AND `__a`.`__set` = 0
   UNION ALL
   SELECT
     'active_customers' AS `name`,
@@ -175,5 +179,5 @@ FROM (
     CAST(NULL AS DOUBLE) AS `denominator`
   FROM `active_customers__week_agg0` AS `__a`
   WHERE
-    NOT `__a`.`__d0` IS NULL
+    `__a`.`__set` = 1
 ) AS `__u`;

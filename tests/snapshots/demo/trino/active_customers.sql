@@ -53,6 +53,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
+    0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -61,6 +62,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
     "__d0",
+    1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -81,6 +83,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
+    0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -89,6 +92,7 @@ WITH "__model_orders_enriched" AS (
   SELECT
     CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
     "__d0",
+    1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
@@ -129,7 +133,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__month_spine" AS "__s"
   LEFT JOIN "active_customers__month_agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -143,7 +147,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__month_agg0" AS "__a"
   WHERE
-    NOT "__a"."__d0" IS NULL
+    "__a"."__set" = 1
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -157,7 +161,7 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__week_spine" AS "__s"
   LEFT JOIN "active_customers__week_agg0" AS "__a"
-    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
   UNION ALL
   SELECT
     'active_customers' AS "name",
@@ -171,5 +175,5 @@ FROM (
     CAST(NULL AS DOUBLE) AS "denominator"
   FROM "active_customers__week_agg0" AS "__a"
   WHERE
-    NOT "__a"."__d0" IS NULL
+    "__a"."__set" = 1
 ) AS "__u";
