@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 
 ALLOWED_AGGREGATES: tuple[type[exp.Expression], ...] = (
@@ -58,12 +59,18 @@ def parse_snippet(text: str, dialect: str) -> tuple[exp.Expression | None, SqlPr
     return _parse_cached(text, dialect)
 
 
+@functools.cache
+def _dialect(name: str) -> Dialect:
+    """One instance per dialect: sqlglot makes a new one for each parse given a name."""
+    return Dialect.get_or_raise(name)
+
+
 @functools.lru_cache(maxsize=65536)
 def _parse_cached(text: str, dialect: str) -> tuple[exp.Expression | None, SqlProblem | None]:
     if not text.strip():
         return None, SqlProblem("the expression is empty")
     try:
-        tree = sqlglot.parse_one(text, read=dialect)
+        tree = sqlglot.parse_one(text, read=_dialect(dialect))
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         line, col = first.get("line", 1) or 1, first.get("col", 1) or 1

@@ -101,10 +101,18 @@ class Context:
     _model_trees: dict[str, tuple[exp.Expression | None, Issue | None]] = field(default_factory=dict)
     # Filled by models.model_columns: inferring a model's columns is the models' concern, remembering them ours.
     columns_by_model: dict[str, Columns] = field(default_factory=dict)
+    _snippets: dict[int, tuple[Snippet, ...]] = field(default_factory=dict)  # by id() of the KPI
 
     @property
     def default_grain(self) -> str:
         return self.project.config.defaults.grain
+
+    def snippets(self, kpi: m.Kpi) -> tuple[Snippet, ...]:
+        """The KPI's SQL texts, made once however many rules ask (three, for every KPI)."""
+        found = self._snippets.get(id(kpi))
+        if found is None:
+            found = self._snippets[id(kpi)] = tuple(snippets(kpi))
+        return found
 
     def tree(self, snippet: Snippet) -> tuple[exp.Expression | None, SqlProblem | None]:
         """The parsed snippet and its problem: parsed once per text however many rules (and the planner) ask."""

@@ -11,7 +11,7 @@ from .. import model as m
 from ..errors import Issue, error, warning
 from ..loader import MODEL_CTE_PREFIX, ProjectDef, suggest
 from ..planner import parse_model_ref
-from .context import Columns, Context, kpi_label, snippets
+from .context import Columns, Context, kpi_label
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
             if ref is not None and ref.model in project.models and project.models[ref.model].sql is not None:
                 unchecked.setdefault(ref.model, []).append(kpi.name)
             continue
-        for snippet in snippets(kpi):
+        for snippet in ctx.snippets(kpi):
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue

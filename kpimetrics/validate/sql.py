@@ -10,7 +10,7 @@ from .. import dag
 from ..errors import Issue, error
 from ..loader import ProjectDef, suggest
 from ..sqlexpr import aggregates, has_window, is_allowed_aggregate, nested_aggregate
-from .context import Context, Snippet, kpi_label, snippets
+from .context import Context, Snippet, kpi_label
 
 ALLOWED_AGGREGATES_TEXT = "sum, count, count(distinct ...), avg, min, max, median, quantile_cont / percentile_cont"
 _CALLED_WORD = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
@@ -19,7 +19,7 @@ _CALLED_WORD = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
 def sql_parses(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for snippet in snippets(kpi):
+        for snippet in ctx.snippets(kpi):
             tree, problem = ctx.tree(snippet)
             if problem is not None:
                 issues.append(error("KPI040", f"{kpi_label(kpi)}: `{snippet.label}`: {problem.message}", snippet.loc(ctx),
@@ -86,7 +86,7 @@ def aggregate_problems(tree: exp.Expression, text: str, dialect: str | None) -> 
 def measures_aggregate(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for snippet in snippets(kpi):
+        for snippet in ctx.snippets(kpi):
             if snippet.role not in ("measure", "numerator", "denominator"):
                 continue
             tree, _ = ctx.tree(snippet)
