@@ -406,6 +406,8 @@ MEASURES_B: dict[str, Measure] = {
     "b_tickets_utc": Measure(**T_UTC, value=CNT, grains=("day", "month")),
     "b_rev_ytd": Measure(**O, value="sum(amount)", to_date="year", grains=("week", "month", "quarter")),
     "b_cust_qtd": Measure(**O, value="count(distinct customer_id)", to_date="quarter", grains=("week", "month")),
+    # a fiscal year (from April) to date: its first-seen counts are grouped by the fiscal year, not year(day)
+    "b_cust_fytd": Measure(**O, value="count(distinct customer_id)", to_date="year", grains=("month",)),
     "b_cust_t2": Measure(**O, value="count(distinct customer_id)", periods=2, grains=("week",)),
 }
 
@@ -540,7 +542,7 @@ SIMPLE_A = {"avg_amount": 100.0, "min_amount": 1.0, "max_amount": 100.0, "median
             "revenue_lag2": 1000.0, "growth_change": 0.0, "returned_lag": 3.0, "ticket_count": 10.0,
             "ticket_count_filled": 10.0, "ticket_customers_filled": 8.0, "csat_t3": 0.75, "tickets_lag": 10.0, "tickets_growth": 0.0,
             "iso_visits": 7.0, "iso_n_ytd": 500.0, "iso_mean_n": 3.0}
-SIMPLE_B = {"b_count": 10.0, "b_tickets_utc": 10.0, "b_cust_qtd": 30.0, "b_cust_t2": 5.0}
+SIMPLE_B = {"b_count": 10.0, "b_tickets_utc": 10.0, "b_cust_qtd": 30.0, "b_cust_fytd": 50.0, "b_cust_t2": 5.0}
 
 
 def _grains_of(name: str, measures: dict) -> tuple[str, ...]:
@@ -917,6 +919,7 @@ window: {to_date: year}
 grain: [week, month, quarter]
 target: {value: 50000, by: 2026-03-31, pace: linear}""",
     "b_cust_qtd": ORD + "measure: count(distinct customer_id)\nwindow: {to_date: quarter}\ngrain: [week, month]\ntarget: 30",
+    "b_cust_fytd": ORD + "measure: count(distinct customer_id)\nwindow: {to_date: year}\ngrain: month\ntarget: 50",
     "b_cust_t2": ORD + "measure: count(distinct customer_id)\nwindow: {periods: 2}\ngrain: week\ntarget: 5",
 }
 

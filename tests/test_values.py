@@ -226,6 +226,9 @@ def test_python_count_distinct_windows(con_a, con_b):
     assert product_value(con_b, "b_cust_qtd", "week", D(2025, 6, 29)) == distinct(D(2025, 4, 6), D(2025, 7, 6))
     assert product_value(con_b, "b_cust_qtd", "week", D(2025, 7, 6)) == distinct(D(2025, 7, 6), D(2025, 7, 13))
     assert product_value(con_b, "b_cust_qtd", "month", D(2025, 8, 1)) == distinct(D(2025, 7, 1), D(2025, 9, 1))
+    # the fiscal year starts in April: May counts from April 1st, March from the April before
+    assert product_value(con_b, "b_cust_fytd", "month", D(2025, 5, 1)) == distinct(D(2025, 4, 1), D(2025, 6, 1))
+    assert product_value(con_b, "b_cust_fytd", "month", D(2025, 3, 1)) == distinct(D(2024, 4, 1), D(2025, 4, 1))
     assert product_value(con_b, "b_cust_t2", "week", D(2025, 6, 29)) == distinct(D(2025, 6, 22), D(2025, 7, 6))
     # the fiscal year 2025-04-01 .. 2026-04-01: the Sunday week 2025-03-30 belongs to the previous one
     ytd = [r[5] for r in _rows_between(_dt(D(2024, 4, 1)), _dt(D(2025, 4, 6))) if r[5] is not None]
