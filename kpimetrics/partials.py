@@ -66,12 +66,13 @@ class KeptPreAggregates:
         values through `insert`; publishing keeps the pre-aggregate when both succeeded."""
         r = self.runner
         late_rows = r.project.config.defaults.late_rows
-        name = key(scan, items, r.cal, by_day=late_rows is not None)
+        by_day = late_rows is not None
+        name = key(scan, items, r.cal, by_day=by_day)
         self.names.add(name)
         staged = r.t(f"kpi_stage_pp_{r.run_id}_{len(self.names)}")
         newest = self._newest_kept_day(name, items)
-        pre = KeptPreAggregate(staged, r.t(name) if newest is not None else None, by_day=late_rows is not None)
-        if newest is not None and late_rows is not None:
+        pre = KeptPreAggregate(staged, r.t(name) if newest is not None else None, by_day=by_day)
+        if newest is not None and by_day:
             # rows may still land on the days from the newest one's midnight less late_rows (rounded down to a day)
             pre.settled_before = (dt.datetime.combine(newest, dt.time()) - units.parse_duration(late_rows)).date()
         query = sqlgen.scan_query(items, r.cal, r.since, pre=pre)  # sets pre.query when the scan has one
