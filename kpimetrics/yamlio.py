@@ -154,16 +154,22 @@ def _documents(text: str, path: str) -> list[Any]:
         loader.dispose()
 
 
+CONTEXT_WIDTH = 120
+
+
 def _context(text: str, line: int, col: int, radius: int = 2) -> str:
     """The numbered lines around a position, with a caret under the column (as dbt shows)."""
     lines = text.splitlines()
     lo, hi = max(1, line - radius), min(len(lines), line + radius)
     width = len(str(hi))
+    # a window of the lines around the column, so a 10,000-character line is not printed whole
+    start = max(0, col - 1 - CONTEXT_WIDTH // 2)
     out = []
     for n in range(lo, hi + 1):
-        out.append(f"{n:>{width}} | {lines[n - 1]}")
+        shown = lines[n - 1][start:start + CONTEXT_WIDTH]
+        out.append(f"{n:>{width}} | {'…' if start else ''}{shown}")
         if n == line:
-            out.append(" " * width + " | " + " " * max(col - 1, 0) + "^")
+            out.append(" " * width + " | " + " " * (col - 1 - start + (1 if start else 0)) + "^")
     return "\n".join(out)
 
 
