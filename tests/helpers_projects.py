@@ -1,6 +1,6 @@
 """Small example projects for tests, written into a temporary folder from a dict of files.
 
-`VALID_PROJECT` is a realistic project that uses every KPI form (measure, ratio,
+`VALID_PROJECT` (tests/projects/valid/) is a realistic project that uses every KPI form (measure, ratio,
 derived, standard) and every target form (number, value, schedule, relative,
 pace, per grain); tests that want one mistake copy it and change one file.
 """
@@ -36,214 +36,27 @@ def project_files(**changes: str | None) -> dict[str, str]:
     return files
 
 
-KPIMETRICS_YML = """
-    name: acme_kpis
-    profile: acme
-    dialect: duckdb
-    output_schema: kpi
-    vars: {start_date: "2025-01-01"}
-    defaults: {grain: month, lookback: 1}
-    calendar: {week_start: monday, fiscal_year_start_month: 1, timezone: UTC}
-"""
+# The example projects live as folders under tests/projects/; a test that wants one mistake copies
+# one and changes a file. The constants below are those files' text, indented by four spaces as if
+# written inline (write_project dedents), so a case can `.replace()` a line as it reads in the file.
+PROJECTS = Path(__file__).parent / "projects"
 
-STRATEGY_YML = """
-    mission: Make online shopping effortless for small businesses
-    priorities:
-      - name: brand_loyalty
-        description: Customers come back and recommend us
-        owner: cmo@acme.example
-        strategies:
-          - name: improve_customer_experience
-            description: Faster, friendlier support
-            owner: head-of-support@acme.example
-            starts: 2026-01-01
-            ends: 2026-12-31
-      - name: profitable_growth
-        owner: cfo@acme.example
-        strategies:
-          - name: grow_repeat_purchases
-            owner: vp-sales@acme.example
-            starts: 2026-01-01
-            ends: 2027-06-30
-"""
 
-OWNERS_YML = """
-    owners:
-      - {name: cmo, full_name: Chief Marketing Officer, email: cmo@acme.example, team: marketing}
-      - {name: cfo, email: cfo@acme.example, team: finance}
-      - {name: head_of_support, email: head-of-support@acme.example, team: support}
-      - {name: vp_sales, email: vp-sales@acme.example, team: sales}
-      - {name: support_ops, email: support-ops@acme.example, team: support}
-"""
+def read_project(name: str) -> dict[str, str]:
+    """{relative path: text} of tests/projects/<name>/, each text indented as write_project expects."""
+    root = PROJECTS / name
+    return {path.relative_to(root).as_posix(): "\n" + textwrap.indent(path.read_text(encoding="utf-8"), "    ")
+            for path in sorted(root.rglob("*")) if path.is_file()}
 
-SOURCES_YML = """
-    sources:
-      - name: shop
-        schema: main
-        freshness: {warn_after: 2 days, error_after: 7 days}
-        tables:
-          - name: orders
-            columns: [order_id, customer_id, ordered_at, region, channel, amount, discount, status]
-          - name: support_tickets
-            columns: [ticket_id, customer_id, opened_at, closed_at, channel, first_response_seconds,
-                      resolution_seconds, wrap_up_seconds, csat]
-          - name: customers
-            columns: [customer_id, name, region, segment, signed_up_at]
-"""
 
-ORDERS_ENRICHED_SQL = """
-    select o.*, c.segment
-    from {{ source('shop', 'orders') }} as o
-    left join {{ source('shop', 'customers') }} as c using (customer_id)
-    where o.ordered_at >= '{{ var("start_date") }}'
-"""
-
-SALES_YML = """
-    kpis:
-      - name: net_revenue
-        label: Net revenue
-        description: Order amount less discounts, returns excluded
-        owner: vp-sales@acme.example
-        strategy: grow_repeat_purchases
-        indicator: lagging
-        category: financial
-        unit: currency
-        model: ref('orders_enriched')
-        time: ordered_at
-        grain: [month, quarter]
-        measure: sum(amount - discount)
-        filter: status <> 'returned'
-        dimensions: [region, channel, segment]
-        target:
-          month:
-            schedule:
-              - {from: 2026-01-01, value: 100000}
-              - {from: 2026-07-01, value: 120000}
-          quarter: 330000
-        tolerance: 5%
-        actions: Review the promotion calendar with marketing; escalate if two months off track
-        tags: [board]
-        review_by: 2027-01-31
-        check_ins:
-          - {date: 2026-03-02, author: vp-sales@acme.example, note: February dip is the delayed campaign}
-
-      - name: repeat_customers
-        owner: vp_sales
-        strategy: grow_repeat_purchases
-        indicator: leading
-        drives: [net_revenue, revenue_growth]
-        unit: count
-        model: source('shop', 'orders')
-        time: ordered_at
-        grain: week
-        measure: count(distinct customer_id)
-        target: {value: 120}
-        tolerance: {week: 0.1}
-        actions: Call the top lapsed customers
-
-      - name: revenue_growth
-        owner: vp-sales@acme.example
-        strategy: grow_repeat_purchases
-        indicator: lagging
-        derived: net_revenue / lag(net_revenue) - 1
-        unit: percent
-        target: 0.02
-        actions: Look at the revenue KPIs it is derived from
-
-      - name: revenue_trailing_3m
-        owner: vp-sales@acme.example
-        strategy: grow_repeat_purchases
-        indicator: leading
-        drives: [net_revenue]
-        model: source('shop', 'orders')
-        time: ordered_at
-        measure: sum(amount)
-        window: {periods: 3}
-        target: {month: 300000}
-        actions: Check the pipeline
-
-      - name: bookings_ytd
-        owner: vp-sales@acme.example
-        strategy: grow_repeat_purchases
-        indicator: leading
-        drives: [net_revenue]
-        model: source('shop', 'orders')
-        time: ordered_at
-        measure: sum(amount)
-        window: {to_date: year}
-        target: {value: 1400000, by: 2026-12-31, pace: linear}
-        actions: Check the pipeline
-"""
-
-SUPPORT_YML = """
-    kpis:
-      - name: csat
-        label: Customer satisfaction
-        owner: head-of-support@acme.example
-        strategy: improve_customer_experience
-        indicator: leading
-        drives: [net_revenue]
-        unit: percent
-        model: source('shop', 'support_tickets')
-        time: opened_at
-        grain: [week, month]
-        ratio:
-          numerator: count(*) filter (where csat >= 4)
-          denominator: count(csat)
-        target: 0.85
-        at_risk_below: 0.80
-        actions: Review the lowest-rated tickets every Monday
-
-      - name: first_response_p90
-        owner: head-of-support@acme.example
-        strategy: improve_customer_experience
-        indicator: leading
-        direction: lower_is_better
-        model: source('shop', 'support_tickets')
-        time: opened_at
-        measure: quantile_cont(first_response_seconds, 0.9)
-        target:
-          baseline: {from: 2025-10-01, to: 2025-12-31}
-          change: -20%
-          by: 2026-12-31
-          path: linear
-        at_risk_above: 120
-        actions: Add a second shift on the chat queue
-
-      - name: resolution_hours
-        owner: head-of-support@acme.example
-        strategy: improve_customer_experience
-        indicator: leading
-        direction: lower_is_better
-        model: source('shop', 'support_tickets')
-        time: opened_at
-        measure: avg(resolution_seconds) / 3600.0
-        target:
-          baseline: {value: 10, as_of: 2025-12-31}
-          change: -2
-          by: 2026-06-30
-          path: step
-        actions: Escalate tickets open longer than a day
-
-    standards:
-      - name: call_wrap_up_seconds
-        owner: support-ops@acme.example
-        model: source('shop', 'support_tickets')
-        time: opened_at
-        measure: avg(wrap_up_seconds)
-        direction: lower_is_better
-        target: 60
-"""
-
-VALID_PROJECT: dict[str, str] = {
-    "kpimetrics.yml": KPIMETRICS_YML,
-    "strategy.yml": STRATEGY_YML,
-    "owners.yml": OWNERS_YML,
-    "sources.yml": SOURCES_YML,
-    "models/orders_enriched.sql": ORDERS_ENRICHED_SQL,
-    "kpis/sales.yml": SALES_YML,
-    "kpis/support.yml": SUPPORT_YML,
-}
+VALID_PROJECT: dict[str, str] = read_project("valid")
+KPIMETRICS_YML = VALID_PROJECT["kpimetrics.yml"]
+STRATEGY_YML = VALID_PROJECT["strategy.yml"]
+OWNERS_YML = VALID_PROJECT["owners.yml"]
+SOURCES_YML = VALID_PROJECT["sources.yml"]
+ORDERS_ENRICHED_SQL = VALID_PROJECT["models/orders_enriched.sql"]
+SALES_YML = VALID_PROJECT["kpis/sales.yml"]
+SUPPORT_YML = VALID_PROJECT["kpis/support.yml"]
 
 
 # --- one broken KPI at a time ----------------------------------------------------
