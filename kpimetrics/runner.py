@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlglot import exp
 
 from . import calendar as cal_
-from . import collector, sqlgen, tables, units
+from . import collector, migrations, sqlgen, tables, units
 from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, WarehouseError, warning
@@ -36,7 +36,8 @@ RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  
 UNION_CHUNK = 200  # queries per INSERT ... SELECT: bounded statement size for large projects
 
 # publishing by versions (see Runner._publish_versions)
-VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY)
+VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY,
+             tables.DEFINITIONS)
 VERSION_COLUMN = "kpi_version"
 POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
 RUNS_LOG = "kpi_runs__log"
@@ -209,17 +210,12 @@ class Runner:
         self.run_sql(exp.Create(this=exp.Table(this=ident(self.schema)), kind="SCHEMA", exists=True))
         relations = self.adapter.relations(self.schema)
         existing = {name for name, _ in relations}
+        self.migrations: tuple[migrations.Migration, ...] = ()  # applied when publishing (migrations.py)
         if "kpi_meta" in existing:
             rows = self.fetch(exp.select(col("value")).from_(self.t("kpi_meta")).where(
-                exp.EQ(this=col("key"), expression=lit("schema_version"))))
-            version = rows[0][0] if rows else 0
-            version = int(version) if str(version).isdigit() else version
-            if version != tables.SCHEMA_VERSION:
-                raise WarehouseError(
-                    f"the output tables in schema '{self.schema}' have schema version {version}, but this kpimetrics "
-                    f"writes version {tables.SCHEMA_VERSION}. Drop the schema (they are rebuilt by `kpimetrics run "
-                    f"--full-refresh`) or point output_schema at a new one."
-                )
+                exp.EQ(this=col("key"), expression=lit(migrations.VERSION_KEY))))
+            self.migrations = migrations.pending(migrations.parse_version([r[0] for r in rows]), self.schema)
+            existing |= {s.table.name for m in self.migrations for s in m.steps}  # the migrations create them
         elif existing & {t.name for t in tables.OUTPUT_TABLES}:
             raise WarehouseError(
                 f"schema '{self.schema}' holds kpi_* tables without kpimetrics' schema version (kpi_meta): "
@@ -529,6 +525,7 @@ class Runner:
         self.adapter.begin()
         checkpoint("publish.begin")
         try:
+            self._migrate_in_transaction()
             for w in self._writes(ok, now):
                 if w.dropped != exp.false():
                     self.run_sql(exp.delete(self.t(w.table.name), where=None if w.dropped == exp.true() else w.dropped))
@@ -555,6 +552,7 @@ class Runner:
             TableWrite(tables.VALUES, self._replaced_values(ok) if ok else exp.false(),
                        [self._values_query(ok, now)] if ok else [], []),
             TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now)),
+            self._definitions_write(ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
             TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
             TableWrite(tables.STATUS, replaced, [status_query(ok, self.schema, self.as_of)] if ok else [], []),
@@ -614,6 +612,19 @@ class Runner:
             ])
         return rows
 
+    def _definitions_write(self, ok: list[str], now: dt.datetime) -> TableWrite:
+        """kpi_definitions: a hash seen before gets this run as its last_seen_at, a new one a row of its own."""
+        if not ok:
+            return TableWrite(tables.DEFINITIONS, exp.false(), [], [])
+        hashes = {n: self.plan.kpis[n].definition_hash for n in ok}
+        current = exp.EQ(this=col("definition_hash"), expression=exp.Case(
+            this=col("name"), ifs=[exp.If(this=lit(n), true=lit(h)) for n, h in hashes.items()]))
+        seen = self.fetch(exp.select(col("name"), col("definition_hash"), col("first_run_id"), col("first_seen_at"))
+                          .from_(self.t(tables.DEFINITIONS.name)).where(exp.and_(_name_in(ok), current)))
+        first = {r[0]: (r[2], r[3]) for r in seen}
+        rows = [[n, h, *first.get(n, (self.run_id, now)), now] for n, h in hashes.items()]
+        return TableWrite(tables.DEFINITIONS, exp.and_(_name_in(ok), current.copy()), [], rows)
+
     def _check_in_rows(self, ok: list[str]) -> list[list[Any]]:
         return [[n, c.date, c.author, c.note] for n in ok for c in self.plan.kpis[n].kpi.check_ins]
 
@@ -667,19 +678,21 @@ class Runner:
                                 expression=rows.from_(self.t("kpi_runs")).where(running)))
 
     def _ensure_versioned(self, existing: set[str]) -> None:
+        self._ensure_versioned_tables(existing)
+        self._migrate_versioned()
+
+    def _ensure_versioned_tables(self, existing: set[str]) -> None:
         if "kpi_meta" not in existing:  # first, with its row: a run killed while creating the rest completes them
             meta = exp.select(sqlgen.alias(lit("schema_version"), "key"), sqlgen.alias(lit(str(tables.SCHEMA_VERSION)), "value"))
             self.run_sql(exp.Create(this=self.t("kpi_meta"), kind="TABLE", expression=meta))
         if POINTER not in existing:
             self._point_at(0)
         for table in VERSIONED:
+            if table.name in existing:  # its view: made last (or by a pending migration)
+                continue
             if versions_name(table.name) not in existing:
                 self.run_sql(_versions_ddl(table, self.schema))
-            if table.name not in existing:
-                current = exp.select(col("version")).from_(self.t(POINTER))
-                shown = exp.select(*[col(c) for c in table.column_names]).from_(self.t(versions_name(table.name))).where(
-                    exp.EQ(this=col(VERSION_COLUMN), expression=exp.Subquery(this=current)))
-                self.run_sql(exp.Create(this=self.t(table.name), kind="VIEW", expression=shown, replace=True))
+            self._create_versioned_view(table)
         if RUNS_LOG not in existing:
             self.run_sql(tables.Table(RUNS_LOG, tables.RUNS.columns, "").ddl(self.schema))
         if "kpi_runs" not in existing:
@@ -691,6 +704,45 @@ class Runner:
                 exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__l")))).where(
                 exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
             self.run_sql(exp.Create(this=self.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
+
+    def _create_versioned_view(self, table: tables.Table) -> None:
+        """The view of the published version of `table`."""
+        current = exp.select(col("version")).from_(self.t(POINTER))
+        shown = exp.select(*[col(c) for c in table.column_names]).from_(self.t(versions_name(table.name))).where(
+            exp.EQ(this=col(VERSION_COLUMN), expression=exp.Subquery(this=current)))
+        self.run_sql(exp.Create(this=self.t(table.name), kind="VIEW", expression=shown, replace=True))
+
+    def _migrate_versioned(self) -> None:
+        """The pending schema migrations, by versions: a new table's versioned table is filled (at the published
+        version) before its view exists; kpi_meta gets the new version last. Every statement can run again, so
+        the next run completes a migration killed midway."""
+        if not self.migrations:
+            return
+        published = self._published_version()
+        for migration in self.migrations:
+            checkpoint(f"migrate.v{migration.version}")
+            for step in migration.steps:
+                self.run_sql(_versions_ddl(step.table, self.schema))
+                if step.backfill is not None:
+                    target = self.t(versions_name(step.table.name))
+                    target.set("partition", exp.Partition(expressions=[
+                        exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(published))]))
+                    self.run_sql(exp.Insert(this=exp.Schema(this=target, expressions=[ident(c) for c in step.table.column_names]),
+                                            expression=step.backfill(self.schema), overwrite=True))
+                self._create_versioned_view(step.table)
+            self.run_sql(migrations.version_append(self.schema, migration.version))
+        self.migrations = ()
+
+    def _migrate_in_transaction(self) -> None:
+        """The pending schema migrations: the first statements of the publishing transaction, so a run that
+        does not commit leaves the tables at their old version."""
+        for migration in self.migrations:
+            checkpoint(f"migrate.v{migration.version}")
+            for step in migration.steps:
+                self.run_sql(step.table.ddl(self.schema))
+                if step.backfill is not None:
+                    self.insert(step.table, step.backfill(self.schema))
+            self.run_sql(migrations.version_update(self.schema, migration.version))
 
     def _point_at(self, version: int) -> None:
         pointer = exp.select(sqlgen.alias(sqlgen.cast(exp.Literal.number(version), "BIGINT"), "version"))

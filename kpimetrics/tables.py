@@ -1,6 +1,8 @@
 """The output tables: their columns and types, declared once, with a schema version.
 
 BI tools read these; list-valued columns are JSON text so that every tool can.
+SCHEMA_VERSION is the version these declarations make; a change to them raises it and
+ships a migration from the version before (migrations.py).
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -119,14 +121,22 @@ RUNS = Table(
     ),
     "append-only log of runs",
 )
+DEFINITIONS = Table(
+    "kpi_definitions",
+    (
+        ("name", "VARCHAR"), ("definition_hash", "VARCHAR"), ("first_run_id", "BIGINT"),
+        ("first_seen_at", "TIMESTAMP"), ("last_seen_at", "TIMESTAMP"),
+    ),
+    "every definition_hash each KPI has had: the first and the last run that published values with it",
+)
 META = Table(
     "kpi_meta",
     (("key", "VARCHAR"), ("value", "VARCHAR")),
     "kpimetrics' own bookkeeping: the schema version of these tables",
 )
 
-OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS)
+OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS)
 ALL_TABLES = OUTPUT_TABLES + (META,)
 BY_NAME = {t.name: t for t in ALL_TABLES}
 # Tables whose rows belong to one KPI (deleted when the KPI is removed).
-PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS)
+PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS, DEFINITIONS)
