@@ -95,7 +95,7 @@ class Ctx:
                 self.out.print(f"[{style}]{_escape(i.format())}[/{style}]")
         errors = sum(1 for i in issues if i.is_error)
         warnings = len(issues) - errors
-        if not self.json_logs and (errors or warnings):
+        if not self.json_logs and (errors or warnings) and not (self.quiet and not errors):
             self.out.print(f"{errors} error(s), {warnings} warning(s)")
 
 

@@ -85,6 +85,7 @@ class Profile(BaseModel):
     outputs: dict[str, Output]
 
 
+# The one list of dialects: those a warehouse type runs, then those compiled to but not run (SPEC §7).
 DIALECT_OF_TYPE = {"duckdb": "duckdb", "postgres": "postgres", "spark": "spark"}
 COMPILE_ONLY_DIALECTS = ("snowflake", "bigquery", "trino", "databricks")
 ALL_DIALECTS = tuple(DIALECT_OF_TYPE.values()) + COMPILE_ONLY_DIALECTS

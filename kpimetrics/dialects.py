@@ -4,9 +4,8 @@ from __future__ import annotations
 from sqlglot import exp
 
 from .calendar import data_type
+from .config import COMPILE_ONLY_DIALECTS
 
-RUNNABLE = ("duckdb", "postgres", "spark")
-COMPILE_ONLY = ("snowflake", "bigquery", "trino", "databricks")
 # dialects whose generator renders a query without analysing it as a whole (sqlglot's Snowflake, BigQuery and
 # Trino generators build scopes over the whole query to rewrite UNNEST): a part of such a query renders the same
 # alone as inside it, so the compiler may render repeated parts once (shapes.RowTexts; test_shapes checks it)
@@ -103,5 +102,5 @@ FIXES = {
     "spark": (_spark_naive_timestamps, _spark_exact_percentile, _no_duckdb_hints),
     "databricks": (_spark_naive_timestamps, _spark_exact_percentile, _no_duckdb_hints),  # Spark SQL underneath
 }
-for _dialect in COMPILE_ONLY:
+for _dialect in COMPILE_ONLY_DIALECTS:
     FIXES.setdefault(_dialect, (_no_duckdb_hints,))

@@ -210,3 +210,17 @@ def test_the_console_process_flushes_its_output_keeps_its_exit_code_and_leaves_t
     assert failed.returncode == 2 and "no_such_kpi" in failed.stdout + failed.stderr  # a selection that matches nothing
     usage = process("compile", "--project-dir", str(demo), "--dialect", "nonsense")
     assert usage.returncode == 2 and "nonsense" in usage.stderr
+
+
+def test_quiet_prints_no_warnings_and_no_count_of_them(demo: Path, tmp_path: Path):
+    """-q keeps errors only: a run whose project has warnings prints neither them nor '0 error(s), N warning(s)'."""
+    project = tmp_path / "demo"
+    shutil.copytree(demo, project)
+    kpis = project / "kpis" / "customers.yml"
+    kpis.write_text(kpis.read_text().replace("    indicator: leading\n", "    review_by: 2020-01-01\n    indicator: leading\n", 1))
+    loud = cli("validate", "--project-dir", str(project))
+    assert loud.exit_code == 0 and "warning[KPI076]" in loud.output and "0 error(s), 1 warning(s)" in loud.output
+    for command in (["validate"], ["run", "--as-of", "2026-11-21"]):
+        quiet = cli("-q", *command, "--project-dir", str(project))
+        assert quiet.exit_code == 0, quiet.output
+        assert "KPI076" not in quiet.output and "warning(s)" not in quiet.output, quiet.output
