@@ -4,15 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install system-deps snapshots clean
+.PHONY: demo test test-fast install lock system-deps snapshots clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in constraints.txt (what CI tested), build dependencies included, then
+# checks that nothing unpinned slipped in. `make lock` refreshes constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt pip setuptools wheel
+	$(BIN)/pip install --quiet -c constraints.txt --build-constraint constraints.txt -e '.[test]'
+	$(BIN)/python scripts/lock.py check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# resolve pyproject.toml's dependencies afresh and pin what resolved; then run `make test` and commit
+lock:
+	$(PYTHON) scripts/lock.py refresh
+	rm -f $(STAMP)
 
 # PostgreSQL server, Java 17 (Spark) and Chromium, for the engine and browser tests
 system-deps:
@@ -27,6 +35,10 @@ demo: install
 # KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips
 test: install system-deps
 	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# DuckDB only (no PostgreSQL, Spark or Chromium), for the edit-test loop: see "Development" in the README
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not postgres and not spark and not browser and not slow"
 
 snapshots: install
 	$(BIN)/python -m pytest -q tests/test_compile.py --update-snapshots

@@ -3,8 +3,20 @@
 import pytest
 
 # engine fixtures: a throwaway PostgreSQL server, the engines of the value suites, their oracle runs
-from engines import con_a, con_b, oracle_a, oracle_b, value_engine  # noqa: F401
+from engines import ENGINE_MARKERS, con_a, con_b, engines_of, oracle_a, oracle_b, value_engine  # noqa: F401
 from pg_server import pg_server  # noqa: F401
+
+
+def pytest_configure(config):
+    for name, why in ENGINE_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {why} (set by conftest from the test's engine)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with the engines it needs, so `-m "not postgres and not spark"` runs DuckDB alone."""
+    for item in items:
+        for engine in engines_of(item):
+            item.add_marker(getattr(pytest.mark, engine))
 
 
 def pytest_addoption(parser):

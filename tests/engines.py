@@ -106,6 +106,32 @@ def make_engine(name: str, request, tmp_path_factory) -> Engine:
     raise ValueError(f"unknown engine {name}")
 
 
+# --- which engines a test needs: its pytest markers ---------------------------------------------
+
+# Markers the suite sets by itself (conftest.py): `make test-fast` deselects all but DuckDB with them.
+ENGINE_MARKERS = {
+    "postgres": "needs the throwaway PostgreSQL server",
+    "spark": "needs Spark (Java 17, pyspark)",
+    "browser": "needs Chromium (headless scorecard tests)",
+}
+_MODULE_ENGINES = {"test_postgres": "postgres", "test_spark": "spark", "test_browser": "browser"}
+_FIXTURE_ENGINES = {"pg_server": "postgres"}
+
+
+def engines_of(item) -> set[str]:
+    """The engines a collected test needs, from its module, its fixtures and its parameters (an engine's name
+    as a parameter, direct or indirect, as the value and crash suites write them)."""
+    found = {_MODULE_ENGINES[item.module.__name__]} if item.module.__name__ in _MODULE_ENGINES else set()
+    found |= {engine for fixture, engine in _FIXTURE_ENGINES.items() if fixture in getattr(item, "fixturenames", ())}
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for value in params.values():
+        name = value if isinstance(value, str) else getattr(value, "engine", None)
+        name = getattr(name, "name", name)
+        if name in ENGINE_MARKERS:
+            found.add(name)
+    return found
+
+
 # --- moving tables between the oracle's DuckDB file and the engine ---------------------------
 
 def _create(adapter, table: exp.Table, columns: list[tuple[str, str]]) -> None:
