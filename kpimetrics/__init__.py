@@ -2,6 +2,13 @@
 
 __version__ = "0.1.0"
 
-from .api import Project  # noqa: E402
-
 __all__ = ["Project", "__version__"]
+
+
+def __getattr__(name: str):
+    # `Project` is imported on first use: `kpimetrics --version` and `--help` need none of sqlglot, pydantic or duckdb
+    if name == "Project":
+        from .api import Project
+
+        return Project
+    raise AttributeError(f"module 'kpimetrics' has no attribute {name!r}")

@@ -1,10 +1,9 @@
-"""The scorecard's vocabulary and the terminal scorecard.
+"""The roll-up, value formatting and the terminal scorecard.
 
-Statuses are always shown by symbol and text as well as colour, so the scorecard
-reads in a monochrome terminal, for colour-blind readers and in screenshots.
-The roll-up rule (SPEC §6): a strategy or priority takes the worst latest-complete
-status of its KPIs, off_track before at_risk before on_track; no_data and
-no_target are counted beside it, never mixed into it.
+The status words, their order and their looks are `status.Status`'s. The roll-up rule
+(SPEC §6): a strategy or priority takes the worst latest-complete status of its KPIs
+(`status.ROLLUP_ORDER`); the statuses that judge nothing (`status.BESIDE`) are counted
+beside it, never mixed into it.
 """
 from __future__ import annotations
 
@@ -17,29 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .status import BESIDE, FAIL_ON, LOOKS, ROLLUP_ORDER, Status, look
 
-@dataclass(frozen=True)
-class StatusLook:
-    symbol: str
-    text: str
-    colour: str  # a rich colour name; the site uses the status name as its CSS class
-
-
-STATUSES: dict[str, StatusLook] = {
-    "on_track": StatusLook("●", "on track", "green"),
-    "at_risk": StatusLook("▲", "at risk", "yellow"),
-    "off_track": StatusLook("✖", "off track", "red"),
-    "no_target": StatusLook("○", "no target", "blue"),
-    "no_data": StatusLook("·", "no data", "bright_black"),
-}
-UNKNOWN = StatusLook("?", "unknown", "white")
-# Worst first: the order of the roll-up.
-ROLLUP_ORDER = ("off_track", "at_risk", "on_track")
-FAIL_ON = {"off_track": ("off_track",), "at_risk": ("off_track", "at_risk")}
-
-
-def look(status: str | None) -> StatusLook:
-    return STATUSES.get(status or "", UNKNOWN)
+__all__ = ["look", "badge", "Rollup", "rollup", "failing", "format_value", "format_change", "sparkline", "render"]
 
 
 def badge(status: str | None) -> str:
@@ -50,26 +29,24 @@ def badge(status: str | None) -> str:
 
 @dataclass(frozen=True)
 class Rollup:
-    status: str  # the worst of ROLLUP_ORDER present; else no_target / no_data
-    counts: dict[str, int]
+    status: Status  # the worst of ROLLUP_ORDER present; else the first of BESIDE present, else the last
+    counts: dict[Status, int]
 
     @property
-    def beside(self) -> dict[str, int]:
-        """The no_data / no_target counts shown next to the roll-up status."""
-        return {k: self.counts[k] for k in ("no_target", "no_data") if self.counts.get(k)}
+    def beside(self) -> dict[Status, int]:
+        """The counts of BESIDE shown next to the roll-up status."""
+        return {k: self.counts[k] for k in BESIDE if self.counts.get(k)}
 
 
 def rollup(statuses: Iterable[str]) -> Rollup:
     counts = Counter(statuses)
-    worst = next((s for s in ROLLUP_ORDER if counts.get(s)), None)
-    if worst is None:
-        worst = "no_target" if counts.get("no_target") else "no_data"
-    return Rollup(worst, {s: counts.get(s, 0) for s in STATUSES})
+    worst = next((s for s in ROLLUP_ORDER + BESIDE if counts.get(s)), BESIDE[-1])
+    return Rollup(worst, {s: counts.get(s, 0) for s in LOOKS})
 
 
 def failing(rows: list[dict], fail_on: str | None) -> list[dict]:
     """The rows `--fail-on` fails the command for."""
-    bad = FAIL_ON.get(fail_on or "", ())
+    bad = FAIL_ON.get(fail_on, ()) if fail_on else ()
     return [r for r in rows if r["status"] in bad]
 
 

@@ -17,6 +17,7 @@ from .model import (
     GRAINS, Kpi, PaceTarget, RelativeTarget, ScheduleTarget, ValueTarget,
 )
 from .sqlgen import and_, alias, col, double, ident, lit, safe_div
+from .status import Status
 from .tables import qualified
 from .units import is_number, parse_percent
 
@@ -211,12 +212,12 @@ def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
 
     status = exp.Case(
         ifs=[
-            exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=lit("no_data")),
-            exp.If(this=exp.Is(this=target.copy(), expression=exp.Null()), true=lit("no_target")),
-            exp.If(this=cmp(exp.GTE, exp.LTE, value, target), true=lit("on_track")),
-            exp.If(this=cmp(exp.GTE, exp.LTE, value, thr), true=lit("at_risk")),
+            exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=lit(Status.NO_DATA.value)),
+            exp.If(this=exp.Is(this=target.copy(), expression=exp.Null()), true=lit(Status.NO_TARGET.value)),
+            exp.If(this=cmp(exp.GTE, exp.LTE, value, target), true=lit(Status.ON_TRACK.value)),
+            exp.If(this=cmp(exp.GTE, exp.LTE, value, thr), true=lit(Status.AT_RISK.value)),
         ],
-        default=lit("off_track"),
+        default=lit(Status.OFF_TRACK.value),
     )
     attainment = exp.Case(
         ifs=[exp.If(this=higher.copy(), true=safe_div(value.copy(), target.copy()))],

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..scorecard import format_value, look
+from ..scorecard import format_value
+from ..status import look
 from .data import Point, Series
 
 WIDTH, HEIGHT = 720, 260
@@ -29,6 +30,11 @@ class ChartPoint:
     @property
     def status(self) -> str:
         return self.point.status
+
+    @property
+    def marker(self) -> str:
+        """Its shape: dot, triangle, cross or hollow (status.StatusLook.marker)."""
+        return look(self.point.status).marker
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ import datetime as dt
 import hashlib
 import re
 import shutil
-from importlib import resources
 from pathlib import Path
 
 import jinja2
 import yaml
 
 from .. import __version__
-from ..scorecard import format_value, look
+from ..scorecard import format_value
+from ..status import ACTION, JUDGED, LOOKS, Status, look
 from . import charts
 from .data import KpiPage, Owner, Site
 
@@ -53,7 +53,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(look=look, fmt=format_value, slug=slug, period_label=charts.period_label,
+    env.globals.update(look=look, Status=Status, judged=JUDGED, fmt=format_value, slug=slug, period_label=charts.period_label,
                        data_number=charts.data_number, spark_path=charts.spark_path, owns=owns)
     return env
 
@@ -65,8 +65,9 @@ def definition_yaml(entry: dict | None) -> str | None:
     return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, width=100)
 
 
-def _css() -> str:
-    return resources.files("kpimetrics.docs").joinpath("static", "style.css").read_text(encoding="utf-8")
+def _css(env: jinja2.Environment) -> str:
+    # + the file's last newline, which Jinja drops
+    return env.get_template("style.css.j2").render(looks=LOOKS, action=ACTION) + "\n"
 
 
 def pages(site: Site, sql_dialect: str | None) -> dict[str, tuple[str, dict]]:
@@ -94,7 +95,7 @@ def write_site(site: Site, folder: Path, *, sql_dialect: str | None = None, gene
                scrub=lambda text: text) -> list[Path]:
     """Render every page into `folder` (replaced as a whole, so removed KPIs lose their pages)."""
     env = environment()
-    common = {"site": site, "css": _css(), "version": __version__,
+    common = {"site": site, "css": _css(env), "version": __version__,
               "generated_at": (generated_at or dt.datetime.now()).strftime("%Y-%m-%d %H:%M")}
     tmp = folder.with_name(folder.name + ".tmp")
     if tmp.exists():
