@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlglot import exp
 
-from . import compiler, dag, tables
+from . import compiler, dag
 from .config import ALL_DIALECTS
 from .errors import ConfigError, Issue, KpiMetricsError, Level, UsageError, ValidationFailed, WarehouseError
 from .loader import ProjectDef, load_project, suggest
 from .planner import Plan, build_plan
-from .sqlgen import col, lit
 
 
 def _masking(method):
@@ -162,62 +160,45 @@ class Project:
 
     # --- reading the output tables, as BI tools do ------------------------------------
 
-    def _recent_status(self, names: list[str], periods: int, complete_only: bool) -> list[dict]:
-        """The total rows of kpi_status for the last `periods` periods of each KPI and grain."""
-        schema = self.definition.config.output_schema
-        cols = tables.STATUS.column_names
-        where = exp.and_(
-            exp.EQ(this=col("dimension"), expression=lit("")),
-            exp.In(this=col("name"), expressions=[lit(n) for n in names]),
-            col("is_complete") if complete_only else exp.true(),
-        )
-        recent = exp.Window(
-            this=exp.RowNumber(),
-            partition_by=[col("name"), col("grain")],
-            order=exp.Order(expressions=[exp.Ordered(this=col("period_start"), desc=True)]),
-        )
-        inner = exp.select(*[col(c) for c in cols], exp.alias_(recent, "__rn", quoted=True)).from_(
-            tables.qualified(schema, "kpi_status")).where(where)
-        query = (
-            exp.select(*[col(c) for c in cols])
-            .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__s", quoted=True))))
-            .where(exp.LTE(this=col("__rn"), expression=exp.Literal.number(periods)))
-            .order_by(col("name"), col("grain"), col("period_start"))
-        )
-        adapter = self.connect()
-        try:
-            if "kpi_status" not in adapter.tables(schema):
-                raise ConfigError(f"no output tables in schema '{schema}' yet: run `kpimetrics run` first")
-            rows = adapter.fetchall(query.sql(dialect=adapter.dialect))
-        finally:
-            adapter.close()
-        return [dict(zip(cols, r)) for r in rows]
+    @contextmanager
+    def outputs(self):
+        """The typed reader of the output tables (`outputs.OutputReader`), on an open connection."""
+        from .outputs import OutputReader
+
+        with self._masked():
+            adapter = self.connect()
+            try:
+                yield OutputReader(adapter, self.definition.config.output_schema)
+            finally:
+                adapter.close()
 
     @_masking
     def status(self, select: str | None = None, *, grain: str | None = None, history: int = 8) -> list[dict]:
         """Each selected KPI's total at its latest complete period (first listed grain unless `grain`),
         with `recent_values`: its values over the last `history` complete periods, oldest first."""
+        from .outputs import StatusRow, as_dict, columns
+
         names = self.select(select)
         if not names:
             return []
         kpis = self.definition.kpi_by_name
         default = self.definition.config.defaults.grain
         wanted = {n: grain or (kpis[n].declared_grains or (default,))[0] for n in names}
-        series: dict[tuple[str, str], list[dict]] = {}
-        for r in self._recent_status(names, max(history, 1), complete_only=True):
-            series.setdefault((r["name"], r["grain"]), []).append(r)
-        out = []
-        for n in names:
-            recent = series.get((n, wanted[n]), [])
-            r = recent[-1] if recent else None
-            if r is None:  # no complete period at that grain yet
-                r = dict.fromkeys(tables.STATUS.column_names) | {
-                    "name": n, "grain": wanted[n], "status": "no_data", "owner": kpis[n].owner, "strategy": kpis[n].strategy}
+        with self.outputs() as out:
+            out.require(StatusRow)
+            headlines = out.headlines(wanted, history)
+        rows = []
+        for n, h in headlines.items():
+            if h.row is None:  # no complete period at that grain yet
+                r = dict.fromkeys(columns(StatusRow)) | {
+                    "name": n, "grain": h.grain, "status": h.status.value, "owner": kpis[n].owner, "strategy": kpis[n].strategy}
+            else:
+                r = as_dict(h.row)
             r = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items()}
             r["kind"] = kpis[n].kind
-            r["recent_values"] = [x["value"] for x in recent]
-            out.append(r)
-        return out
+            r["recent_values"] = [x.value for x in h.recent]
+            rows.append(r)
+        return rows
 
     @_masking
     def docs_generate(self):
@@ -236,6 +217,8 @@ class Project:
 
     @_masking
     def show(self, name: str, *, periods: int = 6) -> dict:
+        from .outputs import StatusRow, as_dict
+
         kpis = self.definition.kpi_by_name
         if name not in kpis:
             raise UsageError(f"no KPI or standard named '{name}'{suggest(name, kpis)}")
@@ -247,7 +230,9 @@ class Project:
             sort_keys=False, allow_unicode=True,
         )
         try:
-            recent = self._recent_status([name], periods, complete_only=False)
+            with self.outputs() as out:
+                out.require(StatusRow)
+                recent = [as_dict(r) for r in out.recent_totals([name], periods, complete_only=False)]
         except (ConfigError, WarehouseError):  # nothing run yet: show the definition alone
             recent = None
         scrub = self.definition.secrets.scrub  # a model may read env_var()

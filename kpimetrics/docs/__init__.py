@@ -43,11 +43,8 @@ def generate(project) -> DocsResult:
     compiled = project.compile()
     manifest = json.loads(compiled.manifest_path.read_text(encoding="utf-8"))
     d = project.definition
-    adapter = project.connect()
-    try:
-        rows = read_tables(adapter, d.config.output_schema)
-    finally:
-        adapter.close()
+    with project.outputs() as out:
+        rows = read_tables(out)
     site = build_site(d.config.name, rows, manifest, _sql_reader(d.root, manifest, compiled.dialect), d.owners)
     folder = d.root / "target" / "docs"
     pages = write_site(site, folder, sql_dialect=compiled.dialect, scrub=d.secrets.scrub)

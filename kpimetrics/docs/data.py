@@ -1,21 +1,17 @@
 """What the scorecard shows, read from the output tables (as a BI tool sees them) and the manifest.
 
-`read_tables(adapter, schema)` fetches the rows; `build_site(project, rows, manifest, sql_of, owners)`
-turns them into a `Site`: typed, with no HTML in it. Queries are sqlglot trees rendered in the adapter's dialect.
+`read_tables(reader)` fetches the rows through the output reader (`outputs.OutputReader`);
+`build_site(project, rows, manifest, sql_of, owners)` turns them into a `Site`: typed, with no HTML in it.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sqlglot import exp
-
-from .. import tables
-from ..errors import ConfigError
+from ..outputs import CatalogRow, CheckInRow, OutputReader, RunRow, StatusRow, StrategyRow
 from ..scorecard import Rollup, rollup
-from ..sqlgen import col, lit
+from ..status import Status
 
 
 @dataclass(frozen=True)
@@ -27,7 +23,7 @@ class Point:
     value: float | None
     target: float | None
     threshold: float | None
-    status: str
+    status: Status
     is_complete: bool
     attainment: float | None = None
     change_pct: float | None = None
@@ -50,7 +46,7 @@ class Slice:
     period_start: dt.date
     value: float | None
     target: float | None
-    status: str
+    status: Status
 
 
 @dataclass(frozen=True)
@@ -88,7 +84,7 @@ class KpiPage:
     @property
     def headline_series(self) -> Series | None:
         """The series of the first listed grain, the one `status` and the roll-up use (SPEC §6): a KPI
-        with no rows at that grain is `no_data`, even if another grain has rows."""
+        with no rows at that grain has no data (Status.NO_DATA), even if another grain has rows."""
         return next((s for s in self.series if self.grains and s.grain == self.grains[0]), None)
 
     @property
@@ -97,9 +93,9 @@ class KpiPage:
         return s.latest_complete if s else None
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         h = self.headline
-        return h.status if h else "no_data"
+        return h.status if h else Status.NO_DATA
 
 
 @dataclass
@@ -155,7 +151,7 @@ class Site:
     priorities: list[PriorityNode]
     kpis: dict[str, KpiPage]
     owners: dict[str, Owner]
-    run: dict[str, Any] | None
+    run: RunRow | None
     owner_keys: dict[str, str] = field(default_factory=dict)  # a name or email as written -> owners' key
 
     def owner(self, key: str | None) -> Owner | None:
@@ -182,116 +178,75 @@ class Site:
 
 # --- reading ------------------------------------------------------------------------------
 
-def _select(schema: str, table: tables.Table, where: exp.Expression | None = None, order: tuple[str, ...] = ()):
-    q = exp.select(*[col(c) for c in table.column_names]).from_(tables.qualified(schema, table.name))
-    if where is not None:
-        q = q.where(where)
-    return q.order_by(*[col(c) for c in order]) if order else q
-
-
-def _latest_slices(schema: str) -> exp.Query:
-    """Every slice row at the latest complete period of its KPI and grain."""
-    latest = (
-        exp.select(col("name"), col("grain"), exp.alias_(exp.Max(this=col("period_start")), "period_start", quoted=True))
-        .from_(tables.qualified(schema, "kpi_status"))
-        .where(exp.and_(exp.EQ(this=col("dimension"), expression=lit("")), col("is_complete")))
-        .group_by(col("name"), col("grain"))
-    )
-    on = exp.and_(*[exp.EQ(this=col(c, "s"), expression=col(c, "l")) for c in ("name", "grain", "period_start")])
-    return (
-        exp.select(*[col(c, "s") for c in tables.STATUS.column_names])
-        .from_(tables.qualified(schema, "kpi_status", alias="s"))
-        .join(exp.Subquery(this=latest, alias=exp.TableAlias(this=exp.to_identifier("l", quoted=True))), on=on)
-        .where(exp.NEQ(this=col("dimension", "s"), expression=lit("")))
-        .order_by(col("name", "s"), col("dimension", "s"), col("dimension_value", "s"))
-    )
-
-
-def read_tables(adapter, schema: str) -> dict[str, list[dict]]:
+@dataclass(frozen=True)
+class SiteRows:
     """The rows the site needs, by table (slices at their latest complete period only)."""
-    present = set(adapter.tables(schema))
-    missing = [t.name for t in (tables.CATALOG, tables.STRATEGY, tables.STATUS) if t.name not in present]
-    if missing:
-        raise ConfigError(f"no output tables in schema '{schema}' yet ({', '.join(missing)} missing): "
-                          "run `kpimetrics run` first")
-    queries = {
-        "catalog": _select(schema, tables.CATALOG, order=("name",)),
-        "strategy": _select(schema, tables.STRATEGY),
-        "totals": _select(schema, tables.STATUS, exp.EQ(this=col("dimension"), expression=lit("")),
-                          ("name", "grain", "period_start")),
-        "slices": _latest_slices(schema),
-        "check_ins": _select(schema, tables.CHECK_INS, order=("name", "date")),
-        "runs": _select(schema, tables.RUNS, order=("run_id",)),
-    }
-    out = {}
-    for key, q in queries.items():
-        cols = [c.alias_or_name for c in q.selects]
-        out[key] = [dict(zip(cols, r)) for r in adapter.fetchall(q.sql(dialect=adapter.dialect))]
-    return out
+
+    catalog: list[CatalogRow]
+    strategies: list[StrategyRow]
+    totals: list[StatusRow]
+    slices: list[StatusRow]
+    check_ins: list[CheckInRow]
+    runs: list[RunRow]
+
+
+def read_tables(out: OutputReader) -> SiteRows:
+    out.require(CatalogRow, StrategyRow, StatusRow)
+    return SiteRows(out.catalog(), out.strategies(), out.totals(), out.latest_slices(), out.check_ins(), out.runs())
 
 
 # --- assembling ---------------------------------------------------------------------------
 
-def _json_list(text: str | None) -> list[str]:
-    if not text:
-        return []
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
-def _series(rows: list[dict]) -> list[Series]:
+def _series(rows: list[StatusRow]) -> list[Series]:
     by_grain: dict[str, list[Point]] = {}
     for r in rows:
-        by_grain.setdefault(r["grain"], []).append(Point(
-            r["period_start"], r["period_end"], r["value"], r["target"], r["at_risk_threshold"], r["status"],
-            bool(r["is_complete"]), r["attainment"], r["change_pct"],
+        by_grain.setdefault(r.grain, []).append(Point(
+            r.period_start, r.period_end, r.value, r.target, r.at_risk_threshold, r.status, bool(r.is_complete),
+            r.attainment, r.change_pct,
         ))
     return [Series(g, pts) for g, pts in by_grain.items()]
 
 
-def _by_name(rows: list[dict]) -> dict[str, list[dict]]:
+def _by_name(rows: list) -> dict[str, list]:
     """Rows grouped by KPI, in their order: one pass, not one scan of the table per KPI."""
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list] = {}
     for r in rows:
-        out.setdefault(r["name"], []).append(r)
+        out.setdefault(r.name, []).append(r)
     return out
 
 
-def _kpi_page(row: dict, definition: dict | None, sql: str | None, totals: list[dict], slices: list[dict],
-              check_ins: list[dict]) -> KpiPage:
-    name = row["name"]
+def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals: list[StatusRow],
+              slices: list[StatusRow], check_ins: list[CheckInRow]) -> KpiPage:
+    name = row.name
     page = KpiPage(
-        name=name, kind=row["kind"], label=row["label"] or name, description=row["description"], owner=row["owner"],
-        strategy=row["strategy"], priority=row["priority"], indicator=row["indicator"], category=row["category"],
-        unit=row["unit"], direction=row["direction"], grains=_json_list(row["grains"]), tags=_json_list(row["tags"]),
-        drives=_json_list(row["drives"]), actions=row["actions"], definition_hash=row["definition_hash"],
+        name=name, kind=row.kind, label=row.label or name, description=row.description, owner=row.owner,
+        strategy=row.strategy, priority=row.priority, indicator=row.indicator, category=row.category,
+        unit=row.unit, direction=row.direction, grains=list(row.grains), tags=list(row.tags),
+        drives=list(row.drives), actions=row.actions, definition_hash=row.definition_hash,
         definition=definition, sql=sql,
     )
     page.series = _series(totals)
     if page.headline:
         grain = page.headline_series.grain
-        page.slices = [Slice(r["dimension"], r["dimension_value"], r["period_start"], r["value"], r["target"],
-                             r["status"]) for r in slices if r["grain"] == grain]
-    page.check_ins = [CheckIn(r["date"], r["author"], r["note"]) for r in check_ins]
+        page.slices = [Slice(r.dimension, r.dimension_value, r.period_start, r.value, r.target, r.status)
+                       for r in slices if r.grain == grain]
+    page.check_ins = [CheckIn(r.date, r.author, r.note) for r in check_ins]
     return page
 
 
-def _tree(strategy_rows: list[dict], kpis: dict[str, KpiPage]) -> tuple[str | None, list[PriorityNode]]:
-    mission = next((r["name"] for r in strategy_rows if r["level"] == "mission"), None)
-    priorities = {r["name"]: PriorityNode(r["name"], r["description"], r["owner"])
-                  for r in strategy_rows if r["level"] == "priority"}
+def _tree(strategy_rows: list[StrategyRow], kpis: dict[str, KpiPage]) -> tuple[str | None, list[PriorityNode]]:
+    mission = next((r.name for r in strategy_rows if r.level == "mission"), None)
+    priorities = {r.name: PriorityNode(r.name, r.description, r.owner)
+                  for r in strategy_rows if r.level == "priority"}
     by_strategy: dict[str, list[KpiPage]] = {}
     for k in kpis.values():
         if k.kind != "standard":
             by_strategy.setdefault(k.strategy, []).append(k)
     for r in strategy_rows:
-        if r["level"] == "strategy" and r["parent"] in priorities:
-            node = StrategyNode(r["name"], r["description"], r["owner"], r["starts"], r["ends"], r["parent"],
-                                by_strategy.get(r["name"], []))
-            priorities[r["parent"]].strategies.append(node)
+        if r.level == "strategy" and r.parent in priorities:
+            node = StrategyNode(r.name, r.description, r.owner, r.starts, r.ends, r.parent,
+                                by_strategy.get(r.name, []))
+            priorities[r.parent].strategies.append(node)
     return mission, list(priorities.values())
 
 
@@ -324,19 +279,19 @@ def _owners(kpis: dict[str, KpiPage], priorities: list[PriorityNode], registry: 
     return dict(sorted(owners.items())), keys
 
 
-def build_site(project: str, rows: dict[str, list[dict]], manifest: dict, sql_of: Callable[[str], str | None],
+def build_site(project: str, rows: SiteRows, manifest: dict, sql_of: Callable[[str], str | None],
                owner_registry: list | None = None) -> Site:
     definitions = manifest.get("kpis", {})
-    totals, slices, check_ins = (_by_name(rows[t]) for t in ("totals", "slices", "check_ins"))
+    totals, slices, check_ins = _by_name(rows.totals), _by_name(rows.slices), _by_name(rows.check_ins)
     kpis = {}
-    for r in rows["catalog"]:
-        n = r["name"]
+    for r in rows.catalog:
+        n = r.name
         kpis[n] = _kpi_page(r, definitions.get(n), sql_of(n), totals.get(n, []), slices.get(n, []), check_ins.get(n, []))
     for k in kpis.values():
         for d in k.drives:
             if d in kpis:
                 kpis[d].driven_by.append(k.name)
-    mission, priorities = _tree(rows["strategy"], kpis)
-    run = rows["runs"][-1] if rows["runs"] else None
+    mission, priorities = _tree(rows.strategies, kpis)
+    run = rows.runs[-1] if rows.runs else None
     owners, keys = _owners(kpis, priorities, owner_registry or [])
     return Site(project, mission, priorities, kpis, owners, run, keys)
