@@ -1,10 +1,11 @@
 """The one reader of the output tables: typed rows, queries built with sqlglot, on any engine.
 
-`status`, `show`, the scorecard and the Python API read kpi_status, kpi_catalog, kpi_strategy,
-kpi_check_ins and kpi_runs through `OutputReader`, as a BI tool would; nothing else in kpimetrics
-writes a SELECT over them for reading. Each table has a frozen dataclass whose fields are its
-columns, in tables.py's order (a test holds the two equal): a new output column is a field here,
-with its parser when the table's text is not the Python value (a JSON list, a status word).
+`status`, `show`, the scorecard and the Python API (`Project.outputs()`) read the published tables
+through `OutputReader`, as a BI tool would. (A run's own reads while it publishes, in runner.py,
+partials.py and migrations.py, are part of writing and stay there.) Each table read has a frozen
+row type whose fields are its columns in tables.py's order (a test holds the two equal): a new
+output column is a field here, with its parser when the table's value is not the Python one (a
+JSON list, a status word); a new table is a row type here, read with `OutputReader.read`.
 Queries are sqlglot trees rendered in the adapter's dialect: DuckDB, PostgreSQL and Spark alike.
 """
 from __future__ import annotations
@@ -255,6 +256,11 @@ class OutputReader:
         """The rows of a query that selects `columns(row_type)`, typed."""
         return [from_values(row_type, r) for r in self.adapter.fetchall(query.sql(dialect=self.adapter.dialect))]
 
+    def read(self, row_type: type[Row], where: exp.Expression | None = None, order: tuple[str, ...] = ()
+             ) -> list[Row]:
+        """The rows of a row type's table (those `where` keeps), typed: a new table needs its row type, no more."""
+        return self.fetch(row_type, select(self.schema, row_type, where, order))
+
     def require(self, *row_types: type) -> None:
         """Fail clearly when a table is not there yet (nothing run into this schema)."""
         present = set(self.adapter.tables(self.schema))
@@ -278,20 +284,20 @@ class OutputReader:
 
     def totals(self) -> list[StatusRow]:
         """Every total row of every KPI, by name, grain and period."""
-        return self.fetch(StatusRow, select(self.schema, StatusRow, _is_total(), ("name", "grain", "period_start")))
+        return self.read(StatusRow, _is_total(), ("name", "grain", "period_start"))
 
     def latest_slices(self) -> list[StatusRow]:
         return self.fetch(StatusRow, latest_slices_query(self.schema))
 
     # the other tables, whole
     def catalog(self) -> list[CatalogRow]:
-        return self.fetch(CatalogRow, select(self.schema, CatalogRow, order=("name",)))
+        return self.read(CatalogRow, order=("name",))
 
     def strategies(self) -> list[StrategyRow]:
-        return self.fetch(StrategyRow, select(self.schema, StrategyRow))
+        return self.read(StrategyRow)
 
     def check_ins(self) -> list[CheckInRow]:
-        return self.fetch(CheckInRow, select(self.schema, CheckInRow, order=("name", "date")))
+        return self.read(CheckInRow, order=("name", "date"))
 
     def runs(self) -> list[RunRow]:
-        return self.fetch(RunRow, select(self.schema, RunRow, order=("run_id",)))
+        return self.read(RunRow, order=("run_id",))

@@ -20,10 +20,6 @@ class Status(enum.StrEnum):
     NO_TARGET = "no_target"  # a value and no target
     NO_DATA = "no_data"  # no value
 
-    @property
-    def look(self) -> "StatusLook":
-        return LOOKS[self]
-
     @classmethod
     def of(cls, word: str | None) -> "Status | str | None":
         """The member a word read from a table names; a word this release does not know (a newer
