@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark end to end at a small size: left out of make test-fast
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 

@@ -15,6 +15,8 @@ from helpers_run import query
 from kpimetrics import faults
 from test_crash import Scenario
 
+pytestmark = pytest.mark.slow  # processes killed or interrupted one after another: left out of make test-fast
+
 # (the step interrupted, the state it leaves)
 STEPS = [
     ("run.start:1", "before"),

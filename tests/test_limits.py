@@ -12,6 +12,8 @@ import datetime as dt
 import time
 import tracemalloc
 
+import pytest
+
 from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml, write_project
 from kpimetrics import Project
 from helpers_run import execute, kpi, kpis_yml, ok, query, run, write_run_project
@@ -39,6 +41,7 @@ def many_kpis(n: int) -> str:
     return "kpis:\n" + "".join(body.replace("{i}", str(i)) for i in range(n))
 
 
+@pytest.mark.slow  # left out of make test-fast
 def test_ten_thousand_kpis_load_and_validate(tmp_path):
     text = many_kpis(10_000)
     write_project(tmp_path, {**VALID_PROJECT, "kpis/many.yml": text})

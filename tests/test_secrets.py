@@ -68,6 +68,7 @@ def project(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow  # left out of make test-fast
 def test_a_secret_in_a_model_leaks_nowhere(project):
     as_of = ["--as-of", AS_OF.isoformat()]
     outs = [
@@ -92,6 +93,7 @@ def test_a_secret_in_a_validation_error_leaks_nowhere(project):
     assert_nowhere(project, *outs)
 
 
+@pytest.mark.slow  # left out of make test-fast
 def test_a_secret_in_the_profile_leaks_nowhere(project):
     """The DuckDB path and a PostgreSQL password come from env_var(); connecting fails, then works."""
     bad_dir = project / f"missing-{SECRET}"
