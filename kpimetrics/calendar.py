@@ -157,7 +157,3 @@ def py_add_periods(d: dt.date, n: int, grain: str) -> dt.date:
     if unit == "DAY":
         return d + dt.timedelta(days=n * k)
     return _add_months(d, n * k)
-
-
-def py_period_end(d: dt.date, grain: str) -> dt.date:
-    return py_add_periods(d, 1, grain)

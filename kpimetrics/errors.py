@@ -5,7 +5,7 @@ Every problem a user can cause is an `Issue` with a place; `format()` gives the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -100,20 +100,3 @@ class UsageError(KpiMetricsError):
 
 class WarehouseError(KpiMetricsError):
     """The warehouse refused a statement or could not be reached."""
-
-
-@dataclass
-class IssueList:
-    """Collects issues while a stage walks the project; nothing is raised midway."""
-
-    items: list[Issue] = field(default_factory=list)
-
-    def add(self, issue: Issue) -> None:
-        self.items.append(issue)
-
-    def extend(self, issues) -> None:
-        self.items.extend(issues)
-
-    @property
-    def has_errors(self) -> bool:
-        return any(i.is_error for i in self.items)
