@@ -2,7 +2,7 @@
 
 `status`, `show`, the scorecard and the Python API (`Project.outputs()`) read the published tables
 through `OutputReader`, as a BI tool would. (A run's own reads while it publishes, in runner.py,
-partials.py and migrations.py, are part of writing and stay there.) Each table read has a frozen
+partials.py and migrations.py, are part of writing and stay there.) Each table read has a
 row type whose fields are its columns in tables.py's order (a test holds the two equal): a new
 output column is a field here, with its parser when the table's value is not the Python one (a
 JSON list, a status word); a new table is a row type here, read with `OutputReader.read`.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -44,7 +45,7 @@ def _flag(value) -> bool | None:
     return None if value is None else bool(value)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field through object.__setattr__, 10x slower
 class StatusRow:
     """A row of kpi_status: one KPI, grain, period and slice (dimension '' is the total)."""
 
@@ -75,7 +76,7 @@ class StatusRow:
         return self.dimension == ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CatalogRow:
     """A row of kpi_catalog: one KPI or standard as the last run published it."""
 
@@ -102,7 +103,7 @@ class CatalogRow:
     updated_at: dt.datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StrategyRow:
     """A row of kpi_strategy: the mission, a priority or a strategy."""
 
@@ -117,7 +118,7 @@ class StrategyRow:
     ends: dt.date | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CheckInRow:
     TABLE = tables.CHECK_INS
 
@@ -127,7 +128,7 @@ class CheckInRow:
     note: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RunRow:
     """A row of kpi_runs. Its status is a run's (success, partial, error, ...), not a KPI's."""
 
@@ -152,8 +153,16 @@ def columns(row_type: type) -> list[str]:
 
 def from_values(row_type: type[Row], values) -> Row:
     """A typed row from one fetched tuple, in `columns(row_type)` order."""
-    return row_type(**{f.name: f.metadata["parse"](v) if "parse" in f.metadata else v
-                       for f, v in zip(dataclasses.fields(row_type), values, strict=True)})
+    values = list(values)
+    for i, parse in _parsers(row_type):
+        values[i] = parse(values[i])
+    return row_type(*values)
+
+
+@functools.cache
+def _parsers(row_type: type) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """The columns parsed on reading, by position."""
+    return tuple((i, f.metadata["parse"]) for i, f in enumerate(dataclasses.fields(row_type)) if "parse" in f.metadata)
 
 
 def as_dict(row) -> dict[str, Any]:
