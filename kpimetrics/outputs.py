@@ -143,7 +143,8 @@ class RunRow:
     message: str | None
 
 
-Row = TypeVar("Row", StatusRow, CatalogRow, StrategyRow, CheckInRow, RunRow)
+Row = TypeVar("Row")
+# Every row type (a test holds each to its table's columns).
 ROW_TYPES = (StatusRow, CatalogRow, StrategyRow, CheckInRow, RunRow)
 
 
