@@ -17,7 +17,8 @@ from helpers_projects import write_project
 from kpimetrics import Project
 
 AS_OF = dt.date(2026, 3, 1)  # after all the data, so freshness and strategy dates never get in the way
-WITHOUT_RUN_ID = ("run_id", "computed_at", "updated_at")  # the columns that name the run that wrote a row
+# the columns that name the run that wrote a row (kpi_definitions: the first and the last run of a hash)
+WITHOUT_RUN_ID = ("run_id", "computed_at", "updated_at", "first_run_id", "first_seen_at", "last_seen_at")
 
 
 def strategy_yml(names: list[str]) -> str:

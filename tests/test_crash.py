@@ -270,7 +270,7 @@ def rows_of(wh, name: str, drop: tuple[str, ...]) -> list[tuple]:
     return comparable(*wh.select(f"SELECT * FROM kpi.{name}"), drop)
 
 
-def tables_of(wh, drop: tuple[str, ...] = ("computed_at", "updated_at")) -> dict[str, list[tuple] | None]:
+def tables_of(wh, drop: tuple[str, ...] = ("computed_at", "updated_at", "first_seen_at", "last_seen_at")) -> dict[str, list[tuple] | None]:
     """Every output table (run_id included unless dropped; wall-clock columns left out); None for a missing one."""
     with wh.reading():
         present = wh.table_names()
