@@ -35,13 +35,14 @@ from helpers_run import AS_OF, insert_orders, make_orders
 from kpimetrics import Project, faults, migrations, tables
 from kpimetrics.cli import main
 from kpimetrics.dialects import generate
-from kpimetrics.runner import RUNS_LOG, VERSION_COLUMN, versions_name
 from kpimetrics.tables import qualified
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1"
 V1 = json.loads((FIXTURE / "rows.json").read_text())
 V1_TABLES = [name for name in V1 if name != "kpi_meta"]  # the output tables of version 1
 SCHEMA = "kpi"
+# version 1's layout on Spark (spark.sql): each table a view of `<name>__versions` at kpi_version, kpi_runs of a log
+V1_RUNS_LOG, V1_VERSION_COLUMN = "kpi_runs__log", "kpi_version"
 # the fixture's orders (make_fixture.RUNS): what its runs read, and what the runs here read
 ORDERS = ((dt.date(2025, 1, 1), dt.date(2025, 10, 1), 7, 1), (dt.date(2025, 10, 1), dt.date(2026, 1, 1), 8, 100_000))
 BUYERS = """
@@ -119,10 +120,10 @@ class V1Warehouse:
             if not versioned:
                 adapter.insert_rows(generate(qualified(SCHEMA, name), self.dialect), columns, rows)
             elif name == "kpi_runs":
-                adapter.insert_rows(generate(qualified(SCHEMA, RUNS_LOG), self.dialect), columns, rows)
+                adapter.insert_rows(generate(qualified(SCHEMA, V1_RUNS_LOG), self.dialect), columns, rows)
             elif name != "kpi_meta":  # made with its row
-                adapter.insert_rows(generate(qualified(SCHEMA, versions_name(name)), self.dialect),
-                                    [*columns, VERSION_COLUMN], [[*r, published_run()] for r in rows])
+                adapter.insert_rows(generate(qualified(SCHEMA, f"{name}__versions"), self.dialect),
+                                    [*columns, V1_VERSION_COLUMN], [[*r, published_run()] for r in rows])
 
     def tables(self, names=None) -> dict[str, list[tuple] | None]:
         """Whole tables as a BI tool reads them (None for a missing one), every column."""
@@ -231,6 +232,22 @@ def test_the_fixture_is_version_1_and_the_migrations_reach_the_code():
     assert set(catalog({"kpi_catalog": v1_rows("kpi_catalog")})) - {r[0] for r in v1_rows("kpi_values")} == {"gift_cards"}
 
 
+def test_a_new_warehouse_starts_at_the_current_version(tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURE / "project", root)
+    (root / "profiles.yml").write_text(engines.duckdb_engine().profiles_yml(root, "shop"))
+    for start, end, seed, first_id in ORDERS:
+        insert_orders(root, make_orders(start, end, seed=seed, first_id=first_id))
+    result = Project.load(root).run(as_of=AS_OF)
+    assert result.status == "success", result.message
+    wh = V1Warehouse.__new__(V1Warehouse)
+    wh.root, wh.engine = root, engines.duckdb_engine()
+    state = wh.tables()
+    assert state["kpi_meta"] == [(migrations.VERSION_KEY, str(tables.SCHEMA_VERSION))]
+    # one row per KPI: its hash, first and last seen by this run
+    assert state["kpi_definitions"] == ordered((n, h, result.run_id, at, at) for n, (h, at) in catalog(state).items())
+
+
 def test_a_version_1_warehouse_upgrades_in_place(v1):
     before = v1.tables()
     assert {n: before[n] for n in V1} == {n: v1_rows(n) for n in V1}, "the warehouse does not hold the fixture"
@@ -274,28 +291,24 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
     expected += [r for key, r in old.items() if hashes[key[0]][0] != key[1]]
     assert after["kpi_definitions"] == ordered(expected)
 
-    # revenue's definition changes: a new row; the old hash keeps its first and last run
+    # revenue's definition changes: a new row, and the old hash keeps its first and last run; buyers leaves the
+    # project, and kpi_definitions with it
     seen = after
-    assert REVENUE_FILTER in v1.kpis()
-    v1.set_kpis(v1.kpis().replace(REVENUE_FILTER, "filter: status not in ('returned', 'cancelled')"))
+    assert REVENUE_FILTER in v1.kpis() and BUYERS in v1.kpis()
+    v1.set_kpis(v1.kpis().replace(REVENUE_FILTER, "filter: status not in ('returned', 'cancelled')").replace(BUYERS, ""))
     third = v1.run()
     after = v1.tables()
     hashes, was = catalog(after), catalog(seen)
+    assert set(hashes) == set(was) - {"buyers"}
     changed = {n for n in hashes if hashes[n][0] != was[n][0]}
     assert changed == {"revenue", "revenue_growth"}  # revenue_growth is derived from it
-    previous = {(r[0], r[1]): r for r in seen["kpi_definitions"]}
+    previous = {(r[0], r[1]): r for r in seen["kpi_definitions"] if r[0] != "buyers"}
     new_rows = [(n, hashes[n][0], third.run_id, hashes[n][1], hashes[n][1]) for n in sorted(changed)]
     again = [(*previous[(n, h)][:4], hashes[n][1]) for n, (h, _) in hashes.items() if n not in changed]
     kept = [r for (n, h), r in previous.items() if n in changed or h != hashes[n][0]]
     assert after["kpi_definitions"] == ordered(new_rows + again + kept)
     assert len([r for r in after["kpi_definitions"] if r[0] == "revenue"]) == len([r for r in seen["kpi_definitions"] if r[0] == "revenue"]) + 1
-
-    # a KPI removed from the project leaves kpi_definitions with its other rows
-    v1.set_kpis(v1.kpis().replace(BUYERS, ""))
-    v1.run()
-    after = v1.tables()
-    assert "buyers" not in {r[0] for r in after["kpi_definitions"]}
-    assert {r[0] for r in after["kpi_definitions"]} == set(catalog(after)) == set(v1_hash)
+    assert "buyers" in {r[0] for r in seen["kpi_definitions"]} and "buyers" not in {r[0] for r in after["kpi_definitions"]}
 
 
 def test_a_warehouse_newer_than_the_code_is_refused(v1):
@@ -400,3 +413,50 @@ def wait_for_backends(saved: Saved) -> None:
             return
         assert time.monotonic() < deadline, "the killed run's backend does not end"
         time.sleep(0.05)
+
+
+class DiesAfter:
+    """A checkpoint that raises at the n-th step after `after`: the driver dying there, in this process (a Spark
+    run in a process of its own starts a JVM, which costs more than the whole migration)."""
+
+    def __init__(self, after: str, n: int):
+        self.after, self.n, self.count, self.died_at = after, n, None, None
+
+    def __call__(self, name: str) -> None:
+        if name == self.after:
+            self.count = 0
+        elif self.count is not None:
+            self.count += 1
+            if self.count == self.n:
+                self.died_at = name
+                raise RuntimeError(f"the driver died at {name}")
+
+
+def test_a_spark_migration_killed_midway_is_completed_by_the_next_run(request, tmp_path, tmp_path_factory, monkeypatch):
+    """Spark has no transaction: each step of the migration can run again, and kpi_meta says 2 only at the end."""
+    import kpimetrics.runner  # noqa: F401 — every module that calls checkpoint(), loaded so it can be patched
+
+    v1 = V1Warehouse(tmp_path / "project", make_engine("spark", request, tmp_path_factory))
+    v1.set_kpis(v1.kpis() + BUYERS)
+    before = v1.tables()
+    callers = [m for name, m in sys.modules.items() if name.startswith("kpimetrics")
+               and getattr(m, "checkpoint", None) is faults.checkpoint]
+    # the steps are the new versioned table, its backfill, its view, kpi_meta's new version: dies before the view
+    # (the backfill written), then before kpi_meta's version (created again, written again, the view made)
+    for n in (3, 4):
+        dies = DiesAfter("migrate.v2", n)
+        for module in callers:
+            monkeypatch.setattr(module, "checkpoint", dies)
+        with pytest.raises(RuntimeError, match="the driver died"):
+            Project.load(v1.root).run(as_of=AS_OF)
+        assert dies.died_at is not None
+        state = v1.tables()
+        assert {t: state[t] for t in V1} == {t: before[t] for t in V1}, n  # version 1's tables, kpi_meta's 1 included
+        if state["kpi_definitions"] is not None:  # visible once its view is made: filled already
+            assert state["kpi_definitions"] == backfilled(before), n
+    monkeypatch.undo()
+    result = v1.run("buyers")
+    after = v1.tables()
+    assert schema_version(after) == 2
+    buyers_hash, buyers_at = catalog(after)["buyers"]
+    assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
