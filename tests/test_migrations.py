@@ -10,8 +10,10 @@ warehouse on DuckDB, PostgreSQL and Spark from those statements and rows, then l
   - later runs keep kpi_definitions: a hash seen again moves its last_seen_at, a new hash adds a row and
     leaves the old one, a KPI removed from the project leaves with its rows;
   - a warehouse newer than the code is refused (exit 1), nothing changed;
-  - a run killed anywhere in the migration leaves version 1 exactly as it was (DuckDB at every step,
-    PostgreSQL at the migration's own steps).
+  - a run killed anywhere in the migration leaves version 1 exactly as it was (DuckDB at every step up to
+    the commit, PostgreSQL at the migration's own steps and the commit); on Spark, which has no transaction,
+    a migration stopped midway leaves version 1's tables as they were and the next run completes it;
+  - a new warehouse starts at the current version.
 """
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class V1Warehouse:
 
     @property
     def dialect(self) -> str:
-        return "duckdb" if self.engine.name == "duckdb" else self.engine.name
+        return self.engine.name  # the engines' names are their dialects'
 
     def _load(self, adapter) -> None:
         adapter.execute(generate(exp.Create(this=exp.Table(this=exp.to_identifier(SCHEMA, quoted=True)), kind="SCHEMA",
