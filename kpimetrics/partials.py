@@ -1,11 +1,11 @@
 """Pre-aggregates kept between runs, so an incremental run reads the rows of the periods it recomputes only.
 
 A scan with more than one additive aggregation rolls them all up from one pre-aggregate of its rows at the
-base grain with every slice (`__pp`, see sqlgen). On engines with transactions (DuckDB, PostgreSQL) the
-runner computes that pre-aggregate as a statement of its own into a staging table, and publishing keeps it
-in `kpi_partials_<key>`, in the same transaction as the values. The next incremental run then computes the
-pre-aggregate only from the first period any of the scan's KPIs recomputes, and takes the earlier periods a
-trailing or to-date window needs from the kept rows instead of reading their rows again.
+base grain with every slice (`__pp`, see sqlgen). Where publishing is one transaction (DuckDB, PostgreSQL;
+publish.py) the run computes that pre-aggregate as a statement of its own into a staging table, and
+publishing keeps it in `kpi_partials_<key>`, in the same transaction as the values. The next incremental
+run then computes the pre-aggregate only from the first period any of the scan's KPIs recomputes, and takes
+the earlier periods a trailing or to-date window needs from the kept rows instead of reading their rows again.
 
 The kept rows are used only when they are exactly what a full read would give for those periods:
 - the key names everything that shapes them: kpimetrics' code, the relation, the time column, the calendar,
@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from typing import TYPE_CHECKING, Callable
 
 from sqlglot import exp
 
@@ -36,6 +37,11 @@ from . import sqlgen
 from . import units
 from .planner import KpiPlan, Scan
 from .sqlgen import KeptPreAggregate, ScanKpi, col, lit
+
+if TYPE_CHECKING:
+    from .config import Calendar
+    from .publish import Warehouse
+    from .runner import RunState
 
 PREFIX = "kpi_partials_"
 RUN = "__run"  # the column of a kept row that names the run that wrote it
@@ -55,44 +61,43 @@ def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal, by_day: bool = False)
 class KeptPreAggregates:
     """The pre-aggregates of one run: which kept ones a scan may read, and keeping this run's when it publishes."""
 
-    def __init__(self, runner):
-        self.runner = runner
-        self.existing = {name for name, _ in runner.relations if name.startswith(PREFIX)}  # listed as the run began
+    def __init__(self, run: RunState, wh: Warehouse, cal: Calendar, late_rows: str | None):
+        self.run, self.wh, self.cal, self.late_rows = run, wh, cal, late_rows
+        self.existing = {name for name, _ in run.relations if name.startswith(PREFIX)}  # listed as the run began
         self.kept: list[tuple[str, KeptPreAggregate]] = []
         self.names: set[str] = set()
 
-    def stage_scan(self, scan: Scan, items: list[tuple[KpiPlan, str]], insert) -> None:
+    def stage_scan(self, scan: Scan, items: list[tuple[KpiPlan, str]], insert: Callable[[exp.Query], None]) -> None:
         """Stage one scan: its pre-aggregate into a staging table of its own first (when it has one), then its
         values through `insert`; publishing keeps the pre-aggregate when both succeeded."""
-        r = self.runner
-        late_rows = r.project.config.defaults.late_rows
+        wh, late_rows = self.wh, self.late_rows
         by_day = late_rows is not None
-        name = key(scan, items, r.cal, by_day=by_day)
+        name = key(scan, items, self.cal, by_day=by_day)
         self.names.add(name)
-        staged = r.t(f"kpi_stage_pp_{r.run_id}_{len(self.names)}")
+        staged = wh.t(f"kpi_stage_pp_{self.run.run_id}_{len(self.names)}")
         newest = self._newest_kept_day(name, items)
-        pre = KeptPreAggregate(staged, r.t(name) if newest is not None else None, by_day=by_day)
+        pre = KeptPreAggregate(staged, wh.t(name) if newest is not None else None, by_day=by_day)
         if newest is not None and by_day:
             # rows may still land on the days from the newest one's midnight less late_rows (rounded down to a day)
             pre.settled_before = (dt.datetime.combine(newest, dt.time()) - units.parse_duration(late_rows)).date()
-        query = sqlgen.scan_query(items, r.cal, r.since, pre=pre)  # sets pre.query when the scan has one
+        query = sqlgen.scan_query(items, self.cal, self.run.since, pre=pre)  # sets pre.query when the scan has one
         if pre.query is not None:
-            r.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
+            wh.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
         insert(query)
         if pre.query is not None:
             self.kept.append((name, pre))
 
     def _newest_kept_day(self, name: str, items: list[tuple[KpiPlan, str]]) -> dt.date | None:
         """The last period of the kept pre-aggregate `name` when this run may read it, else None."""
-        r = self.runner
-        need = sqlgen.scan_from([ScanKpi(p, g, r.since[(p.name, g)]) for p, g in items], r.cal)
+        wh = self.wh
+        need = sqlgen.scan_from([ScanKpi(p, g, self.run.since[(p.name, g)]) for p, g in items], self.cal)
         if need is None or name not in self.existing:
             return None
         names = [lit(n) for n in dict.fromkeys(p.name for p, _ in items)]
-        last = r.fetch(exp.select(exp.Max(this=col("run_id"))).from_(r.t("kpi_values")).where(
+        last = wh.fetch(exp.select(exp.Max(this=col("run_id"))).from_(wh.t("kpi_values")).where(
             exp.In(this=col("name"), expressions=names)))
-        kept = r.fetch(exp.select(exp.Max(this=col(RUN)), exp.Min(this=col("__p")), exp.Max(this=col("__p")))
-                       .from_(r.t(name)))
+        kept = wh.fetch(exp.select(exp.Max(this=col(RUN)), exp.Min(this=col("__p")), exp.Max(this=col("__p")))
+                        .from_(wh.t(name)))
         if not last or not kept or last[0][0] is None or kept[0][0] is None:
             return None
         usable = int(kept[0][0]) == int(last[0][0]) and kept[0][1] <= need
@@ -101,16 +106,16 @@ class KeptPreAggregates:
     def publish(self) -> None:
         """Inside the publishing transaction: keep this run's pre-aggregates, and on a whole-project run drop
         those no scan of the project has any more."""
-        r = self.runner
+        wh = self.wh
         for name, pre in self.kept:
-            table = r.t(name)
-            rows = exp.select(exp.Star(), sqlgen.alias(exp.Literal.number(r.run_id), RUN)).from_(pre.staged.copy())
+            table = wh.t(name)
+            rows = exp.select(exp.Star(), sqlgen.alias(exp.Literal.number(self.run.run_id), RUN)).from_(pre.staged.copy())
             if pre.fresh_from is None:
-                r.run_sql(exp.Drop(tables=[table.copy()], kind="TABLE", exists=True))
-                r.run_sql(exp.Create(this=table, kind="TABLE", expression=rows))
+                wh.run_sql(exp.Drop(tables=[table.copy()], kind="TABLE", exists=True))
+                wh.run_sql(exp.Create(this=table, kind="TABLE", expression=rows))
             else:
-                r.run_sql(exp.delete(table.copy(), where=exp.GTE(this=col("__p"), expression=lit(pre.fresh_from))))
-                r.run_sql(exp.insert(rows, table))
-        if r.whole_project:
+                wh.run_sql(exp.delete(table.copy(), where=exp.GTE(this=col("__p"), expression=lit(pre.fresh_from))))
+                wh.run_sql(exp.insert(rows, table))
+        if self.run.whole_project:
             for name in sorted(self.existing - self.names):
-                r.run_sql(exp.Drop(tables=[r.t(name)], kind="TABLE", exists=True))
+                wh.run_sql(exp.Drop(tables=[wh.t(name)], kind="TABLE", exists=True))

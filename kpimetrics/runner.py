@@ -2,8 +2,14 @@
 
     stage:   every scan and derived KPI is computed into a staging table;
              a failing query is retried KPI by KPI so one bad KPI fails alone
-    publish: one transaction replaces the recomputed rows of every KPI that
-             succeeded, then rebuilds its targets and status from the YAML
+    publish: the recomputed rows of every KPI that succeeded replace its published
+             ones, and its targets and status are rebuilt from the YAML, atomically:
+             how is the engine's publisher (publish.py: one transaction, or
+             versioned tables behind swapped views), chosen by its capabilities
+
+The run's state (its run_id, what the output schema held as it began, the
+recompute ranges) is a RunState made as the run takes its run_id, passed to the
+steps, to the pre-aggregates kept between runs (partials.py) and to the publisher.
 
 Incremental runs recompute, per KPI and grain, from `lookback` periods before
 the last period already computed; the scans read what earlier rows the windows
@@ -27,48 +33,17 @@ from .errors import Issue, WarehouseError, warning
 from .faults import checkpoint
 from .partials import KeptPreAggregates
 from .planner import KpiPlan, Plan, Scan
+from .publish import PUBLISHERS, Migrations, TableWrite, Warehouse
 from .sqlgen import col, ident, lit
 from .tables import qualified
 from .targets import baseline_range, status_query, targets_query, with_baseline_query
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
-UNION_CHUNK = 200  # queries per INSERT ... SELECT: bounded statement size for large projects
-
-# publishing by versions (see Runner._publish_versions)
-VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY,
-             tables.DEFINITIONS)
-VERSION_COLUMN = "kpi_version"
-POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
-RUNS_LOG = "kpi_runs__log"
-
-
-def versions_name(table: str) -> str:
-    return f"{table}__versions"
-
-
-def _versions_ddl(table: tables.Table, schema: str) -> exp.Create:
-    """`<table>__versions`: the table's columns, partitioned by kpi_version."""
-    ddl = tables.Table(versions_name(table.name), table.columns + ((VERSION_COLUMN, "BIGINT"),), "").ddl(schema)
-    ddl.set("properties", exp.Properties(expressions=[
-        exp.FileFormatProperty(this=exp.Var(this="PARQUET")),
-        exp.PartitionedByProperty(this=exp.Schema(expressions=[ident(VERSION_COLUMN)])),
-    ]))
-    return ddl
 
 
 def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
-
-
-@dataclass(frozen=True)
-class TableWrite:
-    """What publishing does to one output table: drop the published rows `dropped`, add the rows of
-    `queries` (SQL) and `rows` (from the YAML)."""
-    table: tables.Table
-    dropped: exp.Expression
-    queries: list[exp.Query]
-    rows: list[list[Any]]
 
 
 @dataclass
@@ -121,6 +96,37 @@ class RunResult:
         }
 
 
+@dataclass
+class RunState:
+    """What one run knows, made as it takes its run_id and passed to its steps, to the pre-aggregates kept
+    between runs (partials.py) and to the publisher (publish.py)."""
+    run_id: int
+    schema: str
+    as_of: dt.date
+    whole_project: bool
+    relations: list[tuple[str, str]]  # (name, 'table' | 'view') in the output schema as the run began
+    migrations: Migrations  # the schema migrations the publisher applies (migrations.py)
+    result: RunResult
+    results: dict[str, KpiResult]  # of the selected KPIs, by name
+    # the first period each KPI and grain recomputes (None: every period), decided as staging begins
+    since: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
+
+    @property
+    def stage(self) -> exp.Table:
+        """The staged rows of this run's values."""
+        return qualified(self.schema, f"kpi_stage_{self.run_id}")
+
+    @property
+    def ranges(self) -> exp.Table:
+        """The recompute range of each KPI and grain staged (RANGE_COLUMNS)."""
+        return qualified(self.schema, f"kpi_stage_ranges_{self.run_id}")
+
+    @property
+    def inputs(self) -> exp.Table:
+        """The view derived KPIs read (Runner._make_inputs_view)."""
+        return qualified(self.schema, f"kpi_stage_inputs_{self.run_id}")
+
+
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 # adapter calls that do the warehouse's work, timed as "warehouse" in run_results.json
@@ -166,8 +172,8 @@ class Runner:
         self.progress = progress or (lambda event, info: None)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
-        self.relations: list[tuple[str, str]] = []  # (name, 'table' | 'view') in the output schema as the run began
-        self.pre_aggregates: KeptPreAggregates | None = None
+        self.wh = Warehouse(self.adapter, self.schema, self.sql, self.run_sql, self.fetch, self.insert)
+        self.publisher = PUBLISHERS[adapter.capabilities.publish](self.wh)  # how this engine publishes
 
     def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
         began = _time.perf_counter()
@@ -204,39 +210,25 @@ class Runner:
 
     # --- setup -----------------------------------------------------------------
 
-    def ensure_tables(self) -> list[tuple[str, str]]:
+    def ensure_tables(self) -> tuple[list[tuple[str, str]], Migrations]:
         """Create what is missing of the output tables; return the relations the schema held before, which
-        is also what the start of the run needs to know of kpi_stage_* and kpi_partials_* (one listing, not three)."""
+        is also what the start of the run needs to know of kpi_stage_* and kpi_partials_* (one listing, not three),
+        and the schema migrations left for publishing to apply."""
         self.run_sql(exp.Create(this=exp.Table(this=ident(self.schema)), kind="SCHEMA", exists=True))
         relations = self.adapter.relations(self.schema)
         existing = {name for name, _ in relations}
-        self.migrations: tuple[migrations.Migration, ...] = ()  # applied when publishing (migrations.py)
+        pending: Migrations = ()
         if "kpi_meta" in existing:
             rows = self.fetch(exp.select(col("value")).from_(self.t("kpi_meta")).where(
                 exp.EQ(this=col("key"), expression=lit(migrations.VERSION_KEY))))
-            self.migrations = migrations.pending(migrations.parse_version([r[0] for r in rows]), self.schema)
-            existing |= {s.table.name for m in self.migrations for s in m.steps}  # the migrations create them
+            pending = migrations.pending(migrations.parse_version([r[0] for r in rows]), self.schema)
+            existing |= {s.table.name for m in pending for s in m.steps}  # the migrations create them
         elif existing & {t.name for t in tables.OUTPUT_TABLES}:
             raise WarehouseError(
                 f"schema '{self.schema}' holds kpi_* tables without kpimetrics' schema version (kpi_meta): "
                 "they are from an older kpimetrics or another tool. Drop them or use another output_schema."
             )
-        if not self.adapter.capabilities.transactions:
-            self._ensure_versioned(existing)
-            return relations
-        # all the tables or none: a run killed halfway must not leave kpi_* tables without kpi_meta
-        atomic = "kpi_meta" not in existing
-        if atomic:
-            self.adapter.begin()
-        for table in tables.ALL_TABLES:
-            if table.name not in existing:
-                self.run_sql(table.ddl(self.schema))
-        if "kpi_meta" not in existing:
-            checkpoint("setup.meta")
-            self.adapter.insert_rows(self.tsql("kpi_meta"), ["key", "value"], [["schema_version", str(tables.SCHEMA_VERSION)]])
-        if atomic:
-            self.adapter.commit()
-        return relations
+        return relations, self.publisher.ensure_tables(existing, pending)
 
     def drop_staging(self, relations: list[tuple[str, str]] | None = None) -> None:
         """Drop the staging tables and views in `relations` (default: those the schema holds now)."""
@@ -255,34 +247,35 @@ class Runner:
         started = self._now()
         checkpoint("run.start")
         self.adapter.lock(self.schema)
-        self.relations = self.ensure_tables()
-        self._mark_aborted(started)
+        relations, pending = self.ensure_tables()
+        self.publisher.mark_aborted(started)
         last = exp.Coalesce(this=exp.Max(this=col("run_id")), expressions=[exp.Literal.number(0)])
         run_id = int(self.fetch(exp.select(last).from_(self.t("kpi_runs")))[0][0]) + 1
         checkpoint("runs.insert")
         self.adapter.insert_rows(
-            self.tsql(self._runs_written), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
+            self.tsql(self.publisher.runs_table), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
             [[run_id, started, "running", 0, 0]],
         )
         result = RunResult(run_id, "running", started, as_of=self.as_of, statements=self.statements, timing=self.timing)
-        self.run_id = run_id
-        self.result = result
-        self.results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
-        result.kpis = list(self.results.values())
+        results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
+        result.kpis = list(results.values())
+        run = RunState(run_id, self.schema, self.as_of, self.whole_project, relations, pending, result, results)
+        kept = (KeptPreAggregates(run, self.wh, self.cal, self.project.config.defaults.late_rows)
+                if self.publisher.keeps_pre_aggregates else None)  # kept in step with the values they sum
         try:
-            self.drop_staging(self.relations)
-            self._timed("stage", self._stage_all)
-            failed = [r for r in self.results.values() if r.status == "error"]
+            self.drop_staging(relations)
+            self._timed("stage", lambda: self._stage_all(run, kept))
+            failed = [r for r in results.values() if r.status == "error"]
             if failed and self.fail_fast:
                 result.status = "error"
                 result.message = f"--fail-fast: {failed[0].name} failed; nothing was published"
-                for r in self.results.values():
+                for r in results.values():
                     if r.status != "error":  # staged, or never reached
                         r.status = "skipped"
             else:
-                ok = [n for n, r in self.results.items() if r.status == "success"]
+                ok = [n for n, r in results.items() if r.status == "success"]
                 self.progress("publish", {"kpis": len(ok)})
-                self._timed("publish", lambda: self._publish(ok))
+                self._timed("publish", lambda: self._publish(run, kept, ok))
                 result.status = "success" if not failed else ("partial" if ok else "error")
                 if failed:
                     result.message = f"{len(failed)} KPI(s) failed: " + ", ".join(r.name for r in failed)
@@ -295,26 +288,22 @@ class Runner:
             self.adapter.rollback()
             result.status = "aborted" if isinstance(exc, KeyboardInterrupt) else "error"
             result.message = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-            self._finish(result)
+            self._finish(run)
             raise
-        self._finish(result)
+        self._finish(run)
         return result
 
-    def _finish(self, result: RunResult) -> None:
+    def _finish(self, run: RunState) -> None:
         checkpoint("run.finish")
+        result = run.result
         result.finished_at = self._now()
-        ok = sum(1 for r in self.results.values() if r.status == "success")
-        bad = sum(1 for r in self.results.values() if r.status == "error")
+        ok = sum(1 for r in run.results.values() if r.status == "success")
+        bad = sum(1 for r in run.results.values() if r.status == "error")
         try:
             self.drop_staging()
             values = {"status": result.status, "finished_at": result.finished_at, "kpis_ok": ok, "kpis_failed": bad,
                       "message": (result.message or "")[:4000]}
-            if self.adapter.capabilities.transactions:
-                self.run_sql(exp.update(self.t("kpi_runs"), {k: lit(v) for k, v in values.items()},
-                                        where=exp.EQ(this=col("run_id"), expression=lit(result.run_id))))
-            else:  # a newer row in the run log supersedes the 'running' one
-                row = {"run_id": result.run_id, "started_at": result.started_at} | values
-                self.adapter.insert_rows(self.tsql(self._runs_written), list(row), [list(row.values())])
+            self.publisher.record_end(result.run_id, result.started_at, values)
         except Exception as exc:  # the log is best effort; the next run marks a 'running' row as aborted
             result.warnings.append(warning("KPI092", f"could not record the end of run {result.run_id}: {exc}"))
 
@@ -346,101 +335,99 @@ class Runner:
         # a range reaching the first period recomputes everything: the periods must start where the data does
         return since if since > first else None
 
-    def _stage_all(self) -> None:
-        stage, ranges = self.t(f"kpi_stage_{self.run_id}"), self.t(f"kpi_stage_ranges_{self.run_id}")
-        self.stage, self.ranges = stage, ranges
-        self.run_sql(tables.staging(stage.name).ddl(self.schema))
-        self.run_sql(tables.Table(ranges.name, RANGE_COLUMNS, "").ddl(self.schema))
-        self.inputs = self._make_inputs_view()
+    def _stage_all(self, run: RunState, kept: KeptPreAggregates | None) -> None:
+        """Stage every selected KPI; `kept`: the pre-aggregates kept between runs, where the publisher keeps them."""
+        self.run_sql(tables.staging(run.stage.name).ddl(self.schema))
+        self.run_sql(tables.Table(run.ranges.name, RANGE_COLUMNS, "").ddl(self.schema))
+        self._make_inputs_view(run)
         state = self._state()
-        self.since = {
+        run.since.update({
             (n, g): self._since(self.plan.kpis[n], g, state) for n in self.selected for g in self.plan.kpis[n].grains
-        }
+        })
+        results = run.results
         for n in self.selected:
-            r = self.results[n]
-            r.since = {g: (s.isoformat() if s else None) for (k, g), s in self.since.items() if k == n}
-            r.mode = "full" if all(s is None for (k, _), s in self.since.items() if k == n) else "incremental"
-        self._check_freshness()
-        # kept between runs where publishing is one transaction (partials.py)
-        self.pre_aggregates = KeptPreAggregates(self) if self.adapter.capabilities.transactions else None
+            r = results[n]
+            r.since = {g: (s.isoformat() if s else None) for (k, g), s in run.since.items() if k == n}
+            r.mode = "full" if all(s is None for (k, _), s in run.since.items() if k == n) else "incremental"
+        self._check_freshness(run)
         for scan in self.plan.scans(self.selected):
-            scan.items = [(p, g) for p, g in scan.items if self.results[p.name].status != "error"]
+            scan.items = [(p, g) for p, g in scan.items if results[p.name].status != "error"]
             if scan.items:
-                self._stage_scan(scan)
-                if self.fail_fast and any(self.results[p.name].status == "error" for p in scan.plans):
+                self._stage_scan(run, kept, scan)
+                if self.fail_fast and any(results[p.name].status == "error" for p in scan.plans):
                     return
         for name in self.selected:
             pl = self.plan.kpis[name]
-            if pl.form == "derived" and self.results[name].status != "error":
-                self._stage_derived(pl)
-                if self.fail_fast and self.results[name].status == "error":
+            if pl.form == "derived" and results[name].status != "error":
+                self._stage_derived(run, pl)
+                if self.fail_fast and results[name].status == "error":
                     return
         for name in self.selected:
-            if self.results[name].status == "pending":
-                self.results[name].status = "success"
+            if results[name].status == "pending":
+                results[name].status = "success"
 
-    def _insert_stage(self, query: exp.Query) -> None:
-        self.run_sql(sqlgen.insert_rows(self.stage, query))
+    def _insert_stage(self, run: RunState, query: exp.Query) -> None:
+        self.run_sql(sqlgen.insert_rows(run.stage, query))
 
-    def _record_ranges(self, items: list[tuple[KpiPlan, str]]) -> None:
+    def _record_ranges(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> None:
         rows = []
         for p, grain in items:
-            since = self.since[(p.name, grain)]
+            since = run.since[(p.name, grain)]
             rows.append([p.name, grain, since or FULL])
         checkpoint("stage.ranges")
-        self.adapter.insert_rows(self.sql(self.ranges), [c for c, _ in RANGE_COLUMNS], rows)
+        self.adapter.insert_rows(self.sql(run.ranges), [c for c, _ in RANGE_COLUMNS], rows)
 
-    def _scan_query(self, items: list[tuple[KpiPlan, str]]) -> exp.Query:
-        return sqlgen.scan_query(items, self.cal, self.since)
+    def _scan_query(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> exp.Query:
+        return sqlgen.scan_query(items, self.cal, run.since)
 
-    def _stage_scan(self, scan: Scan) -> None:
+    def _stage_scan(self, run: RunState, kept: KeptPreAggregates | None, scan: Scan) -> None:
         began = _time.perf_counter()
         plans, items, grains = scan.plans, scan.items, ", ".join(scan.grains)
         names = ", ".join(p.name for p in plans)
         self.progress("scan", {"grain": grains, "kpis": [p.name for p in plans], "model": plans[0].kpi.model})
         try:
             with collector.paused():  # a fused scan can be a tree of millions of nodes
-                if self.pre_aggregates is None:
-                    self._insert_stage(self._scan_query(items))
+                if kept is None:
+                    self._insert_stage(run, self._scan_query(run, items))
                 else:
-                    self.pre_aggregates.stage_scan(scan, items, self._insert_stage)
-            self._record_ranges(items)
+                    kept.stage_scan(scan, items, lambda query: self._insert_stage(run, query))
+            self._record_ranges(run, items)
         except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:
-                self._fail(plans[0], exc)
+                self._fail(run, plans[0], exc)
                 return
             # find the KPI at fault: each alone (at all its grains), so the others still publish
             for p in plans:
                 alone = [(q, g) for q, g in items if q is p]
                 try:
-                    self._insert_stage(self._scan_query(alone))
-                    self._record_ranges(alone)
+                    self._insert_stage(run, self._scan_query(run, alone))
+                    self._record_ranges(run, alone)
                 except Exception as exc2:  # noqa: BLE001 — the database's message is reported as is
-                    self._fail(p, exc2)
+                    self._fail(run, p, exc2)
                     if self.fail_fast:
                         return
             return
         spent = _time.perf_counter() - began
         for p in plans:
-            self.results[p.name].seconds += spent / len(plans)
+            run.results[p.name].seconds += spent / len(plans)
         self.progress("scanned", {"grain": grains, "kpis": names, "seconds": spent})
 
-    def _fail(self, pl: KpiPlan, exc: BaseException | str) -> None:
+    def _fail(self, run: RunState, pl: KpiPlan, exc: BaseException | str) -> None:
         msg = self.project.secrets.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        r = self.results[pl.name]
+        r = run.results[pl.name]
         r.status, r.error = "error", msg
         self.progress("failed", {"kpi": pl.name, "error": msg})
         # derived KPIs that read it cannot be computed either, nor those derived from them
         for other in self.selected:
             op = self.plan.kpis[other]
-            if op.form == "derived" and pl.name in op.input_names and self.results[other].status == "pending":
-                self._fail(op, f"input KPI {pl.name} failed")
+            if op.form == "derived" and pl.name in op.input_names and run.results[other].status == "pending":
+                self._fail(run, op, f"input KPI {pl.name} failed")
 
-    def _make_inputs_view(self) -> exp.Table:
-        """The values derived KPIs read: this run's staged rows, and the published rows they do not replace."""
-        view, v, r = self.t(f"kpi_stage_inputs_{self.run_id}"), "__v", "__r"
+    def _make_inputs_view(self, run: RunState) -> None:
+        """run.inputs, the values derived KPIs read: this run's staged rows, and the published rows they do not replace."""
+        v, r = "__v", "__r"
         superseded = exp.Exists(
-            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(self.ranges, r)).where(
+            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, r)).where(
                 exp.and_(
                     exp.EQ(this=col("name", r), expression=col("name", v)),
                     exp.EQ(this=col("grain", r), expression=col("grain", v)),
@@ -448,31 +435,30 @@ class Runner:
                 )
             )
         )
-        staged = exp.select(*[col(c) for c in tables.VALUE_COLUMNS]).from_(self.stage.copy())
+        staged = exp.select(*[col(c) for c in tables.VALUE_COLUMNS]).from_(run.stage)
         published = (
             exp.select(*[col(c, v) for c in tables.VALUE_COLUMNS])
             .from_(self.t("kpi_values", v))
             .where(exp.Not(this=superseded))
         )
-        self.run_sql(exp.Create(this=view, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True))
-        return view
+        self.run_sql(exp.Create(this=run.inputs, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True))
 
-    def _stage_derived(self, pl: KpiPlan) -> None:
+    def _stage_derived(self, run: RunState, pl: KpiPlan) -> None:
         began = _time.perf_counter()
         self.progress("derived", {"kpi": pl.name})
-        inputs = self.inputs
+        inputs = run.inputs
         dims = derived_dimensions(self.plan, pl.name)
         try:
             for grain in pl.grains:
-                self._insert_stage(sqlgen.derived_query(pl, grain, inputs, dims, self.since[(pl.name, grain)]))
-                self._record_ranges([(pl, grain)])
+                self._insert_stage(run, sqlgen.derived_query(pl, grain, inputs, dims, run.since[(pl.name, grain)]))
+                self._record_ranges(run, [(pl, grain)])
         except Exception as exc:  # noqa: BLE001
-            self._fail(pl, exc)
-        self.results[pl.name].seconds += _time.perf_counter() - began
+            self._fail(run, pl, exc)
+        run.results[pl.name].seconds += _time.perf_counter() - began
 
     # --- freshness -----------------------------------------------------------
 
-    def _check_freshness(self) -> None:
+    def _check_freshness(self, run: RunState) -> None:
         checked: dict[tuple[str, str], Any] = {}
         for name in self.selected:
             pl = self.plan.kpis[name]
@@ -491,7 +477,7 @@ class Runner:
                 try:
                     checked[key] = self.fetch(q)[0][0]
                 except Exception as exc:  # noqa: BLE001
-                    self._fail(pl, exc)
+                    self._fail(run, pl, exc)
                     continue
             newest = checked[key]
             now = dt.datetime.combine(self.as_of, dt.time()) + dt.timedelta(days=1)
@@ -502,57 +488,32 @@ class Runner:
             age = now - newest.replace(tzinfo=None)
             error_after, warn_after = units.parse_duration(rule.error_after), units.parse_duration(rule.warn_after)
             if error_after is not None and age > error_after:
-                self._fail(pl, f"source is stale: newest {pl.kpi.time} is {newest} ({age.days} days old), past error_after {rule.error_after}")
+                self._fail(run, pl, f"source is stale: newest {pl.kpi.time} is {newest} ({age.days} days old), past error_after {rule.error_after}")
             elif warn_after is not None and age > warn_after:
-                self.result.warnings.append(warning("KPI090", f"{name}: source is stale: newest {pl.kpi.time} is {newest}, past warn_after {rule.warn_after}"))
+                run.result.warnings.append(warning("KPI090", f"{name}: source is stale: newest {pl.kpi.time} is {newest}, past warn_after {rule.warn_after}"))
 
     # --- publishing ------------------------------------------------------------
 
-    def _publish(self, ok: list[str]) -> None:
+    def _publish(self, run: RunState, kept: KeptPreAggregates | None, ok: list[str]) -> None:
         now = self._now()
-        if self.adapter.capabilities.transactions:
-            self._publish_in_transaction(ok, now)
-        else:
-            self._publish_versions(ok, now)
+        self.publisher.publish(run, lambda: self._writes(run, ok, now), kept)
         counts = self.fetch(
-            exp.select(col("name"), exp.Count(this=exp.Star())).from_(self.stage.copy()).group_by(col("name"))
+            exp.select(col("name"), exp.Count(this=exp.Star())).from_(run.stage).group_by(col("name"))
         )
         for name, n in counts:
-            if name in self.results:
-                self.results[name].rows = int(n)
+            if name in run.results:
+                run.results[name].rows = int(n)
 
-    def _publish_in_transaction(self, ok: list[str], now: dt.datetime) -> None:
-        self.adapter.begin()
-        checkpoint("publish.begin")
-        try:
-            self._migrate_in_transaction()
-            for w in self._writes(ok, now):
-                if w.dropped != exp.false():
-                    self.run_sql(exp.delete(self.t(w.table.name), where=None if w.dropped == exp.true() else w.dropped))
-                if w.rows:  # a kill point of its own: insert_rows does not pass through run_sql
-                    checkpoint("publish." + w.table.name.removeprefix("kpi_"))
-                    self.adapter.insert_rows(self.tsql(w.table.name), w.table.column_names, w.rows)
-                for i in range(0, len(w.queries), UNION_CHUNK):  # bounded statement size for large projects
-                    self.insert(w.table, sqlgen.union_all(w.queries[i:i + UNION_CHUNK]))
-            if self.pre_aggregates is not None:
-                checkpoint("publish.partials")
-                self.pre_aggregates.publish()
-            checkpoint("publish.commit")
-            self.adapter.commit()
-            checkpoint("publish.committed")
-        except BaseException:
-            self.adapter.rollback()
-            raise
-
-    def _writes(self, ok: list[str], now: dt.datetime) -> list[TableWrite]:
+    def _writes(self, run: RunState, ok: list[str], now: dt.datetime) -> list[TableWrite]:
         """What publishing does to every output table, in this order: targets read the new values; status
-        reads the new values, targets and catalog. The same on every engine; only how it is applied differs."""
+        reads the new values, targets and catalog. The same on every engine; only how it is applied differs
+        (publish.py). Made once publishing has begun: inside the transaction where there is one."""
         replaced = _name_in(ok) if ok else exp.false()
         writes = [
-            TableWrite(tables.VALUES, self._replaced_values(ok) if ok else exp.false(),
-                       [self._values_query(ok, now)] if ok else [], []),
+            TableWrite(tables.VALUES, self._replaced_values(run, ok) if ok else exp.false(),
+                       [self._values_query(run, ok, now)] if ok else [], []),
             TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now)),
-            self._definitions_write(ok, now),
+            self._definitions_write(run, ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
             TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
             TableWrite(tables.STATUS, replaced, [status_query(ok, self.schema, self.as_of)] if ok else [], []),
@@ -564,11 +525,11 @@ class Runner:
         return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
                 if w.table in tables.PER_KPI else w for w in writes]
 
-    def _replaced_values(self, ok: list[str]) -> exp.Expression:
+    def _replaced_values(self, run: RunState, ok: list[str]) -> exp.Expression:
         """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has."""
         values = self.t("kpi_values")
         kept = exp.Exists(
-            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(self.ranges, "__r")).where(
+            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
                 exp.and_(
                     exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=values.this.copy())),
                     exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=values.this.copy())),
@@ -583,7 +544,7 @@ class Runner:
         keep = [lit(k.name) for k in self.project.kpis]
         return exp.Not(this=exp.In(this=col("name"), expressions=keep)) if keep else exp.true()
 
-    def _values_query(self, ok: list[str], now: dt.datetime) -> exp.Select:
+    def _values_query(self, run: RunState, ok: list[str], now: dt.datetime) -> exp.Select:
         """The staged rows of the KPIs that succeeded, as kpi_values rows."""
         hashes = exp.Case(
             this=col("name"),
@@ -592,9 +553,9 @@ class Runner:
         return exp.select(
             *[col(c) for c in tables.VALUE_COLUMNS],
             sqlgen.alias(hashes, "definition_hash"),
-            sqlgen.alias(exp.Literal.number(self.run_id), "run_id"),
+            sqlgen.alias(exp.Literal.number(run.run_id), "run_id"),
             sqlgen.alias(lit(now), "computed_at"),
-        ).from_(self.stage.copy()).where(_name_in(ok))
+        ).from_(run.stage).where(_name_in(ok))
 
     def _catalog_rows(self, ok: list[str], now: dt.datetime) -> list[list[Any]]:
         strategies = self.project.strategies
@@ -612,7 +573,7 @@ class Runner:
             ])
         return rows
 
-    def _definitions_write(self, ok: list[str], now: dt.datetime) -> TableWrite:
+    def _definitions_write(self, run: RunState, ok: list[str], now: dt.datetime) -> TableWrite:
         """kpi_definitions: a hash seen before gets this run as its last_seen_at, a new one a row of its own."""
         if not ok:
             return TableWrite(tables.DEFINITIONS, exp.false(), [], [])
@@ -622,7 +583,7 @@ class Runner:
         seen = self.fetch(exp.select(col("name"), col("definition_hash"), col("first_run_id"), col("first_seen_at"))
                           .from_(self.t(tables.DEFINITIONS.name)).where(exp.and_(_name_in(ok), current)))
         first = {r[0]: (r[2], r[3]) for r in seen}
-        rows = [[n, h, *first.get(n, (self.run_id, now)), now] for n, h in hashes.items()]
+        rows = [[n, h, *first.get(n, (run.run_id, now)), now] for n, h in hashes.items()]
         return TableWrite(tables.DEFINITIONS, exp.and_(_name_in(ok), current.copy()), [], rows)
 
     def _check_in_rows(self, ok: list[str]) -> list[list[Any]]:
@@ -648,162 +609,6 @@ class Runner:
                 if q is not None:
                     queries.append(q)
         return queries
-
-    # --- publishing by versions (engines without transactions: Spark) -----------------
-    #
-    # Each output table is a view over `<name>__versions`, a table partitioned by
-    # kpi_version, that shows the partition named by the view kpi_current_version.
-    # A run writes partition run_id of every table, complete, then replaces
-    # kpi_current_version: one statement, so readers see every table of the previous
-    # run or every table of this one. The previous partition stays until the next
-    # run has moved the pointer past it (a query still reading it keeps working);
-    # older ones are dropped. kpi_runs is a view over an append-only log.
-
-    @property
-    def _runs_written(self) -> str:
-        """The table run rows are written to: kpi_runs itself, or its log where rows cannot be updated."""
-        return "kpi_runs" if self.adapter.capabilities.transactions else RUNS_LOG
-
-    def _mark_aborted(self, now: dt.datetime) -> None:
-        """A run still 'running' was killed: the next run says so."""
-        running = exp.EQ(this=col("status"), expression=lit("running"))
-        if self.adapter.capabilities.transactions:
-            self.run_sql(exp.update(self.t("kpi_runs"), {"status": lit("aborted"), "finished_at": lit(now)}, where=running))
-            return
-        if not self.fetch(exp.select(exp.Count(this=exp.Star())).from_(self.t("kpi_runs")).where(running))[0][0]:
-            return  # nothing to mark: no statement that writes
-        aborted = {"finished_at": lit(now), "status": lit("aborted")}
-        rows = exp.select(*[sqlgen.alias(aborted[c], c) if c in aborted else col(c) for c in tables.RUNS.column_names])
-        self.run_sql(exp.Insert(this=exp.Schema(this=self.t(RUNS_LOG), expressions=[ident(c) for c in tables.RUNS.column_names]),
-                                expression=rows.from_(self.t("kpi_runs")).where(running)))
-
-    def _ensure_versioned(self, existing: set[str]) -> None:
-        self._ensure_versioned_tables(existing)
-        self._migrate_versioned()
-
-    def _ensure_versioned_tables(self, existing: set[str]) -> None:
-        if "kpi_meta" not in existing:  # first, with its row: a run killed while creating the rest completes them
-            meta = exp.select(sqlgen.alias(lit("schema_version"), "key"), sqlgen.alias(lit(str(tables.SCHEMA_VERSION)), "value"))
-            self.run_sql(exp.Create(this=self.t("kpi_meta"), kind="TABLE", expression=meta))
-        if POINTER not in existing:
-            self._point_at(0)
-        for table in VERSIONED:
-            if table.name in existing:  # its view: made last (or by a pending migration)
-                continue
-            if versions_name(table.name) not in existing:
-                self.run_sql(_versions_ddl(table, self.schema))
-            self._create_versioned_view(table)
-        if RUNS_LOG not in existing:
-            self.run_sql(tables.Table(RUNS_LOG, tables.RUNS.columns, "").ddl(self.schema))
-        if "kpi_runs" not in existing:
-            # the latest row of each run: its end, or while it runs (or when it was killed) its start
-            latest = exp.Window(this=exp.RowNumber(), partition_by=[col("run_id")], order=exp.Order(
-                expressions=[exp.Ordered(this=col("finished_at"), desc=True, nulls_first=False)]))
-            rows = exp.select(*[col(c) for c in tables.RUNS.column_names], sqlgen.alias(latest, "__n")).from_(self.t(RUNS_LOG))
-            shown = exp.select(*[col(c) for c in tables.RUNS.column_names]).from_(
-                exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__l")))).where(
-                exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
-            self.run_sql(exp.Create(this=self.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
-
-    def _create_versioned_view(self, table: tables.Table) -> None:
-        """The view of the published version of `table`."""
-        current = exp.select(col("version")).from_(self.t(POINTER))
-        shown = exp.select(*[col(c) for c in table.column_names]).from_(self.t(versions_name(table.name))).where(
-            exp.EQ(this=col(VERSION_COLUMN), expression=exp.Subquery(this=current)))
-        self.run_sql(exp.Create(this=self.t(table.name), kind="VIEW", expression=shown, replace=True))
-
-    def _migrate_versioned(self) -> None:
-        """The pending schema migrations, by versions: a new table's versioned table is filled (at the published
-        version) before its view exists; kpi_meta gets the new version last. Every statement can run again, so
-        the next run completes a migration killed midway."""
-        if not self.migrations:
-            return
-        published = self._published_version()
-        for migration in self.migrations:
-            checkpoint(f"migrate.v{migration.version}")
-            for step in migration.steps:
-                self.run_sql(_versions_ddl(step.table, self.schema))
-                if step.backfill is not None:
-                    target = self.t(versions_name(step.table.name))
-                    target.set("partition", exp.Partition(expressions=[
-                        exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(published))]))
-                    self.run_sql(exp.Insert(this=exp.Schema(this=target, expressions=[ident(c) for c in step.table.column_names]),
-                                            expression=step.backfill(self.schema), overwrite=True))
-                self._create_versioned_view(step.table)
-            self.run_sql(migrations.version_append(self.schema, migration.version))
-        self.migrations = ()
-
-    def _migrate_in_transaction(self) -> None:
-        """The pending schema migrations: the first statements of the publishing transaction, so a run that
-        does not commit leaves the tables at their old version."""
-        for migration in self.migrations:
-            checkpoint(f"migrate.v{migration.version}")
-            for step in migration.steps:
-                self.run_sql(step.table.ddl(self.schema))
-                if step.backfill is not None:
-                    self.insert(step.table, step.backfill(self.schema))
-            self.run_sql(migrations.version_update(self.schema, migration.version))
-
-    def _point_at(self, version: int) -> None:
-        pointer = exp.select(sqlgen.alias(sqlgen.cast(exp.Literal.number(version), "BIGINT"), "version"))
-        self.run_sql(exp.Create(this=self.t(POINTER), kind="VIEW", expression=pointer, replace=True))
-
-    def _published_version(self) -> int:
-        return int(self.fetch(exp.select(col("version")).from_(self.t(POINTER)))[0][0])
-
-    def _publish_versions(self, ok: list[str], now: dt.datetime) -> None:
-        previous = self._published_version()
-        self._next: set[str] = set()
-        for w in self._writes(ok, now):
-            checkpoint("publish.version")
-            self._write_version(w)
-        checkpoint("publish.swap")
-        self._point_at(self.run_id)
-        checkpoint("publish.swapped")
-        self._drop_versions(keep={self.run_id, previous})
-
-    def _write_version(self, w: TableWrite) -> None:
-        """Partition run_id of a table: the published rows but those dropped, and the new rows, the queries
-        reading this run's versions of the tables written before."""
-        table, rows = w.table, w.rows
-        if rows:
-            self.adapter.insert_rows(self.tsql(versions_name(table.name)), [*table.column_names, VERSION_COLUMN],
-                                     [[*r, self.run_id] for r in rows])
-        parts: list[exp.Query] = [] if w.dropped == exp.true() else [
-            sqlgen.select_all(self.t(table.name), table.column_names).where(exp.Not(this=exp.Paren(this=w.dropped)))]
-        parts += [self._retarget(q) for q in w.queries]
-        target = self.t(versions_name(table.name))
-        target.set("partition", exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(self.run_id))]))
-        for i in range(0, len(parts), UNION_CHUNK):
-            self.run_sql(exp.Insert(this=exp.Schema(this=target.copy(), expressions=[ident(c) for c in table.column_names]),
-                                    expression=sqlgen.union_all(parts[i:i + UNION_CHUNK])))
-        self._next.add(table.name)
-
-    def _version(self, table: str, version: int) -> exp.Select:
-        shown = tables.BY_NAME[table]
-        return sqlgen.select_all(self.t(versions_name(table)), shown.column_names).where(
-            exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version)))
-
-    def _retarget(self, query: exp.Query) -> exp.Query:
-        """`query` reading this run's new version of each output table written so far."""
-        def swap(node: exp.Expression) -> exp.Expression:
-            if isinstance(node, exp.Table) and node.db == self.schema and node.name in self._next:
-                return exp.Subquery(this=self._version(node.name, self.run_id),
-                                    alias=exp.TableAlias(this=ident(node.alias or node.name)))
-            return node
-
-        return query.transform(swap)
-
-    def _drop_versions(self, keep: set[int]) -> None:
-        """Drop the partitions of every version but `keep` (a failed or killed run's included)."""
-        for table in VERSIONED:
-            versions = self.t(versions_name(table.name))
-            listed = exp.Command(this="SHOW", expression=exp.Literal.string(f"PARTITIONS {self.sql(versions)}"))
-            for (spec,) in self.fetch(listed):
-                version = int(str(spec).rpartition("=")[2])
-                if version not in keep:
-                    part = exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version))])
-                    self.run_sql(exp.Alter(this=versions.copy(), kind="TABLE", actions=[exp.DropPartition(expressions=[part], exists=True)]))
 
     def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
         ranges = {(n, g): r for n in ok for g in self.plan.kpis[n].grains

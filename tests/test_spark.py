@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from engines import engine_unavailable, spark_missing
 from helpers_projects import write_project
-from kpimetrics import Project, runner as runner_mod, tables
+from kpimetrics import Project, publish as publish_mod, tables
 from kpimetrics.errors import WarehouseError
 from kpimetrics.tables import qualified
 from test_run_atomic import CODE_TOTAL, REVENUE
@@ -72,13 +72,13 @@ def fetch(root: Path, sql: str) -> list[tuple]:
 
 def partitions(root: Path, table: str = "kpi_values") -> list[int]:
     schema = Project.load(root).definition.config.output_schema
-    rows = fetch(root, f"SHOW PARTITIONS `{schema}`.`{runner_mod.versions_name(table)}`")
+    rows = fetch(root, f"SHOW PARTITIONS `{schema}`.`{publish_mod.versions_name(table)}`")
     return sorted(int(r[0].rpartition("=")[2]) for r in rows)
 
 
 def pointer(root: Path) -> int:
     schema = Project.load(root).definition.config.output_schema
-    return fetch(root, f"SELECT version FROM `{schema}`.`{runner_mod.POINTER}`")[0][0]
+    return fetch(root, f"SELECT version FROM `{schema}`.`{publish_mod.POINTER}`")[0][0]
 
 
 def same_rows(a: list[tuple], b: list[tuple], columns: list[str]) -> None:
@@ -255,17 +255,17 @@ def test_publishing_by_versions(tmp_path, warehouse, monkeypatch):
     before = fingerprint(root)
     write_orders(root, ORDERS + MORE)
     Project.load(root).seed()
-    real = runner_mod.checkpoint
+    real = publish_mod.checkpoint
 
     # 1. the driver dies after writing every new version, before moving the pointer
     def crash(name: str) -> None:
         if name == "publish.swap":
             raise RuntimeError("the driver died")
 
-    monkeypatch.setattr(runner_mod, "checkpoint", crash)
+    monkeypatch.setattr(publish_mod, "checkpoint", crash)
     with pytest.raises(RuntimeError):
         Project.load(root).run(as_of=AS_OF)
-    monkeypatch.setattr(runner_mod, "checkpoint", real)
+    monkeypatch.setattr(publish_mod, "checkpoint", real)
     assert {t: read(root, t) for t in published} == published
     assert pointer(root) == first.run_id
     assert read(root, "kpi_runs", ["run_id", "status"]) == [(first.run_id, "success"), (first.run_id + 1, "error")]
@@ -277,13 +277,13 @@ def test_publishing_by_versions(tmp_path, warehouse, monkeypatch):
         if name.startswith("publish."):
             seen.append((name, fingerprint(root)))
 
-    monkeypatch.setattr(runner_mod, "checkpoint", reader)
+    monkeypatch.setattr(publish_mod, "checkpoint", reader)
     third = Project.load(root).run(as_of=AS_OF)
-    monkeypatch.setattr(runner_mod, "checkpoint", real)
+    monkeypatch.setattr(publish_mod, "checkpoint", real)
     ok(third)
     after = fingerprint(root)
     assert before != after
-    assert [n for n, _ in seen].count("publish.version") == len(runner_mod.VERSIONED)
+    assert [n for n, _ in seen].count("publish.version") == len(publish_mod.VERSIONED)
     assert all(f == before for n, f in seen if n != "publish.swapped"), "a reader saw a partly published run"
     assert dict(seen)["publish.swapped"] == after
     # the failed run's half-written version is gone; the previous one stays for readers still on it
@@ -295,7 +295,7 @@ def test_publishing_by_versions(tmp_path, warehouse, monkeypatch):
     fourth = Project.load(root).run(as_of=AS_OF)
     ok(fourth)
     assert fingerprint(root) == after
-    for table in runner_mod.VERSIONED:
+    for table in publish_mod.VERSIONED:
         assert set(partitions(root, table.name)) <= {third.run_id, fourth.run_id}
     assert partitions(root) == [third.run_id, fourth.run_id]
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..config import DuckDBOutput, PostgresOutput, SparkOutput
 from ..errors import ConfigError
 
 
+# How a run publishes its output tables atomically (publish.PUBLISHERS): one multi-table transaction, or,
+# on an engine without those, versioned tables behind views that one pointer view swaps.
+Publish = Literal["transaction", "versioned_views"]
+
+
 @dataclass(frozen=True)
 class Capabilities:
-    transactions: bool  # multi-statement, multi-table transactions
+    publish: Publish
     default_schema: str
 
 

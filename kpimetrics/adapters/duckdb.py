@@ -21,7 +21,7 @@ INSERT_PARAMETERS = 2000  # parameters per INSERT of insert_rows: about 100 rows
 
 class DuckDBAdapter:
     dialect = "duckdb"
-    capabilities = Capabilities(transactions=True, default_schema="main")
+    capabilities = Capabilities(publish="transaction", default_schema="main")
 
     def __init__(self, output: DuckDBOutput, project_root: Path, timezone: str):
         self.path = output.path
@@ -52,7 +52,7 @@ class DuckDBAdapter:
         # is a pipe and under `run -q`: the run shows one of its own, and a CI log must not fill with DuckDB's
         self.con.execute("SET enable_progress_bar = false")
         if output.schema_:
-            self.capabilities = Capabilities(transactions=True, default_schema=output.schema_)
+            self.capabilities = Capabilities(publish="transaction", default_schema=output.schema_)
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
         with _warehouse_errors():

@@ -34,7 +34,7 @@ class PostgresAdapter:
     def __init__(self, output: PostgresOutput, project_root: Path, timezone: str):
         self.output = output
         self._password = output.password or ""
-        self.capabilities = Capabilities(transactions=True, default_schema=output.schema_ or DEFAULT_SCHEMA)
+        self.capabilities = Capabilities(publish="transaction", default_schema=output.schema_ or DEFAULT_SCHEMA)
         params: dict[str, Any] = {
             "host": output.host, "port": output.port, "dbname": output.dbname,
             "connect_timeout": output.connect_timeout, "application_name": "kpimetrics",

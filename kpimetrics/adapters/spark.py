@@ -1,8 +1,8 @@
 """Apache Spark through pyspark: `master: local[N]` on one machine, or a cluster URL.
 
 Spark has no multi-table transactions, and its plain (parquet) tables take no
-UPDATE or DELETE, so the runner publishes by writing new versions of the output
-tables and then moving one pointer view (see runner.py). This module runs
+UPDATE or DELETE, so a run publishes by writing new versions of the output
+tables and then moving one pointer view (publish.py). This module runs
 statements and moves rows; it knows nothing of KPIs.
 
 One SparkSession serves the whole process: starting one starts a JVM and costs
@@ -78,14 +78,14 @@ logger.datanucleus.level = off
 
 class SparkAdapter:
     dialect = "spark"
-    capabilities = Capabilities(transactions=False, default_schema=DEFAULT_SCHEMA)
+    capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA)
 
     def __init__(self, output: SparkOutput, project_root: Path, timezone: str):
         self.master = output.master
         self.warehouse = _warehouse_uri(output.warehouse_dir, project_root)
         self.timezone = timezone
         if output.schema_:
-            self.capabilities = Capabilities(transactions=False, default_schema=output.schema_)
+            self.capabilities = Capabilities(publish="versioned_views", default_schema=output.schema_)
         embedded = _is_local(self.warehouse) and not any(k in output.conf for k in _EXTERNAL_CATALOG_KEYS)
         self._lock: WarehouseLock | None = None
         self._metastore: Path | None = None
@@ -180,7 +180,7 @@ class SparkAdapter:
             return str(value)
         return value
 
-    # --- transactions: none (the runner publishes by versions instead) --------------
+    # --- transactions: none (publish.py publishes by versions instead) ---------------
 
     def begin(self) -> None:
         pass
