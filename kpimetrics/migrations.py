@@ -2,8 +2,8 @@
 
 The output schema records its version in kpi_meta (key `schema_version`). `MIGRATIONS`
 lists, for every version after the first, what changes from the version before, as
-data: steps with sqlglot trees, no SQL text. `run` applies the pending ones in order,
-how depends on the publisher (runner.py):
+data: steps with sqlglot trees, no SQL text. `run` applies the pending ones in order;
+how depends on the engine's publisher:
 
     one transaction (DuckDB, PostgreSQL): the steps and the new version number are the
         first statements of the publishing transaction, so a killed or failed run
