@@ -20,6 +20,7 @@ from typing import Callable
 from sqlglot import exp
 
 from . import collector, sqlgen
+from . import model as m
 from .dialects import PARTS_RENDER_ALONE
 from .planner import KpiPlan, Plan
 from .shapes import RowTexts, Shapes
@@ -34,12 +35,12 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
     pl = plan.kpis[name]
     cal = plan.project.config.calendar
     ctes: list[tuple[str, exp.Query]] = []
-    if pl.form != "derived":
+    if pl.scanned:
         q = sqlgen.scan_query([(pl, grain) for grain in pl.grains], cal, prefix=name)
         c, body = sqlgen.split_ctes(q)
         return c, [body]
     closure = plan.closure(name)[:-1]  # its inputs, in dependency order
-    scans = plan.scans([n for n in closure if plan.kpis[n].form != "derived"])
+    scans = plan.scans([n for n in closure if plan.kpis[n].scanned])
     bodies: list[exp.Query] = []
     for i, scan in enumerate(scans):
         prefix = name if len(scans) == 1 else f"{name}__s{i}"
@@ -48,7 +49,7 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
         bodies.append(body)
     values = f"{name}__inputs"
     ctes.append((values, sqlgen.union_all(bodies)))
-    for i, inner in enumerate(n for n in closure if plan.kpis[n].form == "derived"):
+    for i, inner in enumerate(n for n in closure if not plan.kpis[n].scanned):
         ipl, more = plan.kpis[inner], f"{name}__inputs{i + 1}"
         source = exp.Table(this=sqlgen.ident(values))
         rows = [sqlgen.derived_query(ipl, g, source, derived_dimensions(plan, inner)) for g in ipl.grains]
@@ -62,7 +63,7 @@ def kpi_parts(plan: Plan, name: str) -> tuple[list[tuple[str, exp.Query]], list[
 def derived_dimensions(plan: Plan, name: str) -> tuple[str, ...]:
     """A derived KPI is sliced only by the dimensions all its inputs have."""
     pl = plan.kpis[name]
-    if pl.form != "derived":
+    if pl.scanned:
         return pl.dimensions
     common: list[str] | None = None
     for i in pl.input_names:
@@ -136,10 +137,10 @@ def run_pieces(plan: Plan, names: list[str], dialect: str) -> list[Callable[[], 
 
     def derived() -> str:
         shapes = Shapes(plan, dialect, inserts)  # derived KPIs of one shape differ only in names: one rendering
-        return "\n\n".join(shapes.text(name) for name in names if plan.kpis[name].form == "derived")
+        return "\n\n".join(shapes.text(name) for name in names if not plan.kpis[name].scanned)
 
     pieces = [head, *[scan_piece(scan) for scan in plan.scans(names)]]
-    if any(plan.kpis[n].form == "derived" for n in names):
+    if any(not plan.kpis[n].scanned for n in names):
         pieces.append(derived)
     return pieces
 
@@ -150,6 +151,16 @@ def run_script(plan: Plan, names: list[str], dialect: str) -> str:
 
 def join_run_script(texts: list[str]) -> str:
     return "\n\n".join(texts) + "\n"
+
+
+_FORM_KEYS = tuple(f.key for f in m.FORMS)
+
+
+def _form_entries(form: m.Form) -> dict[str, object]:
+    """The manifest's entry for each form's key: the KPI's form as written under its own key, None under the others."""
+    entries: dict[str, object] = dict.fromkeys(_FORM_KEYS)
+    entries[form.key] = form.written()
+    return entries
 
 
 def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) -> dict:
@@ -179,9 +190,7 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
             "declared_grains": list(k.declared_grains),
             "model": k.model,
             "time": k.time,
-            "measure": k.measure,
-            "ratio": k.ratio.model_dump(mode="json") if k.ratio else None,
-            "derived": k.derived,
+            **_form_entries(pl.computation),
             "filter": k.filter,
             "dimensions": list(pl.dimensions),
             "window": k.window.model_dump(mode="json", exclude_none=True) if k.window else None,

@@ -36,12 +36,29 @@ def derived_inputs(derived: str, dialect: str) -> list[InputRef]:
     return list(refs)
 
 
+def kpi_inputs(kpi, dialect: str) -> list[InputRef]:
+    """The KPIs a KPI reads, from its form's expressions over other KPIs' values (a derived KPI's `derived`)."""
+    form = kpi.computation
+    if form is None or form.reads_model:  # a form that scans rows reads no KPI
+        return []
+    return _form_inputs(form, dialect)
+
+
+def _form_inputs(form, dialect: str) -> list[InputRef]:
+    refs: dict[InputRef, None] = {}
+    for e in form.expressions():
+        if e.kind == "kpis":
+            refs.update(dict.fromkeys(derived_inputs(e.text, dialect)))
+    return list(refs)
+
+
 def graph(kpis: Iterable, dialect: str) -> dict[str, list[str]]:
     """name -> the KPIs it derives from (in the order written)."""
     out: dict[str, list[str]] = {}
     for k in kpis:
-        if k.derived is not None:
-            out[k.name] = list(dict.fromkeys(r.kpi for r in derived_inputs(k.derived, dialect)))
+        form = k.computation
+        if form is not None and not form.reads_model:
+            out[k.name] = list(dict.fromkeys(r.kpi for r in _form_inputs(form, dialect)))
         else:
             out.setdefault(k.name, [])
     return out

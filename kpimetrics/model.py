@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 
 from pydantic import (
     BaseModel,
@@ -225,6 +225,107 @@ class CheckIn(Node):
     note: str
 
 
+# --- KPI forms ----------------------------------------------------------------
+# A KPI computes its value in one form, written under the form's own key (`measure:`, `ratio: {numerator,
+# denominator}`, `derived:`). Those keys stay fields of `Kpi`, so the YAML, its error messages and their lines are
+# those of any other key; `Kpi.computation` is the form as a typed value that knows its SQL expressions, and the
+# definition hash, the checks of SQL and columns, the shape cache and the manifest read the expressions from it
+# rather than listing fields. A new form is a subclass of `Form` here, its key as a field of `Kpi`, its entry in
+# FORMS and in VALUE_FIELDS, and its rendering in sqlgen.
+
+ExpressionKind = Literal["aggregate", "rows", "kpis"]
+
+
+class Expression(NamedTuple):
+    """One SQL text of a KPI, what it computes over, and where it was written (`node.value_loc(key)`, or item
+    `index` of that list). A tuple: a plain class costs four times as much to make, and every KPI makes several."""
+
+    role: str  # measure | numerator | denominator | derived | filter | time | dimension
+    text: str
+    kind: ExpressionKind  # aggregate: over the rows of a period; rows: of each row; kpis: over other KPIs' values
+    node: Node
+    key: str
+    index: int | None = None
+    path: str | None = None  # how messages name it when not by its role: 'ratio.numerator'
+
+    @property
+    def label(self) -> str:
+        return self.path or self.role
+
+
+class Form:
+    """How a KPI computes its value. Each subclass is one form, named by the key that writes it. Made once per KPI
+    (`Kpi.computation`) and not changed after."""
+
+    __slots__ = ("kpi", "_expressions")
+    key: ClassVar[str]
+    # computed in the one scan of the KPI's `model`, its rows placed in periods by `time` (which it then needs);
+    # otherwise from other KPIs' values, after the scans, and the keys in `takes_no` make no sense on it (KPI049)
+    reads_model: ClassVar[bool] = True
+    takes_no: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, kpi: Kpi):
+        self.kpi = kpi
+        self._expressions: tuple[Expression, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.kpi.name!r})"
+
+    def expressions(self) -> tuple[Expression, ...]:
+        """The form's SQL texts (`sql()`), made once: the planner, the hash and the shape cache each read them."""
+        made = self._expressions
+        if made is None:
+            made = self._expressions = self.sql()
+        return made
+
+    def sql(self) -> tuple[Expression, ...]:
+        """The form's SQL texts, by role, in a fixed order (the shape cache numbers their constants in it)."""
+        raise NotImplementedError
+
+    def written(self) -> Any:
+        """The form as the YAML wrote it under its key, as JSON (the manifest shows it)."""
+        return getattr(self.kpi, self.key)
+
+
+class MeasureForm(Form):
+    __slots__ = ()
+    key = "measure"
+
+    def sql(self) -> tuple[Expression, ...]:
+        return (Expression("measure", self.kpi.measure, "aggregate", self.kpi, "measure"),)
+
+
+class RatioForm(Form):
+    """The numerator's aggregate over a period's rows divided by the denominator's."""
+
+    __slots__ = ()
+    key = "ratio"
+
+    def sql(self) -> tuple[Expression, ...]:
+        ratio = self.kpi.ratio
+        return (Expression("numerator", ratio.numerator, "aggregate", ratio, "numerator", path="ratio.numerator"),
+                Expression("denominator", ratio.denominator, "aggregate", ratio, "denominator", path="ratio.denominator"))
+
+    def written(self) -> Any:
+        return self.kpi.ratio.model_dump(mode="json")
+
+
+class DerivedForm(Form):
+    """An expression over other KPIs' values at the same grain and slice (`lag(k, n)` for earlier periods)."""
+
+    __slots__ = ()
+    key = "derived"
+    reads_model = False
+    takes_no = ("model", "time", "window", "filter", "dimensions")
+
+    def sql(self) -> tuple[Expression, ...]:
+        return (Expression("derived", self.kpi.derived, "kpis", self.kpi, "derived"),)
+
+
+FORMS: tuple[type[Form], ...] = (MeasureForm, RatioForm, DerivedForm)
+FORM_KEYS: frozenset[str] = frozenset(f.key for f in FORMS)
+
+
 class Kpi(Node):
     """A KPI or, with kind 'standard', a performance standard (no strategy needed)."""
 
@@ -240,6 +341,7 @@ class Kpi(Node):
     model: str | None = None
     time: str | None = None
     grain: Grain | list[Grain] | None = None
+    # the forms (FORMS), one per KPI
     measure: str | None = None
     ratio: Ratio | None = None
     derived: str | None = None
@@ -259,6 +361,8 @@ class Kpi(Node):
     check_ins: list[CheckIn] = Field(default_factory=list)
 
     _kind: str = PrivateAttr(default="kpi")
+    _forms: tuple[Form, ...] | None = PrivateAttr(default=None)
+    _computation: Form | None = PrivateAttr(default=None)
 
     @field_validator("grain", mode="before")
     @classmethod
@@ -270,12 +374,46 @@ class Kpi(Node):
         return self.__pydantic_private__["_kind"]
 
     @property
+    def written_forms(self) -> tuple[Form, ...]:
+        """Every form the KPI writes, in FORMS order, made once: one in a valid project (more, or none, is KPI025)."""
+        private = self.__pydantic_private__
+        forms = private["_forms"]
+        if forms is None:
+            forms = private["_forms"] = tuple(f(self) for f in FORMS if getattr(self, f.key) is not None)
+        return forms
+
+    @property
+    def computation(self) -> Form | None:
+        """The KPI's form (None when it writes none). Where several are written, the last in FORMS order stands:
+        a KPI that writes `derived` is checked as a derived KPI."""
+        private = self.__pydantic_private__
+        form = private["_computation"]
+        if form is None:
+            forms = self.written_forms
+            form = private["_computation"] = forms[-1] if forms else None
+        return form
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Kpi:
+        copy = super().model_copy(update=update, deep=deep)
+        # the copy's forms are made from the copy's fields
+        copy.__pydantic_private__["_forms"] = copy.__pydantic_private__["_computation"] = None
+        return copy
+
+    @property
     def form(self) -> str:
-        if self.derived is not None:
-            return "derived"
-        if self.ratio is not None:
-            return "ratio"
-        return "measure"
+        form = self.computation
+        return form.key if form is not None else "measure"
+
+    def expressions(self) -> tuple[Expression, ...]:
+        """Every SQL text of the KPI: its form's (each written form's, when there are several), then its filter,
+        time column and dimensions, which are read row by row."""
+        out = [e for form in self.written_forms for e in form.expressions()]
+        if self.filter is not None:
+            out.append(Expression("filter", self.filter, "rows", self, "filter"))
+        if self.time is not None:
+            out.append(Expression("time", self.time, "rows", self, "time"))
+        out.extend(Expression("dimension", d, "rows", self, "dimensions", i) for i, d in enumerate(self.dimensions))
+        return tuple(out)
 
     @property
     def declared_grains(self) -> tuple[str, ...]:
@@ -290,6 +428,18 @@ class Kpi(Node):
         if self.actions is None:
             return None
         return self.actions if isinstance(self.actions, str) else "\n".join(self.actions)
+
+
+# Which fields of a KPI change its values (SPEC §5), said once. definition_hash covers each of VALUE_FIELDS (the
+# forms' keys through the form's expressions, the others as planner.HASHED_FIELDS renders them) and none of
+# NO_VALUE_FIELDS, so editing an owner or a target recomputes nothing. tests/test_kpi_forms.py fails on a field of
+# `Kpi` in neither, and on a value field whose change leaves the hash as it was.
+VALUE_FIELDS: frozenset[str] = FORM_KEYS | {"model", "time", "grain", "filter", "dimensions", "window", "fill"}
+NO_VALUE_FIELDS: frozenset[str] = frozenset({
+    "name",  # a KPI's rows are keyed by its name: a renamed KPI is another KPI
+    "label", "description", "owner", "strategy", "indicator", "category", "unit", "direction", "target", "tolerance",
+    "at_risk_below", "at_risk_above", "slice_targets", "actions", "drives", "tags", "review_by", "check_ins",
+})
 
 
 TOP_LEVEL_KEYS = ("mission", "priorities", "sources", "kpis", "standards", "owners")

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import sqlglot
 from sqlglot import exp
@@ -18,7 +19,7 @@ from sqlglot import exp
 from . import dag
 from .collector import long_lived
 from .loader import MODEL_CTE_PREFIX, ProjectDef
-from .model import Kpi
+from .model import FORM_KEYS, VALUE_FIELDS, Form, Kpi
 from .sqlexpr import parse_snippet, positionless, relation
 
 _SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
@@ -53,10 +54,8 @@ class KpiPlan:
     grains: tuple[str, ...]
     relation: Relation | None
     time: exp.Expression | None
-    measure: exp.Expression | None
-    numerator: exp.Expression | None
-    denominator: exp.Expression | None
-    derived: exp.Expression | None
+    computation: Form
+    trees: dict[str, exp.Expression]  # the form's expressions parsed, by role
     filter: exp.Expression | None
     dimensions: tuple[str, ...]
     inputs: list[dag.InputRef]
@@ -78,7 +77,18 @@ class KpiPlan:
 
     @property
     def form(self) -> str:
-        return self.kpi.form
+        return self.computation.key
+
+    @property
+    def scanned(self) -> bool:
+        """Computed in a scan of its model; otherwise from other KPIs' values, after the scans."""
+        return self.computation.reads_model
+
+    # the tree of each form's role, read by the SQL generator: None where the KPI's form has no such role
+    measure = property(lambda self: self.trees.get("measure"))
+    numerator = property(lambda self: self.trees.get("numerator"))
+    denominator = property(lambda self: self.trees.get("denominator"))
+    derived = property(lambda self: self.trees.get("derived"))
 
     @property
     def window(self) -> tuple[str, object] | None:
@@ -112,11 +122,11 @@ class Plan:
         return sorted(dag.upstream([name], self.deps), key=self.position.__getitem__)
 
     def scans(self, names: list[str]) -> list[Scan]:
-        """The scans of the non-derived KPIs among `names`: one per model and time column, for all grains."""
+        """The scans of the scanned KPIs among `names`: one per model and time column, for all grains."""
         groups: dict[tuple[str, str], Scan] = {}
         for name in names:
             p = self.kpis[name]
-            if p.form == "derived":
+            if not p.scanned:
                 continue
             key = (p.relation.key, p.time_sql)
             scan = groups.setdefault(key, Scan(*key))
@@ -217,25 +227,34 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
     return rel
 
 
+# How each field of a KPI that changes values (model.VALUE_FIELDS) enters the definition hash, but for the forms'
+# keys, which enter as their form's expressions: its key in the hashed payload, and its value there. The keys and
+# values are those of the first release: a change to any would change every KPI's hash, and so recompute every
+# warehouse in full.
+HASHED_FIELDS: dict[str, Callable[[KpiPlan, str], tuple[str, Any]]] = {
+    "model": lambda p, dialect: ("model", p.relation.sql_for_hash if p.relation else None),
+    "time": lambda p, dialect: ("time", _normalized(p.kpi.time, dialect)),
+    "grain": lambda p, dialect: ("grains", list(p.grains)),  # the grains it is computed at, its own and its readers'
+    "filter": lambda p, dialect: ("filter", _normalized(p.kpi.filter, dialect)),
+    "dimensions": lambda p, dialect: ("dimensions", list(p.dimensions)),
+    "window": lambda p, dialect: ("window", list(p.window) if p.window else None),
+    "fill": lambda p, dialect: ("fill", p.kpi.fill),
+}
+# a value field without a rendering above fails here, at import, rather than be left out of the hash
+_HASHED = tuple(HASHED_FIELDS[name] for name in sorted(VALUE_FIELDS - FORM_KEYS))
+# The first release hashed these roles for every KPI, None where its form has none; they stay so that no hash
+# changes. A form added since hashes only its own roles.
+_FIRST_ROLES = dict.fromkeys(("measure", "numerator", "denominator", "derived"))
+
+
 def definition_hash(plan: KpiPlan, project: ProjectDef, hashes: dict[str, str]) -> str:
     """Everything that determines values, and nothing that does not (SPEC §5)."""
-    k, dialect = plan.kpi, project.config.dialect
-    payload = {
-        "form": k.form,
-        "measure": _normalized(k.measure, dialect),
-        "numerator": _normalized(k.ratio.numerator, dialect) if k.ratio else None,
-        "denominator": _normalized(k.ratio.denominator, dialect) if k.ratio else None,
-        "derived": _normalized(k.derived, dialect),
-        "filter": _normalized(k.filter, dialect),
-        "time": _normalized(k.time, dialect),
-        "grains": list(plan.grains),
-        "dimensions": list(plan.dimensions),
-        "window": list(plan.window) if plan.window else None,
-        "fill": k.fill,
-        "model": plan.relation.sql_for_hash if plan.relation else None,
-        "calendar": project.config.calendar.model_dump(mode="json"),
-        "inputs": {n: hashes.get(n) for n in plan.input_names},
-    }
+    dialect, form = project.config.dialect, plan.computation
+    payload = {"form": form.key, **_FIRST_ROLES}
+    payload.update((e.role, _normalized(e.text, dialect)) for e in form.expressions())
+    payload.update([render(plan, dialect) for render in _HASHED])
+    payload["calendar"] = project.config.calendar.model_dump(mode="json")
+    payload["inputs"] = {n: hashes.get(n) for n in plan.input_names}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -253,19 +272,17 @@ def build_plan(project: ProjectDef) -> Plan:
     hashes: dict[str, str] = {}
     for name in order:
         k = by_name[name]
-        ratio = k.ratio
+        form = k.computation
         plan = KpiPlan(
             kpi=k,
             grains=tuple(grains[name]),
-            relation=build_relation(project, k.model, dialect, cache) if k.form != "derived" else None,
+            relation=build_relation(project, k.model, dialect, cache) if form.reads_model else None,
             time=_snippet(k.time, dialect),
-            measure=_snippet(k.measure, dialect),
-            numerator=_snippet(ratio.numerator, dialect) if ratio else None,
-            denominator=_snippet(ratio.denominator, dialect) if ratio else None,
-            derived=_snippet(k.derived, dialect),
+            computation=form,
+            trees={e.role: _snippet(e.text, dialect) for e in form.expressions()},
             filter=_snippet(k.filter, dialect),
             dimensions=tuple(dict.fromkeys(k.dimensions)),
-            inputs=dag.derived_inputs(k.derived, dialect) if k.derived else [],
+            inputs=dag.kpi_inputs(k, dialect),
             dimension_exprs={d: t for d in k.dimensions if (t := _snippet(d, dialect)) is not None},
         )
         plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)

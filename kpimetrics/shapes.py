@@ -6,7 +6,7 @@ file is the query of its shape, built and rendered once by sqlglot with stand-in
 this KPI's names and constants (each rendered by sqlglot in the dialect) put back in their places.
 
 What makes a shape: everything the query is built from (form, grains, slices, window, fill, model, time
-column, and the measure, ratio, filter and derived trees node by node), except the names of the KPIs and
+column, and the trees of the form's expressions and of the filter node by node), except the names of the KPIs and
 the constants that are operands of comparisons and arithmetic. A constant anywhere else (a function's
 argument such as a quantile, a lag, a date format) is part of the shape, since a dialect may rewrite it.
 Stand-ins are tokens nothing else in a query can contain; the first KPI of each shape is also rendered
@@ -81,7 +81,7 @@ def fill_of(plan: Plan, name: str, memo: dict[int, tuple] | None = None) -> Fill
     """`memo` keeps each tree's shape and constants by its id: the planner shares one tree among the KPIs
     that wrote the same snippet (the trees live as long as the plan)."""
     pl = plan.kpis[name]
-    names = [name] if pl.form != "derived" else plan.closure(name)
+    names = [name] if pl.scanned else plan.closure(name)
     place = {n: i for i, n in enumerate(names)}
     constants: list[exp.Literal] = []
     key = tuple(_member_key(plan.kpis[n], constants, place, {} if memo is None else memo) for n in names)
@@ -99,12 +99,17 @@ def _member_key(pl: KpiPlan, constants: list[exp.Literal], place: dict[str, int]
         constants.extend(got[1])
         return got[0]
 
+    # the form's expressions, then the filter: the order in which constants are numbered (as `_stand_in_plan`
+    # replaces them); an expression over KPIs has the KPIs' places, and no constant stood in
+    trees = pl.trees
     return (
         pl.form, pl.grains, pl.dimensions, pl.window, pl.kpi.fill,
         pl.relation.key if pl.relation is not None else None,
         pl.time_sql if pl.time is not None else None,
-        shape(pl.measure), shape(pl.numerator), shape(pl.denominator), shape(pl.filter),
-        _shape(pl.derived, None, place), tuple((place[r.kpi], r.lag) for r in pl.inputs),
+        tuple([_shape(trees[e.role], None, place) if e.kind == "kpis" else shape(trees[e.role])
+               for e in pl.computation.expressions()]),
+        shape(pl.filter),
+        tuple((place[r.kpi], r.lag) for r in pl.inputs),
     )
 
 
@@ -230,7 +235,8 @@ def _stand_in_literal(lit: exp.Literal, i: int) -> exp.Literal:
 
 def _stand_in_plan(pl: KpiPlan, rename: dict[str, str], stand_in: Callable[[exp.Literal], exp.Literal]) -> KpiPlan:
     """A copy of `pl` under its stand-in name, its inputs renamed, and its constants replaced in the order
-    `_shape` finds them (measure, numerator, denominator, filter; each depth-first in argument order)."""
+    `_shape` finds them (the form's expressions, then the filter, as `_member_key` numbers them; each depth-first in
+    argument order)."""
 
     def constants_replaced(tree: exp.Expression | None) -> exp.Expression | None:
         if tree is None:
@@ -242,20 +248,24 @@ def _stand_in_plan(pl: KpiPlan, rename: dict[str, str], stand_in: Callable[[exp.
             lit.replace(stand_in(lit))
         return tree
 
-    derived = None
-    if pl.derived is not None:
-        derived = pl.derived.copy()
-        for column in derived.find_all(exp.Column):
+    def kpis_renamed(tree: exp.Expression | None) -> exp.Expression | None:
+        if tree is None:
+            return None
+        tree = tree.copy()
+        for column in tree.find_all(exp.Column):
             if not column.table and column.name in rename:
                 column.set("this", exp.to_identifier(rename[column.name]))
+        return tree
+
+    kpi = pl.kpi.model_copy(update={"name": rename[pl.name]})
+    trees = {e.role: (kpis_renamed if e.kind == "kpis" else constants_replaced)(pl.trees[e.role])
+             for e in pl.computation.expressions()}
     return dataclasses.replace(
         pl,
-        kpi=pl.kpi.model_copy(update={"name": rename[pl.name]}),
-        measure=constants_replaced(pl.measure),
-        numerator=constants_replaced(pl.numerator),
-        denominator=constants_replaced(pl.denominator),
+        kpi=kpi,
+        computation=kpi.computation,
+        trees=trees,
         filter=constants_replaced(pl.filter),
-        derived=derived,
         inputs=[dataclasses.replace(r, kpi=rename[r.kpi]) for r in pl.inputs],
     )
 

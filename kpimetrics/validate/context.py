@@ -32,25 +32,7 @@ class Columns:
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class Snippet:
-    """One SQL text of a KPI and where it was written (`node.value_loc(key)`, or item `index` of that list)."""
-
-    role: str  # measure | filter | numerator | denominator | derived | time | dimension
-    text: str
-    node: m.Node
-    key: str
-    index: int | None = None
-
-    def loc(self, ctx: "Context") -> Location | None:
-        # A list item's line needs the raw YAML: looked up only when there is something to report.
-        if self.index is None:
-            return self.node.value_loc(self.key)
-        return ctx.item_loc(self.node, self.key, self.index)
-
-    @property
-    def label(self) -> str:
-        return {"numerator": "ratio.numerator", "denominator": "ratio.denominator"}.get(self.role, self.role)
+Snippet = m.Expression  # one SQL text of a KPI: its role, kind, text and where it was written
 
 
 class YamlIndex:
@@ -108,11 +90,18 @@ class Context:
         return self.project.config.defaults.grain
 
     def snippets(self, kpi: m.Kpi) -> tuple[Snippet, ...]:
-        """The KPI's SQL texts, made once however many rules ask (three, for every KPI)."""
+        """The KPI's SQL texts (`Kpi.expressions`), made once however many rules ask (three, for every KPI)."""
         found = self._snippets.get(id(kpi))
         if found is None:
-            found = self._snippets[id(kpi)] = tuple(snippets(kpi))
+            found = self._snippets[id(kpi)] = kpi.expressions()
         return found
+
+    def loc(self, snippet: Snippet) -> Location | None:
+        """Where a snippet was written. A list item's line needs the raw YAML: looked up only when there is
+        something to report."""
+        if snippet.index is None:
+            return snippet.node.value_loc(snippet.key)
+        return self.item_loc(snippet.node, snippet.key, snippet.index)
 
     def tree(self, snippet: Snippet) -> tuple[exp.Expression | None, SqlProblem | None]:
         """The parsed snippet and its problem: parsed once per text however many rules (and the planner) ask."""
@@ -165,17 +154,3 @@ def parse_model(model_file, dialect: str | None) -> tuple[exp.Expression | None,
 def kpi_label(kpi: m.Kpi) -> str:
     """How messages name a KPI: "KPI 'x'" or "standard 'x'"."""
     return f"{'standard' if kpi.kind == 'standard' else 'KPI'} '{kpi.name}'"
-
-
-def snippets(kpi: m.Kpi) -> list[Snippet]:
-    out: list[Snippet] = []
-    for role in ("measure", "filter", "derived", "time"):
-        text = getattr(kpi, role)
-        if text is not None:
-            out.append(Snippet(role, text, kpi, role))
-    if kpi.ratio is not None:
-        for role in ("numerator", "denominator"):
-            out.append(Snippet(role, getattr(kpi.ratio, role), kpi.ratio, role))
-    for i, dimension in enumerate(kpi.dimensions):
-        out.append(Snippet("dimension", dimension, kpi, "dimensions", i))
-    return out

@@ -46,10 +46,16 @@ def _columns_in(tree: exp.Expression) -> list[str]:
     return list(seen)
 
 
+def _reads_model(kpi: m.Kpi) -> bool:
+    """Whether the KPI's form reads its model (true too of a KPI that writes no form: KPI025 says what is missing)."""
+    form = kpi.computation
+    return form is None or form.reads_model
+
+
 def model_references(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        if kpi.model is None or kpi.derived is not None:
+        if kpi.model is None or not _reads_model(kpi):
             continue
         ref, where = model_ref(kpi), kpi.value_loc("model")
         if ref is None:
@@ -172,7 +178,7 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     unchecked: dict[str, list[str]] = {}
     for kpi in project.kpis:
-        if kpi.derived is not None:
+        if not _reads_model(kpi):
             continue
         cols = kpi_columns(project, ctx, kpi)
         if cols.names is None:
@@ -181,6 +187,8 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
                 unchecked.setdefault(ref.model, []).append(kpi.name)
             continue
         for snippet in ctx.snippets(kpi):
+            if snippet.kind == "kpis":
+                continue  # names other KPIs, not columns
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue
@@ -188,7 +196,7 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
                 if name.lower() not in cols.names:
                     what = f"time column '{name}'" if snippet.role == "time" else f"column '{name}' in `{snippet.label}`"
                     issues.append(error("KPI033", f"{kpi_label(kpi)}: {what} is not a column of "
-                                                  f"{model_ref(kpi)}{suggest(name, cols.declared)}", snippet.loc(ctx),
+                                                  f"{model_ref(kpi)}{suggest(name, cols.declared)}", ctx.loc(snippet),
                                         f"its columns: {', '.join(cols.declared)}"))
     for name, kpis in unchecked.items():
         reason = model_columns(ctx, name).reason

@@ -114,24 +114,27 @@ def owner_links(project: ProjectDef, ctx: Context) -> list[Issue]:
 
 def kpi_form(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
+    keys = [f.key for f in m.FORMS]
+    one_of = ", ".join(f"`{k}`" for k in keys[:-1]) + f" or `{keys[-1]}`"
     for kpi in project.kpis:
-        forms = [f for f in ("measure", "ratio", "derived") if getattr(kpi, f) is not None]
+        forms = [f.key for f in kpi.written_forms]
         if not forms:
-            issues.append(error("KPI025", f"{kpi_label(kpi)} needs one of `measure`, `ratio` or `derived`", kpi.loc))
+            issues.append(error("KPI025", f"{kpi_label(kpi)} needs one of {one_of}", kpi.loc))
             continue
         if len(forms) > 1:
             issues.append(error("KPI025", f"{kpi_label(kpi)} has both `{forms[0]}` and `{forms[1]}`: "
-                                          "use exactly one of measure, ratio, derived", kpi.key_loc(forms[1])))
+                                          f"use exactly one of {', '.join(keys)}", kpi.key_loc(forms[1])))
             continue
-        if forms[0] == "derived":
-            for key in ("model", "time", "window", "filter", "dimensions"):
+        form = kpi.computation
+        if not form.reads_model:
+            for key in form.takes_no:
                 if key in kpi.model_fields_set:
-                    issues.append(error("KPI049", f"derived {kpi_label(kpi)} takes no `{key}`: it is computed from "
+                    issues.append(error("KPI049", f"{form.key} {kpi_label(kpi)} takes no `{key}`: it is computed from "
                                                   "other KPIs' values, which bring their own", kpi.key_loc(key)))
             continue
         for key, code in (("model", "KPI026"), ("time", "KPI027")):
             if getattr(kpi, key) is None:
-                issues.append(error(code, f"{kpi_label(kpi)} has a {forms[0]} but no `{key}`", kpi.loc,
+                issues.append(error(code, f"{kpi_label(kpi)} has a {form.key} but no `{key}`", kpi.loc,
                                     "add `model: source('s', 't')` or `ref('m')`" if key == "model"
                                     else "add `time:`, the column that places each row in a period"))
     return issues

@@ -22,7 +22,7 @@ def sql_parses(project: ProjectDef, ctx: Context) -> list[Issue]:
         for snippet in ctx.snippets(kpi):
             tree, problem = ctx.tree(snippet)
             if problem is not None:
-                issues.append(error("KPI040", f"{kpi_label(kpi)}: `{snippet.label}`: {problem.message}", snippet.loc(ctx),
+                issues.append(error("KPI040", f"{kpi_label(kpi)}: `{snippet.label}`: {problem.message}", ctx.loc(snippet),
                                     _caret(snippet.text, problem.offset)))
     return issues
 
@@ -87,13 +87,13 @@ def measures_aggregate(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
         for snippet in ctx.snippets(kpi):
-            if snippet.role not in ("measure", "numerator", "denominator"):
+            if snippet.kind != "aggregate":
                 continue
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue
             for code, message in aggregate_problems(tree, snippet.text, ctx.dialect):
-                issues.append(error(code, f"{kpi_label(kpi)}: `{snippet.label}` {message}", snippet.loc(ctx)))
+                issues.append(error(code, f"{kpi_label(kpi)}: `{snippet.label}` {message}", ctx.loc(snippet)))
     return issues
 
 
@@ -102,7 +102,7 @@ def filters_row_level(project: ProjectDef, ctx: Context) -> list[Issue]:
     for kpi in project.kpis:
         if kpi.filter is None:
             continue
-        tree, _ = ctx.tree(Snippet("filter", kpi.filter, kpi, "filter"))
+        tree, _ = ctx.tree(Snippet("filter", kpi.filter, "rows", kpi, "filter"))
         if tree is None:
             continue
         if has_window(tree):
@@ -120,17 +120,24 @@ def derived_references(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     known = {k.name for k in project.kpis}
     for kpi in project.kpis:
-        if kpi.derived is None:
+        form = kpi.computation
+        if form is None or form.reads_model:  # only a form computed from other KPIs' values names them
             continue
-        for ref in dict.fromkeys(r.kpi for r in dag.derived_inputs(kpi.derived, ctx.dialect)):
-            if ref not in known:
-                issues.append(error("KPI046", f"derived {kpi_label(kpi)} uses unknown KPI '{ref}'{suggest(ref, known)}",
-                                    kpi.value_loc("derived")))
+        for snippet in _kpi_references(kpi, ctx):
+            for ref in dict.fromkeys(r.kpi for r in dag.derived_inputs(snippet.text, ctx.dialect)):
+                if ref not in known:
+                    issues.append(error("KPI046", f"{snippet.role} {kpi_label(kpi)} uses unknown KPI '{ref}'"
+                                                  f"{suggest(ref, known)}", ctx.loc(snippet)))
     by_name = project.kpi_by_name
     for cycle in dag.find_cycles(dag.graph(project.kpis, ctx.dialect)):
         issues.append(error("KPI047", f"derived KPIs form a cycle: {' -> '.join(cycle)}",
-                            by_name[cycle[0]].value_loc("derived")))
+                            ctx.loc(_kpi_references(by_name[cycle[0]], ctx)[0])))
     return issues
+
+
+def _kpi_references(kpi, ctx: Context) -> list[Snippet]:
+    """The KPI's expressions over other KPIs' values (a derived KPI's `derived`)."""
+    return [s for s in ctx.snippets(kpi) if s.kind == "kpis"]
 
 
 def drives_known(project: ProjectDef, ctx: Context) -> list[Issue]:
