@@ -480,7 +480,7 @@ class Runner:
                     self._fail(run, pl, exc)
                     continue
             newest = checked[key]
-            now = dt.datetime.combine(self.as_of, dt.time()) + dt.timedelta(days=1)
+            now = dt.datetime.combine(run.as_of, dt.time()) + dt.timedelta(days=1)
             if newest is None:
                 continue
             if isinstance(newest, dt.date) and not isinstance(newest, dt.datetime):
@@ -516,10 +516,10 @@ class Runner:
             self._definitions_write(run, ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
             TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
-            TableWrite(tables.STATUS, replaced, [status_query(ok, self.schema, self.as_of)] if ok else [], []),
+            TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)] if ok else [], []),
             TableWrite(tables.STRATEGY, exp.true(), [], self._strategy_rows()),
         ]
-        if not self.whole_project:
+        if not run.whole_project:
             return writes
         removed = self._removed_kpis()  # a KPI removed from the project leaves every table
         return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
