@@ -145,10 +145,6 @@ def run_pieces(plan: Plan, names: list[str], dialect: str) -> list[Callable[[], 
     return pieces
 
 
-def run_script(plan: Plan, names: list[str], dialect: str) -> str:
-    return join_run_script([piece() for piece in run_pieces(plan, names, dialect)])
-
-
 def join_run_script(texts: list[str]) -> str:
     return "\n\n".join(texts) + "\n"
 

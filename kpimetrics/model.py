@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
-    field_validator,
     model_validator,
 )
 
@@ -171,12 +170,6 @@ def _target_tag(v: Any) -> str:
             return "pace"
     return "value"
 
-
-def _number_target(v: Any) -> ValueTarget:
-    return ValueTarget(value=v)
-
-
-NumberTarget = Annotated[Number, Field()]
 
 TargetForm = Annotated[
     Union[
@@ -363,11 +356,6 @@ class Kpi(Node):
     _kind: str = PrivateAttr(default="kpi")
     _forms: tuple[Form, ...] | None = PrivateAttr(default=None)
     _computation: Form | None = PrivateAttr(default=None)
-
-    @field_validator("grain", mode="before")
-    @classmethod
-    def _grain_list(cls, v: Any) -> Any:
-        return v
 
     @property
     def kind(self) -> str:

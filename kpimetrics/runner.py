@@ -358,7 +358,7 @@ class Runner:
                     return
         for name in self.selected:
             pl = self.plan.kpis[name]
-            if pl.form == "derived" and results[name].status != "error":
+            if not pl.scanned and results[name].status != "error":
                 self._stage_derived(run, pl)
                 if self.fail_fast and results[name].status == "error":
                     return
@@ -420,7 +420,7 @@ class Runner:
         # derived KPIs that read it cannot be computed either, nor those derived from them
         for other in self.selected:
             op = self.plan.kpis[other]
-            if op.form == "derived" and pl.name in op.input_names and run.results[other].status == "pending":
+            if not op.scanned and pl.name in op.input_names and run.results[other].status == "pending":
                 self._fail(run, op, f"input KPI {pl.name} failed")
 
     def _make_inputs_view(self, run: RunState) -> None:
