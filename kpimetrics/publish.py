@@ -118,7 +118,7 @@ class TransactionPublisher:
                 wh.run_sql(table.ddl(wh.schema))
         if "kpi_meta" not in existing:
             checkpoint("setup.meta")
-            wh.adapter.insert_rows(wh.tsql("kpi_meta"), ["key", "value"], [["schema_version", str(tables.SCHEMA_VERSION)]])
+            wh.adapter.insert_rows(wh.tsql("kpi_meta"), ["key", "value"], [[migrations.VERSION_KEY, str(tables.SCHEMA_VERSION)]])
         if atomic:
             wh.adapter.commit()
         return pending
@@ -177,6 +177,11 @@ def versions_name(table: str) -> str:
     return f"{table}__versions"
 
 
+def _partition(version: int) -> exp.Partition:
+    """PARTITION (kpi_version = <version>): one run's version of a versioned table."""
+    return exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version))])
+
+
 def _versions_ddl(table: tables.Table, schema: str) -> exp.Create:
     """`<table>__versions`: the table's columns, partitioned by kpi_version."""
     ddl = tables.Table(versions_name(table.name), table.columns + ((VERSION_COLUMN, "BIGINT"),), "").ddl(schema)
@@ -209,7 +214,7 @@ class VersionedViewsPublisher:
     def _ensure_tables(self, existing: set[str]) -> None:
         wh = self.wh
         if "kpi_meta" not in existing:  # first, with its row: a run killed while creating the rest completes them
-            meta = exp.select(sqlgen.alias(lit("schema_version"), "key"), sqlgen.alias(lit(str(tables.SCHEMA_VERSION)), "value"))
+            meta = exp.select(sqlgen.alias(lit(migrations.VERSION_KEY), "key"), sqlgen.alias(lit(str(tables.SCHEMA_VERSION)), "value"))
             wh.run_sql(exp.Create(this=wh.t("kpi_meta"), kind="TABLE", expression=meta))
         if POINTER not in existing:
             self._point_at(0)
@@ -253,8 +258,7 @@ class VersionedViewsPublisher:
                 wh.run_sql(_versions_ddl(step.table, wh.schema))
                 if step.backfill is not None:
                     target = wh.t(versions_name(step.table.name))
-                    target.set("partition", exp.Partition(expressions=[
-                        exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(published))]))
+                    target.set("partition", _partition(published))
                     wh.run_sql(exp.Insert(this=exp.Schema(this=target, expressions=[ident(c) for c in step.table.column_names]),
                                           expression=step.backfill(wh.schema), overwrite=True))
                 self._create_view(step.table)
@@ -305,7 +309,7 @@ class VersionedViewsPublisher:
             sqlgen.select_all(wh.t(table.name), table.column_names).where(exp.Not(this=exp.Paren(this=w.dropped)))]
         parts += [self._retarget(q, version, written) for q in w.queries]
         target = wh.t(versions_name(table.name))
-        target.set("partition", exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version))]))
+        target.set("partition", _partition(version))
         for i in range(0, len(parts), UNION_CHUNK):
             wh.run_sql(exp.Insert(this=exp.Schema(this=target.copy(), expressions=[ident(c) for c in table.column_names]),
                                   expression=sqlgen.union_all(parts[i:i + UNION_CHUNK])))
@@ -334,8 +338,8 @@ class VersionedViewsPublisher:
             for (spec,) in wh.fetch(listed):
                 version = int(str(spec).rpartition("=")[2])
                 if version not in keep:
-                    part = exp.Partition(expressions=[exp.EQ(this=col(VERSION_COLUMN), expression=exp.Literal.number(version))])
-                    wh.run_sql(exp.Alter(this=versions.copy(), kind="TABLE", actions=[exp.DropPartition(expressions=[part], exists=True)]))
+                    wh.run_sql(exp.Alter(this=versions.copy(), kind="TABLE",
+                                         actions=[exp.DropPartition(expressions=[_partition(version)], exists=True)]))
 
 
 # The publishing protocols, by the name an adapter's Capabilities.publish gives.
