@@ -20,6 +20,7 @@ from typing import Any, Callable, TypeVar
 from sqlglot import exp
 
 from . import tables
+from .dialects import generate
 from .errors import ConfigError
 from .sqlgen import col, lit
 from .status import Status
@@ -264,7 +265,7 @@ class OutputReader:
 
     def fetch(self, row_type: type[Row], query: exp.Query) -> list[Row]:
         """The rows of a query that selects `columns(row_type)`, typed."""
-        return [from_values(row_type, r) for r in self.adapter.fetchall(query.sql(dialect=self.adapter.dialect))]
+        return [from_values(row_type, r) for r in self.adapter.fetchall(generate(query, self.adapter.dialect, copy=False))]
 
     def read(self, row_type: type[Row], where: exp.Expression | None = None, order: tuple[str, ...] = ()
              ) -> list[Row]:
