@@ -8,7 +8,9 @@ Ranges: 000-009 files and YAML; 010-019 names and duplicates; 020-029 required
 KPI fields and links; 030-039 models, sources and columns; 040-049 SQL;
 050-059 targets, grains, windows and durations; 060-069 Jinja; 070-079 the
 discipline warnings; 080-089 profiles and config; 090-099 problems found while
-running (in the warehouse) rather than validating.
+running (in the warehouse) rather than validating; 100-109 limits and unreadable
+files; 110-119 the grammar of project SQL; 120-129 reading the machine (files,
+environment, network); 130-139 a `diff --state` folder.
 """
 from __future__ import annotations
 

@@ -11,38 +11,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml, write_project
+from helpers_projects import TODAY, VALID_PROJECT, kpi_yaml
 from kpimetrics import Project
 from kpimetrics.cli import main
 from kpimetrics.codes import CODES
 from helpers_run import insert_orders, kpi, kpis_yml, make_orders, ok, run, snapshot, write_run_project
 from test_validation import CASES
+import corpus_access
+import corpus_files
+import corpus_run
+import corpus_sql
+import corpus_state
+from corpus import ANY_LINE, PROFILES, Fault, broken_project, check_fault, where
 
-PROFILES = "acme:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: wh.duckdb}\n"
-
-
-@dataclass
-class Fault:
-    code: str
-    files: dict[str, str | bytes]  # written over the valid project (bytes as they are, text dedented)
-    path: str
-    line: int  # 0: the whole file; ANY_LINE: a line the parser chose (where a library gave up)
-    message: str  # our own wording only; "" where the message quotes a library (PyYAML's, say), which may change
-    args: tuple[str, ...] = ()  # extra global options
-
-    @property
-    def id(self) -> str:
-        return f"{self.code}-{self.path.replace('/', '_')}-{'any' if self.line == ANY_LINE else self.line}"
 
 
 def from_validation_cases() -> list[Fault]:
@@ -53,7 +42,6 @@ def from_validation_cases() -> list[Fault]:
     return faults
 
 
-ANY_LINE = -1
 CRLF_KPI = kpi_yaml(ownr="x").replace("\n", "\r\n")  # the unknown key on line 12
 PADDING = "# " + "." * 98 + "\n"
 FILE_FAULTS = [
@@ -84,13 +72,15 @@ CONFIG_FAULTS = [
     Fault("KPI083", {"kpimetrics.yml": "name: acme\nprofile: acme\ndialect: klingon\n"}, "kpimetrics.yml", 3,
           "unknown dialect 'klingon'"),
 ]
-FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS
+CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state)
+FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS + [f for m in CORPUS for f in m.FAULTS]
 
 NOT_FROM_A_PROJECT = {
     "KPI090": "a run-time warning about the data (a stale source), not a fault of the project; tested in test_run_misc",
     "KPI091": "a run-time warning about the data (no period in a baseline range); tested with relative targets",
     "KPI092": "a run-time warning when the warehouse refuses the kpi_runs update after publishing",
     "KPI093": "a run-time warning when the baseline check fails after publishing; tested in test_run_misc",
+    **{code: why for m in CORPUS for code, why in m.ELSEWHERE.items()},
 }
 
 
@@ -113,37 +103,11 @@ def published(warehouse) -> dict:
     return snapshot(warehouse.parent)
 
 
-def broken_project(root: Path, fault: Fault, warehouse: Path) -> Path:
-    write_project(root, {**VALID_PROJECT, "profiles.yml": PROFILES})
-    for rel, content in fault.files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(textwrap.dedent(content).lstrip("\n"), encoding="utf-8")
-    shutil.copy(warehouse, root / "wh.duckdb")
-    return root
-
-
-def where(fault: Fault) -> str:
-    """The start of the error line: a regular expression for the fault's file and line."""
-    if fault.line == ANY_LINE:
-        return rf"{re.escape(fault.path)}:[1-9][0-9]*:"
-    return re.escape(f"{fault.path}:{fault.line}:" if fault.line else f"{fault.path}: ")
-
-
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.id)
 def test_each_fault_exits_1_with_its_code_and_changes_nothing(fault, tmp_path, warehouse, published, monkeypatch):
     monkeypatch.delenv("KPIMETRICS_TEST_UNSET", raising=False)
     root = broken_project(tmp_path, fault, warehouse)
-    out = CliRunner().invoke(main, ["run", "--strict", "--project-dir", str(root), "--as-of", TODAY.isoformat(),
-                                    *fault.args])
-    text = out.output.replace(f"{root}/", "")  # profiles.yml is named by its full path: it may be elsewhere
-    assert out.exit_code == 1, text
-    lines = [line for line in text.splitlines() if f"error[{fault.code}]" in line]
-    assert any(re.match(where(fault), line) and fault.message in line for line in lines), text
-    assert "Traceback" not in text and "internal error" not in text
+    check_fault(fault, root)
     assert snapshot(root) == published
 
 
