@@ -32,6 +32,8 @@ class DuckDBAdapter:
             config["memory_limit"] = output.memory_limit
         if output.threads:
             config["threads"] = output.threads
+        # a mistyped path makes DuckDB create an empty file: `debug` and `run` say so (describe(), KPI098)
+        self.created = self.path != ":memory:" and not Path(self.path).exists()
         try:
             self.con = duckdb.connect(self.path, config=config)
         except duckdb.IOException as exc:
@@ -117,7 +119,8 @@ class DuckDBAdapter:
         return self.con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
 
     def describe(self) -> str:
-        return f"duckdb {duckdb.__version__} at {self.path}"
+        created = " (a new, empty file: it did not exist)" if self.created else ""
+        return f"duckdb {duckdb.__version__} at {self.path}{created}"
 
     def close(self) -> None:
         try:
