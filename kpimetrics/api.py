@@ -57,10 +57,22 @@ class Project:
         """Every problem of the project at once: load issues, then the cross-object rules."""
         from .validate import validate
 
-        issues = list(self.definition.issues) + validate(self.definition, today=today or dt.date.today())
+        issues = list(self.definition.issues) + validate(self.definition, today=today or dt.date.today(),
+                                                         allowed_paths=self._allowed_paths)
         if strict:
             issues = [i.as_error() if i.level is Level.WARNING else i for i in issues]
         return sorted(issues, key=_issue_order)
+
+    def _allowed_paths(self):
+        """The profile's `allowed_paths`, for the machine-access check (asked only when project SQL reads a
+        file): none when there is no usable profile, so `validate` needs none to refuse a file read."""
+        from .validate import AllowedPaths
+
+        try:
+            output = self.profile().output
+        except KpiMetricsError:
+            return AllowedPaths()
+        return AllowedPaths.resolve(self.root, getattr(output, "allowed_paths", ()))
 
     def check(self, *, strict: bool = False, today: dt.date | None = None) -> list[Issue]:
         """validate(), raising ValidationFailed when any issue is an error."""

@@ -196,6 +196,38 @@ CODES: dict[str, Code] = {
     "KPI093": Code(W, "baseline not checked", "On `run`, after the values were published, the query that checks relative "
                    "targets' baseline ranges (`KPI091`) failed; the published run stands.",
                    "Check the warehouse connection; the next run checks the baselines again."),
+    # --- reading the machine (SPEC §11; validate/access.py) ---
+    "KPI120": Code(E, "reads files", "Project SQL calls a function that reads files of the machine running the "
+                   "warehouse (read_text, read_csv, read_parquet, read_json, glob, ...) with a path outside the "
+                   "profile's `allowed_paths`: what it read would be published to every reader of the output tables.",
+                   "Load the data into a table (a source, or `kpimetrics seed`), or list the file or its folder under "
+                   "`allowed_paths` in the DuckDB or Spark profile (relative to the project folder)."),
+    "KPI121": Code(E, "table read from a file", "Project SQL (or a source's `identifier`) names a file as a table: "
+                   "`FROM '/etc/passwd'` or `FROM 'x.csv'` on DuckDB, parquet.`/path` or csv.`...` on Spark, outside "
+                   "the profile's `allowed_paths`.", "Read a table of the warehouse declared as a source, or list the "
+                   "file's folder under `allowed_paths`."),
+    "KPI122": Code(E, "reaches the network", "Project SQL reads a URL (http://, s3://, ...) or calls a function that "
+                   "connects elsewhere (dblink, postgres_scan, mysql_scan, ...).",
+                   "Load the data into the warehouse and declare it as a source (a URL prefix listed in "
+                   "`allowed_paths` is allowed on DuckDB and Spark)."),
+    "KPI123": Code(E, "reads the environment", "Project SQL reads the environment or the settings of the machine "
+                   "running the warehouse: getenv, current_setting, set_config, duckdb_settings, duckdb_secrets, "
+                   "pg_settings, or a `${...}` that Spark replaces with an environment variable (`${env:NAME}`) or a "
+                   "setting before running the SQL.", "Pass values in with `var()` (or `env_var()`, whose values are "
+                   "masked in every message) in a model; write a literal `$` and `{` apart, e.g. '$' || '{'."),
+    "KPI124": Code(E, "reads server files", "Project SQL calls a PostgreSQL function or view that reads, lists or "
+                   "writes the database server's files (pg_read_file, pg_read_binary_file, pg_ls_dir, pg_stat_file, "
+                   "lo_import, lo_export, pg_hba_file_rules, ...). A run's role should not hold the privileges these "
+                   "need (see the README), and kpimetrics refuses them whatever the role.",
+                   "Load the data into a table and declare it as a source."),
+    "KPI125": Code(E, "runs code or SQL text", "Project SQL runs what kpimetrics cannot check: SQL held in a string "
+                   "(DuckDB's query() and query_table(), PostgreSQL's query_to_xml and friends), Java methods (Spark's "
+                   "reflect and java_method) or a script (Spark's TRANSFORM ... USING).",
+                   "Write the SQL itself in a model (models/*.sql)."),
+    "KPI126": Code(E, "path not a literal", "Project SQL calls a function that reads files (read_csv, read_text, "
+                   "...) with a path computed by SQL (a column, a concatenation): it cannot be checked against "
+                   "`allowed_paths` before the run.", "Write the path as a string literal (or a list of them), under "
+                   "a folder listed in `allowed_paths`."),
 }
 
 

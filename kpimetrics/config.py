@@ -54,6 +54,8 @@ class DuckDBOutput(_Output):
     schema_: str | None = Field(default=None, alias="schema")
     memory_limit: str | None = None
     threads: int | None = None
+    # files and folders (relative to the project) a run may read; nothing else of the machine (validate/access.py)
+    allowed_paths: list[str] = Field(default_factory=list)
 
 
 class PostgresOutput(_Output):
@@ -74,6 +76,7 @@ class SparkOutput(_Output):
     warehouse_dir: str = "spark-warehouse"
     schema_: str | None = Field(default=None, alias="schema")
     conf: dict[str, str] = Field(default_factory=dict)
+    allowed_paths: list[str] = Field(default_factory=list)  # path-based tables a project may read
 
 
 Output = Annotated[Union[DuckDBOutput, PostgresOutput, SparkOutput], Field(discriminator="type")]

@@ -14,6 +14,7 @@ import duckdb
 
 from ..config import DuckDBOutput
 from ..errors import WarehouseError
+from ..validate.access import AllowedPaths
 from . import Capabilities
 
 INSERT_PARAMETERS = 2000  # parameters per INSERT of insert_rows: about 100 rows of kpi_catalog, the fastest size measured
@@ -53,8 +54,40 @@ class DuckDBAdapter:
         # DuckDB draws its own progress bar on stdout for a statement that runs over two seconds, even when stdout
         # is a pipe and under `run -q`: the run shows one of its own, and a CI log must not fill with DuckDB's
         self.con.execute("SET enable_progress_bar = false")
+        self._close_external_access(output.allowed_paths, project_root)
         if output.schema_:
             self.capabilities = Capabilities(publish="transaction", default_schema=output.schema_)
+
+    def _close_external_access(self, allowed_paths: list[str], project_root: Path) -> None:
+        """Project SQL cannot read the machine (SPEC §11): external access off, but for the profile's
+        `allowed_paths`, the project's seeds/ (`seed` reads them) and what DuckDB allows itself (this file, its
+        WAL and temporary folder), so SQL that got past the compile-time check (validate/access.py; a view made
+        outside the project, say) cannot read files, the environment or the network either. The configuration is
+        then locked, so no SQL can turn it back on; the settings a connection sets itself stay open.
+
+        Extensions cannot be loaded once access is off: those installed are loaded first, so SQL that needs one
+        works as before. DuckDB shares one database per file within a process, and its settings with it: a
+        second connection to a file already closed finds it locked, as the first one left it."""
+        if self.con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+            return
+        root = project_root.resolve()
+        allowed = AllowedPaths.resolve(root, allowed_paths)
+        folders = [*allowed.folders, str(root / "seeds"), *allowed.urls]
+        try:
+            for (name,) in self.con.execute(
+                    "SELECT extension_name FROM duckdb_extensions() WHERE installed AND NOT loaded").fetchall():
+                try:
+                    self.con.execute(f'LOAD "{_quote_ident(name)}"')
+                except duckdb.Error:
+                    pass  # an extension that does not load fails as before, in the SQL that needs it
+            self.con.execute("SET allowed_directories = ?", [[f.rstrip("/\\") + "/" for f in folders]])
+            self.con.execute("SET allowed_paths = ?", [list(allowed.files)])
+            self.con.execute("SET allowed_configs = ['TimeZone', 'enable_progress_bar']")
+            self.con.execute("SET enable_external_access = false")
+            self.con.execute("SET lock_configuration = true")
+        except duckdb.Error as exc:
+            self.close()
+            raise WarehouseError(f"cannot turn off external access on DuckDB database {self.path}: {exc}") from None
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
         with _warehouse_errors():
@@ -115,7 +148,7 @@ class DuckDBAdapter:
     def load_csv(self, path: Path, schema: str, table: str) -> int:
         self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{_quote_ident(schema)}"')
         target = f'"{_quote_ident(schema)}"."{_quote_ident(table)}"'
-        self.con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM read_csv(?, header = true, auto_detect = true)", [str(path)])
+        self.con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM read_csv(?, header = true, auto_detect = true)", [str(path.resolve())])
         return self.con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
 
     def describe(self) -> str:
@@ -137,6 +170,10 @@ def _warehouse_errors():
         yield
     except duckdb.InterruptException:
         raise
+    except duckdb.PermissionException as exc:  # the reason on the first line, which a run's summary shows
+        first, newline, rest = str(exc).partition("\n")
+        raise WarehouseError(f"{first} (kpimetrics turns DuckDB's external access off: a run reads only the "
+                             f"warehouse and the files under the profile's `allowed_paths`){newline}{rest}") from None
     except duckdb.Error as exc:
         raise WarehouseError(str(exc)) from None
 

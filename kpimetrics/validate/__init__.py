@@ -8,7 +8,8 @@ Codes are listed, with their meaning and fix, in `codes.py`.
 
 The rules live by concept, in code order: `names` (KPI010-029), `models`
 (KPI030-039), `sql` (KPI040-049), `targets` (KPI050-059), `warnings`
-(KPI070-079); `context` holds what several of them need, computed once.
+(KPI070-079), `access` (KPI120-129, given the profile's `allowed_paths`); `context` holds what
+several of them need, computed once.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Callable
 from ..collector import long_lived
 from ..errors import Issue
 from ..loader import ProjectDef
+from .access import Allowed, AllowedPaths, machine_access
 from .context import Context, YamlIndex, known_dialect
 from .models import columns_exist, model_references, model_sql
 from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, required_fields, strategy_links
@@ -28,7 +30,7 @@ from .targets import (
 )
 from .warnings import actions_and_indicator, driven_lagging, reviews_due, strategy_health
 
-__all__ = ["RULES", "Rule", "parse_duration", "validate"]
+__all__ = ["RULES", "AllowedPaths", "Rule", "parse_duration", "validate"]
 
 Rule = Callable[[ProjectDef, Context], list[Issue]]
 
@@ -63,10 +65,12 @@ RULES: tuple[Rule, ...] = (
 
 
 @long_lived()
-def validate(project: ProjectDef, *, today: dt.date) -> list[Issue]:
-    """Every cross-object problem of a loaded project, in rule order."""
+def validate(project: ProjectDef, *, today: dt.date, allowed_paths: Allowed = None) -> list[Issue]:
+    """Every cross-object problem of a loaded project, in rule order; then what reads the machine, outside the
+    profile's `allowed_paths` (`access`, KPI120-129)."""
     ctx = Context(project, today, known_dialect(project.config.dialect), YamlIndex(project.root))
     issues: list[Issue] = []
     for rule in RULES:
         issues.extend(rule(project, ctx))
+    issues.extend(machine_access(project, ctx, allowed_paths))
     return issues
