@@ -153,7 +153,13 @@ def py_period_start(d: dt.date, grain: str, cal: Calendar) -> dt.date:
 
 
 def py_add_periods(d: dt.date, n: int, grain: str) -> dt.date:
+    """`d` moved `n` periods, held at the first or last day a date can have when it would pass them: a trailing
+    window of 800,000 days, or a lookback of 10^8 months, reaches back before year 1, and a range from there
+    is every period there is (a full recompute, a scan of every row)."""
     unit, k = STEP[grain]
-    if unit == "DAY":
-        return d + dt.timedelta(days=n * k)
-    return _add_months(d, n * k)
+    try:
+        if unit == "DAY":
+            return d + dt.timedelta(days=n * k)
+        return _add_months(d, n * k)
+    except (OverflowError, ValueError):  # past year 1 or 9999 (or past what a timedelta can hold)
+        return dt.date.min if n < 0 else dt.date.max
