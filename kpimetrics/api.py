@@ -13,7 +13,8 @@ import yaml
 
 from . import compiler, dag
 from .config import ALL_DIALECTS
-from .errors import ConfigError, Issue, KpiMetricsError, Level, UsageError, ValidationFailed, WarehouseError
+from .errors import (ConfigError, Issue, KpiMetricsError, Level, Location, UsageError, ValidationFailed, WarehouseError,
+                     error, warning)
 from .loader import ProjectDef, load_project, suggest
 from .planner import Plan, build_plan
 
@@ -135,7 +136,21 @@ class Project:
                 today: dt.date | None = None) -> compiler.CompileResult:
         the_plan = self.plan(strict=strict, today=today)
         dialect = self.target_dialect(dialect)
-        return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select, parallel=True)
+        with self._writing_target():
+            return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select, parallel=True)
+
+    @contextmanager
+    def _writing_target(self):
+        """target/ that cannot be written (a file where the folder should be, a read-only disk) is the user's
+        machine to fix, not a kpimetrics bug: exit 1 with KPI096, before anything reaches the warehouse."""
+        folder = self.root / "target"
+        try:
+            yield
+        except OSError as exc:
+            where = exc.filename or folder
+            message = f"cannot write {where}: {exc.strerror or exc}"
+            raise ConfigError(message, [error("KPI096", message, Location(str(folder)),
+                                              "make target/ a folder this user can write, or remove what is in its way")]) from None
 
     @_masking
     def run(self, select: str | None = None, *, full_refresh: bool = False, fail_fast: bool = False,
@@ -145,17 +160,36 @@ class Project:
         the_plan = self.plan(strict=strict, today=as_of)
         names = self.select(select)
         adapter = self.connect()
+        opened = self._opened(adapter)
+        if progress is not None:
+            progress("connected", {"warehouse": adapter.describe()})
         try:
-            compiler.write_target(the_plan, names, adapter.dialect, whole_project=not select)
+            with self._writing_target():  # target/ first: a run that cannot write it publishes nothing
+                compiler.write_target(the_plan, names, adapter.dialect, whole_project=not select)
             runner = Runner(the_plan, adapter, selected=names, full_refresh=full_refresh, fail_fast=fail_fast,
                             as_of=as_of, whole_project=not select, progress=progress)
             result = runner.run()
         finally:
             adapter.close()
+        result.warnings[:0] = opened
         path = self.root / "target" / "run_results.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.definition.secrets.scrub(json.dumps(result.to_dict(), indent=2, default=str)) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.definition.secrets.scrub(json.dumps(result.to_dict(), indent=2, default=str)) + "\n")
+        except OSError as exc:  # the run has published: losing its record is a warning, not a failed run
+            result.warnings.append(warning(
+                "KPI097", f"could not write {exc.filename or path}: {exc.strerror or exc}; run {result.run_id} "
+                          f"is recorded in kpi_runs as '{result.status}'", Location(str(path))))
         return result
+
+    def _opened(self, adapter) -> list[Issue]:
+        """KPI098 when connecting created the DuckDB file: a mistyped `path` would otherwise show only as every
+        source table missing."""
+        if not getattr(adapter, "created", False):
+            return []
+        return [warning("KPI098", f"the DuckDB file {adapter.path} did not exist: this run created it, empty. "
+                                  "Is `path` in profiles.yml right (a relative path is from the project folder)?",
+                        Location(str(self.profile().path)))]
 
     @_masking
     def seed(self) -> list[tuple[str, int]]:
@@ -163,14 +197,16 @@ class Project:
         files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
         if not files:
             raise UsageError(f"no seeds: {folder} has no .csv files")
-        from .loader import seed_issues
-
-        malformed = [issue for f in files for issue in seed_issues(f, str(f.relative_to(self.root)))]
-        if malformed:  # before connecting: no warehouse reads a ragged file its own way
-            raise ValidationFailed(f"{len(malformed)} seed file(s) cannot be loaded", malformed)
         adapter = self.connect()
         try:
-            schema = self.definition.config.seed_schema or adapter.capabilities.default_schema
+            config = self.definition.config
+            schema = config.seed_schema or adapter.capabilities.default_schema
+            if schema.lower() == config.output_schema.lower():  # a seed named kpi_values would replace the KPIs
+                key = "seed_schema" if config.seed_schema else "output_schema"
+                message = (f"seed would load into schema '{schema}', the output schema that holds the KPI tables; "
+                           f"seeds never go there. Set `seed_schema` (or `output_schema`) in kpimetrics.yml to another schema")
+                where = config.key_loc(key) if key in config.model_fields_set else config.key_loc("name")
+                raise ConfigError(message, [error("KPI095", message, where or Location(self.definition.config_path, 1, 1))])
             return [(f"{schema}.{f.stem}", adapter.load_csv(f, schema, f.stem)) for f in files]
         finally:
             adapter.close()

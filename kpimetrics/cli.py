@@ -150,7 +150,8 @@ def command(group, *args, **kwargs):
                 kw.pop(name, None)
             ctx = Ctx(opts)
             try:
-                return fn(ctx, **kw)
+                with _terminate_as_interrupt():
+                    return fn(ctx, **kw)
             except KpiMetricsError as exc:
                 if exc.issues:
                     ctx.issues(exc.issues)
@@ -180,6 +181,27 @@ def command(group, *args, **kwargs):
         return group.command(*args, **kwargs)(wrapper)
 
     return decorate
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a CI job cancelled, `docker stop`, a scheduler's timeout) stops a command as Ctrl-C does: the run
+    rolls back, is logged as aborted and exits 130, instead of dying with its staging tables left behind."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _with_globals(group):
@@ -290,7 +312,9 @@ def run_cmd(ctx: Ctx, select, full_refresh, fail_fast, as_of, strict):
 
     with _progress_bar(ctx, show) as bar:
         def progress(event: str, info: dict):
-            if event == "scan":
+            if event == "connected" and show:
+                ctx.err.print(f"warehouse: {_escape(info['warehouse'])}")
+            elif event == "scan":
                 bar(f"scanning {info['model']} at {info['grain']} for {len(info['kpis'])} KPI(s)")
             elif event == "derived":
                 bar(f"deriving {info['kpi']}")
@@ -475,7 +499,10 @@ def debug_cmd(ctx: Ctx):
     adapter = project.connect()
     try:
         adapter.fetchall("SELECT 1")
-        ctx.out.print(f"connection: [green]OK[/green] ({adapter.describe()})")
+        ctx.out.print(f"connection: [green]OK[/green] ({_escape(adapter.describe())})")
+        if getattr(adapter, "created", False):
+            ctx.out.print(f"[yellow]warning:[/yellow] the DuckDB file {_escape(adapter.path)} did not exist: connecting "
+                          "created it, empty. Is `path` in profiles.yml right (a relative path is from the project folder)?")
     finally:
         adapter.close()
 

@@ -153,7 +153,9 @@ CODES: dict[str, Code] = {
                    "templated YAML value rather than a model).", "Use them only in models/*.sql (or a KPI's `model:`)."),
     "KPI063": Code(E, "Jinja syntax error", "A template does not parse as Jinja.", "Fix the template at the line shown."),
     "KPI064": Code(E, "Jinja sandbox refusal", "A template tried an unsafe operation (attribute access to Python "
-                   "internals).", "Templates may only call source(), ref(), var() and env_var()."),
+                   "internals, a huge repetition or power) or used one of Jinja's default globals (range, dict, lipsum, "
+                   "cycler, joiner, namespace), which kpimetrics templates do not have.",
+                   "Templates may only call source(), ref(), var() and env_var()."),
     "KPI065": Code(E, "Jinja error", "A template failed while rendering (an undefined name, a bad filter, ...).",
                    "Fix the template; only source(), ref(), var() and env_var() are available."),
     "KPI066": Code(E, "bad model file name", "A models/*.sql file name is not an identifier, so `ref()` cannot name it.",
@@ -196,29 +198,22 @@ CODES: dict[str, Code] = {
     "KPI093": Code(W, "baseline not checked", "On `run`, after the values were published, the query that checks relative "
                    "targets' baseline ranges (`KPI091`) failed; the published run stands.",
                    "Check the warehouse connection; the next run checks the baselines again."),
-    # --- limits and unreadable files (SPEC §11) ---
-    "KPI100": Code(E, "broken link", "A link under the project cannot be followed: what it points to does not exist, or "
-                   "it loops back (to itself, or to a folder that holds it). Nothing unreadable is skipped, so the KPIs "
-                   "it may hold are never taken for removed ones.", "Restore what the link points to, or remove the link."),
-    "KPI101": Code(E, "line too long", "A line of a YAML file is longer than 10,000 characters.",
-                   "Break the value over several lines (a block scalar `|` or `>`), or shorten it."),
-    "KPI102": Code(E, "YAML aliases expand too far", "YAML aliases (`*name`) would expand a file to more than "
-                   "1,000,000 values beyond those written: aliases of aliases multiply (\"billion laughs\").",
-                   "Write the values out, or reuse them less; a `<<: *defaults` per entry is fine."),
-    "KPI103": Code(E, "not a regular file", "A project file (a .yml or .yaml file, a model, kpimetrics.yml, "
-                   "profiles.yml, a seed) is a named pipe, a socket or a device rather than a plain file.",
-                   "Replace it with a plain file, or move it out of the project folder."),
-    "KPI104": Code(E, "file too large", "A project file is larger than 16 MB.", "Split it into several files."),
-    "KPI105": Code(E, "folder cannot be listed", "A folder under the project cannot be listed (permissions). Its files "
-                   "may hold KPIs, so the project is not read without them.",
-                   "Let the user that runs kpimetrics list and read it, or move it out of the project folder."),
-    "KPI106": Code(E, "name too long", "A name (of a KPI, standard, strategy, priority, source, table or owner) is "
-                   "longer than 128 characters; KPI names become file names under target/.", "Shorten it."),
-    "KPI107": Code(E, "unknown time zone", "`calendar.timezone` in kpimetrics.yml is not an IANA time zone name.",
-                   "Use a name such as `UTC`, `Europe/Paris` or `America/New_York` (see the suggestion)."),
-    "KPI108": Code(E, "malformed seed", "On `seed`, a seeds/*.csv file cannot be loaded: it is not UTF-8, has no header "
-                   "or an empty or repeated column name, or a row with more or fewer fields than the header.",
-                   "Fix the file at the line shown; seeds are comma-separated UTF-8 with one header row."),
+    "KPI094": Code(E, "output schema of another project", "On `run`, the output schema records (in `kpi_meta`) that "
+                   "another project's KPIs live there; this project's run would replace them. Nothing is written.",
+                   "Set `output_schema` in kpimetrics.yml to a schema of this project's own."),
+    "KPI095": Code(E, "seed into the output schema", "On `seed`, the schema seeds load into (`seed_schema`, or the "
+                   "target's default schema) is the output schema, where a CSV could replace an output table.",
+                   "Set `seed_schema` (or `output_schema`) in kpimetrics.yml so that the two differ."),
+    "KPI096": Code(E, "target/ not writable", "On `compile` or `run`, target/ cannot be written (a file stands where "
+                   "the folder should be, the disk is read-only, permissions). A run stops before the warehouse.",
+                   "Make target/ a folder the user running kpimetrics can write, or remove what is in its way."),
+    "KPI097": Code(W, "run_results.json not written", "On `run`, after the run published, target/run_results.json "
+                   "could not be written; the run stands and `kpi_runs` records it.",
+                   "Make target/ writable; the next run writes run_results.json again."),
+    "KPI098": Code(W, "new DuckDB file", "On `run`, the profile's DuckDB `path` did not exist, so DuckDB created an "
+                   "empty warehouse there: usually a mistyped path (every source table is then missing).",
+                   "Check `path` in profiles.yml (a relative path is from the project folder), or `kpimetrics seed` "
+                   "first for a new project."),
     # --- reading the machine (SPEC §11; validate/access.py) ---
     "KPI120": Code(E, "reads files", "Project SQL calls a function that reads files of the machine running the "
                    "warehouse (read_text, read_csv, read_parquet, read_json, glob, ...) with a path outside the "
@@ -251,29 +246,6 @@ CODES: dict[str, Code] = {
                    "...) with a path computed by SQL (a column, a concatenation): it cannot be checked against "
                    "`allowed_paths` before the run.", "Write the path as a string literal (or a list of them), under "
                    "a folder listed in `allowed_paths`."),
-    # --- a `diff --state` folder (untrusted: another branch's target/) ---
-    "KPI130": Code(E, "no state manifest", "`diff --state PATH`: PATH holds no manifest.json, or it cannot be read.",
-                   "Pass the target/ folder of an earlier `kpimetrics compile` (in CI, the main branch's), or its "
-                   "manifest.json."),
-    "KPI131": Code(E, "state manifest not JSON", "`diff --state`: the manifest is not UTF-8 JSON (the line and column "
-                   "where it breaks are shown), is nested too deeply, holds a number too long to read, or is larger "
-                   "than a state may be (512 MB).", "Compile the earlier version again and pass its whole target/ "
-                   "folder; a manifest is written by kpimetrics, never by hand."),
-    "KPI132": Code(E, "state manifest of the wrong shape", "`diff --state`: the manifest is JSON but not of the shape "
-                   "kpimetrics writes: the key named is missing, of the wrong type, a KPI name that is not one, an "
-                   "unknown dialect, or a compiled-SQL path that leaves the state folder.",
-                   "Compile the earlier version again and pass its whole target/ folder."),
-    "KPI133": Code(E, "state SQL missing", "`diff --state`: a changed KPI's compiled SQL is not in the state folder, "
-                   "cannot be read, is not UTF-8, is a link out of the folder, or is larger than 16 MB.",
-                   "Keep the whole target/ folder of the earlier compile, not only manifest.json."),
-    "KPI134": Code(E, "state SQL does not parse", "`diff --state`: a changed KPI's compiled SQL does not parse as SQL "
-                   "of its dialect, or holds no statement. Nothing of the state was run.",
-                   "Compile the earlier version again; compiled SQL is written by kpimetrics, never by hand."),
-    "KPI135": Code(E, "state SQL is not one SELECT", "`diff --state`: a changed KPI's compiled SQL is more than one "
-                   "statement, or a statement other than a SELECT, or has a data-modifying CTE (`WITH d AS (DELETE "
-                   "... RETURNING *)`), SELECT INTO, a locking clause or a command. kpimetrics never writes such SQL; "
-                   "nothing of the state was run.", "Take the state from a trusted build of the earlier version "
-                   "(in CI, the main branch's own artifact)."),
 }
 
 

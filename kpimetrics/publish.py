@@ -40,6 +40,7 @@ UNION_CHUNK = 200  # queries per INSERT ... SELECT: bounded statement size for l
 # publishing by versions (see VersionedViewsPublisher)
 VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY,
              tables.DEFINITIONS)
+OWNER_KEY = "project"  # kpi_meta's row naming the project that owns the output schema (SPEC §11: one project)
 VERSION_COLUMN = "kpi_version"
 POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
 RUNS_LOG = "kpi_runs__log"
@@ -65,6 +66,12 @@ class Warehouse:
     run_sql: Callable[[exp.Expression], None]
     fetch: Callable[[exp.Expression], list[tuple]]
     insert: Callable[[tables.Table, exp.Query], None]  # INSERT INTO an output table (column names in order)
+    project: str = ""  # the project whose output schema this is: kpi_meta's OWNER_KEY row
+
+    @property
+    def meta_rows(self) -> list[list[str]]:
+        """kpi_meta's rows in a new output schema: the schema version, the owning project."""
+        return [[migrations.VERSION_KEY, str(tables.SCHEMA_VERSION)], [OWNER_KEY, self.project]]
 
     def t(self, name: str, alias: str | None = None) -> exp.Table:
         return qualified(self.schema, name, alias)
@@ -118,7 +125,7 @@ class TransactionPublisher:
                 wh.run_sql(table.ddl(wh.schema))
         if "kpi_meta" not in existing:
             checkpoint("setup.meta")
-            wh.adapter.insert_rows(wh.tsql("kpi_meta"), ["key", "value"], [[migrations.VERSION_KEY, str(tables.SCHEMA_VERSION)]])
+            wh.adapter.insert_rows(wh.tsql("kpi_meta"), ["key", "value"], wh.meta_rows)
         if atomic:
             wh.adapter.commit()
         return pending
@@ -135,6 +142,9 @@ class TransactionPublisher:
         checkpoint("publish.begin")
         try:
             self._migrate(run.migrations)
+            if run.adopts:
+                checkpoint("publish.owner")
+                wh.adapter.insert_rows(wh.tsql("kpi_meta"), ["key", "value"], [[OWNER_KEY, wh.project]])
             for w in writes():
                 if w.dropped != exp.false():
                     wh.run_sql(exp.delete(wh.t(w.table.name), where=None if w.dropped == exp.true() else w.dropped))
@@ -214,7 +224,7 @@ class VersionedViewsPublisher:
     def _ensure_tables(self, existing: set[str]) -> None:
         wh = self.wh
         if "kpi_meta" not in existing:  # first, with its row: a run killed while creating the rest completes them
-            meta = exp.select(sqlgen.alias(lit(migrations.VERSION_KEY), "key"), sqlgen.alias(lit(str(tables.SCHEMA_VERSION)), "value"))
+            meta = sqlgen.union_all([exp.select(sqlgen.alias(lit(k), "key"), sqlgen.alias(lit(v), "value")) for k, v in wh.meta_rows])
             wh.run_sql(exp.Create(this=wh.t("kpi_meta"), kind="TABLE", expression=meta))
         if POINTER not in existing:
             self._point_at(0)
@@ -288,6 +298,9 @@ class VersionedViewsPublisher:
     def publish(self, run: RunState, writes: Callable[[], list[TableWrite]],
                 pre_aggregates: KeptPreAggregates | None) -> None:
         previous = self._published_version()
+        if run.adopts:  # kpi_meta is a log here: a row more
+            checkpoint("publish.owner")
+            self.wh.adapter.insert_rows(self.wh.tsql("kpi_meta"), ["key", "value"], [[OWNER_KEY, self.wh.project]])
         written: set[str] = set()  # the tables whose new version is complete, which later queries read
         for w in writes():
             checkpoint("publish.version")

@@ -29,11 +29,11 @@ from . import calendar as cal_
 from . import collector, migrations, sqlgen, tables, units
 from .compiler import derived_dimensions
 from .dialects import generate
-from .errors import Issue, WarehouseError, warning
+from .errors import Issue, Location, WarehouseError, error, warning
 from .faults import checkpoint
 from .partials import KeptPreAggregates
 from .planner import KpiPlan, Plan, Scan
-from .publish import PUBLISHERS, Migrations, TableWrite, Warehouse
+from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse
 from .sqlgen import col, ident, lit
 from .tables import qualified
 from .targets import baseline_range, status_query, targets_query, with_baseline_query
@@ -75,6 +75,7 @@ class RunResult:
     warnings: list[Issue] = field(default_factory=list)
     message: str | None = None
     statements: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # KPIs no longer in the project whose rows this run deleted
     # seconds: "warehouse" inside the engine's statements, "stage" and "publish" the two phases, "run" all of it
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -90,6 +91,7 @@ class RunResult:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "as_of": self.as_of.isoformat() if self.as_of else None,
             "message": self.message,
+            "removed_kpis": self.removed,
             "warnings": [w.to_dict() for w in self.warnings],
             "results": [k.to_dict() for k in self.kpis],
             "timing": {k: round(v, 3) for k, v in self.timing.items()},
@@ -110,6 +112,7 @@ class RunState:
     results: dict[str, KpiResult]  # of the selected KPIs, by name
     # the first period each KPI and grain recomputes (None: every period), decided as staging begins
     since: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
+    adopts: bool = False  # the output schema records no owner yet: publishing records this project as its owner
 
     @property
     def stage(self) -> exp.Table:
@@ -172,7 +175,8 @@ class Runner:
         self.progress = progress or (lambda event, info: None)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
-        self.wh = Warehouse(self.adapter, self.schema, self.sql, self.run_sql, self.fetch, self.insert)
+        self.adopts = False  # set up by ensure_tables
+        self.wh = Warehouse(self.adapter, self.schema, self.sql, self.run_sql, self.fetch, self.insert, self.project.config.name)
         self.publisher = PUBLISHERS[adapter.capabilities.publish](self.wh)  # how this engine publishes
 
     def _timed(self, phase: str, fn: Callable[[], Any]) -> Any:
@@ -218,17 +222,39 @@ class Runner:
         relations = self.adapter.relations(self.schema)
         existing = {name for name, _ in relations}
         pending: Migrations = ()
+        owners: list[str] = []
         if "kpi_meta" in existing:
-            rows = self.fetch(exp.select(col("value")).from_(self.t("kpi_meta")).where(
-                exp.EQ(this=col("key"), expression=lit(migrations.VERSION_KEY))))
-            pending = migrations.pending(migrations.parse_version([r[0] for r in rows]), self.schema)
+            rows = self.fetch(exp.select(col("key"), col("value")).from_(self.t("kpi_meta")).where(
+                exp.In(this=col("key"), expressions=[lit(migrations.VERSION_KEY), lit(OWNER_KEY)])))
+            pending = migrations.pending(migrations.parse_version([v for k, v in rows if k == migrations.VERSION_KEY]),
+                                         self.schema)  # a newer kpimetrics' schema first: it may record owners otherwise
+            owners = sorted({str(v) for k, v in rows if k == OWNER_KEY})
+            self._check_owner(owners)  # before anything is written, the schema migrated included
             existing |= {s.table.name for m in pending for s in m.steps}  # the migrations create them
         elif existing & {t.name for t in tables.OUTPUT_TABLES}:
             raise WarehouseError(
                 f"schema '{self.schema}' holds kpi_* tables without kpimetrics' schema version (kpi_meta): "
                 "they are from an older kpimetrics or another tool. Drop them or use another output_schema."
             )
+        # a new kpi_meta is made with the owner's row; one written before owners were recorded is adopted by the
+        # run's publishing (self.adopts), with its migrations
+        self.adopts = "kpi_meta" in existing and not owners
         return relations, self.publisher.ensure_tables(existing, pending)
+
+    def _check_owner(self, owners: list[str]) -> None:
+        """One output schema holds one project's KPIs: another project's run would replace its catalog, strategy
+        tree and KPIs (as removed from the project) with its own."""
+        name = self.project.config.name
+        others = [o for o in owners if o != name]
+        if not others:
+            return
+        message = (f"output schema '{self.schema}' belongs to project '{others[0]}', not to this project '{name}': "
+                   f"a run would replace its KPIs with this project's. Set `output_schema` in kpimetrics.yml to a "
+                   f"schema of this project's own")
+        config = self.project.config
+        where = config.key_loc("output_schema" if "output_schema" in config.model_fields_set else "name") \
+            or Location(self.project.config_path, 1, 1)
+        raise WarehouseError(message, [error("KPI094", message, where)])
 
     def drop_staging(self, relations: list[tuple[str, str]] | None = None) -> None:
         """Drop the staging tables and views in `relations` (default: those the schema holds now)."""
@@ -259,7 +285,8 @@ class Runner:
         result = RunResult(run_id, "running", started, as_of=self.as_of, statements=self.statements, timing=self.timing)
         results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
         result.kpis = list(results.values())
-        run = RunState(run_id, self.schema, self.as_of, self.whole_project, relations, pending, result, results)
+        run = RunState(run_id, self.schema, self.as_of, self.whole_project, relations, pending, result, results,
+                       adopts=self.adopts)
         kept = (KeptPreAggregates(run, self.wh, self.cal, self.project.config.defaults.late_rows)
                 if self.publisher.keeps_pre_aggregates else None)  # kept in step with the values they sum
         try:
@@ -277,8 +304,13 @@ class Runner:
                 self.progress("publish", {"kpis": len(ok)})
                 self._timed("publish", lambda: self._publish(run, kept, ok))
                 result.status = "success" if not failed else ("partial" if ok else "error")
+                notes = []
                 if failed:
-                    result.message = f"{len(failed)} KPI(s) failed: " + ", ".join(r.name for r in failed)
+                    notes.append(f"{len(failed)} KPI(s) failed: " + ", ".join(r.name for r in failed))
+                if result.removed:
+                    notes.append(f"deleted the rows of {len(result.removed)} KPI(s) removed from the project: "
+                                 + ", ".join(result.removed))
+                result.message = "; ".join(notes) or None
                 try:
                     result.warnings.extend(self._baseline_warnings(ok))
                 except WarehouseError as exc:  # after publishing: the values stand, only the check is lost
@@ -287,7 +319,8 @@ class Runner:
         except BaseException as exc:
             self.adapter.rollback()
             result.status = "aborted" if isinstance(exc, KeyboardInterrupt) else "error"
-            result.message = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            # kpi_runs is an output table: a secret quoted by the warehouse's message must not reach it
+            result.message = self.project.secrets.scrub(str(exc)) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
             self._finish(run)
             raise
         self._finish(run)
@@ -522,6 +555,7 @@ class Runner:
         if not run.whole_project:
             return writes
         removed = self._removed_kpis()  # a KPI removed from the project leaves every table
+        run.result.removed = self._removed_names(removed)
         return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
                 if w.table in tables.PER_KPI else w for w in writes]
 
@@ -543,6 +577,13 @@ class Runner:
         """The rows of KPIs that are no longer in the project."""
         keep = [lit(k.name) for k in self.project.kpis]
         return exp.Not(this=exp.In(this=col("name"), expressions=keep)) if keep else exp.true()
+
+    def _removed_names(self, removed: exp.Expression) -> list[str]:
+        """The KPIs whose rows `removed` selects, as the published tables hold them: named in the run's summary,
+        run_results.json and kpi_runs, so that no KPI's history goes without a word."""
+        found = exp.union(*[exp.select(col("name")).from_(self.t(t.name)).where(removed.copy())
+                            for t in (tables.CATALOG, tables.VALUES)], distinct=True)
+        return sorted(str(r[0]) for r in self.fetch(found))
 
     def _values_query(self, run: RunState, ok: list[str], now: dt.datetime) -> exp.Select:
         """The staged rows of the KPIs that succeeded, as kpi_values rows."""

@@ -6,7 +6,9 @@ Undefined names are errors, and the sandbox refuses attribute escapes such as
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -53,7 +55,8 @@ class TemplateContext:
         self.used_env.add(name)
         if name in os.environ:
             value = os.environ[name]
-            self.secrets.add(value)
+            for form in renderings(value):
+                self.secrets.add(form)
             return value
         if default is not ...:
             return default
@@ -72,6 +75,16 @@ class TemplateContext:
         if self.ref_fn is None:
             raise TemplateProblem("KPI062", "ref() is not available here")
         return self.ref_fn(model_name)
+
+
+def renderings(value: str) -> set[str]:
+    """Every form a secret takes on its way out: as it is, in a SQL string literal ('' and \\' escapes) or quoted
+    identifier (""), in JSON (run_results.json, --log-format json) and in a Python repr (tracebacks). Each form is
+    masked, so a secret holding a quote cannot slip past the mask escaped."""
+    forms = {value, value.replace("'", "''"), value.replace('"', '""'),
+             value.replace("\\", "\\\\").replace("'", "\\'"), repr(value)[1:-1],
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    return {f for f in forms if f}
 
 
 MAX_REPEAT = 100_000  # items or characters a `*` may produce
@@ -96,8 +109,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
+# Jinja's own globals (range, dict, lipsum, cycler, joiner, namespace): not part of what a template may use
+JINJA_GLOBALS = frozenset(jinja2.defaults.DEFAULT_NAMESPACE)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    return _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
+    env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
+    env.globals.clear()  # the names a template sees are the four of TemplateContext, given at render time
+    return env
 
 
 _ENV = _environment()
@@ -146,6 +165,11 @@ def render(text: str, ctx: TemplateContext, location: Location) -> tuple[str | N
         ]
     except jinja2.UndefinedError as exc:
         line = _template_line(sys.exc_info()[2], filename)
+        name = re.fullmatch(r"'(\w+)' is undefined", exc.message or "")
+        if name and name.group(1) in JINJA_GLOBALS:
+            return None, [error("KPI064", f"Jinja sandbox refused '{name.group(1)}': Jinja's default globals are not "
+                                          "available in kpimetrics templates", at(line),
+                                "templates may only call source(), ref(), var() and env_var()")]
         return None, [
             error("KPI065", f"Jinja error: {ctx.secrets.scrub(exc.message or '')}", at(line),
                   "templates may only use source(), ref(), var() and env_var()")

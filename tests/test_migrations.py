@@ -36,6 +36,7 @@ from helpers_run import AS_OF, insert_orders, make_orders
 from kpimetrics import Project, faults, migrations, tables
 from kpimetrics.cli import main
 from kpimetrics.dialects import generate
+from kpimetrics.publish import OWNER_KEY
 from kpimetrics.tables import qualified
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1"
@@ -244,7 +245,8 @@ def test_a_new_warehouse_starts_at_the_current_version(tmp_path):
     wh = V1Warehouse.__new__(V1Warehouse)
     wh.root, wh.engine = root, engines.duckdb_engine()
     state = wh.tables()
-    assert state["kpi_meta"] == [(migrations.VERSION_KEY, str(tables.SCHEMA_VERSION))]
+    # the version, and the project that owns the schema (SPEC §11: one output schema, one project)
+    assert state["kpi_meta"] == ordered([(migrations.VERSION_KEY, str(tables.SCHEMA_VERSION)), (OWNER_KEY, "shop")])
     # one row per KPI: its hash, first and last seen by this run
     assert state["kpi_definitions"] == ordered((n, h, result.run_id, at, at) for n, (h, at) in catalog(state).items())
 
@@ -267,7 +269,8 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
             assert without(after[name], name, {"buyers"}) == before[name], name
     assert schema_version(after) == tables.SCHEMA_VERSION == 2
     if v1.engine.name != "spark":  # an updated row; on Spark kpi_meta is a log whose highest version counts
-        assert after["kpi_meta"] == [(migrations.VERSION_KEY, "2")]
+        # version 1 recorded no owner: the first run adopts the schema
+        assert after["kpi_meta"] == ordered([(migrations.VERSION_KEY, "2"), (OWNER_KEY, "shop")])
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
     # what the backfill tells of this fixture: revenue's first run is the first run (the incremental runs kept

@@ -137,7 +137,9 @@ def test_select_touches_only_the_selected_kpi(project):
 # --- the output tables' schema version ------------------------------------------------
 
 def test_output_tables_carry_their_schema_version(project):
-    assert query(project, "SELECT key, value FROM kpi.kpi_meta") == [("schema_version", str(tables.SCHEMA_VERSION))]
+    # and the project that owns the output schema (SPEC §11)
+    assert query(project, "SELECT key, value FROM kpi.kpi_meta ORDER BY key") == [
+        ("project", "shop"), ("schema_version", str(tables.SCHEMA_VERSION))]
     present = {r[0] for r in query(project, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'kpi'")}
     # besides the output tables, the pre-aggregates kept for incremental runs (partials.py)
     assert {t for t in present if not t.startswith("kpi_partials_")} == {t.name for t in tables.ALL_TABLES}
