@@ -246,6 +246,29 @@ CODES: dict[str, Code] = {
                    "...) with a path computed by SQL (a column, a concatenation): it cannot be checked against "
                    "`allowed_paths` before the run.", "Write the path as a string literal (or a list of them), under "
                    "a folder listed in `allowed_paths`."),
+    # --- a `diff --state` folder (untrusted: another branch's target/) ---
+    "KPI130": Code(E, "no state manifest", "`diff --state PATH`: PATH holds no manifest.json, or it cannot be read.",
+                   "Pass the target/ folder of an earlier `kpimetrics compile` (in CI, the main branch's), or its "
+                   "manifest.json."),
+    "KPI131": Code(E, "state manifest not JSON", "`diff --state`: the manifest is not UTF-8 JSON (the line and column "
+                   "where it breaks are shown), is nested too deeply, holds a number too long to read, or is larger "
+                   "than a state may be (512 MB).", "Compile the earlier version again and pass its whole target/ "
+                   "folder; a manifest is written by kpimetrics, never by hand."),
+    "KPI132": Code(E, "state manifest of the wrong shape", "`diff --state`: the manifest is JSON but not of the shape "
+                   "kpimetrics writes: the key named is missing, of the wrong type, a KPI name that is not one, an "
+                   "unknown dialect, or a compiled-SQL path that leaves the state folder.",
+                   "Compile the earlier version again and pass its whole target/ folder."),
+    "KPI133": Code(E, "state SQL missing", "`diff --state`: a changed KPI's compiled SQL is not in the state folder, "
+                   "cannot be read, is not UTF-8, is a link out of the folder, or is larger than 16 MB.",
+                   "Keep the whole target/ folder of the earlier compile, not only manifest.json."),
+    "KPI134": Code(E, "state SQL does not parse", "`diff --state`: a changed KPI's compiled SQL does not parse as SQL "
+                   "of its dialect, or holds no statement. Nothing of the state was run.",
+                   "Compile the earlier version again; compiled SQL is written by kpimetrics, never by hand."),
+    "KPI135": Code(E, "state SQL is not one SELECT", "`diff --state`: a changed KPI's compiled SQL is more than one "
+                   "statement, or a statement other than a SELECT, or has a data-modifying CTE (`WITH d AS (DELETE "
+                   "... RETURNING *)`), SELECT INTO, a locking clause or a command. kpimetrics never writes such SQL; "
+                   "nothing of the state was run.", "Take the state from a trusted build of the earlier version "
+                   "(in CI, the main branch's own artifact)."),
 }
 
 

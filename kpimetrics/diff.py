@@ -6,20 +6,31 @@ a KPI they derive from changed: their own fields are equal, their definition_has
 For every changed or affected KPI whose values can move, its recent values are computed in
 the warehouse twice: with the earlier compiled SQL kept in PATH/compiled/<dialect>/, and
 with the current definition.
+
+PATH is untrusted input (SPEC §11): an artifact of another branch, which anyone who can push may have written.
+Its manifest is checked for the shape this module reads, and its SQL is checked on sqlglot trees before any of
+it runs: one SELECT (CTEs allowed), nothing that writes, locks or runs a command, and nothing read or called
+that the project itself does not read or call. A malformed state is an error naming its file (KPI130-135);
+earlier SQL that reads beyond the project is not run, and the KPI's earlier values are left out with a note.
+Why check rather than recompile: see README, design notes.
 """
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from . import compiler, sqlgen
 from .config import MASK
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, Location, UsageError, WarehouseError, error
 from .scorecard import format_value
 from .sqlgen import col, lit
 
@@ -97,40 +108,295 @@ def compare(old: dict[str, dict], new: dict[str, dict]) -> list[KpiDiff]:
     return sorted(out, key=lambda k: (order[k.change], k.name))
 
 
-# --- the earlier target/ -------------------------------------------------------------------
+# --- the earlier target/ ------------------------------------------------------------------
+
+KPI_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_MANIFEST_BYTES = 512 * 2**20  # 10,000 KPIs write about 30 MB
+MAX_SQL_BYTES = 16 * 2**20  # one KPI's compiled SQL
+MAX_DEPTH = 64  # nesting of a manifest's values: kpimetrics writes 6 at most (a target by grain with a schedule)
+# Nodes that write, lock, or run something other than a query: none may appear anywhere in a state's SQL.
+STATEMENTS: tuple[type[exp.Expression], ...] = tuple(c for c in (getattr(exp, n, None) for n in (
+    "DML", "DDL", "Command", "Into", "Lock", "Pragma", "Set", "Transaction", "Commit", "Rollback", "Use", "Describe",
+    "Attach", "Detach", "Alter", "Drop", "Cache", "Uncache", "Refresh", "Grant", "Revoke", "Analyze", "Kill",
+    "Execute", "Declare", "Show", "Install", "TruncateTable", "Summarize", "Export")) if c is not None)
+# Functions sqlglot knows that read files or the network, or change state; the state may call one only where the
+# project does too. Every other function sqlglot knows computes a value from its arguments; one it does not know
+# (exp.Anonymous: read_text, pg_read_file, nextval, ...) the state may call only where the project does too.
+DENIED_FUNCTIONS = frozenset({"ReadCSV", "ReadParquet", "ToFile", "NextValueFor", "Secret", "Predict",
+                              "GenerateEmbedding", "GenerateText", "GenerateTable", "VectorSearch", "FeaturesAtTime"})
+
+
+def _refuse(code: str, message: str, path: Path, line: int = 0, col: int = 0, hint: str | None = None) -> ConfigError:
+    return ConfigError("--state: not a usable earlier target/ folder; nothing in it was run",
+                       [error(code, message, Location(str(path), line, col), hint)])
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), "null")
+
+
+def _too_deep(doc) -> bool:
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return False
+
+
+def _is_dialect(name: str) -> bool:
+    try:
+        Dialect.get_or_raise(name)
+    except Exception:  # noqa: BLE001 — sqlglot says ValueError today; any failure means "not a dialect"
+        return False
+    return True
+
+
+def _shape_problem(doc) -> tuple[str, str] | None:
+    """(key, what is wrong) for the first part of a manifest not of the shape this module reads."""
+    if not isinstance(doc, dict):
+        return "", f"expected a JSON object (a kpimetrics manifest), got {_kind(doc)}"
+    if _too_deep(doc):
+        return "", f"values nested deeper than {MAX_DEPTH} levels"
+    kpis = doc.get("kpis")
+    if not isinstance(kpis, dict):
+        return "kpis", "missing" if kpis is None else f"expected an object of KPIs by name, got {_kind(kpis)}"
+    for name, entry in kpis.items():
+        where = f"kpis.{name}"
+        if not KPI_NAME.match(name) or len(name) > 255:
+            return where, f"{name[:80]!r} is not a KPI name (snake_case)"
+        if not isinstance(entry, dict):
+            return where, f"expected an object (the KPI's definition), got {_kind(entry)}"
+        for key in ("definition_hash", "unit"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                return f"{where}.{key}", f"expected a string, got {_kind(entry[key])}"
+        for key in ("grains", "declared_grains"):
+            value = entry.get(key)
+            if value is not None and not (isinstance(value, list) and all(isinstance(g, str) for g in value)):
+                return f"{where}.{key}", f"expected a list of grain names, got {_kind(value)}"
+        paths = entry.get("compiled_sql")
+        if paths is not None and not isinstance(paths, dict):
+            return f"{where}.compiled_sql", f"expected an object of file paths by dialect, got {_kind(paths)}"
+        for dialect, rel in (paths or {}).items():
+            if not _is_dialect(dialect):
+                return f"{where}.compiled_sql", f"{dialect[:80]!r} is not a SQL dialect"
+            if rel is not None and not isinstance(rel, str):
+                return f"{where}.compiled_sql.{dialect}", f"expected a file path, got {_kind(rel)}"
+            if rel is not None and (Path(rel).is_absolute() or ".." in Path(rel).parts or "\0" in rel):
+                return f"{where}.compiled_sql.{dialect}", f"{rel[:200]!r} is not a path inside the state folder"
+    return None
+
 
 def load_state(path: Path) -> tuple[Path, dict]:
-    """The earlier target/ folder and its manifest (PATH may name the folder or its manifest.json)."""
+    """The earlier target/ folder and its manifest (PATH may name the folder or its manifest.json), checked for
+    the shape this module reads: a state is another branch's artifact, not a file kpimetrics wrote here."""
     manifest_path = path / "manifest.json" if path.is_dir() else path
     if not manifest_path.is_file():
-        raise UsageError(f"--state {path}: no manifest.json there; pass the target/ folder of an earlier "
-                         "`kpimetrics compile` (in CI, the main branch's)")
+        raise _refuse("KPI130", "no manifest.json there: pass the target/ folder of an earlier `kpimetrics compile` "
+                                "(in CI, the main branch's)", manifest_path)
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise UsageError(f"--state {manifest_path}: not a kpimetrics manifest ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("kpis"), dict):
-        raise UsageError(f"--state {manifest_path}: not a kpimetrics manifest (no `kpis` mapping)")
+        size = manifest_path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise _refuse("KPI131", f"the manifest is {size:,} bytes, more than the {MAX_MANIFEST_BYTES:,} a state "
+                                    "may have", manifest_path)
+        raw = manifest_path.read_bytes()
+    except OSError as exc:
+        raise _refuse("KPI130", f"cannot be read: {exc.strerror or exc}", manifest_path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse("KPI131", "not a kpimetrics manifest: not UTF-8 text", manifest_path,
+                      raw.count(b"\n", 0, exc.start) + 1) from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _refuse("KPI131", f"not a kpimetrics manifest: not JSON ({exc.msg})", manifest_path,
+                      exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise _refuse("KPI131", "not a kpimetrics manifest: values nested too deeply", manifest_path) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise _refuse("KPI131", f"not a kpimetrics manifest: {str(exc)[:200]}", manifest_path) from None
+    problem = _shape_problem(manifest)
+    if problem is not None:
+        key, what = problem
+        raise _refuse("KPI132", f"not a kpimetrics manifest: {key + ': ' if key else ''}{what}", manifest_path)
     return manifest_path.parent, manifest
 
 
-def old_query(state_dir: Path, entry: dict, name: str, prefer: str) -> exp.Query | None:
-    """The earlier definition's query, parsed from the compiled SQL the earlier target/ kept;
-    None when that SQL had env_var() values in it, masked when it was written."""
+@dataclass(frozen=True)
+class ProjectReads:
+    """What the project's own SQL reads and calls: the most a state's SQL may read and call."""
+
+    tables: frozenset[tuple[str, str, str]]
+    functions: frozenset[str]
+
+
+def _function_key(node: exp.Func) -> str:
+    if isinstance(node, (exp.Anonymous, exp.AnonymousAggFunc)):
+        schema = node.parent.this.sql() + "." if isinstance(node.parent, exp.Dot) and node.parent.expression is node else ""
+        return (schema + node.name).lower()
+    return type(node).__name__
+
+
+def _table_key(node: exp.Table, dialect: str) -> tuple[str, str, str]:
+    t = normalize_identifiers(node.copy(), dialect=dialect)
+    return t.catalog, t.db, t.name
+
+
+def _reads(tree: exp.Expression, dialect: str) -> tuple[set[tuple[str, str, str]], set[str]]:
+    """The tables (not CTEs of the tree) a tree reads and the functions it calls."""
+    ctes = {normalize_identifiers(exp.to_identifier(c.alias_or_name), dialect=dialect).name
+            for c in tree.find_all(exp.CTE)}
+    tables = set()
+    for t in tree.find_all(exp.Table):
+        if isinstance(t.this, exp.Func):
+            continue  # a table function: a function, checked as one
+        key = _table_key(t, dialect)
+        if not (key[0] == key[1] == "" and key[2] in ctes):
+            tables.add(key)
+    return tables, {_function_key(f) for f in tree.find_all(exp.Func)}
+
+
+def project_reads(plan, dialect: str, queries: list[exp.Query]) -> ProjectReads:
+    """What the project reads: its models, sources and snippets, and `queries` (its own compiled SQL, which
+    holds what the SQL generator adds)."""
+    trees: list[exp.Expression] = list(queries)
+    seen: set[int] = set()
+    for pl in plan.kpis.values():
+        trees += [t for t in (pl.time, pl.filter, *pl.trees.values(), *pl.dimension_exprs.values()) if t is not None]
+        if pl.relation is not None and id(pl.relation) not in seen:
+            seen.add(id(pl.relation))
+            trees += [pl.relation.table, *(q for _, q in pl.relation.ctes)]
+    tables: set[tuple[str, str, str]] = set()
+    functions: set[str] = set()
+    for tree in trees:
+        t, f = _reads(tree, dialect)
+        tables |= t
+        functions |= f
+    return ProjectReads(frozenset(tables), frozenset(functions))
+
+
+def _place(node: exp.Expression | None) -> tuple[int, int]:
+    """The line and column where the first token under `node` the parser placed starts (identifiers and
+    literals carry their place; sqlglot's column is a token's last character), else under its parent."""
+    while node is not None:
+        places = [(m["line"], max(m.get("col", 1) - (m.get("end", 0) - m.get("start", 0)), 1))
+                  for m in (n._meta or {} for n in node.walk()) if m.get("line")]
+        if places:
+            return min(places)
+        node = node.parent
+    return 0, 0
+
+
+def _statement(node: exp.Expression) -> str:
+    if isinstance(node, exp.Command):
+        what = f"{str(node.this).upper()[:40]} command"
+    else:
+        what = f"{node.key.upper()} statement"
+    return ("an " if what[:1] in "AEIOU" else "a ") + what
+
+
+def _not_one_select(tree: exp.Expression) -> tuple[str, exp.Expression] | None:
+    """Why a statement is not one SELECT that only reads, and where."""
+    if not isinstance(tree, exp.Query):
+        return f"is {_statement(tree)}, not a SELECT", tree
+    for node in tree.walk():
+        if isinstance(node, exp.CTE) and not isinstance(node.this, exp.Query):
+            return f"has a data-modifying CTE: {node.alias_or_name!r} is {_statement(node.this)}", node.this
+        if isinstance(node, exp.Subquery) and not isinstance(node.this, exp.Query):
+            return f"has {_statement(node.this)} in a subquery", node.this
+        if isinstance(node, exp.Into):
+            return "selects INTO a table", node
+        if isinstance(node, exp.Lock):
+            return "locks rows (FOR UPDATE / FOR SHARE)", node
+        if isinstance(node, STATEMENTS):
+            return f"holds {_statement(node)}", node
+    return None
+
+
+def beyond_the_project(tree: exp.Query, reads: ProjectReads, dialect: str) -> str | None:
+    """What a state's query reads or calls that the project does not, in words; None when nothing."""
+    tables, functions = _reads(tree, dialect)
+    extra_tables = sorted(".".join(p for p in key if p) for key in tables - reads.tables)
+    # a function sqlglot knows is named by its class (CamelCase), one it does not by its name, lowercased
+    extra_functions = sorted(f for f in functions - reads.functions if not f[:1].isupper() or f in DENIED_FUNCTIONS)
+    if extra_tables:
+        return "reads " + ", ".join(f"`{t[:80]}`" for t in extra_tables[:3])
+    if extra_functions:
+        return "calls " + ", ".join(f"`{f[:80]}`" for f in extra_functions[:3])
+    return None
+
+
+@dataclass(frozen=True)
+class EarlierSql:
+    """A KPI's earlier query, checked; None with a note where it is not run."""
+
+    query: exp.Query | None
+    note: str | None = None
+
+
+def old_query(state_dir: Path, manifest_path: Path, entry: dict, name: str, prefer: str,
+              reads: ProjectReads) -> EarlierSql:
+    """The earlier definition's query, parsed from the compiled SQL the earlier target/ kept and checked: one
+    SELECT that only reads, and only what the project reads (else it is not run: a note says why)."""
     paths = entry.get("compiled_sql") or {}
     dialect = prefer if paths.get(prefer) else next((d for d, p in paths.items() if p), None)
     if dialect is None:
-        raise ConfigError(f"--state: the earlier manifest has no compiled SQL for KPI '{name}'; "
-                          "run `kpimetrics compile` on the earlier version")
+        raise _refuse("KPI133", f"kpis.{name}.compiled_sql: the earlier manifest has no compiled SQL for KPI '{name}'",
+                      manifest_path, hint="run `kpimetrics compile` on the earlier version")
     rel = Path(paths[dialect])
-    candidates = [state_dir / Path(*rel.parts[1:]), state_dir.parent / rel] if len(rel.parts) > 1 else [state_dir / rel]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        raise ConfigError(f"--state: {candidates[0]} is missing (the compiled SQL of '{name}'): keep the whole "
-                          "target/ folder of the earlier compile, not only manifest.json")
-    text = path.read_text(encoding="utf-8")
-    return None if MASK in text else sqlglot.parse_one(text, read=dialect)
-
+    path = state_dir / Path(*rel.parts[1:]) if len(rel.parts) > 1 else state_dir / rel
+    if not path.is_file():
+        raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is missing", path,
+                      hint="keep the whole target/ folder of the earlier compile, not only manifest.json")
+    real = path.resolve()
+    if not real.is_relative_to(state_dir.resolve()):
+        raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is a link out of the state folder (to {real})", path)
+    try:
+        size = real.stat().st_size
+        if size > MAX_SQL_BYTES:
+            raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is {size:,} bytes, more than the "
+                                    f"{MAX_SQL_BYTES:,} a KPI's SQL may have", path)
+        raw = real.read_bytes()
+    except OSError as exc:
+        raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' cannot be read: {exc.strerror or exc}", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is not UTF-8 text", path,
+                      raw.count(b"\n", 0, exc.start) + 1) from None
+    if MASK in text:
+        return EarlierSql(None, MASKED_NOTE)
+    try:
+        statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None and not isinstance(s, exp.Semicolon)]
+    except sqlglot.errors.ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        desc = str(first.get("description") or exc).split(". Line")[0][:200]
+        raise _refuse("KPI134", f"the compiled SQL of KPI '{name}' does not parse: {desc}", path,
+                      first.get("line") or 0, first.get("col") or 0) from None
+    except Exception as exc:  # noqa: BLE001 — sqlglot raises TokenError, RecursionError, ... on malformed text
+        raise _refuse("KPI134", f"the compiled SQL of KPI '{name}' does not parse: {str(exc)[:200]}", path) from None
+    if not statements:
+        raise _refuse("KPI134", f"the compiled SQL of KPI '{name}' holds no statement", path)
+    if len(statements) > 1:
+        raise _refuse("KPI135", f"the compiled SQL of KPI '{name}' holds {len(statements)} statements, not one SELECT",
+                      path, *_place(statements[1]))
+    tree = statements[0]
+    problem = _not_one_select(tree)
+    if problem is not None:
+        why, node = problem
+        raise _refuse("KPI135", f"the compiled SQL of KPI '{name}' {why}; nothing of the state was run", path,
+                      *_place(node))
+    beyond = beyond_the_project(tree, reads, dialect)
+    if beyond is not None:
+        return EarlierSql(None, f"values before the change not computed: the earlier compiled SQL {beyond}, which "
+                                "this project does not (a state's SQL may read only what the project reads)")
+    return EarlierSql(tree)
 
 def recent_values_query(query: exp.Query, grain: str, periods: int) -> exp.Query:
     """The last `periods` totals of a KPI query at one grain: period_start, value."""
@@ -152,12 +418,20 @@ def _fetch(adapter, query: exp.Query) -> dict[str, float | None]:
     return {(p.isoformat() if isinstance(p, dt.date) else str(p)): v for p, v in rows}
 
 
+def _number(value) -> float | None:
+    """A value the earlier SQL gave, as a number (None when it is not one: that SQL is another branch's)."""
+    if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 # --- the whole diff ------------------------------------------------------------------------
 
 def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
     if periods < 1:
         raise UsageError("--periods must be at least 1")
     state_dir, old_manifest = load_state(state)
+    manifest_path = state / "manifest.json" if state.is_dir() else state
     plan = project.plan()
     names = project.select(None)
     new_manifest = compiler.manifest(plan, names, project.target_dialect(), {})
@@ -172,12 +446,27 @@ def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
         return result
     adapter = project.connect()
     try:
+        # every earlier query is checked before any runs: a malformed state stops the diff with nothing run
+        new_queries = {k.name: compiler.kpi_query(plan, k.name) for k in moving}
+        rendered = [sqlglot.parse_one(compiler.render(q, adapter.dialect, pretty=False), read=adapter.dialect)
+                    for q in new_queries.values()]
+        reads = project_reads(plan, adapter.dialect, rendered)
+        earlier = {k.name: old_query(state_dir, manifest_path, old[k.name], k.name, adapter.dialect, reads)
+                   for k in moving}
         for k in moving:
-            query = old_query(state_dir, old[k.name], k.name, adapter.dialect)
-            before = _fetch(adapter, recent_values_query(query, k.grain, periods)) if query is not None else {}
-            if query is None:
-                k.note = MASKED_NOTE
-            after = _fetch(adapter, recent_values_query(compiler.kpi_query(plan, k.name), k.grain, periods))
+            before: dict[str, float | None] = {}
+            query, k.note = earlier[k.name].query, earlier[k.name].note
+            if query is not None:
+                try:
+                    got = _fetch(adapter, recent_values_query(query, k.grain, periods))
+                except WarehouseError as exc:
+                    k.note = f"values before the change not computed: the warehouse refused the earlier SQL ({exc})"
+                else:
+                    before = {p: _number(v) for p, v in got.items()}
+                    if any(v is not None and before[p] is None for p, v in got.items()):
+                        before, k.note = {}, "values before the change not computed: the earlier SQL gave values " \
+                                             "that are not numbers"
+            after = _fetch(adapter, recent_values_query(new_queries[k.name], k.grain, periods))
             keys = sorted(set(before) | set(after))[-periods:]
             k.values = [ValueRow(p, before.get(p), after.get(p)) for p in keys]
     finally:

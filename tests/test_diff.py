@@ -97,13 +97,14 @@ def test_an_unchanged_project_has_nothing_to_say(changed, tmp_path):
 def test_missing_state_files_are_explained(changed, tmp_path):
     path, state = changed
     result = cli("diff", "--project-dir", str(path), "--state", str(tmp_path))
-    assert result.exit_code == 2 and "no manifest.json there" in result.output
+    assert result.exit_code == 1 and f"{tmp_path}/manifest.json: error[KPI130]: no manifest.json there" in result.output
     only_manifest = tmp_path / "only"
     only_manifest.mkdir()
     shutil.copy(state / "manifest.json", only_manifest / "manifest.json")
     result = cli("diff", "--project-dir", str(path), "--state", str(only_manifest))
     assert result.exit_code == 1
-    assert "net_revenue.sql is missing" in result.output and "keep the whole target/ folder" in result.output
+    assert "net_revenue.sql: error[KPI133]: the compiled SQL of KPI 'net_revenue' is missing" in result.output
+    assert "keep the whole target/ folder" in result.output
 
 
 def test_earlier_sql_with_a_masked_secret_is_not_run(changed, tmp_path):
