@@ -197,6 +197,11 @@ class Project:
         files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
         if not files:
             raise UsageError(f"no seeds: {folder} has no .csv files")
+        from .loader import seed_issues
+
+        malformed = [issue for f in files for issue in seed_issues(f, str(f.relative_to(self.root)))]
+        if malformed:  # before connecting: no warehouse reads a ragged file its own way
+            raise ValidationFailed(f"{len(malformed)} seed file(s) cannot be loaded", malformed)
         adapter = self.connect()
         try:
             config = self.definition.config

@@ -214,6 +214,29 @@ CODES: dict[str, Code] = {
                    "empty warehouse there: usually a mistyped path (every source table is then missing).",
                    "Check `path` in profiles.yml (a relative path is from the project folder), or `kpimetrics seed` "
                    "first for a new project."),
+    # --- limits and unreadable files (SPEC §11) ---
+    "KPI100": Code(E, "broken link", "A link under the project cannot be followed: what it points to does not exist, or "
+                   "it loops back (to itself, or to a folder that holds it). Nothing unreadable is skipped, so the KPIs "
+                   "it may hold are never taken for removed ones.", "Restore what the link points to, or remove the link."),
+    "KPI101": Code(E, "line too long", "A line of a YAML file is longer than 10,000 characters.",
+                   "Break the value over several lines (a block scalar `|` or `>`), or shorten it."),
+    "KPI102": Code(E, "YAML aliases expand too far", "YAML aliases (`*name`) would expand a file to more than "
+                   "1,000,000 values beyond those written: aliases of aliases multiply (\"billion laughs\").",
+                   "Write the values out, or reuse them less; a `<<: *defaults` per entry is fine."),
+    "KPI103": Code(E, "not a regular file", "A project file (a .yml or .yaml file, a model, kpimetrics.yml, "
+                   "profiles.yml, a seed) is a named pipe, a socket or a device rather than a plain file.",
+                   "Replace it with a plain file, or move it out of the project folder."),
+    "KPI104": Code(E, "file too large", "A project file is larger than 16 MB.", "Split it into several files."),
+    "KPI105": Code(E, "folder cannot be listed", "A folder under the project cannot be listed (permissions). Its files "
+                   "may hold KPIs, so the project is not read without them.",
+                   "Let the user that runs kpimetrics list and read it, or move it out of the project folder."),
+    "KPI106": Code(E, "name too long", "A name (of a KPI, standard, strategy, priority, source, table or owner) is "
+                   "longer than 128 characters; KPI names become file names under target/.", "Shorten it."),
+    "KPI107": Code(E, "unknown time zone", "`calendar.timezone` in kpimetrics.yml is not an IANA time zone name.",
+                   "Use a name such as `UTC`, `Europe/Paris` or `America/New_York` (see the suggestion)."),
+    "KPI108": Code(E, "malformed seed", "On `seed`, a seeds/*.csv file cannot be loaded: it is not UTF-8, has no header "
+                   "or an empty or repeated column name, or a row with more or fewer fields than the header.",
+                   "Fix the file at the line shown; seeds are comma-separated UTF-8 with one header row."),
     # --- reading the machine (SPEC §11; validate/access.py) ---
     "KPI120": Code(E, "reads files", "Project SQL calls a function that reads files of the machine running the "
                    "warehouse (read_text, read_csv, read_parquet, read_json, glob, ...) with a path outside the "

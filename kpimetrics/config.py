@@ -6,6 +6,7 @@ are remembered in a `SecretRegistry` so that every message can be scrubbed.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -27,6 +28,21 @@ class Calendar(Node):
     week_start: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = "monday"
     fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
     timezone: str = "UTC"
+
+
+@functools.cache
+def time_zones() -> dict[str, str]:
+    """The IANA time zone names this machine knows, by lower-case name; empty without a tz database."""
+    import zoneinfo
+
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def known_time_zone(name: str) -> bool:
+    """Whether `calendar.timezone` names a time zone (case aside, as the warehouses take it). A machine
+    without a tz database cannot tell: every name passes, and the warehouse decides."""
+    zones = time_zones()
+    return not zones or name.lower() in zones
 
 
 class ProjectConfig(Node):

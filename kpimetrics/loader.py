@@ -7,9 +7,11 @@ issues at the line of the offending key, with a "did you mean" for typos.
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -18,10 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from . import model as m
 from .collector import long_lived
-from .config import ALL_DIALECTS, Calendar, Defaults, ProjectConfig, SecretRegistry
+from .config import ALL_DIALECTS, Calendar, Defaults, ProjectConfig, SecretRegistry, known_time_zone, time_zones
 from .errors import ConfigError, Issue, Location, error, warning
 from .templating import TemplateContext, render
-from .yamlio import LocDict, LocList, load_yaml
+from .yamlio import ECHO_CHARS, LocDict, LocList, clip, load_yaml, read_text, shown, unreadable
 
 SKIP_DIRS = {"target", "seeds", "node_modules", "dbt_packages", "logs", "spark-warehouse", "bench"}
 SKIP_FILES = {"kpimetrics.yml", "kpimetrics.yaml", "profiles.yml", "profiles.yaml"}
@@ -191,7 +193,8 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
     seen: set[tuple] = set()
     models = _models_under(exc.title)
     # the literal error is the most useful of a union's failures: report it first
-    errors = sorted(exc.errors(include_url=False), key=lambda e: not e["type"].startswith("literal_error"))
+    errors = sorted(exc.errors(include_url=False),
+                    key=lambda e: not e["type"].startswith(("literal_error", "finite_number")))
     for err in errors:
         loc, kind = tuple(err["loc"]), err["type"]
         parent, key, node, path = _walk(data, loc, models)
@@ -203,7 +206,7 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
             form = _FORM_MODELS.get(loc[-2]) if len(loc) > 1 else None  # the target form pydantic tried
             allowed = _field_names(form) if form else _allowed_keys(container, bad, models) if isinstance(container, dict) else set()
             where = _location_of(container, bad, fallback, value=False)
-            issue = error("KPI005", f"unknown key '{bad}' in {what}{suggest(bad, allowed)}", where,
+            issue = error("KPI005", f"unknown key {shown(bad)} in {what}{suggest(bad, allowed)}", where,
                           f"allowed keys: {', '.join(sorted(allowed))}" if allowed else None)
         elif kind == "missing":
             container = parent if isinstance(parent, dict) and key not in (parent or {}) else node
@@ -217,7 +220,9 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
             msg = err["msg"]
             if kind.startswith("literal_error"):
                 msg = msg.replace("Input should be", "expected")
-            issue = error("KPI007", f"{what}: invalid value for '{_describe(path)}': {msg} (got {got!r})", where)
+            if kind == "finite_number":
+                msg = "must be a finite number"
+            issue = error("KPI007", f"{what}: invalid value for '{_describe(path)}': {msg} (got {shown(got)})", where)
         sig = (issue.code, issue.location, _describe(path))
         if issue.code == "KPI007":
             sig = (issue.code, issue.location)  # one message per value, even when several union members fail
@@ -230,21 +235,68 @@ def validation_issues(exc: ValidationError, data: Any, what: str, fallback: Loca
 # --- the walk -------------------------------------------------------------------
 
 
-def project_files(root: Path) -> list[Path]:
-    """The project's YAML files, in path order. Skipped folders are not walked at all (target/ holds a file per KPI)."""
-    out: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not (d.startswith(".") or d in SKIP_DIRS)]
-        here = Path(folder)
-        out.extend(here / f for f in files
-                   if f.endswith((".yml", ".yaml")) and not (here == root and f in SKIP_FILES) and (here / f).is_file())
-    return sorted(out)
+@dataclass
+class ProjectFiles:
+    yaml: list[Path] = field(default_factory=list)  # every .yml/.yaml but kpimetrics.yml and profiles.yml
+    models: list[Path] = field(default_factory=list)  # models/**/*.sql
+    issues: list[Issue] = field(default_factory=list)  # what could not be listed or followed
+
+
+def project_files(root: Path) -> ProjectFiles:
+    """The project's files, in path order. Skipped folders are not walked at all (target/ holds a file
+    per KPI). Nothing is skipped silently (SPEC §11): a folder that cannot be listed, a link that cannot
+    be resolved or that loops back to a folder it is in, is an issue, so a run never takes the KPIs of an
+    unreadable file for KPIs removed from the project. Links to folders are followed."""
+    out = ProjectFiles()
+
+    def display(path: Path) -> str:
+        return str(path.relative_to(root))
+
+    def walk(folder: Path, ancestors: frozenset, in_models: bool) -> None:
+        try:
+            with os.scandir(folder) as it:
+                names = sorted(entry.name for entry in it)
+        except OSError as exc:
+            out.issues.append(unreadable_folder(folder, display(folder) if folder != root else ".", exc))
+            return
+        for name in names:
+            path = folder / name
+            if folder == root and name in SKIP_FILES:
+                continue  # read by load_config and the profile lookup
+            try:
+                st = os.stat(path)
+            except OSError as exc:  # a broken link or a link loop (the entry itself was just listed)
+                out.issues.append(unreadable(path, display(path), exc))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if name.startswith(".") or name in SKIP_DIRS:
+                    continue
+                if (st.st_dev, st.st_ino) in ancestors:
+                    out.issues.append(error("KPI100", "link loop: the link points to a folder that holds it",
+                                            Location(display(path)), "make the link point elsewhere, or remove it"))
+                    continue
+                walk(path, ancestors | {(st.st_dev, st.st_ino)}, in_models or (folder == root and name == "models"))
+            elif name.endswith((".yml", ".yaml")):
+                out.yaml.append(path)
+            elif in_models and name.endswith(".sql"):
+                out.models.append(path)
+
+    top = os.stat(root)
+    walk(root, frozenset({(top.st_dev, top.st_ino)}), False)
+    return out
+
+
+def unreadable_folder(folder: Path, display: str, exc: OSError) -> Issue:
+    if exc.errno in (errno.ELOOP, errno.ENOENT):
+        return unreadable(folder, display, exc)
+    return error("KPI105", f"cannot list folder: {exc.strerror or exc}", Location(display),
+                 "let the user that runs kpimetrics list and read it, or move it out of the project")
 
 
 def load_config(root: Path, vars_override: dict[str, Any] | None = None) -> tuple[ProjectConfig | None, str, list[Issue]]:
     for name in ("kpimetrics.yml", "kpimetrics.yaml"):
         path = root / name
-        if path.is_file():
+        if os.path.lexists(path):  # a link that cannot be followed is an error below, not "no project"
             break
     else:
         raise ConfigError(
@@ -278,11 +330,20 @@ def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> Pro
     project = ProjectDef(root=root, config=config, config_path=config_path, vars=dict(config.vars))
     if config.dialect not in ALL_DIALECTS:
         where = config.value_loc("dialect") or Location(config_path, 1, 1)
-        project.issues.append(error("KPI083", f"unknown dialect '{config.dialect}'{suggest(config.dialect, ALL_DIALECTS)}",
+        project.issues.append(error("KPI083", f"unknown dialect {shown(config.dialect)}{suggest(config.dialect, ALL_DIALECTS)}",
                                     where, f"the dialect your SQL is written in: one of {', '.join(ALL_DIALECTS)}"))
-    for path in project_files(root):
+    zone = config.calendar.timezone
+    if not known_time_zone(zone):
+        where = config.calendar.value_loc("timezone") or config.value_loc("calendar") or Location(config_path, 1, 1)
+        zones = time_zones().values()
+        project.issues.append(error("KPI107", f"unknown time zone {shown(zone)} in calendar.timezone"
+                                    f"{suggest(zone, zones) if len(zone) <= 64 else ''}", where,
+                                    "an IANA time zone name, such as UTC, Europe/Paris or America/New_York"))
+    files = project_files(root)
+    project.issues.extend(files.issues)
+    for path in files.yaml:
         _load_file(project, path, str(path.relative_to(root)))
-    _load_models(project)
+    _load_models(project, files.models)
     return project
 
 
@@ -298,13 +359,40 @@ def _entities(project: ProjectDef, value: Any, key: str, where: Location | None,
         if not isinstance(item, dict):
             project.issues.append(error("KPI007", f"each entry of '{key}' must be a mapping, got {type(item).__name__}", item_loc))
             continue
+        long_names = _long_names(item, what)
+        if long_names:  # refused here: a name is quoted by later messages and becomes a file name in target/
+            project.issues.extend(long_names)
+            continue
         name = item.get("name")
-        label = f"{what} '{name}'" if isinstance(name, str) else what
+        label = f"{what} {shown(name)}" if isinstance(name, str) else what
         try:
             out.append(cls.model_validate(item))
         except ValidationError as exc:
             project.issues.extend(validation_issues(exc, item, label, item_loc))
     return out
+
+
+MAX_NAME_CHARS = 128
+
+
+def _long_names(item: dict, what: str) -> list[Issue]:
+    """An issue for each `name` longer than MAX_NAME_CHARS in an entry and the entries it holds."""
+    out: list[Issue] = []
+    entries = [(item, what)]
+    for key, kind in _NESTED.items():
+        held = item.get(key)
+        if isinstance(held, list):
+            entries.extend((e, kind) for e in held if isinstance(e, dict))
+    for entry, kind in entries:
+        name = entry.get("name")
+        if isinstance(name, str) and len(name) > MAX_NAME_CHARS:
+            where = entry.value_loc("name") if isinstance(entry, LocDict) else None
+            out.append(error("KPI106", f"{kind}: name {shown(name, 40)} is over the limit of {MAX_NAME_CHARS} characters",
+                             where))
+    return out
+
+
+_NESTED = {"strategies": "strategy", "tables": "table"}  # the entries a priority and a source hold
 
 
 def _load_file(project: ProjectDef, path: Path, display: str) -> None:
@@ -321,7 +409,7 @@ def _load_file(project: ProjectDef, path: Path, display: str) -> None:
     for key, value in data.items():
         where = data.value_loc(key)
         if key not in m.TOP_LEVEL_KEYS:
-            project.issues.append(error("KPI005", f"unknown top-level key '{key}'{suggest(key, m.TOP_LEVEL_KEYS)}", data.key_loc(key),
+            project.issues.append(error("KPI005", f"unknown top-level key {shown(key)}{suggest(key, m.TOP_LEVEL_KEYS)}", data.key_loc(key),
                                         f"allowed: {', '.join(m.TOP_LEVEL_KEYS)}"))
         elif key == "mission":
             if project.mission is not None:
@@ -369,11 +457,7 @@ def _render_sources(project: ProjectDef, sources: list[m.Source]) -> list[m.Sour
 _MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _load_models(project: ProjectDef) -> None:
-    folder = project.root / "models"
-    if not folder.is_dir():
-        return
-    paths = sorted(folder.rglob("*.sql"))
+def _load_models(project: ProjectDef, paths: list[Path]) -> None:
     names = {p.stem for p in paths}
     for path in paths:
         display = str(path.relative_to(project.root))
@@ -384,10 +468,15 @@ def _load_models(project: ProjectDef) -> None:
         if name in project.models:
             project.issues.append(error("KPI009", f"model '{name}' is defined twice ({project.models[name].path})", Location(display)))
             continue
-        try:
-            raw = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            project.issues.append(error("KPI002", f"cannot read model: {exc}", Location(display)))
+        raw, issues = read_text(path, display, "model")
+        if raw is None:
+            project.issues.extend(issues)
+            continue
+        nul = raw.find("\x00")
+        if nul >= 0:
+            line = raw.count("\n", 0, nul) + 1
+            project.issues.append(error("KPI002", "model is binary, not SQL text (a NUL byte)",
+                                        Location(display, line, nul - raw.rfind("\n", 0, nul))))
             continue
         refs: list[str] = []
         used_sources: list[tuple[str, str]] = []
@@ -418,3 +507,70 @@ def _load_models(project: ProjectDef) -> None:
         sql, issues = render(raw, ctx, Location(display, 1, 1))
         project.issues.extend(issues)
         project.models[name] = ModelFile(name, display, raw, sql, refs, used_sources, dict(ctx.used_vars))
+
+
+# --- seeds -------------------------------------------------------------------------
+
+
+def seed_issues(path: Path, display: str) -> list[Issue]:
+    """Problems of a seeds/*.csv file, at their lines, before any warehouse reads it: the warehouses'
+    CSV readers guess around a ragged file (DuckDB reads `a,b` with a row `1,2,3` as one column named
+    'a,b') or stop with an error of their own. A seed is UTF-8, comma-separated, with one header row of
+    distinct, non-empty names, and every row has as many fields as the header."""
+    import csv
+    import io
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return [unreadable(path, display, exc)]
+    if not stat.S_ISREG(st.st_mode):
+        return [error("KPI103", "not a regular file", Location(display),
+                      "a seed is a plain CSV file: replace it with one, or move it out of seeds/")]
+    issues: list[Issue] = []
+
+    def bad(message: str, line: int, col: int = 1) -> list[Issue]:
+        return [error("KPI108", f"malformed seed: {message}", Location(display, line, col),
+                      "a seed is UTF-8, comma-separated, with one header row; every row has as many fields as the header")]
+
+    try:
+        with open(path, "rb") as raw:
+            line = 0
+            for line, data in enumerate(raw, 1):
+                if b"\x00" in data:
+                    return bad("a NUL byte (the file is binary, not CSV text)", line, data.index(b"\x00") + 1)
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return bad(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line, exc.start + 1)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, strict=True)
+            header, start = None, 1
+            try:
+                for row in reader:
+                    start, at = reader.line_num + 1, start  # `at`: the line this record began on
+                    if not row:
+                        continue  # a blank line
+                    if header is None:
+                        header = row
+                        names = [c.strip() for c in header]
+                        empty = [i + 1 for i, c in enumerate(names) if not c]
+                        if empty:
+                            return bad(f"column {empty[0]} of the header has no name", at)
+                        repeated = sorted({c for c in names if names.count(c) > 1})
+                        if repeated:
+                            return bad(f"column {shown(repeated[0])} is named twice in the header", at)
+                        continue
+                    if len(row) != len(header):
+                        return bad(f"the row has {len(row)} field(s), the header {len(header)}", at)
+            except csv.Error as exc:
+                if "end of data" in str(exc):
+                    return bad("a quoted field is not closed: it runs to the end of the file", start)
+                if "field limit" in str(exc):
+                    return bad(f"a field is longer than {csv.field_size_limit():,} characters", start)
+                return bad(f"not CSV ({clip(str(exc), ECHO_CHARS)})", start)
+            if header is None:
+                return bad("no header row (the file is empty)", 1)
+    except OSError as exc:
+        return [unreadable(path, display, exc)]
+    return issues

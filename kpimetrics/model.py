@@ -28,7 +28,7 @@ GRAINS: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
 Direction = Literal["higher_is_better", "lower_is_better"]
 Indicator = Literal["leading", "lagging"]
 Unit = Literal["number", "percent", "currency", "seconds", "count"]
-Number = Union[int, float]
+Number = Union[int, Annotated[float, Field(allow_inf_nan=False)]]  # .nan and .inf are no target (KPI007)
 
 
 class Node(BaseModel):

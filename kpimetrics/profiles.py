@@ -1,6 +1,7 @@
 """Finding profiles.yml, rendering its env_var() calls, and picking the output."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -11,7 +12,7 @@ from .config import Output, SecretRegistry, profile_search_path
 from .errors import ConfigError, Location, error
 from .loader import suggest
 from .templating import TemplateContext, render
-from .yamlio import LocDict, load_yaml
+from .yamlio import ECHO_CHARS, LocDict, clip, load_yaml, shown
 
 _OUTPUT = TypeAdapter(Output)
 # each output class by its `type:` tag (the tag pydantic puts first in an error's path)
@@ -25,15 +26,22 @@ def _output_problem(e: dict) -> str:
     kind, ctx, loc = e["type"], e.get("ctx") or {}, e["loc"]
     known = ", ".join(_OUTPUT_TYPES)
     if kind == "union_tag_invalid":
-        return f"type: unknown warehouse type '{ctx.get('tag')}' (types: {known})"
+        return f"type: unknown warehouse type {shown(ctx.get('tag'))} (types: {known})"
     if kind == "union_tag_not_found":
         return f"type: missing (types: {known})"
     if not loc:
         return "must be a mapping of settings" if kind == "model_attributes_type" else e["msg"]
     if kind == "extra_forbidden" and len(loc) == 2 and loc[0] in _OUTPUT_TYPES:
         settings = {f.alias or name for name, f in _OUTPUT_TYPES[loc[0]].model_fields.items()}
-        return f"{loc[1]}: unknown setting{suggest(loc[1], settings)}"
+        return f"{clip(loc[1], ECHO_CHARS)}: unknown setting{suggest(loc[1], settings)}"
     return f"{'.'.join(map(str, loc[1:])) or loc[0]}: {e['msg']}"
+
+
+def _names(mapping: dict, most: int = 20) -> str:
+    """The keys of a mapping as a message lists them: each cut short, at most `most` of them."""
+    names = sorted(map(str, mapping))
+    text = ", ".join(clip(n, 40) for n in names[:most]) or "none"
+    return text + (f", and {len(names) - most} more" if len(names) > most else "")
 
 
 @dataclass
@@ -79,7 +87,8 @@ def resolve_profile(
     vars: dict[str, Any] | None = None,
 ) -> ResolvedProfile:
     searched = profile_search_path(project_dir, profiles_dir)
-    path = next((p for p in searched if p.is_file()), None)
+    # a profiles.yml that cannot be read (a broken link, a folder) is an error, not a reason to look further
+    path = next((p for p in searched if os.path.lexists(p)), None)
     if path is None:
         raise ConfigError(
             "profiles.yml not found; looked in: " + ", ".join(str(p.parent) for p in searched),
@@ -95,24 +104,24 @@ def resolve_profile(
                           [error("KPI082", "profiles.yml must be a mapping of profile names", Location(display, 1, 1))])
     name = profile_name or (next(iter(data)) if len(data) == 1 else None)
     if name is None or name not in data:
-        known = ", ".join(sorted(map(str, data))) or "none"
+        known = _names(data)
         raise ConfigError(
-            f"profile '{profile_name}' not found in {display} (profiles: {known})",
-            [error("KPI080", f"profile '{profile_name}' not found (profiles: {known})", Location(display, 1, 1),
+            f"profile {shown(profile_name)} not found in {display} (profiles: {known})",
+            [error("KPI080", f"profile {shown(profile_name)} not found (profiles: {known})", Location(display, 1, 1),
                    "set `profile:` in kpimetrics.yml to one of them")],
         )
     entry = data[name]
     if not isinstance(entry, dict) or "outputs" not in entry:
-        raise ConfigError(f"{display}: profile '{name}' needs `target:` and `outputs:`",
-                          [error("KPI082", f"profile '{name}' needs `target:` and `outputs:`",
+        raise ConfigError(f"{display}: profile {shown(name)} needs `target:` and `outputs:`",
+                          [error("KPI082", f"profile {shown(name)} needs `target:` and `outputs:`",
                                  data.key_loc(name) if isinstance(data, LocDict) else None)])
     outputs = entry["outputs"]
     chosen = target or entry.get("target")
     if not isinstance(outputs, dict) or chosen not in outputs:
-        known = ", ".join(sorted(map(str, outputs))) if isinstance(outputs, dict) else "none"
+        known = _names(outputs) if isinstance(outputs, dict) else "none"
         raise ConfigError(
-            f"target '{chosen}' not found in profile '{name}' (targets: {known})",
-            [error("KPI081", f"target '{chosen}' not found in profile '{name}' (targets: {known})",
+            f"target {shown(chosen)} not found in profile {shown(name)} (targets: {known})",
+            [error("KPI081", f"target {shown(chosen)} not found in profile {shown(name)} (targets: {known})",
                    entry.key_loc("outputs") if isinstance(entry, LocDict) else None)],
         )
     raw = outputs[chosen]
@@ -120,12 +129,12 @@ def resolve_profile(
     ctx = TemplateContext(vars=dict(vars or {}), secrets=secrets)
     rendered, issues = _render_values(raw, ctx, loc or Location(display))
     if issues:
-        raise ConfigError(f"{display}: cannot render profile '{name}.{chosen}'", issues)
+        raise ConfigError(f"{display}: cannot render profile {shown(f'{name}.{chosen}')}", issues)
     try:
         output = _OUTPUT.validate_python(rendered)
     except ValidationError as exc:
         msgs = "; ".join(_output_problem(e) for e in exc.errors(include_url=False))
         # never echo input values: they may be secrets
-        raise ConfigError(f"{display}: invalid output '{chosen}' in profile '{name}': {msgs}",
-                          [error("KPI082", f"invalid output '{chosen}' in profile '{name}': {msgs}", loc)]) from None
+        raise ConfigError(f"{display}: invalid output {shown(chosen)} in profile {shown(name)}: {msgs}",
+                          [error("KPI082", f"invalid output {shown(chosen)} in profile {shown(name)}: {msgs}", loc)]) from None
     return ResolvedProfile(path, name, chosen, output)

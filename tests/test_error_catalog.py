@@ -47,11 +47,12 @@ PADDING = "# " + "." * 98 + "\n"
 FILE_FAULTS = [
     Fault("KPI004", {"kpis/empty.yml": b""}, "kpis/empty.yml", 1, "file is empty"),
     Fault("KPI004", {"kpis/blank.yml": b"\n\n   \n# nothing here\n"}, "kpis/blank.yml", 1, "file is empty"),
-    Fault("KPI002", {"kpis/blob.yml": bytes(range(256)) * 8}, "kpis/blob.yml", 0, "file is not UTF-8 text"),
-    Fault("KPI002", {"kpis/latin1.yml": "kpis:\n  - name: caf\xe9\n".encode("latin-1")}, "kpis/latin1.yml", 0, "UTF-8"),
+    Fault("KPI002", {"kpis/blob.yml": bytes(range(256)) * 8}, "kpis/blob.yml", 1, "binary, not YAML text (a NUL byte)"),
+    Fault("KPI002", {"kpis/latin1.yml": "kpis:\n  - name: caf\xe9\n".encode("latin-1")}, "kpis/latin1.yml", 2,
+          "file is not UTF-8 text (byte 0xe9"),
     Fault("KPI005", {"kpis/huge.yml": (PADDING * 100_000 + kpi_yaml(ownr="x")).encode()},  # 10 MB
           "kpis/huge.yml", 100_012, "unknown key 'ownr' in KPI 'broken'"),
-    Fault("KPI001", {"kpis/deep.yml": b"kpis: " + b"[" * 10_000 + b"]" * 10_000 + b"\n"},
+    Fault("KPI001", {"kpis/deep.yml": b"kpis: " + (b"[" * 1_000 + b"\n  ") * 10 + (b"]" * 1_000 + b"\n  ") * 10 + b"\n"},
           "kpis/deep.yml", ANY_LINE, ""),  # PyYAML 6.0.4 stops these at its own depth limit, older ones by recursion
     Fault("KPI001", {"kpis/deep_map.yml": "".join("  " * i + f"k{i}:\n" for i in range(3_000)).encode()},
           "kpis/deep_map.yml", ANY_LINE, ""),

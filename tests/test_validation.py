@@ -68,7 +68,7 @@ EIGHT_KPIS = "kpis:\n" + "".join(
 CASES: list[Case] = [
     # --- files and YAML (the loader) ---
     Case("KPI001", {"kpis/broken.yml": "kpis:\n  - name: broken\n     owner: x  #!\n"}, "YAML syntax error"),
-    Case("KPI002", {"kpis/binary.yml": "kpis:\x00\x01"}, "binary", path="kpis/binary.yml"),
+    Case("KPI002", {"kpis/binary.yml": "kpis:\x00\x01  #!"}, "binary"),  # at the NUL's line
     Case("KPI003", {"kpis/broken.yml": "kpis:\n  - name: broken\n    owner: a\n    owner: b  #!\n"},
          "duplicate key 'owner' (first defined at line 3)"),
     Case("KPI004", {"kpis/empty.yml": "#!\n"}, "file is empty"),
