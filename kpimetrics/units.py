@@ -10,13 +10,17 @@ _PERCENT = re.compile(r"^\s*[+-]?\d+(\.\d+)?\s*%\s*$")
 
 
 def parse_duration(text: Any) -> dt.timedelta | None:
-    """'2 days', '12 hours', '35 days', '1 week' -> timedelta; None when it does not parse."""
+    """'2 days', '12 hours', '35 days', '1 week' -> timedelta; None when it does not parse, or is longer than a
+    timedelta holds (999,999,999 days), which no calendar needs."""
     if not isinstance(text, str):
         return None
     match = _DURATION.match(text)
     if not match:
         return None
-    return dt.timedelta(**{match.group(2).lower() + "s": int(match.group(1))})
+    try:
+        return dt.timedelta(**{match.group(2).lower() + "s": int(match.group(1))})
+    except OverflowError:
+        return None
 
 
 def parse_percent(text: Any) -> float | None:

@@ -4,6 +4,11 @@ window of any length runs incrementally.
 Large windows: a trailing window reaching back before year 1 (800,000 days; 50,000 months) computed on a full
 refresh, but every later incremental run failed computing the first day its windows read. The range now reaches
 back to the first day a date can have, and incremental equals --full-refresh after each run.
+
+State: nothing in an earlier target/ runs as written. A malformed state (corpus_state.STATE_FAULTS: no manifest,
+not JSON, the wrong shape, SQL missing, not parsing, more than one SELECT, a data-modifying CTE, ...) is exit 1
+naming its file and line or key, with every table of the warehouse, sources included, unchanged (DuckDB; the SQL
+cases on PostgreSQL too). Earlier SQL that reads beyond the project is not run and the diff says so.
 """
 from __future__ import annotations
 
@@ -12,9 +17,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from helpers_run import execute, insert_orders, kpi, kpi_result, kpis_yml, make_orders, ok, query, run, table, \
     write_run_project
+from kpimetrics.cli import main
 
 # --- large windows -------------------------------------------------------------------------------------------
 
@@ -82,18 +89,24 @@ def test_a_window_reaching_before_year_1_runs_incrementally(tmp_path, lookback):
                        "AND period_start = DATE '2025-12-11'") == query(root, "SELECT sum(amount) FROM main.orders")
 
 
+def test_a_lookback_longer_than_a_timedelta_is_a_validation_error(tmp_path):
+    """'9999999999 days' is past what a timedelta holds: validate failed with exit 3 (OverflowError)."""
+    root = write_run_project(tmp_path, LARGE_WINDOWS, lookback="9999999999 days")
+    out = CliRunner().invoke(main, ["validate", "--project-dir", str(root)])
+    assert out.exit_code == 1, out.output
+    assert "kpimetrics.yml:5:" in out.output and "error[KPI059]: lookback must be a whole number of periods" in out.output
+
+
 # --- diff --state: untrusted input ---------------------------------------------------------------------------
 
 import json  # noqa: E402
 
 import duckdb  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
 
 from corpus import PROFILES, broken_project, check_fault, every_table  # noqa: E402
 from corpus_state import MANIFEST, SQL, STATE, STATE_FAULTS, earlier_sql, manifest, state_fault  # noqa: E402
 from helpers_projects import TODAY, VALID_PROJECT, write_project  # noqa: E402
 from kpimetrics import Project  # noqa: E402
-from kpimetrics.cli import main  # noqa: E402
 
 SOURCES_DDL = (
     "CREATE TABLE main.orders (order_id INTEGER, customer_id INTEGER, ordered_at TIMESTAMP, region VARCHAR, "
