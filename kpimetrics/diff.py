@@ -248,16 +248,28 @@ def _table_key(node: exp.Table, dialect: str) -> tuple[str, str, str]:
     return t.catalog, t.db, t.name
 
 
+def _is_cte(table: exp.Table, name: str, dialect: str) -> bool:
+    """Whether `table` (unqualified, `name` normalized) names a CTE in scope: one of a query around it defines it.
+    A CTE of a subquery elsewhere does not hide a table of that name."""
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") or node.args.get("with") if isinstance(node, exp.Query) else None
+        if with_ is not None and any(
+                normalize_identifiers(exp.to_identifier(c.alias_or_name), dialect=dialect).name == name
+                for c in with_.expressions):
+            return True
+        node = node.parent
+    return False
+
+
 def _reads(tree: exp.Expression, dialect: str) -> tuple[set[tuple[str, str, str]], set[str]]:
-    """The tables (not CTEs of the tree) a tree reads and the functions it calls."""
-    ctes = {normalize_identifiers(exp.to_identifier(c.alias_or_name), dialect=dialect).name
-            for c in tree.find_all(exp.CTE)}
+    """The tables (not CTEs in scope) a tree reads and the functions it calls."""
     tables = set()
     for t in tree.find_all(exp.Table):
         if isinstance(t.this, exp.Func):
             continue  # a table function: a function, checked as one
         key = _table_key(t, dialect)
-        if not (key[0] == key[1] == "" and key[2] in ctes):
+        if not (key[0] == key[1] == "" and _is_cte(t, key[2], dialect)):
             tables.add(key)
     return tables, {_function_key(f) for f in tree.find_all(exp.Func)}
 
