@@ -117,6 +117,11 @@ def resolve_profile(
                                  data.key_loc(name) if isinstance(data, LocDict) else None)])
     outputs = entry["outputs"]
     chosen = target or entry.get("target")
+    if isinstance(chosen, (list, dict)):  # no output's name (and cannot be looked up as one: exit 3)
+        where = entry.value_loc("target") if isinstance(entry, LocDict) else None
+        raise ConfigError(f"{display}: profile {shown(name)}: `target:` must name one of its outputs",
+                          [error("KPI081", f"profile {shown(name)}: `target:` must name one of its outputs, got a "
+                                 f"{'list' if isinstance(chosen, list) else 'mapping'}", where)])
     if not isinstance(outputs, dict) or chosen not in outputs:
         known = _names(outputs) if isinstance(outputs, dict) else "none"
         raise ConfigError(

@@ -109,6 +109,9 @@ FAULTS: list[Fault] = [
           "kpis/support.yml", 59, "… (1,000 characters) (first defined at line 58)"),
     Fault("KPI081", {}, "profiles.yml", 3, "… (9,000 characters) not found in profile 'acme' (targets: dev)",
           args=("--target", LONG)),
+    # --- profiles.yml: found by the property test (test_fuzz_loader), exit 3 before ---
+    Fault("KPI081", {"profiles.yml": PROFILES.replace("target: dev", "target: [dev]")}, "profiles.yml", 2,
+          "profile 'acme': `target:` must name one of its outputs, got a list"),
 ]
 ELSEWHERE: dict[str, str] = {
     "KPI100": "test_trust_files: a KPI file or folder replaced by a broken link or a link loop (symbolic links)",
