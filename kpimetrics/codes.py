@@ -237,6 +237,28 @@ CODES: dict[str, Code] = {
     "KPI108": Code(E, "malformed seed", "On `seed`, a seeds/*.csv file cannot be loaded: it is not UTF-8, has no header "
                    "or an empty or repeated column name, or a row with more or fewer fields than the header.",
                    "Fix the file at the line shown; seeds are comma-separated UTF-8 with one header row."),
+    # --- the grammar of project SQL (SPEC §11) ---
+    "KPI110": Code(E, "statement in an expression", "A `measure`, ratio part, `filter`, `derived`, `time` or dimension "
+                   "holds a `;` or a statement (SELECT, DELETE, INSERT, DROP, ...): each is exactly one SQL expression, "
+                   "and nothing else reaches the warehouse.", "Keep one expression, without `;`; rows are chosen "
+                   "with `filter`, and anything larger belongs in a model (models/*.sql)."),
+    "KPI111": Code(E, "subquery in an expression", "A `measure`, ratio part, `filter`, `derived`, `time` or dimension "
+                   "holds a subquery (`(SELECT ...)`, `IN (SELECT ...)`, `EXISTS (...)`, `VALUES`): an expression reads "
+                   "only the columns of its KPI's model.", "Join what the subquery reads into a model (models/*.sql) and "
+                   "point the KPI's `model:` at it."),
+    "KPI112": Code(E, "second statement in a model", "A model (models/*.sql, after Jinja) holds more than one "
+                   "statement; a model is one SELECT.", "Remove everything after the SELECT's end (its `;`)."),
+    "KPI113": Code(E, "model changes data", "A model holds a statement that changes data or the warehouse (DELETE, "
+                   "INSERT, UPDATE, MERGE, CREATE, DROP, COPY, ...), in a CTE or anywhere else: a model only reads.",
+                   "Keep the SELECT and its read-only CTEs; do changes to the data outside kpimetrics."),
+    "KPI114": Code(E, "invalid lag", "A `derived` expression uses `lag()` on something other than a KPI name, with an "
+                   "offset that is not a whole number of 1 or more, or with a third argument.",
+                   "Write `lag(kpi_name)` for the previous period, or `lag(kpi_name, n)` for n periods earlier."),
+    "KPI115": Code(E, "lead in derived", "A `derived` expression uses `lead()`, which reads later periods: a KPI's "
+                   "value can only depend on its own and earlier periods.", "Use `lag()` on the other KPI instead."),
+    "KPI116": Code(E, "aggregate in derived", "A `derived` expression uses an aggregate (sum, avg, count, ...): it is "
+                   "computed from one value of each input KPI per period and slice, so there is nothing to aggregate.",
+                   "Aggregate in the input KPIs' `measure`, or combine their values with arithmetic."),
     # --- reading the machine (SPEC §11; validate/access.py) ---
     "KPI120": Code(E, "reads files", "Project SQL calls a function that reads files of the machine running the "
                    "warehouse (read_text, read_csv, read_parquet, read_json, glob, ...) with a path outside the "

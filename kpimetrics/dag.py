@@ -11,7 +11,7 @@ from typing import Iterable
 from sqlglot import exp
 
 from .errors import UsageError
-from .sqlexpr import parse_snippet
+from .sqlexpr import lag_periods, parse_snippet
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,8 @@ def derived_inputs(derived: str, dialect: str) -> list[InputRef]:
     for col in tree.find_all(exp.Column):
         lag_node = col.parent if isinstance(col.parent, exp.Lag) and col.parent.this is col else None
         n = 0
-        if lag_node is not None:
-            off = lag_node.args.get("offset")
-            n = int(off.this) if isinstance(off, exp.Literal) and not off.is_string else 1
+        if lag_node is not None:  # an offset that is not a whole number is KPI114; read it as 1 until then
+            n = lag_periods(lag_node) or 1
         refs.setdefault(InputRef(col.name, n), None)
     return list(refs)
 

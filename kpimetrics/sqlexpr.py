@@ -3,6 +3,10 @@
 Snippets are parsed once with sqlglot in the project's dialect; the trees are
 then inspected (aggregates, windows, nesting) and rewritten (filters pushed into
 FILTER clauses, divisions made NULL-safe) by the SQL generator.
+
+A snippet is one expression (SPEC §11): a `;`, a statement or a subquery in it is a
+problem of its own code (KPI110, KPI111), found on the parsed tree and the tokens,
+so nothing but an expression ever reaches the generator or the warehouse.
 """
 from __future__ import annotations
 
@@ -19,10 +23,22 @@ ALLOWED_AGGREGATES: tuple[type[exp.Expression], ...] = (
 )
 
 
+# Statements other than a query (sqlglot's classes; some exist only in some versions). A snippet or a model
+# holding one of these anywhere is refused: a warehouse would run it, or fail on it at run time.
+_STATEMENT_NAMES = (
+    "DML", "DDL", "Drop", "Alter", "AlterTable", "TruncateTable", "Command", "Set", "Use", "Pragma", "Transaction",
+    "Commit", "Rollback", "Grant", "Revoke", "Attach", "Detach", "Install", "Export", "Refresh", "Cache", "Uncache",
+    "Analyze", "Kill", "LoadData", "Describe", "Show", "Summarize", "Block",
+)
+STATEMENTS: tuple[type[exp.Expression], ...] = tuple(
+    {getattr(exp, n) for n in _STATEMENT_NAMES if isinstance(getattr(exp, n, None), type)})
+
+
 @dataclass(frozen=True)
 class SqlProblem:
     message: str
     offset: int | None = None  # 0-based character offset inside the snippet
+    code: str = "KPI040"
 
 
 def quote_identifier(name: str, dialect: str) -> str:
@@ -86,9 +102,104 @@ def _parse_cached(text: str, dialect: str) -> tuple[exp.Expression | None, SqlPr
         return None, SqlProblem(f"SQL does not parse: {exc}")
     if tree is None:
         return None, SqlProblem("the expression is empty")
-    if isinstance(tree, (exp.Alias, exp.Query)) or isinstance(tree, exp.Command):
-        return None, SqlProblem("expected a single SQL expression, not a statement or an aliased column")
+    problem = grammar_problem(tree, text, dialect)
+    if problem is not None:
+        return None, problem
+    if isinstance(tree, exp.Alias):
+        return None, SqlProblem("expected a single SQL expression, not an aliased column")
     return positionless(tree), None
+
+
+def statement_name(node: exp.Expression) -> str:
+    """How a message names a statement: DELETE, INSERT, ... (sqlglot's key is the class name)."""
+    return "statements" if isinstance(node, exp.Block) else node.key.upper().replace("TRUNCATETABLE", "TRUNCATE")
+
+
+def grammar_problem(tree: exp.Expression, text: str, dialect: str) -> SqlProblem | None:
+    """Why a parsed snippet is not one expression: a `;` (KPI110), a statement (KPI110) or a subquery (KPI111)."""
+    semicolon = _first_token(text, dialect, "SEMICOLON") if ";" in text else None
+    if semicolon is not None:
+        return SqlProblem("holds a `;`: it must be one SQL expression, not statements", semicolon, "KPI110")
+    statement = tree.find(*STATEMENTS)  # the tree itself included
+    if statement is not None:
+        return SqlProblem(f"holds a statement ({statement_name(statement)} ...): it must be one SQL expression",
+                          _first_token(text, dialect, statement.key.upper()), "KPI110")
+    if isinstance(tree, exp.Query) and not isinstance(tree, exp.Subquery):
+        return SqlProblem("is a query: it must be one SQL expression, not a SELECT", 0, "KPI110")
+    if tree.find(exp.Query, exp.Values, exp.Table) is not None:  # a VALUES list or a table is a relation too
+        return SqlProblem("holds a subquery (SELECT ...): it must be one expression, which reads no other table",
+                          _first_token(text, dialect, "SELECT", "WITH", "VALUES", "FROM"), "KPI111")
+    return None
+
+
+def model_problem(sql: str, statements: list[exp.Expression], dialect: str | None) -> SqlProblem | None:
+    """Why a model's parsed statements are not one read-only query: a second statement (KPI112), or a statement
+    that changes data anywhere in it, a data-modifying CTE say (KPI113). The offset is into `sql`."""
+    if len(statements) > 1:
+        return SqlProblem(f"holds {len(statements)} statements: a model is one SELECT, and nothing may follow its `;`",
+                          _second_statement(sql, dialect), "KPI112")
+    if not statements:
+        return None
+    statement = statements[0].find(*STATEMENTS)
+    if statement is not None:
+        if statement is statements[0]:
+            what = f"is {_a(statement_name(statement))} statement"
+        else:
+            what = f"holds {_a(statement_name(statement))} {'in a CTE' if statement.find_ancestor(exp.CTE) else 'in it'}"
+        return SqlProblem(f"{what}: a model is one SELECT that only reads", _keyword_start(sql, dialect, statement),
+                          "KPI113")
+    return None
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'AEIOU' else 'a'} {word}"
+
+
+def _keyword_start(sql: str, dialect: str | None, node: exp.Expression) -> int | None:
+    """The offset of a statement's keyword (DELETE, ...): the last such token before the first position the parser
+    recorded under it (identifiers, literals and stars carry one)."""
+    starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n._meta]
+    if not starts:
+        return None
+    try:
+        tokens = _dialect(dialect).tokenize(sql)
+    except Exception:  # the parser already read it; a position is only a nicety
+        return min(starts)
+    keyword = node.key.upper()
+    found = [t.start for t in tokens if t.token_type.name == keyword and t.start <= min(starts)]
+    return found[-1] if found else min(starts)
+
+
+def _second_statement(sql: str, dialect: str | None) -> int | None:
+    """The offset where a second statement starts: the first token after a `;` that is not one."""
+    try:
+        tokens = _dialect(dialect).tokenize(sql)
+    except Exception:  # the parser already read it; a position is only a nicety
+        return None
+    after = False
+    for token in tokens:
+        if token.token_type.name == "SEMICOLON":
+            after = True
+        elif after:
+            return token.start
+    return None
+
+
+def line_col(text: str, offset: int | None) -> tuple[int, int]:
+    """1-based line and column of a character offset (1, 1 when there is none)."""
+    if offset is None:
+        return 1, 1
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
+def _first_token(text: str, dialect: str, *kinds: str) -> int | None:
+    """The offset of the first token of one of `kinds` (TokenType names) in `text`, if any."""
+    try:
+        tokens = _dialect(dialect).tokenize(text)
+    except Exception:  # the parser already read it; a position is only a nicety
+        return None
+    return next((t.start for t in tokens if t.token_type.name in kinds), None)
 
 
 def positionless(tree: exp.Expression) -> exp.Expression:
@@ -102,6 +213,24 @@ def positionless(tree: exp.Expression) -> exp.Expression:
 
 def aggregates(tree: exp.Expression) -> list[exp.AggFunc]:
     return [n for n in tree.find_all(exp.AggFunc)]
+
+
+def lag_periods(node: exp.Lag) -> int | None:
+    """How many periods back `lag(k[, n])` reads: n as written (1 when left out), None when n is not a whole number.
+
+    sqlglot parses `-1` as a negation of 1; that is the whole number -1 (not allowed, but a number)."""
+    off = node.args.get("offset")
+    if off is None:
+        return 1
+    sign = 1
+    if isinstance(off, exp.Neg):
+        off, sign = off.this, -1
+    if not isinstance(off, exp.Literal) or off.is_string:
+        return None
+    try:
+        return sign * int(off.this)
+    except ValueError:  # 1.5, 1e3
+        return None
 
 
 def is_allowed_aggregate(node: exp.Expression) -> bool:

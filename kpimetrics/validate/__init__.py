@@ -23,7 +23,7 @@ from .access import Allowed, AllowedPaths, machine_access
 from .context import Context, YamlIndex, known_dialect
 from .models import columns_exist, model_references, model_sql
 from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, required_fields, strategy_links
-from .sql import derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
+from .sql import derived_grammar, derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
 from .targets import (
     durations, pace_targets, parse_duration, per_grain_settings, relative_targets, risk_bands, schedules_in_order,
     tolerances, windows,
@@ -48,6 +48,7 @@ RULES: tuple[Rule, ...] = (
     measures_aggregate,
     filters_row_level,
     derived_references,
+    derived_grammar,
     drives_known,
     schedules_in_order,
     relative_targets,

@@ -19,7 +19,7 @@ from .. import model as m
 from ..config import ALL_DIALECTS
 from ..errors import Issue, Location, error
 from ..loader import ProjectDef
-from ..sqlexpr import SqlProblem, parse_snippet
+from ..sqlexpr import SqlProblem, line_col, model_problem, parse_snippet
 from ..yamlio import LocDict, LocList, load_yaml
 
 
@@ -146,6 +146,10 @@ def parse_model(model_file, dialect: str | None) -> tuple[exp.Expression | None,
                            Location(model_file.path, line, col))
     except Exception as exc:  # sqlglot's tokenizer raises its own errors for some inputs
         return None, error("KPI034", f"model '{model_file.name}': SQL does not parse: {exc}", where)
+    problem = model_problem(model_file.sql, statements, dialect)  # a second statement, a data-modifying CTE
+    if problem is not None:
+        line, col = line_col(model_file.sql, problem.offset)
+        return None, error(problem.code, f"model '{model_file.name}' {problem.message}", Location(model_file.path, line, col))
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         return None, error("KPI034", f"model '{model_file.name}' must be a single SELECT statement", where)
     return statements[0], None

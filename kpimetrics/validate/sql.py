@@ -9,7 +9,7 @@ from sqlglot import exp
 from .. import dag
 from ..errors import Issue, error
 from ..loader import ProjectDef, suggest
-from ..sqlexpr import aggregates, has_window, is_allowed_aggregate, nested_aggregate
+from ..sqlexpr import aggregates, has_window, is_allowed_aggregate, lag_periods, nested_aggregate
 from .context import Context, Snippet, kpi_label
 
 ALLOWED_AGGREGATES_TEXT = "sum, count, count(distinct ...), avg, min, max, median, quantile_cont / percentile_cont"
@@ -22,7 +22,7 @@ def sql_parses(project: ProjectDef, ctx: Context) -> list[Issue]:
         for snippet in ctx.snippets(kpi):
             tree, problem = ctx.tree(snippet)
             if problem is not None:
-                issues.append(error("KPI040", f"{kpi_label(kpi)}: `{snippet.label}`: {problem.message}", ctx.loc(snippet),
+                issues.append(error(problem.code, f"{kpi_label(kpi)}: `{snippet.label}`: {problem.message}", ctx.loc(snippet),
                                     _caret(snippet.text, problem.offset)))
     return issues
 
@@ -133,6 +133,51 @@ def derived_references(project: ProjectDef, ctx: Context) -> list[Issue]:
         issues.append(error("KPI047", f"derived KPIs form a cycle: {' -> '.join(cycle)}",
                             ctx.loc(_kpi_references(by_name[cycle[0]], ctx)[0])))
     return issues
+
+
+def derived_grammar(project: ProjectDef, ctx: Context) -> list[Issue]:
+    """An expression over other KPIs' values reads them at its own period or `lag(k, n)` periods before
+    (KPI114); it cannot look ahead (KPI115), aggregate them (KPI116) or use a window (KPI044)."""
+    issues: list[Issue] = []
+    for kpi in project.kpis:
+        for snippet in _kpi_references(kpi, ctx):
+            tree, _ = ctx.tree(snippet)
+            if tree is None:
+                continue
+            problem = _derived_problem(tree, snippet.text, ctx.dialect)
+            if problem is not None:
+                code, message, hint = problem
+                issues.append(error(code, f"{kpi_label(kpi)}: `{snippet.label}` {message}", ctx.loc(snippet), hint))
+    return issues
+
+
+_LAG_HINT = "write lag(kpi_name) for the previous period, or lag(kpi_name, n) for n periods earlier (n = 1, 2, ...)"
+
+
+def _derived_problem(tree: exp.Expression, text: str, dialect: str | None) -> tuple[str, str, str | None] | None:
+    """(code, message, hint) of the first way a derived expression leaves its grammar, or None."""
+    if has_window(tree):
+        return "KPI044", "uses a window function (OVER ...), which is not allowed", _LAG_HINT
+    for node in tree.walk():
+        if isinstance(node, exp.Lead):
+            return "KPI115", "uses lead(), which reads later periods: a value can only depend on its own and " \
+                             "earlier periods", _LAG_HINT
+        if isinstance(node, exp.Lag):
+            if not isinstance(node.this, exp.Column) or node.this.table:
+                return "KPI114", "uses lag() on something that is not a KPI name", _LAG_HINT
+            if node.args.get("default") is not None:
+                return "KPI114", f"gives lag({node.this.name}, ...) a third argument, which is not supported", _LAG_HINT
+            periods = lag_periods(node)
+            if periods is None:
+                return "KPI114", f"gives lag({node.this.name}, ...) an offset that is not a whole number", _LAG_HINT
+            if periods < 1:
+                return "KPI114", f"gives lag({node.this.name}, {periods}) an offset below 1: it counts periods back, " \
+                                 "1 or more", _LAG_HINT
+        elif isinstance(node, exp.AggFunc):
+            return "KPI116", f"uses the aggregate '{_written_name(node, text, dialect)}': a derived value is computed " \
+                             "from other KPIs' values in the same period, one row each, so there is nothing to " \
+                             "aggregate", "aggregate in the input KPIs' `measure` instead"
+    return None
 
 
 def _kpi_references(kpi, ctx: Context) -> list[Snippet]:
