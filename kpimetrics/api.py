@@ -14,7 +14,7 @@ import yaml
 from . import compiler, dag
 from .config import ALL_DIALECTS
 from .errors import (ConfigError, Issue, KpiMetricsError, Level, Location, UsageError, ValidationFailed, WarehouseError,
-                     error, warning)
+                     bounded, error, warning)
 from .loader import ProjectDef, load_project, suggest
 from .planner import Plan, build_plan
 
@@ -62,7 +62,8 @@ class Project:
                                                          allowed_paths=self._allowed_paths)
         if strict:
             issues = [i.as_error() if i.level is Level.WARNING else i for i in issues]
-        return sorted(issues, key=_issue_order)
+        scrub = self.definition.secrets.scrub
+        return sorted((bounded(i, scrub) for i in issues), key=_issue_order)
 
     def _allowed_paths(self):
         """The profile's `allowed_paths`, for the machine-access check (asked only when project SQL reads a

@@ -68,6 +68,25 @@ class Issue:
         }
 
 
+MESSAGE_LINE_CHARS = 1_000  # the most of one line of a message that is printed
+MESSAGE_LINES = 20
+
+
+def bounded(issue: Issue, scrub=None) -> Issue:
+    """The issue with its message cut to MESSAGE_LINES lines of MESSAGE_LINE_CHARS characters: a rule that
+    quotes a value (a 5 MB block scalar named as a strategy) prints a few lines, not the value (SPEC §11).
+    `scrub` (masking env_var() values) runs first, so no cut can leave a part of a secret unmasked."""
+    message = scrub(issue.message) if scrub else issue.message
+    if len(message) <= MESSAGE_LINE_CHARS and message.count("\n") < MESSAGE_LINES:
+        return issue if message == issue.message else Issue(issue.level, issue.code, message, issue.location, issue.hint)
+    lines = message.split("\n")
+    kept = [line if len(line) <= MESSAGE_LINE_CHARS else f"{line[:MESSAGE_LINE_CHARS]}… ({len(line):,} characters)"
+            for line in lines[:MESSAGE_LINES]]
+    if len(lines) > MESSAGE_LINES:
+        kept.append(f"… ({len(lines) - MESSAGE_LINES:,} more lines)")
+    return Issue(issue.level, issue.code, "\n".join(kept), issue.location, issue.hint)
+
+
 def error(code: str, message: str, location: Location | None = None, hint: str | None = None) -> Issue:
     return Issue(Level.ERROR, code, message, location, hint)
 

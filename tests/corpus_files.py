@@ -109,6 +109,10 @@ FAULTS: list[Fault] = [
           "kpis/support.yml", 59, "… (1,000 characters) (first defined at line 58)"),
     Fault("KPI081", {}, "profiles.yml", 3, "… (9,000 characters) not found in profile 'acme' (targets: dev)",
           args=("--target", LONG)),
+    # --- a rule of validate/ quoting a long value: cut to a few lines (5 MB printed before) ---
+    Fault("KPI023", {"kpis/support.yml": SUPPORT.replace("strategy: improve_customer_experience\n", "strategy: |\n"
+                                                          + ("            " + "y" * 100 + "\n") * 50_000, 1)},
+          "kpis/support.yml", 5, "KPI 'csat': unknown strategy 'yyyyyyyy"),  # 20 lines of it (test_trust_files)
     # --- profiles.yml: found by the property test (test_fuzz_loader), exit 3 before ---
     Fault("KPI081", {"profiles.yml": PROFILES.replace("target: dev", "target: [dev]")}, "profiles.yml", 2,
           "profile 'acme': `target:` must name one of its outputs, got a list"),

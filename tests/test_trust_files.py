@@ -234,13 +234,27 @@ def test_reused_defaults_are_not_an_alias_bomb(tmp_path):
 
 
 @pytest.mark.parametrize("fault", [f for f in corpus_files.FAULTS if f.code in ("KPI101", "KPI104", "KPI005", "KPI003",
-                                                                                 "KPI081", "KPI007", "KPI106")],
+                                                                                 "KPI081", "KPI007", "KPI106", "KPI023")],
                          ids=lambda f: f.id)
 def test_what_a_fault_prints_is_bounded(fault, tmp_path):
     """Each long value (up to 20 MB on one line) is quoted clipped: a few lines of output, not megabytes."""
     root = broken_project(tmp_path, fault, None)
     output = check_fault(fault, root)
     assert len(output) < 3000, f"{len(output):,} characters printed"
+
+
+def test_a_message_is_masked_before_it_is_cut():
+    """A cut through an env_var() value would print the part of it before the cut, unmasked."""
+    from kpimetrics.config import SecretRegistry
+    from kpimetrics.errors import bounded, error
+
+    secrets = SecretRegistry()
+    secrets.add("s3cr3t-" * 20)
+    issue = bounded(error("KPI023", "x" * 990 + "s3cr3t-" * 20), secrets.scrub)
+    assert "s3cr3t" not in issue.message and issue.message.endswith("****")
+    long = bounded(error("KPI023", "y" * 5000 + "\n" + "\n".join(["z"] * 100)))
+    assert long.message.splitlines()[0] == "y" * 1000 + "… (5,000 characters)"
+    assert long.message.splitlines()[-1] == "… (81 more lines)"
 
 
 def test_a_long_value_is_quoted_clipped_with_its_length(tmp_path):
