@@ -67,8 +67,14 @@ class DuckDBAdapter:
 
         Extensions cannot be loaded once access is off: those installed are loaded first, so SQL that needs one
         works as before. DuckDB shares one database per file within a process, and its settings with it: a
-        second connection to a file already closed finds it locked, as the first one left it."""
-        if self.con.execute("SELECT current_setting('lock_configuration')").fetchone()[0]:
+        second connection while the first is open finds the database closed and locked already, as it should be."""
+        locked, external = self.con.execute(
+            "SELECT current_setting('lock_configuration'), current_setting('enable_external_access')").fetchone()
+        if locked and external:  # locked open by other code of this process: it cannot be closed any more
+            self.close()
+            raise WarehouseError(f"the DuckDB database {self.path} is already open in this process with external "
+                                 "access on and its configuration locked; kpimetrics needs external access off")
+        if locked:
             return
         root = project_root.resolve()
         allowed = AllowedPaths.resolve(root, allowed_paths)

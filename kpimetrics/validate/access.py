@@ -132,7 +132,8 @@ def machine_access(project: ProjectDef, ctx: Context, allowed: Allowed = None) -
 
     `allowed` is the profile's `allowed_paths`, or a function giving them: asked only when a file is read,
     so a project that reads none never needs its profile to validate."""
-    checker = _Checker(project.root, allowed)
+    declared = {((src.schema_ or "").lower(), t.identifier or t.name) for src in project.sources for t in src.tables}
+    checker = _Checker(project.root, allowed, declared)
     issues: list[Issue] = []
     for kpi in project.kpis:
         for snippet in ctx.snippets(kpi):
@@ -170,9 +171,10 @@ def _source_tables(project: ProjectDef, checker: "_Checker") -> list[Issue]:
 
 
 class _Checker:
-    def __init__(self, root: Path, allowed: Allowed):
+    def __init__(self, root: Path, allowed: Allowed, declared: set[tuple[str, str]] = frozenset()):
         self.root = root
         self._allowed = allowed
+        self.declared = declared  # (schema, table) of the sources: json.events is a table when a source says so
 
     @property
     def allowed(self) -> AllowedPaths:
@@ -213,7 +215,8 @@ class _Checker:
 
     def _table(self, table: exp.Table) -> Iterator[tuple[exp.Expression, str, str]]:
         name, db = table.name, table.db.lower()
-        if _FILE_NAME.search(name) or (db in SPARK_FORMATS and table.this.quoted and not table.catalog):
+        spark_path = db in SPARK_FORMATS and table.this.quoted and not table.catalog and (db, name) not in self.declared
+        if _FILE_NAME.search(name) or spark_path:
             if not self.allows(name):
                 code = NETWORK if _URL.match(name) and not name.lower().startswith("file:") else TABLE_PATH
                 yield table, code, (f"reads the file {name!r} as a table, which "
