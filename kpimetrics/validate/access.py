@@ -89,6 +89,10 @@ _FILE_NAME = re.compile(r"[/\\]|^[A-Za-z][A-Za-z0-9+.-]+:|\.(csv|tsv|txt|parquet
                         r"arrow|feather|db|duckdb|sqlite|sqlite3|gz|zst|zstd|bz2|xz|lz4|zip|tar)$", re.I)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # a scheme: http:, s3:, file:, hf: (one letter is a drive)
 _GLOB = re.compile(r"[*?\[{]")
+# A fast path only: every name above is written as a word of the text, and a path needs a quote or a `${`.
+_NAMES = frozenset(PATH_FUNCTIONS | set(DENIED) | set(DENIED_RELATIONS) | set(_TYPED.values()))
+_WORD = re.compile(r"[a-z_][a-z0-9_]*")
+_QUOTES = re.compile(r"['\"`$]")
 
 
 @dataclass(frozen=True)
@@ -135,14 +139,17 @@ def machine_access(project: ProjectDef, ctx: Context, allowed: Allowed = None) -
     declared = {((src.schema_ or "").lower(), t.identifier or t.name) for src in project.sources for t in src.tables}
     checker = _Checker(project.root, allowed, declared)
     issues: list[Issue] = []
+    found: dict[int, list[tuple[str, str]]] = {}  # by tree: parse_snippet shares one tree per text, and texts repeat
     for kpi in project.kpis:
         for snippet in ctx.snippets(kpi):
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue
-            where = ctx.loc(snippet)
-            for code, message in checker.problems(tree, snippet.text):
-                issues.append(error(code, f"{kpi_label(kpi)}: `{snippet.label}` {message}", where, _FIXES.get(code)))
+            if id(tree) not in found:
+                found[id(tree)] = checker.problems(tree, snippet.text)
+            for code, message in found[id(tree)]:  # ctx.loc reads YAML: only for a problem
+                issues.append(error(code, f"{kpi_label(kpi)}: `{snippet.label}` {message}", ctx.loc(snippet),
+                                    _FIXES.get(code)))
     for name, model_file in project.models.items():
         if model_file.sql is None:
             continue
@@ -189,6 +196,8 @@ class _Checker:
         return [(code, message) for _, code, message in self.located_problems(tree, text)]
 
     def located_problems(self, tree: exp.Expression, text: str) -> Iterator[tuple[exp.Expression, str, str]]:
+        if not _QUOTES.search(text) and _NAMES.isdisjoint(_WORD.findall(text.lower())):
+            return  # no denied name, no quoted name or string: nothing in the tree can be one (most snippets)
         for node in tree.walk():
             if isinstance(node, exp.Func):
                 name = _function_name(node)
