@@ -28,7 +28,9 @@ from corpus_access import POSTGRES_FAULTS, SPARK_FAULTS
 from helpers_projects import TODAY
 from helpers_run import execute, insert_orders, kpi, kpis_yml, make_orders, query, write_run_project
 from kpimetrics import Project
+from kpimetrics.adapters.duckdb import DuckDBAdapter
 from kpimetrics.cli import main
+from kpimetrics.config import DuckDBOutput
 from kpimetrics.errors import WarehouseError
 from kpimetrics.validate import AllowedPaths
 
@@ -160,6 +162,31 @@ def test_a_run_cannot_turn_external_access_back_on(tmp_path):
         assert adapter.fetchall("SELECT current_setting('TimeZone')") == [("UTC",)]  # its own settings still apply
     finally:
         adapter.close()
+
+
+def test_connections_sharing_a_database_in_one_process(tmp_path):
+    """DuckDB shares a file's database, and its settings, between the connections of a process: a second
+    connection finds it closed and locked already, and still sets its own time zone; a database that other code
+    locked with external access on is refused, not used as it is."""
+    root = write_run_project(tmp_path, kpis_yml(REVENUE_KPI))
+    path = str(root / "wh.duckdb")
+    first = DuckDBAdapter(DuckDBOutput(type="duckdb", path=path), root, "UTC")
+    second = DuckDBAdapter(DuckDBOutput(type="duckdb", path=path), root, "America/New_York")
+    try:
+        assert second.fetchall("SELECT current_setting('TimeZone')") == [("America/New_York",)]
+        assert first.fetchall("SELECT current_setting('TimeZone')") == [("UTC",)]
+        with pytest.raises(WarehouseError, match="external access"):
+            second.fetchall("SELECT * FROM read_text('/etc/passwd')")
+    finally:
+        second.close()
+        first.close()
+    other = duckdb.connect(path)
+    try:
+        other.execute("SET lock_configuration = true")
+        with pytest.raises(WarehouseError, match="already open in this process with external access on"):
+            DuckDBAdapter(DuckDBOutput(type="duckdb", path=path), root, "UTC")
+    finally:
+        other.close()
 
 
 # --- allowed_paths, resolved --------------------------------------------------------------------------------

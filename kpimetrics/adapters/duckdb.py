@@ -49,12 +49,12 @@ class DuckDBAdapter:
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {text}") from None
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
+        self._close_external_access(output.allowed_paths, project_root)
         # TIMESTAMPTZ values are cut into periods in the calendar's time zone
         self.con.execute(f"SET TimeZone = '{_quote(timezone)}'")
         # DuckDB draws its own progress bar on stdout for a statement that runs over two seconds, even when stdout
         # is a pipe and under `run -q`: the run shows one of its own, and a CI log must not fill with DuckDB's
         self.con.execute("SET enable_progress_bar = false")
-        self._close_external_access(output.allowed_paths, project_root)
         if output.schema_:
             self.capabilities = Capabilities(publish="transaction", default_schema=output.schema_)
 
@@ -88,7 +88,7 @@ class DuckDBAdapter:
                     pass  # an extension that does not load fails as before, in the SQL that needs it
             self.con.execute("SET allowed_directories = ?", [[f.rstrip("/\\") + "/" for f in folders]])
             self.con.execute("SET allowed_paths = ?", [list(allowed.files)])
-            self.con.execute("SET allowed_configs = ['TimeZone', 'enable_progress_bar']")
+            self.con.execute("SET allowed_configs = ['TimeZone', 'enable_progress_bar']")  # set below, and per connection
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
