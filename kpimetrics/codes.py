@@ -249,7 +249,8 @@ CODES: dict[str, Code] = {
     "KPI112": Code(E, "second statement in a model", "A model (models/*.sql, after Jinja) holds more than one "
                    "statement; a model is one SELECT.", "Remove everything after the SELECT's end (its `;`)."),
     "KPI113": Code(E, "model changes data", "A model holds a statement that changes data or the warehouse (DELETE, "
-                   "INSERT, UPDATE, MERGE, CREATE, DROP, COPY, ...), in a CTE or anywhere else: a model only reads.",
+                   "INSERT, UPDATE, MERGE, CREATE, DROP, COPY, ...), in a CTE or anywhere else, or a SELECT ... INTO "
+                   "or FOR UPDATE/SHARE: a model only reads.",
                    "Keep the SELECT and its read-only CTEs; do changes to the data outside kpimetrics."),
     "KPI114": Code(E, "invalid lag", "A `derived` expression uses `lag()` on something other than a KPI name, with an "
                    "offset that is not a whole number of 1 or more, or with a third argument.",

@@ -110,9 +110,19 @@ def _parse_cached(text: str, dialect: str) -> tuple[exp.Expression | None, SqlPr
     return positionless(tree), None
 
 
+# Clauses that make a SELECT write: SELECT ... INTO creates a table, FOR UPDATE/SHARE locks rows.
+WRITING_CLAUSES: tuple[type[exp.Expression], ...] = (exp.Into, exp.Lock)
+
+
 def statement_name(node: exp.Expression) -> str:
     """How a message names a statement: DELETE, INSERT, ... (sqlglot's key is the class name)."""
-    return "statements" if isinstance(node, exp.Block) else node.key.upper().replace("TRUNCATETABLE", "TRUNCATE")
+    if isinstance(node, exp.Block):
+        return "statements"
+    if isinstance(node, exp.Into):
+        return "SELECT ... INTO"
+    if isinstance(node, exp.Lock):
+        return "FOR UPDATE" if node.args.get("update") else "FOR SHARE"
+    return node.key.upper().replace("TRUNCATETABLE", "TRUNCATE")
 
 
 def grammar_problem(tree: exp.Expression, text: str, dialect: str) -> SqlProblem | None:
@@ -140,7 +150,7 @@ def model_problem(sql: str, statements: list[exp.Expression], dialect: str | Non
                           _second_statement(sql, dialect), "KPI112")
     if not statements:
         return None
-    statement = statements[0].find(*STATEMENTS)
+    statement = statements[0].find(*STATEMENTS, *WRITING_CLAUSES)
     if statement is not None:
         if statement is statements[0]:
             what = f"is {_a(statement_name(statement))} statement"
@@ -159,12 +169,15 @@ def _keyword_start(sql: str, dialect: str | None, node: exp.Expression) -> int |
     """The offset of a statement's keyword (DELETE, ...): the last such token before the first position the parser
     recorded under it (identifiers, literals and stars carry one)."""
     starts = [n.meta["start"] for n in node.walk() if n._meta and "start" in n._meta]
-    if not starts:
-        return None
     try:
         tokens = _dialect(dialect).tokenize(sql)
     except Exception:  # the parser already read it; a position is only a nicety
-        return min(starts)
+        return min(starts, default=None)
+    if isinstance(node, exp.Lock):  # FOR UPDATE / FOR SHARE: nothing under it has a position
+        return next((t.start for t, n in zip(tokens, tokens[1:])
+                     if t.token_type.name == "FOR" and n.token_type.name in ("UPDATE", "SHARE", "NO")), None)
+    if not starts:
+        return None
     keyword = node.key.upper()
     found = [t.start for t in tokens if t.token_type.name == keyword and t.start <= min(starts)]
     return found[-1] if found else min(starts)

@@ -94,6 +94,9 @@ MODEL_FAULTS = [
                        "  with u as (update main.orders set amount = 0 returning order_id)\n"
                        "  select order_id from u)\n", 4, "holds an UPDATE in a CTE"),
     in_model("KPI113", "delete from main.orders\n", 1, "is a DELETE statement: a model is one SELECT that only reads"),
+    in_model("KPI113", "select *\ninto main.orders_copy\nfrom main.orders\n", 2, "holds a SELECT ... INTO in it"),
+    in_model("KPI113", "with o as (\n  select * from main.orders\n  for update\n)\nselect * from o\n", 3,
+             "holds a FOR UPDATE in a CTE"),
     in_model("KPI113", "{% set t = source('shop', 'orders') %}\nwith d as (\n  delete from {{ t }} returning *\n)\n"
                        "select * from d\n", 3, "holds a DELETE in a CTE"),  # the line of the template
 ]
