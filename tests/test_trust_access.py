@@ -254,6 +254,47 @@ def test_postgres_model_cannot_publish_a_server_file(tmp_path, pg_server):
         assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'kpi'").fetchone() == (0,)
 
 
+def test_postgres_least_privileges_of_the_readme_suffice(tmp_path, pg_server):
+    """The README's least privileges, for real: a role that may create schemas in the database and only read
+    the sources runs the project; a role that may only read the output schema runs `status` and `show`."""
+    profiles, dbname = pg_profiles(pg_server)
+    runner, reader, password = f"kpi_run_{uuid.uuid4().hex[:8]}", f"kpi_read_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with pg_server.connect(dbname) as con:
+        for role in (runner, reader):
+            con.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+            con.execute(f"GRANT CONNECT ON DATABASE {dbname} TO {role}")
+        con.execute("CREATE SCHEMA main")
+        con.execute("CREATE TABLE main.orders (ordered_at timestamp, amount double precision)")
+        con.execute("INSERT INTO main.orders VALUES ('2026-01-05', 10), ('2026-02-05', 20)")
+        con.execute(f"GRANT USAGE ON SCHEMA main TO {runner}")
+        con.execute(f"GRANT SELECT ON main.orders TO {runner}")
+        # run issues CREATE SCHEMA IF NOT EXISTS, which PostgreSQL checks against the database even when it exists
+        con.execute(f"GRANT CREATE ON DATABASE {dbname} TO {runner}")
+    root = write_run_project(tmp_path, kpis_yml(REVENUE_KPI), sources="""
+        sources:
+          - name: shop
+            schema: main
+            tables:
+              - name: orders
+    """)
+    config = root / "kpimetrics.yml"
+    config.write_text(config.read_text().replace("dialect: duckdb", "dialect: postgres"))
+    output = yaml.safe_load(profiles)["acme"]["outputs"]["dev"]
+    targets = {name: {**output, "user": role, "password": password} for name, role in (("run", runner), ("read", reader))}
+    (root / "profiles.yml").write_text(yaml.safe_dump({"shop": {"target": "run", "outputs": targets}}))
+    cli = CliRunner()
+    out = cli.invoke(main, ["run", "--as-of", AS_OF, "--project-dir", str(root)])
+    assert out.exit_code == 0, out.output
+    with pg_server.connect(dbname) as con:
+        con.execute(f"GRANT USAGE ON SCHEMA kpi TO {reader}")
+        con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA kpi TO {reader}")
+    for command in (["status"], ["show", "revenue"]):
+        out = cli.invoke(main, [*command, "--target", "read", "--project-dir", str(root)])
+        assert out.exit_code == 0, out.output
+    out = cli.invoke(main, ["run", "--as-of", AS_OF, "--target", "read", "--project-dir", str(root)])
+    assert out.exit_code == 1 and "permission denied" in out.output, out.output  # the reader cannot publish
+
+
 @pytest.fixture(scope="module")
 def spark_available():
     missing = engines.spark_missing()
