@@ -430,6 +430,16 @@ def _fetch(adapter, query: exp.Query) -> dict[str, float | None]:
     return {(p.isoformat() if isinstance(p, dt.date) else str(p)): v for p, v in rows}
 
 
+def _reparsed(query: exp.Query, dialect: str) -> exp.Expression | None:
+    """The project's query as the state's SQL is read: rendered in `dialect` and parsed back (a function the
+    generator writes may parse back as one sqlglot does not know). None if it does not parse back: the state
+    may then call less, never more."""
+    try:
+        return sqlglot.parse_one(compiler.render(query, dialect, pretty=False), read=dialect)
+    except Exception:  # noqa: BLE001 — sqlglot's own output; a failure only narrows what the state may call
+        return None
+
+
 def _number(value) -> float | None:
     """A value the earlier SQL gave, as a number (None when it is not one: that SQL is another branch's)."""
     if isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
@@ -460,9 +470,8 @@ def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
     try:
         # every earlier query is checked before any runs: a malformed state stops the diff with nothing run
         new_queries = {k.name: compiler.kpi_query(plan, k.name) for k in moving}
-        rendered = [sqlglot.parse_one(compiler.render(q, adapter.dialect, pretty=False), read=adapter.dialect)
-                    for q in new_queries.values()]
-        reads = project_reads(plan, adapter.dialect, rendered)
+        reads = project_reads(plan, adapter.dialect, [t for q in new_queries.values()
+                                                      if (t := _reparsed(q, adapter.dialect)) is not None])
         earlier = {k.name: old_query(state_dir, manifest_path, old[k.name], k.name, adapter.dialect, reads)
                    for k in moving}
         for k in moving:
