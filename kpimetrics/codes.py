@@ -253,13 +253,17 @@ CODES: dict[str, Code] = {
                    "or FOR UPDATE/SHARE: a model only reads.",
                    "Keep the SELECT and its read-only CTEs; do changes to the data outside kpimetrics."),
     "KPI114": Code(E, "invalid lag", "A `derived` expression uses `lag()` on something other than a KPI name, with an "
-                   "offset that is not a whole number of 1 or more, or with a third argument.",
+                   "offset that is not a whole number from 1 to 10,000, or with a third argument.",
                    "Write `lag(kpi_name)` for the previous period, or `lag(kpi_name, n)` for n periods earlier."),
     "KPI115": Code(E, "lead in derived", "A `derived` expression uses `lead()`, which reads later periods: a KPI's "
                    "value can only depend on its own and earlier periods.", "Use `lag()` on the other KPI instead."),
     "KPI116": Code(E, "aggregate in derived", "A `derived` expression uses an aggregate (sum, avg, count, ...): it is "
                    "computed from one value of each input KPI per period and slice, so there is nothing to aggregate.",
                    "Aggregate in the input KPIs' `measure`, or combine their values with arithmetic."),
+    "KPI117": Code(E, "derived names no KPI", "A `derived` expression reads no other KPI (a constant, say): a derived "
+                   "KPI's periods and slices are those of its inputs, so without one there is nothing to compute.",
+                   "Write an expression over other KPIs' names, e.g. `net_revenue / lag(net_revenue) - 1`; a constant "
+                   "belongs in `target:`."),
     # --- reading the machine (SPEC §11; validate/access.py) ---
     "KPI120": Code(E, "reads files", "Project SQL calls a function that reads files of the machine running the "
                    "warehouse (read_text, read_csv, read_parquet, read_json, glob, ...) with a path outside the "

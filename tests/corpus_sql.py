@@ -3,7 +3,8 @@
 Each snippet (`measure`, a ratio part, `filter`, `derived`, `time`, a dimension) is one expression: a `;`, a
 statement (KPI110) or a subquery (KPI111) in it is an error at its YAML line. A model is one SELECT: a second
 statement (KPI112) or a data-modifying CTE (KPI113) is an error at its line in the .sql file. `derived` reads
-its inputs now or `lag(k, n)` periods before (KPI114), never after (KPI115), and aggregates nothing (KPI116).
+its inputs now or `lag(k, n)` periods before (KPI114), never after (KPI115), aggregates nothing (KPI116),
+and reads at least one KPI (KPI117).
 Before these checks, each of these reached the warehouse (or gave exit 3, for `lag(k, 1.5)`), which is what
 `check_fault` asserts cannot happen any more: exit 1, the code at its file and line, every table unchanged.
 
@@ -106,6 +107,8 @@ DERIVED_FAULTS = [
     in_snippet("KPI114", "derived", "lag(net_revenue, 'a')", "gives lag(net_revenue, ...) an offset that is not a whole number"),
     in_snippet("KPI114", "derived", "net_revenue / lag(net_revenue, 0) - 1", "gives lag(net_revenue, 0) an offset below 1"),
     in_snippet("KPI114", "derived", "net_revenue / lag(net_revenue, -1) - 1", "gives lag(net_revenue, -1) an offset below 1"),
+    in_snippet("KPI114", "derived", "lag(net_revenue, 99999999999)",  # was a warehouse error at run time
+               "gives lag(net_revenue, 99999999999) an offset over 10,000 periods"),
     in_snippet("KPI114", "derived", "lag(net_revenue + 1)", "uses lag() on something that is not a KPI name"),
     in_snippet("KPI114", "derived", "lag(net_revenue, 1, 0)", "gives lag(net_revenue, ...) a third argument"),
     in_snippet("KPI114", "derived", "lag(net_revenue, repeat_customers)",
@@ -116,6 +119,8 @@ DERIVED_FAULTS = [
     in_snippet("KPI116", "derived", "net_revenue - avg(repeat_customers)", "uses the aggregate 'avg'"),
     in_snippet("KPI116", "derived", "count(distinct net_revenue)", "uses the aggregate 'count'"),
     in_snippet("KPI044", "derived", "net_revenue - avg(net_revenue) over ()", "uses a window function (OVER ...)"),
+    in_snippet("KPI117", "derived", "0", "names no KPI"),  # was exit 3: a derived query of no inputs
+    in_snippet("KPI117", "derived", "1 + 2 * 3", "names no KPI"),
 ]
 FAULTS: list[Fault] = STATEMENT_FAULTS + SUBQUERY_FAULTS + MODEL_FAULTS + DERIVED_FAULTS
 ELSEWHERE: dict[str, str] = {}

@@ -88,14 +88,18 @@ def warehouse(folder: Path) -> Path:
     con = duckdb.connect(str(path))
     con.execute("CREATE TABLE main.orders (order_id INTEGER, customer_id INTEGER, ordered_at TIMESTAMP, region VARCHAR, "
                 "channel VARCHAR, amount DOUBLE, discount DOUBLE, status VARCHAR)")
+    # within the sources' freshness (warn_after 2 days) of TODAY, so the KPIs' SQL runs rather than failing as stale
     con.execute("INSERT INTO main.orders VALUES (1, 1, TIMESTAMP '2026-01-05 10:00', 'eu', 'web', 10, 1, 'completed'), "
-                "(2, 2, TIMESTAMP '2026-02-07 11:00', 'us', 'store', 20, 0, 'returned')")
+                "(2, 2, TIMESTAMP '2026-02-07 11:00', 'us', 'store', 20, 0, 'returned'), "
+                "(3, 1, TIMESTAMP '2026-03-14 09:00', 'eu', 'store', 30, 2, 'completed')")
     con.execute("CREATE TABLE main.customers (customer_id INTEGER, name VARCHAR, region VARCHAR, segment VARCHAR, "
                 "signed_up_at TIMESTAMP)")
     con.execute("INSERT INTO main.customers VALUES (1, 'Ann', 'eu', 'vip', TIMESTAMP '2025-01-01 00:00')")
     con.execute("CREATE TABLE main.support_tickets (ticket_id INTEGER, customer_id INTEGER, opened_at TIMESTAMP, "
                 "closed_at TIMESTAMP, channel VARCHAR, first_response_seconds DOUBLE, resolution_seconds DOUBLE, "
                 "wrap_up_seconds DOUBLE, csat DOUBLE)")
+    con.execute("INSERT INTO main.support_tickets VALUES (1, 1, TIMESTAMP '2026-03-14 12:00', "
+                "TIMESTAMP '2026-03-14 13:00', 'web', 60, 3600, 30, 5)")
     con.execute("CREATE TABLE main.canary (alive INTEGER)")
     con.execute("INSERT INTO main.canary VALUES (42)")
     con.close()

@@ -137,7 +137,8 @@ def derived_references(project: ProjectDef, ctx: Context) -> list[Issue]:
 
 def derived_grammar(project: ProjectDef, ctx: Context) -> list[Issue]:
     """An expression over other KPIs' values reads them at its own period or `lag(k, n)` periods before
-    (KPI114); it cannot look ahead (KPI115), aggregate them (KPI116) or use a window (KPI044)."""
+    (KPI114); it cannot look ahead (KPI115), aggregate them (KPI116) or use a window (KPI044), and it reads at
+    least one (KPI117)."""
     issues: list[Issue] = []
     for kpi in project.kpis:
         for snippet in _kpi_references(kpi, ctx):
@@ -151,6 +152,7 @@ def derived_grammar(project: ProjectDef, ctx: Context) -> list[Issue]:
     return issues
 
 
+MAX_LAG = 10_000  # periods back: 27 years of days; beyond it the warehouses' date arithmetic overflows
 _LAG_HINT = "write lag(kpi_name) for the previous period, or lag(kpi_name, n) for n periods earlier (n = 1, 2, ...)"
 
 
@@ -158,6 +160,9 @@ def _derived_problem(tree: exp.Expression, text: str, dialect: str | None) -> tu
     """(code, message, hint) of the first way a derived expression leaves its grammar, or None."""
     if has_window(tree):
         return "KPI044", "uses a window function (OVER ...), which is not allowed", _LAG_HINT
+    if tree.find(exp.Column) is None:
+        return "KPI117", "names no KPI: its periods and slices are those of the KPIs it reads, so it needs one", \
+                         "write an expression over other KPIs' names, e.g. net_revenue / lag(net_revenue) - 1"
     for node in tree.walk():
         if isinstance(node, exp.Lead):
             return "KPI115", "uses lead(), which reads later periods: a value can only depend on its own and " \
@@ -173,6 +178,9 @@ def _derived_problem(tree: exp.Expression, text: str, dialect: str | None) -> tu
             if periods < 1:
                 return "KPI114", f"gives lag({node.this.name}, {periods}) an offset below 1: it counts periods back, " \
                                  "1 or more", _LAG_HINT
+            if periods > MAX_LAG:
+                return "KPI114", f"gives lag({node.this.name}, {periods}) an offset over {MAX_LAG:,} periods, which " \
+                                 "no calendar computes (the warehouse overflows)", _LAG_HINT
         elif isinstance(node, exp.AggFunc):
             return "KPI116", f"uses the aggregate '{_written_name(node, text, dialect)}': a derived value is computed " \
                              "from other KPIs' values in the same period, one row each, so there is nothing to " \
