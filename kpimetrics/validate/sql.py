@@ -1,4 +1,5 @@
-"""The SQL of a KPI: snippets parse, measures aggregate, filters stay row-level, derived KPIs resolve (KPI040-049)."""
+"""The SQL of a KPI: snippets parse as one expression each, measures aggregate, filters stay row-level, derived
+KPIs resolve and read their inputs now or earlier (KPI040-049, KPI110-117)."""
 from __future__ import annotations
 
 import re
@@ -161,30 +162,38 @@ def _derived_problem(tree: exp.Expression, text: str, dialect: str | None) -> tu
     if has_window(tree):
         return "KPI044", "uses a window function (OVER ...), which is not allowed", _LAG_HINT
     if tree.find(exp.Column) is None:
-        return "KPI117", "names no KPI: its periods and slices are those of the KPIs it reads, so it needs one", \
-                         "write an expression over other KPIs' names, e.g. net_revenue / lag(net_revenue) - 1"
+        return ("KPI117", "names no KPI: its periods and slices are those of the KPIs it reads, so it needs one",
+                "write an expression over other KPIs' names, e.g. net_revenue / lag(net_revenue) - 1")
     for node in tree.walk():
         if isinstance(node, exp.Lead):
-            return "KPI115", "uses lead(), which reads later periods: a value can only depend on its own and " \
-                             "earlier periods", _LAG_HINT
+            return ("KPI115", "uses lead(), which reads later periods: a value can only depend on its own and "
+                              "earlier periods", _LAG_HINT)
         if isinstance(node, exp.Lag):
-            if not isinstance(node.this, exp.Column) or node.this.table:
-                return "KPI114", "uses lag() on something that is not a KPI name", _LAG_HINT
-            if node.args.get("default") is not None:
-                return "KPI114", f"gives lag({node.this.name}, ...) a third argument, which is not supported", _LAG_HINT
-            periods = lag_periods(node)
-            if periods is None:
-                return "KPI114", f"gives lag({node.this.name}, ...) an offset that is not a whole number", _LAG_HINT
-            if periods < 1:
-                return "KPI114", f"gives lag({node.this.name}, {periods}) an offset below 1: it counts periods back, " \
-                                 "1 or more", _LAG_HINT
-            if periods > MAX_LAG:
-                return "KPI114", f"gives lag({node.this.name}, {periods}) an offset over {MAX_LAG:,} periods, which " \
-                                 "no calendar computes (the warehouse overflows)", _LAG_HINT
+            problem = _lag_problem(node)
+            if problem is not None:
+                return "KPI114", problem, _LAG_HINT
         elif isinstance(node, exp.AggFunc):
-            return "KPI116", f"uses the aggregate '{_written_name(node, text, dialect)}': a derived value is computed " \
-                             "from other KPIs' values in the same period, one row each, so there is nothing to " \
-                             "aggregate", "aggregate in the input KPIs' `measure` instead"
+            return ("KPI116", f"uses the aggregate '{_written_name(node, text, dialect)}': a derived value is computed "
+                              "from other KPIs' values in the same period, one row each, so there is nothing to "
+                              "aggregate", "aggregate in the input KPIs' `measure` instead")
+    return None
+
+
+def _lag_problem(node: exp.Lag) -> str | None:
+    """What is wrong with one lag(k[, n]), or None."""
+    if not isinstance(node.this, exp.Column) or node.this.table:
+        return "uses lag() on something that is not a KPI name"
+    name = node.this.name
+    if node.args.get("default") is not None:
+        return f"gives lag({name}, ...) a third argument, which is not supported"
+    periods = lag_periods(node)
+    if periods is None:
+        return f"gives lag({name}, ...) an offset that is not a whole number"
+    if periods < 1:
+        return f"gives lag({name}, {periods}) an offset below 1: it counts periods back, 1 or more"
+    if periods > MAX_LAG:
+        return (f"gives lag({name}, {periods}) an offset over {MAX_LAG:,} periods, which no calendar computes "
+                "(the warehouse overflows)")
     return None
 
 
