@@ -157,7 +157,7 @@ ECHO_CHARS = 80  # the most of one input value a message quotes
 
 def shown(value: Any, width: int = ECHO_CHARS) -> str:
     """`value` as a message quotes it (repr), cut to `width` characters with the length said."""
-    text = repr(value) if not isinstance(value, str) else repr(value)
+    text = repr(value)
     if len(text) <= width:
         return text
     length = len(value) if isinstance(value, (str, bytes, list, dict)) else len(text)
