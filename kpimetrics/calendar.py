@@ -152,6 +152,15 @@ def py_period_start(d: dt.date, grain: str, cal: Calendar) -> dt.date:
     return _add_months(start, cal.fiscal_year_start_month - 1)
 
 
+def py_before(d: dt.date, span: dt.timedelta) -> dt.date:
+    """`d` less `span` (a date or a datetime), held at the first value its type has: a lookback or late_rows of
+    99,999,999 days reaches back before year 1, and a range from there is every period there is."""
+    try:
+        return d - span
+    except OverflowError:
+        return type(d).min
+
+
 def py_add_periods(d: dt.date, n: int, grain: str) -> dt.date:
     """`d` moved `n` periods, held at the first or last day a date can have when it would pass them: a trailing
     window of 800,000 days, or a lookback of 10^8 months, reaches back before year 1, and a range from there

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Callable
 
 from sqlglot import exp
 
+from . import calendar as cal_
 from . import sqlgen
 from . import units
 from .planner import KpiPlan, Scan
@@ -79,7 +80,8 @@ class KeptPreAggregates:
         pre = KeptPreAggregate(staged, wh.t(name) if newest is not None else None, by_day=by_day)
         if newest is not None and by_day:
             # rows may still land on the days from the newest one's midnight less late_rows (rounded down to a day)
-            pre.settled_before = (dt.datetime.combine(newest, dt.time()) - units.parse_duration(late_rows)).date()
+            settled = cal_.py_before(dt.datetime.combine(newest, dt.time()), units.parse_duration(late_rows))
+            pre.settled_before = settled.date()
         query = sqlgen.scan_query(items, self.cal, self.run.since, pre=pre)  # sets pre.query when the scan has one
         if pre.query is not None:
             wh.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))

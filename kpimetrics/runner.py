@@ -364,7 +364,8 @@ class Runner:
         if isinstance(lookback, int):
             since = cal_.py_add_periods(last, -lookback, grain)
         else:
-            since = cal_.py_period_start(last - (units.parse_duration(lookback) or dt.timedelta(0)), grain, self.cal)
+            since = cal_.py_period_start(cal_.py_before(last, units.parse_duration(lookback) or dt.timedelta(0)), grain,
+                                            self.cal)
         # a range reaching the first period recomputes everything: the periods must start where the data does
         return since if since > first else None
 

@@ -59,6 +59,13 @@ LARGE_WINDOWS = kpis_yml(
         target: 100
     """),
 )
+# a plain additive KPI: its scan keeps its pre-aggregate by day under late_rows, counted back from the newest day
+PLAIN = kpi("revenue", """
+    model: source('shop', 'orders')
+    time: ordered_at
+    measure: sum(amount)
+    target: 100
+""")
 LARGE = ("revenue_800k_days", "revenue_50k_months", "customers_50k_months", "median_order_20k_weeks")
 
 
@@ -70,9 +77,13 @@ def _same_as_full_refresh(root: Path, tmp: Path) -> None:
         assert table(root, name) == table(full, name), name
 
 
-@pytest.mark.parametrize("lookback", [1, "35 days", 100_000_000])
-def test_a_window_reaching_before_year_1_runs_incrementally(tmp_path, lookback):
-    root = write_run_project(tmp_path / "inc", LARGE_WINDOWS, lookback=lookback)
+@pytest.mark.parametrize("lookback, late_rows", [(1, None), ("35 days", None), (100_000_000, None),
+                                                 ("99999999 days", None), (1, "99999999 days")])
+def test_a_window_reaching_before_year_1_runs_incrementally(tmp_path, lookback, late_rows):
+    """A lookback or late_rows of 99,999,999 days fits a timedelta but reaches before year 1: the run failed with
+    exit 3 (OverflowError) computing where its scan starts, and now recomputes (or re-reads) every period."""
+    kpis = kpis_yml(PLAIN) if late_rows else LARGE_WINDOWS
+    root = write_run_project(tmp_path / "inc", kpis, lookback=lookback, late_rows=late_rows)
     insert_orders(root, make_orders(dt.date(2025, 1, 1), dt.date(2025, 10, 1)))
     ok(first := run(root))
     assert {k.mode for k in first.kpis} == {"full"}
@@ -82,7 +93,12 @@ def test_a_window_reaching_before_year_1_runs_incrementally(tmp_path, lookback):
     execute(root, "UPDATE main.orders SET amount = amount + 7 WHERE ordered_at >= '2025-09-29' AND order_id % 3 = 0")
     ok(second := run(root))
     # a lookback of 10^8 periods reaches before year 1 too: every period is recomputed
-    assert {kpi_result(second, n).mode for n in LARGE} == {"full" if lookback == 100_000_000 else "incremental"}
+    if late_rows:
+        assert kpi_result(second, "revenue").mode == "incremental"
+        _same_as_full_refresh(root, tmp_path)
+        return
+    assert {kpi_result(second, n).mode for n in LARGE} == {"full" if lookback in (100_000_000, "99999999 days")
+                                                            else "incremental"}
     _same_as_full_refresh(root, tmp_path)
     # the windows did reach back to the first order: the last day's trailing sum is every order's amount
     assert query(root, "SELECT value FROM kpi.kpi_values WHERE name = 'revenue_800k_days' AND dimension = '' "
