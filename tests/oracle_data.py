@@ -986,7 +986,9 @@ def run_project(root: Path, which: str, engine=None):
 
     engine = engine or engines.duckdb_engine()
     make = project_a_files if which == "a" else project_b_files
-    write_project(root, make(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
+    # one output schema per project (SPEC §11): B's own beside A's where the engine's warehouse is shared (Spark)
+    output_schema = engine.output_schema if which == "a" or engine.embedded else f"{engine.output_schema}_{which}"
+    write_project(root, make(engine.profiles_yml(root), engine.source_schema, output_schema))
     load_data(root / "wh.duckdb")
     project = Project.load(root)
     if not engine.embedded:
@@ -999,7 +1001,7 @@ def run_project(root: Path, which: str, engine=None):
     if not engine.embedded:
         adapter = project.connect()
         try:
-            engines.copy_outputs(adapter, engine.output_schema, root / "wh.duckdb")
+            engines.copy_outputs(adapter, output_schema, root / "wh.duckdb")
         finally:
             adapter.close()
     con = duckdb.connect(str(root / "wh.duckdb"))
