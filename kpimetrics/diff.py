@@ -131,6 +131,22 @@ def _refuse(code: str, message: str, path: Path, line: int = 0, col: int = 0, hi
                        [error(code, message, Location(str(path), line, col), hint)])
 
 
+
+def _state_text(real: Path, where: Path, limit: int, what: str, *, unreadable: str, malformed: str) -> str:
+    """A state file's text, read from `real` (a link resolved) and reported at `where`: refused when it cannot
+    be read (`unreadable`), or is over `limit` bytes or not UTF-8 (`malformed`, at the line of the first bad byte)."""
+    try:
+        size = real.stat().st_size
+        if size > limit:
+            raise _refuse(malformed, f"{what} is {size:,} bytes, more than the {limit:,} it may have", where)
+        raw = real.read_bytes()
+    except OSError as exc:
+        raise _refuse(unreadable, f"{what} cannot be read: {exc.strerror or exc}", where) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse(malformed, f"{what} is not UTF-8 text", where, raw.count(b"\n", 0, exc.start) + 1) from None
+
 def _kind(value) -> str:
     if isinstance(value, bool):
         return "true/false"
@@ -199,19 +215,8 @@ def load_state(path: Path) -> tuple[Path, dict]:
     if not manifest_path.is_file():
         raise _refuse("KPI130", "no manifest.json there: pass the target/ folder of an earlier `kpimetrics compile` "
                                 "(in CI, the main branch's)", manifest_path)
-    try:
-        size = manifest_path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise _refuse("KPI131", f"the manifest is {size:,} bytes, more than the {MAX_MANIFEST_BYTES:,} a state "
-                                    "may have", manifest_path)
-        raw = manifest_path.read_bytes()
-    except OSError as exc:
-        raise _refuse("KPI130", f"cannot be read: {exc.strerror or exc}", manifest_path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _refuse("KPI131", "not a kpimetrics manifest: not UTF-8 text", manifest_path,
-                      raw.count(b"\n", 0, exc.start) + 1) from None
+    text = _state_text(manifest_path, manifest_path, MAX_MANIFEST_BYTES, "the manifest", unreadable="KPI130",
+                       malformed="KPI131")
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -369,19 +374,8 @@ def old_query(state_dir: Path, manifest_path: Path, entry: dict, name: str, pref
     real = path.resolve()
     if not real.is_relative_to(state_dir.resolve()):
         raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is a link out of the state folder (to {real})", path)
-    try:
-        size = real.stat().st_size
-        if size > MAX_SQL_BYTES:
-            raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is {size:,} bytes, more than the "
-                                    f"{MAX_SQL_BYTES:,} a KPI's SQL may have", path)
-        raw = real.read_bytes()
-    except OSError as exc:
-        raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' cannot be read: {exc.strerror or exc}", path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _refuse("KPI133", f"the compiled SQL of KPI '{name}' is not UTF-8 text", path,
-                      raw.count(b"\n", 0, exc.start) + 1) from None
+    text = _state_text(real, path, MAX_SQL_BYTES, f"the compiled SQL of KPI '{name}'", unreadable="KPI133",
+                       malformed="KPI133")
     if MASK in text:
         return EarlierSql(None, MASKED_NOTE)
     try:

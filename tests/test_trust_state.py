@@ -200,14 +200,14 @@ def test_an_oversized_state_is_refused_before_it_is_read(tmp_path, warehouse, mo
     from kpimetrics import diff
 
     monkeypatch.setattr(diff, "MAX_MANIFEST_BYTES", 100)
-    fault = state_fault("KPI131", {MANIFEST: manifest(label="x" * 200)}, MANIFEST, 0, "more than the 100 a state may have")
+    fault = state_fault("KPI131", {MANIFEST: manifest(label="x" * 200)}, MANIFEST, 0, "more than the 100 it may have")
     root = broken_project(tmp_path, fault, warehouse)
     monkeypatch.chdir(root)
     check_fault(fault, root)
     monkeypatch.setattr(diff, "MAX_MANIFEST_BYTES", 10**9)
     monkeypatch.setattr(diff, "MAX_SQL_BYTES", 100)
     fault = state_fault("KPI133", {SQL: earlier_sql() + "-- " + "x" * 200 + "\n"}, SQL, 0,
-                        "more than the 100 a KPI's SQL may have")
+                        "more than the 100 it may have")
     root = broken_project(tmp_path / "sql", fault, warehouse)
     monkeypatch.chdir(root)
     check_fault(fault, root)
