@@ -144,7 +144,7 @@ class Project:
     def _writing_target(self):
         """target/ that cannot be written (a file where the folder should be, a read-only disk) is the user's
         machine to fix, not a kpimetrics bug: exit 1 with KPI096, before anything reaches the warehouse."""
-        folder = self.root / "target"
+        folder = self.definition.paths.target
         try:
             yield
         except OSError as exc:
@@ -173,7 +173,7 @@ class Project:
         finally:
             adapter.close()
         result.warnings[:0] = opened
-        path = self.root / "target" / "run_results.json"
+        path = self.definition.paths.target / "run_results.json"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(self.definition.secrets.scrub(json.dumps(result.to_dict(), indent=2, default=str)) + "\n")
@@ -194,7 +194,7 @@ class Project:
 
     @_masking
     def seed(self) -> list[tuple[str, int]]:
-        folder = self.root / "seeds"
+        folder = self.definition.paths.seeds
         files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
         if not files:
             raise UsageError(f"no seeds: {folder} has no .csv files")

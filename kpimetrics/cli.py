@@ -286,7 +286,7 @@ def compile_cmd(ctx: Ctx, select: str | None, dialect: str | None, strict: bool)
     project = ctx.project()
     result = project.compile(select, dialect=dialect, strict=strict)
     ctx.issues([i for i in project.issues if not i.is_error])
-    ctx.log(f"compiled {len(result.files)} KPI(s) for {result.dialect} into {project.root / 'target'}",
+    ctx.log(f"compiled {len(result.files)} KPI(s) for {result.dialect} into {project.definition.paths.target}",
             files=len(result.files), dialect=result.dialect)
 
 
@@ -474,7 +474,7 @@ def docs_serve_cmd(ctx: Ctx, port: int):
     """Serve target/docs/ on localhost until Ctrl-C."""
     from . import docs
 
-    folder = ctx.project().root / "target" / "docs"
+    folder = ctx.project().definition.paths.target / "docs"
     docs.serve(folder, port, on_ready=lambda url: ctx.out.print(f"serving {folder} at {url} (Ctrl-C to stop)"))
 
 

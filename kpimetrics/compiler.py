@@ -328,7 +328,7 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
     then the per-KPI files; the copy takes them from the front, this process from the back."""
     import hashlib
 
-    root = plan.project.root / "target"
+    root = plan.project.paths.target
     folder = root / "compiled" / dialect
     folder.mkdir(parents=True, exist_ok=True)
     generator = generator_fingerprint()
@@ -353,7 +353,7 @@ def write_target(plan: Plan, names: list[str], dialect: str, whole_project: bool
     manifest_path = root / "manifest.json"
 
     def write_manifest() -> None:
-        doc = manifest(plan, names, dialect, {n: str(p.relative_to(plan.project.root)) for n, p in paths.items()})
+        doc = manifest(plan, names, dialect, {n: str("target" / p.relative_to(root)) for n, p in paths.items()})
         # compact, as dbt writes its manifest: with an indent, json falls back from its C encoder to Python's
         # (1.2 s for 10,000 KPIs)
         _write(manifest_path, plan.project.secrets.scrub(json.dumps(doc, sort_keys=True, default=str)) + "\n")

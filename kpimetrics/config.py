@@ -45,6 +45,19 @@ def known_time_zone(name: str) -> bool:
     return not zones or name.lower() in zones
 
 
+class Paths(Node):
+    """kpimetrics' own folders, relative to kpimetrics.yml. Beside a dbt project (a dbt_project.yml in the same
+    folder) the defaults move out of dbt's way: kpi_models/, kpi_seeds/, kpi_target/ (SPEC §8)."""
+
+    models: str | None = None
+    seeds: str | None = None
+    target: str | None = None
+
+
+class DbtSettings(Node):
+    project_dir: str | None = None  # the dbt project (its dbt_project.yml); default: the nearest at or above
+
+
 class ProjectConfig(Node):
     name: str
     profile: str | None = None
@@ -55,6 +68,8 @@ class ProjectConfig(Node):
     defaults: Defaults = Field(default_factory=Defaults)
     calendar: Calendar = Field(default_factory=Calendar)
     version: int | None = None
+    paths: Paths = Field(default_factory=Paths)
+    dbt: DbtSettings | None = None
 
 
 # --- profiles.yml ------------------------------------------------------------

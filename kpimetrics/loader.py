@@ -20,12 +20,13 @@ from pydantic import BaseModel, ValidationError
 
 from . import model as m
 from .collector import long_lived
-from .config import ALL_DIALECTS, Calendar, Defaults, ProjectConfig, SecretRegistry, known_time_zone, time_zones
+from .dbt.project import DbtProject, find_dbt_project
+from .config import ALL_DIALECTS, Calendar, DbtSettings, Defaults, Paths, ProjectConfig, SecretRegistry, known_time_zone, time_zones
 from .errors import ConfigError, Issue, Location, error, warning
 from .templating import TemplateContext, render
 from .yamlio import ECHO_CHARS, LocDict, LocList, clip, load_yaml, read_text, shown, unreadable
 
-SKIP_DIRS = {"target", "seeds", "node_modules", "dbt_packages", "logs", "spark-warehouse", "bench"}
+SKIP_DIRS = {"node_modules", "dbt_packages", "logs", "spark-warehouse", "bench"}
 SKIP_FILES = {"kpimetrics.yml", "kpimetrics.yaml", "profiles.yml", "profiles.yaml"}
 MODEL_CTE_PREFIX = "__model_"
 
@@ -47,6 +48,42 @@ class ModelFile:
         return Location(self.path, 1, 1)
 
 
+@dataclass(frozen=True)
+class ProjectPaths:
+    """kpimetrics' own folders, resolved (kpimetrics.yml's `paths:`; see config.Paths for the defaults)."""
+
+    models: Path
+    seeds: Path
+    target: Path
+
+
+def project_paths(root: Path, config: ProjectConfig, dbt: DbtProject | None) -> tuple[ProjectPaths, list[Issue]]:
+    """Beside a dbt project (its dbt_project.yml in the same folder) the defaults keep out of dbt's folders.
+    A path must stay inside the project and must not be one of dbt's."""
+    beside = dbt is not None and dbt.dir == root
+    issues: list[Issue] = []
+    chosen: dict[str, Path] = {}
+    for key, plain in (("models", "models"), ("seeds", "seeds"), ("target", "target")):
+        written = getattr(config.paths, key)
+        default = Path(root / (f"kpi_{plain}" if beside else plain))
+        if written is None:
+            chosen[key] = default
+            continue
+        where = config.paths.value_loc(key) or config.value_loc("paths")
+        path = (root / written).resolve()
+        if Path(written).is_absolute() or not path.is_relative_to(root) or path == root:
+            issues.append(error("KPI084", f"paths.{key}: {shown(written)} is not a folder inside the project", where,
+                                "a folder name relative to kpimetrics.yml, such as " + default.name))
+            path = default
+        elif dbt is not None and any(path == o or path.is_relative_to(o) for o in dbt.owned):
+            issues.append(error("KPI084", f"paths.{key}: {shown(written)} is a folder of the dbt project "
+                                f"({dbt.file.name} names it)", where,
+                                f"keep kpimetrics' {key} apart from dbt's, such as {default.name}"))
+            path = default
+        chosen[key] = path
+    return ProjectPaths(**chosen), issues
+
+
 @dataclass
 class StrategyRef:
     strategy: m.Strategy
@@ -58,6 +95,8 @@ class ProjectDef:
     root: Path
     config: ProjectConfig
     config_path: str
+    paths: ProjectPaths = None  # type: ignore[assignment]  # set by load_project
+    dbt: DbtProject | None = None
     mission: str | None = None
     mission_loc: Location | None = None
     priorities: list[m.Priority] = field(default_factory=list)
@@ -99,7 +138,7 @@ class ProjectDef:
 _ALL_MODELS: list[type[BaseModel]] = [
     m.Kpi, m.Ratio, m.Window, m.CheckIn, m.ValueTarget, m.ScheduleTarget, m.ScheduleEntry, m.RelativeTarget,
     m.Baseline, m.PaceTarget, m.Source, m.SourceTable, m.Freshness, m.Priority, m.Strategy, m.Owner,
-    ProjectConfig, Defaults, Calendar,
+    ProjectConfig, Defaults, Calendar, Paths, DbtSettings,
 ]
 
 
@@ -242,12 +281,15 @@ class ProjectFiles:
     issues: list[Issue] = field(default_factory=list)  # what could not be listed or followed
 
 
-def project_files(root: Path) -> ProjectFiles:
+def project_files(root: Path, paths: ProjectPaths | None = None, dbt: DbtProject | None = None) -> ProjectFiles:
     """The project's files, in path order. Skipped folders are not walked at all (target/ holds a file
     per KPI). Nothing is skipped silently (SPEC §11): a folder that cannot be listed, a link that cannot
     be resolved or that loops back to a folder it is in, is an issue, so a run never takes the KPIs of an
     unreadable file for KPIs removed from the project. Links to folders are followed."""
     out = ProjectFiles()
+    paths = paths or ProjectPaths(root / "models", root / "seeds", root / "target")
+    # never walked: kpimetrics' seeds and target, and everything dbt owns (SPEC §8)
+    skipped = {paths.seeds, paths.target, *(dbt.owned if dbt else ())}
 
     def display(path: Path) -> str:
         return str(path.relative_to(root))
@@ -263,6 +305,8 @@ def project_files(root: Path) -> ProjectFiles:
             path = folder / name
             if folder == root and name in SKIP_FILES:
                 continue  # read by load_config and the profile lookup
+            if path in skipped:
+                continue
             try:
                 st = os.stat(path)
             except OSError as exc:  # a broken link or a link loop (the entry itself was just listed)
@@ -275,7 +319,7 @@ def project_files(root: Path) -> ProjectFiles:
                     out.issues.append(error("KPI100", "link loop: the link points to a folder that holds it",
                                             Location(display(path)), "make the link point elsewhere, or remove it"))
                     continue
-                walk(path, ancestors | {(st.st_dev, st.st_ino)}, in_models or (folder == root and name == "models"))
+                walk(path, ancestors | {(st.st_dev, st.st_ino)}, in_models or path == paths.models)
             elif name.endswith((".yml", ".yaml")):
                 out.yaml.append(path)
             elif in_models and name.endswith(".sql"):
@@ -325,9 +369,14 @@ def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> Pro
     config, config_path, issues = load_config(root, vars_override)
     if config is None:
         cfg = ProjectConfig(name=root.name)
-        project = ProjectDef(root=root, config=cfg, config_path=config_path, issues=list(issues))
+        paths, _ = project_paths(root, cfg, None)
+        project = ProjectDef(root=root, config=cfg, config_path=config_path, paths=paths, issues=list(issues))
         return project
-    project = ProjectDef(root=root, config=config, config_path=config_path, vars=dict(config.vars))
+    dbt, dbt_issues = find_dbt_project(root, config.dbt.project_dir if config.dbt else None,
+                                       config.dbt.value_loc("project_dir") if config.dbt else None)
+    paths, path_issues = project_paths(root, config, dbt)
+    project = ProjectDef(root=root, config=config, config_path=config_path, paths=paths, dbt=dbt,
+                         vars=dict(config.vars), issues=[*dbt_issues, *path_issues])
     if config.dialect not in ALL_DIALECTS:
         where = config.value_loc("dialect") or Location(config_path, 1, 1)
         project.issues.append(error("KPI083", f"unknown dialect {shown(config.dialect)}{suggest(config.dialect, ALL_DIALECTS)}",
@@ -339,7 +388,7 @@ def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> Pro
         project.issues.append(error("KPI107", f"unknown time zone {shown(zone)} in calendar.timezone"
                                     f"{suggest(zone, zones) if len(zone) <= 64 else ''}", where,
                                     "an IANA time zone name, such as UTC, Europe/Paris or America/New_York"))
-    files = project_files(root)
+    files = project_files(root, paths, dbt)
     project.issues.extend(files.issues)
     for path in files.yaml:
         _load_file(project, path, str(path.relative_to(root)))

@@ -29,10 +29,11 @@ class DocsResult:
         return self.folder / "index.html"
 
 
-def _sql_reader(root: Path, manifest: dict, dialect: str) -> Callable[[str], str | None]:
+def _sql_reader(target: Path, manifest: dict, dialect: str) -> Callable[[str], str | None]:
     def sql_of(name: str) -> str | None:
         rel = (manifest.get("kpis", {}).get(name, {}).get("compiled_sql") or {}).get(dialect)
-        path = root / rel if rel else None
+        # the manifest's paths read target/compiled/...: the part after target/ is inside the target folder
+        path = target.joinpath(*Path(rel).parts[1:]) if rel else None
         return path.read_text(encoding="utf-8") if path and path.is_file() else None
 
     return sql_of
@@ -45,8 +46,8 @@ def generate(project) -> DocsResult:
     d = project.definition
     with project.outputs() as out:
         rows = read_tables(out)
-    site = build_site(d.config.name, rows, manifest, _sql_reader(d.root, manifest, compiled.dialect), d.owners)
-    folder = d.root / "target" / "docs"
+    site = build_site(d.config.name, rows, manifest, _sql_reader(d.paths.target, manifest, compiled.dialect), d.owners)
+    folder = d.paths.target / "docs"
     pages = write_site(site, folder, sql_dialect=compiled.dialect, scrub=d.secrets.scrub)
     return DocsResult(folder, pages, site)
 
