@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install lock system-deps snapshots clean
+.PHONY: demo test test-fast install dbt-env lock system-deps snapshots clean
 
 # Installs exactly the versions in constraints.txt (what CI tested), build dependencies included, then
 # checks that nothing unpinned slipped in. `make lock` refreshes constraints.txt.
@@ -16,6 +16,18 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# dbt for the tests only (SPEC §8): its own venv, never a dependency of kpimetrics. dbt-core stays below 1.12,
+# whose parser package downloads a wheel while it builds; tests/dbt/constraints.txt pins what resolved.
+DBT_VENV  := .venv-dbt
+DBT_STAMP := $(DBT_VENV)/.installed
+
+$(DBT_STAMP): tests/dbt/constraints.txt
+	$(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/pip install --quiet -c tests/dbt/constraints.txt 'dbt-core<1.12' dbt-duckdb dbt-postgres dbt-metricflow
+	touch $(DBT_STAMP)
+
+dbt-env: $(DBT_STAMP)
 
 # resolve pyproject.toml's dependencies afresh and pin what resolved; then run `make test` and commit
 lock:
@@ -33,7 +45,7 @@ demo: install
 	  ../$(BIN)/kpimetrics status
 
 # KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips
-test: install system-deps
+test: install system-deps dbt-env
 	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 # DuckDB only (no PostgreSQL, Spark or Chromium), for the edit-test loop: see "Development" in the README
