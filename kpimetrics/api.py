@@ -89,9 +89,25 @@ class Project:
         self.issues = self.check(strict=strict, today=today)
         return build_plan(self.definition)
 
-    def select(self, selector: str | None) -> list[str]:
+    def select(self, selector: str | None, *, state: str | Path | None = None, plan: Plan | None = None) -> list[str]:
+        """The KPIs `selector` picks (selection syntax), in project order. `state`: an earlier target/ folder or
+        its manifest.json, which `state:modified` and `state:new` compare with; read, and the project planned
+        (or `plan` used), only when the selector has such a term."""
         d = self.definition
-        return dag.select(d.kpis, selector, d.strategies, d.config.dialect)
+
+        def changes() -> dag.StateChanges:
+            from . import diff
+
+            _, earlier = diff.load_state(Path(state))  # checked as `diff --state` checks it (KPI130-132)
+            the_plan = plan or self.plan()
+            # as compile writes it (JSON, dates as text), so that only a real difference counts
+            now = json.loads(json.dumps(compiler.manifest(the_plan, list(the_plan.kpis), d.config.dialect, {})["kpis"],
+                                        default=str))
+            found = diff.compare(earlier["kpis"], now)
+            new = frozenset(k.name for k in found if k.change == "added")
+            return dag.StateChanges(new, new | {k.name for k in found if k.change == "changed"})
+
+        return dag.select(d.kpis, selector, d.strategies, d.config.dialect, changes if state is not None else None)
 
     # --- the warehouse ------------------------------------------------------------
 
@@ -134,11 +150,12 @@ class Project:
     # --- compile and run ------------------------------------------------------------
 
     def compile(self, select: str | None = None, *, dialect: str | None = None, strict: bool = False,
-                today: dt.date | None = None) -> compiler.CompileResult:
+                today: dt.date | None = None, state: str | Path | None = None) -> compiler.CompileResult:
         the_plan = self.plan(strict=strict, today=today)
         dialect = self.target_dialect(dialect)
+        names = self.select(select, state=state, plan=the_plan)
         with self._writing_target():
-            return compiler.write_target(the_plan, self.select(select), dialect, whole_project=not select, parallel=True)
+            return compiler.write_target(the_plan, names, dialect, whole_project=not select, parallel=True)
 
     @contextmanager
     def _writing_target(self):
@@ -155,11 +172,11 @@ class Project:
 
     @_masking
     def run(self, select: str | None = None, *, full_refresh: bool = False, fail_fast: bool = False,
-            as_of: dt.date | None = None, strict: bool = False, progress=None):
+            as_of: dt.date | None = None, strict: bool = False, progress=None, state: str | Path | None = None):
         from .runner import Runner
 
         the_plan = self.plan(strict=strict, today=as_of)
-        names = self.select(select)
+        names = self.select(select, state=state, plan=the_plan)
         adapter = self.connect()
         opened = self._opened(adapter)
         if progress is not None:
@@ -232,12 +249,13 @@ class Project:
                 adapter.close()
 
     @_masking
-    def status(self, select: str | None = None, *, grain: str | None = None, history: int = 8) -> list[dict]:
+    def status(self, select: str | None = None, *, grain: str | None = None, history: int = 8,
+               state: str | Path | None = None) -> list[dict]:
         """Each selected KPI's total at its latest complete period (first listed grain unless `grain`),
         with `recent_values`: its values over the last `history` complete periods, oldest first."""
         from .outputs import StatusRow, as_dict, columns
 
-        names = self.select(select)
+        names = self.select(select, state=state)
         if not names:
             return []
         kpis = self.definition.kpi_by_name

@@ -277,14 +277,20 @@ def validate_cmd(ctx: Ctx, strict: bool):
         ctx.out.print("[green]OK[/green]: the project is valid")
 
 
+STATE_OPTION = click.option(
+    "--state", type=click.Path(exists=True), default=None,
+    help="an earlier target/ folder (or its manifest.json) for -s state:modified / state:new")
+
+
 @command(main, "compile")
 @click.option("--select", "-s", default=None, help="KPIs to compile (selection syntax)")
+@STATE_OPTION
 @click.option("--dialect", default=None, help="SQL dialect (default: the profile's type)")
 @click.option("--strict", is_flag=True)
-def compile_cmd(ctx: Ctx, select: str | None, dialect: str | None, strict: bool):
+def compile_cmd(ctx: Ctx, select: str | None, state: str | None, dialect: str | None, strict: bool):
     """Validate, then write target/compiled/<dialect>/*.sql, target/run.sql and target/manifest.json."""
     project = ctx.project()
-    result = project.compile(select, dialect=dialect, strict=strict)
+    result = project.compile(select, dialect=dialect, strict=strict, state=state)
     ctx.issues([i for i in project.issues if not i.is_error])
     ctx.log(f"compiled {len(result.files)} KPI(s) for {result.dialect} into {project.definition.paths.target}",
             files=len(result.files), dialect=result.dialect)
@@ -301,11 +307,12 @@ def _as_date(ctx, param, value):
 
 @command(main, "run")
 @click.option("--select", "-s", default=None)
+@STATE_OPTION
 @click.option("--full-refresh", is_flag=True, help="recompute every period of every selected KPI")
 @click.option("--fail-fast", is_flag=True, help="stop at the first failing KPI and publish nothing")
 @click.option("--as-of", callback=_as_date, default=None, help="the run's date (for is_complete and freshness)")
 @click.option("--strict", is_flag=True)
-def run_cmd(ctx: Ctx, select, full_refresh, fail_fast, as_of, strict):
+def run_cmd(ctx: Ctx, select, state, full_refresh, fail_fast, as_of, strict):
     """Compile, compute in the warehouse, and publish the output tables."""
     project = ctx.project()
     show = not ctx.quiet and not ctx.json_logs
@@ -326,8 +333,10 @@ def run_cmd(ctx: Ctx, select, full_refresh, fail_fast, as_of, strict):
                 click.echo(json.dumps({"event": event, **info}, default=str), err=True)
 
         result = project.run(select, full_refresh=full_refresh, fail_fast=fail_fast, as_of=as_of, strict=strict,
-                             progress=progress)
+                             progress=progress, state=state)
     ctx.issues([i for i in project.issues if not i.is_error] + result.warnings)
+    if not result.kpis:  # `-s state:modified` when nothing changed
+        ctx.log("the selection picked no KPI: nothing was computed", kpis=0)
     if not ctx.quiet:
         _run_summary(ctx, project, result)
     if result.status != "success":
@@ -384,15 +393,16 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
 
 @command(main, "status")
 @click.option("--select", "-s", default=None)
+@STATE_OPTION
 @click.option("--grain", type=click.Choice(["day", "week", "month", "quarter", "year"]), default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--fail-on", type=click.Choice([s.value for s in FAIL_ON]), default=None)
-def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):
+def status_cmd(ctx: Ctx, select, state, grain, fmt, fail_on):
     """Each KPI's total at its latest complete period, from the output tables."""
     from . import scorecard
 
     project = ctx.project()
-    rows = project.status(select, grain=grain)
+    rows = project.status(select, grain=grain, state=state)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
@@ -407,11 +417,12 @@ def status_cmd(ctx: Ctx, select, grain, fmt, fail_on):
 
 @command(main, "ls")
 @click.option("--select", "-s", default=None)
+@STATE_OPTION
 @click.option("--output", "output", type=click.Choice(["name", "json"]), default="name")
-def ls_cmd(ctx: Ctx, select, output):
+def ls_cmd(ctx: Ctx, select, state, output):
     """List KPIs and standards."""
     project = ctx.project()
-    names = project.select(select)
+    names = project.select(select, state=state)
     kpis = project.definition.kpi_by_name
     if output == "json":
         strategies = project.definition.strategies

@@ -1,12 +1,13 @@
 """The dependency graph between KPIs (derived KPIs and their inputs) and selection.
 
-Selection syntax (SPEC §4): `name`, `strategy:X`, `priority:X`, `owner:X`,
-`tag:X`, `+name` (with the KPIs it derives from), several separated by spaces.
+Selection syntax (SPEC §4, §8): a method (`name`, `strategy:X`, `priority:X`, `owner:X`, `tag:X`, `kind:X`,
+`state:modified`, `state:new`), with `+` before it for the KPIs it derives from (upstream) and `+` after it for the
+KPIs derived from it (downstream), as dbt writes them; several separated by spaces (their union).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from sqlglot import exp
 
@@ -121,6 +122,23 @@ def upstream(names: Iterable[str], deps: dict[str, list[str]]) -> set[str]:
     return out
 
 
+def downstream(names: Iterable[str], deps: dict[str, list[str]]) -> set[str]:
+    """`names` and every KPI derived from them, transitively."""
+    readers: dict[str, list[str]] = {}
+    for name, inputs in deps.items():
+        for d in inputs:
+            readers.setdefault(d, []).append(name)
+    out: set[str] = set()
+    todo = list(names)
+    while todo:
+        n = todo.pop()
+        if n in out:
+            continue
+        out.add(n)
+        todo.extend(readers.get(n, []))
+    return out
+
+
 def topo_order(names: Iterable[str], deps: dict[str, list[str]]) -> list[str]:
     """Inputs before the KPIs derived from them; otherwise the given order. Assumes no cycles."""
     wanted = list(dict.fromkeys(names))
@@ -142,16 +160,31 @@ def topo_order(names: Iterable[str], deps: dict[str, list[str]]) -> list[str]:
     return out
 
 
-def select(kpis: list, selector: str | None, strategies: dict, dialect: str) -> list[str]:
-    """The names the selector picks, in project order. An unmatched term is a usage error."""
+@dataclass(frozen=True)
+class StateChanges:
+    """How the project differs from an earlier manifest (`--state`), KPI by KPI: what `state:` selects."""
+
+    new: frozenset[str]  # not in the earlier manifest
+    modified: frozenset[str]  # new, or its own manifest entry changed (see README, selection)
+
+
+METHODS = "a name, strategy:, priority:, owner:, tag:, kind: or state:modified, with + before and/or after"
+
+
+def select(kpis: list, selector: str | None, strategies: dict, dialect: str,
+           state: Callable[[], StateChanges] | None = None) -> list[str]:
+    """The names the selector picks, in project order. A term that matches nothing is a usage error, except a
+    `state:` term (nothing changed is a valid answer: CI then runs nothing). `state` is called (once) only when
+    a `state:` term is used; None means no --state was given."""
     names = [k.name for k in kpis]
     if not selector or not selector.strip():
         return names
     deps = graph(kpis, dialect)
+    changes: StateChanges | None = None
     chosen: set[str] = set()
     for term in selector.split():
-        plus = term.startswith("+")
-        body = term[1:] if plus else term
+        up, down = term.startswith("+"), term.endswith("+") and len(term) > 1
+        body = term[1 if up else 0:len(term) - 1 if down else len(term)]
         method, _, value = body.partition(":") if ":" in body else ("name", "", body)
         if method == "name":
             hits = {k.name for k in kpis if k.name == value}
@@ -165,11 +198,22 @@ def select(kpis: list, selector: str | None, strategies: dict, dialect: str) -> 
             hits = {k.name for k in kpis if value in (k.tags or [])}
         elif method == "kind":
             hits = {k.name for k in kpis if k.kind == value}
+        elif method == "state":
+            if value not in ("modified", "new"):
+                raise UsageError(f"unknown state selector '{term}' (use state:modified or state:new)")
+            if state is None:
+                raise UsageError(f"'{term}' compares with an earlier compile: pass --state PATH (the target/ folder of "
+                                 "an earlier `kpimetrics compile`, in CI the main branch's, or its manifest.json)")
+            changes = changes or state()
+            hits = set(changes.modified if value == "modified" else changes.new)
         else:
-            raise UsageError(f"unknown selector method '{method}' in '{term}' (use a name, strategy:, priority:, owner:, tag:, kind:, or +name)")
-        if not hits:
+            raise UsageError(f"unknown selector method '{method}' in '{term}' (use {METHODS})")
+        if not hits and method != "state":
             raise UsageError(f"selector '{term}' matches no KPI or standard")
-        if plus:
-            hits = upstream(hits, deps)
-        chosen |= hits
+        picked = set(hits)
+        if up:
+            picked |= upstream(hits, deps)
+        if down:
+            picked |= downstream(hits, deps)
+        chosen |= picked
     return [n for n in names if n in chosen]
