@@ -5,6 +5,7 @@ import pytest
 # engine fixtures: a throwaway PostgreSQL server, the engines of the value suites, their oracle runs
 from engines import ENGINE_MARKERS, con_a, con_b, engines_of, oracle_a, oracle_b, value_engine  # noqa: F401
 from pg_server import pg_server  # noqa: F401
+from dbt_env import dbt_pg_shop, dbt_shop  # noqa: F401  (the suite's dbt project, built by real dbt)
 
 
 def pytest_configure(config):
@@ -33,5 +34,6 @@ def update_snapshots(request) -> bool:
 def _no_user_profiles(monkeypatch, tmp_path_factory):
     """Tests never read the developer's ~/.kpimetrics or an exported profiles dir."""
     monkeypatch.delenv("KPIMETRICS_PROFILES_DIR", raising=False)
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path_factory.getbasetemp() / "home"))
     yield

@@ -113,9 +113,10 @@ ENGINE_MARKERS = {
     "postgres": "needs the throwaway PostgreSQL server",
     "spark": "needs Spark (Java 17, pyspark)",
     "browser": "needs Chromium (headless scorecard tests)",
+    "dbt": "needs dbt in .venv-dbt (make dbt-env), for the tests over the suite's dbt project",
 }
 _MODULE_ENGINES = {"test_postgres": "postgres", "test_spark": "spark", "test_browser": "browser"}
-_FIXTURE_ENGINES = {"pg_server": "postgres"}
+_FIXTURE_ENGINES = {"pg_server": "postgres", "dbt_shop": "dbt", "dbt_pg_shop": "dbt"}
 
 
 def engines_of(item) -> set[str]:

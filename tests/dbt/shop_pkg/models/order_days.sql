@@ -1,0 +1,7 @@
+{{ config(materialized='table', alias='pkg_order_days') }}
+select
+    cast(ordered_at as date) as order_date,
+    count(*) as orders,
+    sum(amount) as revenue
+from {{ ref('shop', 'stg_orders') }}
+group by 1

@@ -1,0 +1,389 @@
+"""kpimetrics inside a dbt project, end to end (SPEC §8, issue 19), against what real dbt built.
+
+The session's dbt project (tests/dbt/shop, built by dbt-duckdb: see dbt_env.py) gets a kpimetrics project
+at its root and another in a subfolder. Their KPIs read the mart with `ref('orders')`, the dbt source with
+`source('raw', ...)` (not declared in kpimetrics' own sources), the seed, the snapshot, both versions of
+the versioned model, the local package's model, the ephemeral model and kpimetrics' own models over dbt's;
+every value in kpi_values equals a hand-written query over the tables dbt built. dbt's profiles.yml is used
+unchanged (with dbt-only keys), found beside dbt_project.yml or through $DBT_PROFILES_DIR, and the profile
+name comes from dbt_project.yml. Bad inputs exit 1 with their code at their file and line (parsed from the
+`path:line:col: error[CODE]` output, never matched on wording): an unknown ref with "did you mean", a
+column typo over a dbt model, a missing or unsupported manifest, a manifest for another adapter, an
+ephemeral model without compiled SQL, a relation dropped after dbt built it.
+
+Each test works on a copy of the build (DbtShop.copy), so the tests can run in any order and change it.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from dbt_env import DbtShop, run_dbt, tree_digest
+from helpers_run import kpi, kpis_yml, strategy_yml
+from kpimetrics.cli import main
+
+AS_OF = "2026-03-15"  # after the shop's last order (February 2026)
+
+# `path:line:col: level[CODE]: message` (a whole file: `path: level[CODE]: message`)
+ISSUE = re.compile(r"^(?P<path>[^\s:][^:]*?)(?::(?P<line>\d+):(?P<col>\d+))?: "
+                   r"(?P<level>error|warning)\[(?P<code>[A-Z]+\d+)\]: (?P<message>.*)$")
+
+
+@dataclass(frozen=True)
+class Shown:
+    path: str
+    line: int
+    level: str
+    code: str
+    message: str
+
+
+def issues(output: str) -> list[Shown]:
+    found = []
+    for text in output.splitlines():
+        m = ISSUE.match(text.strip())
+        if m:
+            found.append(Shown(m["path"], int(m["line"] or 0), m["level"], m["code"], m["message"]))
+    return found
+
+
+def with_code(output: str, code: str) -> list[Shown]:
+    return [i for i in issues(output) if i.code == code]
+
+
+def cli(root: Path, *args: str):
+    return CliRunner().invoke(main, [*args, "--project-dir", str(root)])
+
+
+def json_run(root: Path, *args: str) -> tuple[int, dict, list[dict]]:
+    """`kpimetrics run --log-format json`: exit code, the run's result and the issues it printed."""
+    out = CliRunner().invoke(main, ["run", "--as-of", AS_OF, *args, "--project-dir", str(root), "--log-format", "json"])
+    assert out.exception is None or isinstance(out.exception, SystemExit), out.output
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    result = next((line for line in lines if "run_id" in line and "results" in line), None)
+    assert result is not None, out.output
+    return out.exit_code, result, [line for line in lines if "code" in line and "level" in line]
+
+
+def line_of(path: Path, text: str) -> int:
+    """The 1-based line of `path` holding `text` (exactly one)."""
+    lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text in line]
+    assert len(lines) == 1, (path, text, lines)
+    return lines[0]
+
+
+# --- the KPIs and their hand-written oracles ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """A KPI of the test projects and the query that must give its values: `relation` is hand-written
+    (the schema `{s}` is dbt's target schema: main on DuckDB, analytics on PostgreSQL), never taken from
+    dbt's manifest, so a wrong resolution gives other numbers."""
+
+    name: str
+    model: str
+    relation: str
+    time: str
+    measure: str
+    where: str = "true"
+    dimensions: tuple[str, ...] = ()
+
+    def yaml(self) -> str:
+        body = f"model: {self.model}\ntime: {self.time}\nmeasure: {self.measure}\n"
+        if self.where != "true":
+            body += f"filter: {self.where}\n"
+        if self.dimensions:
+            body += f"dimensions: [{', '.join(self.dimensions)}]\n"
+        return kpi(self.name, body + "target: 1\n")
+
+    def expected(self, fetch, schema: str) -> dict[tuple[str, str | None], dict]:
+        """{(dimension, dimension_value): {period_start: value}} at the month grain, '' the total."""
+        out = {}
+        relation = self.relation.format(s=schema)
+        for dim in ("", *self.dimensions):
+            key = f"coalesce(cast({dim} as varchar), '(null)')" if dim else "cast(null as varchar)"
+            rows = fetch(f"select cast(date_trunc('month', {self.time}) as date) as p, {key} as d, {self.measure} "
+                         f"from {relation} where ({self.where}) and {self.time} is not null group by 1, 2")
+            for period, value_of, value in rows:
+                if value is not None:
+                    out.setdefault((dim, value_of), {})[period] = round(float(value), 6)
+        return out
+
+
+ROOT_CASES = (
+    Case("revenue", "ref('orders')", "{s}_marts.orders", "ordered_at", "sum(amount)", "is_completed",
+         ("channel", "region_name")),
+    Case("raw_returns", "source('raw', 'orders')", "raw.orders", "ordered_at", "count(*)", "status = 'returned'"),
+    Case("signups", "source('raw', 'customers')", "raw.customer_accounts", "signed_up_at", "count(*)",
+         dimensions=("tier",)),
+    Case("regions_opened", "ref('regions')", "{s}.regions", "opened_on", "count(*)", dimensions=("country",)),
+    Case("current_customers", "ref('customers_snapshot')", "{s}.customers_snapshot", "signed_up_at", "count(*)",
+         "dbt_valid_to is null", ("tier",)),
+    Case("customers_first_version", "ref('customers', v=1)", "{s}_marts.customers_v1", "signed_up_at", "count(*)",
+         dimensions=("region_code",)),
+    Case("premium_customers", "ref('customers')", "{s}_marts.customers_v2", "signed_up_at", "count(*)",
+         "is_premium", ("region_name",)),
+    Case("package_revenue", "ref('shop_pkg', 'order_days')", "{s}.pkg_order_days", "order_date", "sum(revenue)"),
+    Case("completed_average", "ref('completed_orders')",
+         "(select * from {s}.stg_orders where status = 'completed') as c", "ordered_at", "avg(amount)",
+         dimensions=("channel",)),
+    Case("country_revenue", "ref('orders_by_country')",
+         "{s}_marts.orders as o left join {s}.regions as r on r.region_name = o.region_name", "ordered_at",
+         "sum(amount)", "is_completed", ("country",)),
+)
+# kpimetrics' own model at the root (kpi_models/ beside dbt_project.yml), over dbt's mart and seed
+ORDERS_BY_COUNTRY_SQL = """\
+select o.order_id, o.ordered_at, o.amount, o.is_completed, r.country
+from {{ ref('orders') }} as o
+left join {{ ref('regions') }} as r on r.region_name = o.region_name
+"""
+
+SUB_CASES = (
+    Case("web_revenue", "ref('web_orders')", "(select * from {s}_marts.orders where channel = 'web') as w",
+         "ordered_at", "sum(amount)"),
+    # kpimetrics' own models/stg_orders.sql wins over dbt's model of that name
+    Case("returned_amount", "ref('stg_orders')", "(select * from {s}_marts.orders where status = 'returned') as r",
+         "ordered_at", "sum(amount)"),
+    Case("orders_by_region", "ref('orders')", "{s}_marts.orders", "ordered_at", "count(*)",
+         dimensions=("region_name",)),
+    Case("raw_returns", "source('raw', 'orders')", "raw.orders", "ordered_at", "count(*)", "status = 'returned'"),
+)
+SUB_MODELS = {
+    "web_orders.sql": "select order_id, ordered_at, amount from {{ ref('orders') }} where channel = 'web'\n",
+    "stg_orders.sql": "select order_id, ordered_at, amount from {{ ref('orders') }} where status = 'returned'\n",
+}
+
+
+def kpimetrics_yml(name: str, output_schema: str, dialect: str = "duckdb") -> str:
+    # no `profile:`: dbt_project.yml names it
+    return textwrap.dedent(f"""\
+        name: {name}
+        dialect: {dialect}
+        output_schema: {output_schema}
+        defaults: {{grain: month, lookback: 1}}
+    """)
+
+
+def write_kpis(folder: Path, cases, *, name: str, output_schema: str, dialect: str = "duckdb",
+               models: dict[str, str] | None = None, models_dir: str = "kpi_models") -> Path:
+    """A kpimetrics project in `folder` (the dbt project's root, or a folder inside it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kpimetrics.yml").write_text(kpimetrics_yml(name, output_schema, dialect), encoding="utf-8")
+    (folder / "strategy.yml").write_text(strategy_yml(["grow_sales"]), encoding="utf-8")
+    (folder / "kpis").mkdir(exist_ok=True)
+    (folder / "kpis" / "shop.yml").write_text(kpis_yml(*(c.yaml() for c in cases)), encoding="utf-8")
+    for file, sql in (models or {}).items():
+        (folder / models_dir).mkdir(exist_ok=True)
+        (folder / models_dir / file).write_text(sql, encoding="utf-8")
+    return folder
+
+
+def root_project(shop: Path, cases=ROOT_CASES, **kw) -> Path:
+    kw.setdefault("models", {"orders_by_country.sql": ORDERS_BY_COUNTRY_SQL})
+    return write_kpis(shop, cases, name="shop_kpis", output_schema="kpi", **kw)
+
+
+def product_values(fetch, name: str) -> dict[tuple[str, str | None], dict]:
+    out = {}
+    for dim, value_of, period, value in fetch(
+            "select dimension, dimension_value, period_start, value from kpi_out.kpi_values "
+            f"where name = '{name}' and grain = 'month' and value is not null"):
+        out.setdefault((dim, value_of), {})[period] = round(float(value), 6)
+    return out
+
+
+def assert_values(fetch, cases, schema: str, output_schema: str) -> None:
+    for case in cases:
+        expected = case.expected(fetch, schema)
+        assert expected and all(expected.values()), f"{case.name}: the oracle found no rows"
+        actual = product_values(lambda sql: fetch(sql.replace("kpi_out.", f"{output_schema}.")), case.name)
+        assert actual == expected, f"{case.name}: kpi_values differ from the hand-written query"
+
+
+def duckdb_fetch(shop: Path):
+    def fetch(sql: str) -> list[tuple]:
+        con = duckdb.connect(str(shop / "shop.duckdb"), read_only=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    return fetch
+
+
+def assert_ran(out) -> None:
+    assert out.exit_code == 0, out.output
+    assert not [i for i in issues(out.output) if i.level == "error"], out.output
+
+
+# --- values --------------------------------------------------------------------------------------
+
+def test_at_the_dbt_root_every_kind_of_dbt_node_gives_the_values_of_hand_written_sql(dbt_shop: DbtShop, tmp_path):
+    shop = root_project(dbt_shop.copy(tmp_path))
+    dbt_target = tree_digest(shop / "target")
+
+    compiled = cli(shop, "compile")
+    assert_ran(compiled)
+    # dbt's files (dbt_project.yml, packages.yml, models/**/schema.yml, seeds/properties.yml, snapshots/, target/,
+    # dbt_packages/, logs/) are not kpimetrics files: no issue at all points into them
+    dbt_owned = ("dbt_project.yml", "packages.yml", "package-lock.yml", "models/", "seeds/", "snapshots/", "target/",
+                 "dbt_packages/", "logs/")
+    assert not [i for i in issues(compiled.output) if i.path.startswith(dbt_owned)], compiled.output
+
+    out = cli(shop, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert_values(duckdb_fetch(shop), ROOT_CASES, "main", "kpi")
+
+    # kpimetrics writes its own target beside dbt's and leaves dbt's as dbt wrote it
+    assert (shop / "kpi_target" / "manifest.json").is_file()
+    assert tree_digest(shop / "target") == dbt_target
+
+
+def test_in_a_subfolder_with_dbt_profiles_dir(dbt_shop: DbtShop, tmp_path, monkeypatch):
+    """A kpimetrics project in a folder of the dbt repo: the dbt project is found above it, the profile
+    through $DBT_PROFILES_DIR (profiles.yml moved out of the repo) and named by dbt_project.yml; its own
+    models/ and target/ are its folder's, and its model of a dbt model's name wins over dbt's."""
+    shop = dbt_shop.copy(tmp_path / "repo")
+    profiles = tmp_path / "dbt_profiles"
+    profiles.mkdir()
+    shutil.move(shop / "profiles.yml", profiles / "profiles.yml")
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(profiles))
+    sub = write_kpis(shop / "analytics" / "kpi", SUB_CASES, name="sub_kpis", output_schema="kpi_sub",
+                     models=SUB_MODELS, models_dir="models")
+    dbt_target = tree_digest(shop / "target")
+
+    out = cli(sub, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert_values(duckdb_fetch(shop), SUB_CASES, "main", "kpi_sub")
+    assert (sub / "target" / "manifest.json").is_file()
+    assert tree_digest(shop / "target") == dbt_target
+    assert not (shop / "kpi_target").exists()
+
+
+# --- bad inputs: exit 1, the code, at its file and line ----------------------------------------------
+
+REVENUE = next(c for c in ROOT_CASES if c.name == "revenue")
+SIGNUPS = next(c for c in ROOT_CASES if c.name == "signups")
+
+
+def one_kpi(shop: Path, case: Case) -> Path:
+    root_project(shop, (case,), models={})
+    return shop / "kpis" / "shop.yml"
+
+
+def test_unknown_dbt_ref_is_kpi031_at_the_model_line_with_a_suggestion(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    kpis = one_kpi(shop, Case("typo", "ref('ordrs')", "", "ordered_at", "sum(amount)"))
+    out = cli(shop, "compile")
+    assert out.exit_code == 1, out.output
+    [found] = with_code(out.output, "KPI031")
+    assert (found.path, found.line) == ("kpis/shop.yml", line_of(kpis, "model: ref('ordrs')")), out.output
+    assert found.level == "error" and "did you mean" in found.message.lower() and "orders" in found.message
+
+
+@pytest.mark.parametrize("model, field, typo, meant", [
+    ("ref('orders')", "measure", "sum(amout)", "amount"),                         # a documented column
+    ("ref('orders')", "dimensions", "[chanel]", "channel"),                        # known from catalog.json only
+    ("ref('customers', v=1)", "filter", "is_premium", None),                       # only the latest version has it
+    ("ref('shop_pkg', 'order_days')", "measure", "sum(revenu)", "revenue"),         # the package's model
+])
+def test_column_typo_over_a_dbt_model_is_kpi033_at_the_snippet(dbt_shop: DbtShop, tmp_path, model, field, typo, meant):
+    shop = dbt_shop.copy(tmp_path)
+    fields = {"model": model, "time": "ordered_at" if "orders" in model else "signed_up_at",
+              "measure": "count(*)", field: typo}
+    if "order_days" in model:
+        fields["time"] = "order_date"
+    body = "".join(f"{k}: {v}\n" for k, v in fields.items())
+    root_project(shop, (), models={})
+    kpis = shop / "kpis" / "shop.yml"
+    kpis.write_text(kpis_yml(kpi("typo", body + "target: 1\n")), encoding="utf-8")
+    out = cli(shop, "compile")
+    assert out.exit_code == 1, out.output
+    found = with_code(out.output, "KPI033")
+    assert found, out.output
+    assert {(i.path, i.line) for i in found} == {("kpis/shop.yml", line_of(kpis, f"{field}: {typo}"))}, out.output
+    if meant:
+        assert any(meant in i.message for i in found), out.output
+
+
+def test_no_manifest_is_kpi141_naming_dbt_parse(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    shutil.rmtree(shop / "target")  # dbt never parsed this checkout
+    kpis = one_kpi(shop, REVENUE)
+    out = cli(shop, "compile")
+    assert out.exit_code == 1, out.output
+    found = with_code(out.output, "KPI141")
+    assert found and all(i.level == "error" for i in found), out.output
+    assert ("kpis/shop.yml", line_of(kpis, "model: ref('orders')")) in {(i.path, i.line) for i in found}, out.output
+    assert all("dbt parse" in i.message for i in found), out.output
+
+
+def edit_manifest(shop: Path, **metadata: str) -> Path:
+    """Change keys of the manifest's `metadata`; the file is rewritten indented, so each key has a line."""
+    path = shop / "target" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["metadata"].update(metadata)
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return path
+
+
+def test_manifest_of_an_unsupported_dbt_version_is_kpi142_naming_both_versions(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    manifest = edit_manifest(shop, dbt_schema_version="https://schemas.getdbt.com/dbt/manifest/v9.json")
+    one_kpi(shop, REVENUE)
+    out = cli(shop, "compile")
+    assert out.exit_code == 1, out.output
+    [found] = with_code(out.output, "KPI142")
+    assert (found.path, found.line) == ("target/manifest.json", line_of(manifest, '"dbt_schema_version"')), out.output
+    assert found.level == "error" and "v9" in found.message and "v12" in found.message, out.output
+
+
+def test_manifest_for_another_adapter_warns_kpi143_on_run(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    manifest = edit_manifest(shop, adapter_type="snowflake")
+    root_project(shop, (REVENUE, SIGNUPS), models={})
+    code, result, shown = json_run(shop)
+    found = [i for i in shown if i["code"] == "KPI143"]
+    assert found and all(i["level"] == "warning" for i in found), shown
+    assert {(i["path"], i["line"]) for i in found} == {("target/manifest.json", line_of(manifest, '"adapter_type"'))}
+    assert all("snowflake" in i["message"] and "duckdb" in i["message"] for i in found), found
+    # only a warning: the relations exist in the warehouse, so the run computes them
+    assert code == 0 and result["status"] == "success", result
+
+
+def test_relation_dropped_after_dbt_built_it_fails_that_kpi_kpi145(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    con = duckdb.connect(str(shop / "shop.duckdb"))
+    con.execute("drop table main_marts.orders")
+    con.close()
+    root_project(shop, (REVENUE, SIGNUPS), models={})
+    code, result, _ = json_run(shop)
+    assert code == 1 and result["status"] == "partial", result
+    by_name = {k["name"]: k for k in result["results"]}
+    assert by_name["signups"]["status"] == "success", result
+    assert by_name["revenue"]["status"] == "error", result
+    assert "KPI145" in by_name["revenue"]["error"] and "dbt build -s orders" in by_name["revenue"]["error"], result
+    # the other KPI is published, with the values of the hand-written query
+    assert_values(duckdb_fetch(shop), (SIGNUPS,), "main", "kpi")
+
+
+def test_ephemeral_model_without_compiled_sql_is_kpi144(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    shutil.rmtree(shop / "target")
+    run_dbt(shop, "parse")  # a manifest without compiled code
+    manifest = json.loads((shop / "target" / "manifest.json").read_text(encoding="utf-8"))
+    assert not manifest["nodes"]["model.shop.completed_orders"].get("compiled_code")
+    kpis = one_kpi(shop, next(c for c in ROOT_CASES if c.name == "completed_average"))
+    out = cli(shop, "compile")
+    assert out.exit_code == 1, out.output
+    found = with_code(out.output, "KPI144")
+    assert found and all(i.level == "error" for i in found), out.output
+    assert {(i.path, i.line) for i in found} == {("kpis/shop.yml", line_of(kpis, "model: ref('completed_orders')"))}, \
+        out.output
