@@ -30,6 +30,17 @@ def _masking(method):
     return wrapper
 
 
+def manifest_adapter_warning(definition: ProjectDef, warehouse_type: str) -> Issue | None:
+    """KPI143: the relation names in dbt's manifest are those of the adapter it was parsed for (SPEC §8)."""
+    manifest = definition.manifest
+    if manifest is None or manifest.adapter_type in (None, warehouse_type):
+        return None
+    return warning("KPI143", f"dbt's manifest was written for the {manifest.adapter_type} adapter, and this profile's "
+                             f"warehouse is {warehouse_type}: the relations it names may not be here",
+                   Location(manifest.display, 1, 1),
+                   "run `dbt parse --target T` with the dbt target that points at this warehouse")
+
+
 class Project:
     def __init__(self, definition: ProjectDef, *, profiles_dir: str | Path | None = None, target: str | None = None):
         self.definition = definition
@@ -100,9 +111,9 @@ class Project:
 
             _, earlier = diff.load_state(Path(state))  # checked as `diff --state` checks it (KPI130-132)
             the_plan = plan or self.plan()
-            # as compile writes it (JSON, dates as text), so that only a real difference counts
-            now = json.loads(json.dumps(compiler.manifest(the_plan, list(the_plan.kpis), d.config.dialect, {})["kpis"],
-                                        default=str))
+            # as compile writes it (JSON, dates as text, env_var() values masked): only a real difference counts
+            doc = compiler.manifest(the_plan, list(the_plan.kpis), d.config.dialect, {})["kpis"]
+            now = json.loads(d.secrets.scrub(json.dumps(doc, default=str)))
             found = diff.compare(earlier["kpis"], now)
             new = frozenset(k.name for k in found if k.change == "added")
             return dag.StateChanges(new, new | {k.name for k in found if k.change == "changed"})
@@ -115,7 +126,8 @@ class Project:
         from .profiles import resolve_profile
 
         d = self.definition
-        return resolve_profile(d.root, d.config.profile, self.profiles_dir, self.target, d.secrets, d.vars)
+        return resolve_profile(d.root, d.config.profile, self.profiles_dir, self.target, d.secrets, d.vars,
+                               dbt_dir=d.dbt.dir if d.dbt else None, dbt_profile=d.dbt.profile if d.dbt else None)
 
     @_masking
     def connect(self):
@@ -201,11 +213,13 @@ class Project:
         return result
 
     def _opened(self, adapter) -> list[Issue]:
-        """KPI098 when connecting created the DuckDB file: a mistyped `path` would otherwise show only as every
-        source table missing."""
+        """KPI143 when dbt's manifest was written for another warehouse type than this one; KPI098 when
+        connecting created the DuckDB file: a mistyped `path` would otherwise show only as every source table
+        missing."""
+        found = [w] if (w := manifest_adapter_warning(self.definition, self.profile().type)) else []
         if not getattr(adapter, "created", False):
-            return []
-        return [warning("KPI098", f"the DuckDB file {adapter.path} did not exist: this run created it, empty. "
+            return found
+        return found + [warning("KPI098", f"the DuckDB file {adapter.path} did not exist: this run created it, empty. "
                                   "Is `path` in profiles.yml right (a relative path is from the project folder)?",
                         Location(str(self.profile().path)))]
 

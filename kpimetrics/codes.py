@@ -10,7 +10,9 @@ KPI fields and links; 030-039 models, sources and columns; 040-049 SQL;
 discipline warnings; 080-089 profiles and config; 090-099 problems found while
 running (in the warehouse) rather than validating; 100-109 limits and unreadable
 files; 110-119 the grammar of project SQL; 120-129 reading the machine (files,
-environment, network); 130-139 a `diff --state` folder.
+environment, network); 130-139 a `diff --state` folder; 150-154 targets per slice
+and from tables; 140-149 a dbt project and
+its artifacts.
 """
 from __future__ import annotations
 
@@ -186,7 +188,19 @@ CODES: dict[str, Code] = {
                    "Fix the output as the message says; `type` is duckdb, postgres or spark."),
     "KPI083": Code(E, "unknown dialect", "`dialect:` in kpimetrics.yml is not a SQL dialect kpimetrics knows.",
                    "Use duckdb, postgres, spark, snowflake, bigquery, trino or databricks."),
+    "KPI085": Code(E, "dbt connection method", "A profile output written for dbt-spark connects with `method: thrift`, "
+                   "`http` or `odbc`; kpimetrics reaches Spark through a Spark session of its own (Spark Connect is "
+                   "coming), not through a Thrift server or an ODBC driver.",
+                   "Add an output with `method: session` (local mode) or kpimetrics' own keys (`type: spark`, "
+                   "`master`, `warehouse_dir`, `conf`) and pick it with `--target`."),
+    "KPI086": Code(E, "dbt filter value", "A profile value ends in dbt's `| as_number` or `| as_bool`, and the value "
+                   "is not a number, or not true or false (the message never shows the value: it may be a secret).",
+                   "Fix the value (often an environment variable), or drop the filter."),
     # --- found while running ---
+    "KPI084": Code(E, "folder setting", "A folder under `paths:` in kpimetrics.yml (models, seeds, target) is not a "
+                   "folder inside the project, or is one of the dbt project's folders (dbt_project.yml names it).",
+                   "Name a folder relative to kpimetrics.yml that dbt does not use; beside dbt_project.yml the "
+                   "defaults are kpi_models/, kpi_seeds/ and kpi_target/."),
     "KPI090": Code(W, "source stale", "On `run`, the newest time value a KPI reads is older than its source's "
                    "freshness `warn_after` (past `error_after` the KPI fails and keeps its previous rows).",
                    "Check the pipeline that loads the source, or relax `freshness:`."),
@@ -296,6 +310,49 @@ CODES: dict[str, Code] = {
                    "...) with a path computed by SQL (a column, a concatenation): it cannot be checked against "
                    "`allowed_paths` before the run.", "Write the path as a string literal (or a list of them), under "
                    "a folder listed in `allowed_paths`."),
+    # --- a dbt project and its artifacts (SPEC §8) ---
+    "KPI140": Code(E, "dbt project", "`dbt.project_dir` names a folder without dbt_project.yml, or dbt_project.yml "
+                   "cannot be read as kpimetrics needs it (a path setting that is not a folder name, or written "
+                   "with Jinja).", "Name the folder that holds dbt_project.yml, relative to kpimetrics.yml; write "
+                   "dbt_project.yml's paths as plain folder names (DBT_TARGET_PATH sets the target path)."),
+    "KPI141": Code(E, "no dbt manifest", "A `ref()` or `source()` is not the kpimetrics project's own, so it names a "
+                   "dbt node, and dbt has not written target/manifest.json in the dbt project.",
+                   "Run `dbt parse` (or `dbt compile`, `run`, `build`) in the dbt project before kpimetrics; in CI, "
+                   "run it in the same job."),
+    "KPI142": Code(E, "dbt artifact unusable", "dbt's manifest.json or catalog.json cannot be used: its schema "
+                   "version is not v12 (dbt 1.8 to 1.11), or it is not UTF-8 JSON of dbt's shape, or it is too large. "
+                   "The message names the version found and the one read.",
+                   "Run `dbt parse` with dbt 1.8 to 1.11; artifacts are written by dbt, never by hand."),
+    "KPI143": Code(W, "manifest of another adapter", "On `run` and `debug`, dbt's manifest was written for another "
+                   "adapter than the profile's warehouse type, so the relation names it records may not exist here.",
+                   "Run `dbt parse --target T` with the dbt target that points at the same warehouse as kpimetrics' "
+                   "profile."),
+    "KPI144": Code(E, "ephemeral model not compiled", "A KPI or model reads an ephemeral dbt model, which has no "
+                   "table of its own, and the manifest has no compiled SQL for it (after `dbt parse` alone).",
+                   "Run `dbt compile` (or `run`, `build`), which writes the compiled SQL into the manifest."),
+    "KPI145": Code(E, "dbt relation not built", "On `run`, a relation the manifest records for a dbt model, seed, "
+                   "snapshot or source cannot be read in the warehouse: dbt has not built it on this target. The KPIs "
+                   "that read it fail and keep their rows; the others publish.",
+                   "Run `dbt build -s NAME` (the message names it) on the target kpimetrics' profile points at."),
+    # --- targets per slice and from tables (SPEC §10) ---
+    "KPI150": Code(E, "unknown dimension in targets", "`slice_targets:` (or a table target's `dimensions:`) names a "
+                   "dimension the KPI is not sliced by (a derived KPI is sliced by the dimensions all its inputs have).",
+                   "Fix the name (see the suggestion), or add the dimension to the KPI's `dimensions:`."),
+    "KPI151": Code(E, "unknown target table", "A table target's `table:` is not `source('s', 't')` or `ref('m')`, or "
+                   "names no declared source table or model. It is resolved as a KPI's `model:` is.",
+                   "Declare the table under `sources:` (with its `columns:`) or write a model, and refer to it as "
+                   "`source('finance', 'budget')` (quoted in flow style)."),
+    "KPI152": Code(E, "not a column of the target table", "A table target's `period`, `value` or dimension column "
+                   "is not a column name, or it (or a column its `filter` reads) is not among the declared columns "
+                   "of its table.", "Fix the name (see the suggestion); to compute a column, select it in a model "
+                   "and point `table:` at the model."),
+    "KPI153": Code(E, "table target out of place", "A table target is written per grain (`target: {month: {table: "
+                   "...}}`) or per slice (in `slice_targets:`); it belongs directly under `target:`.",
+                   "Write `target: {table: ..., grain: month, dimensions: {store: store_name}}`: `grain` names the "
+                   "grain of its periods, `dimensions` the slices its rows give."),
+    "KPI154": Code(E, "target table grain not computed", "A table target's `grain:` is not a grain the KPI is "
+                   "computed at, so its rows would never be a target.",
+                   "Set `grain:` to one of the KPI's grains (the default is its first), or add the grain to `grain:`."),
     # --- a `diff --state` folder (untrusted: another branch's target/) ---
     "KPI130": Code(E, "no state manifest", "`diff --state PATH`: PATH holds no manifest.json, or it cannot be read.",
                    "Pass the target/ folder of an earlier `kpimetrics compile` (in CI, the main branch's), or its "

@@ -20,10 +20,12 @@ from pydantic import BaseModel, ValidationError
 
 from . import model as m
 from .collector import long_lived
+from .dbt.manifest import DbtNode, Manifest, load_manifest
 from .dbt.project import DbtProject, find_dbt_project
 from .config import ALL_DIALECTS, Calendar, DbtSettings, Defaults, Paths, ProjectConfig, SecretRegistry, known_time_zone, time_zones
 from .errors import ConfigError, Issue, Location, error, warning
-from .templating import TemplateContext, render
+from .sqlexpr import quote_identifier, relation_sql
+from .templating import TemplateContext, TemplateProblem, render
 from .yamlio import ECHO_CHARS, LocDict, LocList, clip, load_yaml, read_text, shown, unreadable
 
 SKIP_DIRS = {"node_modules", "dbt_packages", "logs", "spark-warehouse", "bench"}
@@ -42,6 +44,8 @@ class ModelFile:
     refs: list[str] = field(default_factory=list)
     sources: list[tuple[str, str]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
+    dbt_node: DbtNode | None = None  # an ephemeral dbt model, inlined from its compiled SQL
+    dbt_nodes: list[DbtNode] = field(default_factory=list)  # the relations dbt built that its ref()/source() name
 
     @property
     def loc(self) -> Location:
@@ -84,6 +88,36 @@ def project_paths(root: Path, config: ProjectConfig, dbt: DbtProject | None) -> 
     return ProjectPaths(**chosen), issues
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """What a ref() or source() names: one of a model (by its key in `ProjectDef.models`), a declared source
+    table, a relation dbt built; or the problem (code, message, hint) that it names none."""
+
+    model: str | None = None
+    source: tuple[m.Source, m.SourceTable] | None = None
+    node: DbtNode | None = None
+    problem: tuple[str, str, str | None] | None = None
+
+
+def ref_label(name: str, package: str | None = None, version: str | None = None) -> str:
+    args = ([f"'{package}'"] if package else []) + [f"'{name}'"] + ([f"v={version}"] if version is not None else [])
+    return f"ref({', '.join(args)})"
+
+
+def _shown_path(project: "ProjectDef", path: Path) -> str:
+    return os.path.relpath(path, project.root)
+
+
+def _no_manifest(project: "ProjectDef", label: str) -> Resolved:
+    if project.manifest_broken:  # said once, at the manifest (KPI142)
+        return Resolved(problem=("", "", None))
+    assert project.dbt is not None
+    return Resolved(problem=("KPI141", f"{label} is not the project's own, and dbt's manifest "
+                             f"{_shown_path(project, project.dbt.manifest_path)} is missing",
+                             f"run `dbt parse` (or compile, run, build) in {_shown_path(project, project.dbt.dir)} "
+                             "before kpimetrics"))
+
+
 @dataclass
 class StrategyRef:
     strategy: m.Strategy
@@ -108,6 +142,10 @@ class ProjectDef:
     vars: dict[str, Any] = field(default_factory=dict)
     secrets: SecretRegistry = field(default_factory=SecretRegistry)
     issues: list[Issue] = field(default_factory=list)
+    # dbt's manifest, read at load when a ref() or source() is not the project's own (SPEC §8)
+    manifest: Manifest | None = None
+    manifest_read: bool = False
+    manifest_broken: bool = False
 
     @property
     def strategies(self) -> dict[str, StrategyRef]:
@@ -122,6 +160,81 @@ class ProjectDef:
         out: dict[str, m.Kpi] = {}
         for k in self.kpis:
             out.setdefault(k.name, k)
+        return out
+
+    def dbt_manifest(self) -> Manifest | None:
+        """dbt's manifest, read on first need; a manifest that cannot be used is one issue (KPI142), once."""
+        if not self.manifest_read and self.dbt is not None:
+            self.manifest_read = True
+            self.manifest, problem = load_manifest(self.dbt, self.root)
+            if problem is not None:
+                self.manifest_broken = True
+                self.issues.append(problem)
+        return self.manifest
+
+    def resolve_ref(self, name: str, package: str | None = None, version: str | None = None) -> Resolved:
+        """What `ref()` names: the project's own model of that name, else the dbt model, seed or snapshot
+        (an ephemeral one inlined as a model from its compiled SQL)."""
+        if package is None and version is None and name in self.models:
+            return Resolved(model=name)
+        label = ref_label(name, package, version)
+        if self.dbt is None:
+            return Resolved(problem=("KPI031", f"unknown model {label}{suggest(name, self.models)}",
+                                     "models are the .sql files under models/, named by file name"))
+        manifest = self.dbt_manifest()
+        if manifest is None:
+            return _no_manifest(self, label)
+        node, why = manifest.ref(name, package, version)
+        if node is None:
+            names = [*self.models, *manifest.refable]
+            return Resolved(problem=("KPI031", why or f"unknown model {label}: not a kpimetrics model, nor a dbt model, seed "
+                                     f"or snapshot in {manifest.display}{suggest(name, names)}",
+                                     f"kpimetrics models are under {_shown_path(self, self.paths.models)}/; dbt's are in "
+                                     f"its manifest (run `dbt parse` after adding one)"))
+        if not node.ephemeral:
+            return Resolved(node=node)
+        if node.compiled_code is None:
+            return Resolved(problem=("KPI144", f"{label} is an ephemeral dbt model ({node.file}) and {manifest.display} "
+                                     "has no compiled SQL for it", "run `dbt compile` (or run, build) before kpimetrics"))
+        key = name if package is None and version is None else f"{name}__{node.package}__v{node.version}"
+        if key not in self.models:
+            self.models[key] = ModelFile(key, node.file, node.compiled_code, node.compiled_code, dbt_node=node)
+        return Resolved(model=key)
+
+    def resolve_source(self, source: str, table: str) -> Resolved:
+        """What `source()` names: a table of the project's own `sources:`, else a dbt source."""
+        if (found := self.source_table(source, table)) is not None:
+            return Resolved(source=found)
+        manifest = self.dbt_manifest() if self.dbt is not None else None
+        node = manifest.sources.get((source, table)) if manifest is not None else None
+        if node is not None:
+            return Resolved(node=node)
+        label = f"source('{source}', '{table}')"
+        if self.dbt is not None and manifest is None:
+            return _no_manifest(self, label)
+        known = {s.name: {t.name for t in s.tables} for s in self.sources}
+        for s_name, t_name in (manifest.sources if manifest is not None else {}):
+            known.setdefault(s_name, set()).add(t_name)
+        if source not in known:
+            message = f"unknown source '{source}'{suggest(source, known)}"
+        else:
+            message = f"source '{source}' has no table '{table}'{suggest(table, known[source])}"
+        return Resolved(problem=("KPI032", message, "declare the table under `sources:`"
+                                 + (" (or in the dbt project's sources)" if self.dbt is not None else "")))
+
+    def relations(self):
+        """(catalog, schema, name) -> (a label, its columns or None), of every table source() or ref() can
+        name: the project's sources and dbt's models, seeds, snapshots and sources."""
+        out: dict[tuple[str, str, str], tuple[str, list[str] | None]] = {}
+        manifest = self.manifest
+        for node in (manifest.nodes() if manifest is not None else ()):
+            if not node.ephemeral:
+                out[(node.database or "", node.schema or "", node.identifier)] = (
+                    node.label, list(node.columns) if node.columns is not None else None)
+        for s in self.sources:
+            for t in s.tables:
+                out[(s.database or "", s.schema_ or "", t.identifier or t.name)] = (
+                    f"source('{s.name}', '{t.name}')", t.columns)
         return out
 
     def source_table(self, source: str, table: str) -> tuple[m.Source, m.SourceTable] | None:
@@ -393,6 +506,7 @@ def load_project(root: Path, vars_override: dict[str, Any] | None = None) -> Pro
     for path in files.yaml:
         _load_file(project, path, str(path.relative_to(root)))
     _load_models(project, files.models)
+    _resolve_kpi_models(project)
     return project
 
 
@@ -529,33 +643,67 @@ def _load_models(project: ProjectDef, paths: list[Path]) -> None:
             continue
         refs: list[str] = []
         used_sources: list[tuple[str, str]] = []
+        nodes: list[DbtNode] = []
         dialect = project.config.dialect
 
-        def source_fn(s: str, t: str, _u=used_sources) -> str:
-            from .templating import TemplateProblem
-            from .sqlexpr import relation_sql
-            found = project.source_table(s, t)
-            if found is None:
-                raise TemplateProblem("KPI032", f"unknown source table source('{s}', '{t}')",
-                                      "declare it under `sources:` (a table of that source)")
-            _u.append((s, t))
-            return relation_sql(found[0], found[1], dialect)
+        def source_fn(s: str, t: str, _u=used_sources, _n=nodes) -> str:
+            resolved = project.resolve_source(s, t)
+            if resolved.source is not None:
+                _u.append((s, t))
+                return relation_sql(*resolved.source, dialect)
+            return _relation_text(resolved, _n, dialect)
 
-        def ref_fn(r: str, _r=refs, _self=name) -> str:
-            from .templating import TemplateProblem
-            from .sqlexpr import quote_identifier
-            if r not in names:
-                raise TemplateProblem("KPI031", f"unknown model ref('{r}'){suggest(r, names)}",
+        def ref_fn(*args, v=None, version=None, _r=refs, _n=nodes, _self=name) -> str:
+            if len(args) not in (1, 2) or not all(isinstance(a, str) for a in args):
+                raise TemplateProblem("KPI031", "ref() takes a model name, or a package and a model name")
+            package, ref_name = (None, args[0]) if len(args) == 1 else args
+            if package is None and v is None and version is None and ref_name in names:
+                if ref_name == _self:
+                    raise TemplateProblem("KPI031", f"model '{ref_name}' refers to itself")
+                _r.append(ref_name)
+                return quote_identifier(MODEL_CTE_PREFIX + ref_name, dialect)
+            if project.dbt is None:
+                raise TemplateProblem("KPI031", f"unknown model {ref_label(ref_name, package)}{suggest(ref_name, names)}",
                                       "models are the .sql files under models/, named by file name")
-            if r == _self:
-                raise TemplateProblem("KPI031", f"model '{r}' refers to itself")
-            _r.append(r)
-            return quote_identifier(MODEL_CTE_PREFIX + r, dialect)
+            wanted = v if v is not None else version
+            resolved = project.resolve_ref(ref_name, package, None if wanted is None else str(wanted))
+            if resolved.model is not None:  # an ephemeral dbt model, inlined
+                _r.append(resolved.model)
+                return quote_identifier(MODEL_CTE_PREFIX + resolved.model, dialect)
+            return _relation_text(resolved, _n, dialect)
 
         ctx = TemplateContext(vars=project.vars, secrets=project.secrets, source_fn=source_fn, ref_fn=ref_fn)
         sql, issues = render(raw, ctx, Location(display, 1, 1))
         project.issues.extend(issues)
-        project.models[name] = ModelFile(name, display, raw, sql, refs, used_sources, dict(ctx.used_vars))
+        project.models[name] = ModelFile(name, display, raw, sql, refs, used_sources, dict(ctx.used_vars),
+                                         dbt_nodes=nodes)
+
+
+def _resolve_kpi_models(project: ProjectDef) -> None:
+    """Resolve each KPI's `model:` once at load, so that dbt's manifest is read (and its problem reported)
+    before validation, and an ephemeral dbt model a KPI reads is a model validation checks."""
+    from .planner import parse_model_ref
+
+    if project.dbt is None:
+        return
+    for kpi in project.kpis:
+        parsed = parse_model_ref(kpi.model) if isinstance(kpi.model, str) else None
+        if parsed is None:
+            continue
+        kind, args = parsed
+        if kind == "source":
+            project.resolve_source(*args)
+        else:
+            project.resolve_ref(args[0], args[1] or None, args[2] or None)
+
+
+def _relation_text(resolved: Resolved, nodes: list[DbtNode], dialect: str) -> str:
+    """A relation dbt built, as a model's SQL names it; or the reason it names none, as a template problem."""
+    if resolved.node is None:
+        code, message, hint = resolved.problem or ("KPI031", "unknown relation", None)
+        raise TemplateProblem(code or "KPI142", message or "dbt's manifest cannot be used (see above)", hint)
+    nodes.append(resolved.node)
+    return resolved.node.table().sql(dialect=dialect)
 
 
 # --- seeds -------------------------------------------------------------------------

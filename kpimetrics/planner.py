@@ -23,17 +23,20 @@ from .model import FORM_KEYS, VALUE_FIELDS, Form, Kpi
 from .sqlexpr import parse_snippet, positionless, relation
 
 _SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
-_REF_RE = re.compile(r"""^\s*ref\(\s*['"]([^'"]+)['"]\s*\)\s*$""")
+# ref('m'), ref('package', 'm'), ref('m', v=2), ref('m', version='2'), as dbt writes them
+_REF_RE = re.compile(r"""^\s*ref\(\s*(?:['"]([^'"]+)['"]\s*,\s*)?['"]([^'"]+)['"]\s*"""
+                     r"""(?:,\s*(?:v|version)\s*=\s*(?:(\d+(?:\.\d+)?)|['"]([^'"]+)['"])\s*)?\)\s*$""")
 
 
 def parse_model_ref(text: str | None) -> tuple[str, tuple[str, ...]] | None:
-    """'source('shop','orders')' -> ('source', ('shop','orders')); "ref('m')" -> ('ref', ('m',))."""
+    """"source('shop','orders')" -> ('source', ('shop', 'orders')); "ref('m')" -> ('ref', ('m', '', ''));
+    "ref('pkg', 'm', v=2)" -> ('ref', ('m', 'pkg', '2')): name, package, version ('' where not given)."""
     if not text:
         return None
     if m := _SOURCE_RE.match(text):
         return "source", (m.group(1), m.group(2))
     if m := _REF_RE.match(text):
-        return "ref", (m.group(1),)
+        return "ref", (m.group(2), m.group(1) or "", m.group(3) or m.group(4) or "")
     return None
 
 
@@ -46,6 +49,7 @@ class Relation:
     ctes: list[tuple[str, exp.Query]] = field(default_factory=list)
     sql_for_hash: str = ""
     source_tables: list[tuple[str, str]] = field(default_factory=list)
+    dbt_nodes: list[Any] = field(default_factory=list)  # the relations dbt built that it reads (DbtNode)
 
 
 @dataclass
@@ -187,18 +191,23 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
     ref = parse_model_ref(model_text)
     if ref is None:
         return None
-    key = f"{ref[0]}:{'.'.join(ref[1])}"
+    key = f"{ref[0]}:{'.'.join(part for part in ref[1] if part)}"
     if key in cache:
         return cache[key]
-    if ref[0] == "source":
-        found = project.source_table(*ref[1])
-        if found is None:
-            return None
-        table = relation(*found)
+    resolved = project.resolve_source(*ref[1]) if ref[0] == "source" else project.resolve_ref(
+        ref[1][0], ref[1][1] or None, ref[1][2] or None)
+    if resolved.problem is not None:
+        return None
+    if resolved.node is not None:  # a relation dbt built
+        table = resolved.node.table()
+        rel = Relation(key, table, [], table.sql(dialect="duckdb"), [], [resolved.node])
+    elif resolved.source is not None:
+        table = relation(*resolved.source)
         rel = Relation(key, table, [], table.sql(dialect="duckdb"), [ref[1]])
     else:
         ctes: list[tuple[str, exp.Query]] = []
         sources: list[tuple[str, str]] = []
+        dbt_nodes: list = []
         seen: set[str] = set()
 
         def add(model_name: str) -> bool:
@@ -217,12 +226,13 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
                 return False
             ctes.append((MODEL_CTE_PREFIX + model_name, query))
             sources.extend(model.sources)
+            dbt_nodes.extend(model.dbt_nodes)
             return True
 
-        if not add(ref[1][0]):
+        if not add(resolved.model):
             return None
-        table = exp.Table(this=exp.to_identifier(MODEL_CTE_PREFIX + ref[1][0], quoted=True))
-        rel = Relation(key, table, ctes, "\n;\n".join(q.sql(dialect="duckdb") for _, q in ctes), sources)
+        table = exp.Table(this=exp.to_identifier(MODEL_CTE_PREFIX + resolved.model, quoted=True))
+        rel = Relation(key, table, ctes, "\n;\n".join(q.sql(dialect="duckdb") for _, q in ctes), sources, dbt_nodes)
     cache[key] = rel
     return rel
 

@@ -384,6 +384,7 @@ class Runner:
             r.since = {g: (s.isoformat() if s else None) for (k, g), s in run.since.items() if k == n}
             r.mode = "full" if all(s is None for (k, _), s in run.since.items() if k == n) else "incremental"
         self._check_freshness(run)
+        self._check_dbt_relations(run)
         for scan in self.plan.scans(self.selected):
             scan.items = [(p, g) for p, g in scan.items if results[p.name].status != "error"]
             if scan.items:
@@ -489,6 +490,33 @@ class Runner:
         except Exception as exc:  # noqa: BLE001
             self._fail(run, pl, exc)
         run.results[pl.name].seconds += _time.perf_counter() - began
+
+    # --- dbt's relations ---------------------------------------------------------
+
+    def _check_dbt_relations(self, run: RunState) -> None:
+        """A relation dbt built that this warehouse does not have fails the KPIs that read it, with the dbt
+        command that builds it (KPI145); the others run. The manifest names relations of the target dbt last
+        parsed, which need not be built, nor be this one (SPEC §8)."""
+        missing: dict[str, str | None] = {}
+        for name in self.selected:
+            pl = self.plan.kpis[name]
+            if pl.relation is None or run.results[name].status == "error":
+                continue
+            for node in pl.relation.dbt_nodes:
+                if node.unique_id not in missing:
+                    probe = exp.select(exp.Literal.number(1)).from_(node.table()).where(exp.false())
+                    try:
+                        self.fetch(probe)
+                        missing[node.unique_id] = None
+                    except Exception as exc:  # noqa: BLE001 - the warehouse says why; the message says what to do
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        missing[node.unique_id] = (
+                            f"KPI145: dbt's {node.label} ({node.table().sql(dialect=self.adapter.dialect)}) cannot be "
+                            f"read in this warehouse: run `dbt build -s {node.selector}` on the same target "
+                            f"({first[:300]})")
+                if missing[node.unique_id]:
+                    self._fail(run, pl, missing[node.unique_id])
+                    break
 
     # --- freshness -----------------------------------------------------------
 
@@ -647,7 +675,7 @@ class Runner:
         for n in ok:
             pl = self.plan.kpis[n]
             for grain in pl.grains:
-                q = targets_query(pl.kpi, grain, self.cal, self.schema)
+                q = targets_query(pl.kpi, grain, self.cal, self.schema, self.project)
                 if q is not None:
                     queries.append(q)
         return queries

@@ -26,6 +26,7 @@ from kpimetrics.codes import CODES
 from helpers_run import insert_orders, kpi, kpis_yml, make_orders, ok, run, snapshot, write_run_project
 from test_validation import CASES
 import corpus_access
+import corpus_dbt
 import corpus_files
 import corpus_run
 import corpus_sql
@@ -72,8 +73,15 @@ CONFIG_FAULTS = [
           "invalid output 'dev'"),
     Fault("KPI083", {"kpimetrics.yml": "name: acme\nprofile: acme\ndialect: klingon\n"}, "kpimetrics.yml", 3,
           "unknown dialect 'klingon'"),
+    # dbt's profiles (test_dbt_profiles): a dbt-spark output over Thrift; dbt's as_number of what is not a number
+    Fault("KPI085", {"profiles.yml": "acme:\n  target: dev\n  outputs:\n    dev:\n      type: spark\n      method: thrift\n"
+                                     "      host: spark.example.com\n"}, "profiles.yml", 6,
+          "method: 'thrift' is not a way kpimetrics reaches spark"),
+    Fault("KPI086", {"profiles.yml": PROFILES.replace(
+        "path: wh.duckdb", "path: wh.duckdb, threads: \"{{ env_var('KPIMETRICS_TEST_UNSET', 'many') | as_number }}\"")},
+          "profiles.yml", 4, "as_number: the value (4 characters) is not a number"),
 ]
-CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state)
+CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt)
 FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS + [f for m in CORPUS for f in m.FAULTS]
 
 NOT_FROM_A_PROJECT = {

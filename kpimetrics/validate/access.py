@@ -136,12 +136,12 @@ def machine_access(project: ProjectDef, ctx: Context, allowed: Allowed = None) -
 
     `allowed` is the profile's `allowed_paths`, or a function giving them: asked only when a file is read,
     so a project that reads none never needs its profile to validate."""
-    declared = {((src.schema_ or "").lower(), t.identifier or t.name) for src in project.sources for t in src.tables}
+    declared = {(schema.lower(), name) for (_, schema, name) in project.relations()}
     checker = _Checker(project.root, allowed, declared)
     issues: list[Issue] = []
     found: dict[int, list[tuple[str, str]]] = {}  # by tree: parse_snippet shares one tree per text, and texts repeat
     for kpi in project.kpis:
-        for snippet in ctx.snippets(kpi):
+        for snippet in (*ctx.snippets(kpi), *kpi.target_expressions()):
             tree, _ = ctx.tree(snippet)
             if tree is None:
                 continue
@@ -174,7 +174,28 @@ def _source_tables(project: ProjectDef, checker: "_Checker") -> list[Issue]:
                 issues.append(error(TABLE_PATH, f"source '{source.name}' table '{table.name}' is named like a file "
                                                 f"({name!r}): the warehouse would read that file as a table",
                                     table.value_loc(field) or table.loc, _FIXES[FILES]))
+    # a relation named by dbt's manifest (an artifact: untrusted, SPEC §11) that a KPI or model reads
+    manifest = project.manifest
+    for node in (manifest.nodes() if manifest is not None else ()):
+        name = node.identifier
+        if not node.ephemeral and _FILE_NAME.search(name) and not checker.allows(name) and _read(project, node):
+            issues.append(error(TABLE_PATH, f"dbt's {node.label} is named like a file ({name!r}) in "
+                                            f"{manifest.display}: the warehouse would read that file as a table",
+                                Location(manifest.display, 1, 1), _FIXES[FILES]))
     return issues
+
+
+def _read(project: ProjectDef, node) -> bool:
+    """Whether a KPI's model or a model reads a relation dbt built."""
+    from .models import model_ref
+
+    if any(node in mf.dbt_nodes for mf in project.models.values()):
+        return True
+    for kpi in project.kpis:
+        ref = model_ref(kpi) if isinstance(kpi.model, str) else None
+        if ref is not None and ref.resolve(project).node == node:
+            return True
+    return False
 
 
 class _Checker:

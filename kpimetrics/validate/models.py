@@ -8,22 +8,32 @@ from sqlglot.optimizer.qualify import qualify
 
 from .. import dag
 from .. import model as m
-from ..errors import Issue, error, warning
-from ..loader import MODEL_CTE_PREFIX, ProjectDef, suggest
+from ..errors import Issue, Location, error, warning
+from ..loader import MODEL_CTE_PREFIX, ProjectDef, Resolved, ref_label, suggest
 from ..planner import parse_model_ref
 from .context import Columns, Context, kpi_label
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A KPI's `model:` parsed: source('s', 't') or ref('m')."""
+    """A KPI's `model:` parsed: source('s', 't') or ref('m') (with a package and version, as dbt writes it)."""
 
     source: str | None = None
     table: str | None = None
     model: str | None = None
+    package: str | None = None
+    version: str | None = None
 
     def __str__(self) -> str:
-        return f"model '{self.model}'" if self.model else f"source('{self.source}', '{self.table}')"
+        if self.model is None:
+            return f"source('{self.source}', '{self.table}')"
+        return f"model '{self.model}'" if self.package is None and self.version is None else \
+            ref_label(self.model, self.package, self.version)
+
+    def resolve(self, project: ProjectDef) -> Resolved:
+        if self.model is None:
+            return project.resolve_source(self.source, self.table)
+        return project.resolve_ref(self.model, self.package, self.version)
 
 
 def model_ref(kpi: m.Kpi) -> ModelRef | None:
@@ -32,7 +42,9 @@ def model_ref(kpi: m.Kpi) -> ModelRef | None:
     if parsed is None:
         return None
     kind, args = parsed
-    return ModelRef(source=args[0], table=args[1]) if kind == "source" else ModelRef(model=args[0])
+    if kind == "source":
+        return ModelRef(source=args[0], table=args[1])
+    return ModelRef(model=args[0], package=args[1] or None, version=args[2] or None)
 
 
 def _columns_in(tree: exp.Expression) -> list[str]:
@@ -62,21 +74,16 @@ def model_references(project: ProjectDef, ctx: Context) -> list[Issue]:
             hint = "write it without {{ }}" if "{{" in kpi.model else None
             issues.append(error("KPI030", f"{kpi_label(kpi)}: model must be source('source', 'table') or ref('model'), "
                                           f"got {kpi.model!r}", where, hint))
-        elif ref.model is not None and ref.model not in project.models:
-            issues.append(error("KPI031", f"{kpi_label(kpi)}: unknown model ref('{ref.model}'){suggest(ref.model, project.models)}",
-                                where, "models are the .sql files under models/, named by file name"))
-        elif ref.source is not None and project.source_table(ref.source, ref.table) is None:
-            issues.append(error("KPI032", f"{kpi_label(kpi)}: {_unknown_source_table(project, ref)}", where,
-                                "declare the table under `sources:`"))
+        elif (problem := ref.resolve(project).problem) is not None and problem[0]:  # '': said at the manifest
+            code, message, hint = problem
+            issues.append(error(code, f"{kpi_label(kpi)}: {message}", where, hint))
     return issues
 
 
 def _unknown_source_table(project: ProjectDef, ref: ModelRef) -> str:
-    sources = {s.name: s for s in project.sources}
-    if ref.source not in sources:
-        return f"unknown source '{ref.source}'{suggest(ref.source, sources)}"
-    tables = {t.name for t in sources[ref.source].tables}
-    return f"source '{ref.source}' has no table '{ref.table}'{suggest(ref.table, tables)}"
+    """Why source() names no table: of the project's sources or, in a dbt project, of dbt's."""
+    problem = ref.resolve(project).problem
+    return problem[1] if problem and problem[1] else f"unknown {ref}"
 
 
 def model_sql(project: ProjectDef, ctx: Context) -> list[Issue]:
@@ -86,14 +93,6 @@ def model_sql(project: ProjectDef, ctx: Context) -> list[Issue]:
         issues.append(error("KPI036", f"models refer to each other in a cycle: {' -> '.join(cycle)}",
                             project.models[cycle[0]].loc))
     return [i for i in issues if i is not None]
-
-
-def _source_relations(project: ProjectDef) -> dict[tuple[str, str, str], tuple[m.Source, m.SourceTable]]:
-    """How source() renders each declared table (catalog, db, name), so a model's tables can be recognised."""
-    return {
-        (s.database or "", s.schema_ or "", t.identifier or t.name): (s, t)
-        for s in project.sources for t in s.tables
-    }
 
 
 def model_columns(ctx: Context, name: str, trail: tuple[str, ...] = ()) -> Columns:
@@ -112,7 +111,7 @@ def _infer_model_columns(ctx: Context, name: str, trail: tuple[str, ...]) -> Col
     if tree is None:
         return Columns(None, reason="its SQL does not parse")
     tree = tree.copy()
-    relations = _source_relations(ctx.project)
+    relations = ctx.project.relations()
     schema: dict[str, dict[str, str]] = {}
     unknown: list[str] = []
     for table in list(tree.find_all(exp.Table)):
@@ -146,9 +145,8 @@ def _infer_model_columns(ctx: Context, name: str, trail: tuple[str, ...]) -> Col
 def _table_columns(ctx: Context, table: exp.Table, relations, trail) -> tuple[str | None, list[str] | None]:
     """(a label for the relation, its columns or None) for a declared source table or a ref()'d model."""
     key = (table.catalog or "", table.db or "", table.name)
-    if key in relations:
-        source, source_table = relations[key]
-        return f"source('{source.name}', '{source_table.name}')", source_table.columns
+    if key in relations:  # a declared source table, or a relation dbt built
+        return relations[key]
     if not table.db and table.name.startswith(MODEL_CTE_PREFIX):
         ref = table.name[len(MODEL_CTE_PREFIX):]
         if ref not in ctx.project.models or ref in trail:
@@ -163,28 +161,35 @@ def kpi_columns(project: ProjectDef, ctx: Context, kpi: m.Kpi) -> Columns:
     ref = model_ref(kpi)
     if ref is None:
         return Columns(None)
-    if ref.model is not None:
-        if ref.model not in project.models:
-            return Columns(None)
-        return model_columns(ctx, ref.model)
-    found = project.source_table(ref.source, ref.table)
-    if found is None or found[1].columns is None:
+    resolved = ref.resolve(project)
+    if resolved.model is not None:
+        return model_columns(ctx, resolved.model)
+    if resolved.source is not None:
+        cols = resolved.source[1].columns
+    elif resolved.node is not None:  # a relation dbt built: its documented columns, and catalog.json's
+        cols = list(resolved.node.columns) if resolved.node.columns is not None else None
+    else:
+        return Columns(None)
+    if cols is None:
         return Columns(None)  # columns are optional on a source: declaring them is what turns the check on
-    cols = found[1].columns
     return Columns(frozenset(c.lower() for c in cols), tuple(cols))
 
 
 def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     unchecked: dict[str, list[str]] = {}
+    dbt_unchecked: dict[str, list[str]] = {}
     for kpi in project.kpis:
         if not _reads_model(kpi):
             continue
         cols = kpi_columns(project, ctx, kpi)
         if cols.names is None:
             ref = model_ref(kpi)
-            if ref is not None and ref.model in project.models and project.models[ref.model].sql is not None:
-                unchecked.setdefault(ref.model, []).append(kpi.name)
+            resolved = ref.resolve(project) if ref is not None else None
+            if resolved is not None and resolved.model is not None and project.models[resolved.model].sql is not None:
+                unchecked.setdefault(resolved.model, []).append(kpi.name)
+            elif resolved is not None and resolved.node is not None:
+                dbt_unchecked.setdefault(resolved.node.label, []).append(kpi.name)
             continue
         for snippet in ctx.snippets(kpi):
             if snippet.kind == "kpis":
@@ -203,4 +208,10 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
         issues.append(warning("KPI035", f"the columns of model '{name}' could not be determined ({reason}), so the columns "
                                         f"used by {', '.join(kpis)} were not checked", project.models[name].loc,
                               "declare the columns of the sources it reads, or list its columns instead of *"))
+    manifest = project.manifest
+    for label, kpis in dbt_unchecked.items():
+        issues.append(warning("KPI035", f"the columns of dbt's {label} are not known (not documented in its schema "
+                                        f"file, and no catalog.json), so the columns used by {', '.join(kpis)} were "
+                                        "not checked", Location(manifest.display, 1, 1) if manifest else None,
+                              "run `dbt docs generate` to write catalog.json, or document the model's columns"))
     return issues
