@@ -168,7 +168,7 @@ class StateChanges:
     modified: frozenset[str]  # new, or its own manifest entry changed (see README, selection)
 
 
-METHODS = "a name, strategy:, priority:, owner:, tag:, kind: or state:modified, with + before and/or after"
+METHODS = "a name, strategy:, priority:, owner:, tag:, kind:, state:modified or state:new, with + before and/or after"
 
 
 def select(kpis: list, selector: str | None, strategies: dict, dialect: str,
