@@ -501,21 +501,15 @@ def diff_cmd(ctx: Ctx, state: str, periods: int, output: str):
 
 @command(main, "debug")
 def debug_cmd(ctx: Ctx):
-    """Check the profile and the connection."""
-    project = ctx.project()
-    ctx.out.print(f"kpimetrics {__version__}, python {sys.version.split()[0]}")
-    ctx.out.print(f"project: {project.definition.config.name} at {project.root}")
-    prof = project.profile()
-    ctx.out.print(f"profile: {prof.profile} (target {prof.target}, type {prof.type}) from {prof.path}")
-    adapter = project.connect()
-    try:
-        adapter.fetchall("SELECT 1")
-        ctx.out.print(f"connection: [green]OK[/green] ({_escape(adapter.describe())})")
-        if getattr(adapter, "created", False):
-            ctx.out.print(f"[yellow]warning:[/yellow] the DuckDB file {_escape(adapter.path)} did not exist: connecting "
-                          "created it, empty. Is `path` in profiles.yml right (a relative path is from the project folder)?")
-    finally:
-        adapter.close()
+    """Check the profile and the connection; report the dbt project, its manifest and the profile's dbt settings."""
+    from .dbt.debug import report
+
+    for line in report(ctx.project()):
+        text = _escape(line.text)
+        if line.level == "ok":  # connection: OK (...)
+            text = text.replace("OK", "[green]OK[/green]", 1)
+        label = f"[yellow]{_escape(line.label)}:[/yellow]" if line.level == "warning" else f"{_escape(line.label)}:"
+        ctx.out.print(f"{label} {text}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -125,16 +127,82 @@ COMPILE_ONLY_DIALECTS = ("snowflake", "bigquery", "trino", "databricks")
 ALL_DIALECTS = tuple(DIALECT_OF_TYPE.values()) + COMPILE_ONLY_DIALECTS
 
 
-def profile_search_path(project_dir: Path, profiles_dir: str | Path | None) -> list[Path]:
-    """Where profiles.yml is looked for, in order (SPEC §2)."""
-    dirs: list[Path] = []
-    if profiles_dir:
-        dirs.append(Path(profiles_dir))
-    if os.environ.get("KPIMETRICS_PROFILES_DIR"):
-        dirs.append(Path(os.environ["KPIMETRICS_PROFILES_DIR"]))
-    dirs.append(project_dir)
-    dirs.append(Path.home() / ".kpimetrics")
-    return [d / "profiles.yml" for d in dirs]
+@dataclass(frozen=True)
+class ProfilePlace:
+    """One step of the profiles.yml lookup. `dbt`: one of dbt's places, where a relative DuckDB `path` is dbt's
+    (resolved against the dbt project folder, where dbt runs) rather than kpimetrics'."""
+
+    step: str  # how the lookup names it: "--profiles-dir", "$DBT_PROFILES_DIR", "the dbt project folder", ...
+    folder: Path
+    dbt: bool = False
+
+    @property
+    def file(self) -> Path:
+        return self.folder / "profiles.yml"
+
+
+# The lookup order of profiles.yml (SPEC §8): each step's name, and whether it is one of dbt's places.
+PROFILE_LOOKUP = (("--profiles-dir", False), ("$KPIMETRICS_PROFILES_DIR", False), ("the kpimetrics project folder", False),
+                  ("$DBT_PROFILES_DIR", True), ("the dbt project folder", True), ("~/.kpimetrics/", False),
+                  ("~/.dbt/", True))
+
+
+def profile_search_path(project_dir: Path, profiles_dir: str | Path | None,
+                        dbt_dir: Path | None = None) -> list[ProfilePlace]:
+    """Where profiles.yml is looked for, in order (SPEC §8: PROFILE_LOOKUP); the dbt project folder only when
+    there is a dbt project, and a folder already looked in once only."""
+    env, home = os.environ, Path.home()
+    folders = (profiles_dir, env.get("KPIMETRICS_PROFILES_DIR"), project_dir, env.get("DBT_PROFILES_DIR"), dbt_dir,
+               home / ".kpimetrics", home / ".dbt")
+    places: list[ProfilePlace] = []
+    seen: set[str] = set()
+    for (step, dbt), folder in zip(PROFILE_LOOKUP, folders):
+        if not folder or os.path.abspath(folder) in seen:
+            continue
+        seen.add(os.path.abspath(folder))
+        places.append(ProfilePlace(step, Path(folder), dbt))
+    return places
+
+
+# --- dbt's profile outputs ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbtOutputKeys:
+    """What kpimetrics makes of the keys a dbt adapter takes in a profile output (beyond kpimetrics' own keys,
+    which keep their meaning). A key `a.b` is key `b` of the mapping `a`."""
+
+    honoured: Mapping[str, str] = field(default_factory=dict)  # dbt key -> the kpimetrics setting it sets
+    ignored: frozenset[str] = frozenset()  # keys kpimetrics has no use for: dropped, listed by `debug`
+    # keys whose value kpimetrics can follow only when it is one of these (else KPI085), then dropped
+    only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def known(self) -> set[str]:
+        return {k.split(".")[0] for k in self.honoured} | set(self.ignored) | set(self.only)
+
+
+# The keys of dbt-duckdb's, dbt-postgres' and dbt-spark's credentials (and dbt's own `threads`) that are not
+# kpimetrics' keys already. Keys with the same name and meaning (path, schema, host, port, user, password,
+# sslmode, connect_timeout, threads on DuckDB) need no entry.
+DBT_OUTPUT_KEYS: dict[str, DbtOutputKeys] = {
+    "duckdb": DbtOutputKeys(
+        honoured={"settings.memory_limit": "memory_limit", "settings.threads": "threads"},
+        ignored=frozenset({"database", "settings", "config_options", "extensions", "secrets", "external_root",
+                           "use_credential_provider", "attach", "filesystems", "remote", "plugins",
+                           "disable_transactions", "keep_open", "module_paths", "retries", "flights",
+                           "is_ducklake", "motherduck_token"})),
+    "postgres": DbtOutputKeys(
+        honoured={"pass": "password", "database": "dbname"},
+        ignored=frozenset({"threads", "keepalives_idle", "retries", "search_path", "role", "sslcert", "sslkey",
+                           "sslrootcert", "application_name", "autocommit"})),
+    "spark": DbtOutputKeys(
+        honoured={"server_side_parameters": "conf"},
+        # a session (local mode, kpimetrics' default master) is the only way kpimetrics reaches Spark
+        only={"method": ("session",)},
+        ignored=frozenset({"threads", "host", "port", "database", "driver", "cluster", "endpoint", "token", "user",
+                           "password", "auth", "kerberos_service_name", "organization", "connection_string_suffix",
+                           "connect_retries", "connect_timeout", "use_ssl", "retry_all", "poll_interval"})),
+}
 
 
 MASK = "****"  # what an env_var() value is replaced by

@@ -1,15 +1,21 @@
-"""Finding profiles.yml, rendering its env_var() calls, and picking the output."""
+"""Finding profiles.yml, rendering its env_var() calls, and picking the output.
+
+kpimetrics' own profiles and dbt's are read alike (SPEC §8): the lookup runs through kpimetrics' places and
+dbt's, a dbt profiles file may hold dbt's `config:` block, and an output written for dbt-duckdb, dbt-postgres
+or dbt-spark is taken as it is: the dbt keys kpimetrics has a use for are honoured (config.DBT_OUTPUT_KEYS),
+the others are dropped and listed (`debug`). kpimetrics' own keys stay strict.
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
-from .config import Output, SecretRegistry, profile_search_path
-from .errors import ConfigError, Location, error
+from .config import DBT_OUTPUT_KEYS, DbtOutputKeys, DuckDBOutput, Output, ProfilePlace, SecretRegistry, profile_search_path
+from .errors import ConfigError, Issue, Location, error
 from .loader import suggest
 from .templating import TemplateContext, render
 from .yamlio import ECHO_CHARS, LocDict, clip, load_yaml, shown
@@ -17,6 +23,14 @@ from .yamlio import ECHO_CHARS, LocDict, clip, load_yaml, shown
 _OUTPUT = TypeAdapter(Output)
 # each output class by its `type:` tag (the tag pydantic puts first in an error's path)
 _OUTPUT_TYPES = {get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(get_args(Output)[0])}
+# dbt's global settings in a profiles file (dbt before 1.8): a top-level key that is not a profile
+DBT_CONFIG_KEY = "config"
+
+
+def _settings(kind: str) -> set[str]:
+    """The keys an output of `type: kind` may have: kpimetrics' own and those of dbt's adapter for it."""
+    cls = _OUTPUT_TYPES[kind]
+    return {f.alias or name for name, f in cls.model_fields.items()} | DBT_OUTPUT_KEYS.get(kind, DbtOutputKeys()).known()
 
 
 def _output_problem(e: dict) -> str:
@@ -32,8 +46,7 @@ def _output_problem(e: dict) -> str:
     if not loc:
         return "must be a mapping of settings" if kind == "model_attributes_type" else e["msg"]
     if kind == "extra_forbidden" and len(loc) == 2 and loc[0] in _OUTPUT_TYPES:
-        settings = {f.alias or name for name, f in _OUTPUT_TYPES[loc[0]].model_fields.items()}
-        return f"{clip(loc[1], ECHO_CHARS)}: unknown setting{suggest(loc[1], settings)}"
+        return f"{clip(loc[1], ECHO_CHARS)}: unknown setting{suggest(loc[1], _settings(loc[0]))}"
     return f"{'.'.join(map(str, loc[1:])) or loc[0]}: {e['msg']}"
 
 
@@ -50,6 +63,12 @@ class ResolvedProfile:
     profile: str
     target: str
     output: Any  # DuckDBOutput | PostgresOutput | SparkOutput
+    place: ProfilePlace | None = None  # the lookup step that found the file
+    named_by: str = "kpimetrics.yml"  # what chose the profile: kpimetrics.yml, dbt_project.yml, the only profile
+    ignored: tuple[str, ...] = ()  # dbt keys of the output kpimetrics has no use for
+    paths_from: Path | None = None  # the folder a relative DuckDB `path` of the output resolved against
+    paths_why: str = "the kpimetrics project folder"
+    searched: tuple[ProfilePlace, ...] = field(default=())
 
     @property
     def type(self) -> str:
@@ -73,9 +92,79 @@ def _render_values(value: Any, ctx: TemplateContext, loc: Location) -> tuple[Any
             issues.extend(more)
         return out_list, issues
     if isinstance(value, str) and "{" in value:
-        text, more = render(value, ctx, loc)
-        return text, more
+        return render(value, ctx, loc, native=True)
     return value, issues
+
+
+def _at(mapping: Any, key: Any, default: Location) -> Location:
+    return (mapping.key_loc(key) if isinstance(mapping, LocDict) else None) or default
+
+
+@dataclass
+class _Sorted:
+    """An output's keys sorted out: what goes to kpimetrics (key -> the written value and its place), what is
+    dropped, and what is wrong."""
+
+    kept: dict[str, tuple[Any, Location]] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+
+def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label: str) -> _Sorted:
+    """kpimetrics' keys as they are, dbt's honoured keys under their kpimetrics names, dbt's other keys dropped
+    (never rendered: a dbt-only env_var() need not be set for kpimetrics), unknown keys kept for pydantic to
+    refuse with "did you mean"."""
+    out = _Sorted()
+    dbt = DBT_OUTPUT_KEYS.get(kind) if isinstance(kind, str) else None
+    own = {f.alias or n for n, f in _OUTPUT_TYPES[kind].model_fields.items()} if kind in _OUTPUT_TYPES else set()
+    if dbt is None:
+        out.kept = {k: (v, _at(raw, k, loc)) for k, v in raw.items()}
+        return out
+    nested = {k.split(".")[0] for k in dbt.honoured if "." in k}
+    later: list[tuple[str, str, Any, Location]] = []  # honoured dbt keys, set after kpimetrics' own
+    for key, value in raw.items():
+        where = _at(raw, key, loc)
+        if key in own or not isinstance(key, str):
+            out.kept[key] = (value, where)
+        elif key in dbt.only:
+            text, issues = _render_values(value, ctx, where)
+            out.issues += issues
+            if not issues and text not in dbt.only[key]:
+                out.issues.append(error(
+                    "KPI085", f"{label}: {key}: {shown(text)} is not a way kpimetrics reaches {kind} (it takes "
+                    f"{', '.join(dbt.only[key])})", where,
+                    "kpimetrics runs Spark through a session of its own (`method: session`, or kpimetrics' `master:`; "
+                    "Spark Connect is coming): add an output for it and pick it with --target"))
+        elif key in dbt.honoured:
+            later.append((key, dbt.honoured[key], value, where))
+        elif key in nested and isinstance(value, dict):
+            for sub, sub_value in value.items():
+                name = f"{key}.{sub}"
+                if name in dbt.honoured:
+                    later.append((name, dbt.honoured[name], sub_value, _at(value, sub, where)))
+                else:
+                    out.ignored.append(name)
+        elif key in dbt.ignored:
+            out.ignored.append(key)
+        else:
+            out.kept[key] = (value, where)  # unknown: pydantic says so, with the nearest key
+    for name, setting, value, where in later:
+        if setting not in out.kept:
+            out.kept[setting] = (value, where)
+        elif "." in name:  # a nested dbt setting gives way to the same setting written at the top
+            out.ignored.append(f"{name} ({setting} is set)")
+        else:  # two names of one setting (dbt refuses them too)
+            out.issues.append(error("KPI082", f"{label}: {name} and {setting} both set {setting}", where,
+                                    "keep one of them"))
+    return out
+
+
+def _relative_base(place: ProfilePlace, project_dir: Path, dbt_dir: Path | None) -> tuple[Path, str]:
+    """Where a relative DuckDB `path` of a profile found at `place` points from: dbt runs in the dbt project
+    folder, so a profile found in one of dbt's places means that folder; kpimetrics' places, its project folder."""
+    if place.dbt and dbt_dir is not None:
+        return dbt_dir, "the dbt project folder"
+    return project_dir, "the kpimetrics project folder"
 
 
 def resolve_profile(
@@ -85,16 +174,23 @@ def resolve_profile(
     target: str | None,
     secrets: SecretRegistry,
     vars: dict[str, Any] | None = None,
+    dbt_dir: Path | None = None,
+    dbt_profile: str | None = None,
 ) -> ResolvedProfile:
-    searched = profile_search_path(project_dir, profiles_dir)
+    """The output to connect with. `dbt_dir` and `dbt_profile`: the dbt project's folder and the profile its
+    dbt_project.yml names, when kpimetrics lives in a dbt project."""
+    searched = profile_search_path(project_dir, profiles_dir, dbt_dir)
     # a profiles.yml that cannot be read (a broken link, a folder) is an error, not a reason to look further
-    path = next((p for p in searched if os.path.lexists(p)), None)
-    if path is None:
+    place = next((p for p in searched if os.path.lexists(p.file)), None)
+    if place is None:
+        looked = ", ".join(f"{p.folder} ({p.step})" for p in searched)
         raise ConfigError(
-            "profiles.yml not found; looked in: " + ", ".join(str(p.parent) for p in searched),
+            "profiles.yml not found; looked in: " + looked,
             [error("KPI080", "profiles.yml not found", None,
-                   "create one in the project folder, or pass --profiles-dir / set KPIMETRICS_PROFILES_DIR")],
+                   "create one in the project folder, or pass --profiles-dir / set KPIMETRICS_PROFILES_DIR "
+                   "(or DBT_PROFILES_DIR); looked in: " + looked)],
         )
+    path = place.file
     display = str(path)
     data, issues = load_yaml(path, display)
     if issues:
@@ -102,21 +198,35 @@ def resolve_profile(
     if not isinstance(data, dict):
         raise ConfigError(f"{display}: profiles.yml must be a mapping of profile names",
                           [error("KPI082", "profiles.yml must be a mapping of profile names", Location(display, 1, 1))])
-    name = profile_name or (next(iter(data)) if len(data) == 1 else None)
-    if name is None or name not in data:
-        known = _names(data)
+    profiles = {k: v for k, v in data.items() if k != DBT_CONFIG_KEY}
+    if profile_name:
+        name, named_by = profile_name, "kpimetrics.yml"
+    elif dbt_profile:
+        name, named_by = dbt_profile, "dbt_project.yml"
+    else:
+        name, named_by = (next(iter(profiles)) if len(profiles) == 1 else None), "the only profile in the file"
+    if name is None or name not in profiles:
+        known = _names(profiles)
+        hint = ("set `profile:` in kpimetrics.yml to one of them" if named_by != "dbt_project.yml" else
+                "set `profile:` in kpimetrics.yml to one of them (dbt_project.yml names this one)")
         raise ConfigError(
-            f"profile {shown(profile_name)} not found in {display} (profiles: {known})",
-            [error("KPI080", f"profile {shown(profile_name)} not found (profiles: {known})", Location(display, 1, 1),
-                   "set `profile:` in kpimetrics.yml to one of them")],
+            f"profile {shown(name)} not found in {display} (profiles: {known})",
+            [error("KPI080", f"profile {shown(name)} not found (profiles: {known})", Location(display, 1, 1), hint)],
         )
-    entry = data[name]
+    entry = profiles[name]
     if not isinstance(entry, dict) or "outputs" not in entry:
         raise ConfigError(f"{display}: profile {shown(name)} needs `target:` and `outputs:`",
                           [error("KPI082", f"profile {shown(name)} needs `target:` and `outputs:`",
                                  data.key_loc(name) if isinstance(data, LocDict) else None)])
     outputs = entry["outputs"]
-    chosen = target or entry.get("target")
+    ctx = TemplateContext(vars=dict(vars or {}), secrets=secrets)
+    # dbt takes an output named `default` when the profile names no target
+    chosen = target or entry.get("target", "default" if isinstance(outputs, dict) and "default" in outputs else None)
+    if isinstance(chosen, str) and "{" in chosen and not target:  # dbt's `target: "{{ env_var('DBT_TARGET') }}"`
+        where = (entry.value_loc("target") if isinstance(entry, LocDict) else None) or Location(display)
+        chosen, issues = render(chosen, ctx, where)
+        if issues:
+            raise ConfigError(f"{display}: cannot render the target of profile {shown(name)}", issues)
     if isinstance(chosen, (list, dict)):  # no output's name (and cannot be looked up as one: exit 3)
         where = entry.value_loc("target") if isinstance(entry, LocDict) else None
         raise ConfigError(f"{display}: profile {shown(name)}: `target:` must name one of its outputs",
@@ -130,16 +240,40 @@ def resolve_profile(
                    entry.key_loc("outputs") if isinstance(entry, LocDict) else None)],
         )
     raw = outputs[chosen]
-    loc = outputs.value_loc(chosen) if isinstance(outputs, LocDict) else Location(display)
-    ctx = TemplateContext(vars=dict(vars or {}), secrets=secrets)
-    rendered, issues = _render_values(raw, ctx, loc or Location(display))
+    loc = (outputs.value_loc(chosen) if isinstance(outputs, LocDict) else None) or Location(display)
+    label = f"output {shown(chosen)} in profile {shown(name)}"
+    ignored: list[str] = []
+    if isinstance(raw, dict):
+        kind, issues = _render_values(raw.get("type"), ctx, _at(raw, "type", loc))
+        if issues:
+            raise ConfigError(f"{display}: cannot render profile {shown(f'{name}.{chosen}')}", issues)
+        keys = _sort_keys(raw, kind, ctx, loc, label)
+        if keys.issues:
+            raise ConfigError(f"{display}: invalid {label}", keys.issues)
+        ignored = keys.ignored
+        rendered, issues = {}, []
+        for key, (value, where) in keys.kept.items():
+            rendered[key], more = _render_values(value, ctx, where)
+            issues += more
+        raw_at = {key: where for key, (_, where) in keys.kept.items()}
+    else:
+        rendered, issues, raw_at = raw, [], {}
     if issues:
         raise ConfigError(f"{display}: cannot render profile {shown(f'{name}.{chosen}')}", issues)
     try:
         output = _OUTPUT.validate_python(rendered)
     except ValidationError as exc:
-        msgs = "; ".join(_output_problem(e) for e in exc.errors(include_url=False))
+        errors = exc.errors(include_url=False)
+        msgs = "; ".join(_output_problem(e) for e in errors)
+        # one problem with one key: at that key's line
+        keys_at = {e["loc"][1] for e in errors if len(e["loc"]) >= 2}
+        where = raw_at.get(next(iter(keys_at)), loc) if len(errors) == 1 and len(keys_at) == 1 else loc
         # never echo input values: they may be secrets
         raise ConfigError(f"{display}: invalid output {shown(chosen)} in profile {shown(name)}: {msgs}",
-                          [error("KPI082", f"invalid output {shown(chosen)} in profile {shown(name)}: {msgs}", loc)]) from None
-    return ResolvedProfile(path, name, chosen, output)
+                          [error("KPI082", f"invalid output {shown(chosen)} in profile {shown(name)}: {msgs}", where)]) from None
+    base, why = _relative_base(place, project_dir, dbt_dir)
+    if isinstance(output, DuckDBOutput) and base != project_dir and output.path != ":memory:" \
+            and not Path(output.path).is_absolute():
+        # the adapter resolves a relative path against the kpimetrics project: give it dbt's file
+        output = output.model_copy(update={"path": str((base / output.path).resolve())})
+    return ResolvedProfile(path, name, chosen, output, place, named_by, tuple(ignored), base, why, tuple(searched))

@@ -6,6 +6,8 @@ Undefined names are errors, and the sandbox refuses attribute escapes such as
 """
 from __future__ import annotations
 
+import ast
+import itertools
 import json
 import os
 import re
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import jinja2
+from jinja2.nativetypes import NativeCodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from .config import SecretRegistry
@@ -113,13 +116,69 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 JINJA_GLOBALS = frozenset(jinja2.defaults.DEFAULT_NAMESPACE)
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, cache_size=0)
+# dbt's filters for profile values (`{{ env_var('PORT') | as_number }}`). Each marks its text with the type the
+# value is to have; in a native render (profiles: `render(..., native=True)`) a value that is one marked
+# expression becomes that Python value, as in dbt. Elsewhere they are the text itself.
+class _Text(str):
+    pass
+
+
+class _Native(str):
+    pass
+
+
+class _Bool(_Native):
+    pass
+
+
+class _Number(_Native):
+    pass
+
+
+DBT_FILTERS = {"as_text": _Text, "as_native": _Native, "as_bool": _Bool, "as_number": _Number}
+
+
+def _native_concat(nodes) -> Any:
+    """dbt's rule for a profile value: the text, unless it is one expression marked by as_native, as_bool or
+    as_number, which becomes the Python value it spells (a bool, a number, or any literal)."""
+    head = list(itertools.islice(nodes, 2))
+    if len(head) != 1 or not isinstance(head[0], _Native):
+        return "".join(str(v) for v in itertools.chain(head, nodes))
+    raw = head[0]
+    text = raw.strip()
+    if isinstance(raw, _Bool) and text.lower() in ("true", "false"):  # an environment's `true` too, not only `True`
+        return text.lower() == "true"
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        value = str(raw)
+    # never the value itself in a message: it may be a secret
+    if isinstance(raw, _Bool) and not isinstance(value, bool):
+        raise TemplateProblem("KPI086", f"as_bool: the value ({len(raw)} characters) is not true or false",
+                              "make the value true or false, or drop `| as_bool`")
+    if isinstance(raw, _Number) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TemplateProblem("KPI086", f"as_number: the value ({len(raw)} characters) is not a number",
+                              "make the value a number, or drop `| as_number`")
+    return value
+
+
+def _environment(native: bool = False) -> ImmutableSandboxedEnvironment:
+    env = (_NativeSandbox if native else _Sandbox)(undefined=jinja2.StrictUndefined, autoescape=False,
+                                                   keep_trailing_newline=True, cache_size=0)
     env.globals.clear()  # the names a template sees are the four of TemplateContext, given at render time
+    env.filters.update(DBT_FILTERS)
     return env
 
 
+class _NativeSandbox(_Sandbox):
+    """The sandbox that keeps an expression's value as it is (no str()), for dbt's marked profile values."""
+
+    code_generator_class = NativeCodeGenerator
+    concat = staticmethod(_native_concat)
+
+
 _ENV = _environment()
+_NATIVE_ENV = _environment(native=True)
 
 
 def _template_line(tb, filename: str) -> int | None:
@@ -131,14 +190,16 @@ def _template_line(tb, filename: str) -> int | None:
     return line
 
 
-def render(text: str, ctx: TemplateContext, location: Location) -> tuple[str | None, list[Issue]]:
+def render(text: str, ctx: TemplateContext, location: Location, *, native: bool = False) -> tuple[Any, list[Issue]]:
     """Render `text`; on failure return None and an issue at the template's line.
 
     `location` is where the text starts (a model file's line 1, or a YAML value);
-    template line N maps to location.line + N - 1.
+    template line N maps to location.line + N - 1. `native` (profile values): a value that is one expression
+    marked by dbt's as_number, as_bool or as_native is that Python value, not text.
     """
     if "{" not in text:
         return text, []
+    env = _NATIVE_ENV if native else _ENV
     filename = f"<kpimetrics:{location.path}>"
 
     def at(line: int | None) -> Location:
@@ -147,8 +208,8 @@ def render(text: str, ctx: TemplateContext, location: Location) -> tuple[str | N
         return Location(location.path, location.line + line - 1, 1 if line > 1 else location.col)
 
     try:
-        code = _ENV.compile(text, name=filename, filename=filename)
-        template = jinja2.Template.from_code(_ENV, code, _ENV.make_globals(None))
+        code = env.compile(text, name=filename, filename=filename)
+        template = jinja2.Template.from_code(env, code, env.make_globals(None))
     except jinja2.TemplateSyntaxError as exc:
         return None, [error("KPI063", f"Jinja syntax error: {exc.message}", at(exc.lineno))]
     names = {"var": ctx.var, "env_var": ctx.env_var, "source": ctx.source, "ref": ctx.ref}
