@@ -195,7 +195,7 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
             "tolerance": k.tolerance,
             "at_risk_below": k.at_risk_below,
             "at_risk_above": k.at_risk_above,
-            "slice_targets": k.slice_targets,
+            "slice_targets": jsonable(k.slice_targets),
             "actions": k.actions_text,
             "drives": list(k.drives),
             "tags": list(k.tags),

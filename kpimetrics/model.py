@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -154,14 +155,39 @@ class PaceTarget(Node):
     pace: Literal["linear"] = "linear"
 
 
+class TableTarget(Node):
+    """Targets read from a warehouse table (a budget): `table` is resolved as a KPI's `model:` is; the target of a
+    period (of `grain`) is the sum of `value` over the rows whose `period` falls in it and that pass `filter`, and
+    with `dimensions` ({KPI dimension: column}) each slice's is the sum over its rows. Written only directly under
+    `target:` (validate/targets.py, KPI153)."""
+
+    table: str
+    period: str
+    value: str
+    filter: str | None = None
+    grain: Grain | None = None
+    dimensions: dict[str, str] = Field(default_factory=dict)
+
+    COLUMN_KEYS: ClassVar[tuple[str, ...]] = ("period", "value")
+
+    def expressions(self) -> tuple[Expression, ...]:
+        """Its SQL texts read row by row, checked as a KPI's are: the filter (a condition), then the columns."""
+        out = [Expression("filter", self.filter, "rows", self, "filter", path="target.filter")] if self.filter else []
+        out += [Expression(k, getattr(self, k), "rows", self, k, path=f"target.{k}") for k in self.COLUMN_KEYS]
+        out += [Expression("dimension", c, "rows", self, "dimensions", path=f"target.dimensions.{d}")
+                for d, c in self.dimensions.items()]
+        return tuple(out)
+
+
 def _target_tag(v: Any) -> str:
     if isinstance(v, BaseModel):
-        return {ValueTarget: "value", ScheduleTarget: "schedule", RelativeTarget: "relative", PaceTarget: "pace"}.get(
-            type(v), "value"
-        )
+        return {ValueTarget: "value", ScheduleTarget: "schedule", RelativeTarget: "relative", PaceTarget: "pace",
+                TableTarget: "table"}.get(type(v), "value")
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return "number"
     if isinstance(v, dict):
+        if "table" in v:
+            return "table"
         if "schedule" in v:
             return "schedule"
         if "baseline" in v or "change" in v:
@@ -178,6 +204,7 @@ TargetForm = Annotated[
         Annotated[ScheduleTarget, Tag("schedule")],
         Annotated[RelativeTarget, Tag("relative")],
         Annotated[PaceTarget, Tag("pace")],
+        Annotated[TableTarget, Tag("table")],
     ],
     Discriminator(_target_tag),
 ]
@@ -195,6 +222,48 @@ TargetSpec = Annotated[
     Union[Annotated[dict[Grain, TargetForm], Tag("per_grain")], Annotated[TargetForm, Tag("single")]],
     Discriminator(_spec_tag),
 ]
+
+
+
+def slice_value_text(key: Any) -> str:
+    """A slice value as kpi_values holds it (text): YAML reads `7:` as a number and `2026-01-01:` as a date, which
+    name the slices '7' and '2026-01-01'; `true:` names 'true' and `null:` the slice of NULL, '(null)'."""
+    if key is None:
+        return "(null)"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, dt.date):
+        return key.isoformat()
+    return str(key)
+
+
+def _texted(mapping: Any) -> Any:
+    """A YAML mapping with its keys as text, keeping where each was written."""
+    if not isinstance(mapping, dict):
+        return mapping
+    out = LocDict() if isinstance(mapping, LocDict) else {}
+    for key, value in mapping.items():
+        out[slice_value_text(key)] = value
+    if isinstance(mapping, LocDict):
+        out.loc = mapping.loc
+        out.key_locs = {slice_value_text(k): v for k, v in mapping.key_locs.items()}
+        out.value_locs = {slice_value_text(k): v for k, v in mapping.value_locs.items()}
+        out.value_styles = {slice_value_text(k): v for k, v in mapping.value_styles.items()}
+    return out
+
+
+def _slice_targets_in(value: Any) -> Any:
+    """`slice_targets:` as the model reads it: a mapping's dimension names and slice values as text."""
+    if not isinstance(value, dict):
+        return value
+    out = _texted(value)
+    for dimension, slices in list(out.items()):
+        out[dimension] = _texted(slices)
+    return out
+
+
+# `slice_targets`: true (the total's target applies to every slice), or {dimension: {slice value: target}}
+SliceTargets = Annotated[Union[bool, dict[str, dict[str, TargetSpec]]], BeforeValidator(_slice_targets_in)]
 
 Band = Union[Number, str]  # tolerance: 5% | 0.05 ; thresholds: numbers
 PerGrainBand = Union[dict[Grain, Band], Band]
@@ -346,7 +415,7 @@ class Kpi(Node):
     tolerance: PerGrainBand | None = None
     at_risk_below: Union[dict[Grain, Number], Number] | None = None
     at_risk_above: Union[dict[Grain, Number], Number] | None = None
-    slice_targets: bool = False
+    slice_targets: SliceTargets = False
     actions: str | list[str] | None = None
     drives: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
@@ -402,6 +471,11 @@ class Kpi(Node):
             out.append(Expression("time", self.time, "rows", self, "time"))
         out.extend(Expression("dimension", d, "rows", self, "dimensions", i) for i, d in enumerate(self.dimensions))
         return tuple(out)
+
+    def target_expressions(self) -> tuple[Expression, ...]:
+        """The SQL texts of a table target (`target: {table: ...}`), read from its table, not the KPI's model: checked
+        for their grammar, columns (validate/targets.py) and what they read of the machine (validate/access.py)."""
+        return self.target.expressions() if isinstance(self.target, TableTarget) else ()
 
     @property
     def declared_grains(self) -> tuple[str, ...]:

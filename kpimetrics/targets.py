@@ -7,16 +7,22 @@ every period; kpi_status then joins values with targets.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlglot import exp
 
 from . import calendar as cal_
 from .config import Calendar
+from .loader import ProjectDef
 from .model import (
-    GRAINS, Kpi, PaceTarget, RelativeTarget, ScheduleTarget, ValueTarget,
+    GRAINS, Kpi, PaceTarget, RelativeTarget, ScheduleTarget, TableTarget, ValueTarget,
 )
-from .sqlgen import and_, alias, col, double, ident, lit, safe_div
+from .planner import Relation, build_relation
+from .sqlexpr import parse_snippet
+from .sqlgen import (
+    alias, col, cte_query, double, ident, lit, make_divisions_safe, model_ctes, safe_div, slice_value, union_all,
+)
 from .status import Status
 from .tables import qualified
 from .units import is_number, parse_percent
@@ -50,11 +56,15 @@ def _days(a: exp.Expression, b: exp.Expression) -> exp.Expression:
 
 
 def target_expression(kpi: Kpi, grain: str, cal: Calendar, baseline: exp.Expression | None) -> tuple[exp.Expression, str] | None:
-    """(target expression over period_start/period_end, target_source), or None."""
+    """(target expression over period_start/period_end, target_source) of the total's target at `grain`, or None."""
     form = form_for_grain(kpi, grain)
+    return None if form is None else form_expression(kpi, form, cal, baseline)
+
+
+def form_expression(kpi: Kpi, form: Any, cal: Calendar, baseline: exp.Expression | None) -> tuple[exp.Expression, str] | None:
+    """(target expression over __v's period_start/period_end, target_source) of one target form (not a table's,
+    which is a join: see _table_branch), or None."""
     s, e = col("period_start", "__v"), col("period_end", "__v")
-    if form is None:
-        return None
     if is_number(form):
         return double(lit(float(form))), "value"
     if isinstance(form, ValueTarget):
@@ -123,68 +133,246 @@ def _same_series(a: str, b: str, period: exp.Expression) -> exp.Expression:
     )
 
 
-def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str) -> exp.Select | None:
-    """Rows of kpi_targets for one KPI and grain, from its rows in kpi_values."""
-    form = form_for_grain(kpi, grain)
-    if form is None:
-        return None
-    values = qualified(schema, "kpi_values")
-    own = and_(
+@dataclass(frozen=True)
+class Scope:
+    """Which of a KPI's kpi_values rows at one grain take their target from one form: `rows` is a condition on
+    them (alias __v). A table target gives a slice's target by joining on its slice (`by_slice`), or the period's
+    (the total's, which slice_targets: true hands to every slice) on the period alone."""
+
+    rows: exp.Expression
+    form: Any
+    by_slice: bool = False
+
+
+def first_grain(kpi: Kpi, default_grain: str) -> str:
+    """The KPI's first grain: the first it lists, else the project's default."""
+    return kpi.declared_grains[0] if kpi.declared_grains else default_grain
+
+
+def table_target_at(kpi: Kpi, grain: str, default_grain: str) -> TableTarget | None:
+    """The KPI's table target when it gives targets at `grain` (its `grain`, by default the KPI's first)."""
+    t = kpi.target
+    if isinstance(t, TableTarget) and grain == (t.grain or first_grain(kpi, default_grain)):
+        return t
+    return None
+
+
+def slice_target_forms(kpi: Kpi, grain: str) -> list[tuple[str, str, Any]]:
+    """(dimension, slice value, form) of every slice `slice_targets` lists that has a target at `grain`."""
+    listed = kpi.slice_targets if isinstance(kpi.slice_targets, dict) else {}
+    out = []
+    for dimension, slices in listed.items():
+        for value, spec in slices.items():
+            form = spec.get(grain) if isinstance(spec, dict) else spec
+            if form is not None and not isinstance(form, TableTarget):  # a table target there is KPI153
+                out.append((dimension, value, form))
+    return out
+
+
+def _dimension_is(name: str) -> exp.Expression:
+    return exp.EQ(this=col("dimension", "__v"), expression=lit(name))
+
+
+def _dimension_in(names: list[str]) -> exp.Expression:
+    return exp.In(this=col("dimension", "__v"), expressions=[lit(n) for n in names])
+
+
+def _slice_is(dimension: str, value: str) -> exp.Expression:
+    return exp.and_(_dimension_is(dimension), exp.EQ(this=col("dimension_value", "__v"), expression=lit(value)))
+
+
+def target_scopes(kpi: Kpi, grain: str, default_grain: str) -> list[Scope]:
+    """Where each row's target comes from (SPEC §10): the total's from `target`; a slice that `slice_targets` lists
+    from its own form; another slice of a table target's `dimensions` from the table's rows of that slice; any
+    other slice from the total's target when `slice_targets: true`, else none."""
+    table = table_target_at(kpi, grain, default_grain)
+    total = form_for_grain(kpi, grain)
+    if isinstance(total, TableTarget) and table is None:
+        total = None  # a table gives targets at its own grain only
+    table_dims = list(table.dimensions) if table is not None else []
+    listed = slice_target_forms(kpi, grain)
+    scopes: list[Scope] = []
+    if total is not None:
+        if kpi.slice_targets is True:
+            rows = exp.Not(this=_dimension_in(table_dims)) if table_dims else exp.true()
+        else:
+            rows = _dimension_is("")
+        scopes.append(Scope(rows, total))
+    for dimension, value, form in listed:
+        scopes.append(Scope(_slice_is(dimension, value), form))
+    if table_dims:
+        # a slice that slice_targets lists keeps its own target, even where the table has a row for it
+        written = isinstance(kpi.slice_targets, dict)
+        overridden = [exp.Paren(this=exp.and_(_dimension_is(d), exp.In(this=col("dimension_value", "__v"),
+                                                                         expressions=[lit(v) for v in kpi.slice_targets[d]])))
+                      for d in table_dims if written and kpi.slice_targets.get(d)]
+        rows = _dimension_in(table_dims)
+        if overridden:
+            rows = exp.and_(rows, exp.Not(this=exp.Paren(this=exp.or_(*overridden))))
+        scopes.append(Scope(rows, table, by_slice=True))
+    return scopes
+
+
+_SERIES = ("name", "grain", "period_start", "dimension", "dimension_value")
+
+
+def _branch(target: exp.Expression, source: exp.Expression, schema: str, where: exp.Expression) -> exp.Select:
+    """The KPI's kpi_values rows (__v) that `where` picks, with a target and its source."""
+    return (
+        exp.select(*[col(c, "__v") for c in _SERIES], alias(target, "target"), alias(source, "target_source"))
+        .from_(qualified(schema, "kpi_values", "__v"))
+        .where(where, copy=False)
+    )
+
+
+def _own(kpi: Kpi, grain: str) -> exp.Expression:
+    return exp.and_(
         exp.EQ(this=col("name", "__v"), expression=lit(kpi.name)),
         exp.EQ(this=col("grain", "__v"), expression=lit(grain)),
-        None if kpi.slice_targets else exp.EQ(this=col("dimension", "__v"), expression=lit("")),
     )
-    baseline = None
+
+
+def _plain_branch(kpi: Kpi, grain: str, scopes: list[Scope], cal: Calendar, schema: str) -> exp.Select | None:
+    """One query for every scope whose target is an expression of the period (a number, schedule or pace)."""
+    made = [(s.rows, form_expression(kpi, s.form, cal, None)) for s in scopes]
+    made = [(rows, m) for rows, m in made if m is not None]
+    if not made:
+        return None
+    if len(made) == 1:
+        (rows, (target, source)), = made
+        return _branch(target, lit(source), schema, exp.and_(_own(kpi, grain), exp.Paren(this=rows)))
+    target = exp.Case(ifs=[exp.If(this=rows.copy(), true=t) for rows, (t, _) in made])
+    source = exp.Case(ifs=[exp.If(this=rows.copy(), true=lit(src)) for rows, (_, src) in made])
+    anywhere = exp.or_(*[exp.Paren(this=rows.copy()) for rows, _ in made])
+    return _branch(target, source, schema, exp.and_(_own(kpi, grain), exp.Paren(this=anywhere)))
+
+
+def _relative_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: str) -> exp.Select | None:
+    """A relative target: each slice's baseline is the mean of its own values in the baseline range."""
+    form: RelativeTarget = scope.form
+    in_range = _baseline_rows(kpi.name, grain, form)
     joins = []
-    if isinstance(form, RelativeTarget):
-        in_range = baseline_range(kpi, grain)
-        if in_range is None:
-            baseline = double(lit(float(form.baseline.value)))
-        else:
-            per_slice = (
-                exp.select(col("dimension"), col("dimension_value"), alias(exp.Avg(this=col("value")), "b"))
-                .from_(values.copy())
-                .where(in_range)
-                .group_by(col("dimension"), col("dimension_value"))
-            )
-            joins.append((exp.Subquery(this=per_slice, alias=exp.TableAlias(this=ident("__b"))), _slice_match("__b", "__v")))
-            baseline = col("b", "__b")
-    made = target_expression(kpi, grain, cal, baseline)
+    if in_range is None:
+        baseline = double(lit(float(form.baseline.value)))
+    else:
+        per_slice = (
+            exp.select(col("dimension"), col("dimension_value"), alias(exp.Avg(this=col("value")), "b"))
+            .from_(qualified(schema, "kpi_values"))
+            .where(in_range)
+            .group_by(col("dimension"), col("dimension_value"))
+        )
+        joins.append((exp.Subquery(this=per_slice, alias=exp.TableAlias(this=ident("__b"))), _slice_match("__b", "__v")))
+        baseline = col("b", "__b")
+    made = form_expression(kpi, form, cal, baseline)
     if made is None:
         return None
     target, source = made
-    threshold = threshold_expression(kpi, grain, col("target", "__t"))
-    inner = exp.select(
-        col("name", "__v"), col("grain", "__v"), col("period_start", "__v"), col("dimension", "__v"),
-        col("dimension_value", "__v"), alias(target, "target"),
-    ).from_(qualified(schema, "kpi_values", "__v"))
+    branch = _branch(target, lit(source), schema, exp.and_(_own(kpi, grain), exp.Paren(this=scope.rows)))
     for rel, on in joins:
-        inner = inner.join(rel, on=on, join_type="LEFT", copy=False)
-    inner = inner.where(own, copy=False)
-    outer = (
+        branch = branch.join(rel, on=on, join_type="LEFT", copy=False)
+    return branch
+
+
+def _snippet_tree(text: str, dialect: str) -> exp.Expression:
+    """A validated snippet of the project's SQL, as a fresh tree without table qualifiers."""
+    tree, _ = parse_snippet(text, dialect)
+    tree = tree.copy()
+    for column in tree.find_all(exp.Column):
+        for part in ("table", "db", "catalog"):
+            column.set(part, None)
+    return tree
+
+
+def table_rows_query(target: TableTarget, relation: Relation, grain: str, cal: Calendar, dialect: str,
+                     by_slice: bool) -> exp.Select:
+    """The table's targets at `grain`, computed in the warehouse: per period (__period) the sum of `value` over
+    the rows that pass `filter` whose `period` falls in it, and with `by_slice` per slice (__dimension, __slice)
+    of each of `dimensions`. Several rows of one period and slice add up, as the lines of a budget do."""
+    period = cal_.period_start(_snippet_tree(target.period, dialect), grain, cal)
+    amount = exp.Sum(this=double(_snippet_tree(target.value, dialect)))
+    where = make_divisions_safe(_snippet_tree(target.filter, dialect), copy=False) if target.filter else None
+
+    def rows(*columns: tuple[exp.Expression, str]) -> exp.Select:
+        q = exp.select(alias(period.copy(), "__period"), *[alias(c, a) for c, a in columns], alias(amount.copy(), "__target"))
+        q = q.from_(relation.table.copy())
+        if where is not None:
+            q = q.where(where.copy(), copy=False)
+        return q.group_by(period.copy(), *[c.copy() for c, _ in columns if not isinstance(c, exp.Literal)], copy=False)
+
+    if not by_slice:
+        body = rows()
+    else:
+        parts = [rows((lit(d), "__dimension"), (slice_value(_snippet_tree(c, dialect)), "__slice"))
+                 for d, c in target.dimensions.items()]
+        body = parts[0] if len(parts) == 1 else exp.select(
+            *[col(c) for c in ("__period", "__dimension", "__slice", "__target")]
+        ).from_(exp.Subquery(this=union_all(parts), alias=exp.TableAlias(this=ident("__u"))))
+    return cte_query(model_ctes(relation), body)
+
+
+def _table_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: str, project: ProjectDef) -> exp.Select | None:
+    target: TableTarget = scope.form
+    relation = build_relation(project, target.table, project.config.dialect, {})
+    if relation is None:  # validation reports it (KPI151); nothing to join
+        return None
+    rows = table_rows_query(target, relation, grain, cal, project.config.dialect, scope.by_slice)
+    on = exp.EQ(this=col("__period", "__tt"), expression=col("period_start", "__v"))
+    if scope.by_slice:
+        on = exp.and_(on, exp.EQ(this=col("__dimension", "__tt"), expression=col("dimension", "__v")),
+                      exp.EQ(this=col("__slice", "__tt"), expression=col("dimension_value", "__v")))
+    branch = _branch(col("__target", "__tt"), lit("table"), schema, exp.and_(_own(kpi, grain), exp.Paren(this=scope.rows)))
+    return branch.join(exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__tt"))), on=on, join_type="INNER", copy=False)
+
+
+def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: ProjectDef | None = None) -> exp.Select | None:
+    """Rows of kpi_targets for one KPI and grain, from its rows in kpi_values (and a table target's table, which
+    needs `project` to resolve it)."""
+    default_grain = project.config.defaults.grain if project is not None else GRAINS[2]
+    branches: list[exp.Select] = []
+    scopes = target_scopes(kpi, grain, default_grain)
+    plain = [s for s in scopes if not isinstance(s.form, (RelativeTarget, TableTarget))]
+    if plain and (q := _plain_branch(kpi, grain, plain, cal, schema)) is not None:
+        branches.append(q)
+    for s in scopes:
+        if isinstance(s.form, RelativeTarget):
+            q = _relative_branch(kpi, grain, s, cal, schema)
+        elif isinstance(s.form, TableTarget) and project is not None:
+            q = _table_branch(kpi, grain, s, cal, schema, project)
+        else:
+            continue
+        if q is not None:
+            branches.append(q)
+    if not branches:
+        return None
+    threshold = threshold_expression(kpi, grain, col("target", "__t"))
+    return (
         exp.select(
-            col("name", "__t"), col("grain", "__t"), col("period_start", "__t"), col("dimension", "__t"),
-            col("dimension_value", "__t"), col("target", "__t"), alias(double(threshold), "at_risk_threshold"),
-            alias(lit(source), "target_source"),
+            *[col(c, "__t") for c in _SERIES], col("target", "__t"), alias(double(threshold), "at_risk_threshold"),
+            col("target_source", "__t"),
         )
-        .from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident("__t"))))
+        .from_(exp.Subquery(this=union_all(branches), alias=exp.TableAlias(this=ident("__t"))))
         .where(exp.Not(this=exp.Is(this=col("target", "__t"), expression=exp.Null())))
     )
-    return outer
+
+
+def _baseline_rows(name: str, grain: str, form: RelativeTarget) -> exp.Expression | None:
+    """The kpi_values rows of the KPI at `grain` (every slice) whose periods lie within the baseline range of a
+    relative target; None when it has no baseline range."""
+    if form.baseline.value is not None:
+        return None
+    return exp.and_(
+        exp.EQ(this=col("name"), expression=lit(name)),
+        exp.EQ(this=col("grain"), expression=lit(grain)),
+        exp.GTE(this=col("period_start"), expression=lit(form.baseline.from_)),
+        exp.LTE(this=col("period_end"), expression=lit(form.baseline.to + dt.timedelta(days=1))),
+    )
 
 
 def baseline_range(kpi: Kpi, grain: str) -> exp.Expression | None:
     """The kpi_values rows of the KPI at `grain` (every slice) whose periods lie within the baseline range of
     its relative target there; None when the target at that grain has no baseline range."""
     form = form_for_grain(kpi, grain)
-    if not isinstance(form, RelativeTarget) or form.baseline.value is not None:
-        return None
-    return exp.and_(
-        exp.EQ(this=col("name"), expression=lit(kpi.name)),
-        exp.EQ(this=col("grain"), expression=lit(grain)),
-        exp.GTE(this=col("period_start"), expression=lit(form.baseline.from_)),
-        exp.LTE(this=col("period_end"), expression=lit(form.baseline.to + dt.timedelta(days=1))),
-    )
+    return _baseline_rows(kpi.name, grain, form) if isinstance(form, RelativeTarget) else None
 
 
 def with_baseline_query(ranges: list[exp.Expression], schema: str) -> exp.Select:

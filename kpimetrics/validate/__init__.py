@@ -26,7 +26,7 @@ from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, requ
 from .sql import derived_grammar, derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
 from .targets import (
     durations, pace_targets, parse_duration, per_grain_settings, relative_targets, risk_bands, schedules_in_order,
-    tolerances, windows,
+    slice_target_dimensions, table_targets, tolerances, windows,
 )
 from .warnings import actions_and_indicator, driven_lagging, reviews_due, strategy_health
 
@@ -56,6 +56,8 @@ RULES: tuple[Rule, ...] = (
     risk_bands,
     per_grain_settings,
     pace_targets,
+    slice_target_dimensions,
+    table_targets,
     windows,
     durations,
     driven_lagging,

@@ -1,14 +1,22 @@
-"""Targets, tolerances, risk bands, grains, windows and durations (KPI050-059)."""
+"""Targets, tolerances, risk bands, grains, windows and durations (KPI050-059); targets per slice and from
+tables (KPI150-154)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
+
+from sqlglot import exp
 
 from .. import dag
 from .. import model as m
 from ..errors import Issue, Location, error, warning
-from ..loader import ProjectDef
+from ..loader import ProjectDef, suggest
+from ..planner import build_relation, parse_model_ref
+from ..sqlexpr import aggregates, has_window
 from ..units import is_number as _is_number, parse_duration, parse_percent
-from .context import Context, kpi_label
+from ..yamlio import LocDict
+from .context import Columns, Context, kpi_label
+from .models import _columns_in, kpi_columns
+from .sql import _caret
 
 
 def _per_grain(kpi: m.Kpi, key: str) -> list[tuple[str | None, Any]]:
@@ -21,6 +29,15 @@ def _per_grain(kpi: m.Kpi, key: str) -> list[tuple[str | None, Any]]:
     return [(None, value)]
 
 
+def _target_forms(kpi: m.Kpi) -> Iterator[tuple[str | None, Any]]:
+    """(grain or None, form) of every target form the KPI writes: its `target`, and each slice's of `slice_targets`."""
+    yield from _per_grain(kpi, "target")
+    if isinstance(kpi.slice_targets, dict):
+        for slices in kpi.slice_targets.values():
+            for spec in slices.values():
+                yield from (spec.items() if isinstance(spec, dict) else [(None, spec)])
+
+
 def _setting_loc(kpi: m.Kpi, key: str, grain: str | None, value: Any, ctx: Context) -> Location | None:
     """Where one value of a setting was written: its own mapping, its per-grain key, or the setting."""
     if isinstance(value, m.Node) and value.loc is not None:
@@ -31,7 +48,7 @@ def _setting_loc(kpi: m.Kpi, key: str, grain: str | None, value: Any, ctx: Conte
 def schedules_in_order(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for _, form in _per_grain(kpi, "target"):
+        for _, form in _target_forms(kpi):
             if not isinstance(form, m.ScheduleTarget):
                 continue
             if not form.schedule:
@@ -48,7 +65,7 @@ def schedules_in_order(project: ProjectDef, ctx: Context) -> list[Issue]:
 def relative_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
     issues: list[Issue] = []
     for kpi in project.kpis:
-        for _, form in _per_grain(kpi, "target"):
+        for _, form in _target_forms(kpi):
             if isinstance(form, m.RelativeTarget):
                 issues.extend(_relative_target_issues(kpi, form))
     return issues
@@ -121,7 +138,7 @@ def pace_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
     for kpi in project.kpis:
         if kpi.window is not None and kpi.window.to_date is not None:
             continue
-        for grain, form in _per_grain(kpi, "target"):
+        for grain, form in _target_forms(kpi):
             if isinstance(form, m.PaceTarget):
                 issues.append(error("KPI057", f"{kpi_label(kpi)}: a pace target needs a to-date KPI (`window: {{to_date: year}}`, "
                                               "quarter or month)", _setting_loc(kpi, "target", grain, form, ctx)))
@@ -164,4 +181,166 @@ def durations(project: ProjectDef, ctx: Context) -> list[Issue]:
                 if value is not None and parse_duration(value) is None:
                     issues.append(error("KPI059", f"{what}: freshness `{key}` must be a duration such as '2 days' or "
                                                   f"'12 hours', got {value!r}", freshness.value_loc(key)))
+    return issues
+
+
+# --- targets per slice and from tables (SPEC §10) -----------------------------------------------
+
+def _dimensions(project: ProjectDef, ctx: Context) -> dict[str, tuple[str, ...]]:
+    """The dimensions each KPI is sliced by: its own, or for a derived KPI those all its inputs have."""
+    deps = dag.graph(project.kpis, ctx.dialect)
+    by_name = project.kpi_by_name
+    out: dict[str, tuple[str, ...]] = {}
+
+    def of(name: str, trail: frozenset[str]) -> tuple[str, ...]:
+        if name in out:
+            return out[name]
+        kpi = by_name.get(name)
+        if kpi is None or name in trail:  # an unknown input or a cycle: reported elsewhere (KPI046, KPI047)
+            return ()
+        form = kpi.computation
+        if form is None or form.reads_model:
+            found = tuple(dict.fromkeys(kpi.dimensions))
+        else:
+            common: list[str] | None = None
+            for i in deps.get(name, ()):
+                theirs = of(i, trail | {name})
+                common = list(theirs) if common is None else [d for d in common if d in theirs]
+            found = tuple(common or ())
+        out[name] = found
+        return found
+
+    for kpi in project.kpis:
+        of(kpi.name, frozenset())
+    return out
+
+
+def _raw_key_loc(ctx: Context, node: m.Node, name: str, key: str) -> Location | None:
+    """Where `key` of the mapping `name` of `node` was written; a key the model read as text (a YAML number or
+    date naming a slice) found by its text."""
+    raw = ctx.yaml.node_at(node.value_loc(name), LocDict)
+    if raw is not None:
+        for written in raw:
+            if m.slice_value_text(written) == key:
+                return raw.key_loc(written)
+    return node.key_loc(name)
+
+
+def _raw_value_loc(ctx: Context, node: m.Node, name: str, key: str) -> Location | None:
+    raw = ctx.yaml.node_at(node.value_loc(name), LocDict)
+    return raw.value_loc(key) if raw is not None and key in raw else node.value_loc(name)
+
+
+def slice_target_dimensions(project: ProjectDef, ctx: Context) -> list[Issue]:
+    """Each dimension `slice_targets` (or a table target's `dimensions`) names is one the KPI is sliced by (KPI150),
+    and a table target is written directly under `target:`, not per grain or per slice (KPI153)."""
+    wanted = [k for k in project.kpis if isinstance(k.slice_targets, dict) or isinstance(k.target, m.TableTarget)]
+    if not wanted:
+        return []
+    dims = _dimensions(project, ctx)
+    issues: list[Issue] = []
+    for kpi in wanted:
+        own = dims.get(kpi.name, ())
+        named: list[tuple[str, Location | None, str]] = []
+        if isinstance(kpi.slice_targets, dict):
+            named += [(d, _raw_key_loc(ctx, kpi, "slice_targets", d), "slice_targets") for d in kpi.slice_targets]
+        if isinstance(kpi.target, m.TableTarget):
+            named += [(d, _raw_key_loc(ctx, kpi.target, "dimensions", d), "target.dimensions")
+                      for d in kpi.target.dimensions]
+        for dimension, where, key in named:
+            if dimension not in own:
+                has = f"its dimensions are {', '.join(own)}" if own else "it has no dimensions"
+                issues.append(error("KPI150", f"{kpi_label(kpi)}: `{key}` names dimension '{dimension}', which the KPI "
+                                              f"is not sliced by{suggest(dimension, own)}", where,
+                                    f"{has}; add it to `dimensions:` or fix the name"))
+        for grain, form in _target_forms(kpi):
+            if isinstance(form, m.TableTarget) and form is not kpi.target:
+                issues.append(error("KPI153", f"{kpi_label(kpi)}: a table target must be written directly under "
+                                              f"`target:`, not {'per grain' if grain else 'per slice'}",
+                                    form.loc or kpi.value_loc("target"),
+                                    "give it `grain:` for the grain its periods are, and `dimensions:` for the "
+                                    "slices its rows give"))
+    return issues
+
+
+def table_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
+    """A table target's table resolves as a KPI's `model:` does (KPI151); `period`, `value` and its dimensions'
+    columns are columns of it, and so are those its `filter` reads (KPI152); its `filter` is one row-level SQL
+    condition (the grammar of a KPI's filter: KPI040, KPI110, KPI111, KPI042, KPI044); its `grain` is one the KPI
+    is computed at (KPI154). What its SQL would read of the machine is checked with every snippet (access.py)."""
+    wanted = [k for k in project.kpis if isinstance(k.target, m.TableTarget)]
+    if not wanted:
+        return []
+    grains = dag.computed_grains(project.kpis, ctx.default_grain, dag.graph(project.kpis, ctx.dialect))
+    cache: dict = {}
+    issues: list[Issue] = []
+    for kpi in wanted:
+        target: m.TableTarget = kpi.target
+        label = kpi_label(kpi)
+        if target.grain is not None and target.grain not in grains.get(kpi.name, ()):
+            issues.append(error("KPI154", f"{label}: the target table gives {target.grain} periods, but the KPI is "
+                                          f"computed at {', '.join(sorted(grains.get(kpi.name, ())))} only",
+                                target.value_loc("grain"), "set `grain:` to one of the KPI's grains, or add the grain "
+                                                           "to the KPI's `grain:`"))
+        resolved = _table_issue(project, ctx, kpi, target, cache)
+        if resolved is not None:
+            issues.append(resolved)
+            columns = Columns(None)
+        else:
+            columns = kpi_columns(project, ctx, kpi.model_copy(update={"model": target.table}))
+        issues.extend(_table_snippet_issues(ctx, kpi, target, columns))
+    return issues
+
+
+def _table_issue(project: ProjectDef, ctx: Context, kpi: m.Kpi, target: m.TableTarget, cache: dict) -> Issue | None:
+    """Why the table cannot be read, resolved as the planner resolves a KPI's `model:`; None when it can."""
+    where = target.value_loc("table")
+    parsed = parse_model_ref(target.table)
+    if parsed is None:
+        hint = "write it without {{ }}" if "{{" in target.table else "in flow style quote it: \"source('s', 't')\""
+        return error("KPI151", f"{kpi_label(kpi)}: the target `table` must be source('source', 'table') or "
+                               f"ref('model'), got {target.table!r}", where, hint)
+    kind, args = parsed
+    if kind == "ref" and args[0] in project.models:
+        return None  # a model that does not render or parse is reported at its file (KPI034, KPI06x)
+    if build_relation(project, target.table, project.config.dialect, cache) is not None:
+        return None
+    known = [f"source('{s.name}', '{t.name}')" for s in project.sources for t in s.tables]
+    known += [f"ref('{name}')" for name in project.models]
+    return error("KPI151", f"{kpi_label(kpi)}: the target `table` {target.table} names no declared source table "
+                           f"or model{suggest(target.table, known)}", where,
+                 "declare the table under `sources:` (with its `columns:`), or write a model under models/")
+
+
+def _table_snippet_issues(ctx: Context, kpi: m.Kpi, target: m.TableTarget, columns: Columns) -> list[Issue]:
+    issues: list[Issue] = []
+    label = kpi_label(kpi)
+    for snippet in target.expressions():
+        where = (_raw_value_loc(ctx, target, "dimensions", snippet.path.rpartition(".")[2])
+                 if snippet.key == "dimensions" else ctx.loc(snippet))
+        tree, problem = ctx.tree(snippet)
+        if problem is not None:
+            issues.append(error(problem.code, f"{label}: `{snippet.label}`: {problem.message}", where,
+                                _caret(snippet.text, problem.offset)))
+            continue
+        if snippet.role == "filter":
+            if has_window(tree):
+                issues.append(error("KPI044", f"{label}: `{snippet.label}` cannot use window functions (OVER ...)", where))
+                continue
+            if aggregates(tree):
+                issues.append(error("KPI042", f"{label}: `{snippet.label}` uses an aggregate: a filter keeps or drops "
+                                              "single rows of the target table, so it cannot aggregate", where))
+                continue
+        elif not isinstance(tree, exp.Column):
+            issues.append(error("KPI152", f"{label}: `{snippet.label}` must name a column of {target.table}, got "
+                                          f"{snippet.text!r}", where,
+                                "to compute it, make a model (models/*.sql) that selects it and point `table:` at it"))
+            continue
+        if columns.names is None:
+            continue  # columns not declared: nothing to check against (as for a KPI's model)
+        for name in _columns_in(tree):
+            if name.lower() not in columns.names:
+                issues.append(error("KPI152", f"{label}: column '{name}' in `{snippet.label}` is not a column of "
+                                              f"{target.table}{suggest(name, columns.declared)}", where,
+                                    f"its columns: {', '.join(columns.declared)}"))
     return issues
