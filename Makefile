@@ -48,9 +48,9 @@ demo: install
 test: install system-deps dbt-env
 	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
-# DuckDB only (no PostgreSQL, Spark or Chromium), for the edit-test loop: see "Development" in the README
+# DuckDB only (no PostgreSQL, Spark, Chromium or dbt: building the dbt project takes ~25 s), for the edit-test loop: see "Development" in the README
 test-fast: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not postgres and not spark and not browser and not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not postgres and not spark and not browser and not slow and not dbt"
 
 snapshots: install
 	$(BIN)/python -m pytest -q tests/test_compile.py --update-snapshots

@@ -47,11 +47,15 @@ class Shown:
 
 
 def issues(output: str) -> list[Shown]:
-    found = []
+    """The issues printed in `output`; an issue's `hint:` line, which follows it, is part of what it says."""
+    found: list[Shown] = []
     for text in output.splitlines():
         m = ISSUE.match(text.strip())
         if m:
             found.append(Shown(m["path"], int(m["line"] or 0), m["level"], m["code"], m["message"]))
+        elif found and text.startswith("  hint: "):
+            last = found[-1]
+            found[-1] = Shown(last.path, last.line, last.level, last.code, f"{last.message}\n{text.strip()}")
     return found
 
 
@@ -186,9 +190,9 @@ def write_kpis(folder: Path, cases, *, name: str, output_schema: str, dialect: s
     return folder
 
 
-def root_project(shop: Path, cases=ROOT_CASES, **kw) -> Path:
+def root_project(shop: Path, cases=ROOT_CASES, *, output_schema: str = "kpi", **kw) -> Path:
     kw.setdefault("models", {"orders_by_country.sql": ORDERS_BY_COUNTRY_SQL})
-    return write_kpis(shop, cases, name="shop_kpis", output_schema="kpi", **kw)
+    return write_kpis(shop, cases, name="shop_kpis", output_schema=output_schema, **kw)
 
 
 def product_values(fetch, name: str) -> dict[tuple[str, str | None], dict]:
@@ -326,33 +330,35 @@ def test_no_manifest_is_kpi141_naming_dbt_parse(dbt_shop: DbtShop, tmp_path):
 
 
 def edit_manifest(shop: Path, **metadata: str) -> Path:
-    """Change keys of the manifest's `metadata`; the file is rewritten indented, so each key has a line."""
+    """Change keys of the manifest's `metadata`, the file kept as dbt writes it: one line of JSON, so an issue
+    about the manifest as a whole is at its line 1."""
     path = shop / "target" / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["metadata"].update(metadata)
-    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    assert "\n" not in path.read_text(encoding="utf-8")
     return path
 
 
 def test_manifest_of_an_unsupported_dbt_version_is_kpi142_naming_both_versions(dbt_shop: DbtShop, tmp_path):
     shop = dbt_shop.copy(tmp_path)
-    manifest = edit_manifest(shop, dbt_schema_version="https://schemas.getdbt.com/dbt/manifest/v9.json")
+    edit_manifest(shop, dbt_schema_version="https://schemas.getdbt.com/dbt/manifest/v9.json")
     one_kpi(shop, REVENUE)
     out = cli(shop, "compile")
     assert out.exit_code == 1, out.output
     [found] = with_code(out.output, "KPI142")
-    assert (found.path, found.line) == ("target/manifest.json", line_of(manifest, '"dbt_schema_version"')), out.output
+    assert (found.path, found.line) == ("target/manifest.json", 1), out.output
     assert found.level == "error" and "v9" in found.message and "v12" in found.message, out.output
 
 
 def test_manifest_for_another_adapter_warns_kpi143_on_run(dbt_shop: DbtShop, tmp_path):
     shop = dbt_shop.copy(tmp_path)
-    manifest = edit_manifest(shop, adapter_type="snowflake")
+    edit_manifest(shop, adapter_type="snowflake")
     root_project(shop, (REVENUE, SIGNUPS), models={})
     code, result, shown = json_run(shop)
     found = [i for i in shown if i["code"] == "KPI143"]
     assert found and all(i["level"] == "warning" for i in found), shown
-    assert {(i["path"], i["line"]) for i in found} == {("target/manifest.json", line_of(manifest, '"adapter_type"'))}
+    assert {(i["path"], i["line"]) for i in found} == {("target/manifest.json", 1)}, found
     assert all("snowflake" in i["message"] and "duckdb" in i["message"] for i in found), found
     # only a warning: the relations exist in the warehouse, so the run computes them
     assert code == 0 and result["status"] == "success", result

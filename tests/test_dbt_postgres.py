@@ -1,0 +1,61 @@
+"""kpimetrics inside a dbt project built with dbt-postgres (SPEC §8, issue 19), on the suite's PostgreSQL.
+
+The same dbt project as test_dbt_project.py (tests/dbt/shop), built by dbt-postgres into a database of the
+throwaway server (dbt_env.dbt_pg_shop) through a profile written for dbt: the password from env_var(), and
+keys kpimetrics has no use for (threads, keepalives_idle, connect_timeout, retries). kpimetrics uses that
+profiles.yml unchanged, finds the profile name in dbt_project.yml, and its values equal hand-written SQL over
+the tables dbt built (schemas analytics, analytics_marts and raw). The copies of the build share the one
+database, so each test writes to an output schema of its own.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+
+from dbt_env import DbtShop, tree_digest
+from test_dbt_project import (AS_OF, ROOT_CASES, SUB_CASES, SUB_MODELS, assert_ran, assert_values, cli, root_project,
+                              write_kpis)
+
+
+def pg_fetch(server, dbname: str):
+    def fetch(sql: str) -> list[tuple]:
+        with server.connect(dbname) as con:
+            return con.execute(sql).fetchall()
+    return fetch
+
+
+def schema() -> str:
+    return f"kpi_{uuid.uuid4().hex[:8]}"
+
+
+def test_at_the_dbt_root_on_postgres_values_equal_hand_written_sql(dbt_pg_shop: DbtShop, pg_server, tmp_path):
+    shop = dbt_pg_shop.copy(tmp_path)
+    output = schema()
+    root_project(shop, output_schema=output, dialect="postgres")
+    dbt_target = tree_digest(shop / "target")
+
+    out = cli(shop, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), ROOT_CASES, "analytics", output)
+    assert tree_digest(shop / "target") == dbt_target
+    # the password (from env_var() in dbt's profile) is nowhere kpimetrics writes
+    password = pg_server.password
+    assert password not in out.output
+    for path in (shop / "kpi_target").rglob("*"):
+        assert not path.is_file() or password not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def test_in_a_subfolder_on_postgres_with_dbt_profiles_dir(dbt_pg_shop: DbtShop, pg_server, tmp_path, monkeypatch):
+    shop = dbt_pg_shop.copy(tmp_path / "repo")
+    profiles = tmp_path / "dbt_profiles"
+    profiles.mkdir()
+    shutil.move(shop / "profiles.yml", profiles / "profiles.yml")
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(profiles))
+    output = schema()
+    sub = write_kpis(shop / "analytics" / "kpi", SUB_CASES, name="sub_kpis", output_schema=output,
+                     dialect="postgres", models=SUB_MODELS, models_dir="models")
+
+    out = cli(sub, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), SUB_CASES, "analytics", output)
+
