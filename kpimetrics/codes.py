@@ -353,6 +353,11 @@ CODES: dict[str, Code] = {
     "KPI154": Code(E, "target table grain not computed", "A table target's `grain:` is not a grain the KPI is "
                    "computed at, so its rows would never be a target.",
                    "Set `grain:` to one of the KPI's grains (the default is its first), or add the grain to `grain:`."),
+    "KPI146": Code(W, "column not documented", "A KPI over a dbt model reads a column that the model's schema file "
+                   "does not document, and there is no catalog.json to say whether the model has it. Schema files "
+                   "often document a few columns, so this is a warning; a column that does not exist fails at run.",
+                   "Document the column in the model's schema file, or run `dbt docs generate` (catalog.json lists "
+                   "every column, and a column missing from it is an error, KPI033)."),
     # --- a `diff --state` folder (untrusted: another branch's target/) ---
     "KPI130": Code(E, "no state manifest", "`diff --state PATH`: PATH holds no manifest.json, or it cannot be read.",
                    "Pass the target/ folder of an earlier `kpimetrics compile` (in CI, the main branch's), or its "

@@ -228,9 +228,9 @@ class ProjectDef:
         out: dict[tuple[str, str, str], tuple[str, list[str] | None]] = {}
         manifest = self.manifest
         for node in (manifest.nodes() if manifest is not None else ()):
-            if not node.ephemeral:
+            if not node.ephemeral:  # documented columns alone may be a few: a model's `*` over them is unknown
                 out[(node.database or "", node.schema or "", node.identifier)] = (
-                    node.label, list(node.columns) if node.columns is not None else None)
+                    node.label, list(node.columns) if node.columns is not None and node.cataloged else None)
         for s in self.sources:
             for t in s.tables:
                 out[(s.database or "", s.schema_ or "", t.identifier or t.name)] = (

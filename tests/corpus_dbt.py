@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 
 from corpus import ANY_LINE, Fault
-from dbt_manifest import DBT_PROJECT_YML, manifest, node, source
+from dbt_manifest import DBT_PROJECT_YML, catalog, manifest, node, source
 from helpers_projects import KPIMETRICS_YML
 
 CONFIG = KPIMETRICS_YML.rstrip() + "\n    dbt: {project_dir: dbt}\n"
 ORDERS_MART = node("orders_mart", alias="orders", columns=["order_id", "customer_id", "ordered_at", "amount"])
 MANIFEST = "dbt/target/manifest.json"
+CATALOG = {"dbt/target/catalog.json": catalog(("model.shop.orders_mart", ["order_id", "ordered_at", "amount"]),
+                                              ("source.shop.raw.orders", ["ordered_at", "amount"]))}
 
 
 def _kpi(model: str, measure: str = "sum(amount)") -> str:
@@ -58,11 +60,16 @@ FAULTS: list[Fault] = [
           "kpis/dbt.yml", 6, "'orders_mart' is in several packages (pkg_a, pkg_b): write ref('package', 'orders_mart')"),
     Fault("KPI032", _dbt(_kpi("source('raw', 'ordrs')"), manifest(source("raw", "orders"))), "kpis/dbt.yml", 6,
           "source 'raw' has no table 'ordrs'; did you mean 'orders'?"),
-    Fault("KPI033", _dbt(_kpi("ref('orders_mart')", "sum(amont)"), manifest(ORDERS_MART)), "kpis/dbt.yml", 8,
+    # with catalog.json, whose columns are all of the relation's, a column missing is an error
+    Fault("KPI033", _dbt(_kpi("ref('orders_mart')", "sum(amont)"), manifest(ORDERS_MART), **CATALOG), "kpis/dbt.yml", 8,
           "column 'amont' in `measure` is not a column of model 'orders_mart'; did you mean 'amount'?"),
-    Fault("KPI033", _dbt(_kpi("source('raw', 'orders')", "sum(amont)"),
-                         manifest(source("raw", "orders", columns=["ordered_at", "amount"]))), "kpis/dbt.yml", 8,
-          "column 'amont' in `measure` is not a column of source('raw', 'orders'); did you mean 'amount'?"),
+    Fault("KPI033", _dbt(_kpi("source('raw', 'orders')", "sum(amont)"), manifest(source("raw", "orders")), **CATALOG),
+          "kpis/dbt.yml", 8, "column 'amont' in `measure` is not a column of source('raw', 'orders'); did you mean "
+                             "'amount'?"),
+    # documented columns alone are often a few of them: a warning
+    Fault("KPI146", _dbt(_kpi("ref('orders_mart')", "sum(amont)"), manifest(ORDERS_MART)), "kpis/dbt.yml", 8,
+          "column 'amont' in `measure` is not among the documented columns of model 'orders_mart'; did you mean "
+          "'amount'?"),
     Fault("KPI084", {"kpimetrics.yml": CONFIG + "    paths: {target: ../elsewhere}\n"}, "kpimetrics.yml", 9,
           "paths.target: '../elsewhere' is not a folder inside the project"),
     Fault("KPI084", _dbt(_kpi("ref('orders_mart')"), manifest(ORDERS_MART),

@@ -45,7 +45,8 @@ class DbtNode:
     latest_version: str | None = None
     materialized: str | None = None
     compiled_code: str | None = None
-    columns: tuple[str, ...] | None = None  # documented in the manifest, or found by catalog.json
+    columns: tuple[str, ...] | None = None  # documented in the manifest, and those catalog.json found
+    cataloged: bool = False  # catalog.json listed its columns: `columns` is all of them
 
     @property
     def ephemeral(self) -> bool:
@@ -289,4 +290,5 @@ def _with_columns(node: DbtNode, found: dict[str, tuple[str, ...]]) -> DbtNode:
         return node
     documented = node.columns or ()
     known = {c.lower() for c in documented}
-    return replace(node, columns=documented + tuple(c for c in found[node.unique_id] if c.lower() not in known))
+    return replace(node, columns=documented + tuple(c for c in found[node.unique_id] if c.lower() not in known),
+                   cataloged=True)

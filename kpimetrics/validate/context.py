@@ -30,6 +30,7 @@ class Columns:
     names: frozenset[str] | None
     declared: tuple[str, ...] = ()
     reason: str = ""
+    complete: bool = True  # False: a dbt model's documented columns alone, which are often a few of its columns
 
 
 Snippet = m.Expression  # one SQL text of a KPI: its role, kind, text and where it was written

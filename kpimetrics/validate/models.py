@@ -167,7 +167,10 @@ def kpi_columns(project: ProjectDef, ctx: Context, kpi: m.Kpi) -> Columns:
     if resolved.source is not None:
         cols = resolved.source[1].columns
     elif resolved.node is not None:  # a relation dbt built: its documented columns, and catalog.json's
-        cols = list(resolved.node.columns) if resolved.node.columns is not None else None
+        node = resolved.node
+        if node.columns is None:
+            return Columns(None)
+        return Columns(frozenset(c.lower() for c in node.columns), node.columns, complete=node.cataloged)
     else:
         return Columns(None)
     if cols is None:
@@ -200,6 +203,12 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
             for name in _columns_in(tree):
                 if name.lower() not in cols.names:
                     what = f"time column '{name}'" if snippet.role == "time" else f"column '{name}' in `{snippet.label}`"
+                    if not cols.complete:  # a dbt model's schema file documents a few of its columns, often
+                        issues.append(warning("KPI146", f"{kpi_label(kpi)}: {what} is not among the documented "
+                                              f"columns of {model_ref(kpi)}{suggest(name, cols.declared)}",
+                                              ctx.loc(snippet), "if it is a column, document it, or run `dbt docs "
+                                              "generate` so that catalog.json lists every column"))
+                        continue
                     issues.append(error("KPI033", f"{kpi_label(kpi)}: {what} is not a column of "
                                                   f"{model_ref(kpi)}{suggest(name, cols.declared)}", ctx.loc(snippet),
                                         f"its columns: {', '.join(cols.declared)}"))
