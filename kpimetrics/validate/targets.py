@@ -234,30 +234,30 @@ def _raw_value_loc(ctx: Context, node: m.Node, name: str, key: str) -> Location 
 def slice_target_dimensions(project: ProjectDef, ctx: Context) -> list[Issue]:
     """Each dimension `slice_targets` (or a table target's `dimensions`) names is one the KPI is sliced by (KPI150),
     and a table target is written directly under `target:`, not per grain or per slice (KPI153)."""
-    wanted = [k for k in project.kpis if isinstance(k.slice_targets, dict) or isinstance(k.target, m.TableTarget)]
-    if not wanted:
-        return []
-    dims = _dimensions(project, ctx)
+    dims: dict[str, tuple[str, ...]] | None = None  # worked out for the first KPI that names a dimension
     issues: list[Issue] = []
-    for kpi in wanted:
-        own = dims.get(kpi.name, ())
+    for kpi in project.kpis:
         named: list[tuple[str, Location | None, str]] = []
         if isinstance(kpi.slice_targets, dict):
             named += [(d, _raw_key_loc(ctx, kpi, "slice_targets", d), "slice_targets") for d in kpi.slice_targets]
         if isinstance(kpi.target, m.TableTarget):
             named += [(d, _raw_key_loc(ctx, kpi.target, "dimensions", d), "target.dimensions")
                       for d in kpi.target.dimensions]
+        if named:
+            dims = dims if dims is not None else _dimensions(project, ctx)
+            own = dims.get(kpi.name, ())
         for dimension, where, key in named:
             if dimension not in own:
                 has = f"its dimensions are {', '.join(own)}" if own else "it has no dimensions"
                 issues.append(error("KPI150", f"{kpi_label(kpi)}: `{key}` names dimension '{dimension}', which the KPI "
                                               f"is not sliced by{suggest(dimension, own)}", where,
                                     f"{has}; add it to `dimensions:` or fix the name"))
-        for grain, form in _target_forms(kpi):
+        per_grain = [f for _, f in _per_grain(kpi, "target")] if isinstance(kpi.target, dict) else []
+        for _, form in _target_forms(kpi):  # a table target anywhere but directly under `target:`
             if isinstance(form, m.TableTarget) and form is not kpi.target:
+                where = "per grain" if any(form is f for f in per_grain) else "per slice (in `slice_targets`)"
                 issues.append(error("KPI153", f"{kpi_label(kpi)}: a table target must be written directly under "
-                                              f"`target:`, not {'per grain' if grain else 'per slice'}",
-                                    form.loc or kpi.value_loc("target"),
+                                              f"`target:`, not {where}", form.loc or kpi.value_loc("target"),
                                     "give it `grain:` for the grain its periods are, and `dimensions:` for the "
                                     "slices its rows give"))
     return issues
