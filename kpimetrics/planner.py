@@ -198,9 +198,10 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
         ref[1][0], ref[1][1] or None, ref[1][2] or None)
     if resolved.problem is not None:
         return None
-    if resolved.node is not None:  # a relation dbt built
+    if resolved.node is not None:  # a relation dbt built; its definition upstream in dbt enters the hash
         table = resolved.node.table()
-        rel = Relation(key, table, [], table.sql(dialect="duckdb"), [], [resolved.node])
+        lineage = project.manifest.lineage(resolved.node) if project.manifest is not None else ""
+        rel = Relation(key, table, [], f"{table.sql(dialect='duckdb')}\n-- dbt {lineage}", [], [resolved.node])
     elif resolved.source is not None:
         table = relation(*resolved.source)
         rel = Relation(key, table, [], table.sql(dialect="duckdb"), [ref[1]])
@@ -208,6 +209,7 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
         ctes: list[tuple[str, exp.Query]] = []
         sources: list[tuple[str, str]] = []
         dbt_nodes: list = []
+        lineages: list = []
         seen: set[str] = set()
 
         def add(model_name: str) -> bool:
@@ -227,12 +229,17 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
             ctes.append((MODEL_CTE_PREFIX + model_name, query))
             sources.extend(model.sources)
             dbt_nodes.extend(model.dbt_nodes)
+            if model.dbt_node is not None:  # an ephemeral dbt model: what it reads upstream in dbt
+                lineages.append(model.dbt_node)
             return True
 
         if not add(resolved.model):
             return None
         table = exp.Table(this=exp.to_identifier(MODEL_CTE_PREFIX + resolved.model, quoted=True))
-        rel = Relation(key, table, ctes, "\n;\n".join(q.sql(dialect="duckdb") for _, q in ctes), sources, dbt_nodes)
+        text = "\n;\n".join(q.sql(dialect="duckdb") for _, q in ctes)
+        if (dbt_nodes or lineages) and project.manifest is not None:
+            text += "\n-- dbt " + " ".join(sorted({project.manifest.lineage(n) for n in [*dbt_nodes, *lineages]}))
+        rel = Relation(key, table, ctes, text, sources, dbt_nodes)
     cache[key] = rel
     return rel
 

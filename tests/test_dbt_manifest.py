@@ -160,3 +160,32 @@ def test_paths_are_configurable(tmp_path, setting, expected):
     ok(run(root))
     assert (root / expected[2] / "run_results.json").is_file()
     assert values(root, "rev") == monthly(root)
+
+
+def test_a_change_upstream_in_dbt_recomputes_the_kpi_in_full(tmp_path):
+    """dbt's checksums of the mart and of what it reads enter the definition hash, as a kpimetrics model's SQL
+    does: a changed staging model changes the mart's history, which an incremental run would not re-read."""
+    from kpimetrics import Project
+
+    def hashes(mart_sum: str, staging_sum: str, seed_sum: str) -> dict[str, str]:
+        mart = node("orders_mart", alias="orders", columns=["ordered_at", "amount"])
+        mart[1]["checksum"] = {"name": "sha256", "checksum": mart_sum}
+        mart[1]["depends_on"] = {"nodes": ["model.shop.stg_orders"], "macros": []}
+        staging = node("stg_orders", materialized="view")
+        staging[1]["checksum"] = {"name": "sha256", "checksum": staging_sum}
+        staging[1]["depends_on"] = {"nodes": ["seed.shop.raw"], "macros": []}
+        seed = node("raw", kind="seed")
+        seed[1]["checksum"] = {"name": "sha256", "checksum": seed_sum}
+        (folder / "target" / "manifest.json").write_text(manifest(mart, staging, seed))
+        plan = Project.load(root).plan()
+        return {n: p.definition_hash for n, p in plan.kpis.items()}
+
+    root = project(tmp_path, revenue("mart_revenue", "ref('orders_mart')"), revenue("web", "ref('web_orders')"),
+                   revenue("plain", "source('shop', 'orders')"),
+                   files={"models/web_orders.sql": "select ordered_at, amount from {{ ref('orders_mart') }}"})
+    folder = dbt_project(root, None)
+    first = hashes("a", "b", "c")
+    for changed in (hashes("a2", "b", "c"), hashes("a", "b2", "c"), hashes("a", "b", "c2")):
+        assert changed["mart_revenue"] != first["mart_revenue"] and changed["web"] != first["web"]
+        assert changed["plain"] == first["plain"]
+    assert hashes("a", "b", "c") == first

@@ -47,6 +47,8 @@ class DbtNode:
     compiled_code: str | None = None
     columns: tuple[str, ...] | None = None  # documented in the manifest, and those catalog.json found
     cataloged: bool = False  # catalog.json listed its columns: `columns` is all of them
+    checksum: str = ""  # dbt's checksum of its file (a seed's data, a model's SQL)
+    depends_on: tuple[str, ...] = ()  # the unique_ids of the nodes it reads
 
     @property
     def ephemeral(self) -> bool:
@@ -86,11 +88,38 @@ class Manifest:
     refable: dict[str, list[DbtNode]] = field(default_factory=dict)  # by name: models, seeds, snapshots
     sources: dict[tuple[str, str], DbtNode] = field(default_factory=dict)
     catalog: str | None = None  # catalog.json's display path when it was read
+    _ids: dict[str, DbtNode] | None = field(default=None, repr=False)
 
     def nodes(self):
         for nodes in self.refable.values():
             yield from nodes
         yield from self.sources.values()
+
+    def lineage(self, node: DbtNode) -> str:
+        """A digest of the definitions of `node` and of everything upstream of it in dbt: it changes when dbt's
+        SQL or seed data that produces the relation changes, so a KPI reading it is recomputed in full, as it
+        is when a kpimetrics model's SQL changes (SPEC §5)."""
+        import hashlib
+
+        by_id = self._by_id()
+        seen: set[str] = set()
+        todo = [node.unique_id]
+        parts: list[str] = []
+        while todo:
+            uid = todo.pop()
+            if uid in seen:
+                continue
+            seen.add(uid)
+            found = by_id.get(uid)
+            if found is not None:
+                parts.append(f"{uid}:{found.checksum}:{found.materialized}")
+                todo.extend(found.depends_on)
+        return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
+
+    def _by_id(self) -> dict[str, DbtNode]:
+        if self._ids is None:
+            self._ids = {n.unique_id: n for n in self.nodes()}
+        return self._ids
 
     def ref(self, name: str, package: str | None = None, version: str | None = None) -> tuple[DbtNode | None, str | None]:
         """The node `ref()` names, as dbt resolves it, or None and why not (None: no such name)."""
@@ -211,7 +240,21 @@ def _node(uid: str, entry: Any, dbt: DbtProject, root: Path, display: str, proje
         materialized=materialized,
         compiled_code=_text(entry, "compiled_code", where, display, required=False) if kind == "model" else None,
         columns=_columns(entry, where, display),
+        checksum=_checksum(entry),
+        depends_on=_depends_on(entry),
     )
+
+
+def _checksum(entry: dict) -> str:
+    found = entry.get("checksum")
+    value = found.get("checksum") if isinstance(found, dict) else None
+    return value[:128] if isinstance(value, str) else ""
+
+
+def _depends_on(entry: dict) -> tuple[str, ...]:
+    found = entry.get("depends_on")
+    nodes = found.get("nodes") if isinstance(found, dict) else None
+    return tuple(n for n in nodes if isinstance(n, str)) if isinstance(nodes, list) else ()
 
 
 def load_manifest(dbt: DbtProject, root: Path) -> tuple[Manifest | None, Issue | None]:
