@@ -33,11 +33,13 @@ def _settings(kind: str) -> set[str]:
     return {f.alias or name for name, f in cls.model_fields.items()} | DBT_OUTPUT_KEYS.get(kind, DbtOutputKeys()).known()
 
 
-def _output_problem(e: dict) -> str:
+def _output_problem(e: dict, written: dict[str, str] | None = None) -> str:
     """One pydantic error of a profile output as `field: problem`. The path leaves out the union's tag
-    (`postgres.port` is `port`); an unknown or missing `type` names the types there are, an unknown
-    setting the one it may have meant."""
+    (`postgres.port` is `port`) and names a setting as it was written (dbt's `pass` for `password`); an
+    unknown or missing `type` names the types there are, an unknown setting the one it may have meant."""
     kind, ctx, loc = e["type"], e.get("ctx") or {}, e["loc"]
+    if len(loc) >= 2 and written and loc[1] in written:
+        loc = (loc[0], written[loc[1]], *loc[2:])
     known = ", ".join(_OUTPUT_TYPES)
     if kind == "union_tag_invalid":
         return f"type: unknown warehouse type {shown(ctx.get('tag'))} (types: {known})"
@@ -106,6 +108,7 @@ class _Sorted:
     dropped, and what is wrong."""
 
     kept: dict[str, tuple[Any, Location]] = field(default_factory=dict)
+    written: dict[str, str] = field(default_factory=dict)  # a kpimetrics setting -> the dbt key that set it
     ignored: list[str] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
 
@@ -116,10 +119,10 @@ def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label:
     refuse with "did you mean"."""
     out = _Sorted()
     dbt = DBT_OUTPUT_KEYS.get(kind) if isinstance(kind, str) else None
-    own = {f.alias or n for n, f in _OUTPUT_TYPES[kind].model_fields.items()} if kind in _OUTPUT_TYPES else set()
-    if dbt is None:
+    if dbt is None:  # a type that is no text, or not one of dbt's: pydantic words what is wrong
         out.kept = {k: (v, _at(raw, k, loc)) for k, v in raw.items()}
         return out
+    own = {f.alias or n for n, f in _OUTPUT_TYPES[kind].model_fields.items()}
     nested = {k.split(".")[0] for k in dbt.honoured if "." in k}
     later: list[tuple[str, str, Any, Location]] = []  # honoured dbt keys, set after kpimetrics' own
     for key, value in raw.items():
@@ -151,6 +154,7 @@ def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label:
     for name, setting, value, where in later:
         if setting not in out.kept:
             out.kept[setting] = (value, where)
+            out.written[setting] = name
         elif "." in name:  # a nested dbt setting gives way to the same setting written at the top
             out.ignored.append(f"{name} ({setting} is set)")
         else:  # two names of one setting (dbt refuses them too)
@@ -250,21 +254,21 @@ def resolve_profile(
         keys = _sort_keys(raw, kind, ctx, loc, label)
         if keys.issues:
             raise ConfigError(f"{display}: invalid {label}", keys.issues)
-        ignored = keys.ignored
+        ignored, written = keys.ignored, keys.written
         rendered, issues = {}, []
         for key, (value, where) in keys.kept.items():
             rendered[key], more = _render_values(value, ctx, where)
             issues += more
         raw_at = {key: where for key, (_, where) in keys.kept.items()}
     else:
-        rendered, issues, raw_at = raw, [], {}
+        rendered, issues, raw_at, written = raw, [], {}, {}
     if issues:
         raise ConfigError(f"{display}: cannot render profile {shown(f'{name}.{chosen}')}", issues)
     try:
         output = _OUTPUT.validate_python(rendered)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        msgs = "; ".join(_output_problem(e) for e in errors)
+        msgs = "; ".join(_output_problem(e, written) for e in errors)
         # one problem with one key: at that key's line
         keys_at = {e["loc"][1] for e in errors if len(e["loc"]) >= 2}
         where = raw_at.get(next(iter(keys_at)), loc) if len(errors) == 1 and len(keys_at) == 1 else loc

@@ -345,6 +345,17 @@ def test_a_typo_in_a_key_is_still_kpi082_at_its_line(tmp_path, key, problem):
     assert issue.message == f"invalid output 'dev' in profile 'jaffle_shop': {problem}"
 
 
+@pytest.mark.parametrize("output, problem", [
+    ("{type: [duckdb]}", "type: unknown warehouse type \"['duckdb']\" (types: duckdb, postgres, spark)"),
+    ("{type: postgres, dbname: d, pass: [1]}", "pass: "),  # named as written (pydantic's words after it)
+    ("{type: spark, server_side_parameters: 5}", "server_side_parameters: "),
+])
+def test_a_wrong_value_is_kpi082_named_as_written(tmp_path, output, problem):
+    issue = config_error(Project.load(dbt_repo(tmp_path, f"jaffle_shop:\n  target: dev\n  outputs:\n    dev: {output}\n")))
+    assert (issue.code, issue.location.line) == ("KPI082", 4)
+    assert issue.message.startswith(f"invalid output 'dev' in profile 'jaffle_shop': {problem}")
+
+
 def test_two_names_of_one_setting_is_kpi082(tmp_path):
     profiles = ("jaffle_shop:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      dbname: a\n"
                 "      database: b\n")
