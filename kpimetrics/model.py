@@ -262,8 +262,14 @@ def _slice_targets_in(value: Any) -> Any:
     return out
 
 
-# `slice_targets`: true (the total's target applies to every slice), or {dimension: {slice value: target}}
-SliceTargets = Annotated[Union[bool, dict[str, dict[str, TargetSpec]]], BeforeValidator(_slice_targets_in)]
+# `slice_targets`: true (the total's target applies to every slice), or {dimension: {slice value: target}}. The
+# YAML's shape picks the member, so a mistake in a mapping is not also reported as "not a boolean"; the tags hold a
+# "[" so that the loader's error paths skip them (loader._is_tag), as they skip pydantic's own.
+SliceTargets = Annotated[
+    Union[Annotated[bool, Tag("flag[bool]")], Annotated[dict[str, dict[str, TargetSpec]], Tag("mapping[dimension]")]],
+    Discriminator(lambda v: "mapping[dimension]" if isinstance(v, dict) else "flag[bool]"),
+    BeforeValidator(_slice_targets_in),
+]
 
 Band = Union[Number, str]  # tolerance: 5% | 0.05 ; thresholds: numbers
 PerGrainBand = Union[dict[Grain, Band], Band]

@@ -31,6 +31,7 @@ import corpus_files
 import corpus_run
 import corpus_sql
 import corpus_state
+import corpus_targets
 from corpus import ANY_LINE, PROFILES, Fault, broken_project, check_fault, where
 
 
@@ -81,24 +82,8 @@ CONFIG_FAULTS = [
         "path: wh.duckdb", "path: wh.duckdb, threads: \"{{ env_var('KPIMETRICS_TEST_UNSET', 'many') | as_number }}\"")},
           "profiles.yml", 4, "as_number: the value (4 characters) is not a number"),
 ]
-# Targets per slice and from tables (SPEC §10): kpi_yaml's `target` is on line 11, its first added key on 12.
-TABLE = "\"source('shop', 'orders')\""
-TARGET_FAULTS = [
-    Fault("KPI150", {"kpis/broken.yml": kpi_yaml(dimensions="[region]", slice_targets="regoin:\n  north: 5")},
-          "kpis/broken.yml", 14, "`slice_targets` names dimension 'regoin', which the KPI is not sliced by; did you "
-                                 "mean 'region'?"),
-    Fault("KPI151", {"kpis/broken.yml": kpi_yaml(target="{table: orders, period: ordered_at, value: amount}")},
-          "kpis/broken.yml", 11, "the target `table` must be source('source', 'table') or ref('model'), got 'orders'"),
-    Fault("KPI152", {"kpis/broken.yml": kpi_yaml(target=f"{{table: {TABLE}, period: ordered_at, value: amonut}}")},
-          "kpis/broken.yml", 11, "column 'amonut' in `target.value` is not a column of source('shop', 'orders'); did "
-                                 "you mean 'amount'?"),
-    Fault("KPI153", {"kpis/broken.yml": kpi_yaml(target=f"{{month: {{table: {TABLE}, period: ordered_at, value: amount}}}}")},
-          "kpis/broken.yml", 11, "a table target must be written directly under `target:`, not per grain"),
-    Fault("KPI154", {"kpis/broken.yml": kpi_yaml(target=f"{{table: {TABLE}, period: ordered_at, value: amount, grain: week}}")},
-          "kpis/broken.yml", 11, "the target table gives week periods, but the KPI is computed at month only"),
-]
-CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt)
-FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS + TARGET_FAULTS + [f for m in CORPUS for f in m.FAULTS]
+CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt, corpus_targets)
+FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS + [f for m in CORPUS for f in m.FAULTS]
 
 NOT_FROM_A_PROJECT = {
     "KPI090": "a run-time warning about the data (a stale source), not a fault of the project; tested in test_run_misc",

@@ -7,9 +7,9 @@ PostgreSQL and Spark. The expected targets are written below as SQL from SPEC §
 generator: the statuses follow §2's rules (threshold = target - |target| * tolerance; value >= target:
 on_track; value >= threshold: at_risk; else off_track; no target: no_target).
 
-- rev_slices: per-slice targets: a number (Brooklyn), a schedule (Chicago), a per-grain mapping that sets the
-  quarter only (Denver), and the slice of NULL stores (`null:` in YAML names the slice '(null)'); the total
-  keeps its own per-grain target.
+- rev_slices: per-slice targets: a number (Brooklyn), a schedule (Chicago), a per-grain mapping (Denver: a number
+  for quarters, a relative target for months, whose baseline is Denver's own), and the slice of NULL stores
+  (`null:` in YAML names the slice '(null)'); the total keeps its own per-grain target.
 - rev_budget: a table target by store at month (block style, `table:` unquoted), with a filter; the total's
   target is the sum of all the month's rows; Chicago listed in slice_targets keeps its own target; quarter has
   none (a table gives targets at its grain only).
@@ -66,7 +66,9 @@ KPIS = kpis_yml(
               schedule:
                 - {from: 2026-01-01, value: 30}
                 - {from: 2026-04-01, value: 35}
-            Denver: {quarter: 65}
+            Denver:
+              quarter: 65
+              month: {baseline: {from: 2026-01-01, to: 2026-03-31}, change: 10%, by: 2026-06-30, path: step}
             null: {value: 4}
     """, strategy="s_targets"),
     kpi("rev_budget", """
@@ -177,15 +179,20 @@ create or replace temp view x_budget as
     from main.budget where kpi = 'net_revenue';
 
 create or replace temp view x_targets as
-    -- rev_slices: the total per grain; Brooklyn a number, Chicago a schedule, Denver the quarter only, NULL 4
+    -- rev_slices: the total per grain; Brooklyn a number, Chicago a schedule, Denver per grain, NULL 4
     select 'rev_slices' as name, grain, period_start, dimension, dimension_value,
            case when dimension = '' then (case grain when 'month' then 100.0 else 300.0 end)
                 when dimension_value = 'Brooklyn' then 40.0
                 when dimension_value = 'Chicago' then (case when period_start >= date '2026-04-01' then 35.0 else 30.0 end)
                 when dimension_value = 'Denver' and grain = 'quarter' then 65.0
+                -- a relative target (step): 10% over the mean of Denver's own months of the first quarter
+                when dimension_value = 'Denver' and period_start >= date '2026-04-01' then 1.1 * (
+                    select avg(value) from x_values b where b.grain = 'month' and b.dimension_value = 'Denver'
+                    and b.period_start < date '2026-04-01')
                 when dimension_value = '(null)' then 4.0 end as target,
            0.10 as tolerance,
-           case when dimension = '' then 'value' when dimension_value = 'Chicago' then 'schedule' else 'value' end
+           case when dimension = '' then 'value' when dimension_value = 'Chicago' then 'schedule'
+                when dimension_value = 'Denver' and grain = 'month' then 'relative' else 'value' end
                as target_source
     from x_values
     union all
@@ -288,7 +295,9 @@ def test_the_cases_written_out(ran):
     assert row("rev_slices", "month", d(2026, 2, 1), "store", "Brooklyn") == (40.0, "at_risk")  # 38 >= 36
     assert row("rev_slices", "month", d(2026, 2, 1), "store", "Chicago") == (30.0, "at_risk")  # 27: the threshold
     assert row("rev_slices", "month", d(2026, 6, 1), "store", "Chicago") == (35.0, "off_track")  # 30 < 31.5
-    assert row("rev_slices", "month", d(2026, 1, 1), "store", "Denver") == (None, "no_target")
+    assert row("rev_slices", "month", d(2026, 1, 1), "store", "Denver") == (None, "no_target")  # in the baseline
+    target, status = row("rev_slices", "month", d(2026, 5, 1), "store", "Denver")
+    assert (round(target, 9), status) == (round(1.1 * (20 + 22 + 25) / 3, 9), "off_track")  # 21 < 24.57 * 0.9
     assert row("rev_slices", "quarter", d(2026, 4, 1), "store", "Denver") == (65.0, "at_risk")  # 63
     assert row("rev_slices", "month", d(2026, 2, 1), "store", "(null)") == (4.0, "on_track")  # 5
     assert row("rev_budget", "month", d(2026, 2, 1), "store", "Brooklyn") == (38.0, "on_track")  # 20 + 18
@@ -379,6 +388,8 @@ ERROR_CASES = [
     # (code, the change to KPIS, the text on the error's line, the message)
     ("KPI150", ("      store:\n        Brooklyn: 40", "      stor:\n        Brooklyn: 40"), "stor:",
      "`slice_targets` names dimension 'stor', which the KPI is not sliced by; did you mean 'store'?"),
+    ("KPI007", ("      store:\n        Chicago: 25", "      store: 25"), "store: 25",
+     "invalid value for 'slice_targets.store': Input should be a valid dictionary"),
     ("KPI150", ("dimensions: {store: store_name}", "dimensions: {shop: store_name}"), "dimensions: {shop",
      "`target.dimensions` names dimension 'shop', which the KPI is not sliced by"),
     ("KPI151", ("table: source('finance', 'budget')", "table: budget"), "table: budget",
