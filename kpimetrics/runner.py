@@ -36,7 +36,7 @@ from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse
 from .sqlgen import col, ident, lit
 from .tables import qualified
-from .targets import baseline_range, status_query, targets_query, with_baseline_query
+from .targets import baseline_range, status_query, table_probe, targets_query, with_baseline_query
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
@@ -385,6 +385,7 @@ class Runner:
             r.mode = "full" if all(s is None for (k, _), s in run.since.items() if k == n) else "incremental"
         self._check_freshness(run)
         self._check_dbt_relations(run)
+        self._check_target_tables(run)
         for scan in self.plan.scans(self.selected):
             scan.items = [(p, g) for p, g in scan.items if results[p.name].status != "error"]
             if scan.items:
@@ -517,6 +518,20 @@ class Runner:
                 if missing[node.unique_id]:
                     self._fail(run, pl, missing[node.unique_id])
                     break
+
+    def _check_target_tables(self, run: RunState) -> None:
+        """A KPI whose target table (`target: {table: ...}`) cannot be read fails alone and keeps its rows, as one
+        whose model cannot be read does; the others publish (their targets are computed while publishing)."""
+        for name in self.selected:
+            pl = self.plan.kpis[name]
+            probe = table_probe(pl.kpi, self.project) if run.results[name].status != "error" else None
+            if probe is None:
+                continue
+            try:
+                self.fetch(probe)
+            except Exception as exc:  # noqa: BLE001 - the warehouse says why
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self._fail(run, pl, f"its target table {pl.kpi.target.table} cannot be read: {first}")
 
     # --- freshness -----------------------------------------------------------
 

@@ -324,6 +324,22 @@ def _table_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: str
     return branch.join(exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__tt"))), on=on, join_type="INNER", copy=False)
 
 
+def table_probe(kpi: Kpi, project: ProjectDef) -> exp.Select | None:
+    """A query that reads nothing but fails as the KPI's table target would (a table or column that is not in the
+    warehouse, a filter of the wrong type), to run before publishing; None when the KPI has no table target."""
+    target = kpi.target
+    if not isinstance(target, TableTarget):
+        return None
+    relation = build_relation(project, target.table, project.config.dialect, {})
+    if relation is None:
+        return None
+    grain = target.grain or first_grain(kpi, project.config.defaults.grain)
+    rows = table_rows_query(target, relation, grain, project.config.calendar, project.config.dialect,
+                            by_slice=bool(target.dimensions))
+    return (exp.select(exp.Literal.number(1)).from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__p"))))
+            .where(exp.false()))
+
+
 def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: ProjectDef | None = None) -> exp.Select | None:
     """Rows of kpi_targets for one KPI and grain, from its rows in kpi_values (and a table target's table, which
     needs `project` to resolve it)."""

@@ -428,3 +428,23 @@ def test_errors_name_their_code_file_and_line(case, tmp_path):
     kpis = changed(old, new)
     lines = errors_of(tmp_path, kpis)
     assert has_error(lines, code, line_of(kpis, on_line), message), "\n".join(lines)
+
+
+def test_a_target_table_missing_from_the_warehouse_fails_its_kpis_alone(tmp_path):
+    """The table is read while publishing; one that is not there fails the KPIs whose target it is before then,
+    with the warehouse's reason, and they keep their rows; the others publish (a partial run)."""
+    root = write_project(tmp_path, project_files(engines.duckdb_engine().profiles_yml(tmp_path)))
+    load_data(root / "wh.duckdb")
+    assert Project.load(root).run(full_refresh=True, as_of=AS_OF).status == "success"
+    before = snapshot(root)
+    with duckdb.connect(str(root / "wh.duckdb")) as con:
+        con.execute("alter table main.budget rename to budget_old")
+    result = Project.load(root).run(full_refresh=True, as_of=AS_OF)
+    assert result.status == "partial"
+    failed = {k.name: k.error for k in result.kpis if k.status != "success"}
+    assert set(failed) == {"rev_budget", "rev_budget_total"}
+    assert all(e.startswith("its target table source('finance', 'budget') cannot be read: ") for e in failed.values())
+    after = snapshot(root)
+    for table in after:
+        kept = [r for r in before[table] if r[0] != "rev_slices"]
+        assert [r for r in after[table] if r[0] != "rev_slices"] == kept
