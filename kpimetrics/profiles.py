@@ -70,7 +70,6 @@ class ResolvedProfile:
     ignored: tuple[str, ...] = ()  # dbt keys of the output kpimetrics has no use for
     paths_from: Path | None = None  # the folder a relative DuckDB `path` of the output resolved against
     paths_why: str = "the kpimetrics project folder"
-    searched: tuple[ProfilePlace, ...] = field(default=())
 
     @property
     def type(self) -> str:
@@ -280,4 +279,4 @@ def resolve_profile(
             and not Path(output.path).is_absolute():
         # the adapter resolves a relative path against the kpimetrics project: give it dbt's file
         output = output.model_copy(update={"path": str((base / output.path).resolve())})
-    return ResolvedProfile(path, name, chosen, output, place, named_by, tuple(ignored), base, why, tuple(searched))
+    return ResolvedProfile(path, name, chosen, output, place, named_by, tuple(clip(k, 60) for k in ignored), base, why)
