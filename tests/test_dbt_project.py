@@ -135,10 +135,17 @@ ROOT_CASES = (
          dimensions=("region_code",)),
     Case("premium_customers", "ref('customers')", "{s}_marts.customers_v2", "signed_up_at", "count(*)",
          "is_premium", ("region_name",)),
-    Case("package_revenue", "ref('shop_pkg', 'order_days')", "{s}.pkg_order_days", "order_date", "sum(revenue)"),
+    Case("package_revenue", "ref('shop_pkg', 'order_days')", '{s}."PkgOrderDays"', "order_date", "sum(revenue)"),
     Case("completed_average", "ref('completed_orders')",
          "(select * from {s}.stg_orders where status = 'completed') as c", "ordered_at", "avg(amount)",
          dimensions=("channel",)),
+    Case("large_orders", "ref('large_completed_orders')",
+         "(select * from {s}.stg_orders where status = 'completed' and amount >= 100) as l", "ordered_at",
+         "sum(amount)", dimensions=("channel",)),
+    Case("large_by_raw_channel", "ref('large_with_raw')",
+         "(select c.order_id, c.ordered_at, c.amount, r.channel as raw_channel "
+         "from (select * from {s}.stg_orders where status = 'completed' and amount >= 100) as c "
+         "join raw.orders as r on r.id = c.order_id) as x", "ordered_at", "count(*)", dimensions=("raw_channel",)),
     Case("country_revenue", "ref('orders_by_country')",
          "{s}_marts.orders as o left join {s}.regions as r on r.region_name = o.region_name", "ordered_at",
          "sum(amount)", "is_completed", ("country",)),
@@ -149,6 +156,13 @@ select o.order_id, o.ordered_at, o.amount, o.is_completed, r.country
 from {{ ref('orders') }} as o
 left join {{ ref('regions') }} as r on r.region_name = o.region_name
 """
+# ... and over dbt's ephemeral model (itself over another) and dbt's source
+LARGE_WITH_RAW_SQL = """\
+select c.order_id, c.ordered_at, c.amount, r.channel as raw_channel
+from {{ ref('large_completed_orders') }} as c
+join {{ source('raw', 'orders') }} as r on r.id = c.order_id
+"""
+ROOT_MODELS = {"orders_by_country.sql": ORDERS_BY_COUNTRY_SQL, "large_with_raw.sql": LARGE_WITH_RAW_SQL}
 
 SUB_CASES = (
     Case("web_revenue", "ref('web_orders')", "(select * from {s}_marts.orders where channel = 'web') as w",
@@ -191,7 +205,7 @@ def write_kpis(folder: Path, cases, *, name: str, output_schema: str, dialect: s
 
 
 def root_project(shop: Path, cases=ROOT_CASES, *, output_schema: str = "kpi", **kw) -> Path:
-    kw.setdefault("models", {"orders_by_country.sql": ORDERS_BY_COUNTRY_SQL})
+    kw.setdefault("models", ROOT_MODELS)
     return write_kpis(shop, cases, name="shop_kpis", output_schema=output_schema, **kw)
 
 
@@ -244,6 +258,7 @@ def test_at_the_dbt_root_every_kind_of_dbt_node_gives_the_values_of_hand_written
     out = cli(shop, "run", "--as-of", AS_OF)
     assert_ran(out)
     assert_values(duckdb_fetch(shop), ROOT_CASES, "main", "kpi")
+    assert_ran(cli(shop, "docs", "generate"))
 
     # kpimetrics writes its own target beside dbt's and leaves dbt's as dbt wrote it
     assert (shop / "kpi_target" / "manifest.json").is_file()
@@ -269,6 +284,97 @@ def test_in_a_subfolder_with_dbt_profiles_dir(dbt_shop: DbtShop, tmp_path, monke
     assert (sub / "target" / "manifest.json").is_file()
     assert tree_digest(shop / "target") == dbt_target
     assert not (shop / "kpi_target").exists()
+
+
+def test_subfolder_with_a_relative_duckdb_path_in_dbts_profile(dbt_shop: DbtShop, tmp_path):
+    """dbt-duckdb resolves `path: shop.duckdb` against the folder dbt runs in, the dbt project's: so must
+    kpimetrics for a profile it found in the dbt project folder, from a project in a subfolder of it (not a
+    new, empty shop.duckdb in the subfolder)."""
+    shop = dbt_shop.copy(tmp_path)
+    (shop / "profiles.yml").write_text(
+        "shop:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: shop.duckdb, threads: 4}\n", encoding="utf-8")
+    sub = write_kpis(shop / "kpi", SUB_CASES, name="sub_kpis", output_schema="kpi_sub", models=SUB_MODELS,
+                     models_dir="models")
+    out = cli(sub, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert_values(duckdb_fetch(shop), SUB_CASES, "main", "kpi_sub")
+    assert not (sub / "shop.duckdb").exists()
+
+
+def test_dbt_target_path_of_dbt_project_yml_and_dbt_target_path(dbt_shop: DbtShop, tmp_path, monkeypatch):
+    """The manifest is read from the target path dbt_project.yml sets, and from $DBT_TARGET_PATH over it."""
+    shop = dbt_shop.copy(tmp_path)
+    project_yml = shop / "dbt_project.yml"
+    project_yml.write_text(project_yml.read_text(encoding="utf-8").replace("target-path: target",
+                                                                             "target-path: dbt_out"), encoding="utf-8")
+    shutil.move(shop / "target", shop / "dbt_out")
+    cases = (REVENUE, SIGNUPS)
+    root_project(shop, cases, models={})
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), cases, "main", "kpi")
+    assert not (shop / "target").exists()
+
+    shutil.move(shop / "dbt_out", shop / "elsewhere")
+    monkeypatch.setenv("DBT_TARGET_PATH", "elsewhere")
+    assert_ran(cli(shop, "compile"))
+
+
+def test_kpimetrics_own_source_wins_over_dbts_source_of_that_name(dbt_shop: DbtShop, tmp_path):
+    """source('raw', 'orders') is kpimetrics' own when its sources: declare it (here: the mart, which has
+    `amount`; dbt's raw.orders has only amount_cents)."""
+    shop = dbt_shop.copy(tmp_path)
+    case = Case("own_source", "source('raw', 'orders')", "main_marts.orders", "ordered_at", "sum(amount)")
+    root_project(shop, (case,), models={})
+    (shop / "sources.yml").write_text(textwrap.dedent("""\
+        sources:
+          - name: raw
+            schema: main_marts
+            tables:
+              - name: orders
+                columns: [order_id, ordered_at, amount, status, channel]
+    """), encoding="utf-8")
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), (case,), "main", "kpi")
+
+
+def test_a_new_user_after_dbt_parse_alone(dbt_shop: DbtShop, tmp_path):
+    """README's worked example in a fresh checkout: `dbt parse` (no catalog.json, no compiled code), then a
+    kpimetrics.yml of one line and one file of KPIs beside dbt_project.yml, then `kpimetrics run`. A column
+    dbt's schema file does not document (channel) is a warning (KPI146) at its line, and the run works."""
+    shop = dbt_shop.copy(tmp_path)
+    shutil.rmtree(shop / "target")
+    run_dbt(shop, "parse")
+    assert not (shop / "target" / "catalog.json").exists()
+    (shop / "kpimetrics.yml").write_text("name: shop_kpis\n", encoding="utf-8")
+    kpis = shop / "kpis.yml"
+    kpis.write_text(textwrap.dedent("""\
+        mission: Make online shopping effortless for small businesses
+        priorities:
+          - name: growth
+            owner: ceo@shop.example
+            strategies:
+              - {name: grow_repeat_purchases, owner: vp-sales@shop.example}
+        kpis:
+          - name: net_revenue
+            owner: vp-sales@shop.example
+            strategy: grow_repeat_purchases
+            indicator: lagging
+            model: ref('orders')
+            time: ordered_at
+            measure: sum(amount)
+            filter: status = 'completed'
+            dimensions: [channel]
+            target: 100000
+            actions: Review the promotion calendar with marketing
+    """), encoding="utf-8")
+    out = cli(shop, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    warned = with_code(out.output, "KPI146")
+    assert [(i.path, i.line, i.level) for i in warned] == [("kpis.yml", line_of(kpis, "dimensions: [channel]"),
+                                                            "warning")], out.output
+    case = Case("net_revenue", "", "main_marts.orders", "ordered_at", "sum(amount)", "status = 'completed'",
+                ("channel",))
+    assert_values(duckdb_fetch(shop), (case,), "main", "kpi")
 
 
 # --- bad inputs: exit 1, the code, at its file and line ----------------------------------------------

@@ -1,4 +1,4 @@
-{{ config(materialized='table', alias='pkg_order_days') }}
+{{ config(materialized='table', alias='PkgOrderDays') }}
 select
     cast(ordered_at as date) as order_date,
     count(*) as orders,
