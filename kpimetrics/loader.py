@@ -250,7 +250,7 @@ class ProjectDef:
 
 _ALL_MODELS: list[type[BaseModel]] = [
     m.Kpi, m.Ratio, m.Window, m.CheckIn, m.ValueTarget, m.ScheduleTarget, m.ScheduleEntry, m.RelativeTarget,
-    m.Baseline, m.PaceTarget, m.Source, m.SourceTable, m.Freshness, m.Priority, m.Strategy, m.Owner,
+    m.Baseline, m.PaceTarget, m.TableTarget, m.Source, m.SourceTable, m.Freshness, m.Priority, m.Strategy, m.Owner,
     ProjectConfig, Defaults, Calendar, Paths, DbtSettings,
 ]
 
@@ -298,7 +298,8 @@ def _allowed_keys(mapping: dict, bad_key: str, models: tuple[type[BaseModel], ..
     return best
 
 
-_FORM_MODELS = {"value": m.ValueTarget, "schedule": m.ScheduleTarget, "relative": m.RelativeTarget, "pace": m.PaceTarget}
+_FORM_MODELS = {"value": m.ValueTarget, "schedule": m.ScheduleTarget, "relative": m.RelativeTarget, "pace": m.PaceTarget,
+                m.TABLE_TAG: m.TableTarget}
 _FORM_TAGS = tuple(_FORM_MODELS)  # target-form tags, some of which are also field names
 
 

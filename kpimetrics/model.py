@@ -179,15 +179,20 @@ class TableTarget(Node):
         return tuple(out)
 
 
+# The union tag of a table target: not "table", its own key, which the loader's error paths would take for it (a
+# tag holding "[" is skipped there, loader._is_tag).
+TABLE_TAG = "table[target]"
+
+
 def _target_tag(v: Any) -> str:
     if isinstance(v, BaseModel):
         return {ValueTarget: "value", ScheduleTarget: "schedule", RelativeTarget: "relative", PaceTarget: "pace",
-                TableTarget: "table"}.get(type(v), "value")
+                TableTarget: TABLE_TAG}.get(type(v), "value")
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return "number"
     if isinstance(v, dict):
         if "table" in v:
-            return "table"
+            return TABLE_TAG
         if "schedule" in v:
             return "schedule"
         if "baseline" in v or "change" in v:
@@ -204,7 +209,7 @@ TargetForm = Annotated[
         Annotated[ScheduleTarget, Tag("schedule")],
         Annotated[RelativeTarget, Tag("relative")],
         Annotated[PaceTarget, Tag("pace")],
-        Annotated[TableTarget, Tag("table")],
+        Annotated[TableTarget, Tag(TABLE_TAG)],
     ],
     Discriminator(_target_tag),
 ]

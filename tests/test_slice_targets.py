@@ -388,6 +388,10 @@ ERROR_CASES = [
     # (code, the change to KPIS, the text on the error's line, the message)
     ("KPI150", ("      store:\n        Brooklyn: 40", "      stor:\n        Brooklyn: 40"), "stor:",
      "`slice_targets` names dimension 'stor', which the KPI is not sliced by; did you mean 'store'?"),
+    ("KPI005", ("      filter: kpi = 'net_revenue'\n", "      filtr: kpi = 'net_revenue'\n"), "filtr:",
+     "unknown key 'filtr' in KPI 'rev_budget'; did you mean 'filter'?"),
+    ("KPI007", ("      grain: month\n", "      grain: monthly\n"), "grain: monthly",
+     "invalid value for 'target.grain': expected 'day', 'week', 'month', 'quarter' or 'year' (got 'monthly')"),
     ("KPI007", ("      store:\n        Chicago: 25", "      store: 25"), "store: 25",
      "invalid value for 'slice_targets.store': Input should be a valid dictionary"),
     ("KPI150", ("dimensions: {store: store_name}", "dimensions: {shop: store_name}"), "dimensions: {shop",
