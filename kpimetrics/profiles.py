@@ -112,7 +112,13 @@ class _Sorted:
     issues: list[Issue] = field(default_factory=list)
 
 
-def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label: str) -> _Sorted:
+# keys of kpimetrics' own that mean something else in a profile dbt reads: dbt-duckdb's top-level `threads` is
+# how many models dbt builds at once (DuckDB's own threads are `settings: {threads: N}`, honoured)
+_DBT_MEANING = {"duckdb": frozenset({"threads"})}
+
+
+def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label: str,
+               dbt_place: bool = False) -> _Sorted:
     """kpimetrics' keys as they are, dbt's honoured keys under their kpimetrics names, dbt's other keys dropped
     (never rendered: a dbt-only env_var() need not be set for kpimetrics), unknown keys kept for pydantic to
     refuse with "did you mean"."""
@@ -122,6 +128,8 @@ def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label:
         out.kept = {k: (v, _at(raw, k, loc)) for k, v in raw.items()}
         return out
     own = {f.alias or n for n, f in _OUTPUT_TYPES[kind].model_fields.items()}
+    dbt_meaning = _DBT_MEANING.get(kind, frozenset()) if dbt_place else frozenset()
+    own -= dbt_meaning
     nested = {k.split(".")[0] for k in dbt.honoured if "." in k}
     later: list[tuple[str, str, Any, Location]] = []  # honoured dbt keys, set after kpimetrics' own
     for key, value in raw.items():
@@ -146,7 +154,7 @@ def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label:
                     later.append((name, dbt.honoured[name], sub_value, _at(value, sub, where)))
                 else:
                     out.ignored.append(name)
-        elif key in dbt.ignored:
+        elif key in dbt.ignored or key in dbt_meaning:
             out.ignored.append(key)
         else:
             out.kept[key] = (value, where)  # unknown: pydantic says so, with the nearest key
@@ -250,7 +258,7 @@ def resolve_profile(
         kind, issues = _render_values(raw.get("type"), ctx, _at(raw, "type", loc))
         if issues:
             raise ConfigError(f"{display}: cannot render profile {shown(f'{name}.{chosen}')}", issues)
-        keys = _sort_keys(raw, kind, ctx, loc, label)
+        keys = _sort_keys(raw, kind, ctx, loc, label, dbt_place=place.dbt)
         if keys.issues:
             raise ConfigError(f"{display}: invalid {label}", keys.issues)
         ignored, written = keys.ignored, keys.written

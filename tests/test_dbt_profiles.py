@@ -79,6 +79,7 @@ jaffle_shop:
       extensions: [httpfs, parquet]
       settings:
         memory_limit: 1GB
+        threads: 3
         preserve_insertion_order: false
       attach:
         - path: other.duckdb
@@ -100,16 +101,17 @@ def test_a_dbt_duckdb_profile_connects_to_the_file_dbt_built(tmp_path):
     assert "named by dbt_project.yml" in text
     assert f"resolves against the dbt project folder (where dbt runs: the profile is in one of dbt's places): {root.parent}" in text
     assert f"connection: OK (duckdb {duckdb.__version__} at {warehouse})" in text
-    assert ignored_line(text) == {"extensions", "settings.preserve_insertion_order", "attach", "keep_open"}
+    # dbt-duckdb's top-level threads is how many models dbt builds at once: DuckDB's own is settings.threads
+    assert ignored_line(text) == {"threads", "extensions", "settings.preserve_insertion_order", "attach", "keep_open"}
     assert "dbt manifest: " in text and "missing: run `dbt parse`" in text
 
     project = Project.load(root)
     prof = project.profile()
-    assert (prof.output.memory_limit, prof.output.threads, prof.output.schema_) == ("1GB", 4, "main")
+    assert (prof.output.memory_limit, prof.output.threads, prof.output.schema_) == ("1GB", 3, "main")
     adapter = project.connect()
     try:
         assert adapter.fetchall("SELECT count(*), sum(amount) FROM orders") == [(2, 42.5)]
-        assert adapter.fetchall("SELECT current_setting('threads')") == [(4,)]
+        assert adapter.fetchall("SELECT current_setting('threads')") == [(3,)]
     finally:
         adapter.close()
 
@@ -373,7 +375,7 @@ def test_dbt_s_filters_give_numbers_and_mappings(tmp_path, monkeypatch):
           outputs:
             dev:
               type: duckdb
-              threads: "{{ env_var('TEST_DBT_THREADS') | as_number }}"
+              settings: {threads: "{{ env_var('TEST_DBT_THREADS') | as_number }}"}
               path: "{{ env_var('TEST_DBT_THREADS') | as_text }}.duckdb"
             spark:
               type: spark
