@@ -219,9 +219,10 @@ class Project:
         found = [w] if (w := manifest_adapter_warning(self.definition, self.profile().type)) else []
         if not getattr(adapter, "created", False):
             return found
+        prof = self.profile()
         return found + [warning("KPI098", f"the DuckDB file {adapter.path} did not exist: this run created it, empty. "
-                                  "Is `path` in profiles.yml right (a relative path is from the project folder)?",
-                        Location(str(self.profile().path)))]
+                                  f"Is `path` in profiles.yml right (a relative path is from {prof.paths_why})?",
+                        Location(str(prof.path)))]
 
     @_masking
     def seed(self) -> list[tuple[str, int]]:
