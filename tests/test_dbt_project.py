@@ -337,6 +337,45 @@ def test_kpimetrics_own_source_wins_over_dbts_source_of_that_name(dbt_shop: DbtS
     assert_values(duckdb_fetch(shop), (case,), "main", "kpi")
 
 
+def test_other_spellings_of_ref(dbt_shop: DbtShop, tmp_path):
+    """dbt's other ways to write a ref: the root package named, `version=` for `v=`, a version as text."""
+    shop = dbt_shop.copy(tmp_path)
+    cases = (
+        Case("root_package", "ref('shop', 'orders')", "main_marts.orders", "ordered_at", "sum(amount)"),
+        Case("version_keyword", "ref('customers', version=1)", "main_marts.customers_v1", "signed_up_at",
+             "count(*)", dimensions=("region_code",)),
+        Case("version_text", "\"ref('customers', v='1')\"", "main_marts.customers_v1", "signed_up_at", "count(*)",
+             dimensions=("region_code",)),
+        Case("latest_named", "ref('customers', v=2)", "main_marts.customers_v2", "signed_up_at", "count(*)",
+             dimensions=("region_name",)),
+    )
+    root_project(shop, cases, models={})
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), cases, "main", "kpi")
+
+
+def test_a_changed_ephemeral_model_recomputes_every_period(dbt_shop: DbtShop, tmp_path):
+    """An ephemeral model is part of the KPI's definition (its SQL is inlined): when dbt's SQL for it changes,
+    the next run, incremental, recomputes every period, not only the lookback (which would leave the
+    earlier months computed by the old SQL)."""
+    shop = dbt_shop.copy(tmp_path)
+    case = next(c for c in ROOT_CASES if c.name == "large_orders")
+    root_project(shop, (case,), models={})
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), (case,), "main", "kpi")
+
+    model = shop / "models" / "staging" / "large_completed_orders.sql"
+    model.write_text(model.read_text(encoding="utf-8").replace("amount >= 100", "amount >= 200"), encoding="utf-8")
+    run_dbt(shop, "compile")
+    changed = Case(case.name, case.model, case.relation.replace("amount >= 100", "amount >= 200"), case.time,
+                   case.measure, dimensions=case.dimensions)
+    before, after = (c.expected(duckdb_fetch(shop), "main")[("", None)] for c in (case, changed))
+    first = min(before)
+    assert before[first] != after[first], "the change must move a month outside the lookback, or this proves nothing"
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), (changed,), "main", "kpi")
+
+
 def test_a_new_user_after_dbt_parse_alone(dbt_shop: DbtShop, tmp_path):
     """README's worked example in a fresh checkout: `dbt parse` (no catalog.json, no compiled code), then a
     kpimetrics.yml of one line and one file of KPIs beside dbt_project.yml, then `kpimetrics run`. A column
@@ -396,6 +435,24 @@ def test_unknown_dbt_ref_is_kpi031_at_the_model_line_with_a_suggestion(dbt_shop:
     [found] = with_code(out.output, "KPI031")
     assert (found.path, found.line) == ("kpis/shop.yml", line_of(kpis, "model: ref('ordrs')")), out.output
     assert found.level == "error" and "did you mean" in found.message.lower() and "orders" in found.message
+
+
+@pytest.mark.parametrize("model, code, meant", [
+    ("ref('customers', v=3)", "KPI031", "2"),             # a version the model does not have
+    ("ref('shop_pkg', 'orders')", "KPI031", None),        # a model of another package
+    ("source('raw', 'ordres')", "KPI032", "orders"),      # a dbt source's table
+    ("source('rw', 'orders')", "KPI032", "raw"),          # a dbt source
+])
+def test_unknown_dbt_node_is_an_error_at_the_model_line(dbt_shop: DbtShop, tmp_path, model, code, meant):
+    shop = dbt_shop.copy(tmp_path)
+    kpis = one_kpi(shop, Case("typo", model, "", "ordered_at", "count(*)"))
+    out = cli(shop, "compile")
+    assert out.exit_code == 1, out.output
+    [found] = with_code(out.output, code)
+    assert (found.path, found.line, found.level) == ("kpis/shop.yml", line_of(kpis, f"model: {model}"), "error"), \
+        out.output
+    if meant:
+        assert meant in found.message, out.output
 
 
 @pytest.mark.parametrize("model, field, typo, meant", [
