@@ -46,7 +46,7 @@ demo: install
 
 # KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips
 test: install system-deps dbt-env
-	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 # DuckDB only (no PostgreSQL, Spark, Chromium or dbt: building the dbt project takes ~25 s), for the edit-test loop: see "Development" in the README
 test-fast: install
