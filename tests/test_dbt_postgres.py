@@ -13,8 +13,8 @@ import shutil
 import uuid
 
 from dbt_env import DbtShop, tree_digest
-from test_dbt_project import (AS_OF, ROOT_CASES, SUB_CASES, SUB_MODELS, assert_ran, assert_values, cli, root_project,
-                              write_kpis)
+from test_dbt_project import (AS_OF, Case, ROOT_CASES, SUB_CASES, SUB_MODELS, assert_ran, assert_values, cli, json_run,
+                              root_project, write_kpis)
 
 
 def pg_fetch(server, dbname: str):
@@ -59,3 +59,21 @@ def test_in_a_subfolder_on_postgres_with_dbt_profiles_dir(dbt_pg_shop: DbtShop, 
     assert_ran(out)
     assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), SUB_CASES, "analytics", output)
 
+
+
+def test_a_relation_dbt_has_not_built_fails_its_kpi_and_the_others_publish_on_postgres(dbt_pg_shop: DbtShop, pg_server,
+                                                                                       tmp_path):
+    """The mart `refunds` is in the manifest but was left out of `dbt build`: its KPI fails with the dbt command
+    to run (KPI145), and on PostgreSQL the failed read must not abort the transaction the other KPIs need."""
+    shop = dbt_pg_shop.copy(tmp_path)
+    output = schema()
+    cases = tuple(c for c in ROOT_CASES if c.name in ("revenue", "signups"))
+    refunds = Case("refunds", "ref('refunds')", "", "ordered_at", "sum(amount)")
+    root_project(shop, (cases[0], refunds, cases[1]), output_schema=output, dialect="postgres", models={})
+    code, result, _ = json_run(shop)
+    assert code == 1 and result["status"] == "partial", result
+    by_name = {k["name"]: k for k in result["results"]}
+    assert by_name["refunds"]["status"] == "error", result
+    assert "KPI145" in by_name["refunds"]["error"] and "dbt build -s refunds" in by_name["refunds"]["error"], result
+    assert [by_name[c.name]["status"] for c in cases] == ["success", "success"], result
+    assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), cases, "analytics", output)

@@ -543,6 +543,19 @@ def test_relation_dropped_after_dbt_built_it_fails_that_kpi_kpi145(dbt_shop: Dbt
     assert_values(duckdb_fetch(shop), (SIGNUPS,), "main", "kpi")
 
 
+def test_relation_dbt_has_not_built_fails_that_kpi_kpi145(dbt_shop: DbtShop, tmp_path):
+    """The mart `refunds` is in the manifest but was left out of `dbt build`."""
+    shop = dbt_shop.copy(tmp_path)
+    root_project(shop, (REVENUE, Case("refunds", "ref('refunds')", "", "ordered_at", "sum(amount)"), SIGNUPS),
+                 models={})
+    code, result, _ = json_run(shop)
+    assert code == 1 and result["status"] == "partial", result
+    by_name = {k["name"]: k for k in result["results"]}
+    assert [by_name[n]["status"] for n in ("revenue", "refunds", "signups")] == ["success", "error", "success"]
+    assert "KPI145" in by_name["refunds"]["error"] and "dbt build -s refunds" in by_name["refunds"]["error"], result
+    assert_values(duckdb_fetch(shop), (REVENUE, SIGNUPS), "main", "kpi")
+
+
 def test_ephemeral_model_without_compiled_sql_is_kpi144(dbt_shop: DbtShop, tmp_path):
     shop = dbt_shop.copy(tmp_path)
     shutil.rmtree(shop / "target")
