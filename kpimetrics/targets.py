@@ -3,6 +3,11 @@
 Targets are recomputed on every run from the YAML: for each KPI and grain a
 SELECT over its rows in kpi_values gives the target and at-risk threshold of
 every period; kpi_status then joins values with targets.
+
+Which rows take their target from which form is a list of `Scope`s (SPEC §10): the total's from `target`, the
+slices `slice_targets` lists from theirs, a table target's slices from its rows. Forms that are expressions of
+the period share one SELECT (a CASE over the scopes); a relative target joins its baseline and a table target
+the table's rows summed per period (and slice), both computed in the warehouse.
 """
 from __future__ import annotations
 
@@ -53,12 +58,6 @@ def _per_grain(value: Any, grain: str) -> Any:
 def _days(a: exp.Expression, b: exp.Expression) -> exp.Expression:
     """Days from a to b, as DOUBLE."""
     return double(exp.DateDiff(this=b, expression=a, unit=exp.Var(this="DAY")))
-
-
-def target_expression(kpi: Kpi, grain: str, cal: Calendar, baseline: exp.Expression | None) -> tuple[exp.Expression, str] | None:
-    """(target expression over period_start/period_end, target_source) of the total's target at `grain`, or None."""
-    form = form_for_grain(kpi, grain)
-    return None if form is None else form_expression(kpi, form, cal, baseline)
 
 
 def form_expression(kpi: Kpi, form: Any, cal: Calendar, baseline: exp.Expression | None) -> tuple[exp.Expression, str] | None:

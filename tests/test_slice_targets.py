@@ -13,6 +13,7 @@ on_track; value >= threshold: at_risk; else off_track; no target: no_target).
 - rev_budget: a table target by store at month (block style, `table:` unquoted), with a filter; the total's
   target is the sum of all the month's rows; Chicago listed in slice_targets keeps its own target; quarter has
   none (a table gives targets at its grain only).
+- rev_budget_model: the budget read through a model, `table: "ref('budget_lines')"` (its SQL joined in as a CTE).
 - rev_budget_total: a table target without dimensions, `grain:` left to its default (the KPI's first grain,
   quarter), and `slice_targets: true`, so each store gets the quarter's total budget; month has none.
 """
@@ -89,6 +90,12 @@ KPIS = kpis_yml(
           store:
             Chicago: 25
     """, strategy="s_targets"),
+    kpi("rev_budget_model", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        target: {table: "ref('budget_lines')", period: period_start, value: amount, filter: "kpi = 'net_revenue'"}
+    """, strategy="s_targets"),
     kpi("rev_budget_total", """
         model: source('shop', 'orders')
         time: ordered_at
@@ -128,6 +135,7 @@ def project_files(profiles: str, source_schema: str = "main", output_schema: str
         "strategy.yml": strategy_yml(["s_targets"]),
         "sources.yml": SOURCES.format(schema=source_schema),
         "kpis/kpis.yml": kpis,
+        "models/budget_lines.sql": "select kpi, period_start, store_name, amount from {{ source('finance', 'budget') }}",
     }
 
 
@@ -206,6 +214,11 @@ create or replace temp view x_targets as
            0.05,
            case when v.dimension_value = 'Chicago' then 'value' else 'table' end
     from x_values v
+    union all
+    -- rev_budget_model: the same lines through a model (ref()), for the total at month (its only grain)
+    select 'rev_budget_model', v.grain, v.period_start, v.dimension, v.dimension_value,
+           (select sum(amount) from x_budget b where b.month = v.period_start), 0.0, 'table'
+    from x_values v where v.grain = 'month' and v.dimension = ''
     union all
     -- rev_budget_total: quarter only (its first grain); every store gets the quarter's total
     select 'rev_budget_total', v.grain, v.period_start, v.dimension, v.dimension_value,
@@ -446,8 +459,9 @@ def test_a_target_table_missing_from_the_warehouse_fails_its_kpis_alone(tmp_path
     result = Project.load(root).run(full_refresh=True, as_of=AS_OF)
     assert result.status == "partial"
     failed = {k.name: k.error for k in result.kpis if k.status != "success"}
-    assert set(failed) == {"rev_budget", "rev_budget_total"}
-    assert all(e.startswith("its target table source('finance', 'budget') cannot be read: ") for e in failed.values())
+    assert set(failed) == {"rev_budget", "rev_budget_total", "rev_budget_model"}  # the model reads it too
+    assert failed["rev_budget"].startswith("its target table source('finance', 'budget') cannot be read: ")
+    assert failed["rev_budget_model"].startswith("its target table ref('budget_lines') cannot be read: ")
     after = snapshot(root)
     for table in after:
         kept = [r for r in before[table] if r[0] != "rev_slices"]
