@@ -12,7 +12,8 @@ running (in the warehouse) rather than validating; 100-109 limits and unreadable
 files; 110-119 the grammar of project SQL; 120-129 reading the machine (files,
 environment, network); 130-139 a `diff --state` folder; 150-154 targets per slice
 and from tables; 140-149 a dbt project and
-its artifacts.
+its artifacts; 170-179 KPIs over dbt's semantic layer (`metric:`,
+kpimetrics/dbt/semantic.py).
 """
 from __future__ import annotations
 
@@ -334,6 +335,35 @@ CODES: dict[str, Code] = {
                    "snapshot or source cannot be read in the warehouse: dbt has not built it on this target. The KPIs "
                    "that read it fail and keep their rows; the others publish.",
                    "Run `dbt build -s NAME` (the message names it) on the target kpimetrics' profile points at."),
+    # --- KPIs over dbt's semantic layer (SPEC §9: `metric:`, kpimetrics/dbt/semantic.py) ---
+    "KPI170": Code(E, "no semantic manifest", "A KPI names a `metric:`, and dbt has not written "
+                   "target/semantic_manifest.json in the dbt project (or there is no dbt project).",
+                   "Run `dbt parse` (or compile, run, build) in the dbt project, with its semantic models and metrics, "
+                   "before kpimetrics; in CI, in the same job."),
+    "KPI171": Code(E, "semantic manifest unusable", "dbt's semantic_manifest.json cannot be used: it is not UTF-8 "
+                   "JSON of MetricFlow's shape (a value of the wrong type, a missing name), or it is too large.",
+                   "Run `dbt parse` again; the artifact is written by dbt, never by hand."),
+    "KPI172": Code(E, "unknown metric", "`metric:` names no metric of dbt's semantic layer (or a metric names an input "
+                   "metric or a measure that the semantic manifest lacks).",
+                   "Fix the name (see the suggestion), or define the metric in the dbt project and run `dbt parse`."),
+    "KPI173": Code(E, "metric feature not supported", "The metric, or a metric or measure it is built from, uses a "
+                   "feature of MetricFlow that kpimetrics does not compute (conversion metrics, non_additive_dimension, "
+                   "offsets, inputs over several semantic models, entity joins, a window that is no whole number of "
+                   "the KPI's periods, ...). The message names the metric, its file and line in the dbt project, "
+                   "and the feature.", "Compute it another way (a measure or derived KPI over the dbt model), or "
+                   "change the metric; README, KPIs over dbt's semantic layer, lists what is supported."),
+    "KPI174": Code(E, "metric KPI with its own computation keys", "A KPI with `metric:` also sets `model`, `time`, "
+                   "`filter` or `window`: the metric brings its semantic model, time dimension, filters and window.",
+                   "Remove the key, or change the metric in dbt (a filter or a cumulative window there)."),
+    "KPI175": Code(E, "unknown semantic dimension", "A metric KPI's `dimensions` item (or a metric's filter) names a "
+                   "dimension or entity that the metric's semantic model lacks. Dimensions are written as MetricFlow "
+                   "names them: `entity__dimension`.", "Fix the name (see the suggestion), e.g. "
+                   "`order__channel`."),
+    "KPI176": Code(E, "metric filter not understood", "A metric's or measure's `filter` is not SQL with "
+                   "{{ Dimension('entity__dim') }}, {{ TimeDimension('entity__dim', 'grain') }} or "
+                   "{{ Entity('entity') }} in it, or its SQL (or a measure's or dimension's `expr`) does not parse "
+                   "or is not one expression of the allowed grammar.", "Fix the filter or expression in the dbt "
+                   "project's YAML at the line shown and run `dbt parse`."),
     # --- targets per slice and from tables (SPEC §10) ---
     "KPI150": Code(E, "unknown dimension in targets", "`slice_targets:` (or a table target's `dimensions:`) names a "
                    "dimension the KPI is not sliced by (a derived KPI is sliced by the dimensions all its inputs have).",

@@ -395,7 +395,24 @@ class DerivedForm(Form):
         return (Expression("derived", self.kpi.derived, "kpis", self.kpi, "derived"),)
 
 
-FORMS: tuple[type[Form], ...] = (MeasureForm, RatioForm, DerivedForm)
+class MetricForm(Form):
+    """A metric of dbt's semantic layer (SPEC §9), by name: dbt/semantic.py resolves it from semantic_manifest.json
+    to what a measure or ratio KPI computes (its semantic model's relation and time dimension, aggregates, filters,
+    window, fill), and the planner plans it as that. It writes no SQL of its own, so the checks of project SQL see
+    none; validate/metrics.py checks it against the semantic manifest, and the keys in `takes_no` there (KPI174)."""
+
+    __slots__ = ()
+    key = "metric"
+    reads_model = False  # no `model:` or `time:` of the KPI's: the metric's semantic model brings them
+    takes_no = ()
+
+    def sql(self) -> tuple[Expression, ...]:
+        return ()
+
+
+# MetricForm first: a plan gives a metric KPI a copy that also writes the measure or ratio it resolves to, and that
+# copy computes (the last written form) as the measure or ratio
+FORMS: tuple[type[Form], ...] = (MetricForm, MeasureForm, RatioForm, DerivedForm)
 FORM_KEYS: frozenset[str] = frozenset(f.key for f in FORMS)
 
 
@@ -418,6 +435,7 @@ class Kpi(Node):
     measure: str | None = None
     ratio: Ratio | None = None
     derived: str | None = None
+    metric: str | None = None  # a metric of dbt's semantic layer (MetricForm)
     filter: str | None = None
     dimensions: list[str] = Field(default_factory=list)
     window: Window | None = None

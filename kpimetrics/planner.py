@@ -19,7 +19,7 @@ from sqlglot import exp
 from . import dag
 from .collector import long_lived
 from .loader import MODEL_CTE_PREFIX, ProjectDef
-from .model import FORM_KEYS, VALUE_FIELDS, Form, Kpi
+from .model import FORM_KEYS, VALUE_FIELDS, Form, Kpi, MetricForm, Ratio, Window
 from .sqlexpr import parse_snippet, positionless, relation
 
 _SOURCE_RE = re.compile(r"""^\s*source\(\s*['"]([^'"]+)['"]\s*,\s*['"]([^'"]+)['"]\s*\)\s*$""")
@@ -65,6 +65,7 @@ class KpiPlan:
     inputs: list[dag.InputRef]
     definition_hash: str = ""
     dimension_exprs: dict[str, exp.Expression] = field(default_factory=dict)
+    semantic: Any = None  # a metric KPI's resolved metric (dbt/semantic.ResolvedMetric)
 
     def dimension_expr(self, name: str) -> exp.Expression:
         """A dimension as the column the user named (quoted as they wrote it)."""
@@ -272,6 +273,8 @@ def definition_hash(plan: KpiPlan, project: ProjectDef, hashes: dict[str, str]) 
     payload.update([render(plan, dialect) for render in _HASHED])
     payload["calendar"] = project.config.calendar.model_dump(mode="json")
     payload["inputs"] = {n: hashes.get(n) for n in plan.input_names}
+    if plan.semantic is not None:  # the metric as dbt defines it: its measures, filters, semantic model, joins
+        payload["metric"] = plan.semantic.definition
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -290,6 +293,11 @@ def build_plan(project: ProjectDef) -> Plan:
     for name in order:
         k = by_name[name]
         form = k.computation
+        if isinstance(form, MetricForm):
+            plan = _metric_plan(project, k, tuple(grains[name]), dialect, cache)
+            plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
+            plans[name] = plan
+            continue
         plan = KpiPlan(
             kpi=k,
             grains=tuple(grains[name]),
@@ -305,3 +313,71 @@ def build_plan(project: ProjectDef) -> Plan:
         plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
         plans[name] = plan
     return Plan(project, plans, deps)
+
+
+# --- KPIs over dbt's semantic layer (SPEC §9) ---------------------------------------------------
+
+def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], dialect: str,
+                 cache: dict[str, Relation]) -> KpiPlan:
+    """A metric KPI planned as the measure or ratio KPI its metric resolves to (dbt/semantic.py): over the semantic
+    model's relation and time dimension, so that it shares the scan of every KPI over that relation. The plan's KPI
+    is a copy that also writes that measure or ratio (computing as it: MetricForm is first in FORMS), its filter,
+    time, window and fill, and the metric's label and description where the KPI has none."""
+    from .dbt.semantic import resolve_metric, semantic_layer
+
+    layer, problem = semantic_layer(project)
+    assert layer is not None, problem  # validated
+    resolved, issue = resolve_metric(layer, k, grains, dialect)
+    assert resolved is not None, issue
+    relation, model_text = _semantic_relation(project, resolved.model, dialect, cache)
+    texts = {role: tree.sql(dialect=dialect) for role, tree in resolved.trees.items()}
+    window = None
+    if resolved.window is not None:
+        kind, arg = resolved.window
+        window = Window(periods=arg) if kind == "periods" else Window(to_date=arg)
+    kpi = k.model_copy(update={
+        "measure": texts.get("measure"),
+        "ratio": Ratio(numerator=texts["numerator"], denominator=texts["denominator"]) if resolved.form == "ratio" else None,
+        "model": model_text,
+        "time": resolved.time.sql(dialect=dialect),
+        "filter": resolved.filter.sql(dialect=dialect) if resolved.filter is not None else None,
+        "window": window,
+        "fill": "zero" if resolved.fill_zero else k.fill,
+        "label": k.label or resolved.label,
+        "description": k.description or resolved.description,
+    })
+    return KpiPlan(
+        kpi=kpi,
+        grains=grains,
+        relation=relation,
+        time=resolved.time,
+        computation=kpi.computation,
+        trees=dict(resolved.trees),
+        filter=resolved.filter,
+        dimensions=tuple(dict.fromkeys(k.dimensions)),
+        inputs=[],
+        dimension_exprs=dict(resolved.dimension_exprs),
+        semantic=resolved,
+    )
+
+
+def _semantic_relation(project: ProjectDef, model, dialect: str,
+                       cache: dict[str, Relation]) -> tuple[Relation, str | None]:
+    """The relation of a semantic model and how `model:` would name it: the dbt node its node_relation names (the
+    same Relation, and so the same scans, as `ref('name')` where that ref names it), else the table as named."""
+    manifest = project.dbt_manifest()
+    wanted = ((model.database or "").lower(), (model.schema or "").lower(), model.alias.lower())
+    node = next((n for n in (manifest.nodes() if manifest is not None else ())
+                 if ((n.database or "").lower(), (n.schema or "").lower(), n.identifier.lower()) == wanted), None)
+    if node is not None and node.resource_type != "source":
+        text = f"ref('{node.name}')" if node.version is None else f"ref('{node.name}', v={node.version})"
+        if project.resolve_ref(node.name, None, node.version).node == node:
+            found = build_relation(project, text, dialect, cache)
+            if found is not None:
+                return found, text
+    key = "semantic:" + ".".join(p for p in (model.database, model.schema, model.alias) if p)
+    if key not in cache:
+        table = node.table() if node is not None else model.table()
+        lineage = f"\n-- dbt {manifest.lineage(node)}" if node is not None and manifest is not None else ""
+        cache[key] = Relation(key, table, [], table.sql(dialect="duckdb") + lineage, [], [node] if node else [])
+    return cache[key], None

@@ -21,6 +21,7 @@ from ..errors import Issue
 from ..loader import ProjectDef
 from .access import Allowed, AllowedPaths, machine_access
 from .context import Context, YamlIndex, known_dialect
+from .metrics import metric_kpis
 from .models import columns_exist, model_references, model_sql
 from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, required_fields, strategy_links
 from .sql import derived_grammar, derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
@@ -41,6 +42,7 @@ RULES: tuple[Rule, ...] = (
     strategy_links,
     owner_links,
     kpi_form,
+    metric_kpis,  # KPIs over dbt's semantic layer (KPI170-176)
     model_references,
     model_sql,
     columns_exist,

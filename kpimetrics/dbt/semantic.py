@@ -1,0 +1,785 @@
+"""dbt's semantic layer (MetricFlow's semantic_manifest.json) read as data, and a metric resolved to what a KPI
+computes (SPEC §9).
+
+Two stages. `load_layer` reads semantic_manifest.json as untrusted input, as manifest.py reads manifest.json:
+size-limited, JSON only, every value kpimetrics uses type-checked (KPI171 otherwise), into frozen
+`SemanticModel`s and `Metric`s; each metric is given its file and line in the dbt project, from manifest.json's
+`original_file_path` and that YAML file's `name:` under `metrics:`. `resolve_metric` turns a metric KPI into a
+`ResolvedMetric`: the semantic model's relation and time column, and the sqlglot trees a measure or ratio KPI has
+(aggregates of the measures, their filters as FILTER (WHERE ...), the metric's filter as the KPI's row filter), a
+window, a fill and the dimensions' column expressions. The planner plans a metric KPI as that measure or ratio,
+so metric KPIs over one semantic model share its fused scan with every other KPI over it.
+
+Filters are SQL with Jinja call sites: each `{{ Dimension('entity__dim') }}`, `{{ TimeDimension(...) }}` and
+`{{ Entity(...) }}` is replaced by a placeholder column, the text parsed by sqlglot (grammar checked like project
+SQL), and each placeholder replaced by the dimension's or entity's own parsed expression. Nothing else of
+a filter is treated as Jinja.
+
+What is not computed (conversion metrics, non_additive_dimension, offsets, inputs over several semantic models,
+entity joins, ...) is KPI173, naming the metric, its file and line, and the feature.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from ..errors import Issue, Location, error
+from ..sqlexpr import parse_snippet
+from ..yamlio import load_yaml, shown
+from .manifest import ArtifactProblem, _read_json
+from .project import DbtProject
+
+AGGREGATIONS = ("sum", "count", "count_distinct", "average", "min", "max", "sum_boolean", "median", "percentile")
+METRIC_TYPES = ("simple", "ratio", "derived", "cumulative", "conversion")
+TIME_GRAINS = ("day", "week", "month", "quarter", "year")
+ALL_TIME_PERIODS = 100_000_000  # a trailing window of this many periods is every period the data has
+_CALL = re.compile(r"\{\{\s*(Dimension|TimeDimension|Entity)\s*\(([^(){}]*)\)\s*\}\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_PLACEHOLDER = "__kpim_semantic_{}"
+_REBUILD = "run `dbt parse` again; semantic_manifest.json is written by dbt, never by hand"
+
+
+# --- the semantic manifest, as data ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    type: str  # primary | unique | natural | foreign
+    expr: str
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    type: str  # categorical | time
+    expr: str
+    granularity: str | None
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    agg: str
+    expr: str
+    agg_time_dimension: str | None
+    percentile: float | None = None
+    discrete: bool = False
+    non_additive: bool = False
+
+
+@dataclass(frozen=True)
+class SemanticModel:
+    name: str
+    database: str | None
+    schema: str | None
+    alias: str
+    default_time: str | None
+    primary_entity: str | None
+    entities: tuple[Entity, ...]
+    dimensions: tuple[Dimension, ...]
+    measures: tuple[Measure, ...]
+    raw: str  # its JSON, for the definition hash
+
+    def measure(self, name: str) -> Measure | None:
+        return next((x for x in self.measures if x.name == name), None)
+
+    def dimension(self, name: str) -> Dimension | None:
+        return next((x for x in self.dimensions if x.name == name), None)
+
+    def entity(self, name: str) -> Entity | None:
+        return next((x for x in self.entities if x.name == name), None)
+
+    def own_entities(self) -> set[str]:
+        """The entities whose dimensions are this model's own: its primary, unique and natural ones."""
+        own = {e.name for e in self.entities if e.type in ("primary", "unique", "natural")}
+        return own | ({self.primary_entity} if self.primary_entity else set())
+
+    def table(self) -> exp.Table:
+        return exp.table_(exp.to_identifier(self.alias, quoted=True),
+                          db=exp.to_identifier(self.schema, quoted=True) if self.schema else None,
+                          catalog=exp.to_identifier(self.database, quoted=True) if self.database else None)
+
+
+@dataclass(frozen=True)
+class MeasureInput:
+    name: str
+    filters: tuple[str, ...]
+    fill_nulls_with: Any
+    join_to_timespine: bool
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    name: str
+    filters: tuple[str, ...]
+    alias: str | None
+    offset_window: tuple[int, str] | None
+    offset_to_grain: str | None
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: str
+    label: str | None
+    description: str | None
+    filters: tuple[str, ...]
+    measure: MeasureInput | None
+    numerator: MetricInput | None
+    denominator: MetricInput | None
+    expr: str | None
+    inputs: tuple[MetricInput, ...]
+    window: tuple[int, str] | None
+    grain_to_date: str | None
+    raw: str  # its JSON, for the definition hash
+    where: Location  # its `name:` in the dbt project's YAML (or semantic_manifest.json when not found)
+
+
+@dataclass
+class SemanticLayer:
+    display: str  # semantic_manifest.json, relative to the kpimetrics project
+    models: dict[str, SemanticModel] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    measure_model: dict[str, SemanticModel] = field(default_factory=dict)  # each measure's semantic model
+
+
+def _bad(display: str, message: str) -> ArtifactProblem:
+    return ArtifactProblem(error("KPI171", f"not a semantic manifest dbt wrote: {message}", Location(display, 1, 1),
+                                 _REBUILD))
+
+
+class _Reader:
+    """Type-checked reads of the JSON, each problem KPI171 naming where in the document it is."""
+
+    def __init__(self, display: str):
+        self.display = display
+
+    def obj(self, value: Any, where: str, *, optional: bool = False) -> dict | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, dict):
+            raise _bad(self.display, f"{where} is not an object (got {shown(value, 40)})")
+        return value
+
+    def items(self, value: Any, where: str) -> list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise _bad(self.display, f"{where} is not a list (got {shown(value, 40)})")
+        return value
+
+    def name(self, entry: dict, key: str, where: str, *, optional: bool = False) -> str | None:
+        value = entry.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not _NAME.match(value):
+            raise _bad(self.display, f"{where}.{key} is not a name (got {shown(value, 40)})")
+        return value
+
+    def text(self, entry: dict, key: str, where: str, limit: int = 65536) -> str | None:
+        value = entry.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+            raise _bad(self.display, f"{where}.{key} is not text (got {shown(value, 40)})")
+        return value
+
+    def choice(self, entry: dict, key: str, where: str, allowed: tuple[str, ...], *, optional: bool = False) -> str | None:
+        value = entry.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise _bad(self.display, f"{where}.{key} is not one of {', '.join(allowed)} (got {shown(value, 40)})")
+        return value.lower()
+
+    def filters(self, entry: dict, where: str) -> tuple[str, ...]:
+        found = self.obj(entry.get("filter"), f"{where}.filter", optional=True)
+        if found is None:
+            return ()
+        out = []
+        for i, f in enumerate(self.items(found.get("where_filters"), f"{where}.filter.where_filters")):
+            f = self.obj(f, f"{where}.filter.where_filters[{i}]")
+            out.append(self.text(f, "where_sql_template", f"{where}.filter.where_filters[{i}]") or "")
+        return tuple(out)
+
+    def window(self, value: Any, where: str) -> tuple[int, str] | None:
+        found = self.obj(value, where, optional=True)
+        if found is None:
+            return None
+        count = found.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count < 10**6:
+            raise _bad(self.display, f"{where}.count is not a whole number of periods (got {shown(count, 40)})")
+        gran = self.name(found, "granularity", where)
+        return count, gran.lower()
+
+
+def _entity(r: _Reader, e: Any, where: str) -> Entity:
+    e = r.obj(e, where)
+    name = r.name(e, "name", where)
+    return Entity(name, r.name(e, "type", where).lower(), r.text(e, "expr", where) or name)
+
+
+def _dimension(r: _Reader, d: Any, where: str) -> Dimension:
+    d = r.obj(d, where)
+    name = r.name(d, "name", where)
+    params = r.obj(d.get("type_params"), f"{where}.type_params", optional=True) or {}
+    gran = r.name(params, "time_granularity", f"{where}.type_params", optional=True)
+    return Dimension(name, r.choice(d, "type", where, ("categorical", "time")), r.text(d, "expr", where) or name,
+                     gran.lower() if gran else None)
+
+
+def _measure(r: _Reader, x: Any, where: str) -> Measure:
+    x = r.obj(x, where)
+    name = r.name(x, "name", where)
+    params = r.obj(x.get("agg_params"), f"{where}.agg_params", optional=True) or {}
+    percentile = params.get("percentile")
+    if percentile is not None and (isinstance(percentile, bool) or not isinstance(percentile, (int, float))
+                                   or not 0 <= percentile <= 1):
+        raise _bad(r.display, f"{where}.agg_params.percentile is not a number from 0 to 1")
+    return Measure(name, r.choice(x, "agg", where, AGGREGATIONS), r.text(x, "expr", where) or name,
+                   r.name(x, "agg_time_dimension", where, optional=True),
+                   float(percentile) if percentile is not None else None,
+                   params.get("use_discrete_percentile") is True,
+                   x.get("non_additive_dimension") is not None)
+
+
+def _semantic_model(r: _Reader, sm: Any, i: int) -> SemanticModel:
+    where = f"semantic_models[{i}]"
+    sm = r.obj(sm, where)
+    name = r.name(sm, "name", where)
+    where = f"semantic_models.{name}"
+    rel = r.obj(sm.get("node_relation"), f"{where}.node_relation")
+    defaults = r.obj(sm.get("defaults"), f"{where}.defaults", optional=True) or {}
+    return SemanticModel(
+        name=name,
+        database=r.text(rel, "database", f"{where}.node_relation", 1024),
+        schema=r.text(rel, "schema_name", f"{where}.node_relation", 1024),
+        alias=r.text(rel, "alias", f"{where}.node_relation", 1024) or _missing(r, f"{where}.node_relation.alias"),
+        default_time=r.name(defaults, "agg_time_dimension", f"{where}.defaults", optional=True),
+        primary_entity=r.name(sm, "primary_entity", where, optional=True),
+        entities=tuple(_entity(r, e, f"{where}.entities[{j}]") for j, e in enumerate(r.items(sm.get("entities"), where))),
+        dimensions=tuple(_dimension(r, d, f"{where}.dimensions[{j}]")
+                         for j, d in enumerate(r.items(sm.get("dimensions"), where))),
+        measures=tuple(_measure(r, x, f"{where}.measures[{j}]") for j, x in enumerate(r.items(sm.get("measures"), where))),
+        raw=json.dumps(sm, sort_keys=True, default=str),
+    )
+
+
+def _missing(r: _Reader, where: str) -> str:
+    raise _bad(r.display, f"{where} is missing")
+
+
+def _measure_input(r: _Reader, value: Any, where: str) -> MeasureInput | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return MeasureInput(value, (), None, False)
+    m = r.obj(value, where)
+    fill = m.get("fill_nulls_with")
+    if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
+        raise _bad(r.display, f"{where}.fill_nulls_with is not a number")
+    return MeasureInput(r.name(m, "name", where), r.filters(m, where), fill, m.get("join_to_timespine") is True)
+
+
+def _metric_input(r: _Reader, value: Any, where: str) -> MetricInput | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return MetricInput(value, (), None, None, None)
+    m = r.obj(value, where)
+    return MetricInput(r.name(m, "name", where), r.filters(m, where), r.name(m, "alias", where, optional=True),
+                       r.window(m.get("offset_window"), f"{where}.offset_window"),
+                       r.name(m, "offset_to_grain", where, optional=True))
+
+
+def _metric(r: _Reader, m: Any, i: int, lines: dict[str, Location], display: str) -> Metric:
+    where = f"metrics[{i}]"
+    m = r.obj(m, where)
+    name = r.name(m, "name", where)
+    where = f"metrics.{name}"
+    kind = r.choice(m, "type", where, METRIC_TYPES)
+    params = r.obj(m.get("type_params"), f"{where}.type_params")
+    cumulative = r.obj(params.get("cumulative_type_params"), f"{where}.type_params.cumulative_type_params",
+                       optional=True) or {}
+    window = r.window(cumulative.get("window"), f"{where}.type_params.cumulative_type_params.window") \
+        or r.window(params.get("window"), f"{where}.type_params.window")
+    to_date = r.name(cumulative, "grain_to_date", f"{where}.type_params.cumulative_type_params", optional=True) \
+        or r.name(params, "grain_to_date", f"{where}.type_params", optional=True)
+    return Metric(
+        name=name, type=kind,
+        label=r.text(m, "label", where, 1024), description=r.text(m, "description", where) or None,
+        filters=r.filters(m, where),
+        measure=_measure_input(r, params.get("measure"), f"{where}.type_params.measure"),
+        numerator=_metric_input(r, params.get("numerator"), f"{where}.type_params.numerator"),
+        denominator=_metric_input(r, params.get("denominator"), f"{where}.type_params.denominator"),
+        expr=r.text(params, "expr", f"{where}.type_params"),
+        inputs=tuple(_metric_input(r, x, f"{where}.type_params.metrics[{j}]")
+                     for j, x in enumerate(r.items(params.get("metrics"), f"{where}.type_params.metrics"))),
+        window=window, grain_to_date=to_date.lower() if to_date else None,
+        raw=json.dumps(m, sort_keys=True, default=str),
+        where=lines.get(name) or Location(display, 1, 1),
+    )
+
+
+def _metric_lines(dbt: DbtProject, root: Path) -> dict[str, Location]:
+    """Each metric's `name:` in the dbt project's YAML: its file from manifest.json's `metrics` (original_file_path),
+    its line from that file. Best effort: a metric not found is placed at semantic_manifest.json."""
+    out: dict[str, Location] = {}
+    if not dbt.manifest_path.exists():
+        return out
+    try:
+        data = _read_json(dbt.manifest_path, os.path.relpath(dbt.manifest_path, root), "dbt's manifest.json")
+    except ArtifactProblem:
+        return out  # said where the manifest is read for ref()/source() (KPI142)
+    metrics = data.get("metrics") if isinstance(data, dict) else None
+    files: dict[str, list[str]] = {}
+    for entry in (metrics.values() if isinstance(metrics, dict) else ()):
+        if not isinstance(entry, dict):
+            continue
+        name, path = entry.get("name"), entry.get("original_file_path")
+        if isinstance(name, str) and isinstance(path, str) and entry.get("package_name") == data.get("metadata", {}).get("project_name"):
+            files.setdefault(path, []).append(name)
+    for rel, names in files.items():
+        path = (dbt.dir / rel).resolve()
+        if not path.is_relative_to(dbt.dir.resolve()) or not path.is_file():
+            continue
+        display = os.path.relpath(path, root)
+        doc, issues = load_yaml(path, display)
+        if issues or not isinstance(doc, dict) or not isinstance(doc.get("metrics"), list):
+            continue
+        for item in doc["metrics"]:
+            if isinstance(item, dict) and item.get("name") in names and getattr(item, "loc", None) is not None:
+                out.setdefault(item["name"], item.value_loc("name") if hasattr(item, "value_loc") else item.loc)
+    return out
+
+
+def load_layer(dbt: DbtProject | None, root: Path) -> tuple[SemanticLayer | None, Issue | None]:
+    """dbt's semantic layer, or why it cannot be had: no dbt project or no semantic_manifest.json (KPI170), or
+    one that cannot be used (KPI171)."""
+    if dbt is None:
+        return None, error("KPI170", "a KPI names a `metric:`, and there is no dbt project at or above kpimetrics.yml",
+                           None, "keep kpimetrics.yml in the dbt project (or set dbt.project_dir), and run `dbt parse`")
+    path = dbt.semantic_manifest_path
+    display = os.path.relpath(path, root)
+    if not path.exists():
+        return None, error("KPI170", f"dbt's semantic manifest {display} is missing", None,
+                           f"run `dbt parse` (or compile, run, build) in {os.path.relpath(dbt.dir, root)} before kpimetrics")
+    try:
+        data = _read_json(path, display, "dbt's semantic_manifest.json")
+        r = _Reader(display)
+        data = r.obj(data, "the document")
+        layer = SemanticLayer(display)
+        for i, sm in enumerate(r.items(data.get("semantic_models"), "semantic_models")):
+            model = _semantic_model(r, sm, i)
+            layer.models[model.name] = model
+            for measure in model.measures:
+                layer.measure_model.setdefault(measure.name, model)
+        lines = _metric_lines(dbt, root)
+        for i, m in enumerate(r.items(data.get("metrics"), "metrics")):
+            metric = _metric(r, m, i, lines, display)
+            layer.metrics[metric.name] = metric
+    except ArtifactProblem as problem:
+        issue = problem.issue
+        if issue.code == "KPI142":  # the reader's own problems (size, UTF-8, JSON) are this artifact's
+            issue = error("KPI171", issue.message, issue.location, issue.hint)
+        return None, issue
+    return layer, None
+
+
+def semantic_layer(project) -> tuple[SemanticLayer | None, Issue | None]:
+    """The project's semantic layer, read once per loaded project (kept on the project object, like its manifest)."""
+    found = project.__dict__.get("_semantic_layer")
+    if found is None:
+        found = project.__dict__["_semantic_layer"] = load_layer(project.dbt, project.root)
+    return found
+
+
+# --- a metric resolved to what a KPI computes -----------------------------------------------------
+
+@dataclass
+class ResolvedMetric:
+    """What a metric KPI computes, in the terms of a measure or ratio KPI."""
+
+    metric: Metric
+    model: SemanticModel
+    form: str  # measure | ratio
+    trees: dict[str, exp.Expression]  # by role: measure, or numerator and denominator
+    time: exp.Expression
+    filter: exp.Expression | None
+    window: tuple[str, object] | None  # ("periods", n) | ("to_date", unit)
+    fill_zero: bool
+    dimension_exprs: dict[str, exp.Expression]
+    definition: str  # the resolved definition, for the definition hash
+
+    @property
+    def label(self) -> str | None:
+        return self.metric.label
+
+    @property
+    def description(self) -> str | None:
+        return self.metric.description
+
+
+class _Problem(Exception):
+    def __init__(self, code: str, message: str, where: Location | None, hint: str | None = None):
+        super().__init__(message)
+        self.issue = error(code, message, where, hint)
+
+
+def _place(metric: Metric) -> str:
+    w = metric.where
+    return f"{w.path}:{w.line}" if w.line else w.path
+
+
+def _unsupported(metric: Metric, what: str) -> _Problem:
+    return _Problem("KPI173", f"metric '{metric.name}' ({_place(metric)}): {what} is not supported by kpimetrics",
+                    metric.where, "compute it as a measure or derived KPI over the dbt model, or change the metric "
+                                  "(README: KPIs over dbt's semantic layer)")
+
+
+def _suggest(word: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(names), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Resolver:
+    """One metric KPI's resolution: every measure it reads must be of one semantic model and time dimension."""
+
+    def __init__(self, layer: SemanticLayer, top: Metric, dialect: str):
+        self.layer, self.top, self.dialect = layer, top, dialect
+        self.model: SemanticModel | None = None
+        self.time: str | None = None
+        self.used: dict[str, str] = {}  # the metrics read, by name: their JSON (for the hash)
+
+    # - SQL of the dbt project -
+    def sql(self, text: str, metric: Metric, what: str) -> exp.Expression:
+        tree, problem = parse_snippet(text, self.dialect)
+        if tree is None:
+            raise _Problem("KPI176", f"metric '{metric.name}' ({_place(metric)}): {what} {shown(text, 80)}: "
+                                     f"{problem.message if problem else 'does not parse'}", metric.where)
+        return tree.copy()
+
+    def bind(self, measure: Measure, model: SemanticModel, metric: Metric) -> None:
+        time = measure.agg_time_dimension or model.default_time
+        if time is None:
+            raise _unsupported(metric, f"measure '{measure.name}' has no agg_time_dimension, so it")
+        if self.model is None:
+            self.model, self.time = model, time
+        elif self.model.name != model.name:
+            raise _unsupported(metric, f"reading measures of several semantic models ('{self.model.name}', "
+                                       f"'{model.name}') in one metric")
+        elif self.time != time:
+            raise _unsupported(metric, f"reading measures of several time dimensions ('{self.time}', '{time}') in one "
+                                       f"metric")
+
+    # - dimensions, entities and filters -
+    def dimension(self, name: str, metric: Metric, grain: str | None = None) -> exp.Expression:
+        """`entity__dimension` (or `metric_time`) of the metric's semantic model as a column expression."""
+        model = self.model
+        assert model is not None and self.time is not None
+        parts = name.split("__")
+        if name == "metric_time" or (len(parts) == 2 and parts[0] == "metric_time"):
+            tree = self.time_expr(metric)
+            return self.truncated(tree, grain or (parts[1] if len(parts) == 2 else None), metric, name)
+        if len(parts) < 2 or not all(parts):
+            raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}' is not written as MetricFlow names "
+                                     f"it, `entity__dimension`{_suggest(name, self.dimension_names())}", metric.where)
+        if len(parts) > 2 and parts[-1] in TIME_GRAINS and grain is None:
+            return self.dimension("__".join(parts[:-1]), metric, parts[-1])
+        if len(parts) > 2:
+            raise _unsupported(metric, f"dimension '{name}' reaches another semantic model through entities "
+                                       f"{', '.join(parts[:-1])} (entity joins)")
+        entity, dim = parts
+        if entity in model.own_entities():
+            found = model.dimension(dim)
+            if found is not None:
+                tree = self.sql(found.expr, metric, f"dimension '{dim}' of semantic model '{model.name}'")
+                if found.type == "time":
+                    return self.truncated(tree, grain or found.granularity, metric, name)
+                if grain is not None:
+                    raise _Problem("KPI175", f"metric '{metric.name}': '{name}' is not a time dimension, so it has no "
+                                             f"grain '{grain}'", metric.where)
+                return tree
+        elif model.entity(entity) is not None or any(entity in m.own_entities() for m in self.layer.models.values()):
+            raise _unsupported(metric, f"dimension '{name}' reaches another semantic model through entity "
+                                       f"'{entity}' (entity joins)")
+        raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no dimension '{name}'"
+                                 f"{_suggest(name, self.dimension_names())}", metric.where,
+                       "dimensions are written as MetricFlow names them: `entity__dimension`")
+
+    def dimension_names(self) -> list[str]:
+        model = self.model
+        assert model is not None
+        return [f"{e}__{d.name}" for e in sorted(model.own_entities()) for d in model.dimensions] + ["metric_time"]
+
+    def time_expr(self, metric: Metric) -> exp.Expression:
+        model = self.model
+        assert model is not None and self.time is not None
+        found = model.dimension(self.time)
+        if found is None or found.type != "time":
+            raise _Problem("KPI172", f"metric '{metric.name}': semantic model '{model.name}' has no time dimension "
+                                     f"'{self.time}' (its agg_time_dimension)", metric.where)
+        return self.sql(found.expr, metric, f"time dimension '{found.name}'")
+
+    def truncated(self, tree: exp.Expression, grain: str | None, metric: Metric, name: str) -> exp.Expression:
+        if grain is None:
+            return tree
+        if grain not in TIME_GRAINS:
+            raise _unsupported(metric, f"time dimension '{name}' at grain '{grain}'")
+        return exp.TimestampTrunc(this=tree, unit=exp.var(grain.upper()))
+
+    def entity(self, name: str, metric: Metric) -> exp.Expression:
+        model = self.model
+        assert model is not None
+        parts = name.split("__")
+        if len(parts) > 1:
+            raise _unsupported(metric, f"entity '{name}' of another semantic model (entity joins)")
+        found = model.entity(name)
+        if found is None:
+            raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no entity '{name}'"
+                                     f"{_suggest(name, [e.name for e in model.entities])}", metric.where)
+        return self.sql(found.expr, metric, f"entity '{name}'")
+
+    def condition(self, template: str, metric: Metric) -> exp.Expression:
+        """A filter's SQL with its Jinja call sites replaced by the column expressions they name."""
+        calls: list[exp.Expression] = []
+
+        def call(m: re.Match) -> str:
+            kind, args = m.group(1), m.group(2)
+            try:
+                values = ast.literal_eval(f"({args},)")
+            except (ValueError, SyntaxError):
+                values = None
+            if not values or not all(isinstance(v, str) for v in values) or len(values) > (2 if kind == "TimeDimension" else 1):
+                raise _Problem("KPI176", f"metric '{metric.name}' ({_place(metric)}): filter {shown(template, 80)}: "
+                                         f"{kind}() takes " + ("a name and a grain" if kind == "TimeDimension" else "a name")
+                                         + " as quoted text", metric.where)
+            if kind == "Entity":
+                tree = self.entity(values[0], metric)
+            else:
+                tree = self.dimension(values[0], metric, values[1].lower() if len(values) > 1 else None)
+            calls.append(tree)
+            return _PLACEHOLDER.format(len(calls) - 1)
+
+        text = _CALL.sub(call, template)
+        if "{{" in text or "{%" in text or "}}" in text:
+            raise _Problem("KPI176", f"metric '{metric.name}' ({_place(metric)}): filter {shown(template, 80)} has "
+                                     "Jinja other than {{ Dimension(...) }}, {{ TimeDimension(...) }} or "
+                                     "{{ Entity(...) }}", metric.where)
+        tree = self.sql(text, metric, "filter")
+        for column in list(tree.find_all(exp.Column)):
+            m = re.fullmatch(_PLACEHOLDER.format(r"(\d+)"), column.name)
+            if m is not None and not column.table:
+                replacement = exp.Paren(this=calls[int(m.group(1))].copy())
+                if column is tree:
+                    tree = replacement
+                else:
+                    column.replace(replacement)
+        return tree
+
+    def conditions(self, templates: tuple[str, ...], metric: Metric) -> exp.Expression | None:
+        parts = [self.condition(t, metric) for t in templates]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else exp.and_(*[exp.Paren(this=p) for p in parts], copy=False)
+
+    # - metrics -
+    def metric(self, name: str, reader: Metric) -> Metric:
+        found = self.layer.metrics.get(name)
+        if found is None:
+            raise _Problem("KPI172", f"metric '{reader.name}' ({_place(reader)}) reads unknown metric '{name}'"
+                                     f"{_suggest(name, self.layer.metrics)}", reader.where)
+        self.used[found.name] = found.raw
+        return found
+
+    def measure(self, ref: MeasureInput, metric: Metric) -> tuple[exp.Expression, Measure]:
+        model = self.layer.measure_model.get(ref.name)
+        measure = model.measure(ref.name) if model is not None else None
+        if model is None or measure is None:
+            raise _Problem("KPI172", f"metric '{metric.name}' ({_place(metric)}) reads unknown measure '{ref.name}'"
+                                     f"{_suggest(ref.name, self.layer.measure_model)}", metric.where)
+        if measure.non_additive:
+            raise _unsupported(metric, f"measure '{measure.name}' with a non_additive_dimension")
+        if ref.fill_nulls_with not in (None, 0):
+            raise _unsupported(metric, f"fill_nulls_with: {ref.fill_nulls_with} (only 0, as `fill: zero`)")
+        self.bind(measure, model, metric)
+        x = self.sql(measure.expr, metric, f"the expr of measure '{measure.name}'")
+        self.used[f"semantic_model:{model.name}"] = model.raw
+        return _aggregate(measure, x), measure
+
+    def input_tree(self, ref: MetricInput, reader: Metric) -> exp.Expression:
+        """An input metric of a ratio or derived metric, as one expression over aggregates with every filter it
+        has (its own, the input's) inside as FILTER (WHERE ...). An input with no rows in a period is NULL there,
+        as MetricFlow's outer join of its inputs makes it: a count over no rows, 0 in SQL, is NULLIF'd."""
+        if ref.offset_window is not None:
+            raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_window "
+                                       f"{ref.offset_window[0]} {ref.offset_window[1]}")
+        if ref.offset_to_grain is not None:
+            raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_to_grain {ref.offset_to_grain}")
+        metric = self.metric(ref.name, reader)
+        if metric.type in ("cumulative", "conversion"):
+            raise _unsupported(reader, f"a {metric.type} metric ('{metric.name}') as the input of a {reader.type} metric")
+        if metric.type == "simple":
+            assert metric.measure is not None
+            tree, measure = self.measure(metric.measure, metric)
+            filters = metric.measure.filters + metric.filters + ref.filters
+            tree = _pushed(tree, self.conditions(filters, metric))
+            if measure.agg in ("count", "count_distinct"):
+                tree = exp.Nullif(this=tree, expression=exp.Literal.number(0))
+            if metric.measure.fill_nulls_with == 0:
+                tree = exp.Coalesce(this=tree, expressions=[exp.Literal.number(0)])
+            return tree
+        tree = self.body(metric)
+        return _pushed(tree, self.conditions(metric.filters + ref.filters, metric))
+
+    def body(self, metric: Metric) -> exp.Expression:
+        """A ratio or derived metric as one expression over its inputs (filters of its own not applied)."""
+        if metric.type == "ratio":
+            if metric.numerator is None or metric.denominator is None:
+                raise _Problem("KPI171", f"metric '{metric.name}' is a ratio without numerator and denominator",
+                               metric.where)
+            return exp.Div(this=exp.Paren(this=self.input_tree(metric.numerator, metric)),
+                           expression=exp.Paren(this=self.input_tree(metric.denominator, metric)))
+        if not metric.expr:
+            raise _Problem("KPI171", f"metric '{metric.name}' is a derived metric without expr", metric.where)
+        tree = self.sql(metric.expr, metric, "expr")
+        names = {(i.alias or i.name): i for i in metric.inputs}
+        for column in list(tree.find_all(exp.Column)):
+            ref = names.get(column.name)
+            if ref is None or column.table:
+                raise _Problem("KPI172", f"metric '{metric.name}' ({_place(metric)}): expr names '{column.sql()}', "
+                                         f"which is none of its metrics{_suggest(column.name, names)}", metric.where)
+            replacement = exp.Paren(this=self.input_tree(ref, metric))
+            if column is tree:
+                tree = replacement
+            else:
+                column.replace(replacement)
+        return tree
+
+
+def _pushed(tree: exp.Expression, condition: exp.Expression | None) -> exp.Expression:
+    from ..sqlgen import push_filter
+
+    return tree if condition is None else push_filter(tree, condition)
+
+
+_AGGREGATES = {
+    "sum": "sum(__x)", "count": "count(__x)", "count_distinct": "count(distinct __x)", "average": "avg(__x)",
+    "min": "min(__x)", "max": "max(__x)", "sum_boolean": "sum(cast(__x as integer))", "median": "median(__x)",
+}
+
+
+def _aggregate(measure: Measure, x: exp.Expression) -> exp.Expression:
+    """The measure's aggregation of `x`; a percentile exact (quantile_cont, or quantile_disc when discrete), even
+    where MetricFlow's is approximate."""
+    if measure.agg == "percentile":
+        p = measure.percentile if measure.percentile is not None else 0.5
+        text = f"quantile_{'disc' if measure.discrete else 'cont'}(__x, {p!r})"
+    else:
+        text = _AGGREGATES[measure.agg]
+    tree, _ = parse_snippet(text, "duckdb")
+    assert tree is not None
+    tree = tree.copy()
+    for column in list(tree.find_all(exp.Column)):
+        if column.name == "__x":
+            column.replace(exp.Paren(this=x.copy()) if not isinstance(x, (exp.Column, exp.Literal)) else x.copy())
+    return tree
+
+
+def _window_periods(count: int, unit: str, grain: str) -> int | None:
+    """A window of `count` `unit`s as whole periods of `grain`, or None when it is not a whole number of them."""
+    days, months = {"day": 1, "week": 7}, {"month": 1, "quarter": 3, "year": 12}
+    for scale in (days, months):
+        if unit in scale and grain in scale:
+            total = count * scale[unit]
+            return total // scale[grain] if total % scale[grain] == 0 else None
+    return None
+
+
+def resolve_metric(layer: SemanticLayer, kpi, grains: tuple[str, ...], dialect: str) -> tuple[ResolvedMetric | None, Issue | None]:
+    """The metric KPI `kpi` (its `metric`, `dimensions` and `fill`) at `grains`, resolved; or the one problem that
+    stops it (KPI172-176)."""
+    name = kpi.metric
+    metric = layer.metrics.get(name)
+    if metric is None:
+        return None, error("KPI172", f"KPI '{kpi.name}': unknown metric '{name}' in {layer.display}"
+                                     f"{_suggest(name, layer.metrics)}", kpi.value_loc("metric"),
+                           "name a metric of the dbt project's semantic layer (`kpimetrics ls --metrics` lists them)")
+    try:
+        return _resolve(layer, metric, kpi, grains, dialect), None
+    except _Problem as problem:
+        return None, problem.issue
+
+
+def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...], dialect: str) -> ResolvedMetric:
+    r = _Resolver(layer, metric, dialect)
+    r.used[metric.name] = metric.raw
+    window: tuple[str, object] | None = None
+    fill_zero = False
+    if metric.type == "conversion":
+        raise _unsupported(metric, "a conversion metric")
+    if metric.type in ("simple", "cumulative"):
+        if metric.measure is None:
+            raise _Problem("KPI171", f"metric '{metric.name}' is a {metric.type} metric without a measure", metric.where)
+        tree, _ = r.measure(metric.measure, metric)
+        trees = {"measure": tree}
+        row_filter = r.conditions(metric.measure.filters + metric.filters, metric)
+        fill_zero = metric.measure.fill_nulls_with == 0
+        form = "measure"
+        if metric.type == "cumulative":
+            window = _cumulative_window(metric, grains)
+    elif metric.type == "ratio":
+        body = r.body(metric)
+        assert isinstance(body, exp.Div)
+        trees = {"numerator": body.this.this, "denominator": body.expression.this}
+        row_filter = r.conditions(metric.filters, metric)
+        form = "ratio"
+    else:
+        trees = {"measure": r.body(metric)}
+        row_filter = r.conditions(metric.filters, metric)
+        form = "measure"
+    time = r.time_expr(metric)
+    dims = {d: r.dimension(d, metric) for d in dict.fromkeys(kpi.dimensions)}
+    assert r.model is not None
+    definition = json.dumps({"metrics": r.used, "form": form, "window": window, "fill_zero": fill_zero,
+                             "relation": [r.model.database, r.model.schema, r.model.alias], "joins": []},
+                            sort_keys=True)
+    return ResolvedMetric(metric, r.model, form, trees, time, row_filter, window, fill_zero, dims,
+                          hashlib.sha256(definition.encode()).hexdigest())
+
+
+def _cumulative_window(metric: Metric, grains: tuple[str, ...]) -> tuple[str, object]:
+    if metric.window is not None:
+        count, unit = metric.window
+        periods = {g: _window_periods(count, unit, g) for g in grains}
+        if any(p is None for p in periods.values()) or len(set(periods.values())) > 1:
+            raise _unsupported(metric, f"a cumulative window of {count} {unit} at grains {', '.join(grains)} (a window "
+                                       "must be one whole number of periods at each of the KPI's grains)")
+        return "periods", next(iter(periods.values()))
+    if metric.grain_to_date is not None:
+        unit = metric.grain_to_date
+        if unit not in ("month", "quarter", "year"):
+            raise _unsupported(metric, f"grain_to_date: {unit} (month, quarter or year are)")
+        if any(TIME_GRAINS.index(g) > TIME_GRAINS.index(unit) for g in grains):
+            raise _unsupported(metric, f"grain_to_date: {unit} at grain {', '.join(grains)} (a grain coarser than it)")
+        return "to_date", unit
+    return "periods", ALL_TIME_PERIODS
+
+
+def metric_users(kpis) -> dict[str, list[str]]:
+    """metric name -> the KPIs and standards that name it, in project order."""
+    out: dict[str, list[str]] = {}
+    for k in kpis:
+        if getattr(k, "metric", None):
+            out.setdefault(k.metric, []).append(k.name)
+    return out
