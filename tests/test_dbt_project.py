@@ -286,6 +286,39 @@ def test_in_a_subfolder_with_dbt_profiles_dir(dbt_shop: DbtShop, tmp_path, monke
     assert not (shop / "kpi_target").exists()
 
 
+def test_beside_the_dbt_project_through_dbt_project_dir(dbt_shop: DbtShop, tmp_path):
+    """kpimetrics in a sibling folder of the dbt project (repo/kpis beside repo/shop), pointed at it by
+    `dbt: {project_dir: ../shop}`."""
+    shop = dbt_shop.copy(tmp_path / "repo")
+    kpis = tmp_path / "repo" / "kpis"
+    write_kpis(kpis, SUB_CASES, name="side_kpis", output_schema="kpi_side", models=SUB_MODELS, models_dir="models")
+    with (kpis / "kpimetrics.yml").open("a", encoding="utf-8") as f:
+        f.write("dbt: {project_dir: ../shop}\n")
+    dbt_target = tree_digest(shop / "target")
+    assert_ran(cli(kpis, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), SUB_CASES, "main", "kpi_side")
+    assert (kpis / "target" / "manifest.json").is_file() and tree_digest(shop / "target") == dbt_target
+
+
+@pytest.mark.parametrize("ref", ["ref('customers', v=1)", "ref('customers', version=1)", "ref('shop', 'customers', v=1)"])
+def test_versioned_and_package_refs_inside_a_kpimetrics_model(dbt_shop: DbtShop, tmp_path, ref):
+    """SPEC §8: ref('package', 'name') and ref('name', v=2) work "in a KPI's `model:` or in a kpimetrics
+    model", as in dbt, whose ref() takes the package first and the version as v= or version=."""
+    shop = dbt_shop.copy(tmp_path)
+    cases = (
+        Case("north_customers", "ref('north_customers')",
+             "(select * from main_marts.customers_v1 where region_code = 'N') as n", "signed_up_at", "count(*)"),
+        Case("package_days", "ref('package_days')", '(select * from main."PkgOrderDays" where orders > 1) as p',
+             "order_date", "sum(revenue)"),
+    )
+    root_project(shop, cases, models={
+        "north_customers.sql": f"select * from {{{{ {ref} }}}} where region_code = 'N'\n",
+        "package_days.sql": "select * from {{ ref('shop_pkg', 'order_days') }} where orders > 1\n"})
+    out = cli(shop, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert_values(duckdb_fetch(shop), cases, "main", "kpi")
+
+
 def test_subfolder_with_a_relative_duckdb_path_in_dbts_profile(dbt_shop: DbtShop, tmp_path):
     """dbt-duckdb resolves `path: shop.duckdb` against the folder dbt runs in, the dbt project's: so must
     kpimetrics for a profile it found in the dbt project folder, from a project in a subfolder of it (not a
