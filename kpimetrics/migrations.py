@@ -93,6 +93,9 @@ def definitions_from_v1(schema: str) -> exp.Select:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "kpi_definitions: every definition_hash a KPI has had",
               (CreateTable(tables.DEFINITIONS, definitions_from_v1),)),
+    # no backfill: a forecast is of the run's date, so the migrating run's publishing writes the first rows
+    Migration(3, "kpi_forecast: each KPI total's forecast at the current period's end and at its target's deadline",
+              (CreateTable(tables.FORECAST),)),
 )
 
 

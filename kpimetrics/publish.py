@@ -39,7 +39,7 @@ UNION_CHUNK = 200  # queries per INSERT ... SELECT: bounded statement size for l
 
 # publishing by versions (see VersionedViewsPublisher)
 VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY,
-             tables.DEFINITIONS)
+             tables.DEFINITIONS, tables.FORECAST)
 OWNER_KEY = "project"  # kpi_meta's row naming the project that owns the output schema (SPEC §11: one project)
 VERSION_COLUMN = "kpi_version"
 POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version

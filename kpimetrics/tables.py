@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -129,14 +129,31 @@ DEFINITIONS = Table(
     ),
     "every definition_hash each KPI has had: the first and the last run that published values with it",
 )
+FORECAST = Table(
+    "kpi_forecast",
+    (
+        ("name", "VARCHAR"), ("grain", "VARCHAR"), ("horizon", "VARCHAR"), ("as_of", "DATE"), ("horizon_end", "DATE"),
+        ("forecast", "DOUBLE"), ("target_at_horizon", "DOUBLE"), ("forecast_status", "VARCHAR"), ("method", "VARCHAR"),
+    ),
+    "each KPI total's forecast at the end of the current period and at its target's deadline (forecast.py)",
+)
+NOTIFICATIONS = Table(
+    "kpi_notifications",
+    (
+        ("name", "VARCHAR"), ("grain", "VARCHAR"), ("period_start", "DATE"), ("status", "VARCHAR"),
+        ("channel", "VARCHAR"), ("recipient", "VARCHAR"), ("sent_at", "TIMESTAMP"), ("outcome", "VARCHAR"),
+    ),
+    "append-only log of every notice `kpimetrics notify` sent or tried to send (kpimetrics/notify/): "
+    "recipient '' is a webhook's own audience, outcome 'sent' or 'failed: <why>'",
+)
 META = Table(
     "kpi_meta",
     (("key", "VARCHAR"), ("value", "VARCHAR")),
     "kpimetrics' own bookkeeping: the schema version of these tables",
 )
 
-OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS)
+OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS, FORECAST)
 ALL_TABLES = OUTPUT_TABLES + (META,)
 BY_NAME = {t.name: t for t in ALL_TABLES}
 # Tables whose rows belong to one KPI (deleted when the KPI is removed).
-PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS, DEFINITIONS)
+PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS, DEFINITIONS, FORECAST)

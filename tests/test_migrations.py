@@ -13,7 +13,11 @@ warehouse on DuckDB, PostgreSQL and Spark from those statements and rows, then l
   - a run killed anywhere in the migration leaves version 1 exactly as it was (DuckDB at every step up to
     the commit, PostgreSQL at the migration's own steps and the commit); on Spark, which has no transaction,
     a migration stopped midway leaves version 1's tables as they were and the next run completes it;
-  - a new warehouse starts at the current version.
+  - a new warehouse starts at the current version;
+  - version 3 (kpi_forecast, no backfill: a forecast is of its run's date) comes with the same run: a version-1
+    warehouse takes migrations 2 and 3 in one publishing, and a version-2 warehouse (version 1's upgraded by
+    migration 2 as the publisher applies it) takes 3, every row of every table kept; a run killed in either
+    leaves the warehouse where it was, and on Spark the next run completes one stopped midway.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from helpers_run import AS_OF, insert_orders, make_orders
 from kpimetrics import Project, faults, migrations, tables
 from kpimetrics.cli import main
 from kpimetrics.dialects import generate
-from kpimetrics.publish import OWNER_KEY
+from kpimetrics.publish import OWNER_KEY, PUBLISHERS, Warehouse
 from kpimetrics.tables import qualified
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1"
@@ -129,7 +133,7 @@ class V1Warehouse:
 
     def tables(self, names=None) -> dict[str, list[tuple] | None]:
         """Whole tables as a BI tool reads them (None for a missing one), every column."""
-        names = names or [*V1_TABLES, "kpi_meta", tables.DEFINITIONS.name]
+        names = names or [*V1_TABLES, "kpi_meta", tables.DEFINITIONS.name, tables.FORECAST.name]
         adapter = Project.load(self.root).connect()
         try:
             present = set(adapter.tables(SCHEMA))
@@ -164,6 +168,32 @@ class V1Warehouse:
 
     def kpis(self) -> str:
         return (self.root / "kpis" / "kpis.yml").read_text(encoding="utf-8")
+
+    def to_version_2(self) -> None:
+        """The warehouse as version 2 left it: version 1's, upgraded by migration 2 as this engine's publisher applies
+        it (in a transaction, or by versioned tables), kpi_meta saying 2."""
+        adapter = Project.load(self.root).connect()
+        try:
+            def sql(tree: exp.Expression) -> str:
+                return generate(tree, self.dialect)
+
+            def insert(table: tables.Table, query: exp.Query) -> None:
+                columns = [exp.to_identifier(c, quoted=True) for c in table.column_names]
+                adapter.execute(sql(exp.Insert(this=exp.Schema(this=qualified(SCHEMA, table.name), expressions=columns),
+                                               expression=query)))
+
+            wh = Warehouse(adapter, SCHEMA, sql, lambda t: adapter.execute(sql(t)), lambda t: adapter.fetchall(sql(t)),
+                           insert, "shop")
+            publisher = PUBLISHERS[adapter.capabilities.publish](wh)
+            two = tuple(m for m in migrations.MIGRATIONS if m.version == 2)
+            if adapter.capabilities.publish == "transaction":
+                adapter.begin()
+                publisher._migrate(two)
+                adapter.commit()
+            else:
+                publisher._migrate(two)
+        finally:
+            adapter.close()
 
     def run(self, select: str | None = None):
         result = Project.load(self.root).run(select, as_of=AS_OF)
@@ -254,7 +284,7 @@ def test_a_new_warehouse_starts_at_the_current_version(tmp_path):
 def test_a_version_1_warehouse_upgrades_in_place(v1):
     before = v1.tables()
     assert {n: before[n] for n in V1} == {n: v1_rows(n) for n in V1}, "the warehouse does not hold the fixture"
-    assert before["kpi_definitions"] is None
+    assert before["kpi_definitions"] is None and before["kpi_forecast"] is None
     v1_hash = {n: h for n, (h, _) in catalog(before).items()}
 
     # a run of one new KPI: the migration, then nothing but that KPI's rows changes
@@ -267,10 +297,12 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
             assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
         else:
             assert without(after[name], name, {"buyers"}) == before[name], name
-    assert schema_version(after) == tables.SCHEMA_VERSION == 2
+    assert schema_version(after) == tables.SCHEMA_VERSION
     if v1.engine.name != "spark":  # an updated row; on Spark kpi_meta is a log whose highest version counts
         # version 1 recorded no owner: the first run adopts the schema
-        assert after["kpi_meta"] == ordered([(migrations.VERSION_KEY, "2"), (OWNER_KEY, "shop")])
+        assert after["kpi_meta"] == ordered([(migrations.VERSION_KEY, str(tables.SCHEMA_VERSION)), (OWNER_KEY, "shop")])
+    # kpi_forecast: the run's forecasts, of the one KPI it published (test_forecast.py checks their values)
+    assert {r[0] for r in after["kpi_forecast"]} <= {"buyers"}
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
     # what the backfill tells of this fixture: revenue's first run is the first run (the incremental runs kept
@@ -294,6 +326,7 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
     # a KPI whose hash today's code computes differently from version 1's keeps its old row as it was
     expected += [r for key, r in old.items() if hashes[key[0]][0] != key[1]]
     assert after["kpi_definitions"] == ordered(expected)
+    assert {r[0] for r in after["kpi_forecast"]} <= {"revenue", "completed_share", "revenue_growth", "buyers"}
 
     # revenue's definition changes: a new row, and the old hash keeps its first and last run; buyers leaves the
     # project, and kpi_definitions with it
@@ -313,6 +346,32 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
     assert after["kpi_definitions"] == ordered(new_rows + again + kept)
     assert len([r for r in after["kpi_definitions"] if r[0] == "revenue"]) == len([r for r in seen["kpi_definitions"] if r[0] == "revenue"]) + 1
     assert "buyers" in {r[0] for r in seen["kpi_definitions"]} and "buyers" not in {r[0] for r in after["kpi_definitions"]}
+    assert "buyers" not in {r[0] for r in after["kpi_forecast"]}
+
+
+def test_a_version_2_warehouse_upgrades_in_place(v1):
+    v1.to_version_2()
+    before = v1.tables()
+    assert {n: before[n] for n in V1 if n != "kpi_meta"} == {n: v1_rows(n) for n in V1 if n != "kpi_meta"}
+    assert schema_version(before) == 2 and before["kpi_definitions"] == backfilled(before)
+    assert before["kpi_forecast"] is None
+
+    v1.set_kpis(v1.kpis() + BUYERS)
+    result = v1.run("buyers")
+    after = v1.tables()
+    for name in [*V1_TABLES, tables.DEFINITIONS.name]:
+        if name == "kpi_runs":
+            assert after[name][:len(before[name])] == before[name]
+            assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
+        else:  # every table's name is its first column
+            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
+    assert schema_version(after) == tables.SCHEMA_VERSION
+    buyers_hash, buyers_at = catalog(after)["buyers"]
+    assert [r for r in after["kpi_definitions"] if r[0] == "buyers"] == [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)]
+    assert {r[0] for r in after["kpi_forecast"]} <= {"buyers"}
+    # the next run of the whole project forecasts every KPI
+    v1.run()
+    assert {r[0] for r in v1.tables([tables.FORECAST.name])["kpi_forecast"]} <= {"revenue", "completed_share", "revenue_growth", "buyers"}
 
 
 def test_a_warehouse_newer_than_the_code_is_refused(v1):
@@ -399,7 +458,8 @@ def test_a_run_killed_while_migrating_leaves_version_1(engine, request, tmp_path
     # the next run completes the upgrade, and marks the killed one aborted
     v1.run()
     after = v1.tables()
-    assert schema_version(after) == 2
+    assert schema_version(after) == tables.SCHEMA_VERSION
+    assert after["kpi_forecast"] is not None
     assert [r[3] for r in after["kpi_runs"]][-2:] == ["aborted", "success"]
     assert {(r[0], r[1]) for r in after["kpi_definitions"]} == {(r[0], r[1]) for r in upgraded["kpi_definitions"]}
 
@@ -437,7 +497,7 @@ class DiesAfter:
 
 
 def test_a_spark_migration_killed_midway_is_completed_by_the_next_run(request, tmp_path, tmp_path_factory, monkeypatch):
-    """Spark has no transaction: each step of the migration can run again, and kpi_meta says 2 only at the end."""
+    """Spark has no transaction: each step of a migration can run again, and kpi_meta says its version only at its end."""
     import kpimetrics.runner  # noqa: F401 — every module that calls checkpoint(), loaded so it can be patched
 
     v1 = V1Warehouse(tmp_path / "project", make_engine("spark", request, tmp_path_factory))
@@ -458,9 +518,20 @@ def test_a_spark_migration_killed_midway_is_completed_by_the_next_run(request, t
         assert {t: state[t] for t in V1} == {t: before[t] for t in V1}, n  # version 1's tables, kpi_meta's 1 included
         if state["kpi_definitions"] is not None:  # visible once its view is made: filled already
             assert state["kpi_definitions"] == backfilled(before), n
+        assert state["kpi_forecast"] is None
+    # migration 3's steps: the versioned table, its view, kpi_meta's version: dies before the view, version 2 complete
+    dies = DiesAfter("migrate.v3", 2)
+    for module in callers:
+        monkeypatch.setattr(module, "checkpoint", dies)
+    with pytest.raises(RuntimeError, match="the driver died"):
+        Project.load(v1.root).run(as_of=AS_OF)
+    state = v1.tables()
+    assert {t: state[t] for t in V1_TABLES} == {t: before[t] for t in V1_TABLES}
+    assert schema_version(state) == 2 and state["kpi_definitions"] == backfilled(before) and state["kpi_forecast"] is None
     monkeypatch.undo()
     result = v1.run("buyers")
     after = v1.tables()
-    assert schema_version(after) == 2
+    assert schema_version(after) == tables.SCHEMA_VERSION
+    assert {r[0] for r in after["kpi_forecast"]} <= {"buyers"}
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
