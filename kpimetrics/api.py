@@ -293,6 +293,24 @@ class Project:
         return rows
 
     @_masking
+    def notify(self, select: str | None = None, *, dry_run: bool = False, state: str | Path | None = None):
+        """Send the notices due under kpimetrics.yml's `notify:` rules (SPEC §10) for the KPIs `select` picks (all when
+        None): one message per recipient and channel, each notice logged in kpi_notifications. `dry_run`: work
+        them out and send nothing. Returns a `notify.notices.NotifyResult`; `.issues()` has a KPI168 error per
+        message that was not sent (nothing is raised for it: the other messages went, and are logged)."""
+        from .notify import notices
+
+        self.check()
+        if self.definition.config.notify is None:
+            raise notices.not_configured(self.definition.config_path)
+        names = self.select(select, state=state) if select else None
+        adapter = self.connect()
+        try:
+            return notices.notify(self.definition, adapter, select=names, dry_run=dry_run)
+        finally:
+            adapter.close()
+
+    @_masking
     def docs_generate(self):
         """The static scorecard site in target/docs/, from the output tables and the manifest."""
         from . import docs

@@ -312,7 +312,8 @@ def _as_date(ctx, param, value):
 @click.option("--fail-fast", is_flag=True, help="stop at the first failing KPI and publish nothing")
 @click.option("--as-of", callback=_as_date, default=None, help="the run's date (for is_complete and freshness)")
 @click.option("--strict", is_flag=True)
-def run_cmd(ctx: Ctx, select, state, full_refresh, fail_fast, as_of, strict):
+@click.option("--notify", "send_notices", is_flag=True, help="then send the notices due (kpimetrics.yml's notify:)")
+def run_cmd(ctx: Ctx, select, state, full_refresh, fail_fast, as_of, strict, send_notices):
     """Compile, compute in the warehouse, and publish the output tables."""
     project = ctx.project()
     show = not ctx.quiet and not ctx.json_logs
@@ -339,7 +340,9 @@ def run_cmd(ctx: Ctx, select, state, full_refresh, fail_fast, as_of, strict):
         ctx.log("the selection picked no KPI: nothing was computed", kpis=0)
     if not ctx.quiet:
         _run_summary(ctx, project, result)
-    if result.status != "success":
+    # after publishing, on a connection of its own: a notice that fails leaves the run's results as they are
+    notified = _notify(ctx, project, select, state, dry_run=False) if send_notices else True
+    if result.status != "success" or not notified:
         sys.exit(1)
 
 
@@ -413,6 +416,42 @@ def status_cmd(ctx: Ctx, select, state, grain, fmt, fail_on):
         states = " or ".join(FAIL_ON[fail_on])
         ctx.err.print(f"[red]{len(bad)} KPI(s) {states}[/red]: " + ", ".join(r["name"] for r in bad))
         sys.exit(1)
+
+
+@command(main, "notify")
+@click.option("--select", "-s", default=None, help="only these KPIs (selection syntax); each rule's select still applies")
+@STATE_OPTION
+@click.option("--dry-run", is_flag=True, help="print the messages that would be sent; send and log nothing")
+def notify_cmd(ctx: Ctx, select, state, dry_run):
+    """Send the notices due under kpimetrics.yml's notify: rules, one message per recipient and channel."""
+    if not _notify(ctx, ctx.project(), select, state, dry_run=dry_run):
+        sys.exit(1)
+
+
+def _notify(ctx: Ctx, project: Project, select, state, *, dry_run: bool) -> bool:
+    """Notify and report; False when a message was not sent (KPI168, naming the channel)."""
+    result = project.notify(select, dry_run=dry_run, state=state)
+    ctx.issues(result.issues())
+    if ctx.json_logs:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    elif dry_run:
+        for o in result.outcomes:
+            m = o.message
+            click.echo(f"--- would send on {m.channel} ({m.format}){' to ' + m.recipient if m.recipient else ''}: "
+                       f"{len(m.notices)} notice(s)")
+            if m.format == "email":
+                click.echo(f"Subject: {m.title}\n")
+            click.echo(m.shown())
+    for o in result.outcomes if not (dry_run or ctx.quiet or ctx.json_logs) else ():
+        m = o.message
+        mark = "[green]sent[/green]" if o.ok else "[red]not sent[/red]"
+        ctx.out.print(f"{mark} on {_escape(m.channel)}{' to ' + _escape(m.recipient) if m.recipient else ''}: {_escape(m.title)}")
+    sent = sum(len(o.keys) for o in result.outcomes if o.ok)
+    verb = "would send" if dry_run else "sent"
+    ctx.log(f"notify: {verb} {sent} notice(s) in {len(result.outcomes) - len(result.failed)} message(s); "
+            f"{len(result.failed)} message(s) failed; {result.already_sent} notice(s) sent before",
+            sent=sent, failed=len(result.failed), already_sent=result.already_sent)
+    return not result.failed
 
 
 @command(main, "ls")

@@ -12,8 +12,9 @@ running (in the warehouse) rather than validating; 100-109 limits and unreadable
 files; 110-119 the grammar of project SQL; 120-129 reading the machine (files,
 environment, network); 130-139 a `diff --state` folder; 150-154 targets per slice
 and from tables; 140-149 a dbt project and
-its artifacts; 170-179 KPIs over dbt's semantic layer (`metric:`,
-kpimetrics/dbt/semantic.py).
+its artifacts; 160-169 notifications (the `notify:` block of kpimetrics.yml and
+`kpimetrics notify`, kpimetrics/notify/); 170-179 KPIs over dbt's semantic
+layer (`metric:`, kpimetrics/dbt/semantic.py).
 """
 from __future__ import annotations
 
@@ -388,6 +389,41 @@ CODES: dict[str, Code] = {
                    "often document a few columns, so this is a warning; a column that does not exist fails at run.",
                    "Document the column in the model's schema file, or run `dbt docs generate` (catalog.json lists "
                    "every column, and a column missing from it is an error, KPI033)."),
+    # --- notifications (SPEC §10: `notify:` in kpimetrics.yml, `kpimetrics notify`, kpimetrics/notify/) ---
+    "KPI160": Code(E, "unknown notify channel", "A rule under `notify.rules` names a channel that `notify.channels` "
+                   "does not declare.", "Fix the name (see the suggestion), or declare the channel under "
+                   "`notify.channels`."),
+    "KPI161": Code(E, "notify rule without recipients", "A rule sends email but has no `to:`, so nobody would get it; "
+                   "or a `to` entry is neither `owner` nor an email address.",
+                   "Add `to: owner` (each KPI's owner: an email, or the owners registry's email) or email addresses."),
+    "KPI162": Code(E, "not an http(s) URL", "A webhook channel's `url` or `notify.scorecard_url` is not an http:// or "
+                   "https:// URL with a host (checked as written, and again once its env_var() is rendered; the "
+                   "message never quotes a rendered url, which holds the webhook's token).",
+                   "Give the webhook's https:// address (http:// for a catcher on this machine), through env_var()."),
+    "KPI163": Code(E, "unknown webhook format", "A webhook channel's `format` is not one of slack, teams or json.",
+                   "Set `format: slack` (Slack incoming webhooks), `teams` (an Adaptive Card for a Teams workflow "
+                   "webhook) or `json` (a plain document for any other receiver)."),
+    "KPI164": Code(E, "invalid notify selector", "A rule's `select:` is not a selector as `kpimetrics run -s` takes "
+                   "it, or picks no KPI or standard (`state:` selectors compare with a build and have no place here).",
+                   "Fix the selector: a name, tag:X, owner:X, strategy:X, priority:X, +name, several separated by "
+                   "spaces."),
+    "KPI165": Code(E, "duplicate notify channel", "Two channels under `notify.channels` share a name.",
+                   "Give each channel its own name."),
+    "KPI166": Code(W, "channel secret written in plain", "A webhook `url` (which carries its token) or an SMTP "
+                   "`password` is written in kpimetrics.yml instead of read with env_var(): it is committed with the "
+                   "project and cannot be masked. A url on this machine (localhost, 127.0.0.1) holds no secret.",
+                   "Write it as \"{{ env_var('NAME') }}\" and set the variable where kpimetrics runs."),
+    "KPI167": Code(W, "owner without email", "A rule emails each KPI's `owner`, and an owner is neither an email "
+                   "address nor a name with an `email` in the owners registry, so its notices have no address.",
+                   "Write the owner as an email, or give the owner an `email:` under `owners:`."),
+    "KPI168": Code(E, "notice not sent", "On `notify` (and `run --notify`), a channel could not deliver a message: "
+                   "the webhook answered with an error or not at all, or the SMTP server refused. The message names "
+                   "the channel and why; the notice is logged as failed in kpi_notifications and sent again on the "
+                   "next call. What the run published is unaffected.",
+                   "Fix the channel (its url, host, credentials, or the receiving service) and run `kpimetrics notify`."),
+    "KPI169": Code(E, "notifications not configured", "`kpimetrics notify` (or `run --notify`) in a project whose "
+                   "kpimetrics.yml has no `notify:` block.", "Add `notify:` with channels and rules (README, "
+                   "Notifications), or leave out `--notify`."),
     # --- a `diff --state` folder (untrusted: another branch's target/) ---
     "KPI130": Code(E, "no state manifest", "`diff --state PATH`: PATH holds no manifest.json, or it cannot be read.",
                    "Pass the target/ folder of an earlier `kpimetrics compile` (in CI, the main branch's), or its "

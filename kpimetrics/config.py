@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from .model import Grain, Node
+from .notify.settings import NotifySettings
 
 # --- kpimetrics.yml ----------------------------------------------------------
 
@@ -72,6 +73,7 @@ class ProjectConfig(Node):
     version: int | None = None
     paths: Paths = Field(default_factory=Paths)
     dbt: DbtSettings | None = None
+    notify: NotifySettings | None = None  # channels and rules of notifications (SPEC §10, kpimetrics/notify/)
 
 
 # --- profiles.yml ------------------------------------------------------------

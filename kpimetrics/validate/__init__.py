@@ -19,6 +19,7 @@ from typing import Callable
 from ..collector import long_lived
 from ..errors import Issue
 from ..loader import ProjectDef
+from ..notify.check import notify_rules
 from .access import Allowed, AllowedPaths, machine_access
 from .context import Context, YamlIndex, known_dialect
 from .metrics import metric_kpis
@@ -66,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     actions_and_indicator,
     strategy_health,
     reviews_due,
+    notify_rules,  # kpimetrics.yml's notify: block (KPI160-167)
 )
 
 
