@@ -439,6 +439,16 @@ ERROR_CASES = [
 ]
 
 
+def test_a_slice_target_for_a_grain_the_kpi_lacks_warns(tmp_path):
+    """As a per-grain `target` does (KPI056): the warning names the slice, at the grain's line."""
+    kpis = changed("      quarter: 65\n", "      quarter: 65\n          week: 5\n")
+    root = write_project(tmp_path, project_files(engines.duckdb_engine().profiles_yml(tmp_path), kpis=kpis))
+    out = CliRunner().invoke(main, ["validate", "--project-dir", str(root)])
+    assert out.exit_code == 0, out.output
+    assert f"kpis/kpis.yml:{line_of(kpis, 'week: 5')}:11: warning[KPI056]: KPI 'rev_slices': `slice_targets` sets grain " \
+           "'week' for store 'Denver', but the KPI is computed at month, quarter only" in out.output.replace(f"{root}/", "")
+
+
 @pytest.mark.parametrize("case", ERROR_CASES, ids=lambda c: f"{c[0]}-{c[2]}")
 def test_errors_name_their_code_file_and_line(case, tmp_path):
     code, (old, new), on_line, message = case

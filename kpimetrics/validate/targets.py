@@ -130,7 +130,34 @@ def per_grain_settings(project: ProjectDef, ctx: Context) -> list[Issue]:
                     issues.append(warning("KPI056", f"{kpi_label(kpi)}: `{key}` sets grain '{grain}', but the KPI is computed at "
                                                     f"{', '.join(sorted(grains[kpi.name]))} only, so it is never used",
                                           ctx.mapping_key_loc(kpi, key, grain), "add the grain to `grain:` or remove the entry"))
+        for dimension, value, spec in _slice_specs(kpi):
+            for grain in spec if isinstance(spec, dict) else ():
+                if grain not in grains[kpi.name]:
+                    issues.append(warning("KPI056", f"{kpi_label(kpi)}: `slice_targets` sets grain '{grain}' for "
+                                                    f"{dimension} '{value}', but the KPI is computed at "
+                                                    f"{', '.join(sorted(grains[kpi.name]))} only, so it is never used",
+                                          _slice_grain_loc(ctx, kpi, dimension, value, grain),
+                                          "add the grain to `grain:` or remove the entry"))
     return issues
+
+
+def _slice_specs(kpi: m.Kpi) -> Iterator[tuple[str, str, Any]]:
+    """(dimension, slice value, target spec) of each slice `slice_targets` lists."""
+    if isinstance(kpi.slice_targets, dict):
+        for dimension, slices in kpi.slice_targets.items():
+            for value, spec in slices.items():
+                yield dimension, value, spec
+
+
+def _slice_grain_loc(ctx: Context, kpi: m.Kpi, dimension: str, value: str, grain: str) -> Location | None:
+    """Where the per-grain target of one slice names `grain` (its slice's line, if the YAML cannot say)."""
+    slices = ctx.yaml.node_at(kpi.value_loc("slice_targets"), LocDict)
+    slices = ctx.yaml.node_at(slices.value_loc(dimension), LocDict) if slices is not None and dimension in slices else None
+    written = next((k for k in (slices or {}) if m.slice_value_text(k) == value), None)
+    spec = ctx.yaml.node_at(slices.value_loc(written), LocDict) if written is not None else None
+    if spec is not None and grain in spec:
+        return spec.key_loc(grain)
+    return slices.key_loc(written) if written is not None else kpi.value_loc("slice_targets")
 
 
 def pace_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
