@@ -45,6 +45,20 @@ def test_at_the_dbt_root_on_postgres_values_equal_hand_written_sql(dbt_pg_shop: 
         assert not path.is_file() or password not in path.read_text(encoding="utf-8", errors="replace"), path
 
 
+def test_dbt_sql_keeps_the_warehouses_meaning_whatever_the_projects_dialect(dbt_pg_shop: DbtShop, pg_server,
+                                                                           tmp_path):
+    """kpimetrics.yml without `dialect:` (DuckDB, the default) over dbt-postgres: dbt's compiled SQL of an
+    ephemeral model is PostgreSQL's, and its integer division (amount_cents / 100) must stay integer division,
+    not be read as DuckDB's and rewritten as a division of doubles."""
+    shop = dbt_pg_shop.copy(tmp_path)
+    output = schema()
+    cases = tuple(c for c in ROOT_CASES if c.name in ("whole_euros", "revenue", "completed_average"))
+    root_project(shop, cases, output_schema=output, models={})
+    (shop / "kpimetrics.yml").write_text(f"name: shop_kpis\noutput_schema: {output}\n", encoding="utf-8")
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), cases, "analytics", output)
+
+
 def test_in_a_subfolder_on_postgres_with_dbt_profiles_dir(dbt_pg_shop: DbtShop, pg_server, tmp_path, monkeypatch):
     shop = dbt_pg_shop.copy(tmp_path / "repo")
     profiles = tmp_path / "dbt_profiles"

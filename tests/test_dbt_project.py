@@ -146,6 +146,9 @@ ROOT_CASES = (
          "(select c.order_id, c.ordered_at, c.amount, r.channel as raw_channel "
          "from (select * from {s}.stg_orders where status = 'completed' and amount >= 100) as c "
          "join raw.orders as r on r.id = c.order_id) as x", "ordered_at", "count(*)", dimensions=("raw_channel",)),
+    Case("whole_euros", "ref('order_euros')",
+         "(select id as order_id, ordered_at, amount_cents / 100 as whole_euros from raw.orders) as e", "ordered_at",
+         "sum(whole_euros)"),
     Case("country_revenue", "ref('orders_by_country')",
          "{s}_marts.orders as o left join {s}.regions as r on r.region_name = o.region_name", "ordered_at",
          "sum(amount)", "is_completed", ("country",)),
