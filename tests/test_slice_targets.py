@@ -412,9 +412,10 @@ ERROR_CASES = [
     ("KPI151", ("table: source('finance', 'budget')", "table: budget"), "table: budget",
      "the target `table` must be source('source', 'table') or ref('model'), got 'budget'"),
     ("KPI151", ("table: source('finance', 'budget')", "table: source('finance', 'budgets')"), "'budgets'",
-     "names no declared source table or model; did you mean 'source('finance', 'budget')'?"),
+     "the target `table` source('finance', 'budgets'): source 'finance' has no table 'budgets'; did you mean "
+     "'budget'?"),
     ("KPI151", ("table: source('finance', 'budget')", "table: ref('budget')"), "ref('budget')",
-     "the target `table` ref('budget') names no declared source table or model"),
+     "the target `table` ref('budget'): unknown model ref('budget')"),
     ("KPI152", ("value: amount\n", "value: amout\n"), "value: amout",
      "column 'amout' in `target.value` is not a column of source('finance', 'budget'); did you mean 'amount'?"),
     ("KPI152", ("dimensions: {store: store_name}", "dimensions: {store: store}"), "dimensions: {store: store}",

@@ -10,12 +10,11 @@ from .. import dag
 from .. import model as m
 from ..errors import Issue, Location, error, warning
 from ..loader import ProjectDef, suggest
-from ..planner import build_relation, parse_model_ref
 from ..sqlexpr import aggregates, has_window
 from ..units import is_number as _is_number, parse_duration, parse_percent
 from ..yamlio import LocDict
 from .context import Columns, Context, kpi_label
-from .models import _columns_in, kpi_columns
+from .models import _columns_in, kpi_columns, model_ref
 from .sql import _caret
 
 
@@ -291,7 +290,7 @@ def slice_target_dimensions(project: ProjectDef, ctx: Context) -> list[Issue]:
 
 
 def table_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
-    """A table target's table resolves as a KPI's `model:` does (KPI151); `period`, `value` and its dimensions'
+    """A table target's table resolves as a KPI's `model:` does (KPI151, or the resolver's own code); `period`, `value` and its dimensions'
     columns are columns of it, and so are those its `filter` reads (KPI152); its `filter` is one row-level SQL
     condition (the grammar of a KPI's filter: KPI040, KPI110, KPI111, KPI042, KPI044); its `grain` is one the KPI
     is computed at (KPI154). What its SQL would read of the machine is checked with every snippet (access.py)."""
@@ -299,7 +298,6 @@ def table_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
     if not wanted:
         return []
     grains = dag.computed_grains(project.kpis, ctx.default_grain, dag.graph(project.kpis, ctx.dialect))
-    cache: dict = {}
     issues: list[Issue] = []
     for kpi in wanted:
         target: m.TableTarget = kpi.target
@@ -309,34 +307,33 @@ def table_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
                                           f"computed at {', '.join(sorted(grains.get(kpi.name, ())))} only",
                                 target.value_loc("grain"), "set `grain:` to one of the KPI's grains, or add the grain "
                                                            "to the KPI's `grain:`"))
-        resolved = _table_issue(project, ctx, kpi, target, cache)
-        if resolved is not None:
-            issues.append(resolved)
+        probe = kpi.model_copy(update={"model": target.table})  # the KPI reading its table as its model
+        unresolved = _table_issue(project, kpi, target, probe)
+        if unresolved is not None:
+            issues.append(unresolved)
             columns = Columns(None)
         else:
-            columns = kpi_columns(project, ctx, kpi.model_copy(update={"model": target.table}))
+            columns = kpi_columns(project, ctx, probe)
         issues.extend(_table_snippet_issues(ctx, kpi, target, columns))
     return issues
 
 
-def _table_issue(project: ProjectDef, ctx: Context, kpi: m.Kpi, target: m.TableTarget, cache: dict) -> Issue | None:
-    """Why the table cannot be read, resolved as the planner resolves a KPI's `model:`; None when it can."""
+def _table_issue(project: ProjectDef, kpi: m.Kpi, target: m.TableTarget, probe: m.Kpi) -> Issue | None:
+    """Why the table cannot be read, resolved by the resolver of a KPI's `model:` (`probe` is the KPI reading it as
+    its model); None when it can. A table that names nothing is ours, KPI151; the resolver's other problems (a dbt
+    manifest missing, KPI141, ...) keep their codes."""
     where = target.value_loc("table")
-    parsed = parse_model_ref(target.table)
-    if parsed is None:
+    ref = model_ref(probe)
+    if ref is None:
         hint = "write it without {{ }}" if "{{" in target.table else "in flow style quote it: \"source('s', 't')\""
         return error("KPI151", f"{kpi_label(kpi)}: the target `table` must be source('source', 'table') or "
                                f"ref('model'), got {target.table!r}", where, hint)
-    kind, args = parsed
-    if kind == "ref" and args[0] in project.models:
-        return None  # a model that does not render or parse is reported at its file (KPI034, KPI06x)
-    if build_relation(project, target.table, project.config.dialect, cache) is not None:
+    problem = ref.resolve(project).problem
+    if problem is None or not problem[0]:  # resolved, or said once at dbt's manifest (KPI142)
         return None
-    known = [f"source('{s.name}', '{t.name}')" for s in project.sources for t in s.tables]
-    known += [f"ref('{name}')" for name in project.models]
-    return error("KPI151", f"{kpi_label(kpi)}: the target `table` {target.table} names no declared source table "
-                           f"or model{suggest(target.table, known)}", where,
-                 "declare the table under `sources:` (with its `columns:`), or write a model under models/")
+    code, message, hint = problem
+    return error("KPI151" if code in ("KPI031", "KPI032") else code,
+                 f"{kpi_label(kpi)}: the target `table` {target.table}: {message}", where, hint)
 
 
 def _table_snippet_issues(ctx: Context, kpi: m.Kpi, target: m.TableTarget, columns: Columns) -> list[Issue]:
