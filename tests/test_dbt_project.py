@@ -491,18 +491,21 @@ def test_unknown_dbt_node_is_an_error_at_the_model_line(dbt_shop: DbtShop, tmp_p
         assert meant in found.message, out.output
 
 
+TIME_OF = {"ref('orders')": "ordered_at", "ref('shop_pkg', 'order_days')": "order_date", "ref('regions')": "opened_on"}
+
+
 @pytest.mark.parametrize("model, field, typo, meant", [
     ("ref('orders')", "measure", "sum(amout)", "amount"),                         # a documented column
     ("ref('orders')", "dimensions", "[chanel]", "channel"),                        # known from catalog.json only
     ("ref('customers', v=1)", "filter", "is_premium", None),                       # only the latest version has it
     ("ref('shop_pkg', 'order_days')", "measure", "sum(revenu)", "revenue"),         # the package's model
+    ("source('raw', 'customers')", "time", "signed_up", "signed_up_at"),           # a dbt source (catalog.json)
+    ("ref('customers_snapshot')", "filter", "dbt_valid_too is null", "dbt_valid_to"),  # the snapshot's own column
+    ("ref('regions')", "dimensions", "[contry]", "country"),                      # the seed
 ])
 def test_column_typo_over_a_dbt_model_is_kpi033_at_the_snippet(dbt_shop: DbtShop, tmp_path, model, field, typo, meant):
     shop = dbt_shop.copy(tmp_path)
-    fields = {"model": model, "time": "ordered_at" if "orders" in model else "signed_up_at",
-              "measure": "count(*)", field: typo}
-    if "order_days" in model:
-        fields["time"] = "order_date"
+    fields = {"model": model, "time": TIME_OF.get(model, "signed_up_at"), "measure": "count(*)", field: typo}
     body = "".join(f"{k}: {v}\n" for k, v in fields.items())
     root_project(shop, (), models={})
     kpis = shop / "kpis" / "shop.yml"
