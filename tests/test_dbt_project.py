@@ -1,15 +1,17 @@
 """kpimetrics inside a dbt project, end to end (SPEC §8, issue 19), against what real dbt built.
 
 The session's dbt project (tests/dbt/shop, built by dbt-duckdb: see dbt_env.py) gets a kpimetrics project
-at its root and another in a subfolder. Their KPIs read the mart with `ref('orders')`, the dbt source with
-`source('raw', ...)` (not declared in kpimetrics' own sources), the seed, the snapshot, both versions of
-the versioned model, the local package's model, the ephemeral model and kpimetrics' own models over dbt's;
-every value in kpi_values equals a hand-written query over the tables dbt built. dbt's profiles.yml is used
-unchanged (with dbt-only keys), found beside dbt_project.yml or through $DBT_PROFILES_DIR, and the profile
-name comes from dbt_project.yml. Bad inputs exit 1 with their code at their file and line (parsed from the
-`path:line:col: error[CODE]` output, never matched on wording): an unknown ref with "did you mean", a
-column typo over a dbt model, a missing or unsupported manifest, a manifest for another adapter, an
-ephemeral model without compiled SQL, a relation dropped after dbt built it.
+at its root, in a subfolder, or beside it (`dbt.project_dir`). Their KPIs read the mart with `ref('orders')`,
+the dbt source with `source('raw', ...)` (not declared in kpimetrics' own sources), the seed, the snapshot,
+both versions of the versioned model, the local package's model, the ephemeral models and kpimetrics' own
+models over dbt's; every value in kpi_values equals a hand-written query over the tables dbt built (the
+relation written by hand, never taken from the manifest). dbt's profiles.yml is used unchanged (dbt-only keys,
+a relative DuckDB path), found beside dbt_project.yml or through $DBT_PROFILES_DIR, the profile named by
+dbt_project.yml; dbt's files are never read as kpimetrics', and dbt's target/ is left as dbt wrote it.
+README's new-user flow (`dbt parse`, then kpimetrics) works. Bad inputs exit 1 with their code at their file
+and line (parsed from the `path:line:col: error[CODE]` output, not matched on wording): unknown refs and
+sources with "did you mean", column typos over dbt nodes, a missing or unsupported manifest, a manifest for
+another adapter, an ephemeral model without compiled SQL, a relation dropped or never built by dbt.
 
 Each test works on a copy of the build (DbtShop.copy), so the tests can run in any order and change it.
 """
