@@ -45,6 +45,7 @@ class ModelFile:
     sources: list[tuple[str, str]] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
     dbt_node: DbtNode | None = None  # an ephemeral dbt model, inlined from its compiled SQL
+    dialect: str | None = None  # the dialect its SQL is in, where not the project's: dbt compiles for its adapter
     dbt_nodes: list[DbtNode] = field(default_factory=list)  # the relations dbt built that its ref()/source() name
 
     @property
@@ -106,6 +107,20 @@ def ref_label(name: str, package: str | None = None, version: str | None = None)
 
 def _shown_path(project: "ProjectDef", path: Path) -> str:
     return os.path.relpath(path, project.root)
+
+
+def _adapter_dialect(adapter_type: str | None) -> str | None:
+    """The SQL dialect dbt compiled for: its adapter's, where sqlglot knows it (dbt-duckdb, dbt-postgres,
+    dbt-spark, dbt-snowflake, ...); else the project's."""
+    from sqlglot.dialects.dialect import Dialect
+
+    if not adapter_type:
+        return None
+    try:
+        Dialect.get_or_raise(adapter_type)
+    except ValueError:
+        return None
+    return adapter_type
 
 
 def _no_manifest(project: "ProjectDef", label: str) -> Resolved:
@@ -198,7 +213,8 @@ class ProjectDef:
                                      "has no compiled SQL for it", "run `dbt compile` (or run, build) before kpimetrics"))
         key = name if package is None and version is None else f"{name}__{node.package}__v{node.version}"
         if key not in self.models:
-            self.models[key] = ModelFile(key, node.file, node.compiled_code, node.compiled_code, dbt_node=node)
+            self.models[key] = ModelFile(key, node.file, node.compiled_code, node.compiled_code, dbt_node=node,
+                                         dialect=_adapter_dialect(manifest.adapter_type))
         return Resolved(model=key)
 
     def resolve_source(self, source: str, table: str) -> Resolved:

@@ -224,7 +224,7 @@ def build_relation(project: ProjectDef, model_text: str, dialect: str, cache: di
                 if not add(r):
                     return False
             try:
-                query = positionless(sqlglot.parse_one(model.sql, read=project.config.dialect))
+                query = positionless(sqlglot.parse_one(model.sql, read=model.dialect or project.config.dialect))
             except sqlglot.errors.SqlglotError:
                 return False
             ctes.append((MODEL_CTE_PREFIX + model_name, query))

@@ -74,10 +74,15 @@ class TemplateContext:
             raise TemplateProblem("KPI062", "source() is not available here")
         return self.source_fn(source_name, table_name)
 
-    def ref(self, model_name: str) -> str:
+    def ref(self, *args: Any, **kwargs: Any) -> str:
+        """ref('model'), and as dbt writes it: ref('package', 'model'), ref('model', v=2) (or version=2)."""
         if self.ref_fn is None:
             raise TemplateProblem("KPI062", "ref() is not available here")
-        return self.ref_fn(model_name)
+        unknown = set(kwargs) - {"v", "version"}
+        if unknown or not 1 <= len(args) <= 2:
+            raise TemplateProblem("KPI031", "ref() takes a model name, or a package and a model name, and v= or "
+                                            f"version= (got {len(args)} name(s){', ' + ', '.join(sorted(unknown)) if unknown else ''})")
+        return self.ref_fn(*args, **kwargs)
 
 
 def renderings(value: str) -> set[str]:

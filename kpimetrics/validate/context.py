@@ -138,6 +138,7 @@ def parse_model(model_file, dialect: str | None) -> tuple[exp.Expression | None,
     """The model's rendered SQL as one query, or the issue saying why it is not one."""
     where = Location(model_file.path, 1, 1)
     try:
+        dialect = model_file.dialect or dialect  # an ephemeral dbt model is in dbt's adapter's dialect
         statements = [s for s in sqlglot.parse(model_file.sql, read=dialect) if s is not None]
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
