@@ -9,7 +9,8 @@ how depends on the engine's publisher:
         first statements of the publishing transaction, so a killed or failed run
         leaves the warehouse at its old version, every row as it was;
     versioned views (Spark): a new table is a versioned table and its view, filled
-        before its view exists; the version number is appended to kpi_meta last.
+        before its view exists (a table of tables.APPEND_ONLY, a log written outside
+        runs, is a plain table); the version number is appended to kpi_meta last.
         Every step can be repeated, so a run killed midway is completed by the next.
 
 Until a run applies them, the run reads the tables of the warehouse's version:
@@ -96,6 +97,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # no backfill: a forecast is of the run's date, so the migrating run's publishing writes the first rows
     Migration(3, "kpi_forecast: each KPI total's forecast at the current period's end and at its target's deadline",
               (CreateTable(tables.FORECAST),)),
+    # no backfill: nothing was notified before; a log appended to by `kpimetrics notify` (kpimetrics/notify/)
+    Migration(4, "kpi_notifications: every notice `kpimetrics notify` sent or tried to send",
+              (CreateTable(tables.NOTIFICATIONS),)),
 )
 
 

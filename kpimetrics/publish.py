@@ -236,6 +236,9 @@ class VersionedViewsPublisher:
             self._create_view(table)
         if RUNS_LOG not in existing:
             wh.run_sql(tables.Table(RUNS_LOG, tables.RUNS.columns, "").ddl(wh.schema))
+        for table in tables.APPEND_ONLY:  # logs written outside runs: plain tables, appended to
+            if table.name not in existing:
+                wh.run_sql(table.ddl(wh.schema))
         if "kpi_runs" not in existing:
             # the latest row of each run: its end, or while it runs (or when it was killed) its start
             latest = exp.Window(this=exp.RowNumber(), partition_by=[col("run_id")], order=exp.Order(
@@ -265,6 +268,9 @@ class VersionedViewsPublisher:
         for migration in pending:
             checkpoint(f"migrate.v{migration.version}")
             for step in migration.steps:
+                if step.table in tables.APPEND_ONLY:  # a log written outside runs: a plain table (IF NOT EXISTS)
+                    wh.run_sql(step.table.ddl(wh.schema))
+                    continue
                 wh.run_sql(_versions_ddl(step.table, wh.schema))
                 if step.backfill is not None:
                     target = wh.t(versions_name(step.table.name))

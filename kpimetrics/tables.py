@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,11 @@ META = Table(
     "kpimetrics' own bookkeeping: the schema version of these tables",
 )
 
-OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS, FORECAST)
+OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS, FORECAST, NOTIFICATIONS)
 ALL_TABLES = OUTPUT_TABLES + (META,)
 BY_NAME = {t.name: t for t in ALL_TABLES}
 # Tables whose rows belong to one KPI (deleted when the KPI is removed).
 PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS, DEFINITIONS, FORECAST)
+# Logs written outside a run, whose rows are only ever added: a plain table on every engine (never a versioned one,
+# which only a run's publishing writes), appended to in a transaction of its own where the engine has them.
+APPEND_ONLY = (NOTIFICATIONS,)
