@@ -324,6 +324,30 @@ def test_versioned_and_package_refs_inside_a_kpimetrics_model(dbt_shop: DbtShop,
     assert_values(duckdb_fetch(shop), cases, "main", "kpi")
 
 
+def test_dbts_folders_named_in_dbt_project_yml_are_left_alone(dbt_shop: DbtShop, tmp_path):
+    """dbt_project.yml's own paths (here model-paths: [transform, more_models], seed-paths: [data]) are dbt's:
+    their schema files, which kpimetrics would refuse (unknown keys `version`, `models`, `seeds`), are not
+    read, while kpimetrics' own files beside them are."""
+    shop = dbt_shop.copy(tmp_path)
+    shutil.move(shop / "models", shop / "transform")
+    shutil.move(shop / "seeds", shop / "data")
+    (shop / "more_models").mkdir()
+    shutil.copy(shop / "transform" / "marts" / "schema.yml", shop / "more_models" / "schema.yml")
+    project_yml = shop / "dbt_project.yml"
+    text = project_yml.read_text(encoding="utf-8").replace('model-paths: ["models"]', "model-paths: [transform, more_models]")
+    project_yml.write_text(text.replace('seed-paths: ["seeds"]', "seed-paths: [data]"), encoding="utf-8")
+    root_project(shop, (REVENUE, SIGNUPS), models={})
+    out = cli(shop, "run", "--as-of", AS_OF)
+    assert_ran(out)
+    assert not [i for i in issues(out.output) if i.path.startswith(("transform/", "more_models/", "data/"))], out.output
+    assert_values(duckdb_fetch(shop), (REVENUE, SIGNUPS), "main", "kpi")
+
+    # the same files in a folder dbt does not own are kpimetrics': the unknown keys are errors there
+    shutil.copytree(shop / "more_models", shop / "notes")
+    out = cli(shop, "compile")
+    assert out.exit_code == 1 and [i for i in issues(out.output) if i.path == "notes/schema.yml"], out.output
+
+
 def test_subfolder_with_a_relative_duckdb_path_in_dbts_profile(dbt_shop: DbtShop, tmp_path):
     """dbt-duckdb resolves `path: shop.duckdb` against the folder dbt runs in, the dbt project's: so must
     kpimetrics for a profile it found in the dbt project folder, from a project in a subfolder of it (not a
