@@ -10,9 +10,10 @@ Once per test session (per xdist worker: each has its own basetemp) `dbt_shop` c
 its local package tests/dbt/shop_pkg to a temporary folder, creates the raw tables (tests/dbt/raw.sql)
 in a new DuckDB file, writes profiles.yml beside dbt_project.yml and runs `dbt deps`, `dbt build` (seed,
 snapshot, models, data tests; all but the mart `refunds`, which stays unbuilt) and `dbt docs generate`
-(catalog.json; it also compiles every node, the ephemeral models included). `dbt_pg_shop` builds the same project with dbt-postgres into a database of
-the suite's throwaway PostgreSQL server. A test never changes the session's build: `copy(dest)` gives it
-a folder of its own (for DuckDB, with its own copy of the warehouse file).
+(catalog.json; it also compiles every node, the ephemeral models included). `dbt_pg_shop` builds the same
+project with dbt-postgres into a database of the suite's throwaway PostgreSQL server. A test never changes
+the session's build: `copy(dest)` gives it a folder of its own (for DuckDB, with its own copy of the
+warehouse file; the PostgreSQL copies share the one database).
 """
 from __future__ import annotations
 

@@ -305,7 +305,8 @@ def test_beside_the_dbt_project_through_dbt_project_dir(dbt_shop: DbtShop, tmp_p
     assert (kpis / "target" / "manifest.json").is_file() and tree_digest(shop / "target") == dbt_target
 
 
-@pytest.mark.parametrize("ref", ["ref('customers', v=1)", "ref('customers', version=1)", "ref('shop', 'customers', v=1)"])
+@pytest.mark.parametrize("ref", ["ref('customers', v=1)", "ref('customers', version=1)",
+                                 "ref('shop', 'customers', v=1)"])
 def test_versioned_and_package_refs_inside_a_kpimetrics_model(dbt_shop: DbtShop, tmp_path, ref):
     """SPEC §8: ref('package', 'name') and ref('name', v=2) work "in a KPI's `model:` or in a kpimetrics
     model", as in dbt, whose ref() takes the package first and the version as v= or version=."""
@@ -334,7 +335,8 @@ def test_dbts_folders_named_in_dbt_project_yml_are_left_alone(dbt_shop: DbtShop,
     (shop / "more_models").mkdir()
     shutil.copy(shop / "transform" / "marts" / "schema.yml", shop / "more_models" / "schema.yml")
     project_yml = shop / "dbt_project.yml"
-    text = project_yml.read_text(encoding="utf-8").replace('model-paths: ["models"]', "model-paths: [transform, more_models]")
+    text = project_yml.read_text(encoding="utf-8").replace('model-paths: ["models"]',
+                                                           "model-paths: [transform, more_models]")
     project_yml.write_text(text.replace('seed-paths: ["seeds"]', "seed-paths: [data]"), encoding="utf-8")
     root_project(shop, (REVENUE, SIGNUPS), models={})
     out = cli(shop, "run", "--as-of", AS_OF)
