@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .model import Grain, Node
+from .model import Forecast, Grain, Node
 from .notify.settings import NotifySettings
 
 # --- kpimetrics.yml ----------------------------------------------------------
@@ -73,6 +73,7 @@ class ProjectConfig(Node):
     version: int | None = None
     paths: Paths = Field(default_factory=Paths)
     dbt: DbtSettings | None = None
+    forecast: Forecast = Field(default_factory=Forecast)  # kpi_forecast's settings, per KPI too (forecast.py)
     notify: NotifySettings | None = None  # channels and rules of notifications (SPEC §10, kpimetrics/notify/)
 
 

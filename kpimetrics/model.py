@@ -292,6 +292,12 @@ class Window(Node):
     to_date: Literal["month", "quarter", "year"] | None = None
 
 
+class Forecast(Node):
+    """`forecast:` per KPI, or project-wide in kpimetrics.yml (SPEC §10): the least-squares line goes through the
+    last `periods` complete periods (kpimetrics/forecast.py)."""
+    periods: int = Field(default=6, ge=3, le=1000)
+
+
 class CheckIn(Node):
     date: dt.date
     author: str | None = None
@@ -450,6 +456,7 @@ class Kpi(Node):
     tags: list[str] = Field(default_factory=list)
     review_by: dt.date | None = None
     check_ins: list[CheckIn] = Field(default_factory=list)
+    forecast: Forecast | None = None  # None: the project's `forecast:` (kpimetrics.yml)
 
     _kind: str = PrivateAttr(default="kpi")
     _forms: tuple[Form, ...] | None = PrivateAttr(default=None)
@@ -530,6 +537,7 @@ NO_VALUE_FIELDS: frozenset[str] = frozenset({
     "name",  # a KPI's rows are keyed by its name: a renamed KPI is another KPI
     "label", "description", "owner", "strategy", "indicator", "category", "unit", "direction", "target", "tolerance",
     "at_risk_below", "at_risk_above", "slice_targets", "actions", "drives", "tags", "review_by", "check_ins",
+    "forecast",  # how far back the forecast's line looks: kpi_forecast is recomputed every run (forecast.py)
 })
 
 

@@ -144,9 +144,33 @@ class RunRow:
     message: str | None
 
 
+@dataclass(slots=True)
+class ForecastRow:
+    """A row of kpi_forecast: a KPI total's forecast at one grain and horizon (forecast.py)."""
+
+    TABLE = tables.FORECAST
+
+    name: str
+    grain: str
+    horizon: str  # 'period' (the current period's end) | 'deadline' (the target's `by`)
+    as_of: dt.date
+    horizon_end: dt.date  # exclusive, as period_end
+    forecast: float | None
+    target_at_horizon: float | None
+    forecast_status: Status = _parsed(Status.of)
+    method: str | None  # 'least_squares' | 'run_rate'
+
+
+def headline_forecast(rows: list[ForecastRow], name: str, grain: str) -> ForecastRow | None:
+    """The forecast `status` and the scorecard show for a KPI at a grain: the deadline's where the target has one
+    ahead, else the current period's."""
+    found = {r.horizon: r for r in rows if r.name == name and r.grain == grain}
+    return found.get("deadline") or found.get("period")
+
+
 Row = TypeVar("Row")
 # Every row type (a test holds each to its table's columns).
-ROW_TYPES = (StatusRow, CatalogRow, StrategyRow, CheckInRow, RunRow)
+ROW_TYPES = (StatusRow, CatalogRow, StrategyRow, CheckInRow, RunRow, ForecastRow)
 
 
 def columns(row_type: type) -> list[str]:
@@ -312,3 +336,9 @@ class OutputReader:
 
     def runs(self) -> list[RunRow]:
         return self.read(RunRow, order=("run_id",))
+
+    def forecasts(self) -> list[ForecastRow]:
+        """kpi_forecast, whole; empty where the table is not there (a warehouse no run of this release has upgraded)."""
+        if ForecastRow.TABLE.name not in set(self.adapter.tables(self.schema)):
+            return []
+        return self.read(ForecastRow, order=("name", "grain", "horizon"))

@@ -31,6 +31,7 @@ from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, Location, WarehouseError, error, warning
 from .faults import checkpoint
+from .forecast import forecast_queries
 from .partials import KeptPreAggregates
 from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse
@@ -594,6 +595,7 @@ class Runner:
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
             TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
             TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)] if ok else [], []),
+            TableWrite(tables.FORECAST, replaced, self._forecast_queries(run, ok), []),  # reads the new status
             TableWrite(tables.STRATEGY, exp.true(), [], self._strategy_rows()),
         ]
         if not run.whole_project:
@@ -694,6 +696,10 @@ class Runner:
                 if q is not None:
                     queries.append(q)
         return queries
+
+    def _forecast_queries(self, run: RunState, ok: list[str]) -> list[exp.Select]:
+        return [q for n in ok for q in forecast_queries(self.plan.kpis[n].kpi, list(self.plan.kpis[n].grains), self.schema,
+                                                          run.as_of, self.project)]
 
     def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
         ranges = {(n, g): r for n in ok for g in self.plan.kpis[n].grains

@@ -86,6 +86,7 @@ SAMPLES: dict[str, tuple[str, dict]] = {
     "tags": ("revenue", {"tags": ["board"]}),
     "review_by": ("revenue", {"review_by": "2030-01-31"}),
     "check_ins": ("revenue", {"check_ins": [{"date": "2026-03-02", "note": "February was short"}]}),
+    "forecast": ("revenue", {"forecast": {"periods": 12}}),
 }
 
 # The hashes of the sample project as the first release computed them: a change to how a hash is computed would

@@ -17,7 +17,10 @@ warehouse on DuckDB, PostgreSQL and Spark from those statements and rows, then l
   - version 3 (kpi_forecast, no backfill: a forecast is of its run's date) comes with the same run: a version-1
     warehouse takes migrations 2 and 3 in one publishing, and a version-2 warehouse (version 1's upgraded by
     migration 2 as the publisher applies it) takes 3, every row of every table kept; a run killed in either
-    leaves the warehouse where it was, and on Spark the next run completes one stopped midway.
+    leaves the warehouse where it was, and on Spark the next run completes one stopped midway;
+  - version 4 (kpi_notifications, empty: nothing was notified before) comes with the same run: a version-3
+    warehouse takes it, every row kept, and `kpimetrics notify` then logs into it; the log outlives later runs
+    (on Spark it is a plain table, appended to, which no run's publishing versions or drops).
 """
 from __future__ import annotations
 
@@ -302,7 +305,7 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
         # version 1 recorded no owner: the first run adopts the schema
         assert after["kpi_meta"] == ordered([(migrations.VERSION_KEY, str(tables.SCHEMA_VERSION)), (OWNER_KEY, "shop")])
     # kpi_forecast: the run's forecasts, of the one KPI it published (test_forecast.py checks their values)
-    assert {r[0] for r in after["kpi_forecast"]} <= {"buyers"}
+    assert {r[0] for r in after["kpi_forecast"]} == {"buyers"}
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
     # what the backfill tells of this fixture: revenue's first run is the first run (the incremental runs kept
@@ -326,7 +329,7 @@ def test_a_version_1_warehouse_upgrades_in_place(v1):
     # a KPI whose hash today's code computes differently from version 1's keeps its old row as it was
     expected += [r for key, r in old.items() if hashes[key[0]][0] != key[1]]
     assert after["kpi_definitions"] == ordered(expected)
-    assert {r[0] for r in after["kpi_forecast"]} <= {"revenue", "completed_share", "revenue_growth", "buyers"}
+    assert {r[0] for r in after["kpi_forecast"]} == {"revenue", "completed_share", "revenue_growth", "buyers"}
 
     # revenue's definition changes: a new row, and the old hash keeps its first and last run; buyers leaves the
     # project, and kpi_definitions with it
@@ -368,10 +371,10 @@ def test_a_version_2_warehouse_upgrades_in_place(v1):
     assert schema_version(after) == tables.SCHEMA_VERSION
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert [r for r in after["kpi_definitions"] if r[0] == "buyers"] == [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)]
-    assert {r[0] for r in after["kpi_forecast"]} <= {"buyers"}
+    assert {r[0] for r in after["kpi_forecast"]} == {"buyers"}
     # the next run of the whole project forecasts every KPI
     v1.run()
-    assert {r[0] for r in v1.tables([tables.FORECAST.name])["kpi_forecast"]} <= {"revenue", "completed_share", "revenue_growth", "buyers"}
+    assert {r[0] for r in v1.tables([tables.FORECAST.name])["kpi_forecast"]} == {"revenue", "completed_share", "revenue_growth", "buyers"}
 
 
 def test_a_warehouse_newer_than_the_code_is_refused(v1):
@@ -532,6 +535,104 @@ def test_a_spark_migration_killed_midway_is_completed_by_the_next_run(request, t
     result = v1.run("buyers")
     after = v1.tables()
     assert schema_version(after) == tables.SCHEMA_VERSION
-    assert {r[0] for r in after["kpi_forecast"]} <= {"buyers"}
+    assert {r[0] for r in after["kpi_forecast"]} == {"buyers"}
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
+
+
+# --- version 4: kpi_notifications ------------------------------------------------------------------
+
+def migrate_to(v1: V1Warehouse, version: int) -> None:
+    """The warehouse as `version` left it: version 1's, upgraded by the migrations up to `version` as this engine's
+    publisher applies them (as V1Warehouse.to_version_2 does for version 2)."""
+    adapter = Project.load(v1.root).connect()
+    try:
+        def sql(tree: exp.Expression) -> str:
+            return generate(tree, v1.dialect)
+
+        def insert(table: tables.Table, query: exp.Query) -> None:
+            columns = [exp.to_identifier(c, quoted=True) for c in table.column_names]
+            adapter.execute(sql(exp.Insert(this=exp.Schema(this=qualified(SCHEMA, table.name), expressions=columns),
+                                           expression=query)))
+
+        wh = Warehouse(adapter, SCHEMA, sql, lambda t: adapter.execute(sql(t)), lambda t: adapter.fetchall(sql(t)),
+                       insert, "shop")
+        publisher = PUBLISHERS[adapter.capabilities.publish](wh)
+        steps = tuple(m for m in migrations.MIGRATIONS if m.version <= version)
+        if adapter.capabilities.publish == "transaction":
+            adapter.begin()
+            publisher._migrate(steps)
+            adapter.commit()
+        else:
+            publisher._migrate(steps)
+    finally:
+        adapter.close()
+
+
+NOTIFY_YML = """notify:
+  channels:
+    - {name: hook, type: webhook, format: json, url: "{{ env_var('KPI_TEST_HOOK_URL') }}"}
+  rules:
+    - {when: [on_track, at_risk, off_track, no_target, no_data], channels: [hook]}
+"""
+LOG_COLUMNS = ("name", "grain", "period_start", "status", "channel", "recipient", "outcome")
+
+
+def notification_log(v1: V1Warehouse) -> list[tuple]:
+    adapter = Project.load(v1.root).connect()
+    try:
+        query = exp.select(*[exp.column(c, quoted=True) for c in LOG_COLUMNS]).from_(
+            qualified(SCHEMA, tables.NOTIFICATIONS.name))
+        return ordered(adapter.fetchall(generate(query, v1.dialect)))
+    finally:
+        adapter.close()
+
+
+def test_a_version_3_warehouse_upgrades_to_4_and_notify_logs_into_it(v1, monkeypatch):
+    from test_notify import Catcher
+
+    migrate_to(v1, 3)
+    names = [*V1_TABLES, "kpi_meta", tables.DEFINITIONS.name, tables.FORECAST.name, tables.NOTIFICATIONS.name]
+    before = v1.tables(names)
+    assert schema_version(before) == 3 and before["kpi_notifications"] is None
+    assert before["kpi_definitions"] == backfilled(before)
+
+    v1.set_kpis(v1.kpis() + BUYERS)
+    result = v1.run("buyers")
+    after = v1.tables(names)
+    for name in [*V1_TABLES, tables.DEFINITIONS.name]:
+        if name == "kpi_runs":
+            assert after[name][:len(before[name])] == before[name]
+            assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
+        else:  # every table's name is its first column
+            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
+    assert schema_version(after) == tables.SCHEMA_VERSION == 4
+    assert after["kpi_notifications"] == []
+    # a plain table on every engine: on Spark no versioned table behind a view
+    assert tables.NOTIFICATIONS.name in v1.relations() and "kpi_notifications__versions" not in v1.relations()
+
+    # notify appends to it (in a transaction of its own, or on Spark by one append), once per notice
+    catcher = Catcher()
+    try:
+        monkeypatch.setenv("KPI_TEST_HOOK_URL", catcher.url("/hooks/migrated"))
+        config = v1.root / "kpimetrics.yml"
+        config.write_text(config.read_text() + NOTIFY_YML)
+        out = CliRunner().invoke(main, ["notify", "--project-dir", str(v1.root)])
+        assert out.exit_code == 0, out.output
+        (body,) = catcher.by_path("/hooks/migrated")
+        sent = ordered((n["name"], n["grain"], dt.date.fromisoformat(n["period_start"]), n["status"], "hook", "", "sent")
+                       for n in body["notices"])
+        assert {r[0] for r in sent} == {"revenue", "completed_share", "revenue_growth", "buyers"}  # gift_cards: no value
+        assert notification_log(v1) == sent
+        # a later run of the whole project leaves the log as it was; a second notify sends only what is new (a
+        # status today's code judges otherwise), never a notice logged as sent
+        v1.run()
+        assert notification_log(v1) == sent
+        out = CliRunner().invoke(main, ["notify", "--project-dir", str(v1.root)])
+        assert out.exit_code == 0, out.output
+        again = [(n["name"], n["grain"], dt.date.fromisoformat(n["period_start"]), n["status"], "hook", "", "sent")
+                 for _, b in catcher.received[1:] for n in b["notices"]]
+        assert not set(again) & set(sent)
+        assert notification_log(v1) == ordered(sent + again)
+    finally:
+        catcher.close()

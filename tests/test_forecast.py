@@ -1,0 +1,253 @@
+"""Forecasts (SPEC §10, kpimetrics/forecast.py), checked against the spec's formulas computed here in plain Python.
+
+One small shop (orders of known amounts, January to mid-July 2026; the run's date is 2026-07-15) run on DuckDB,
+PostgreSQL and Spark. The expected rows are worked out below from the monthly amounts alone, not from the
+generator: least squares by the textbook sums (x the period's index, the horizon's period at 0), the run rate
+as value so far × days to the horizon ÷ days elapsed, the targets as SPEC §2 defines them, the statuses by §2's
+rules.
+
+- rev_ols: month (target 100, tolerance 10%) and quarter (300): the project's `forecast: {periods: 5}`; only two
+  quarters are complete, so no quarter row; week has no target, so no week row.
+- rev_rel: a relative target (baseline January to March, +20% by 2026-10-31, linear), its own `forecast:
+  {periods: 4}`: the current period and the deadline (October), each with its own target on the glide path.
+- bookings_ytd: year to date with a pace target: the run rate, to the end of July and to the deadline.
+- past_deadline: lower is better, a deadline (2026-03-31) before the run's date: the current period only,
+  judged against the goal with an absolute band (at_risk_above).
+- sparse: April's rows filtered out (no_data): the line goes through the other four of the last five complete
+  months, April keeping its place on the x axis.
+- new_product: rows from May only (its model has rows from January): two complete values, no forecast.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+import engines
+from helpers_projects import write_project
+from helpers_run import kpi, kpis_yml, strategy_yml
+from kpimetrics import Project
+from kpimetrics.cli import main
+from kpimetrics.outputs import ForecastRow
+
+AS_OF = dt.date(2026, 7, 15)
+# the shop's amount per month, January to July (July's orders fall before the run's date); two orders a month
+MONTHLY = [100.0, 110.0, 95.0, 120.0, 130.0, 125.0, 60.0]
+
+KPIS = kpis_yml(
+    kpi("rev_ols", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        grain: [month, quarter, week]
+        target: {month: 100, quarter: 300}
+        tolerance: 10%
+    """, strategy="s_forecast"),
+    kpi("rev_rel", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        target: {baseline: {from: 2026-01-01, to: 2026-03-31}, change: 20%, by: 2026-10-31, path: linear}
+        tolerance: 5%
+        forecast: {periods: 4}
+    """, strategy="s_forecast"),
+    kpi("bookings_ytd", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        window: {to_date: year}
+        target: {value: 1500, by: 2026-12-31, pace: linear}
+    """, strategy="s_forecast"),
+    kpi("past_deadline", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        direction: lower_is_better
+        target: {baseline: {value: 150, as_of: 2026-01-31}, change: -10%, by: 2026-03-31, path: step}
+        at_risk_above: 140
+    """, strategy="s_forecast"),
+    kpi("sparse", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        filter: "ordered_at < '2026-04-01' or ordered_at >= '2026-05-01'"
+        target: 100
+    """, strategy="s_forecast"),
+    kpi("new_product", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        filter: "ordered_at >= '2026-05-01'"
+        target: 100
+    """, strategy="s_forecast"),
+)
+
+SOURCES = """
+sources:
+  - name: shop
+    schema: {schema}
+    tables:
+      - name: orders
+        columns: [order_id, ordered_at, amount]
+"""
+
+
+def project_files(profiles: str, source_schema: str = "main", output_schema: str = "kpi", kpis: str = KPIS) -> dict:
+    return {
+        "kpimetrics.yml": f"""
+            name: forecasts
+            profile: oracle
+            dialect: duckdb
+            output_schema: {output_schema}
+            defaults: {{grain: month, lookback: 1}}
+            forecast: {{periods: 5}}
+        """,
+        "profiles.yml": profiles,
+        "strategy.yml": strategy_yml(["s_forecast"]),
+        "sources.yml": SOURCES.format(schema=source_schema),
+        "kpis/kpis.yml": kpis,
+    }
+
+
+def order_rows() -> list[tuple]:
+    rows = []
+    for m, amount in enumerate(MONTHLY, start=1):
+        for day in (3, 10):
+            rows.append((len(rows) + 1, dt.datetime(2026, m, day, 10), amount / 2))
+    return rows
+
+
+def load_data(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("create table if not exists main.orders (order_id integer, ordered_at timestamp, amount double)")
+        con.executemany("insert into main.orders values (?, ?, ?)", order_rows())
+    finally:
+        con.close()
+
+
+# --- the spec's formulas, in plain Python ---------------------------------------------------------
+
+def month(m: int) -> dt.date:
+    """The first day of month m of 2026 (m > 12 runs into 2027)."""
+    return dt.date(2026 + (m - 1) // 12, (m - 1) % 12 + 1, 1)
+
+
+def least_squares(points: list[tuple[float, float]], at: float) -> float:
+    """The ordinary least-squares line through (x, y) points, evaluated at x = at."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+    return mean_y + slope * (at - mean_x)
+
+
+def status(value: float, target: float, threshold: float, higher: bool = True) -> str:
+    better = (lambda a, b: a >= b) if higher else (lambda a, b: a <= b)
+    if better(value, target):
+        return "on_track"
+    return "at_risk" if better(value, threshold) else "off_track"
+
+
+def monthly_fit(values: dict[int, float | None], last_complete: int, periods: int, horizon: int) -> float | None:
+    """The forecast at month `horizon` through the last `periods` complete months up to `last_complete`."""
+    window = [m for m in range(last_complete - periods + 1, last_complete + 1) if m >= 1]
+    points = [(float(m), values[m]) for m in window if values.get(m) is not None]
+    return least_squares(points, horizon) if len(points) >= 3 else None
+
+
+def expected_rows() -> list[tuple]:
+    """(name, grain, horizon, as_of, horizon_end, forecast, target_at_horizon, forecast_status, method)."""
+    rev = dict(enumerate(MONTHLY, start=1))
+    rows = []
+    # rev_ols: months 2..6 (periods 5), horizon July (month 7), ending August 1
+    f = monthly_fit(rev, 6, 5, 7)
+    rows.append(("rev_ols", "month", "period", AS_OF, month(8), f, 100.0, status(f, 100.0, 90.0), "least_squares"))
+    # rev_rel: the baseline is January to March's mean; the goal +20%; the glide path from April 1 to November 1
+    base = sum(MONTHLY[:3]) / 3
+    goal = base * 1.2
+    t0, t1 = dt.date(2026, 4, 1), dt.date(2026, 11, 1)
+
+    def glide(end: dt.date) -> float:
+        return base + (goal - base) * min(max((end - t0).days / (t1 - t0).days, 0.0), 1.0)
+
+    for kind, horizon in (("period", 7), ("deadline", 10)):
+        f = monthly_fit(rev, 6, 4, horizon)
+        target = glide(month(horizon + 1))
+        rows.append(("rev_rel", "month", kind, AS_OF, month(horizon + 1), f, target,
+                     status(f, target, target - abs(target) * 0.05), "least_squares"))
+    # bookings_ytd: July's value is the year to date (January to the run's date); s = January 1
+    so_far = sum(MONTHLY)
+    s = dt.date(2026, 1, 1)
+    elapsed = (AS_OF - s).days
+    for kind, end in (("period", month(8)), ("deadline", month(13))):
+        f = so_far * (end - s).days / elapsed
+        target = 1500 * (end - s).days / (dt.date(2027, 1, 1) - s).days
+        rows.append(("bookings_ytd", "month", kind, AS_OF, end, f, target, status(f, target, target), "run_rate"))
+    # past_deadline: the deadline (March) passed; the current period, against the goal 150 - 10%
+    f = monthly_fit(rev, 6, 5, 7)
+    rows.append(("past_deadline", "month", "period", AS_OF, month(8), f, 135.0, status(f, 135.0, 140.0, higher=False),
+                 "least_squares"))
+    # sparse: April (month 4) without a value
+    f = monthly_fit({**rev, 4: None}, 6, 5, 7)
+    rows.append(("sparse", "month", "period", AS_OF, month(8), f, 100.0, status(f, 100.0, 100.0), "least_squares"))
+    # new_product: May and June only: fewer than 3 values, no row
+    assert monthly_fit({m: (v if m >= 5 else None) for m, v in rev.items()}, 6, 5, 7) is None
+    return rows
+
+
+def rounded(rows) -> list[tuple]:
+    return sorted(tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows)
+
+
+# --- the project run on each engine ---------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=engines.VALUE_ENGINES)
+def ran(request, tmp_path_factory) -> Project:
+    """The project run once on each engine."""
+    engine = engines.make_engine(request.param, request, tmp_path_factory)
+    root = tmp_path_factory.mktemp(f"forecast_{engine.name}")
+    write_project(root, project_files(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
+    load_data(root / "wh.duckdb")
+    project = Project.load(root)
+    if not engine.embedded:
+        adapter = project.connect()
+        try:
+            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders",))
+        finally:
+            adapter.close()
+    result = project.run(full_refresh=True, as_of=AS_OF)
+    assert result.status == "success", [(k.name, k.status, k.error) for k in result.kpis]
+    return project
+
+
+def forecasts(project: Project) -> list[tuple]:
+    with project.outputs() as out:
+        return [tuple(getattr(r, c) for c in ("name", "grain", "horizon", "as_of", "horizon_end", "forecast",
+                                              "target_at_horizon", "forecast_status", "method"))
+                for r in out.forecasts()]
+
+
+def test_forecasts_match_the_spec_formulas(ran):
+    got = forecasts(ran)
+    assert rounded(got) == rounded(expected_rows())
+
+
+def test_the_cases_written_out(ran):
+    """What the formulas give here, literally: a check on the Python above."""
+    got = {(r[0], r[1], r[2]): r for r in forecasts(ran)}
+    # no quarter (two complete quarters), no week (no target), no new_product (two values), no past deadline
+    assert {k for k in got if k[0] == "rev_ols"} == {("rev_ols", "month", "period")}
+    assert not [k for k in got if k[0] == "new_product"]
+    assert ("past_deadline", "month", "deadline") not in got
+    # bookings: 740 so far in 195 days; 212 days to August 1, 365 to the deadline
+    assert got[("bookings_ytd", "month", "period")][5] == pytest.approx(740 * 212 / 195)
+    assert got[("bookings_ytd", "month", "deadline")][5] == pytest.approx(740 * 365 / 195)
+    assert got[("bookings_ytd", "month", "deadline")][6] == pytest.approx(1500.0)
+    # rev_rel's deadline: October, x = 0 four months after the last of March..June, ends November 1, at the goal
+    deadline = got[("rev_rel", "month", "deadline")]
+    assert deadline[4] == dt.date(2026, 11, 1) and deadline[6] == pytest.approx(122.0)
