@@ -623,6 +623,22 @@ def test_relation_dbt_has_not_built_fails_that_kpi_kpi145(dbt_shop: DbtShop, tmp
     assert_values(duckdb_fetch(shop), (REVENUE, SIGNUPS), "main", "kpi")
 
 
+def test_a_dropped_relation_under_an_ephemeral_model_is_kpi145_naming_it(dbt_shop: DbtShop, tmp_path):
+    """The ephemeral model has no relation of its own: the one missing is the view it reads (stg_orders)."""
+    shop = dbt_shop.copy(tmp_path)
+    con = duckdb.connect(str(shop / "shop.duckdb"))
+    con.execute("drop view main.stg_orders")
+    con.close()
+    completed = next(c for c in ROOT_CASES if c.name == "completed_average")
+    root_project(shop, (completed, SIGNUPS), models={})
+    code, result, _ = json_run(shop)
+    assert code == 1 and result["status"] == "partial", result
+    by_name = {k["name"]: k for k in result["results"]}
+    assert (by_name["completed_average"]["status"], by_name["signups"]["status"]) == ("error", "success"), result
+    error = by_name["completed_average"]["error"]
+    assert "KPI145" in error and "dbt build -s stg_orders" in error, result
+
+
 def test_ephemeral_model_without_compiled_sql_is_kpi144(dbt_shop: DbtShop, tmp_path):
     shop = dbt_shop.copy(tmp_path)
     shutil.rmtree(shop / "target")
