@@ -406,6 +406,7 @@ def status_cmd(ctx: Ctx, select, state, grain, fmt, fail_on):
 
     project = ctx.project()
     rows = project.status(select, grain=grain, state=state)
+    _add_forecasts(project, rows)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
@@ -416,6 +417,23 @@ def status_cmd(ctx: Ctx, select, state, grain, fmt, fail_on):
         states = " or ".join(FAIL_ON[fail_on])
         ctx.err.print(f"[red]{len(bad)} KPI(s) {states}[/red]: " + ", ".join(r["name"] for r in bad))
         sys.exit(1)
+
+
+def _add_forecasts(project: Project, rows: list[dict]) -> None:
+    """Each row's forecast at its grain as `forecast` (SPEC §10): kpi_forecast's row at the deadline, else at the
+    current period's end (outputs.headline_forecast), with `course`: 'on course' / 'off course'; None without one."""
+    from .outputs import as_dict, headline_forecast
+    from .status import course
+
+    if not rows:
+        return
+    with project.outputs() as out:
+        found = out.forecasts()
+    for r in rows:
+        f = headline_forecast(found, r["name"], r["grain"])
+        shown = None if f is None else {k: v.isoformat() if isinstance(v, dt.date) else v
+                                        for k, v in as_dict(f).items() if k not in ("name", "grain")}
+        r["forecast"] = shown if shown is None else shown | {"course": course(f.forecast_status)}
 
 
 @command(main, "notify")
@@ -458,9 +476,20 @@ def _notify(ctx: Ctx, project: Project, select, state, *, dry_run: bool) -> bool
 @click.option("--select", "-s", default=None)
 @STATE_OPTION
 @click.option("--output", "output", type=click.Choice(["name", "json"]), default="name")
-def ls_cmd(ctx: Ctx, select, state, output):
-    """List KPIs and standards."""
+@click.option("--metrics", "metrics", is_flag=True, help="list dbt's semantic-layer metrics and the KPIs that use each")
+def ls_cmd(ctx: Ctx, select, state, output, metrics):
+    """List KPIs and standards (with --metrics, the semantic layer's metrics)."""
     project = ctx.project()
+    if metrics:
+        from .dbt.semantic import metrics_listing
+
+        listed = metrics_listing(project.definition)
+        if output == "json":
+            click.echo(json.dumps(listed, indent=2))
+        else:
+            for m in listed:
+                click.echo(f"{m['name']}  ({m['type']}, {m['defined_at']})  kpis: {', '.join(m['kpis']) or '-'}")
+        return
     names = project.select(select, state=state)
     kpis = project.definition.kpi_by_name
     if output == "json":

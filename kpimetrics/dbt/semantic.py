@@ -602,7 +602,9 @@ class _Resolver:
         self.used[found.name] = found.raw
         return found
 
-    def measure(self, ref: MeasureInput, metric: Metric) -> tuple[exp.Expression, Measure]:
+    def measure(self, ref: MeasureInput, metric: Metric, counted: bool = False) -> tuple[exp.Expression, Measure]:
+        """The measure's aggregate. `counted`: a count as a sum of ones, NULL over no rows, as MetricFlow's
+        outer join of a ratio's or derived metric's inputs leaves an input without rows in a period."""
         model = self.layer.measure_model.get(ref.name)
         measure = model.measure(ref.name) if model is not None else None
         if model is None or measure is None:
@@ -615,12 +617,17 @@ class _Resolver:
         self.bind(measure, model, metric)
         x = self.sql(measure.expr, metric, f"the expr of measure '{measure.name}'")
         self.used[f"semantic_model:{model.name}"] = model.raw
+        if counted and measure.agg == "count":
+            one = exp.If(this=exp.Not(this=exp.Is(this=exp.Paren(this=x), expression=exp.Null())),
+                         true=exp.Literal.number(1))
+            return exp.Sum(this=exp.Case(ifs=[one], default=exp.Literal.number(0))), measure
         return _aggregate(measure, x), measure
 
     def input_tree(self, ref: MetricInput, reader: Metric) -> exp.Expression:
         """An input metric of a ratio or derived metric, as one expression over aggregates with every filter it
         has (its own, the input's) inside as FILTER (WHERE ...). An input with no rows in a period is NULL there,
-        as MetricFlow's outer join of its inputs makes it: a count over no rows, 0 in SQL, is NULLIF'd."""
+        as MetricFlow's outer join of its inputs makes it: a count is a sum of ones, and a count of distinct values
+        over no rows, 0 in SQL, is NULLIF'd."""
         if ref.offset_window is not None:
             raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_window "
                                        f"{ref.offset_window[0]} {ref.offset_window[1]}")
@@ -631,10 +638,10 @@ class _Resolver:
             raise _unsupported(reader, f"a {metric.type} metric ('{metric.name}') as the input of a {reader.type} metric")
         if metric.type == "simple":
             assert metric.measure is not None
-            tree, measure = self.measure(metric.measure, metric)
+            tree, measure = self.measure(metric.measure, metric, counted=True)
             filters = metric.measure.filters + metric.filters + ref.filters
             tree = _pushed(tree, self.conditions(filters, metric))
-            if measure.agg in ("count", "count_distinct"):
+            if measure.agg == "count_distinct":
                 tree = exp.Nullif(this=tree, expression=exp.Literal.number(0))
             if metric.measure.fill_nulls_with == 0:
                 tree = exp.Coalesce(this=tree, expressions=[exp.Literal.number(0)])
@@ -749,7 +756,13 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
         row_filter = r.conditions(metric.filters, metric)
         form = "measure"
     time = r.time_expr(metric)
-    dims = {d: r.dimension(d, metric) for d in dict.fromkeys(kpi.dimensions)}
+    dims = {}
+    for d in dict.fromkeys(kpi.dimensions):
+        try:
+            dims[d] = r.dimension(d, metric)
+        except _Problem as problem:  # the KPI's own dimension: said where the KPI names it
+            raise _Problem(problem.issue.code, f"KPI '{kpi.name}': {problem.issue.message}",
+                           kpi.value_loc("dimensions"), problem.issue.hint) from None
     assert r.model is not None
     definition = json.dumps({"metrics": r.used, "form": form, "window": window, "fill_zero": fill_zero,
                              "relation": [r.model.database, r.model.schema, r.model.alias], "joins": []},
@@ -783,3 +796,43 @@ def metric_users(kpis) -> dict[str, list[str]]:
         if getattr(k, "metric", None):
             out.setdefault(k.metric, []).append(k.name)
     return out
+
+
+def metrics_listing(project) -> list[dict[str, Any]]:
+    """`kpimetrics ls --metrics`: every metric of the semantic layer (name order), what it is, where it is defined,
+    and the KPIs and standards that name it. A semantic layer that cannot be read is a ValidationFailed with its
+    issue."""
+    from ..errors import ValidationFailed
+
+    layer, problem = semantic_layer(project)
+    if problem is not None:
+        raise ValidationFailed(problem.message, [problem])
+    assert layer is not None
+    users = metric_users(project.kpis)
+    out = []
+    for name in sorted(layer.metrics):
+        metric = layer.metrics[name]
+        models = _models_of(layer, metric, set())
+        out.append({"name": name, "type": metric.type, "label": metric.label, "description": metric.description,
+                    "semantic_model": models[0] if len(models) == 1 else models or None,
+                    "defined_at": _place(metric), "kpis": users.get(name, [])})
+    return out
+
+
+def _models_of(layer: SemanticLayer, metric: Metric, seen: set[str]) -> list[str]:
+    """The semantic models a metric's measures are in, through its input metrics."""
+    if metric.name in seen:
+        return []
+    seen.add(metric.name)
+    found: list[str] = []
+    measures = [metric.measure] if metric.measure is not None else []
+    for ref in measures:
+        model = layer.measure_model.get(ref.name)
+        if model is not None and model.name not in found:
+            found.append(model.name)
+    for ref in (metric.numerator, metric.denominator, *metric.inputs):
+        inner = layer.metrics.get(ref.name) if ref is not None else None
+        for name in (_models_of(layer, inner, seen) if inner is not None else []):
+            if name not in found:
+                found.append(name)
+    return found

@@ -1,0 +1,128 @@
+"""The suite's dbt project with a semantic layer (tests/dbt/semantic), built by real dbt-duckdb, and what real
+MetricFlow (`mf query`, dbt-metricflow in the test-only dbt environment) computes from it (SPEC §9).
+
+Once per session (per xdist worker) `semantic_shop` copies tests/dbt/semantic to a temporary folder, writes its
+profiles.yml, runs `dbt build` (seeds of its own data, the orders and customers models, MetricFlow's time spine;
+it writes manifest.json and semantic_manifest.json), and asks MetricFlow for every metric the tests compare,
+a query per group-by, each as CSV. Nothing reaches the network: dbt's and MetricFlow's telemetry is off
+(DO_NOT_TRACK) and the project has no packages. A test works on `copy(dest)`, never on the session's build.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbt_env import DBT_DIR, QUIET_DBT, dbt_bin, run_dbt
+
+SEMANTIC_DIR = DBT_DIR / "semantic"
+
+
+def mf_bin() -> Path:
+    """MetricFlow's CLI beside the test-only dbt."""
+    path = dbt_bin().parent / "mf"
+    if not path.is_file():
+        from engines import engine_unavailable
+
+        engine_unavailable(f"MetricFlow's mf is not installed at {path}: run `make dbt-env`")
+    return path
+
+
+def profiles_yml(project: Path) -> str:
+    return yaml.safe_dump({"semantic_shop": {"target": "dev", "outputs": {"dev": {
+        "type": "duckdb", "path": str(project / "shop.duckdb"), "threads": 1}}}}, sort_keys=False)
+
+
+def run_mf(project: Path, metrics: list[str], group_by: list[str], out: Path) -> list[dict[str, str]]:
+    """`mf query --metrics M,... --group-by G,... --csv out` in the dbt project; the rows as text by column."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+    env.update(QUIET_DBT, DBT_PROFILES_DIR=str(project))
+    args = [str(mf_bin()), "query", "--metrics", ",".join(metrics), "--group-by", ",".join(group_by),
+            "--csv", str(out)]
+    proc = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not out.is_file():
+        pytest.fail(f"mf query failed (exit {proc.returncode}): {' '.join(args[1:])}\n{proc.stdout[-4000:]}\n"
+                    f"{proc.stderr[-2000:]}", pytrace=False)
+    with open(out, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+Key = tuple[str, str, dt.date, str | None]  # metric, grain, period start (or day), dimension value (None: total)
+
+
+@dataclass
+class MetricFlowValues:
+    """MetricFlow's values: (metric, grain, period, dimension value) -> value (None: MetricFlow's NULL)."""
+
+    values: dict[tuple[str, str], dict[tuple[dt.date, str | None], float | None]] = field(default_factory=dict)
+
+    def add(self, rows: list[dict[str, str]], metrics: list[str], grain: str, dimension: str | None) -> None:
+        for row in rows:
+            period = dt.date.fromisoformat(row[f"metric_time__{grain}"][:10])
+            # MetricFlow writes a NULL dimension value as an empty cell; kpimetrics names that slice '(null)'
+            member = None if dimension is None else (row[dimension] or "(null)")
+            for metric in metrics:
+                text = row[metric]
+                self.values.setdefault((metric, grain, dimension or ""), {})[(period, member)] = \
+                    float(text) if text != "" else None
+
+    def of(self, metric: str, grain: str, dimension: str | None = None) -> dict[tuple[dt.date, str | None], float | None]:
+        return self.values.get((metric, grain, dimension or ""), {})
+
+
+@dataclass(frozen=True)
+class SemanticShop:
+    root: Path  # the session's build: root/semantic is the dbt project
+    mf: MetricFlowValues
+
+    @property
+    def project(self) -> Path:
+        return self.root / "semantic"
+
+    def copy(self, dest: Path) -> Path:
+        """A copy of the built project (artifacts and warehouse file) under `dest`; its dbt project folder."""
+        shutil.copytree(self.root, dest, symlinks=True, dirs_exist_ok=True)
+        project = dest / "semantic"
+        (project / "profiles.yml").write_text(profiles_yml(project), encoding="utf-8")
+        return project
+
+
+# What the tests ask MetricFlow: metrics over the orders semantic model, and over customers; by each grain, alone
+# and by a dimension of their own semantic model.
+ORDER_METRICS = [
+    "revenue", "discounts", "order_count", "buyers", "average_order_value", "smallest_order", "largest_order",
+    "gift_orders", "median_order", "p90_order", "items_sold", "web_revenue", "completed_revenue",
+    "large_web_orders", "gift_orders_filled", "return_rate", "web_share", "net_revenue", "revenue_per_buyer",
+    "cumulative_revenue", "revenue_month_to_date", "revenue_trailing_7_days", "buyers_trailing_2_months",
+]
+CUSTOMER_METRICS = ["signups"]
+GRAINS = ("day", "week", "month")
+QUERIES = [(ORDER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "order__channel")] + \
+          [(CUSTOMER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "customer__region")]
+
+
+@pytest.fixture(scope="session")
+def semantic_shop(tmp_path_factory) -> SemanticShop:
+    dbt_bin()
+    mf_bin()
+    root = tmp_path_factory.mktemp("dbt_semantic")
+    project = root / "semantic"
+    shutil.copytree(SEMANTIC_DIR, project)
+    (project / "profiles.yml").write_text(profiles_yml(project), encoding="utf-8")
+    run_dbt(project, "build")
+    assert (project / "target" / "semantic_manifest.json").is_file()
+    values = MetricFlowValues()
+    out = root / "mf"
+    out.mkdir()
+    for i, (metrics, grain, dim) in enumerate(QUERIES):
+        group_by = [f"metric_time__{grain}"] + ([dim] if dim else [])
+        rows = run_mf(project, metrics, group_by, out / f"q{i}.csv")
+        values.add(rows, metrics, grain, dim)
+    return SemanticShop(root, values)

@@ -1,0 +1,294 @@
+"""KPIs over dbt's semantic layer (SPEC §9, issue 20), against real MetricFlow.
+
+The suite's dbt project with a semantic layer (tests/dbt/semantic: its own orders and customers, semantic models
+over both, MetricFlow's time spine, a metric of every kind) is built once by dbt-duckdb, and MetricFlow's own
+`mf query --metrics M --group-by metric_time__<grain>[,dim] --csv` gives the expected values (semantic_env.py).
+A kpimetrics project at the dbt project's root names each metric in a KPI, at day, week and month, alone and by
+a dimension of the metric's semantic model; after `kpimetrics run`, every value in kpi_values equals
+MetricFlow's within the data's range (relative 1e-9), and every value MetricFlow has there is in kpi_values.
+
+Where kpimetrics deliberately differs (README, design notes): a cumulative metric at a grain coarser than a day is
+the window that ends at the period's end, where MetricFlow reports the window of the period's first day, so it
+is compared with MetricFlow's daily value on the period's last day; slices are sparse (a cumulative metric's slice
+has a row only in periods with rows of that slice); MetricFlow's rows past the data (to the time spine's end)
+are outside the comparison.
+
+Bad metric KPIs exit 1 with their code at their file and line: in the kpimetrics YAML, or for what the metric
+itself uses that kpimetrics does not compute, in the dbt project's YAML.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from helpers_run import kpi, kpis_yml, strategy_yml
+from kpimetrics import Project
+from kpimetrics.cli import main
+from semantic_env import SemanticShop, run_mf, semantic_shop  # noqa: F401  (the session's build)
+from dbt_env import run_dbt
+
+pytestmark = pytest.mark.dbt
+
+AS_OF = "2025-07-15"  # after the last order (June 2025)
+ISSUE = re.compile(r"^(?P<path>[^\s:][^:]*?)(?::(?P<line>\d+):(?P<col>\d+))?: "
+                   r"(?P<level>error|warning)\[(?P<code>[A-Z]+\d+)\]: (?P<message>.*)$")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A metric KPI: its name, the metric, its grains and its dimension (MetricFlow's name)."""
+
+    name: str
+    metric: str
+    grains: tuple[str, ...] = ("day", "week", "month")
+    dimension: str | None = "order__channel"
+    cumulative: bool = False
+    fill: bool = False  # fill_nulls_with: 0
+
+    def yaml(self) -> str:
+        dims = f"\ndimensions: [{self.dimension}]" if self.dimension else ""
+        return kpi(self.name, f"metric: {self.metric}\ngrain: [{', '.join(self.grains)}]{dims}\ntarget: 1")
+
+
+SIMPLE = ["revenue", "discounts", "order_count", "buyers", "average_order_value", "smallest_order", "largest_order",
+          "gift_orders", "median_order", "p90_order", "items_sold"]
+FILTERED = ["web_revenue", "completed_revenue", "large_web_orders", "gift_orders_filled"]
+RATIO_DERIVED = ["return_rate", "web_share", "net_revenue", "revenue_per_buyer"]
+CASES = (
+    [Case(m, m, fill=m == "gift_orders_filled") for m in SIMPLE + FILTERED + RATIO_DERIVED]
+    + [Case("signups", "signups", dimension="customer__region")]
+    + [Case("cumulative_revenue", "cumulative_revenue", cumulative=True),
+       Case("revenue_month_to_date", "revenue_month_to_date", ("day", "month"), cumulative=True),
+       Case("revenue_trailing_7_days", "revenue_trailing_7_days", ("day",), cumulative=True),
+       Case("revenue_trailing_week", "revenue_trailing_7_days", ("week",), cumulative=True),
+       Case("buyers_trailing_2_months", "buyers_trailing_2_months", ("month",), cumulative=True)]
+)
+# a KPI of kpimetrics' own form over the same dbt model: it shares the metric KPIs' scan
+OWN_KPI = kpi("own_revenue", "model: ref('orders')\ntime: ordered_at\nmeasure: sum(amount)\ngrain: [day, week, month]\n"
+                             "target: 1")
+
+
+def kpimetrics_project(dbt: Path, entries: list[str]) -> Path:
+    (dbt / "kpimetrics.yml").write_text("name: semantic_kpis\ndialect: duckdb\noutput_schema: kpi\n"
+                                        "defaults: {grain: month, lookback: 1}\n", encoding="utf-8")
+    (dbt / "strategy.yml").write_text(strategy_yml(["grow_sales"]), encoding="utf-8")
+    (dbt / "kpis").mkdir(exist_ok=True)
+    (dbt / "kpis" / "kpis.yml").write_text(kpis_yml(*entries), encoding="utf-8")
+    return dbt
+
+
+def cli(root: Path, *args: str):
+    return CliRunner().invoke(main, [*args, "--project-dir", str(root)])
+
+
+def issues(output: str) -> list[dict]:
+    out = []
+    for text in output.splitlines():
+        m = ISSUE.match(text.strip())
+        if m:
+            out.append({**m.groupdict(), "line": int(m["line"] or 0)})
+    return out
+
+
+def line_of(path: Path, text: str) -> int:
+    lines = [i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text in line]
+    assert len(lines) == 1, (path, text, lines)
+    return lines[0]
+
+
+def fetch(dbt: Path, sql: str, *params) -> list[tuple]:
+    con = duckdb.connect(str(dbt / "shop.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def ran(semantic_shop: SemanticShop, tmp_path_factory) -> Path:
+    """The session's build with a kpimetrics project of every case at its root, run once."""
+    dbt = semantic_shop.copy(tmp_path_factory.mktemp("semantic_run"))
+    kpimetrics_project(dbt, [c.yaml() for c in CASES] + [OWN_KPI])
+    out = cli(dbt, "run", "--as-of", AS_OF)
+    assert out.exit_code == 0, out.output
+    assert not [i for i in issues(out.output) if i["level"] == "error"], out.output
+    return dbt
+
+
+def product(dbt: Path, name: str, grain: str) -> dict[tuple[dt.date, str | None], tuple[float | None, dt.date]]:
+    rows = fetch(dbt, "select period_start, period_end, dimension_value, value from kpi.kpi_values "
+                      "where name = ? and grain = ?", name, grain)
+    return {(p, member): (float(v) if v is not None else None, end) for p, end, member, v in rows}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_value_equals_metricflows(case: Case, ran: Path, semantic_shop: SemanticShop):
+    mf = semantic_shop.mf
+    for grain in case.grains:
+        ours = product(ran, case.name, grain)
+        totals = [p for (p, member) in ours if member is None]
+        assert totals, f"{case.name} at {grain}: no rows"
+        lo, hi = min(totals), max(totals)
+        direct = not case.cumulative or grain == "day"
+        # MetricFlow's totals from the query without the dimension, its slices from the query by it
+        theirs = {**mf.of(case.metric, grain if direct else "day"),
+                  **(mf.of(case.metric, grain if direct else "day", case.dimension) if case.dimension else {})}
+        compared = 0
+        for (period, member), (value, end) in ours.items():
+            if value is None:
+                continue
+            at = period if direct else end - dt.timedelta(days=1)
+            assert (at, member) in theirs, f"{case.name} {grain} {period} {member}: {value}, MetricFlow has no row"
+            expected = theirs[(at, member)]
+            assert expected is not None and close(value, expected), \
+                f"{case.name} {grain} {period} {member}: kpimetrics {value}, MetricFlow {expected}"
+            compared += 1
+        assert compared >= 5, f"{case.name} at {grain}: too few values compared ({compared})"
+        if not direct:
+            continue
+        # every value MetricFlow has within the data's range is ours too (a cumulative metric's slices are sparse)
+        for (period, member), expected in theirs.items():
+            if expected is None or not lo <= period <= hi or (case.cumulative and member is not None):
+                continue
+            if case.fill and member is not None and expected == 0:
+                continue  # MetricFlow fills a slice's empty periods too; kpimetrics' slices are sparse (README)
+            assert (period, member) in ours and ours[(period, member)][0] is not None, \
+                f"{case.name} {grain} {period} {member}: MetricFlow has {expected}, kpimetrics none"
+
+
+def test_dimension_slices_were_compared(ran: Path, semantic_shop: SemanticShop):
+    """The comparison is not vacuous: the revenue KPI has slices per channel, the NULL channel among them, and
+    MetricFlow's web revenue equals the revenue KPI's 'web' slice (a metric filter against a dimension)."""
+    ours = product(ran, "revenue", "month")
+    members = {m for _, m in ours}
+    assert {"web", "store", "app", "(null)"} <= members
+    web = {p: v for (p, m), (v, _) in ours.items() if m == "web"}
+    theirs = semantic_shop.mf.of("web_revenue", "month")
+    assert web and all(close(v, theirs[(p, None)]) for p, v in web.items())
+
+
+def test_metric_kpis_over_one_semantic_model_share_one_scan(ran: Path):
+    plan = Project.load(ran).plan(today=dt.date.fromisoformat(AS_OF))
+    scans = plan.scans(list(plan.kpis))
+    by_relation = {(s.relation_key, s.time_sql): sorted({p.name for p in s.plans}) for s in scans}
+    assert len(scans) == 2, by_relation  # orders by ordered_at, customers by signed_up_on
+    orders = next(names for (key, _), names in by_relation.items() if "own_revenue" in names)
+    assert set(orders) == {c.name for c in CASES if c.metric != "signups"} | {"own_revenue"}
+
+
+def test_labels_and_descriptions_come_from_the_metric(ran: Path):
+    rows = dict((name, (label, description)) for name, label, description in fetch(
+        ran, "select name, label, description from kpi.kpi_catalog where name in ('revenue', 'web_revenue')"))
+    assert rows["revenue"] == ("Revenue", "Order amounts, returns included")
+    assert rows["web_revenue"] == ("Web revenue", "Revenue of orders placed on the web")
+
+
+def test_ls_metrics_lists_the_semantic_layer_and_its_kpis(ran: Path):
+    out = cli(ran, "ls", "--metrics", "--output", "json")
+    assert out.exit_code == 0, out.output
+    listed = {m["name"]: m for m in json.loads(out.output)}
+    assert listed["revenue_trailing_7_days"]["kpis"] == ["revenue_trailing_7_days", "revenue_trailing_week"]
+    assert listed["repeat_buyers"]["type"] == "conversion" and listed["repeat_buyers"]["kpis"] == []
+    assert listed["revenue"]["semantic_model"] == "orders"
+    text = cli(ran, "ls", "--metrics")
+    assert text.exit_code == 0 and "web_share" in text.output and "return_rate" in text.output
+
+
+# --- definition hash -------------------------------------------------------------------------------
+
+def test_a_metric_changed_in_dbt_changes_the_hash_and_recomputes(semantic_shop: SemanticShop, tmp_path):
+    dbt = semantic_shop.copy(tmp_path)
+    kpimetrics_project(dbt, [Case("web_revenue", "web_revenue", ("month",), None).yaml(),
+                             Case("revenue", "revenue", ("month",), None).yaml()])
+    out = cli(dbt, "run", "--as-of", AS_OF)
+    assert out.exit_code == 0, out.output
+    before = dict(fetch(dbt, "select name, definition_hash from kpi.kpi_catalog"))
+    semantic = dbt / "models" / "semantic.yml"
+    semantic.write_text(semantic.read_text(encoding="utf-8").replace(
+        "\"{{ Dimension('order__channel') }} = 'web'\"\n    type_params:\n      measure: revenue",
+        "\"{{ Dimension('order__channel') }} = 'app'\"\n    type_params:\n      measure: revenue"), encoding="utf-8")
+    run_dbt(dbt, "parse")
+    out = cli(dbt, "run", "--as-of", AS_OF)
+    assert out.exit_code == 0, out.output
+    after = dict(fetch(dbt, "select name, definition_hash from kpi.kpi_catalog"))
+    assert after["web_revenue"] != before["web_revenue"] and after["revenue"] == before["revenue"]
+    app = run_mf(dbt, ["revenue"], ["metric_time__month", "order__channel"], tmp_path / "app.csv")
+    expected = {r["metric_time__month"][:10]: float(r["revenue"]) for r in app if r["order__channel"] == "app"}
+    got = {str(p): v for p, v in fetch(dbt, "select period_start, value from kpi.kpi_values "
+                                            "where name = 'web_revenue' and grain = 'month'")}
+    assert got.keys() == expected.keys() and all(close(got[p], expected[p]) for p in got)
+
+
+# --- bad metric KPIs -------------------------------------------------------------------------------
+
+def one(dbt: Path, body: str, name: str = "bad") -> Path:
+    return kpimetrics_project(dbt, [kpi(name, body)])
+
+
+def errors_of(out, code: str) -> list[dict]:
+    assert out.exit_code == 1, out.output
+    found = [i for i in issues(out.output) if i["code"] == code]
+    assert found, out.output
+    return found
+
+
+def test_no_semantic_manifest_is_kpi170_naming_dbt_parse(semantic_shop: SemanticShop, tmp_path):
+    dbt = one(semantic_shop.copy(tmp_path), "metric: revenue\ntarget: 1")
+    (dbt / "target" / "semantic_manifest.json").unlink()
+    [issue] = errors_of(cli(dbt, "validate"), "KPI170")
+    assert (issue["path"], issue["line"]) == ("kpis/kpis.yml", line_of(dbt / "kpis" / "kpis.yml", "metric: revenue"))
+    assert "target/semantic_manifest.json is missing" in issue["message"]
+    assert "dbt parse" in cli(dbt, "validate").output
+
+
+def test_unknown_metric_is_kpi172_with_did_you_mean(semantic_shop: SemanticShop, tmp_path):
+    dbt = one(semantic_shop.copy(tmp_path), "metric: revenu\ntarget: 1")
+    [issue] = errors_of(cli(dbt, "validate"), "KPI172")
+    assert (issue["path"], issue["line"]) == ("kpis/kpis.yml", line_of(dbt / "kpis" / "kpis.yml", "metric: revenu"))
+    assert "unknown metric 'revenu'" in issue["message"] and "did you mean 'revenue'?" in issue["message"]
+
+
+@pytest.mark.parametrize("metric, what", [
+    ("repeat_buyers", "a conversion metric is not supported"),
+    ("revenue_growth", "input metric 'revenue_before' with offset_window 1 month is not supported"),
+])
+def test_unsupported_metric_is_kpi173_at_its_line_in_the_dbt_project(semantic_shop: SemanticShop, tmp_path,
+                                                                      metric, what):
+    dbt = one(semantic_shop.copy(tmp_path), f"metric: {metric}\ntarget: 1")
+    [issue] = errors_of(cli(dbt, "validate"), "KPI173")
+    line = line_of(dbt / "models" / "semantic.yml", f"- name: {metric}")
+    assert (issue["path"], issue["line"]) == ("models/semantic.yml", line)
+    assert f"metric '{metric}' (models/semantic.yml:{line})" in issue["message"] and what in issue["message"]
+
+
+def test_window_of_no_whole_periods_is_kpi173(semantic_shop: SemanticShop, tmp_path):
+    dbt = one(semantic_shop.copy(tmp_path), "metric: revenue_trailing_7_days\ngrain: [day, month]\ntarget: 1")
+    [issue] = errors_of(cli(dbt, "validate"), "KPI173")
+    assert "a cumulative window of 7 day at grains day, month" in issue["message"]
+
+
+def test_unknown_dimension_is_kpi175_with_did_you_mean(semantic_shop: SemanticShop, tmp_path):
+    dbt = one(semantic_shop.copy(tmp_path), "metric: revenue\ndimensions: [order__chanel]\ntarget: 1")
+    [issue] = errors_of(cli(dbt, "validate"), "KPI175")
+    assert (issue["path"], issue["line"]) == ("kpis/kpis.yml", line_of(dbt / "kpis" / "kpis.yml", "order__chanel"))
+    assert "did you mean 'order__channel'?" in issue["message"]
+
+
+def test_a_metric_kpi_takes_no_model_or_filter_kpi174(semantic_shop: SemanticShop, tmp_path):
+    dbt = one(semantic_shop.copy(tmp_path), "metric: revenue\nmodel: ref('orders')\nfilter: amount > 1\ntarget: 1")
+    found = errors_of(cli(dbt, "validate"), "KPI174")
+    kpis = dbt / "kpis" / "kpis.yml"
+    assert sorted(i["line"] for i in found) == [line_of(kpis, "model: ref"), line_of(kpis, "filter: amount")]
