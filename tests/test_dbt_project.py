@@ -350,6 +350,22 @@ def test_dbts_folders_named_in_dbt_project_yml_are_left_alone(dbt_shop: DbtShop,
     assert out.exit_code == 1 and [i for i in issues(out.output) if i.path == "notes/schema.yml"], out.output
 
 
+def test_kpimetrics_seed_beside_dbt_loads_kpi_seeds_and_leaves_dbts_seeds(dbt_shop: DbtShop, tmp_path):
+    """`kpimetrics seed` at the dbt root loads kpimetrics' own seeds folder (kpi_seeds/, the default beside
+    dbt_project.yml) and not dbt's seeds/ (regions.csv stays dbt's: 4 rows, its own columns)."""
+    shop = dbt_shop.copy(tmp_path)
+    root_project(shop, (REVENUE,), models={})
+    (shop / "kpi_seeds").mkdir()
+    (shop / "kpi_seeds" / "channel_goals.csv").write_text("channel,goal\nweb,1000\nmobile,400\nstore,250\n",
+                                                        encoding="utf-8")
+    regions = duckdb_fetch(shop)("select * from main.regions order by region_code")
+    out = cli(shop, "seed")
+    assert out.exit_code == 0, out.output
+    assert sorted(duckdb_fetch(shop)("select channel, goal from main.channel_goals")) == \
+        [("mobile", 400), ("store", 250), ("web", 1000)]
+    assert duckdb_fetch(shop)("select * from main.regions order by region_code") == regions
+
+
 def test_subfolder_with_a_relative_duckdb_path_in_dbts_profile(dbt_shop: DbtShop, tmp_path):
     """dbt-duckdb resolves `path: shop.duckdb` against the folder dbt runs in, the dbt project's: so must
     kpimetrics for a profile it found in the dbt project folder, from a project in a subfolder of it (not a
