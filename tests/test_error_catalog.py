@@ -33,6 +33,7 @@ import corpus_sql
 import corpus_state
 import corpus_targets
 import corpus_notify
+import corpus_semantic
 from corpus import ANY_LINE, PROFILES, Fault, broken_project, check_fault, where
 
 
@@ -83,7 +84,8 @@ CONFIG_FAULTS = [
         "path: wh.duckdb", "path: wh.duckdb, threads: \"{{ env_var('KPIMETRICS_TEST_UNSET', 'many') | as_number }}\"")},
           "profiles.yml", 4, "as_number: the value (4 characters) is not a number"),
 ]
-CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt, corpus_targets, corpus_notify)
+CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt, corpus_targets, corpus_notify,
+          corpus_semantic)
 FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS + [f for m in CORPUS for f in m.FAULTS]
 
 NOT_FROM_A_PROJECT = {

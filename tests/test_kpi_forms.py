@@ -16,11 +16,16 @@ import yaml
 from kpimetrics import Project
 from kpimetrics import model as m
 from kpimetrics.planner import HASHED_FIELDS
+from corpus_semantic import METRICS, semantic_manifest
+from dbt_manifest import DBT_PROJECT_YML
 
 TODAY = dt.date(2026, 3, 15)
 
 FILES = {
-    "kpimetrics.yml": "name: forms\nprofile: forms\ndialect: duckdb\ndefaults: {grain: month}\n",
+    # a dbt project with a semantic layer in dbt/, for the `metric` form (corpus_semantic's hand-written one)
+    "kpimetrics.yml": "name: forms\nprofile: forms\ndialect: duckdb\ndefaults: {grain: month}\ndbt: {project_dir: dbt}\n",
+    "dbt/dbt_project.yml": DBT_PROJECT_YML,
+    "dbt/target/semantic_manifest.json": semantic_manifest(*METRICS),
     "strategy.yml": """\
 mission: Sell more
 priorities:
@@ -66,6 +71,7 @@ SAMPLES: dict[str, tuple[str, dict]] = {
     "dimensions": ("revenue", {"dimensions": ["region"]}),
     "window": ("revenue", {"window": {"periods": 3}}),
     "fill": ("revenue", {"fill": "zero"}),
+    "metric": ("revenue", {"metric": "revenue", "measure": None, "model": None, "time": None}),
     # fields that do not
     "name": ("order_count", {"name": "orders_placed"}),
     "label": ("revenue", {"label": "Revenue"}),
