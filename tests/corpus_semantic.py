@@ -27,7 +27,9 @@ metrics:
     type: conversion
   - name: odd_filter
     type: simple
-"""  # revenue's name on line 5, repeat_buyers' on line 7, odd_filter's on line 9
+  - name: secret_revenue
+    type: simple
+"""  # revenue's name on line 5, repeat_buyers' on line 7, odd_filter's on line 9, secret_revenue's on 11
 
 
 def _measure_input(name: str, filters: tuple[str, ...] = ()) -> dict:
@@ -65,6 +67,8 @@ METRICS = (
         "base_measure": _measure_input("revenue"), "conversion_measure": _measure_input("revenue"),
         "entity": "customer", "calculation": "conversion_rate", "window": {"count": 7, "granularity": "day"}}),
     _metric("odd_filter", "simple", measure=_measure_input("revenue", ("{{ Metric('revenue', ['order']) }} > 10",))),
+    _metric("secret_revenue", "simple", measure=_measure_input(
+        "revenue", ("{{ Dimension('order__channel') }} = read_text('/proc/self/environ')",))),
 )
 
 
@@ -114,6 +118,8 @@ FAULTS: list[Fault] = [
           "semantic model 'orders' has no dimension 'order__chanel' (did you mean 'order__channel'?)"),
     Fault("KPI176", _files(_kpi("metric: odd_filter")), "dbt/models/semantic.yml", 9,
           "has Jinja other than {{ Dimension(...) }}"),
+    Fault("KPI120", _files(_kpi("metric: secret_revenue")), "dbt/models/semantic.yml", 11,
+          "metric 'secret_revenue' (dbt/models/semantic.yml:11) calls `read_text('/proc/self/environ')`"),
 ]
 
 ELSEWHERE: dict[str, str] = {}

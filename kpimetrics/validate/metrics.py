@@ -9,6 +9,7 @@ from .. import model as m
 from ..dbt.semantic import resolve_metric, semantic_layer
 from ..errors import Issue, error
 from ..loader import ProjectDef
+from .access import _FIXES, _Checker
 from .context import Context
 
 # what a metric brings, so a metric KPI does not write it
@@ -37,10 +38,20 @@ def metric_kpis(project: ProjectDef, ctx: Context) -> list[Issue]:
         return [*issues, problem]
     assert layer is not None
     grains = dag.computed_grains(project.kpis, project.config.defaults.grain, dag.graph(project.kpis, ctx.dialect))
+    # the dbt project's SQL (measures', dimensions' and entities' exprs, filters) cannot read the machine either
+    # (SPEC §11): checked as project SQL is, with no allowed_paths (a semantic model has no reason to read files)
+    checker = _Checker(project.root, None, {(schema.lower(), name) for (_, schema, name) in project.relations()})
     for kpi in users:
-        _, issue = resolve_metric(layer, kpi, tuple(grains[kpi.name]), ctx.dialect)
+        resolved, issue = resolve_metric(layer, kpi, tuple(grains[kpi.name]), ctx.dialect)
         if issue is not None:
             if issue.location is not None and issue.location != kpi.value_loc("metric") and issue.code != "KPI175":
                 issue = dataclasses.replace(issue, message=f"{_label(kpi)}: {issue.message}")
             issues.append(issue)
+            continue
+        trees = [*resolved.trees.values(), resolved.time, resolved.filter, *resolved.dimension_exprs.values()]
+        for tree in (t for t in trees if t is not None):
+            for code, message in checker.problems(tree, tree.sql(dialect=ctx.dialect)):
+                where = resolved.metric.where
+                issues.append(error(code, f"{_label(kpi)}: metric '{resolved.metric.name}' ({where.path}:{where.line}) "
+                                          f"{message}", where, _FIXES.get(code)))
     return issues
