@@ -17,6 +17,7 @@ Each test works on a copy of the build (DbtShop.copy), so the tests can run in a
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -454,6 +455,28 @@ def test_a_changed_ephemeral_model_recomputes_every_period(dbt_shop: DbtShop, tm
     assert before[first] != after[first], "the change must move a month outside the lookback, or this proves nothing"
     assert_ran(cli(shop, "run", "--as-of", AS_OF))
     assert_values(duckdb_fetch(shop), (changed,), "main", "kpi")
+
+
+def test_daily_dbt_build_then_an_incremental_run(dbt_shop: DbtShop, tmp_path):
+    """The daily job: new raw rows, `dbt build`, `kpimetrics run`. Nothing of the definitions changed, so the
+    run is incremental (dbt rewriting its manifest does not change a KPI's hash) and has March's values."""
+    shop = dbt_shop.copy(tmp_path)
+    cases = tuple(c for c in ROOT_CASES if c.name in ("revenue", "raw_returns", "package_revenue", "large_orders",
+                                                       "country_revenue"))
+    root_project(shop, cases)
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    con = duckdb.connect(str(shop / "shop.duckdb"))
+    con.execute("insert into raw.orders values (900, 3, timestamp '2026-03-02 10:00:00', 'completed', 12345, 'web'), "
+                "(901, 7, timestamp '2026-03-03 11:30:00', 'returned', 2200, 'store'), "
+                "(902, 1, timestamp '2026-02-27 09:15:00', 'completed', 31000, 'mobile')")
+    con.close()
+    run_dbt(shop, "build", "--exclude", "refunds")
+    code, result, _ = json_run(shop)
+    assert code == 0 and result["status"] == "success", result
+    assert {k["name"]: k["mode"] for k in result["results"]} == {c.name: "incremental" for c in cases}, result
+    assert_values(duckdb_fetch(shop), cases, "main", "kpi")
+    assert dt.date(2026, 3, 1) in product_values(lambda sql: duckdb_fetch(shop)(sql.replace("kpi_out.", "kpi.")),
+                                              "revenue")[("", None)]
 
 
 def test_a_new_user_after_dbt_parse_alone(dbt_shop: DbtShop, tmp_path):
