@@ -7,6 +7,7 @@ beside it, never mixed into it.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .status import BESIDE, FAIL_ON, LOOKS, ROLLUP_ORDER, Status, look
+from .status import BESIDE, FAIL_ON, LOOKS, ROLLUP_ORDER, Status, course, look
 
 __all__ = ["look", "badge", "Rollup", "rollup", "failing", "format_value", "format_change", "sparkline", "render"]
 
@@ -107,6 +108,9 @@ def render(console: Console, rows: list[dict], units: dict[str, str | None], tit
         table.add_column(name, justify=justify, no_wrap=True)
     if wide:
         table.add_column("change", justify="right", no_wrap=True)
+    forecasts = any(r.get("forecast") for r in rows)  # kpi_forecast's headline, added by `status` (cli.py)
+    if forecasts:
+        table.add_column("forecast", justify="left", no_wrap=True)
     width = len(table.columns)
     ordered = sorted(rows, key=_group_key)
     by_priority: dict = {}
@@ -130,8 +134,23 @@ def render(console: Console, rows: list[dict], units: dict[str, str | None], tit
                  badge(r["status"]), f"[dim]{sparkline(r.get('recent_values') or [])}[/dim]"]
         if wide:
             cells.append(format_change(r.get("change_pct")))
+        if forecasts:
+            cells.append(forecast_cell(r.get("forecast"), unit, wide))
         table.add_row(*cells)
     console.print(table)
+
+
+def forecast_cell(f: dict | None, unit: str | None, wide: bool = True) -> str:
+    """Rich markup: on course / off course in the forecast status's colour and symbol, after the forecast and the
+    horizon's last day where the terminal is wide enough."""
+    if not f:
+        return ""
+    s = look(f["forecast_status"])
+    said = f"[{s.colour}]{s.symbol} {course(f['forecast_status']) or s.text}[/{s.colour}]"
+    if not wide:
+        return said
+    last_day = dt.date.fromisoformat(str(f["horizon_end"])) - dt.timedelta(days=1)
+    return f"{format_value(f['forecast'], unit)} by {last_day.isoformat()} {said}"
 
 
 def _group_cells(statuses: list[str], width: int) -> list[str]:

@@ -63,5 +63,15 @@ FAIL_ON: dict[Status, tuple[Status, ...]] = {
 ACTION = FAIL_ON[Status.AT_RISK]
 
 
+# A forecast's status as `status` and the scorecard say it (SPEC §10): a KPI is on course when its forecast
+# meets the target at the horizon; at_risk or off_track there, it is off course (the symbol and colour tell which).
+COURSE: dict[Status, str] = {Status.ON_TRACK: "on course", Status.AT_RISK: "off course", Status.OFF_TRACK: "off course"}
+
+
+def course(status: str | None) -> str | None:
+    """'on course' / 'off course' for a forecast_status; None where nothing is judged (no target at the horizon)."""
+    return COURSE.get(status) if status is not None else None
+
+
 def look(status: str | None) -> StatusLook:
     return LOOKS.get(status, UNKNOWN) if status is not None else UNKNOWN

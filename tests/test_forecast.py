@@ -251,3 +251,45 @@ def test_the_cases_written_out(ran):
     # rev_rel's deadline: October, x = 0 four months after the last of March..June, ends November 1, at the goal
     deadline = got[("rev_rel", "month", "deadline")]
     assert deadline[4] == dt.date(2026, 11, 1) and deadline[6] == pytest.approx(122.0)
+
+
+# --- shown by `status` ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def duckdb_project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("forecast_status")
+    write_project(root, project_files(engines.duckdb_engine().profiles_yml(root)))
+    load_data(root / "wh.duckdb")
+    assert Project.load(root).run(as_of=AS_OF).status == "success"
+    return root
+
+
+def test_status_json_carries_each_headline_forecast(duckdb_project):
+    out = CliRunner().invoke(main, ["status", "--project-dir", str(duckdb_project), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.output)}
+    expected = {(r[0], r[2]): r for r in expected_rows()}
+    # the deadline's forecast where the target has one ahead, else the current period's; none for new_product
+    for name, horizon in (("rev_ols", "period"), ("rev_rel", "deadline"), ("bookings_ytd", "deadline"),
+                          ("past_deadline", "period"), ("sparse", "period")):
+        want = expected[(name, horizon)]
+        f = rows[name]["forecast"]
+        assert (f["horizon"], f["as_of"], f["horizon_end"], f["forecast_status"], f["method"]) == \
+            (horizon, AS_OF.isoformat(), want[4].isoformat(), want[7], want[8]), name
+        assert f["forecast"] == pytest.approx(want[5]) and f["target_at_horizon"] == pytest.approx(want[6]), name
+        assert f["course"] == ("on course" if want[7] == "on_track" else "off course"), name
+    assert rows["new_product"]["forecast"] is None
+    # the headline itself is the latest complete period, as before
+    assert rows["rev_ols"]["period_start"] == "2026-06-01" and rows["rev_ols"]["value"] == 125.0
+
+
+def test_status_table_shows_on_course_and_off_course(duckdb_project):
+    out = CliRunner().invoke(main, ["status", "--project-dir", str(duckdb_project)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[0]: line for line in out.output.splitlines() if line.strip()}
+    assert "forecast" in lines["KPI"]
+    # rev_rel is heading for 172.5 by its deadline, on course; bookings_ytd for 1,385 of 1,500, off course
+    assert "172.50 by 2026-10-31" in lines["rev_rel"] and "on course" in lines["rev_rel"]
+    assert "1,385 by 2026-12-31" in lines["bookings_ytd"] and "off course" in lines["bookings_ytd"]
+    assert "off course" in lines["past_deadline"] and "by 2026-07-31" in lines["past_deadline"]
+    assert "course" not in lines["new_product"]
