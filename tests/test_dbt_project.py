@@ -131,6 +131,7 @@ ROOT_CASES = (
     Case("raw_returns", "source('raw', 'orders')", "raw.orders", "ordered_at", "count(*)", "status = 'returned'"),
     Case("signups", "source('raw', 'customers')", "raw.customer_accounts", "signed_up_at", "count(*)",
          dimensions=("tier",)),
+    Case("accounts", "source('raw', 'accounts')", "raw.customer_accounts", "signed_up_at", "count(*)"),
     Case("regions_opened", "ref('regions')", "{s}.regions", "opened_on", "count(*)", dimensions=("country",)),
     Case("current_customers", "ref('customers_snapshot')", "{s}.customers_snapshot", "signed_up_at", "count(*)",
          "dbt_valid_to is null", ("tier",)),
