@@ -13,8 +13,8 @@ import shutil
 import uuid
 
 from dbt_env import DbtShop, tree_digest
-from test_dbt_project import (AS_OF, Case, ROOT_CASES, SUB_CASES, SUB_MODELS, assert_ran, assert_values, cli, json_run,
-                              root_project, write_kpis)
+from test_dbt_project import (ACCOUNTS, AS_OF, ROOT_CASES, SUB_CASES, SUB_MODELS, Case, assert_ran, assert_values, cli,
+                              json_run, root_project, write_kpis)
 
 
 def pg_fetch(server, dbname: str):
@@ -57,6 +57,17 @@ def test_dbt_sql_keeps_the_warehouses_meaning_whatever_the_projects_dialect(dbt_
     (shop / "kpimetrics.yml").write_text(f"name: shop_kpis\noutput_schema: {output}\n", encoding="utf-8")
     assert_ran(cli(shop, "run", "--as-of", AS_OF))
     assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), cases, "analytics", output)
+
+
+def test_a_dbt_source_identifier_dbt_does_not_quote_on_postgres(dbt_pg_shop: DbtShop, pg_server, tmp_path):
+    """source('raw', 'accounts') has identifier Customer_Accounts with quoting: {identifier: false}: the manifest
+    records "db"."raw".Customer_Accounts, which PostgreSQL folds to raw.customer_accounts. Quoted, the name
+    would be a table that does not exist."""
+    shop = dbt_pg_shop.copy(tmp_path)
+    output = schema()
+    root_project(shop, (ACCOUNTS,), output_schema=output, dialect="postgres", models={})
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(pg_fetch(pg_server, dbt_pg_shop.dbname), (ACCOUNTS,), "analytics", output)
 
 
 def test_in_a_subfolder_on_postgres_with_dbt_profiles_dir(dbt_pg_shop: DbtShop, pg_server, tmp_path, monkeypatch):

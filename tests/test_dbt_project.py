@@ -131,7 +131,6 @@ ROOT_CASES = (
     Case("raw_returns", "source('raw', 'orders')", "raw.orders", "ordered_at", "count(*)", "status = 'returned'"),
     Case("signups", "source('raw', 'customers')", "raw.customer_accounts", "signed_up_at", "count(*)",
          dimensions=("tier",)),
-    Case("accounts", "source('raw', 'accounts')", "raw.customer_accounts", "signed_up_at", "count(*)"),
     Case("regions_opened", "ref('regions')", "{s}.regions", "opened_on", "count(*)", dimensions=("country",)),
     Case("current_customers", "ref('customers_snapshot')", "{s}.customers_snapshot", "signed_up_at", "count(*)",
          "dbt_valid_to is null", ("tier",)),
@@ -157,6 +156,8 @@ ROOT_CASES = (
          "{s}_marts.orders as o left join {s}.regions as r on r.region_name = o.region_name", "ordered_at",
          "sum(amount)", "is_completed", ("country",)),
 )
+# a dbt source whose identifier dbt does not quote (quoting: {identifier: false}): Customer_Accounts, unquoted
+ACCOUNTS = Case("accounts", "source('raw', 'accounts')", "raw.customer_accounts", "signed_up_at", "count(*)")
 # kpimetrics' own model at the root (kpi_models/ beside dbt_project.yml), over dbt's mart and seed
 ORDERS_BY_COUNTRY_SQL = """\
 select o.order_id, o.ordered_at, o.amount, o.is_completed, r.country
@@ -417,6 +418,13 @@ def test_kpimetrics_own_source_wins_over_dbts_source_of_that_name(dbt_shop: DbtS
     """), encoding="utf-8")
     assert_ran(cli(shop, "run", "--as-of", AS_OF))
     assert_values(duckdb_fetch(shop), (case,), "main", "kpi")
+
+
+def test_a_dbt_source_identifier_dbt_does_not_quote(dbt_shop: DbtShop, tmp_path):
+    shop = dbt_shop.copy(tmp_path)
+    root_project(shop, (ACCOUNTS,), models={})
+    assert_ran(cli(shop, "run", "--as-of", AS_OF))
+    assert_values(duckdb_fetch(shop), (ACCOUNTS,), "main", "kpi")
 
 
 def test_other_spellings_of_ref(dbt_shop: DbtShop, tmp_path):
