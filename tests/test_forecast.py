@@ -293,3 +293,51 @@ def test_status_table_shows_on_course_and_off_course(duckdb_project):
     assert "1,385 by 2026-12-31" in lines["bookings_ytd"] and "off course" in lines["bookings_ytd"]
     assert "off course" in lines["past_deadline"] and "by 2026-07-31" in lines["past_deadline"]
     assert "course" not in lines["new_product"]
+
+
+# --- drawn on the scorecard -------------------------------------------------------------------------
+
+def test_the_scorecard_draws_a_dotted_projection_to_the_horizon(duckdb_project):
+    import re
+
+    out = CliRunner().invoke(main, ["docs", "generate", "--project-dir", str(duckdb_project)])
+    assert out.exit_code == 0, out.output
+    pages = duckdb_project / "target" / "docs" / "kpi"
+    expected = {(r[0], r[2]): r for r in expected_rows()}
+
+    def projection(name: str) -> dict[str, str] | None:
+        html = (pages / f"{name}.html").read_text(encoding="utf-8")
+        found = re.findall(r'<g class="projection s-(\w+)"([^>]*)>.*?<path class="projection-line" d="M([\d.]+) ([\d.]+) '
+                           r'L([\d.]+) ([\d.]+)"/><circle cx="([\d.]+)" cy="([\d.]+)"', html)
+        assert len(found) <= 1, name
+        if not found:
+            return None
+        status, attrs, *xy = found[0]
+        return {**dict(re.findall(r'data-([\w-]+)="([^"]*)"', attrs)), "status": status, "xy": [float(v) for v in xy]}
+
+    def point(name: str, period: str) -> tuple[float, float]:
+        """The centre of a period's marker: a circle's, or a cross's (its first stroke's middle)."""
+        html = (pages / f"{name}.html").read_text(encoding="utf-8")
+        g = re.search(rf'<g class="point [^"]*" data-period="{period}"[^>]*><title>[^<]*</title>(<[^>]*>)', html).group(1)
+        if g.startswith("<circle"):
+            return tuple(float(v) for v in re.search(r'cx="([\d.]+)" cy="([\d.]+)"', g).groups())
+        x0, y0, x1, y1 = (float(v) for v in re.search(r'd="M([\d.]+) ([\d.]+) L([\d.]+) ([\d.]+)', g).groups())
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    for name, horizon in (("rev_rel", "deadline"), ("bookings_ytd", "deadline"), ("rev_ols", "period")):
+        want = expected[(name, horizon)]
+        p = projection(name)
+        assert p is not None, name
+        assert (p["horizon"], p["horizon-end"], p["status"]) == (horizon, want[4].isoformat(), want[7]), name
+        assert float(p["forecast"]) == pytest.approx(want[5]) and float(p["target"]) == pytest.approx(want[6]), name
+        # from the last complete value (June's point) to the marker at the horizon, right of every period drawn
+        x0, y0, x1, y1, cx, cy = p["xy"]
+        assert (x0, y0) == pytest.approx(point(name, "2026-06-01"), abs=0.1) and (x1, y1) == (cx, cy), name
+        june, july = point(name, "2026-06-01")[0], point(name, "2026-07-01")[0]
+        # the horizon's band: July's own for the current period, the deadline's (October, December) months on
+        bands = (want[4].year - 2026) * 12 + want[4].month - 8
+        assert bands == {"rev_rel": 3, "bookings_ytd": 5, "rev_ols": 0}[name]
+        assert x1 == pytest.approx(july + bands * (july - june), abs=0.1 * (bands + 2)), name  # coordinates to 0.1
+    assert projection("new_product") is None
+    legend = '<span class="lg-forecast">forecast</span>'
+    assert legend in (pages / "rev_rel.html").read_text() and legend not in (pages / "new_product.html").read_text()

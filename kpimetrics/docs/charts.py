@@ -2,16 +2,18 @@
 
 Python computes coordinates; `templates/chart.svg.j2` draws them (and escapes every text).
 Each period is a band of equal width; the target is drawn as a step over each band, because
-a target holds for the whole period.
+a target holds for the whole period. A forecast (kpi_forecast) adds the bands up to its horizon's period and
+a dotted line from the last complete value to the forecast there.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from ..calendar import STEP, py_add_periods
 from ..scorecard import format_value
-from ..status import look
-from .data import Point, Series
+from ..status import course, look
+from .data import Point, Projection, Series
 
 WIDTH, HEIGHT = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 14, 34
@@ -59,6 +61,9 @@ class Chart:
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     summary: str
+    projection_path: str = ""  # dotted: from the last complete value to the forecast at the horizon
+    projection_point: ChartPoint | None = None
+    projection: Projection | None = None
 
 
 def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
@@ -75,11 +80,24 @@ def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
 
 
 def period_label(p: Point, grain: str) -> str:
+    return date_label(p.period_start, grain)
+
+
+def date_label(start, grain: str) -> str:
+    """A period of `grain` starting on `start`, as the chart names it."""
     if grain == "month":
-        return p.period_start.strftime("%b %Y")
+        return start.strftime("%b %Y")
     if grain == "year":
-        return str(p.period_start.year)
-    return p.period_start.isoformat()
+        return str(start.year)
+    return start.isoformat()
+
+
+def periods_between(start, end, grain: str) -> int:
+    """Periods of `grain` from one period boundary to another (negative when `end` comes first)."""
+    unit, k = STEP[grain]
+    if unit == "DAY":
+        return (end - start).days // k
+    return ((end.year - start.year) * 12 + end.month - start.month) // k
 
 
 def _runs(indices: list[int]) -> list[list[int]]:
@@ -99,10 +117,18 @@ def _f(v: float) -> str:
 
 def build_chart(series: Series, unit: str | None, label: str) -> Chart:
     pts = series.points
-    n = max(len(pts), 1)
+    proj = series.projection
+    last = next((i for i in range(len(pts) - 1, -1, -1) if pts[i].is_complete and pts[i].value is not None), None)
+    # the horizon's period: its band after the series' last one (or among them, where the data reaches it)
+    ahead = len(pts) - 1 + periods_between(pts[-1].period_end, proj.horizon_end, series.grain) if proj and pts else None
+    if ahead is None or last is None or ahead <= last:
+        proj = None
+    n = max(len(pts), ahead + 1 if proj else 1)
     left, right, top, bottom = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
     band = (right - left) / n
     known = [v for p in pts for v in (p.value, p.target, p.threshold) if v is not None]
+    if proj:
+        known += [v for v in (proj.forecast, proj.target) if v is not None]
     ticks = nice_ticks(min(known, default=0.0), max(known, default=1.0))
     low, high = ticks[0], ticks[-1]
 
@@ -136,8 +162,26 @@ def build_chart(series: Series, unit: str | None, label: str) -> Chart:
     y_ticks = [Tick(y(t), format_value(t, unit)) for t in ticks]
     summary = (f"{label}, {series.grain}ly values of {len(pts)} periods"
                + (f" from {pts[0].period_start} to {pts[-1].period_start}" if pts else ""))
+    projection_path, projection_point = "", None
+    if proj:
+        title = _projection_title(proj, series.grain, unit)
+        summary += f"; {title}"
+        projection_path = f"M{_f(x(last))} {_f(y(pts[last].value))} L{_f(x(ahead))} {_f(y(proj.forecast))}"
+        if proj.target is not None:  # the target there, as the target line draws a period's
+            target_path += f" M{_f(x(ahead) - band / 2)} {_f(y(proj.target))} H{_f(x(ahead) + band / 2)}"
+        horizon = Point(py_add_periods(proj.horizon_end, -1, series.grain), proj.horizon_end, proj.forecast, proj.target,
+                        None, proj.status, False)
+        projection_point = ChartPoint(x(ahead), y(proj.forecast), r, horizon, True, title)
     return Chart(series.grain, WIDTH, HEIGHT, left, right, top, bottom, points, value_path, target_path,
-                 band_path, y_ticks, x_ticks, summary)
+                 band_path, y_ticks, x_ticks, summary, projection_path, projection_point, proj)
+
+
+def _projection_title(proj: Projection, grain: str, unit: str | None) -> str:
+    start = py_add_periods(proj.horizon_end, -1, grain)
+    target = f" against target {format_value(proj.target, unit)}" if proj.target is not None else ""
+    said = course(proj.status) or look(proj.status).text
+    return (f"forecast for {date_label(start, grain)}{' (the deadline)' if proj.horizon == 'deadline' else ''}: "
+            f"{format_value(proj.forecast, unit)}{target} — {said}")
 
 
 def _title(p: Point, grain: str, unit: str | None) -> str:

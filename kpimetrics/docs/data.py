@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..outputs import CatalogRow, CheckInRow, OutputReader, RunRow, StatusRow, StrategyRow
+from ..outputs import CatalogRow, CheckInRow, ForecastRow, OutputReader, RunRow, StatusRow, StrategyRow, headline_forecast
 from ..scorecard import Rollup, rollup
 from ..status import Status
 
@@ -30,9 +30,22 @@ class Point:
 
 
 @dataclass(frozen=True)
+class Projection:
+    """Where the series is heading (kpi_forecast, SPEC §10): drawn dotted from the last complete value."""
+
+    horizon: str  # 'period' | 'deadline'
+    horizon_end: dt.date  # exclusive, as period_end
+    forecast: float | None
+    target: float | None
+    status: Status
+    method: str | None
+
+
+@dataclass(frozen=True)
 class Series:
     grain: str
     points: list[Point]
+    projection: Projection | None = None
 
     @property
     def latest_complete(self) -> Point | None:
@@ -188,23 +201,33 @@ class SiteRows:
     slices: list[StatusRow]
     check_ins: list[CheckInRow]
     runs: list[RunRow]
+    forecasts: list[ForecastRow] = field(default_factory=list)
 
 
 def read_tables(out: OutputReader) -> SiteRows:
     out.require(CatalogRow, StrategyRow, StatusRow)
-    return SiteRows(out.catalog(), out.strategies(), out.totals(), out.latest_slices(), out.check_ins(), out.runs())
+    return SiteRows(out.catalog(), out.strategies(), out.totals(), out.latest_slices(), out.check_ins(), out.runs(),
+                    out.forecasts())
 
 
 # --- assembling ---------------------------------------------------------------------------
 
-def _series(rows: list[StatusRow]) -> list[Series]:
+def _series(rows: list[StatusRow], forecasts: list[ForecastRow] = ()) -> list[Series]:
     by_grain: dict[str, list[Point]] = {}
     for r in rows:
         by_grain.setdefault(r.grain, []).append(Point(
             r.period_start, r.period_end, r.value, r.target, r.at_risk_threshold, r.status, bool(r.is_complete),
             r.attainment, r.change_pct,
         ))
-    return [Series(g, pts) for g, pts in by_grain.items()]
+    return [Series(g, pts, _projection(forecasts, g)) for g, pts in by_grain.items()]
+
+
+def _projection(forecasts: list[ForecastRow], grain: str) -> Projection | None:
+    """The forecast `status` shows for the grain (the deadline's, else the current period's), if any."""
+    f = headline_forecast(list(forecasts), forecasts[0].name, grain) if forecasts else None
+    if f is None or f.forecast is None:
+        return None
+    return Projection(f.horizon, f.horizon_end, f.forecast, f.target_at_horizon, f.forecast_status, f.method)
 
 
 def _by_name(rows: list) -> dict[str, list]:
@@ -216,7 +239,7 @@ def _by_name(rows: list) -> dict[str, list]:
 
 
 def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals: list[StatusRow],
-              slices: list[StatusRow], check_ins: list[CheckInRow]) -> KpiPage:
+              slices: list[StatusRow], check_ins: list[CheckInRow], forecasts: list[ForecastRow] = ()) -> KpiPage:
     name = row.name
     page = KpiPage(
         name=name, kind=row.kind, label=row.label or name, description=row.description, owner=row.owner,
@@ -225,7 +248,7 @@ def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals:
         drives=list(row.drives), actions=row.actions, definition_hash=row.definition_hash,
         definition=definition, sql=sql,
     )
-    page.series = _series(totals)
+    page.series = _series(totals, forecasts)
     if page.headline:
         grain = page.headline_series.grain
         page.slices = [Slice(r.dimension, r.dimension_value, r.period_start, r.value, r.target, r.status)
@@ -283,10 +306,12 @@ def build_site(project: str, rows: SiteRows, manifest: dict, sql_of: Callable[[s
                owner_registry: list | None = None) -> Site:
     definitions = manifest.get("kpis", {})
     totals, slices, check_ins = _by_name(rows.totals), _by_name(rows.slices), _by_name(rows.check_ins)
+    forecasts = _by_name(rows.forecasts)
     kpis = {}
     for r in rows.catalog:
         n = r.name
-        kpis[n] = _kpi_page(r, definitions.get(n), sql_of(n), totals.get(n, []), slices.get(n, []), check_ins.get(n, []))
+        kpis[n] = _kpi_page(r, definitions.get(n), sql_of(n), totals.get(n, []), slices.get(n, []), check_ins.get(n, []),
+                            forecasts.get(n, []))
     for k in kpis.values():
         for d in k.drives:
             if d in kpis:
