@@ -14,7 +14,8 @@ environment, network); 130-139 a `diff --state` folder; 150-154 targets per slic
 and from tables; 140-149 a dbt project and
 its artifacts; 160-169 notifications (the `notify:` block of kpimetrics.yml and
 `kpimetrics notify`, kpimetrics/notify/); 170-179 KPIs over dbt's semantic
-layer (`metric:`, kpimetrics/dbt/semantic.py).
+layer (`metric:`, kpimetrics/dbt/semantic.py); 180-184 Spark profiles (Spark
+Connect's `remote:` and `master:`, config.SparkOutput).
 """
 from __future__ import annotations
 
@@ -365,6 +366,22 @@ CODES: dict[str, Code] = {
                    "{{ Entity('entity') }} in it, or its SQL (or a measure's or dimension's `expr`) does not parse "
                    "or is not one expression of the allowed grammar.", "Fix the filter or expression in the dbt "
                    "project's YAML at the line shown and run `dbt parse`."),
+    # --- Spark profiles: Spark Connect and masters (SPEC §13, config.SparkOutput) ---
+    "KPI180": Code(E, "Spark output with both remote and master", "A Spark output names a Spark Connect server "
+                   "(`remote: sc://...`) and a `master`: one is a server that runs Spark, the other a driver "
+                   "kpimetrics starts in its own process.", "Keep `remote` to run through Spark Connect, or `master` "
+                   "(local[N], spark://, yarn, k8s://) to start a driver; make two outputs to have both."),
+    "KPI181": Code(E, "Spark Connect URL given as a master", "`master:` is an sc:// URL: a Spark Connect server is "
+                   "reached with `remote:`, not started as a master.", "Write `remote: \"sc://host:port\"` instead of "
+                   "`master:`."),
+    "KPI182": Code(E, "not a Spark Connect URL", "`remote:` is not sc://host[:port][/;name=value;...]: another "
+                   "scheme, no host, a port past 65535, a path, or parameters not after a slash or not name=value.",
+                   "Write sc://host:15002, and parameters as sc://host:15002/;use_ssl=true;token={{ env_var('TOKEN') "
+                   "}} (the token through env_var(), never in plain)."),
+    "KPI183": Code(E, "warehouse_dir on a Spark Connect output", "The output names a Spark Connect server and a "
+                   "`warehouse_dir`: the server's warehouse and metastore are set where the server starts, and a "
+                   "client cannot change them.", "Remove `warehouse_dir`; start the server with "
+                   "spark.sql.warehouse.dir and its metastore (README, Spark Connect)."),
     # --- targets per slice and from tables (SPEC §10) ---
     "KPI150": Code(E, "unknown dimension in targets", "`slice_targets:` (or a table target's `dimensions:`) names a "
                    "dimension the KPI is not sliced by (a derived KPI is sliced by the dimensions all its inputs have).",

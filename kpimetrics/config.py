@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from .model import Forecast, Grain, Node
 from .notify.settings import NotifySettings
@@ -106,13 +108,58 @@ class PostgresOutput(_Output):
     connect_timeout: int = 10
 
 
+# A Spark Connect endpoint as pyspark reads one: sc://host[:port][/;name=value;...] (a token, use_ssl=true, ...)
+SPARK_REMOTE = re.compile(r"sc://(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/;\[\]]+)(?::(?P<port>[0-9]{1,5}))?"
+                          r"(?:/(?P<params>(?:;[^;=\s]+=[^;=]*)*))?")
+DEFAULT_MASTER = "local[2]"
+
+
 class SparkOutput(_Output):
+    """Spark through a driver in this process (`master`: local[N], spark://, yarn, k8s://), or through a Spark
+    Connect server (`remote`), which holds the warehouse, the metastore and the static settings (SPEC §13).
+    Errors carry codes (KPI180-183) that profiles.py puts at the key's line; they never echo a value."""
     type: Literal["spark"]
-    master: str = "local[2]"
+    master: str | None = None  # DEFAULT_MASTER unless `remote` is set
+    remote: str | None = None
     warehouse_dir: str = "spark-warehouse"
     schema_: str | None = Field(default=None, alias="schema")
     conf: dict[str, str] = Field(default_factory=dict)
     allowed_paths: list[str] = Field(default_factory=list)  # path-based tables a project may read
+
+    @field_validator("master")
+    @classmethod
+    def _a_master(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower().startswith("sc://"):
+            raise PydanticCustomError("KPI181", "a Spark Connect URL (sc://) is not a master: write it as "
+                                      "`remote: \"sc://host:port\"` instead of `master:`")
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _a_remote(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("master") is not None:
+            raise PydanticCustomError("KPI180", "`remote` (a Spark Connect server) and `master` (a driver in this "
+                                      "process) are two ways to reach Spark: keep one of them")
+        if not SPARK_REMOTE.fullmatch(value) or int(SPARK_REMOTE.fullmatch(value)["port"] or 15002) > 65535:
+            raise PydanticCustomError("KPI182", "not a Spark Connect URL: write sc://host:port, with parameters "
+                                      "after a slash: sc://host:port/;use_ssl=true;token=...")
+        return value
+
+    @field_validator("warehouse_dir")
+    @classmethod
+    def _a_warehouse(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("remote") is not None:
+            raise PydanticCustomError("KPI183", "a Spark Connect server has its own warehouse: set "
+                                      "spark.sql.warehouse.dir (and the metastore) where the server starts, "
+                                      "not in the profile")
+        return value
+
+    @property
+    def driver_master(self) -> str:
+        """The master of a driver in this process (`remote` unset)."""
+        return self.master or DEFAULT_MASTER
 
 
 Output = Annotated[Union[DuckDBOutput, PostgresOutput, SparkOutput], Field(discriminator="type")]

@@ -279,9 +279,11 @@ def resolve_profile(
         # one problem with one key: at that key's line
         keys_at = {e["loc"][1] for e in errors if len(e["loc"]) >= 2}
         where = raw_at.get(next(iter(keys_at)), loc) if len(errors) == 1 and len(keys_at) == 1 else loc
+        # an output's own check may name its code (config.SparkOutput: PydanticCustomError("KPI180", ...))
+        code = errors[0]["type"] if len(errors) == 1 and errors[0]["type"].startswith("KPI") else "KPI082"
         # never echo input values: they may be secrets
         raise ConfigError(f"{display}: invalid output {shown(chosen)} in profile {shown(name)}: {msgs}",
-                          [error("KPI082", f"invalid output {shown(chosen)} in profile {shown(name)}: {msgs}", where)]) from None
+                          [error(code, f"invalid output {shown(chosen)} in profile {shown(name)}: {msgs}", where)]) from None
     base, why = _relative_base(place, project_dir, dbt_dir)
     if isinstance(output, DuckDBOutput) and base != project_dir and output.path != ":memory:" \
             and not Path(output.path).is_absolute():

@@ -68,6 +68,7 @@ FILE_FAULTS = [
     Fault("KPI001", {"kpis/crlf_syntax.yml": b"kpis:\r\n  - name: x\r\n     owner: y\r\n"}, "kpis/crlf_syntax.yml", 3,
           "YAML syntax error"),
 ]
+SPARK_OUTPUT = "acme:\n  target: dev\n  outputs:\n    dev:\n      type: spark\n"
 CONFIG_FAULTS = [
     Fault("KPI080", {"profiles.yml": "other:\n  target: dev\n  outputs:\n    dev: {type: duckdb}\n"}, "profiles.yml", 1,
           "profile 'acme' not found"),
@@ -83,6 +84,16 @@ CONFIG_FAULTS = [
     Fault("KPI086", {"profiles.yml": PROFILES.replace(
         "path: wh.duckdb", "path: wh.duckdb, threads: \"{{ env_var('KPIMETRICS_TEST_UNSET', 'many') | as_number }}\"")},
           "profiles.yml", 4, "as_number: the value (4 characters) is not a number"),
+    # Spark profiles (SPEC §13): a Spark Connect server (`remote:`) or a driver (`master:`), at the key's line
+    Fault("KPI180", {"profiles.yml": SPARK_OUTPUT + "      master: local[2]\n      remote: sc://127.0.0.1:15002\n"},
+          "profiles.yml", 7, "remote: `remote` (a Spark Connect server) and `master` (a driver in this process)"),
+    Fault("KPI181", {"profiles.yml": SPARK_OUTPUT + "      master: sc://127.0.0.1:15002\n"}, "profiles.yml", 6,
+          "master: a Spark Connect URL (sc://) is not a master: write it as `remote: \"sc://host:port\"`"),
+    Fault("KPI182", {"profiles.yml": SPARK_OUTPUT + "      remote: \"sc://127.0.0.1:15002;token="
+                                                    "{{ env_var('KPIMETRICS_TEST_UNSET', 'sekret-token') }}\"\n"},
+          "profiles.yml", 6, "remote: not a Spark Connect URL: write sc://host:port, with parameters after a slash"),
+    Fault("KPI183", {"profiles.yml": SPARK_OUTPUT + "      remote: sc://127.0.0.1:15002\n      warehouse_dir: wh\n"},
+          "profiles.yml", 7, "warehouse_dir: a Spark Connect server has its own warehouse"),
 ]
 CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt, corpus_targets, corpus_notify,
           corpus_semantic)

@@ -81,7 +81,7 @@ class SparkAdapter:
     capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA)
 
     def __init__(self, output: SparkOutput, project_root: Path, timezone: str):
-        self.master = output.master
+        self.master = output.driver_master
         self.warehouse = _warehouse_uri(output.warehouse_dir, project_root)
         self.timezone = timezone
         if output.schema_:
@@ -300,7 +300,7 @@ def _static_conf(output: SparkOutput, warehouse: str, embedded: bool) -> dict[st
     }
     if embedded:
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={_metastore_path(warehouse)};create=true"
-    if output.master.startswith("local"):
+    if output.driver_master.startswith("local"):
         conf["spark.sql.shuffle.partitions"] = "4"  # KPI outputs are small; 200 partitions only cost time
     return conf | dict(output.conf)
 
