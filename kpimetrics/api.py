@@ -134,7 +134,7 @@ class Project:
         from .adapters import connect
 
         prof = self.profile()
-        return connect(prof.output, self.root, self.definition.config.calendar.timezone)
+        return connect(prof.output, self.root, self.definition.config.calendar.timezone, self.definition.paths.seeds)
 
     @contextmanager
     def _masked(self):

@@ -42,12 +42,13 @@ class Adapter(Protocol):
     def close(self) -> None: ...
 
 
-def connect(output, project_root: Path, timezone: str) -> Adapter:
-    """Open the warehouse a profile output describes."""
+def connect(output, project_root: Path, timezone: str, seeds: Path | None = None) -> Adapter:
+    """Open the warehouse a profile output describes. `seeds`: the project's seeds folder (`paths.seeds`), which
+    an embedded engine must be allowed to read for `seed`."""
     if isinstance(output, DuckDBOutput):
         from .duckdb import DuckDBAdapter
 
-        return DuckDBAdapter(output, project_root, timezone)
+        return DuckDBAdapter(output, project_root, timezone, seeds)
     if isinstance(output, PostgresOutput):
         from .postgres import PostgresAdapter
 

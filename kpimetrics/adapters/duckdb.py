@@ -24,7 +24,7 @@ class DuckDBAdapter:
     dialect = "duckdb"
     capabilities = Capabilities(publish="transaction", default_schema="main")
 
-    def __init__(self, output: DuckDBOutput, project_root: Path, timezone: str):
+    def __init__(self, output: DuckDBOutput, project_root: Path, timezone: str, seeds: Path | None = None):
         self.path = output.path
         if self.path != ":memory:" and not Path(self.path).is_absolute():
             self.path = str((project_root / self.path).resolve())
@@ -49,7 +49,7 @@ class DuckDBAdapter:
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {text}") from None
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open DuckDB database {self.path}: {exc}") from None
-        self._close_external_access(output.allowed_paths, project_root)
+        self._close_external_access(output.allowed_paths, project_root, seeds or project_root / "seeds")
         # TIMESTAMPTZ values are cut into periods in the calendar's time zone
         self.con.execute(f"SET TimeZone = '{_quote(timezone)}'")
         # DuckDB draws its own progress bar on stdout for a statement that runs over two seconds, even when stdout
@@ -58,7 +58,7 @@ class DuckDBAdapter:
         if output.schema_:
             self.capabilities = Capabilities(publish="transaction", default_schema=output.schema_)
 
-    def _close_external_access(self, allowed_paths: list[str], project_root: Path) -> None:
+    def _close_external_access(self, allowed_paths: list[str], project_root: Path, seeds: Path) -> None:
         """Project SQL cannot read the machine (SPEC §11): external access off, but for the profile's
         `allowed_paths`, the project's seeds/ (`seed` reads them) and what DuckDB allows itself (this file, its
         WAL and temporary folder), so SQL that got past the compile-time check (validate/access.py; a view made
@@ -78,7 +78,7 @@ class DuckDBAdapter:
             return
         root = project_root.resolve()
         allowed = AllowedPaths.resolve(root, allowed_paths)
-        folders = [*allowed.folders, str(root / "seeds"), *allowed.urls]
+        folders = [*allowed.folders, str(seeds.resolve()), *allowed.urls]
         try:
             for (name,) in self.con.execute(
                     "SELECT extension_name FROM duckdb_extensions() WHERE installed AND NOT loaded").fetchall():
