@@ -189,3 +189,23 @@ def test_a_change_upstream_in_dbt_recomputes_the_kpi_in_full(tmp_path):
         assert changed["mart_revenue"] != first["mart_revenue"] and changed["web"] != first["web"]
         assert changed["plain"] == first["plain"]
     assert hashes("a", "b", "c") == first
+
+
+@pytest.mark.parametrize("relation_name, expected", [
+    ('"wh"."raw".Customer_Accounts', '"wh"."raw".Customer_Accounts'),  # quoting: {identifier: false}, as dbt wrote it
+    ('"wh"."raw"."Customer_Accounts"', '"wh"."raw"."Customer_Accounts"'),
+    # a name dbt would never leave unquoted, or a relation_name that is not one: every part quoted
+    ('"wh"."raw".Customer_Accounts; select 1', '"wh"."raw"."Customer_Accounts"'),
+    (None, '"wh"."raw"."Customer_Accounts"'),
+])
+def test_relations_are_quoted_as_dbt_quotes_them_and_never_read_as_sql(tmp_path, relation_name, expected):
+    from kpimetrics.dbt.manifest import load_manifest
+    from kpimetrics.dbt.project import find_dbt_project
+
+    uid, entry = source("raw", "accounts", schema="raw", identifier="Customer_Accounts")
+    entry["relation_name"] = relation_name
+    folder = dbt_project(tmp_path, manifest((uid, entry)), beside=True)
+    found, _ = find_dbt_project(folder, None, None)
+    loaded, problem = load_manifest(found, folder)
+    assert problem is None
+    assert loaded.sources[("raw", "accounts")].table().sql(dialect="postgres") == expected

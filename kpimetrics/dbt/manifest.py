@@ -48,6 +48,9 @@ class DbtNode:
     columns: tuple[str, ...] | None = None  # documented in the manifest, and those catalog.json found
     cataloged: bool = False  # catalog.json listed its columns: `columns` is all of them
     checksum: str = ""  # dbt's checksum of its file (a seed's data, a model's SQL)
+    # which of (database, schema, identifier) dbt quotes in the relation_name it records (its `quoting:`): an
+    # unquoted name is folded by the warehouse (PostgreSQL: to lower case), as dbt's SQL has it
+    quoted: tuple[bool, bool, bool] = (True, True, True)
     depends_on: tuple[str, ...] = ()  # the unique_ids of the nodes it reads
 
     @property
@@ -69,11 +72,12 @@ class DbtNode:
         return self.name if self.version is None else f"{self.name}.v{self.version}"
 
     def table(self) -> exp.Table:
-        """The relation dbt built, as the manifest records it, every part quoted."""
+        """The relation dbt built, as the manifest records it: each part quoted as dbt quotes it."""
+        database, schema, identifier = self.quoted
         return exp.table_(
-            exp.to_identifier(self.identifier, quoted=True),
-            db=exp.to_identifier(self.schema, quoted=True) if self.schema else None,
-            catalog=exp.to_identifier(self.database, quoted=True) if self.database else None,
+            exp.to_identifier(self.identifier, quoted=identifier),
+            db=exp.to_identifier(self.schema, quoted=schema) if self.schema else None,
+            catalog=exp.to_identifier(self.database, quoted=database) if self.database else None,
         )
 
 
@@ -212,7 +216,8 @@ def _columns(entry: dict, where: str, display: str) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def _node(uid: str, entry: Any, dbt: DbtProject, root: Path, display: str, project: str | None) -> DbtNode | None:
+def _node(uid: str, entry: Any, dbt: DbtProject, root: Path, display: str, project: str | None,
+          adapter: str | None = None) -> DbtNode | None:
     where = f"nodes.{uid[:80]}"
     if not isinstance(entry, dict):
         raise _problem(display, f"not a dbt manifest: {where} is not an object", _REBUILD)
@@ -241,8 +246,30 @@ def _node(uid: str, entry: Any, dbt: DbtProject, root: Path, display: str, proje
         compiled_code=_text(entry, "compiled_code", where, display, required=False) if kind == "model" else None,
         columns=_columns(entry, where, display),
         checksum=_checksum(entry),
+        quoted=_quoting(entry, adapter),
         depends_on=_depends_on(entry),
     )
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _quoting(entry: dict, adapter: str | None) -> tuple[bool, bool, bool]:
+    """Which parts of the relation dbt quotes, read from the relation_name it wrote. A part is left unquoted only
+    where dbt left it so and it is a plain name (letters, digits, _): anything else stays quoted, so a name from
+    the artifact can never be read as SQL."""
+    name = entry.get("relation_name")
+    if not isinstance(name, str) or len(name) > 3 * 1024:
+        return (True, True, True)
+    try:
+        table = exp.to_table(name, dialect=adapter if adapter in _SQLGLOT_ADAPTERS else None)
+    except Exception:  # noqa: BLE001 - sqlglot's errors: a name it cannot read is quoted
+        return (True, True, True)
+    parts = (table.args.get("catalog"), table.args.get("db"), table.args.get("this"))
+    return tuple(not (isinstance(p, exp.Identifier) and not p.quoted and _PLAIN.fullmatch(p.name)) for p in parts)
+
+
+_SQLGLOT_ADAPTERS = {"duckdb", "postgres", "spark", "databricks", "snowflake", "bigquery", "trino", "redshift"}
 
 
 def _checksum(entry: dict) -> str:
@@ -290,7 +317,7 @@ def _manifest(dbt: DbtProject, root: Path, path: Path, display: str) -> Manifest
         if not isinstance(entries, dict):
             raise _problem(display, f"not a dbt manifest: `{section}` is not an object", _REBUILD)
         for uid, entry in entries.items():
-            node = _node(str(uid), entry, dbt, root, display, out.project_name)
+            node = _node(str(uid), entry, dbt, root, display, out.project_name, out.adapter_type)
             if node is None:
                 continue
             if node.resource_type == "source":
