@@ -214,7 +214,8 @@ class ProjectDef:
         key = name if package is None and version is None else f"{name}__{node.package}__v{node.version}"
         if key not in self.models:
             self.models[key] = ModelFile(key, node.file, node.compiled_code, node.compiled_code, dbt_node=node,
-                                         dialect=_adapter_dialect(manifest.adapter_type))
+                                         dialect=_adapter_dialect(manifest.adapter_type),
+                                         dbt_nodes=manifest.built_upstream(node))
         return Resolved(model=key)
 
     def resolve_source(self, source: str, table: str) -> Resolved:
@@ -266,7 +267,8 @@ class ProjectDef:
 
 _ALL_MODELS: list[type[BaseModel]] = [
     m.Kpi, m.Ratio, m.Window, m.CheckIn, m.ValueTarget, m.ScheduleTarget, m.ScheduleEntry, m.RelativeTarget,
-    m.Baseline, m.PaceTarget, m.TableTarget, m.Source, m.SourceTable, m.Freshness, m.Priority, m.Strategy, m.Owner,
+    m.Baseline, m.PaceTarget, m.TableTarget, m.Forecast, m.Source, m.SourceTable, m.Freshness, m.Priority, m.Strategy,
+    m.Owner,
     ProjectConfig, Defaults, Calendar, Paths, DbtSettings,
 ]
 

@@ -120,6 +120,24 @@ class Manifest:
                 todo.extend(found.depends_on)
         return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
 
+    def built_upstream(self, node: DbtNode) -> list[DbtNode]:
+        """The relations an ephemeral model reads: its inputs, through other ephemeral models, that dbt builds
+        (the relations a run checks before reading them, KPI145)."""
+        by_id = self._by_id()
+        out: list[DbtNode] = []
+        seen: set[str] = set()
+        todo = list(node.depends_on)
+        while todo:
+            found = by_id.get(uid := todo.pop(0))
+            if found is None or uid in seen:
+                continue
+            seen.add(uid)
+            if found.ephemeral:
+                todo.extend(found.depends_on)
+            else:
+                out.append(found)
+        return out
+
     def _by_id(self) -> dict[str, DbtNode]:
         if self._ids is None:
             self._ids = {n.unique_id: n for n in self.nodes()}
