@@ -6,8 +6,9 @@ generator: least squares by the textbook sums (x the period's index, the horizon
 as value so far × days to the horizon ÷ days elapsed, the targets as SPEC §2 defines them, the statuses by §2's
 rules.
 
-- rev_ols: month (target 100, tolerance 10%) and quarter (300): the project's `forecast: {periods: 5}`; only two
-  quarters are complete, so no quarter row; week has no target, so no week row.
+- rev_ols: month (target 100, tolerance 10%), quarter (300) and week (25): the project's `forecast: {periods: 5}`;
+  only two quarters are complete, so no quarter row; weeks (Monday to Sunday) have gaps: three of the last five
+  complete weeks have orders, x counting weeks in days / 7; day has no target, so no day row.
 - rev_rel: a relative target (baseline January to March, +20% by 2026-10-31, linear), its own `forecast:
   {periods: 4}`: the current period and the deadline (October), each with its own target on the glide path.
 - bookings_ytd: year to date with a pace target: the run rate, to the end of July and to the deadline.
@@ -16,6 +17,7 @@ rules.
 - sparse: April's rows filtered out (no_data): the line goes through the other four of the last five complete
   months, April keeping its place on the x axis.
 - new_product: rows from May only (its model has rows from January): two complete values, no forecast.
+- rev_budget: a target from a warehouse table (finance.budget): the horizon's (July's) row, 120.
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ KPIS = kpis_yml(
         model: source('shop', 'orders')
         time: ordered_at
         measure: sum(amount)
-        grain: [month, quarter, week]
-        target: {month: 100, quarter: 300}
+        grain: [month, quarter, week, day]
+        target: {month: 100, quarter: 300, week: 25}
         tolerance: 10%
     """, strategy="s_forecast"),
     kpi("rev_rel", """
@@ -84,7 +86,15 @@ KPIS = kpis_yml(
         filter: "ordered_at >= '2026-05-01'"
         target: 100
     """, strategy="s_forecast"),
+    kpi("rev_budget", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        target: {table: "source('shop', 'budget')", period: period_start, value: amount}
+        tolerance: 10%
+    """, strategy="s_forecast"),
 )
+BUDGET = [(dt.date(2026, 6, 1), 110.0), (dt.date(2026, 7, 1), 120.0), (dt.date(2026, 8, 1), 130.0)]
 
 SOURCES = """
 sources:
@@ -93,6 +103,8 @@ sources:
     tables:
       - name: orders
         columns: [order_id, ordered_at, amount]
+      - name: budget
+        columns: [period_start, amount]
 """
 
 
@@ -126,6 +138,8 @@ def load_data(path: Path) -> None:
     try:
         con.execute("create table if not exists main.orders (order_id integer, ordered_at timestamp, amount double)")
         con.executemany("insert into main.orders values (?, ?, ?)", order_rows())
+        con.execute("create table if not exists main.budget (period_start date, amount double)")
+        con.executemany("insert into main.budget values (?, ?)", BUDGET)
     finally:
         con.close()
 
@@ -195,6 +209,22 @@ def expected_rows() -> list[tuple]:
     # sparse: April (month 4) without a value
     f = monthly_fit({**rev, 4: None}, 6, 5, 7)
     rows.append(("sparse", "month", "period", AS_OF, month(8), f, 100.0, status(f, 100.0, 100.0), "least_squares"))
+    # rev_ols by week: the weeks from the first order's to the last's, each with its orders' sum or none
+    weekly: dict[dt.date, float] = {}
+    for _, at, amount in order_rows():
+        start = at.date() - dt.timedelta(days=at.weekday())
+        weekly[start] = weekly.get(start, 0.0) + amount
+    weeks = [min(weekly) + dt.timedelta(weeks=i) for i in range((max(weekly) - min(weekly)).days // 7 + 1)]
+    complete = [w for w in weeks if w + dt.timedelta(weeks=1) <= AS_OF][-5:]
+    horizon = AS_OF - dt.timedelta(days=AS_OF.weekday())
+    points = [((w - horizon).days / 7, weekly[w]) for w in complete if w in weekly]
+    assert len(points) == 3  # two of the five weeks have no orders
+    f = least_squares(points, 0.0)
+    rows.append(("rev_ols", "week", "period", AS_OF, horizon + dt.timedelta(weeks=1), f, 25.0, status(f, 25.0, 22.5),
+                 "least_squares"))
+    # rev_budget: July's budget row
+    f = monthly_fit(rev, 6, 5, 7)
+    rows.append(("rev_budget", "month", "period", AS_OF, month(8), f, 120.0, status(f, 120.0, 108.0), "least_squares"))
     # new_product: May and June only: fewer than 3 values, no row
     assert monthly_fit({m: (v if m >= 5 else None) for m, v in rev.items()}, 6, 5, 7) is None
     return rows
@@ -217,7 +247,7 @@ def ran(request, tmp_path_factory) -> Project:
     if not engine.embedded:
         adapter = project.connect()
         try:
-            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders",))
+            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders", "budget"))
         finally:
             adapter.close()
     result = project.run(full_refresh=True, as_of=AS_OF)
@@ -240,8 +270,8 @@ def test_forecasts_match_the_spec_formulas(ran):
 def test_the_cases_written_out(ran):
     """What the formulas give here, literally: a check on the Python above."""
     got = {(r[0], r[1], r[2]): r for r in forecasts(ran)}
-    # no quarter (two complete quarters), no week (no target), no new_product (two values), no past deadline
-    assert {k for k in got if k[0] == "rev_ols"} == {("rev_ols", "month", "period")}
+    # no quarter (two complete quarters), no day (no target), no new_product (two values), no past deadline
+    assert {k for k in got if k[0] == "rev_ols"} == {("rev_ols", "month", "period"), ("rev_ols", "week", "period")}
     assert not [k for k in got if k[0] == "new_product"]
     assert ("past_deadline", "month", "deadline") not in got
     # bookings: 740 so far in 195 days; 212 days to August 1, 365 to the deadline
@@ -268,7 +298,7 @@ def test_status_json_carries_each_headline_forecast(duckdb_project):
     out = CliRunner().invoke(main, ["status", "--project-dir", str(duckdb_project), "--format", "json"])
     assert out.exit_code == 0, out.output
     rows = {r["name"]: r for r in json.loads(out.output)}
-    expected = {(r[0], r[2]): r for r in expected_rows()}
+    expected = {(r[0], r[2]): r for r in expected_rows() if r[1] == "month"}
     # the deadline's forecast where the target has one ahead, else the current period's; none for new_product
     for name, horizon in (("rev_ols", "period"), ("rev_rel", "deadline"), ("bookings_ytd", "deadline"),
                           ("past_deadline", "period"), ("sparse", "period")):
@@ -303,10 +333,12 @@ def test_the_scorecard_draws_a_dotted_projection_to_the_horizon(duckdb_project):
     out = CliRunner().invoke(main, ["docs", "generate", "--project-dir", str(duckdb_project)])
     assert out.exit_code == 0, out.output
     pages = duckdb_project / "target" / "docs" / "kpi"
-    expected = {(r[0], r[2]): r for r in expected_rows()}
+    expected = {(r[0], r[2]): r for r in expected_rows() if r[1] == "month"}
 
     def projection(name: str) -> dict[str, str] | None:
+        """The projection on the KPI's month chart."""
         html = (pages / f"{name}.html").read_text(encoding="utf-8")
+        html = next(c for c in html.split('<svg class="chart"')[1:] if 'data-grain="month"' in c.split(">")[0])
         found = re.findall(r'<g class="projection s-(\w+)"([^>]*)>.*?<path class="projection-line" d="M([\d.]+) ([\d.]+) '
                            r'L([\d.]+) ([\d.]+)"/><circle cx="([\d.]+)" cy="([\d.]+)"', html)
         assert len(found) <= 1, name
@@ -341,3 +373,22 @@ def test_the_scorecard_draws_a_dotted_projection_to_the_horizon(duckdb_project):
     assert projection("new_product") is None
     legend = '<span class="lg-forecast">forecast</span>'
     assert legend in (pages / "rev_rel.html").read_text() and legend not in (pages / "new_product.html").read_text()
+
+
+# --- the setting, checked -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("file, old, new, code, needle", [
+    ("kpis/kpis.yml", "forecast: {periods: 4}", "forecast: {periods: 2}", "KPI007", "forecast.periods"),
+    ("kpis/kpis.yml", "forecast: {periods: 4}", "forecast: {periods: many}", "KPI007", "forecast.periods"),
+    ("kpimetrics.yml", "forecast: {periods: 5}", "forecast: {period: 5}", "KPI005", "did you mean 'periods'"),
+])
+def test_a_bad_forecast_setting_is_an_error_at_its_line(tmp_path, file, old, new, code, needle):
+    files = project_files(engines.duckdb_engine().profiles_yml(tmp_path))
+    assert old in files[file]
+    files[file] = files[file].replace(old, new)
+    write_project(tmp_path, files)
+    line = next(i for i, text in enumerate((tmp_path / file).read_text().splitlines(), start=1) if new in text)
+    out = CliRunner().invoke(main, ["validate", "--project-dir", str(tmp_path)])
+    assert out.exit_code == 1, out.output
+    errors = [e for e in out.output.splitlines() if f"error[{code}]" in e]
+    assert len(errors) == 1 and errors[0].startswith(f"{file}:{line}:") and needle in errors[0], out.output
