@@ -465,6 +465,17 @@ def test_an_unreachable_smtp_server_and_an_unset_secret_name_the_channel(shop, c
     assert {r[6] for r in log(shop) if r[4] == "hook"} == {"failed: environment variable 'KPI_TEST_HOOK_URL' is not set"}
 
 
+def test_a_rendered_url_that_is_not_http_is_refused_without_quoting_it(shop, catcher, mailbox, monkeypatch):
+    run(shop)
+    monkeypatch.setenv("KPI_TEST_TEAMS_URL", f"ftp://127.0.0.1/{TEAMS_TOKEN}")
+    out = cli(shop, "notify", code=1)
+    assert re.search(r"kpimetrics.yml:9:\d+: error\[KPI162\]: notify channel 'teams': url is not an http\(s\) URL "
+                     r"\(its scheme is 'ftp'\)", out), out
+    assert "error[KPI168]: notify channel 'teams': the message about revenue was not sent" in out
+    assert TEAMS_TOKEN not in out and "****" not in out  # never quoted, so nothing to mask
+    assert catcher.by_path(TEAMS_TOKEN) == [] and len(catcher.received) == 2 and len(mailbox.mail) == 2
+
+
 def test_dry_run_prints_what_would_be_sent_and_sends_and_logs_nothing(shop, catcher, mailbox):
     run(shop)
     no_forecasts(shop)

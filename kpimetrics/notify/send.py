@@ -89,4 +89,6 @@ def send_email(ready: Ready, recipient: str, subject: str, text: str) -> str | N
         return f"SMTP failed: {type(exc).__name__}"
     except OSError as exc:
         return f"cannot reach the SMTP server: {exc.strerror or type(exc).__name__}"
+    except ValueError as exc:  # an address or a header that cannot be encoded for SMTP
+        return f"the message cannot be sent as written: {type(exc).__name__}"
     return None
