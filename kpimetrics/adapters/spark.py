@@ -1,4 +1,5 @@
-"""Apache Spark through pyspark: `master: local[N]` on one machine, or a cluster URL.
+"""Apache Spark through pyspark: a driver in this process (`master: local[N]` on one machine, or a cluster's
+spark://, yarn, k8s://), or a Spark Connect server (`remote: sc://host:port`, spark_connect.py).
 
 Spark has no multi-table transactions, and its plain (parquet) tables take no
 UPDATE or DELETE, so a run publishes by writing new versions of the output
@@ -26,6 +27,11 @@ file listings, so it sees what other processes wrote meanwhile, not what this
 session read before. On a cluster (warehouse_dir on hdfs://,
 s3a://, ..., or a metastore set in `conf`) no file lock is possible: schedule
 runs so that they do not overlap.
+
+What differs between those ways of reaching Spark is data (`MODES`): whether the driver runs in this process
+(its JVM: kpimetrics starts it with the static settings, and reaches the metastore and the caches through
+it) or on a Connect server, which has its own warehouse, metastore and static settings and takes only
+session settings; and kpimetrics' number of shuffle partitions for each.
 """
 from __future__ import annotations
 
@@ -45,8 +51,40 @@ from zoneinfo import ZoneInfo
 from ..config import SparkOutput
 from ..errors import WarehouseError
 from . import Capabilities
+from . import spark_connect
 
 DEFAULT_SCHEMA = "default"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A way of reaching Spark, and what kpimetrics does on it."""
+    name: str
+    # the driver runs in this process: kpimetrics starts its JVM with the static settings (warehouse,
+    # metastore) and keeps it for the process, quiets its log, drops its cached relations, shuts an embedded
+    # metastore down through it, and it reads seed files by path. Otherwise (Connect) each connection is a
+    # session of its own on the server, which holds all that, and seed files travel as data.
+    driver_here: bool
+    # spark.sql.shuffle.partitions unless the profile's `conf` sets it (None: the server's or Spark's)
+    shuffle_partitions: str | None
+
+
+# KPI outputs are small, and Spark's 200 shuffle partitions cost a task each per shuffle. On one machine 4
+# is plenty. A cluster's scans can be large: 64 keeps tasks of a few million rows at 10^8 rows, and adaptive
+# execution (on by default) coalesces the small shuffles; a profile's `conf` sets another number. A Connect
+# server is sized by whoever runs it: its setting stands.
+MODES = {
+    "local": Mode("local", driver_here=True, shuffle_partitions="4"),
+    "cluster": Mode("cluster", driver_here=True, shuffle_partitions="64"),
+    "connect": Mode("connect", driver_here=False, shuffle_partitions=None),
+}
+
+
+def mode_of(output: SparkOutput) -> Mode:
+    if output.remote is not None:
+        return MODES["connect"]
+    return MODES["local" if output.driver_master.startswith("local") else "cluster"]
+
 LOCK_FILE = ".kpimetrics.lock"
 METASTORE_DIR = ".metastore_db"
 METASTORE_WAIT = 60.0  # seconds the JVM of a killed process may take to let go of the metastore
@@ -81,23 +119,34 @@ class SparkAdapter:
     capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA)
 
     def __init__(self, output: SparkOutput, project_root: Path, timezone: str):
-        self.master = output.driver_master
-        self.warehouse = _warehouse_uri(output.warehouse_dir, project_root)
+        self.mode = mode_of(output)
+        self.master = output.driver_master if self.mode.driver_here else None
+        self.remote = output.remote
+        self.warehouse = _warehouse_uri(output.warehouse_dir, project_root) if self.mode.driver_here else None
         self.timezone = timezone
         if output.schema_:
             self.capabilities = Capabilities(publish="versioned_views", default_schema=output.schema_)
-        embedded = _is_local(self.warehouse) and not any(k in output.conf for k in _EXTERNAL_CATALOG_KEYS)
         self._lock: WarehouseLock | None = None
         self._metastore: Path | None = None
+        self._own_session = False  # a Connect session of this connection's, stopped when it closes
+        embedded = self.mode.driver_here and _is_local(self.warehouse) and \
+            not any(k in output.conf for k in _EXTERNAL_CATALOG_KEYS)
         if embedded:
             folder = Path(self.warehouse.removeprefix("file:"))
             folder.mkdir(parents=True, exist_ok=True)
             self._lock = WarehouseLock.take(folder)
             self._metastore = _metastore_path(self.warehouse)
         try:
-            self.spark = _session(self.master, _static_conf(output, self.warehouse, embedded), self._lock)
-            self._forget_cached_relations()
-            self._set_runtime_conf(output)
+            if self.mode.driver_here:
+                self.spark = _session(self.master, _static_conf(output, self.mode, self.warehouse, embedded), self._lock)
+                self._forget_cached_relations()
+                self._functions = _classic_functions()
+            else:
+                self.spark = spark_connect.open_session(self.remote)
+                self._own_session = True
+                self._functions = spark_connect.functions()
+                self._check_server_catalog()
+            self._set_session_conf(output)
         except BaseException:
             self.close()
             raise
@@ -105,12 +154,35 @@ class SparkAdapter:
     def _forget_cached_relations(self) -> None:
         """Drop the session's cached table relations and file listings: since its last connection, other
         processes may have written new versions and moved kpi_current_version (a kept session would read
-        the files of the version it saw last)."""
+        the files of the version it saw last). A Connect session is new for each connection: nothing to drop."""
         self.spark.catalog.clearCache()
         self.spark._jsparkSession.sessionState().catalog().invalidateAllCachedTables()
 
-    def _set_runtime_conf(self, output: SparkOutput) -> None:
+    def _check_server_catalog(self) -> None:
+        """The output tables must outlive a Connect server: its catalog must be a metastore, not memory."""
+        try:
+            catalog = self.spark.conf.get("spark.sql.catalogImplementation", "in-memory")
+        except Exception as exc:  # noqa: BLE001 — the first call: an unusable server says so here
+            raise WarehouseError(f"the Spark Connect server {spark_connect.shown(self.remote)} does not answer: "
+                                 f"{_clean(exc)}") from None
+        if catalog != "hive":
+            raise WarehouseError(
+                f"the Spark Connect server {spark_connect.shown(self.remote)} keeps its catalog in memory "
+                f"(spark.sql.catalogImplementation={catalog}): kpimetrics' output tables would go with it. Start "
+                "the server with spark.sql.catalogImplementation=hive and a metastore (README, Spark Connect).")
+
+    def _set_session_conf(self, output: SparkOutput) -> None:
+        """Settings of this session: kpimetrics' own, and on Connect the profile's `conf` too (a driver of this
+        process took it when it started); a static one is the server's, and its refusal says so."""
         conf = self.spark.conf
+        if not self.mode.driver_here:
+            for key, value in session_settings(output, self.mode).items():
+                try:
+                    conf.set(key, value)
+                except Exception as exc:  # noqa: BLE001
+                    raise WarehouseError(
+                        f"the Spark Connect server {spark_connect.shown(self.remote)} does not take the setting {key} "
+                        f"from a client (a static setting is set where the server starts): {_clean(exc)}") from None
         # ANSI mode: a bad cast or an overflow is an error, as on DuckDB and PostgreSQL, not a silent NULL
         conf.set("spark.sql.ansi.enabled", output.conf.get("spark.sql.ansi.enabled", "true"))
         try:
@@ -142,8 +214,9 @@ class SparkAdapter:
         """Rows into a table as a typed DataFrame (values never become SQL text); other columns get NULL."""
         if not rows:
             return
-        from pyspark.sql import functions as F
         from pyspark.sql.types import StructType
+
+        F = self._functions
 
         try:
             fields = {f.name: f for f in self.spark.table(table_sql).schema.fields}
@@ -219,7 +292,10 @@ class SparkAdapter:
         target = _name(schema, table)
         try:
             self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_name(schema)}")
-            df = self.spark.read.csv(str(Path(path).resolve()), header=True, inferSchema=True)
+            if self.mode.driver_here:
+                df = self.spark.read.csv(str(Path(path).resolve()), header=True, inferSchema=True)
+            else:
+                df = spark_connect.read_csv(self.spark, Path(path))
             df.write.mode("overwrite").saveAsTable(target)
             return self.spark.table(target).count()
         except Exception as exc:  # noqa: BLE001
@@ -228,13 +304,18 @@ class SparkAdapter:
     def describe(self) -> str:
         import pyspark
 
+        if not self.mode.driver_here:
+            return f"spark {self.spark.version} through Spark Connect ({spark_connect.shown(self.remote)})"
         return f"spark {pyspark.__version__} ({self.master}), warehouse {self.warehouse}"
 
     def close(self) -> None:
         """Release the warehouse; the SparkSession stays up for the next connection of this process.
 
         The last connection of the process shuts the embedded metastore down before it releases the lock:
-        another process can boot it once the lock is free."""
+        another process can boot it once the lock is free. A Connect session is released on the server."""
+        if self._own_session:
+            self._own_session = False
+            spark_connect.close_session(self.spark)
         if self._lock is None:
             return
         try:
@@ -287,8 +368,23 @@ def _session(master: str, conf: dict[str, str], own: "WarehouseLock | None" = No
     return spark
 
 
-def _static_conf(output: SparkOutput, warehouse: str, embedded: bool) -> dict[str, str]:
-    """Settings fixed when a session starts; `conf` from the profile comes last and wins."""
+def _classic_functions():
+    from pyspark.sql import functions as F
+
+    return F
+
+
+def session_settings(output: SparkOutput, mode: Mode) -> dict[str, str]:
+    """What kpimetrics sets on a Connect session of its own: the settings it needs that a session can take,
+    then the profile's `conf` (which wins)."""
+    conf = {"spark.sql.legacy.createHiveTableByDefault": "false"}  # CREATE TABLE makes parquet tables
+    if mode.shuffle_partitions:
+        conf["spark.sql.shuffle.partitions"] = mode.shuffle_partitions
+    return conf | dict(output.conf)
+
+
+def _static_conf(output: SparkOutput, mode: Mode, warehouse: str, embedded: bool) -> dict[str, str]:
+    """Settings fixed when a driver of this process starts; `conf` from the profile comes last and wins."""
     conf = {
         "spark.app.name": "kpimetrics",
         "spark.sql.warehouse.dir": warehouse,
@@ -300,8 +396,8 @@ def _static_conf(output: SparkOutput, warehouse: str, embedded: bool) -> dict[st
     }
     if embedded:
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby:;databaseName={_metastore_path(warehouse)};create=true"
-    if output.driver_master.startswith("local"):
-        conf["spark.sql.shuffle.partitions"] = "4"  # KPI outputs are small; 200 partitions only cost time
+    if mode.shuffle_partitions:
+        conf["spark.sql.shuffle.partitions"] = mode.shuffle_partitions  # see MODES
     return conf | dict(output.conf)
 
 
