@@ -85,8 +85,12 @@ def _channels(settings: NotifySettings) -> list[Issue]:
                                         "a webhook url starts with https:// (or http:// for a local catcher)"))
                 elif (urlsplit(c.url.strip()).hostname or "") not in LOCAL_HOSTS:
                     issues.append(_plain_secret(c.name, "url", c.value_loc("url")))
-        elif c.password is not None and not is_template(c.password):
-            issues.append(_plain_secret(c.name, "password", c.value_loc("password")))
+        else:
+            if c.password is not None and not is_template(c.password):
+                issues.append(_plain_secret(c.name, "password", c.value_loc("password")))
+            if isinstance(c.port, int) and not 0 < c.port < 65536:
+                issues.append(error("KPI007", f"notify channel {shown(c.name)}: port {c.port} is not a port number",
+                                    c.value_loc("port"), "the SMTP submission port is usually 587 (STARTTLS)"))
     return issues
 
 
@@ -140,6 +144,8 @@ def rule_selection(project: ProjectDef, rule: Rule, issues: list[Issue] | None =
     """The KPIs a rule covers, in project order (all of them without `select`); none, with an issue in `issues`,
     when its selector is wrong (KPI164)."""
     try:
+        if any(term.strip("+").startswith("state:") for term in (rule.select or "").split()):
+            raise KpiMetricsError("state: selectors compare with an earlier build, which a rule has none of")
         return dag.select(project.kpis, rule.select, project.strategies, project.config.dialect)
     except KpiMetricsError as exc:
         if issues is not None:
