@@ -350,7 +350,7 @@ CODES: dict[str, Code] = {
                    "Fix the name (see the suggestion), or define the metric in the dbt project and run `dbt parse`."),
     "KPI173": Code(E, "metric feature not supported", "The metric, or a metric or measure it is built from, uses a "
                    "feature of MetricFlow that kpimetrics does not compute (conversion metrics, non_additive_dimension, "
-                   "offsets, inputs over several semantic models, entity joins, a window that is no whole number of "
+                   "offsets, inputs over several semantic models, a window that is no whole number of "
                    "the KPI's periods, ...). The message names the metric, its file and line in the dbt project, "
                    "and the feature.", "Compute it another way (a measure or derived KPI over the dbt model), or "
                    "change the metric; README, KPIs over dbt's semantic layer, lists what is supported."),
@@ -358,8 +358,9 @@ CODES: dict[str, Code] = {
                    "`filter` or `window`: the metric brings its semantic model, time dimension, filters and window.",
                    "Remove the key, or change the metric in dbt (a filter or a cumulative window there)."),
     "KPI175": Code(E, "unknown semantic dimension", "A metric KPI's `dimensions` item (or a metric's filter) names a "
-                   "dimension or entity that the metric's semantic model lacks. Dimensions are written as MetricFlow "
-                   "names them: `entity__dimension`.", "Fix the name (see the suggestion), e.g. "
+                   "dimension or entity that the metric's semantic model lacks, or that no join by its entities reaches. "
+                   "Dimensions are written as MetricFlow names them: `entity__dimension` (through several entities "
+                   "`a__b__dimension`).", "Fix the name (see the suggestion), e.g. "
                    "`order__channel`."),
     "KPI176": Code(E, "metric filter not understood", "A metric's or measure's `filter` is not SQL with "
                    "{{ Dimension('entity__dim') }}, {{ TimeDimension('entity__dim', 'grain') }} or "

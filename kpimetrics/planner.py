@@ -290,11 +290,14 @@ def build_plan(project: ProjectDef) -> Plan:
     by_name = project.kpi_by_name
     plans: dict[str, KpiPlan] = {}
     hashes: dict[str, str] = {}
+    metrics = None  # the metric KPIs resolved, once the first is met
     for name in order:
         k = by_name[name]
         form = k.computation
         if isinstance(form, MetricForm):
-            plan = _metric_plan(project, k, tuple(grains[name]), dialect, cache)
+            if metrics is None:
+                metrics = _resolve_metrics(project, grains, dialect)
+            plan = _metric_plan(project, k, tuple(grains[name]), metrics, dialect, cache)
             plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
             plans[name] = plan
             continue
@@ -317,19 +320,42 @@ def build_plan(project: ProjectDef) -> Plan:
 
 # --- KPIs over dbt's semantic layer (SPEC §9) ---------------------------------------------------
 
-def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], dialect: str,
+@dataclass
+class _Metrics:
+    """Every metric KPI resolved (dbt/semantic.ResolvedMetric, by KPI name), and the entity joins each semantic
+    model needs for all of them together (by model name, then by alias)."""
+
+    resolved: dict[str, Any]
+    joins: dict[str, dict[str, Any]]
+
+
+def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect: str) -> _Metrics:
+    from .dbt.semantic import resolve_metric, semantic_layer
+
+    layer, problem = semantic_layer(project)
+    assert layer is not None, problem  # validated
+    out = _Metrics({}, {})
+    for k in project.kpis:
+        if isinstance(k.computation, MetricForm) and k.name not in out.resolved:
+            resolved, issue = resolve_metric(layer, k, tuple(grains[k.name]), dialect)
+            assert resolved is not None, issue  # validated
+            out.resolved[k.name] = resolved
+            joins = out.joins.setdefault(resolved.model.name, {})
+            joins.update((j.alias, j) for j in resolved.joins)
+    return out
+
+
+def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: _Metrics, dialect: str,
                  cache: dict[str, Relation]) -> KpiPlan:
     """A metric KPI planned as the measure or ratio KPI its metric resolves to (dbt/semantic.py): over the semantic
     model's relation and time dimension, so that it shares the scan of every KPI over that relation. The plan's KPI
     is a copy that also writes that measure or ratio (computing as it: MetricForm is first in FORMS), its filter,
     time, window and fill, and the metric's label and description where the KPI has none."""
-    from .dbt.semantic import resolve_metric, semantic_layer
-
-    layer, problem = semantic_layer(project)
-    assert layer is not None, problem  # validated
-    resolved, issue = resolve_metric(layer, k, grains, dialect)
-    assert resolved is not None, issue
-    relation, model_text = _semantic_relation(project, resolved.model, dialect, cache)
+    resolved = metrics.resolved[k.name]
+    relation, model_text = _semantic_relation(project, resolved, metrics.joins[resolved.model.name], dialect, cache)
+    if resolved.joins and project.manifest is not None:  # what dbt builds the joined relations from enters the hash
+        nodes = [n for n in (_semantic_node(project, j.model) for j in resolved.joins) if n is not None]
+        resolved.definition += "".join(sorted(f"\n-- dbt {project.manifest.lineage(n)}" for n in nodes))
     texts = {role: tree.sql(dialect=dialect) for role, tree in resolved.trees.items()}
     window = None
     if resolved.window is not None:
@@ -361,23 +387,56 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], dialect: 
     )
 
 
-def _semantic_relation(project: ProjectDef, model, dialect: str,
-                       cache: dict[str, Relation]) -> tuple[Relation, str | None]:
-    """The relation of a semantic model and how `model:` would name it: the dbt node its node_relation names (the
-    same Relation, and so the same scans, as `ref('name')` where that ref names it), else the table as named."""
+def _semantic_node(project: ProjectDef, model):
+    """The dbt node a semantic model's node_relation names (None when the manifest has none)."""
     manifest = project.dbt_manifest()
     wanted = ((model.database or "").lower(), (model.schema or "").lower(), model.alias.lower())
-    node = next((n for n in (manifest.nodes() if manifest is not None else ())
+    return next((n for n in (manifest.nodes() if manifest is not None else ())
                  if ((n.database or "").lower(), (n.schema or "").lower(), n.identifier.lower()) == wanted), None)
+
+
+def _semantic_relation(project: ProjectDef, resolved, joins: dict[str, Any], dialect: str,
+                       cache: dict[str, Relation]) -> tuple[Relation, str | None]:
+    """The relation of a metric's semantic model and how `model:` would name it: the dbt node its node_relation
+    names (the same Relation, and so the same scans, as `ref('name')` where that ref names it), else the table as
+    named. Where a metric KPI over the model joins others by entities (`joins`: those of every metric KPI over
+    it), one query of the model and all those joins (a CTE), shared by every metric KPI over the model; its hash
+    is the model's (each KPI's own joins enter its hash with the metric)."""
+    from .dbt.semantic import joined_relation
+
+    model = resolved.model
+    manifest = project.manifest
+    node = _semantic_node(project, model)
+    base: Relation | None = None
+    text: str | None = None
     if node is not None and node.resource_type != "source":
         text = f"ref('{node.name}')" if node.version is None else f"ref('{node.name}', v={node.version})"
         if project.resolve_ref(node.name, None, node.version).node == node:
-            found = build_relation(project, text, dialect, cache)
-            if found is not None:
-                return found, text
-    key = "semantic:" + ".".join(p for p in (model.database, model.schema, model.alias) if p)
+            base = build_relation(project, text, dialect, cache)
+    if base is None:
+        text = None
+        key = "semantic:" + ".".join(p for p in (model.database, model.schema, model.alias) if p)
+        if key not in cache:
+            table = node.table() if node is not None else model.table()
+            lineage = f"\n-- dbt {manifest.lineage(node)}" if node is not None and manifest is not None else ""
+            cache[key] = Relation(key, table, [], table.sql(dialect="duckdb") + lineage, [], [node] if node else [])
+        base = cache[key]
+    if not joins:
+        return base, text
+    key = f"semantic-joined:{model.name}"
     if key not in cache:
-        table = node.table() if node is not None else model.table()
-        lineage = f"\n-- dbt {manifest.lineage(node)}" if node is not None and manifest is not None else ""
-        cache[key] = Relation(key, table, [], table.sql(dialect="duckdb") + lineage, [], [node] if node else [])
-    return cache[key], None
+        nodes = list(base.dbt_nodes)
+
+        def table_of(m) -> exp.Table:
+            if m is model:
+                return base.table.copy()
+            found = _semantic_node(project, m)
+            if found is not None:
+                nodes.append(found)
+            return found.table() if found is not None else m.table()
+
+        name = f"kpim_semantic_{model.name}"
+        query = joined_relation(model, joins.values(), table_of)
+        cache[key] = Relation(key, exp.Table(this=exp.to_identifier(name, quoted=True)),
+                              [*base.ctes, (name, query)], base.sql_for_hash, base.source_tables, nodes)
+    return cache[key], text

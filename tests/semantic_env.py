@@ -101,11 +101,16 @@ ORDER_METRICS = [
     "gift_orders", "median_order", "p90_order", "items_sold", "web_revenue", "completed_revenue",
     "large_web_orders", "gift_orders_filled", "return_rate", "web_share", "net_revenue", "revenue_per_buyer",
     "cumulative_revenue", "revenue_month_to_date", "revenue_trailing_7_days", "buyers_trailing_2_months",
+    "business_revenue", "spanish_orders",
 ]
 CUSTOMER_METRICS = ["signups"]
 GRAINS = ("day", "week", "month")
+# dimensions of the metric's own semantic model at every grain; those reached through entity joins (one hop:
+# orders to customers; two: orders to customers to areas) at week and month
 QUERIES = [(ORDER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "order__channel")] + \
-          [(CUSTOMER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "customer__region")]
+          [(ORDER_METRICS, grain, dim) for grain in ("week", "month")
+           for dim in ("customer__region", "customer__area__country")] + \
+          [(CUSTOMER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "customer__region", "area__country")]
 
 
 @pytest.fixture(scope="session")

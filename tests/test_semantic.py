@@ -43,29 +43,33 @@ ISSUE = re.compile(r"^(?P<path>[^\s:][^:]*?)(?::(?P<line>\d+):(?P<col>\d+))?: "
                    r"(?P<level>error|warning)\[(?P<code>[A-Z]+\d+)\]: (?P<message>.*)$")
 
 
+JOINED = ("customer__region", "customer__area__country")  # through one entity join, and through two
+
+
 @dataclass(frozen=True)
 class Case:
-    """A metric KPI: its name, the metric, its grains and its dimension (MetricFlow's name)."""
+    """A metric KPI: its name, the metric, its grains and its dimensions (MetricFlow's names)."""
 
     name: str
     metric: str
     grains: tuple[str, ...] = ("day", "week", "month")
-    dimension: str | None = "order__channel"
+    dimensions: tuple[str, ...] = ("order__channel", *JOINED)
     cumulative: bool = False
     fill: bool = False  # fill_nulls_with: 0
 
     def yaml(self) -> str:
-        dims = f"\ndimensions: [{self.dimension}]" if self.dimension else ""
+        dims = f"\ndimensions: [{', '.join(self.dimensions)}]" if self.dimensions else ""
         return kpi(self.name, f"metric: {self.metric}\ngrain: [{', '.join(self.grains)}]{dims}\ntarget: 1")
 
 
 SIMPLE = ["revenue", "discounts", "order_count", "buyers", "average_order_value", "smallest_order", "largest_order",
           "gift_orders", "median_order", "p90_order", "items_sold"]
-FILTERED = ["web_revenue", "completed_revenue", "large_web_orders", "gift_orders_filled"]
+FILTERED = ["web_revenue", "completed_revenue", "large_web_orders", "gift_orders_filled", "business_revenue",
+            "spanish_orders"]
 RATIO_DERIVED = ["return_rate", "web_share", "net_revenue", "revenue_per_buyer"]
 CASES = (
     [Case(m, m, fill=m == "gift_orders_filled") for m in SIMPLE + FILTERED + RATIO_DERIVED]
-    + [Case("signups", "signups", dimension="customer__region")]
+    + [Case("signups", "signups", dimensions=("customer__region", "area__country"))]
     + [Case("cumulative_revenue", "cumulative_revenue", cumulative=True),
        Case("revenue_month_to_date", "revenue_month_to_date", ("day", "month"), cumulative=True),
        Case("revenue_trailing_7_days", "revenue_trailing_7_days", ("day",), cumulative=True),
@@ -128,65 +132,89 @@ def ran(semantic_shop: SemanticShop, tmp_path_factory) -> Path:
     return dbt
 
 
-def product(dbt: Path, name: str, grain: str) -> dict[tuple[dt.date, str | None], tuple[float | None, dt.date]]:
+def product(dbt: Path, name: str, grain: str, dimension: str = "") -> dict[tuple[dt.date, str | None],
+                                                                          tuple[float | None, dt.date]]:
+    """A KPI's total (dimension '') or one dimension's slices at a grain: (period, slice) -> (value, period end)."""
     rows = fetch(dbt, "select period_start, period_end, dimension_value, value from kpi.kpi_values "
-                      "where name = ? and grain = ?", name, grain)
+                      "where name = ? and grain = ? and dimension = ?", name, grain, dimension)
     return {(p, member): (float(v) if v is not None else None, end) for p, end, member, v in rows}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_every_value_equals_metricflows(case: Case, ran: Path, semantic_shop: SemanticShop):
     mf = semantic_shop.mf
+    compared = 0
     for grain in case.grains:
-        ours = product(ran, case.name, grain)
-        totals = [p for (p, member) in ours if member is None]
+        totals = [p for (p, _) in product(ran, case.name, grain)]
         assert totals, f"{case.name} at {grain}: no rows"
         lo, hi = min(totals), max(totals)
         direct = not case.cumulative or grain == "day"
-        # MetricFlow's totals from the query without the dimension, its slices from the query by it
-        theirs = {**mf.of(case.metric, grain if direct else "day"),
-                  **(mf.of(case.metric, grain if direct else "day", case.dimension) if case.dimension else {})}
-        compared = 0
-        for (period, member), (value, end) in ours.items():
-            if value is None:
-                continue
-            at = period if direct else end - dt.timedelta(days=1)
-            assert (at, member) in theirs, f"{case.name} {grain} {period} {member}: {value}, MetricFlow has no row"
-            expected = theirs[(at, member)]
-            assert expected is not None and close(value, expected), \
-                f"{case.name} {grain} {period} {member}: kpimetrics {value}, MetricFlow {expected}"
-            compared += 1
-        assert compared >= 5, f"{case.name} at {grain}: too few values compared ({compared})"
-        if not direct:
+        for dimension in ("", *case.dimensions):
+            if (case.metric, grain if direct else "day", dimension) not in mf.values:
+                assert dimension in JOINED, f"MetricFlow was not asked for {case.metric} by {dimension}"
+                continue  # joined dimensions are asked of MetricFlow at week and month (each query takes seconds)
+            compared += compare(case, grain, dimension, product(ran, case.name, grain, dimension),
+                                mf.of(case.metric, grain if direct else "day", dimension or None), lo, hi, direct)
+    assert compared >= 10, f"{case.name}: too few values compared ({compared})"
+
+
+def compare(case: Case, grain: str, dimension: str, ours: dict, theirs: dict, lo: dt.date, hi: dt.date,
+            direct: bool) -> int:
+    """Every value of ours equals MetricFlow's (a cumulative metric's at a coarser grain: MetricFlow's daily value
+    on the period's last day); where `direct`, every value MetricFlow has within the data's range is ours too.
+    The number of values compared."""
+    where = f"{case.name} {grain} {dimension or 'total'}"
+    compared = 0
+    for (period, member), (value, end) in ours.items():
+        if value is None:
             continue
-        # every value MetricFlow has within the data's range is ours too (a cumulative metric's slices are sparse)
+        at = period if direct else end - dt.timedelta(days=1)
+        assert (at, member) in theirs, f"{where} {period} {member}: {value}, MetricFlow has no row"
+        expected = theirs[(at, member)]
+        assert expected is not None and close(value, expected), \
+            f"{where} {period} {member}: kpimetrics {value}, MetricFlow {expected}"
+        compared += 1
+    if direct:
         for (period, member), expected in theirs.items():
             if expected is None or not lo <= period <= hi or (case.cumulative and member is not None):
-                continue
+                continue  # outside the data's range; a cumulative metric's slices are sparse
             if case.fill and member is not None and expected == 0:
                 continue  # MetricFlow fills a slice's empty periods too; kpimetrics' slices are sparse (README)
             assert (period, member) in ours and ours[(period, member)][0] is not None, \
-                f"{case.name} {grain} {period} {member}: MetricFlow has {expected}, kpimetrics none"
+                f"{where} {period} {member}: MetricFlow has {expected}, kpimetrics none"
+    return compared
 
 
 def test_dimension_slices_were_compared(ran: Path, semantic_shop: SemanticShop):
     """The comparison is not vacuous: the revenue KPI has slices per channel, the NULL channel among them, and
     MetricFlow's web revenue equals the revenue KPI's 'web' slice (a metric filter against a dimension)."""
-    ours = product(ran, "revenue", "month")
+    ours = product(ran, "revenue", "month", "order__channel")
     members = {m for _, m in ours}
     assert {"web", "store", "app", "(null)"} <= members
+    assert {m for _, m in product(ran, "revenue", "month", "customer__area__country")} == {"Ireland", "Norway", "Spain"}
     web = {p: v for (p, m), (v, _) in ours.items() if m == "web"}
     theirs = semantic_shop.mf.of("web_revenue", "month")
     assert web and all(close(v, theirs[(p, None)]) for p, v in web.items())
 
 
+def scans_of(dbt: Path) -> list[set[str]]:
+    plan = Project.load(dbt).plan(today=dt.date.fromisoformat(AS_OF))
+    return [{p.name for p in scan.plans} for scan in plan.scans(list(plan.kpis))]
+
+
 def test_metric_kpis_over_one_semantic_model_share_one_scan(ran: Path):
-    plan = Project.load(ran).plan(today=dt.date.fromisoformat(AS_OF))
-    scans = plan.scans(list(plan.kpis))
-    by_relation = {(s.relation_key, s.time_sql): sorted({p.name for p in s.plans}) for s in scans}
-    assert len(scans) == 2, by_relation  # orders by ordered_at, customers by signed_up_on
-    orders = next(names for (key, _), names in by_relation.items() if "own_revenue" in names)
-    assert set(orders) == {c.name for c in CASES if c.metric != "signups"} | {"own_revenue"}
+    """Every metric KPI over orders in one scan, its joins (to customers, to areas) made once for all of them; the
+    customers metric in another; the measure KPI over ref('orders') reads the table without the joins."""
+    scans = scans_of(ran)
+    orders = {c.name for c in CASES if c.metric != "signups"}
+    assert sorted(map(sorted, scans)) == sorted(map(sorted, [orders, {"signups"}, {"own_revenue"}]))
+
+
+def test_without_joins_metric_kpis_share_the_scan_of_a_measure_kpi(semantic_shop: SemanticShop, tmp_path):
+    dbt = semantic_shop.copy(tmp_path)
+    kpimetrics_project(dbt, [Case("revenue", "revenue", ("month",), ("order__channel",)).yaml(),
+                             Case("return_rate", "return_rate", ("week", "month"), ()).yaml(), OWN_KPI])
+    assert scans_of(dbt) == [{"revenue", "return_rate", "own_revenue"}]
 
 
 def test_labels_and_descriptions_come_from_the_metric(ran: Path):
@@ -292,3 +320,38 @@ def test_a_metric_kpi_takes_no_model_or_filter_kpi174(semantic_shop: SemanticSho
     found = errors_of(cli(dbt, "validate"), "KPI174")
     kpis = dbt / "kpis" / "kpis.yml"
     assert sorted(i["line"] for i in found) == [line_of(kpis, "model: ref"), line_of(kpis, "filter: amount")]
+
+
+# --- incremental runs ------------------------------------------------------------------------------
+
+def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: SemanticShop, tmp_path):
+    """Metric KPIs are planned as measure KPIs, so an incremental run keeps SPEC §5's promise for them too:
+    cumulative, to-date and trailing ones, and ones through entity joins, included."""
+    dbt = semantic_shop.copy(tmp_path)
+    cases = [Case("revenue", "revenue", ("week", "month")), Case("cumulative_revenue", "cumulative_revenue",
+                                                                   ("day", "month"), cumulative=True),
+             Case("revenue_month_to_date", "revenue_month_to_date", ("day", "month"), cumulative=True),
+             Case("revenue_trailing_7_days", "revenue_trailing_7_days", ("day",), cumulative=True),
+             Case("return_rate", "return_rate", ("week",)), Case("spanish_orders", "spanish_orders", ("month",))]
+    kpimetrics_project(dbt, [c.yaml() for c in cases])
+    assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
+    con = duckdb.connect(str(dbt / "shop.duckdb"))
+    try:  # late rows on the last day (inside lookback: 1 period at every grain), and a day after it
+        con.execute("insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
+                    "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1), "
+                    "(9003, 7, timestamp '2025-06-27 23:00', null, 'completed', 12.25, 0, false, 1)")
+    finally:
+        con.close()
+    out = cli(dbt, "run", "--as-of", AS_OF)
+    assert out.exit_code == 0, out.output
+    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
+             "order by 1, 2, 3, 4, 5")
+    incremental = fetch(dbt, query)
+    out = cli(dbt, "run", "--as-of", AS_OF, "--full-refresh")
+    assert out.exit_code == 0, out.output
+    full = fetch(dbt, query)
+    assert len(incremental) == len(full)
+    for a, b in zip(incremental, full):
+        assert a[:5] == b[:5] and (a[5] == b[5] or (a[5] is not None and b[5] is not None and close(a[5], b[5]))), (a, b)
+    june = {r[2]: r[5] for r in full if r[0] == "revenue" and r[1] == "month" and r[3] == ""}
+    assert close(june[dt.date(2025, 6, 1)], 9370.52 + 250.0 + 80.5 + 12.25)

@@ -418,6 +418,7 @@ class ResolvedMetric:
     fill_zero: bool
     dimension_exprs: dict[str, exp.Expression]
     definition: str  # the resolved definition, for the definition hash
+    joins: tuple[Join, ...] = ()  # other semantic models joined by entities
 
     @property
     def label(self) -> str | None:
@@ -426,6 +427,49 @@ class ResolvedMetric:
     @property
     def description(self) -> str | None:
         return self.metric.description
+
+
+BASE_ALIAS = "__kpim_base"
+
+
+@dataclass(frozen=True)
+class Join:
+    """A semantic model joined to the metric's own (or to another join) by an entity: LEFT JOIN its relation AS
+    alias ON left = right (both qualified), adding each of its dimensions as a column (`columns`: name, expr)."""
+
+    alias: str
+    model: SemanticModel
+    left: exp.Expression
+    right: exp.Expression
+    columns: tuple[tuple[str, exp.Expression], ...] = ()
+
+
+def joined_column(alias: str, dimension: str) -> str:
+    return f"{alias}__{dimension}"
+
+
+def _qualified(tree: exp.Expression, alias: str) -> exp.Expression:
+    tree = tree.copy()
+    columns = list(tree.find_all(exp.Column))
+    for column in columns:
+        column.set("table", exp.to_identifier(alias, quoted=True))
+    return tree
+
+
+def joined_relation(model: SemanticModel, joins, table_of) -> exp.Select:
+    """A semantic model with the models joined to it by entities: SELECT base.*, every dimension of each joined
+    model FROM base LEFT JOIN ... (a CTE of the metric KPIs' relation). The joins of every metric KPI over the
+    model, so that they share one scan; a LEFT JOIN to a primary (unique, natural) entity adds no rows, and so
+    changes no value of a KPI that does not read it. `table_of(model)` is the table a semantic model reads."""
+    joins = sorted(joins, key=lambda j: (j.alias.count("__"), j.alias))  # each after the join it starts from
+    select = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(BASE_ALIAS, quoted=True)),
+                        *[exp.alias_(tree.copy(), name, quoted=True) for j in joins for name, tree in j.columns])
+    select = select.from_(exp.alias_(table_of(model), BASE_ALIAS, table=True, quoted=True), copy=False)
+    for join in joins:
+        select = select.join(exp.alias_(table_of(join.model), join.alias, table=True, quoted=True),
+                             on=exp.EQ(this=join.left.copy(), expression=join.right.copy()), join_type="LEFT",
+                             copy=False)
+    return select
 
 
 class _Problem(Exception):
@@ -460,6 +504,7 @@ class _Resolver:
         self.model: SemanticModel | None = None
         self.time: str | None = None
         self.used: dict[str, str] = {}  # the metrics read, by name: their JSON (for the hash)
+        self.joins: dict[str, Join] = {}  # by entity path ("customer", "customer__area")
 
     # - SQL of the dbt project -
     def sql(self, text: str, metric: Metric, what: str) -> exp.Expression:
@@ -496,26 +541,71 @@ class _Resolver:
                                      f"it, `entity__dimension`{_suggest(name, self.dimension_names())}", metric.where)
         if len(parts) > 2 and parts[-1] in TIME_GRAINS and grain is None:
             return self.dimension("__".join(parts[:-1]), metric, parts[-1])
-        if len(parts) > 2:
-            raise _unsupported(metric, f"dimension '{name}' reaches another semantic model through entities "
-                                       f"{', '.join(parts[:-1])} (entity joins)")
-        entity, dim = parts
-        if entity in model.own_entities():
-            found = model.dimension(dim)
-            if found is not None:
-                tree = self.sql(found.expr, metric, f"dimension '{dim}' of semantic model '{model.name}'")
-                if found.type == "time":
-                    return self.truncated(tree, grain or found.granularity, metric, name)
-                if grain is not None:
-                    raise _Problem("KPI175", f"metric '{metric.name}': '{name}' is not a time dimension, so it has no "
-                                             f"grain '{grain}'", metric.where)
-                return tree
-        elif model.entity(entity) is not None or any(entity in m.own_entities() for m in self.layer.models.values()):
-            raise _unsupported(metric, f"dimension '{name}' reaches another semantic model through entity "
-                                       f"'{entity}' (entity joins)")
-        raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no dimension '{name}'"
-                                 f"{_suggest(name, self.dimension_names())}", metric.where,
-                       "dimensions are written as MetricFlow names them: `entity__dimension`")
+        *path, dim = parts
+        if len(path) == 1 and path[0] in model.own_entities() and model.dimension(dim) is not None:
+            return self.local_dimension(model, model.dimension(dim), metric, name, grain, None)
+        # through entities: each a join from the model reached so far to the one whose primary (unique, natural)
+        # entity it is, as MetricFlow joins them (many to one, or one to one: never a fan-out)
+        current, alias = model, None
+        for i, entity in enumerate(path):
+            if current.entity(entity) is None:
+                raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}': semantic model "
+                                         f"'{current.name}' has no entity '{entity}'"
+                                         f"{_suggest(entity, [e.name for e in current.entities])}", metric.where)
+            wanted = path[i + 1] if i + 1 < len(path) else None
+            target = self.join_target(current, entity, wanted, dim)
+            if target is None:
+                if i == len(path) - 1 and entity in current.own_entities():
+                    break  # the dimension is looked up on the model reached (and not found: below)
+                raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}': no semantic model has "
+                                         f"'{entity}' as its primary entity"
+                                         + (f" and a dimension '{dim}'" if wanted is None else ""), metric.where)
+            alias = self.join(current, alias, entity, target, tuple(path[:i + 1]))
+            current = target
+        found = current.dimension(dim)
+        if found is None:
+            raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no dimension '{name}'"
+                                     f"{_suggest(name, self.dimension_names())}", metric.where,
+                           "dimensions are written as MetricFlow names them: `entity__dimension`")
+        return self.local_dimension(current, found, metric, name, grain, alias)
+
+    def local_dimension(self, model: SemanticModel, found: Dimension, metric: Metric, name: str, grain: str | None,
+                        alias: str | None) -> exp.Expression:
+        """A dimension of `model` (joined as `alias`, or the metric's own model when None) as a column expression:
+        on a joined model, a column of the joined relation that the join adds."""
+        tree = self.sql(found.expr, metric, f"dimension '{found.name}' of semantic model '{model.name}'")
+        if found.type != "time" and grain is not None:
+            raise _Problem("KPI175", f"metric '{metric.name}': '{name}' is not a time dimension, so it has no "
+                                     f"grain '{grain}'", metric.where)
+        if alias is None and found.type == "time":
+            return self.truncated(tree, grain or found.granularity, metric, name)
+        if alias is None:
+            return tree
+        # a joined model's dimension is a column of the joined relation (joined_relation), truncated here
+        column = exp.column(joined_column(alias, found.name), quoted=True)
+        return self.truncated(column, grain or found.granularity, metric, name) if found.type == "time" else column
+
+    def join_target(self, current: SemanticModel, entity: str, wanted: str | None, dim: str) -> SemanticModel | None:
+        """The semantic model a join from `current` by `entity` reaches: the one whose primary, unique or natural
+        entity it is, and that has the next entity of the path (or the dimension, at the last step)."""
+        found = [m for m in self.layer.models.values() if m.name != current.name and entity in m.own_entities()]
+        fits = [m for m in found if (m.entity(wanted) is not None if wanted else m.dimension(dim) is not None)]
+        return (fits or [None])[0]
+
+    def join(self, current: SemanticModel, alias: str | None, entity: str, target: SemanticModel,
+             path: tuple[str, ...]) -> str:
+        """The alias of `target` joined to `current` (itself joined as `alias`; None: the metric's own model)."""
+        key = "__".join(path)
+        if key not in self.joins:
+            self.used[f"semantic_model:{target.name}"] = target.raw
+            left = self.sql(current.entity(entity).expr, self.top, f"entity '{entity}' of '{current.name}'")
+            right = self.sql(target.entity(entity).expr, self.top, f"entity '{entity}' of '{target.name}'")
+            columns = tuple((joined_column(f"__kpim_{key}", d.name),
+                             _qualified(self.sql(d.expr, self.top, f"dimension '{d.name}' of '{target.name}'"),
+                                        f"__kpim_{key}")) for d in target.dimensions)
+            self.joins[key] = Join(f"__kpim_{key}", target, _qualified(left, alias or BASE_ALIAS),
+                                   _qualified(right, f"__kpim_{key}"), columns)
+        return self.joins[key].alias
 
     def dimension_names(self) -> list[str]:
         model = self.model
@@ -556,14 +646,11 @@ class _Resolver:
 
         def call(m: re.Match) -> str:
             kind, args = m.group(1), m.group(2)
-            try:
-                values = ast.literal_eval(f"({args},)")
-            except (ValueError, SyntaxError):
-                values = None
-            if not values or not all(isinstance(v, str) for v in values) or len(values) > (2 if kind == "TimeDimension" else 1):
+            values = _call_arguments(args)
+            if not values or len(values) > (2 if kind == "TimeDimension" else 1):
                 raise _Problem("KPI176", f"metric '{metric.name}' ({_place(metric)}): filter {shown(template, 80)}: "
                                          f"{kind}() takes " + ("a name and a grain" if kind == "TimeDimension" else "a name")
-                                         + " as quoted text", metric.where)
+                                         + " as quoted text (and an entity_path list)", metric.where)
             if kind == "Entity":
                 tree = self.entity(values[0], metric)
             else:
@@ -674,6 +761,29 @@ class _Resolver:
         return tree
 
 
+def _call_arguments(args: str) -> list[str] | None:
+    """The arguments of a filter's Dimension(...), TimeDimension(...) or Entity(...) call, read as Python literals
+    (never evaluated): quoted names, and `entity_path=['a', 'b']` put in front of the first, as MetricFlow writes a
+    dimension reached through several entities (`Dimension('area__country', entity_path=['customer'])` is
+    `customer__area__country`). None when they are anything else."""
+    try:
+        call = ast.parse(f"f({args})", mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(call, ast.Call):
+        return None
+    values = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if len(values) != len(call.args):
+        return None
+    for keyword in call.keywords:
+        path = keyword.value
+        if keyword.arg != "entity_path" or not isinstance(path, ast.List) or not values or not all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in path.elts):
+            return None
+        values[0] = "__".join([*(e.value for e in path.elts), values[0]])
+    return values
+
+
 def _pushed(tree: exp.Expression, condition: exp.Expression | None) -> exp.Expression:
     from ..sqlgen import push_filter
 
@@ -764,11 +874,13 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
             raise _Problem(problem.issue.code, f"KPI '{kpi.name}': {problem.issue.message}",
                            kpi.value_loc("dimensions"), problem.issue.hint) from None
     assert r.model is not None
+    joins = [[key, j.model.name, j.model.database, j.model.schema, j.model.alias, j.left.sql(), j.right.sql()]
+             for key, j in sorted(r.joins.items())]
     definition = json.dumps({"metrics": r.used, "form": form, "window": window, "fill_zero": fill_zero,
-                             "relation": [r.model.database, r.model.schema, r.model.alias], "joins": []},
+                             "relation": [r.model.database, r.model.schema, r.model.alias], "joins": joins},
                             sort_keys=True)
     return ResolvedMetric(metric, r.model, form, trees, time, row_filter, window, fill_zero, dims,
-                          hashlib.sha256(definition.encode()).hexdigest())
+                          hashlib.sha256(definition.encode()).hexdigest(), tuple(r.joins.values()))
 
 
 def _cumulative_window(metric: Metric, grains: tuple[str, ...]) -> tuple[str, object]:

@@ -1,0 +1,2 @@
+select area, country, manager
+from {{ ref('raw_areas') }}
