@@ -476,6 +476,18 @@ def test_a_rendered_url_that_is_not_http_is_refused_without_quoting_it(shop, cat
     assert catcher.by_path(TEAMS_TOKEN) == [] and len(catcher.received) == 2 and len(mailbox.mail) == 2
 
 
+def test_a_scorecard_url_that_cannot_be_rendered_drops_the_links_not_the_notices(shop, catcher, mailbox):
+    config = shop / "kpimetrics.yml"
+    config.write_text(config.read_text().replace("https://kpi.shop.example/", "\"{{ env_var('KPI_TEST_NO_SUCH') }}\""))
+    run(shop)
+    out = cli(shop, "notify")
+    assert re.search(r"kpimetrics.yml:22:\d+: warning\[KPI061\]: environment variable 'KPI_TEST_NO_SUCH' is not set", out), out
+    assert "error[" not in out
+    (body,) = catcher.by_path(HOOK_TOKEN)
+    assert body["notices"][0]["url"] is None and len(mailbox.mail) == 2
+    assert "https://" not in mails(mailbox)["sales@shop.example"][3]
+
+
 def test_dry_run_prints_what_would_be_sent_and_sends_and_logs_nothing(shop, catcher, mailbox):
     run(shop)
     no_forecasts(shop)

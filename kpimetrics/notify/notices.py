@@ -16,6 +16,7 @@ writes another output table: a failed notice never changes what a run published.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,7 +25,7 @@ from sqlglot import exp
 
 from .. import migrations, tables
 from ..dialects import generate
-from ..errors import ConfigError, Issue, Location, WarehouseError, error, warning
+from ..errors import ConfigError, Issue, Level, Location, WarehouseError, error, warning
 from ..outputs import OutputReader, StatusRow
 from ..sqlgen import col, lit
 from ..tables import qualified
@@ -148,7 +149,8 @@ def notify(project, adapter, *, select: list[str] | None = None, dry_run: bool =
         return result
 
     link, issues = render_link_base(project, settings)
-    result.warnings.extend(issues)  # a bad scorecard_url drops the links, never the notices
+    # a scorecard_url that cannot be rendered drops the links, never the notices: a warning
+    result.warnings.extend(dataclasses.replace(i, level=Level.WARNING) for i in issues)
     notices = _notices(project, reader, headlines, sorted({k.name for k in todo}), link)
     channels = settings.channel_by_name
     groups: dict[tuple[str, str], list[Key]] = {}
