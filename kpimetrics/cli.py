@@ -316,6 +316,10 @@ def _as_date(ctx, param, value):
 def run_cmd(ctx: Ctx, select, state, full_refresh, fail_fast, as_of, strict, send_notices):
     """Compile, compute in the warehouse, and publish the output tables."""
     project = ctx.project()
+    if send_notices and project.definition.config.notify is None:  # before the run, not after it
+        from .notify.notices import not_configured
+
+        raise not_configured(project.definition.config_path)
     show = not ctx.quiet and not ctx.json_logs
 
     with _progress_bar(ctx, show) as bar:

@@ -553,6 +553,9 @@ def test_notify_without_a_notify_block_and_before_any_run(shop, tmp_path):
     config.write_text(config.read_text().split("notify:")[0])
     out = cli(shop, "notify", code=1)
     assert "kpimetrics.yml:1:1: error[KPI169]: kpimetrics.yml declares no `notify:` channels and rules" in out
+    out = run(shop, "--notify", code=1)  # refused before the run: nothing computed, nothing published
+    assert "error[KPI169]" in out and not (shop / "target" / "run_results.json").exists()
+    assert query(shop, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'kpi'") == [(0,)]
 
 
 @pytest.mark.usefixtures("pg_server")
