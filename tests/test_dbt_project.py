@@ -138,6 +138,11 @@ ROOT_CASES = (
          dimensions=("region_code",)),
     Case("premium_customers", "ref('customers')", "{s}_marts.customers_v2", "signed_up_at", "count(*)",
          "is_premium", ("region_name",)),
+    Case("package_orders", "ref('shop_pkg', 'orders')", "{s}.pkg_orders", "ordered_at", "sum(amount)"),
+    Case("tiers_latest", "ref('customer_tiers')", "{s}_marts.customer_tiers_v1", "signed_up_at", "count(*)",
+         dimensions=("tier",)),
+    Case("tiers_preview", "ref('customer_tiers', v=2)", "{s}_marts.customer_tiers_preview", "signed_up_at",
+         "count(*)", "is_upper", ("tier",)),
     Case("package_revenue", "ref('shop_pkg', 'order_days')", '{s}."PkgOrderDays"', "order_date", "sum(revenue)"),
     Case("completed_average", "ref('completed_orders')",
          "(select * from {s}.stg_orders where status = 'completed') as c", "ordered_at", "avg(amount)",
@@ -551,7 +556,7 @@ def test_unknown_dbt_ref_is_kpi031_at_the_model_line_with_a_suggestion(dbt_shop:
 
 @pytest.mark.parametrize("model, code, meant", [
     ("ref('customers', v=3)", "KPI031", "2"),             # a version the model does not have
-    ("ref('shop_pkg', 'orders')", "KPI031", None),        # a model of another package
+    ("ref('shop_pkg', 'customers')", "KPI031", None),     # the root's model, named in the package
     ("source('raw', 'ordres')", "KPI032", "orders"),      # a dbt source's table
     ("source('rw', 'orders')", "KPI032", "raw"),          # a dbt source
 ])
