@@ -512,10 +512,13 @@ class Runner:
                         missing[node.unique_id] = None
                     except Exception as exc:  # noqa: BLE001 - the warehouse says why; the message says what to do
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        # dbt builds models, seeds and snapshots; a source is loaded by whatever feeds it
+                        todo = (f"dbt does not build sources: load it, or correct the source's schema or identifier "
+                                f"in the dbt project" if node.resource_type == "source" else
+                                f"run `dbt build -s {node.selector}` on the same target")
                         missing[node.unique_id] = (
                             f"KPI145: dbt's {node.label} ({node.table().sql(dialect=self.adapter.dialect)}) cannot be "
-                            f"read in this warehouse: run `dbt build -s {node.selector}` on the same target "
-                            f"({first[:300]})")
+                            f"read in this warehouse: {todo} ({first[:300]})")
                 if missing[node.unique_id]:
                     self._fail(run, pl, missing[node.unique_id])
                     break
@@ -698,8 +701,8 @@ class Runner:
         return queries
 
     def _forecast_queries(self, run: RunState, ok: list[str]) -> list[exp.Select]:
-        return [q for n in ok for q in forecast_queries(self.plan.kpis[n].kpi, list(self.plan.kpis[n].grains), self.schema,
-                                                          run.as_of, self.project)]
+        return forecast_queries([(self.plan.kpis[n].kpi, list(self.plan.kpis[n].grains)) for n in ok], self.schema,
+                                run.as_of, self.project)
 
     def _baseline_warnings(self, ok: list[str]) -> list[Issue]:
         ranges = {(n, g): r for n in ok for g in self.plan.kpis[n].grains

@@ -209,3 +209,14 @@ def test_relations_are_quoted_as_dbt_quotes_them_and_never_read_as_sql(tmp_path,
     loaded, problem = load_manifest(found, folder)
     assert problem is None
     assert loaded.sources[("raw", "accounts")].table().sql(dialect="postgres") == expected
+
+
+def test_a_dbt_source_that_is_not_there_says_to_load_it_not_to_build_it(tmp_path):
+    root = project(tmp_path, revenue("raw_revenue", "source('raw', 'gone')"), revenue("mart_revenue", "ref('orders_mart')"))
+    dbt_project(root, manifest(MART, source("raw", "gone", columns=["ordered_at", "amount"])))
+    result = run(root)
+    assert result.status == "partial"
+    failed = kpi_result(result, "raw_revenue")
+    assert failed.error.startswith("KPI145:") and "dbt does not build sources" in failed.error
+    assert "dbt build" not in failed.error
+    assert values(root, "mart_revenue") == monthly(root)
