@@ -336,7 +336,8 @@ CODES: dict[str, Code] = {
     "KPI145": Code(E, "dbt relation not built", "On `run`, a relation the manifest records for a dbt model, seed, "
                    "snapshot or source cannot be read in the warehouse: dbt has not built it on this target. The KPIs "
                    "that read it fail and keep their rows; the others publish.",
-                   "Run `dbt build -s NAME` (the message names it) on the target kpimetrics' profile points at."),
+                   "Run `dbt build -s NAME` (the message names it) on the target kpimetrics' profile points at; for a "
+                   "dbt source, which dbt does not build, load the table or correct the source's schema or identifier."),
     # --- KPIs over dbt's semantic layer (SPEC §9: `metric:`, kpimetrics/dbt/semantic.py) ---
     "KPI170": Code(E, "no semantic manifest", "A KPI names a `metric:`, and dbt has not written "
                    "target/semantic_manifest.json in the dbt project (or there is no dbt project).",
@@ -350,7 +351,7 @@ CODES: dict[str, Code] = {
                    "Fix the name (see the suggestion), or define the metric in the dbt project and run `dbt parse`."),
     "KPI173": Code(E, "metric feature not supported", "The metric, or a metric or measure it is built from, uses a "
                    "feature of MetricFlow that kpimetrics does not compute (conversion metrics, non_additive_dimension, "
-                   "offsets, inputs over several semantic models, a window that is no whole number of "
+                   "offset_to_grain, inputs over several semantic models, a window or offset that is no whole number of "
                    "the KPI's periods, ...). The message names the metric, its file and line in the dbt project, "
                    "and the feature.", "Compute it another way (a measure or derived KPI over the dbt model), or "
                    "change the metric; README, KPIs over dbt's semantic layer, lists what is supported."),
