@@ -353,6 +353,8 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
     time, window and fill, and the metric's label and description where the KPI has none."""
     resolved = metrics.resolved[k.name]
     relation, model_text = _semantic_relation(project, resolved, metrics.joins[resolved.model.name], dialect, cache)
+    if resolved.offsets:  # the rows once more per offset_window, shifted: a relation of their own
+        relation, model_text = _offset_relation(relation, resolved, cache), None
     if resolved.joins and project.manifest is not None:  # what dbt builds the joined relations from enters the hash
         nodes = [n for n in (_semantic_node(project, j.model) for j in resolved.joins) if n is not None]
         resolved.definition += "".join(sorted(f"\n-- dbt {project.manifest.lineage(n)}" for n in nodes))
@@ -440,3 +442,17 @@ def _semantic_relation(project: ProjectDef, resolved, joins: dict[str, Any], dia
         cache[key] = Relation(key, exp.Table(this=exp.to_identifier(name, quoted=True)),
                               [*base.ctes, (name, query)], base.sql_for_hash, base.source_tables, nodes)
     return cache[key], text
+
+
+def _offset_relation(base: Relation, resolved, cache: dict[str, Relation]) -> Relation:
+    """`base` with a copy of its rows per offset_window of the metric, time shifted (dbt/semantic.offset_relation)."""
+    from .dbt.semantic import offset_relation
+
+    query = offset_relation(resolved, base.table)
+    text = query.sql(dialect="duckdb")
+    key = f"{base.key}+offsets:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    if key not in cache:
+        name = f"kpim_semantic_{resolved.model.name}_{key.rsplit(':', 1)[1]}"
+        cache[key] = Relation(key, exp.Table(this=exp.to_identifier(name, quoted=True)), [*base.ctes, (name, query)],
+                              base.sql_for_hash, base.source_tables, list(base.dbt_nodes))
+    return cache[key]

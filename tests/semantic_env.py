@@ -101,7 +101,7 @@ ORDER_METRICS = [
     "gift_orders", "median_order", "p90_order", "items_sold", "web_revenue", "completed_revenue",
     "large_web_orders", "gift_orders_filled", "return_rate", "web_share", "net_revenue", "revenue_per_buyer",
     "cumulative_revenue", "revenue_month_to_date", "revenue_trailing_7_days", "buyers_trailing_2_months",
-    "business_revenue", "spanish_orders",
+    "business_revenue", "spanish_orders", "revenue_growth", "orders_week_over_week",
 ]
 CUSTOMER_METRICS = ["signups"]
 GRAINS = ("day", "week", "month")

@@ -340,16 +340,21 @@ def _metric_lines(dbt: DbtProject, root: Path) -> dict[str, Location]:
     except ArtifactProblem:
         return out  # said where the manifest is read for ref()/source() (KPI142)
     metrics = data.get("metrics") if isinstance(data, dict) else None
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    project = meta.get("project_name") if isinstance(meta, dict) else None
     files: dict[str, list[str]] = {}
     for entry in (metrics.values() if isinstance(metrics, dict) else ()):
         if not isinstance(entry, dict):
             continue
         name, path = entry.get("name"), entry.get("original_file_path")
-        if isinstance(name, str) and isinstance(path, str) and entry.get("package_name") == data.get("metadata", {}).get("project_name"):
+        if isinstance(name, str) and isinstance(path, str) and "\x00" not in path and entry.get("package_name") == project:
             files.setdefault(path, []).append(name)
     for rel, names in files.items():
-        path = (dbt.dir / rel).resolve()
-        if not path.is_relative_to(dbt.dir.resolve()) or not path.is_file():
+        try:
+            path = (dbt.dir / rel).resolve()
+            if not path.is_relative_to(dbt.dir.resolve()) or not path.is_file():
+                continue
+        except (OSError, ValueError):  # a path the manifest made up: the metric is placed at the semantic manifest
             continue
         display = os.path.relpath(path, root)
         doc, issues = load_yaml(path, display)
@@ -419,6 +424,8 @@ class ResolvedMetric:
     dimension_exprs: dict[str, exp.Expression]
     definition: str  # the resolved definition, for the definition hash
     joins: tuple[Join, ...] = ()  # other semantic models joined by entities
+    offsets: tuple[tuple[int, int, str], ...] = ()  # (copy, count, unit) of each offset_window (offset_relation)
+    base_time: exp.Expression | None = None  # with offsets, the time column before its shift (`time` is the shifted)
 
     @property
     def label(self) -> str | None:
@@ -505,6 +512,10 @@ class _Resolver:
         self.time: str | None = None
         self.used: dict[str, str] = {}  # the metrics read, by name: their JSON (for the hash)
         self.joins: dict[str, Join] = {}  # by entity path ("customer", "customer__area")
+        # offset_window of an input metric: the rows again, their time shifted by it (offset_relation); every
+        # aggregate then reads the copy of its offset (0: the rows as they are), by OFFSET_COLUMN
+        self.offsets: dict[tuple[int, str], int] = {}
+        self.offset_mode = _has_offsets(top, layer, set())
 
     # - SQL of the dbt project -
     def sql(self, text: str, metric: Metric, what: str) -> exp.Expression:
@@ -710,16 +721,19 @@ class _Resolver:
             return exp.Sum(this=exp.Case(ifs=[one], default=exp.Literal.number(0))), measure
         return _aggregate(measure, x), measure
 
-    def input_tree(self, ref: MetricInput, reader: Metric) -> exp.Expression:
+    def input_tree(self, ref: MetricInput, reader: Metric, offset: int = 0) -> exp.Expression:
         """An input metric of a ratio or derived metric, as one expression over aggregates with every filter it
         has (its own, the input's) inside as FILTER (WHERE ...). An input with no rows in a period is NULL there,
         as MetricFlow's outer join of its inputs makes it: a count is a sum of ones, and a count of distinct values
-        over no rows, 0 in SQL, is NULLIF'd."""
-        if ref.offset_window is not None:
-            raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_window "
-                                       f"{ref.offset_window[0]} {ref.offset_window[1]}")
+        over no rows, 0 in SQL, is NULLIF'd. With an offset_window, its aggregates read the copy of the rows
+        shifted by it (`offset`: the copy an enclosing input reads)."""
         if ref.offset_to_grain is not None:
             raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_to_grain {ref.offset_to_grain}")
+        if ref.offset_window is not None:
+            if offset:
+                raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with an offset_window inside "
+                                           "another input's offset")
+            offset = self.offsets.setdefault(ref.offset_window, len(self.offsets) + 1)
         metric = self.metric(ref.name, reader)
         if metric.type in ("cumulative", "conversion"):
             raise _unsupported(reader, f"a {metric.type} metric ('{metric.name}') as the input of a {reader.type} metric")
@@ -728,22 +742,25 @@ class _Resolver:
             tree, measure = self.measure(metric.measure, metric, counted=True)
             filters = metric.measure.filters + metric.filters + ref.filters
             tree = _pushed(tree, self.conditions(filters, metric))
+            if self.offset_mode:
+                tree = _pushed(tree, exp.EQ(this=exp.column(OFFSET_COLUMN, quoted=True),
+                                            expression=exp.Literal.number(offset)))
             if measure.agg == "count_distinct":
                 tree = exp.Nullif(this=tree, expression=exp.Literal.number(0))
             if metric.measure.fill_nulls_with == 0:
                 tree = exp.Coalesce(this=tree, expressions=[exp.Literal.number(0)])
             return tree
-        tree = self.body(metric)
+        tree = self.body(metric, offset)
         return _pushed(tree, self.conditions(metric.filters + ref.filters, metric))
 
-    def body(self, metric: Metric) -> exp.Expression:
+    def body(self, metric: Metric, offset: int = 0) -> exp.Expression:
         """A ratio or derived metric as one expression over its inputs (filters of its own not applied)."""
         if metric.type == "ratio":
             if metric.numerator is None or metric.denominator is None:
                 raise _Problem("KPI171", f"metric '{metric.name}' is a ratio without numerator and denominator",
                                metric.where)
-            return exp.Div(this=exp.Paren(this=self.input_tree(metric.numerator, metric)),
-                           expression=exp.Paren(this=self.input_tree(metric.denominator, metric)))
+            return exp.Div(this=exp.Paren(this=self.input_tree(metric.numerator, metric, offset)),
+                           expression=exp.Paren(this=self.input_tree(metric.denominator, metric, offset)))
         if not metric.expr:
             raise _Problem("KPI171", f"metric '{metric.name}' is a derived metric without expr", metric.where)
         tree = self.sql(metric.expr, metric, "expr")
@@ -753,12 +770,56 @@ class _Resolver:
             if ref is None or column.table:
                 raise _Problem("KPI172", f"metric '{metric.name}' ({_place(metric)}): expr names '{column.sql()}', "
                                          f"which is none of its metrics{_suggest(column.name, names)}", metric.where)
-            replacement = exp.Paren(this=self.input_tree(ref, metric))
+            replacement = exp.Paren(this=self.input_tree(ref, metric, offset))
             if column is tree:
                 tree = replacement
             else:
                 column.replace(replacement)
         return tree
+
+
+OFFSET_COLUMN = "__kpim_offset"
+TIME_COLUMN = "__kpim_time"
+
+
+def _has_offsets(metric: Metric, layer: SemanticLayer, seen: set[str]) -> bool:
+    """Whether an input of the metric (or of its inputs) has an offset_window."""
+    if metric.name in seen:
+        return False
+    seen.add(metric.name)
+    for ref in (metric.numerator, metric.denominator, *metric.inputs):
+        if ref is None:
+            continue
+        if ref.offset_window is not None:
+            return True
+        inner = layer.metrics.get(ref.name)
+        if inner is not None and _has_offsets(inner, layer, seen):
+            return True
+    return False
+
+
+def _shift(count: int, unit: str) -> tuple[int, str]:
+    """An offset as an interval SQL adds exactly: weeks as days (a week is 7), quarters as months."""
+    return {"week": (count * 7, "DAY"), "quarter": (count * 3, "MONTH")}.get(unit, (count, unit.upper()))
+
+
+def offset_relation(resolved: "ResolvedMetric", source: exp.Table) -> exp.Query:
+    """The rows of `source` once as they are and once more per offset_window, each copy numbered in OFFSET_COLUMN
+    and its time shifted by its offset in TIME_COLUMN: the value of an input `n periods earlier` is its aggregate
+    over the copy whose rows moved `n periods` later (a CTE of the KPI's relation)."""
+    def copy(index: int, time: exp.Expression) -> exp.Select:
+        return exp.select(exp.Star(), exp.alias_(exp.Literal.number(index), OFFSET_COLUMN, quoted=True),
+                          exp.alias_(time, TIME_COLUMN, quoted=True)).from_(source.copy(), copy=False)
+
+    branches: list[exp.Query] = [copy(0, resolved.base_time.copy())]
+    for index, count, unit in resolved.offsets:
+        n, sql_unit = _shift(count, unit)
+        interval = exp.Interval(this=exp.Literal.string(str(n)), unit=exp.var(sql_unit))
+        branches.append(copy(index, exp.Add(this=exp.Paren(this=resolved.base_time.copy()), expression=interval)))
+    out = branches[0]
+    for branch in branches[1:]:
+        out = exp.Union(this=out, expression=branch, distinct=False)
+    return out
 
 
 def _call_arguments(args: str) -> list[str] | None:
@@ -865,7 +926,14 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
         trees = {"measure": r.body(metric)}
         row_filter = r.conditions(metric.filters, metric)
         form = "measure"
-    time = r.time_expr(metric)
+    time = base_time = r.time_expr(metric)
+    offsets = tuple((index, count, unit) for (count, unit), index in sorted(r.offsets.items(), key=lambda x: x[1]))
+    for _, count, unit in offsets:
+        if any(_window_periods(count, unit, g) is None for g in grains):
+            raise _unsupported(metric, f"an offset_window of {count} {unit} at grains {', '.join(grains)} (an "
+                                       "offset must be a whole number of periods at each of the KPI's grains)")
+    if offsets:
+        time = exp.column(TIME_COLUMN, quoted=True)
     dims = {}
     for d in dict.fromkeys(kpi.dimensions):
         try:
@@ -877,10 +945,11 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
     joins = [[key, j.model.name, j.model.database, j.model.schema, j.model.alias, j.left.sql(), j.right.sql()]
              for key, j in sorted(r.joins.items())]
     definition = json.dumps({"metrics": r.used, "form": form, "window": window, "fill_zero": fill_zero,
-                             "relation": [r.model.database, r.model.schema, r.model.alias], "joins": joins},
-                            sort_keys=True)
+                             "relation": [r.model.database, r.model.schema, r.model.alias], "joins": joins,
+                             "offsets": offsets}, sort_keys=True)
     return ResolvedMetric(metric, r.model, form, trees, time, row_filter, window, fill_zero, dims,
-                          hashlib.sha256(definition.encode()).hexdigest(), tuple(r.joins.values()))
+                          hashlib.sha256(definition.encode()).hexdigest(), tuple(r.joins.values()), offsets,
+                          base_time if offsets else None)
 
 
 def _cumulative_window(metric: Metric, grains: tuple[str, ...]) -> tuple[str, object]:
