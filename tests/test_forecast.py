@@ -392,3 +392,15 @@ def test_a_bad_forecast_setting_is_an_error_at_its_line(tmp_path, file, old, new
     assert out.exit_code == 1, out.output
     errors = [e for e in out.output.splitlines() if f"error[{code}]" in e]
     assert len(errors) == 1 and errors[0].startswith(f"{file}:{line}:") and needle in errors[0], out.output
+
+
+def test_chunks_of_kpis_give_the_same_rows(tmp_path, monkeypatch):
+    """The set queries cut the project's (KPI, grain) pairs into chunks: two pairs a chunk gives the same rows."""
+    from kpimetrics import forecast
+
+    monkeypatch.setattr(forecast, "CHUNK", 2)
+    write_project(tmp_path, project_files(engines.duckdb_engine().profiles_yml(tmp_path)))
+    load_data(tmp_path / "wh.duckdb")
+    project = Project.load(tmp_path)
+    assert project.run(as_of=AS_OF).status == "success"
+    assert rounded(forecasts(project)) == rounded(expected_rows())
