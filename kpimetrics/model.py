@@ -402,7 +402,7 @@ class DerivedForm(Form):
 
 
 class MetricForm(Form):
-    """A metric of dbt's semantic layer (SPEC §9), by name: dbt/semantic.py resolves it from semantic_manifest.json
+    """A metric of dbt's semantic layer (SPEC §9), by name: dbt/resolve.py resolves it from semantic_manifest.json
     to what a measure or ratio KPI computes (its semantic model's relation and time dimension, aggregates, filters,
     window, fill), and the planner plans it as that. It writes no SQL of its own, so the checks of project SQL see
     none; validate/metrics.py checks it against the semantic manifest, and the keys in `takes_no` there (KPI174)."""

@@ -65,7 +65,7 @@ class KpiPlan:
     inputs: list[dag.InputRef]
     definition_hash: str = ""
     dimension_exprs: dict[str, exp.Expression] = field(default_factory=dict)
-    semantic: Any = None  # a metric KPI's resolved metric (dbt/semantic.ResolvedMetric)
+    semantic: Any = None  # a metric KPI's resolved metric (dbt/resolve.ResolvedMetric)
 
     def dimension_expr(self, name: str) -> exp.Expression:
         """A dimension as the column the user named (quoted as they wrote it)."""
@@ -322,7 +322,7 @@ def build_plan(project: ProjectDef) -> Plan:
 
 @dataclass
 class _Metrics:
-    """Every metric KPI resolved (dbt/semantic.ResolvedMetric, by KPI name), and the entity joins each semantic
+    """Every metric KPI resolved (dbt/resolve.ResolvedMetric, by KPI name), and the entity joins each semantic
     model needs for all of them together (by model name, then by alias)."""
 
     resolved: dict[str, Any]
@@ -330,7 +330,8 @@ class _Metrics:
 
 
 def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect: str) -> _Metrics:
-    from .dbt.semantic import resolve_metric, semantic_layer
+    from .dbt.resolve import resolve_metric
+    from .dbt.semantic import semantic_layer
 
     layer, problem = semantic_layer(project)
     assert layer is not None, problem  # validated
@@ -347,7 +348,7 @@ def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect:
 
 def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: _Metrics, dialect: str,
                  cache: dict[str, Relation]) -> KpiPlan:
-    """A metric KPI planned as the measure or ratio KPI its metric resolves to (dbt/semantic.py): over the semantic
+    """A metric KPI planned as the measure or ratio KPI its metric resolves to (dbt/resolve.py): over the semantic
     model's relation and time dimension, so that it shares the scan of every KPI over that relation. The plan's KPI
     is a copy that also writes that measure or ratio (computing as it: MetricForm is first in FORMS), its filter,
     time, window and fill, and the metric's label and description where the KPI has none."""
@@ -404,7 +405,7 @@ def _semantic_relation(project: ProjectDef, resolved, joins: dict[str, Any], dia
     named. Where a metric KPI over the model joins others by entities (`joins`: those of every metric KPI over
     it), one query of the model and all those joins (a CTE), shared by every metric KPI over the model; its hash
     is the model's (each KPI's own joins enter its hash with the metric)."""
-    from .dbt.semantic import joined_relation
+    from .dbt.resolve import joined_relation
 
     model = resolved.model
     manifest = project.manifest
@@ -445,8 +446,8 @@ def _semantic_relation(project: ProjectDef, resolved, joins: dict[str, Any], dia
 
 
 def _offset_relation(base: Relation, resolved, cache: dict[str, Relation]) -> Relation:
-    """`base` with a copy of its rows per offset_window of the metric, time shifted (dbt/semantic.offset_relation)."""
-    from .dbt.semantic import offset_relation
+    """`base` with a copy of its rows per offset_window of the metric, time shifted (dbt/resolve.offset_relation)."""
+    from .dbt.resolve import offset_relation
 
     query = offset_relation(resolved, base.table)
     text = query.sql(dialect="duckdb")

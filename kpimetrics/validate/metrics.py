@@ -6,7 +6,8 @@ import dataclasses
 
 from .. import dag
 from .. import model as m
-from ..dbt.semantic import resolve_metric, semantic_layer
+from ..dbt.resolve import resolve_metric
+from ..dbt.semantic import semantic_layer
 from ..errors import Issue, error
 from ..loader import ProjectDef
 from .access import _FIXES, _Checker

@@ -1,0 +1,593 @@
+"""A metric of dbt's semantic layer resolved to what a KPI computes (SPEC §9).
+
+`resolve_metric` turns a metric KPI into a `ResolvedMetric`: the semantic model's relation and time column, and
+the sqlglot trees a measure or ratio KPI has (aggregates of the measures, their filters as FILTER (WHERE ...), the
+metric's filter as the KPI's row filter), a window, a fill, the dimensions' column expressions, the entity joins
+they need and the offsets of a derived metric's inputs. The planner plans a metric KPI as that measure or ratio,
+so metric KPIs over one semantic model share its fused scan with every other KPI over it.
+
+Filters are SQL with Jinja call sites: each `{{ Dimension('entity__dim') }}`, `{{ TimeDimension(...) }}` and
+`{{ Entity(...) }}` is replaced by a placeholder column, the text parsed by sqlglot (grammar checked like project
+SQL), and each placeholder replaced by the dimension's or entity's own parsed expression. Nothing else of
+a filter is treated as Jinja. A dimension of another semantic model (`customer__region`) is a column that a LEFT
+JOIN by the entity adds (`joined_relation`); an input's `offset_window` reads a copy of the rows shifted by it
+(`offset_relation`).
+
+What is not computed (conversion metrics, non_additive_dimension, offset_to_grain, inputs over several semantic
+models, ...) is KPI173, naming the metric, its file and line, and the feature.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from ..errors import Issue, Location, error
+from ..sqlexpr import parse_snippet
+from ..yamlio import shown
+from .semantic import Dimension, Measure, MeasureInput, Metric, MetricInput, SemanticLayer, SemanticModel, place
+
+TIME_GRAINS = ("day", "week", "month", "quarter", "year")
+ALL_TIME_PERIODS = 100_000_000  # a trailing window of this many periods is every period the data has
+_CALL = re.compile(r"\{\{\s*(Dimension|TimeDimension|Entity)\s*\(([^(){}]*)\)\s*\}\}")
+_PLACEHOLDER = "__kpim_semantic_{}"
+
+
+@dataclass
+class ResolvedMetric:
+    """What a metric KPI computes, in the terms of a measure or ratio KPI."""
+
+    metric: Metric
+    model: SemanticModel
+    form: str  # measure | ratio
+    trees: dict[str, exp.Expression]  # by role: measure, or numerator and denominator
+    time: exp.Expression
+    filter: exp.Expression | None
+    window: tuple[str, object] | None  # ("periods", n) | ("to_date", unit)
+    fill_zero: bool
+    dimension_exprs: dict[str, exp.Expression]
+    definition: str  # the resolved definition, for the definition hash
+    joins: tuple[Join, ...] = ()  # other semantic models joined by entities
+    offsets: tuple[tuple[int, int, str], ...] = ()  # (copy, count, unit) of each offset_window (offset_relation)
+    base_time: exp.Expression | None = None  # with offsets, the time column before its shift (`time` is the shifted)
+
+    @property
+    def label(self) -> str | None:
+        return self.metric.label
+
+    @property
+    def description(self) -> str | None:
+        return self.metric.description
+
+
+BASE_ALIAS = "__kpim_base"
+
+
+@dataclass(frozen=True)
+class Join:
+    """A semantic model joined to the metric's own (or to another join) by an entity: LEFT JOIN its relation AS
+    alias ON left = right (both qualified), adding each of its dimensions as a column (`columns`: name, expr)."""
+
+    alias: str
+    model: SemanticModel
+    left: exp.Expression
+    right: exp.Expression
+    columns: tuple[tuple[str, exp.Expression], ...] = ()
+
+
+def joined_column(alias: str, dimension: str) -> str:
+    return f"{alias}__{dimension}"
+
+
+def _qualified(tree: exp.Expression, alias: str) -> exp.Expression:
+    tree = tree.copy()
+    columns = list(tree.find_all(exp.Column))
+    for column in columns:
+        column.set("table", exp.to_identifier(alias, quoted=True))
+    return tree
+
+
+def joined_relation(model: SemanticModel, joins, table_of) -> exp.Select:
+    """A semantic model with the models joined to it by entities: SELECT base.*, every dimension of each joined
+    model FROM base LEFT JOIN ... (a CTE of the metric KPIs' relation). The joins of every metric KPI over the
+    model, so that they share one scan; a LEFT JOIN to a primary (unique, natural) entity adds no rows, and so
+    changes no value of a KPI that does not read it. `table_of(model)` is the table a semantic model reads."""
+    joins = sorted(joins, key=lambda j: (j.alias.count("__"), j.alias))  # each after the join it starts from
+    select = exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier(BASE_ALIAS, quoted=True)),
+                        *[exp.alias_(tree.copy(), name, quoted=True) for j in joins for name, tree in j.columns])
+    select = select.from_(exp.alias_(table_of(model), BASE_ALIAS, table=True, quoted=True), copy=False)
+    for join in joins:
+        select = select.join(exp.alias_(table_of(join.model), join.alias, table=True, quoted=True),
+                             on=exp.EQ(this=join.left.copy(), expression=join.right.copy()), join_type="LEFT",
+                             copy=False)
+    return select
+
+
+class _Problem(Exception):
+    def __init__(self, code: str, message: str, where: Location | None, hint: str | None = None):
+        super().__init__(message)
+        self.issue = error(code, message, where, hint)
+
+
+def _unsupported(metric: Metric, what: str) -> _Problem:
+    return _Problem("KPI173", f"metric '{metric.name}' ({place(metric)}): {what} is not supported by kpimetrics",
+                    metric.where, "compute it as a measure or derived KPI over the dbt model, or change the metric "
+                                  "(README: KPIs over dbt's semantic layer)")
+
+
+def _suggest(word: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(names), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Resolver:
+    """One metric KPI's resolution: every measure it reads must be of one semantic model and time dimension."""
+
+    def __init__(self, layer: SemanticLayer, top: Metric, dialect: str):
+        self.layer, self.top, self.dialect = layer, top, dialect
+        self.model: SemanticModel | None = None
+        self.time: str | None = None
+        self.used: dict[str, str] = {}  # the metrics read, by name: their JSON (for the hash)
+        self.joins: dict[str, Join] = {}  # by entity path ("customer", "customer__area")
+        # offset_window of an input metric: the rows again, their time shifted by it (offset_relation); every
+        # aggregate then reads the copy of its offset (0: the rows as they are), by OFFSET_COLUMN
+        self.offsets: dict[tuple[int, str], int] = {}
+        self.offset_mode = _has_offsets(top, layer, set())
+
+    # - SQL of the dbt project -
+    def sql(self, text: str, metric: Metric, what: str) -> exp.Expression:
+        tree, problem = parse_snippet(text, self.dialect)
+        if tree is None:
+            raise _Problem("KPI176", f"metric '{metric.name}' ({place(metric)}): {what} {shown(text, 80)}: "
+                                     f"{problem.message if problem else 'does not parse'}", metric.where)
+        return tree.copy()
+
+    def bind(self, measure: Measure, model: SemanticModel, metric: Metric) -> None:
+        time = measure.agg_time_dimension or model.default_time
+        if time is None:
+            raise _unsupported(metric, f"measure '{measure.name}' has no agg_time_dimension, so it")
+        if self.model is None:
+            self.model, self.time = model, time
+        elif self.model.name != model.name:
+            raise _unsupported(metric, f"reading measures of several semantic models ('{self.model.name}', "
+                                       f"'{model.name}') in one metric")
+        elif self.time != time:
+            raise _unsupported(metric, f"reading measures of several time dimensions ('{self.time}', '{time}') in one "
+                                       f"metric")
+
+    # - dimensions, entities and filters -
+    def dimension(self, name: str, metric: Metric, grain: str | None = None) -> exp.Expression:
+        """`entity__dimension` (or `metric_time`) of the metric's semantic model as a column expression."""
+        model = self.model
+        assert model is not None and self.time is not None
+        parts = name.split("__")
+        if name == "metric_time" or (len(parts) == 2 and parts[0] == "metric_time"):
+            tree = self.time_expr(metric)
+            return self.truncated(tree, grain or (parts[1] if len(parts) == 2 else None), metric, name)
+        if len(parts) < 2 or not all(parts):
+            raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}' is not written as MetricFlow names "
+                                     f"it, `entity__dimension`{_suggest(name, self.dimension_names())}", metric.where)
+        if len(parts) > 2 and parts[-1] in TIME_GRAINS and grain is None:
+            return self.dimension("__".join(parts[:-1]), metric, parts[-1])
+        *path, dim = parts
+        if len(path) == 1 and path[0] in model.own_entities() and model.dimension(dim) is not None:
+            return self.local_dimension(model, model.dimension(dim), metric, name, grain, None)
+        # through entities: each a join from the model reached so far to the one whose primary (unique, natural)
+        # entity it is, as MetricFlow joins them (many to one, or one to one: never a fan-out)
+        current, alias = model, None
+        for i, entity in enumerate(path):
+            if current.entity(entity) is None:
+                raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}': semantic model "
+                                         f"'{current.name}' has no entity '{entity}'"
+                                         f"{_suggest(entity, [e.name for e in current.entities])}", metric.where)
+            wanted = path[i + 1] if i + 1 < len(path) else None
+            target = self.join_target(current, entity, wanted, dim)
+            if target is None:
+                if i == len(path) - 1 and entity in current.own_entities():
+                    break  # the dimension is looked up on the model reached (and not found: below)
+                raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}': no semantic model has "
+                                         f"'{entity}' as its primary entity"
+                                         + (f" and a dimension '{dim}'" if wanted is None else ""), metric.where)
+            alias = self.join(current, alias, entity, target, tuple(path[:i + 1]))
+            current = target
+        found = current.dimension(dim)
+        if found is None:
+            raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no dimension '{name}'"
+                                     f"{_suggest(name, self.dimension_names())}", metric.where,
+                           "dimensions are written as MetricFlow names them: `entity__dimension`")
+        return self.local_dimension(current, found, metric, name, grain, alias)
+
+    def local_dimension(self, model: SemanticModel, found: Dimension, metric: Metric, name: str, grain: str | None,
+                        alias: str | None) -> exp.Expression:
+        """A dimension of `model` (joined as `alias`, or the metric's own model when None) as a column expression:
+        on a joined model, a column of the joined relation that the join adds."""
+        tree = self.sql(found.expr, metric, f"dimension '{found.name}' of semantic model '{model.name}'")
+        if found.type != "time" and grain is not None:
+            raise _Problem("KPI175", f"metric '{metric.name}': '{name}' is not a time dimension, so it has no "
+                                     f"grain '{grain}'", metric.where)
+        if alias is None and found.type == "time":
+            return self.truncated(tree, grain or found.granularity, metric, name)
+        if alias is None:
+            return tree
+        # a joined model's dimension is a column of the joined relation (joined_relation), truncated here
+        column = exp.column(joined_column(alias, found.name), quoted=True)
+        return self.truncated(column, grain or found.granularity, metric, name) if found.type == "time" else column
+
+    def join_target(self, current: SemanticModel, entity: str, wanted: str | None, dim: str) -> SemanticModel | None:
+        """The semantic model a join from `current` by `entity` reaches: the one whose primary, unique or natural
+        entity it is, and that has the next entity of the path (or the dimension, at the last step)."""
+        found = [m for m in self.layer.models.values() if m.name != current.name and entity in m.own_entities()]
+        fits = [m for m in found if (m.entity(wanted) is not None if wanted else m.dimension(dim) is not None)]
+        return (fits or [None])[0]
+
+    def join(self, current: SemanticModel, alias: str | None, entity: str, target: SemanticModel,
+             path: tuple[str, ...]) -> str:
+        """The alias of `target` joined to `current` (itself joined as `alias`; None: the metric's own model)."""
+        key = "__".join(path)
+        if key not in self.joins:
+            self.used[f"semantic_model:{target.name}"] = target.raw
+            left = self.sql(current.entity(entity).expr, self.top, f"entity '{entity}' of '{current.name}'")
+            right = self.sql(target.entity(entity).expr, self.top, f"entity '{entity}' of '{target.name}'")
+            columns = tuple((joined_column(f"__kpim_{key}", d.name),
+                             _qualified(self.sql(d.expr, self.top, f"dimension '{d.name}' of '{target.name}'"),
+                                        f"__kpim_{key}")) for d in target.dimensions)
+            self.joins[key] = Join(f"__kpim_{key}", target, _qualified(left, alias or BASE_ALIAS),
+                                   _qualified(right, f"__kpim_{key}"), columns)
+        return self.joins[key].alias
+
+    def dimension_names(self) -> list[str]:
+        model = self.model
+        assert model is not None
+        return [f"{e}__{d.name}" for e in sorted(model.own_entities()) for d in model.dimensions] + ["metric_time"]
+
+    def time_expr(self, metric: Metric) -> exp.Expression:
+        model = self.model
+        assert model is not None and self.time is not None
+        found = model.dimension(self.time)
+        if found is None or found.type != "time":
+            raise _Problem("KPI172", f"metric '{metric.name}': semantic model '{model.name}' has no time dimension "
+                                     f"'{self.time}' (its agg_time_dimension)", metric.where)
+        return self.sql(found.expr, metric, f"time dimension '{found.name}'")
+
+    def truncated(self, tree: exp.Expression, grain: str | None, metric: Metric, name: str) -> exp.Expression:
+        if grain is None:
+            return tree
+        if grain not in TIME_GRAINS:
+            raise _unsupported(metric, f"time dimension '{name}' at grain '{grain}'")
+        return exp.TimestampTrunc(this=tree, unit=exp.var(grain.upper()))
+
+    def entity(self, name: str, metric: Metric) -> exp.Expression:
+        model = self.model
+        assert model is not None
+        parts = name.split("__")
+        if len(parts) > 1:
+            raise _unsupported(metric, f"entity '{name}' of another semantic model (entity joins)")
+        found = model.entity(name)
+        if found is None:
+            raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no entity '{name}'"
+                                     f"{_suggest(name, [e.name for e in model.entities])}", metric.where)
+        return self.sql(found.expr, metric, f"entity '{name}'")
+
+    def condition(self, template: str, metric: Metric) -> exp.Expression:
+        """A filter's SQL with its Jinja call sites replaced by the column expressions they name."""
+        calls: list[exp.Expression] = []
+
+        def call(m: re.Match) -> str:
+            kind, args = m.group(1), m.group(2)
+            values = _call_arguments(args)
+            if not values or len(values) > (2 if kind == "TimeDimension" else 1):
+                raise _Problem("KPI176", f"metric '{metric.name}' ({place(metric)}): filter {shown(template, 80)}: "
+                                         f"{kind}() takes " + ("a name and a grain" if kind == "TimeDimension" else "a name")
+                                         + " as quoted text (and an entity_path list)", metric.where)
+            if kind == "Entity":
+                tree = self.entity(values[0], metric)
+            else:
+                tree = self.dimension(values[0], metric, values[1].lower() if len(values) > 1 else None)
+            calls.append(tree)
+            return _PLACEHOLDER.format(len(calls) - 1)
+
+        text = _CALL.sub(call, template)
+        if "{{" in text or "{%" in text or "}}" in text:
+            raise _Problem("KPI176", f"metric '{metric.name}' ({place(metric)}): filter {shown(template, 80)} has "
+                                     "Jinja other than {{ Dimension(...) }}, {{ TimeDimension(...) }} or "
+                                     "{{ Entity(...) }}", metric.where)
+        tree = self.sql(text, metric, "filter")
+        for column in list(tree.find_all(exp.Column)):
+            m = re.fullmatch(_PLACEHOLDER.format(r"(\d+)"), column.name)
+            if m is not None and not column.table:
+                replacement = exp.Paren(this=calls[int(m.group(1))].copy())
+                if column is tree:
+                    tree = replacement
+                else:
+                    column.replace(replacement)
+        return tree
+
+    def conditions(self, templates: tuple[str, ...], metric: Metric) -> exp.Expression | None:
+        parts = [self.condition(t, metric) for t in templates]
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else exp.and_(*[exp.Paren(this=p) for p in parts], copy=False)
+
+    # - metrics -
+    def metric(self, name: str, reader: Metric) -> Metric:
+        found = self.layer.metrics.get(name)
+        if found is None:
+            raise _Problem("KPI172", f"metric '{reader.name}' ({place(reader)}) reads unknown metric '{name}'"
+                                     f"{_suggest(name, self.layer.metrics)}", reader.where)
+        self.used[found.name] = found.raw
+        return found
+
+    def measure(self, ref: MeasureInput, metric: Metric, counted: bool = False) -> tuple[exp.Expression, Measure]:
+        """The measure's aggregate. `counted`: a count as a sum of ones, NULL over no rows, as MetricFlow's
+        outer join of a ratio's or derived metric's inputs leaves an input without rows in a period."""
+        model = self.layer.measure_model.get(ref.name)
+        measure = model.measure(ref.name) if model is not None else None
+        if model is None or measure is None:
+            raise _Problem("KPI172", f"metric '{metric.name}' ({place(metric)}) reads unknown measure '{ref.name}'"
+                                     f"{_suggest(ref.name, self.layer.measure_model)}", metric.where)
+        if measure.non_additive:
+            raise _unsupported(metric, f"measure '{measure.name}' with a non_additive_dimension")
+        if ref.fill_nulls_with not in (None, 0):
+            raise _unsupported(metric, f"fill_nulls_with: {ref.fill_nulls_with} (only 0, as `fill: zero`)")
+        self.bind(measure, model, metric)
+        x = self.sql(measure.expr, metric, f"the expr of measure '{measure.name}'")
+        self.used[f"semantic_model:{model.name}"] = model.raw
+        if counted and measure.agg == "count":
+            one = exp.If(this=exp.Not(this=exp.Is(this=exp.Paren(this=x), expression=exp.Null())),
+                         true=exp.Literal.number(1))
+            return exp.Sum(this=exp.Case(ifs=[one], default=exp.Literal.number(0))), measure
+        return _aggregate(measure, x), measure
+
+    def input_tree(self, ref: MetricInput, reader: Metric, offset: int = 0) -> exp.Expression:
+        """An input metric of a ratio or derived metric, as one expression over aggregates with every filter it
+        has (its own, the input's) inside as FILTER (WHERE ...). An input with no rows in a period is NULL there,
+        as MetricFlow's outer join of its inputs makes it: a count is a sum of ones, and a count of distinct values
+        over no rows, 0 in SQL, is NULLIF'd. With an offset_window, its aggregates read the copy of the rows
+        shifted by it (`offset`: the copy an enclosing input reads)."""
+        if ref.offset_to_grain is not None:
+            raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_to_grain {ref.offset_to_grain}")
+        if ref.offset_window is not None:
+            if offset:
+                raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with an offset_window inside "
+                                           "another input's offset")
+            offset = self.offsets.setdefault(ref.offset_window, len(self.offsets) + 1)
+        metric = self.metric(ref.name, reader)
+        if metric.type in ("cumulative", "conversion"):
+            raise _unsupported(reader, f"a {metric.type} metric ('{metric.name}') as the input of a {reader.type} metric")
+        if metric.type == "simple":
+            assert metric.measure is not None
+            tree, measure = self.measure(metric.measure, metric, counted=True)
+            filters = metric.measure.filters + metric.filters + ref.filters
+            tree = _pushed(tree, self.conditions(filters, metric))
+            if self.offset_mode:
+                tree = _pushed(tree, exp.EQ(this=exp.column(OFFSET_COLUMN, quoted=True),
+                                            expression=exp.Literal.number(offset)))
+            if measure.agg == "count_distinct":
+                tree = exp.Nullif(this=tree, expression=exp.Literal.number(0))
+            if metric.measure.fill_nulls_with == 0:
+                tree = exp.Coalesce(this=tree, expressions=[exp.Literal.number(0)])
+            return tree
+        tree = self.body(metric, offset)
+        return _pushed(tree, self.conditions(metric.filters + ref.filters, metric))
+
+    def body(self, metric: Metric, offset: int = 0) -> exp.Expression:
+        """A ratio or derived metric as one expression over its inputs (filters of its own not applied)."""
+        if metric.type == "ratio":
+            if metric.numerator is None or metric.denominator is None:
+                raise _Problem("KPI171", f"metric '{metric.name}' is a ratio without numerator and denominator",
+                               metric.where)
+            return exp.Div(this=exp.Paren(this=self.input_tree(metric.numerator, metric, offset)),
+                           expression=exp.Paren(this=self.input_tree(metric.denominator, metric, offset)))
+        if not metric.expr:
+            raise _Problem("KPI171", f"metric '{metric.name}' is a derived metric without expr", metric.where)
+        tree = self.sql(metric.expr, metric, "expr")
+        names = {(i.alias or i.name): i for i in metric.inputs}
+        for column in list(tree.find_all(exp.Column)):
+            ref = names.get(column.name)
+            if ref is None or column.table:
+                raise _Problem("KPI172", f"metric '{metric.name}' ({place(metric)}): expr names '{column.sql()}', "
+                                         f"which is none of its metrics{_suggest(column.name, names)}", metric.where)
+            replacement = exp.Paren(this=self.input_tree(ref, metric, offset))
+            if column is tree:
+                tree = replacement
+            else:
+                column.replace(replacement)
+        return tree
+
+
+OFFSET_COLUMN = "__kpim_offset"
+TIME_COLUMN = "__kpim_time"
+
+
+def _has_offsets(metric: Metric, layer: SemanticLayer, seen: set[str]) -> bool:
+    """Whether an input of the metric (or of its inputs) has an offset_window."""
+    if metric.name in seen:
+        return False
+    seen.add(metric.name)
+    for ref in (metric.numerator, metric.denominator, *metric.inputs):
+        if ref is None:
+            continue
+        if ref.offset_window is not None:
+            return True
+        inner = layer.metrics.get(ref.name)
+        if inner is not None and _has_offsets(inner, layer, seen):
+            return True
+    return False
+
+
+def _shift(count: int, unit: str) -> tuple[int, str]:
+    """An offset as an interval SQL adds exactly: weeks as days (a week is 7), quarters as months."""
+    return {"week": (count * 7, "DAY"), "quarter": (count * 3, "MONTH")}.get(unit, (count, unit.upper()))
+
+
+def offset_relation(resolved: "ResolvedMetric", source: exp.Table) -> exp.Query:
+    """The rows of `source` once as they are and once more per offset_window, each copy numbered in OFFSET_COLUMN
+    and its time shifted by its offset in TIME_COLUMN: the value of an input `n periods earlier` is its aggregate
+    over the copy whose rows moved `n periods` later (a CTE of the KPI's relation)."""
+    def copy(index: int, time: exp.Expression) -> exp.Select:
+        return exp.select(exp.Star(), exp.alias_(exp.Literal.number(index), OFFSET_COLUMN, quoted=True),
+                          exp.alias_(time, TIME_COLUMN, quoted=True)).from_(source.copy(), copy=False)
+
+    branches: list[exp.Query] = [copy(0, resolved.base_time.copy())]
+    for index, count, unit in resolved.offsets:
+        n, sql_unit = _shift(count, unit)
+        interval = exp.Interval(this=exp.Literal.string(str(n)), unit=exp.var(sql_unit))
+        branches.append(copy(index, exp.Add(this=exp.Paren(this=resolved.base_time.copy()), expression=interval)))
+    out = branches[0]
+    for branch in branches[1:]:
+        out = exp.Union(this=out, expression=branch, distinct=False)
+    return out
+
+
+def _call_arguments(args: str) -> list[str] | None:
+    """The arguments of a filter's Dimension(...), TimeDimension(...) or Entity(...) call, read as Python literals
+    (never evaluated): quoted names, and `entity_path=['a', 'b']` put in front of the first, as MetricFlow writes a
+    dimension reached through several entities (`Dimension('area__country', entity_path=['customer'])` is
+    `customer__area__country`). None when they are anything else."""
+    try:
+        call = ast.parse(f"f({args})", mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(call, ast.Call):
+        return None
+    values = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if len(values) != len(call.args):
+        return None
+    for keyword in call.keywords:
+        path = keyword.value
+        if keyword.arg != "entity_path" or not isinstance(path, ast.List) or not values or not all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in path.elts):
+            return None
+        values[0] = "__".join([*(e.value for e in path.elts), values[0]])
+    return values
+
+
+def _pushed(tree: exp.Expression, condition: exp.Expression | None) -> exp.Expression:
+    from ..sqlgen import push_filter
+
+    return tree if condition is None else push_filter(tree, condition)
+
+
+_AGGREGATES = {
+    "sum": "sum(__x)", "count": "count(__x)", "count_distinct": "count(distinct __x)", "average": "avg(__x)",
+    "min": "min(__x)", "max": "max(__x)", "sum_boolean": "sum(cast(__x as integer))", "median": "median(__x)",
+}
+
+
+def _aggregate(measure: Measure, x: exp.Expression) -> exp.Expression:
+    """The measure's aggregation of `x`; a percentile exact (quantile_cont, or quantile_disc when discrete), even
+    where MetricFlow's is approximate."""
+    if measure.agg == "percentile":
+        p = measure.percentile if measure.percentile is not None else 0.5
+        text = f"quantile_{'disc' if measure.discrete else 'cont'}(__x, {p!r})"
+    else:
+        text = _AGGREGATES[measure.agg]
+    tree, _ = parse_snippet(text, "duckdb")
+    assert tree is not None
+    tree = tree.copy()
+    for column in list(tree.find_all(exp.Column)):
+        if column.name == "__x":
+            column.replace(exp.Paren(this=x.copy()) if not isinstance(x, (exp.Column, exp.Literal)) else x.copy())
+    return tree
+
+
+def _window_periods(count: int, unit: str, grain: str) -> int | None:
+    """A window of `count` `unit`s as whole periods of `grain`, or None when it is not a whole number of them."""
+    days, months = {"day": 1, "week": 7}, {"month": 1, "quarter": 3, "year": 12}
+    for scale in (days, months):
+        if unit in scale and grain in scale:
+            total = count * scale[unit]
+            return total // scale[grain] if total % scale[grain] == 0 else None
+    return None
+
+
+def resolve_metric(layer: SemanticLayer, kpi, grains: tuple[str, ...], dialect: str) -> tuple[ResolvedMetric | None, Issue | None]:
+    """The metric KPI `kpi` (its `metric`, `dimensions` and `fill`) at `grains`, resolved; or the one problem that
+    stops it (KPI172-176)."""
+    name = kpi.metric
+    metric = layer.metrics.get(name)
+    if metric is None:
+        return None, error("KPI172", f"KPI '{kpi.name}': unknown metric '{name}' in {layer.display}"
+                                     f"{_suggest(name, layer.metrics)}", kpi.value_loc("metric"),
+                           "name a metric of the dbt project's semantic layer (`kpimetrics ls --metrics` lists them)")
+    try:
+        return _resolve(layer, metric, kpi, grains, dialect), None
+    except _Problem as problem:
+        return None, problem.issue
+
+
+def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...], dialect: str) -> ResolvedMetric:
+    r = _Resolver(layer, metric, dialect)
+    r.used[metric.name] = metric.raw
+    window: tuple[str, object] | None = None
+    fill_zero = False
+    if metric.type == "conversion":
+        raise _unsupported(metric, "a conversion metric")
+    if metric.type in ("simple", "cumulative"):
+        if metric.measure is None:
+            raise _Problem("KPI171", f"metric '{metric.name}' is a {metric.type} metric without a measure", metric.where)
+        tree, _ = r.measure(metric.measure, metric)
+        trees = {"measure": tree}
+        row_filter = r.conditions(metric.measure.filters + metric.filters, metric)
+        fill_zero = metric.measure.fill_nulls_with == 0
+        form = "measure"
+        if metric.type == "cumulative":
+            window = _cumulative_window(metric, grains)
+    elif metric.type == "ratio":
+        body = r.body(metric)
+        assert isinstance(body, exp.Div)
+        trees = {"numerator": body.this.this, "denominator": body.expression.this}
+        row_filter = r.conditions(metric.filters, metric)
+        form = "ratio"
+    else:
+        trees = {"measure": r.body(metric)}
+        row_filter = r.conditions(metric.filters, metric)
+        form = "measure"
+    time = base_time = r.time_expr(metric)
+    offsets = tuple((index, count, unit) for (count, unit), index in sorted(r.offsets.items(), key=lambda x: x[1]))
+    for _, count, unit in offsets:
+        if any(_window_periods(count, unit, g) is None for g in grains):
+            raise _unsupported(metric, f"an offset_window of {count} {unit} at grains {', '.join(grains)} (an "
+                                       "offset must be a whole number of periods at each of the KPI's grains)")
+    if offsets:
+        time = exp.column(TIME_COLUMN, quoted=True)
+    dims = {}
+    for d in dict.fromkeys(kpi.dimensions):
+        try:
+            dims[d] = r.dimension(d, metric)
+        except _Problem as problem:  # the KPI's own dimension: said where the KPI names it
+            raise _Problem(problem.issue.code, f"KPI '{kpi.name}': {problem.issue.message}",
+                           kpi.value_loc("dimensions"), problem.issue.hint) from None
+    assert r.model is not None
+    joins = [[key, j.model.name, j.model.database, j.model.schema, j.model.alias, j.left.sql(), j.right.sql()]
+             for key, j in sorted(r.joins.items())]
+    definition = json.dumps({"metrics": r.used, "form": form, "window": window, "fill_zero": fill_zero,
+                             "relation": [r.model.database, r.model.schema, r.model.alias], "joins": joins,
+                             "offsets": offsets}, sort_keys=True)
+    return ResolvedMetric(metric, r.model, form, trees, time, row_filter, window, fill_zero, dims,
+                          hashlib.sha256(definition.encode()).hexdigest(), tuple(r.joins.values()), offsets,
+                          base_time if offsets else None)
+
+
+def _cumulative_window(metric: Metric, grains: tuple[str, ...]) -> tuple[str, object]:
+    if metric.window is not None:
+        count, unit = metric.window
+        periods = {g: _window_periods(count, unit, g) for g in grains}
+        if any(p is None for p in periods.values()) or len(set(periods.values())) > 1:
+            raise _unsupported(metric, f"a cumulative window of {count} {unit} at grains {', '.join(grains)} (a window "
+                                       "must be one whole number of periods at each of the KPI's grains)")
+        return "periods", next(iter(periods.values()))
+    if metric.grain_to_date is not None:
+        unit = metric.grain_to_date
+        if unit not in ("month", "quarter", "year"):
+            raise _unsupported(metric, f"grain_to_date: {unit} (month, quarter or year are)")
+        if any(TIME_GRAINS.index(g) > TIME_GRAINS.index(unit) for g in grains):
+            raise _unsupported(metric, f"grain_to_date: {unit} at grain {', '.join(grains)} (a grain coarser than it)")
+        return "to_date", unit
+    return "periods", ALL_TIME_PERIODS
