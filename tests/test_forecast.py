@@ -34,7 +34,7 @@ from helpers_projects import write_project
 from helpers_run import kpi, kpis_yml, strategy_yml
 from kpimetrics import Project
 from kpimetrics.cli import main
-from kpimetrics.outputs import ForecastRow
+from kpimetrics.outputs import ForecastRow, columns
 
 AS_OF = dt.date(2026, 7, 15)
 # the shop's amount per month, January to July (July's orders fall before the run's date); two orders a month
@@ -257,9 +257,11 @@ def ran(request, tmp_path_factory) -> Project:
 
 def forecasts(project: Project) -> list[tuple]:
     with project.outputs() as out:
-        return [tuple(getattr(r, c) for c in ("name", "grain", "horizon", "as_of", "horizon_end", "forecast",
-                                              "target_at_horizon", "forecast_status", "method"))
-                for r in out.forecasts()]
+        rows = out.forecasts()
+    # the reader's row: kpi_forecast's columns, in the order expected_rows() writes them
+    assert columns(ForecastRow) == ["name", "grain", "horizon", "as_of", "horizon_end", "forecast", "target_at_horizon",
+                                    "forecast_status", "method"]
+    return [tuple(getattr(r, c) for c in columns(ForecastRow)) for r in rows]
 
 
 def test_forecasts_match_the_spec_formulas(ran):
