@@ -83,6 +83,11 @@ OWN_KPI = kpi("own_revenue", "model: ref('orders')\ntime: ordered_at\nmeasure: s
                              "target: 1")
 
 
+# a derived KPI over two metric KPIs: their slices, and targets per slice (validate/targets knows a metric KPI's)
+DERIVED_KPI = kpi("revenue_per_order", "derived: revenue / order_count\ngrain: [month]\n"
+                                       "slice_targets: {order__channel: {web: 50}}\ntarget: 60")
+
+
 def kpimetrics_project(dbt: Path, entries: list[str]) -> Path:
     (dbt / "kpimetrics.yml").write_text("name: semantic_kpis\ndialect: duckdb\noutput_schema: kpi\n"
                                         "defaults: {grain: month, lookback: 1}\n", encoding="utf-8")
@@ -127,7 +132,7 @@ def close(a: float, b: float) -> bool:
 def ran(semantic_shop: SemanticShop, tmp_path_factory) -> Path:
     """The session's build with a kpimetrics project of every case at its root, run once."""
     dbt = semantic_shop.copy(tmp_path_factory.mktemp("semantic_run"))
-    kpimetrics_project(dbt, [c.yaml() for c in CASES] + [OWN_KPI])
+    kpimetrics_project(dbt, [c.yaml() for c in CASES] + [OWN_KPI, DERIVED_KPI])
     out = cli(dbt, "run", "--as-of", AS_OF)
     assert out.exit_code == 0, out.output
     assert not [i for i in issues(out.output) if i["level"] == "error"], out.output
@@ -219,6 +224,18 @@ def test_without_joins_metric_kpis_share_the_scan_of_a_measure_kpi(semantic_shop
     kpimetrics_project(dbt, [Case("revenue", "revenue", ("month",), ("order__channel",)).yaml(),
                              Case("return_rate", "return_rate", ("week", "month"), ()).yaml(), OWN_KPI])
     assert scans_of(dbt) == [{"revenue", "return_rate", "own_revenue"}]
+
+
+def test_a_derived_kpi_over_metric_kpis_has_their_slices_and_slice_targets(ran: Path, semantic_shop: SemanticShop):
+    ours = product(ran, "revenue_per_order", "month", "order__channel")
+    revenue = semantic_shop.mf.of("revenue", "month", "order__channel")
+    orders = semantic_shop.mf.of("order_count", "month", "order__channel")
+    assert {m for _, m in ours} == {"web", "store", "app", "(null)"}
+    for key, (value, _) in ours.items():
+        assert value is not None and close(value, revenue[key] / orders[key]), key
+    targets = fetch(ran, "select dimension_value, target from kpi.kpi_targets where name = 'revenue_per_order' "
+                         "and grain = 'month' and dimension = 'order__channel' and target is not null")
+    assert targets and set(targets) == {("web", 50.0)}
 
 
 def test_labels_and_descriptions_come_from_the_metric(ran: Path):

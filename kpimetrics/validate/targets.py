@@ -225,7 +225,7 @@ def _dimensions(project: ProjectDef, ctx: Context) -> dict[str, tuple[str, ...]]
         if kpi is None or name in trail:  # an unknown input or a cycle: reported elsewhere (KPI046, KPI047)
             return ()
         form = kpi.computation
-        if form is None or form.reads_model:
+        if form is None or form.reads_model or isinstance(form, m.MetricForm):  # a metric KPI: sliced as written
             found = tuple(dict.fromkeys(kpi.dimensions))
         else:
             common: list[str] | None = None
