@@ -143,8 +143,9 @@ def _sort_keys(raw: dict, kind: Any, ctx: TemplateContext, loc: Location, label:
                 out.issues.append(error(
                     "KPI085", f"{label}: {key}: {shown(text)} is not a way kpimetrics reaches {kind} (it takes "
                     f"{', '.join(dbt.only[key])})", where,
-                    "kpimetrics runs Spark through a session of its own (`method: session`, or kpimetrics' `master:`; "
-                    "Spark Connect is coming): add an output for it and pick it with --target"))
+                    "kpimetrics runs Spark through a session of its own (`method: session`, or kpimetrics' `master:`) "
+                    "or a Spark Connect server (`remote: sc://host:15002`): add an output for it and pick it with "
+                    "--target"))
         elif key in dbt.honoured:
             later.append((key, dbt.honoured[key], value, where))
         elif key in nested and isinstance(value, dict):

@@ -84,6 +84,24 @@ def spark_engine(tmp: Path) -> Engine:
                   f"src_{tag}", f"kpi_{tag}")
 
 
+SPARK_TOKEN_ENV = "KPIMETRICS_TEST_SPARK_TOKEN"
+
+
+def spark_connect_engine(server) -> Engine:
+    """Spark through a Spark Connect server (tests/spark_connect_server.py), reached as a user would: its
+    token through env_var(), kpimetrics' shuffle partitions for a small server in `conf`. Not one of
+    VALUE_ENGINES (each of those multiplies the value suites' time): test_spark_connect runs project A on it."""
+    tag = uuid.uuid4().hex[:8]
+    url = f"sc://127.0.0.1:{server.port}"
+    if server.token:
+        os.environ[SPARK_TOKEN_ENV] = server.token
+        # pyspark sends a token without TLS to localhost only (the server's loopback address)
+        url = f"sc://localhost:{server.port}/;token={{{{ env_var('{SPARK_TOKEN_ENV}') }}}}"
+    return Engine("spark_connect", lambda root: {"type": "spark", "remote": url,
+                                                 "conf": {"spark.sql.shuffle.partitions": "4"}},
+                  f"src_{tag}", f"kpi_{tag}")
+
+
 def spark_missing() -> str | None:
     if importlib.util.find_spec("pyspark") is None:
         return "pyspark is not installed"
