@@ -118,6 +118,10 @@ FAULTS: list[Fault] = [
           "semantic model 'orders' has no dimension 'order__chanel' (did you mean 'order__channel'?)"),
     Fault("KPI176", _files(_kpi("metric: odd_filter")), "dbt/models/semantic.yml", 9,
           "has Jinja other than {{ Dimension(...) }}"),
+    Fault("KPI173", _files(_kpi("metric: revenue\n            grain: day"), semantic_manifest(*METRICS).replace(
+        '"time_granularity": "day"', '"time_granularity": "month"')), "dbt/models/semantic.yml", 5,
+          "metric 'revenue' (dbt/models/semantic.yml:5): grain day finer than its time dimension 'ordered_at' "
+          "(time_granularity: month) is not supported"),
     Fault("KPI120", _files(_kpi("metric: secret_revenue")), "dbt/models/semantic.yml", 11,
           "metric 'secret_revenue' (dbt/models/semantic.yml:11) calls `read_text('/proc/self/environ')`"),
 ]

@@ -550,6 +550,11 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
         row_filter = r.conditions(metric.filters, metric)
         form = "measure"
     time = base_time = r.time_expr(metric)
+    assert r.model is not None and r.time is not None
+    coarsest = r.model.dimension(r.time).granularity  # MetricFlow has no metric_time finer than it
+    if coarsest in TIME_GRAINS and any(TIME_GRAINS.index(g) < TIME_GRAINS.index(coarsest) for g in grains):
+        raise _unsupported(metric, f"grain {', '.join(grains)} finer than its time dimension '{r.time}' "
+                                   f"(time_granularity: {coarsest})")
     offsets = tuple((index, count, unit) for (count, unit), index in sorted(r.offsets.items(), key=lambda x: x[1]))
     for _, count, unit in offsets:
         if any(_window_periods(count, unit, g) is None for g in grains):
