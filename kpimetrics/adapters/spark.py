@@ -50,8 +50,7 @@ from zoneinfo import ZoneInfo
 
 from ..config import SparkOutput
 from ..errors import WarehouseError
-from . import Capabilities
-from . import spark_connect
+from . import Capabilities, spark_connect
 
 DEFAULT_SCHEMA = "default"
 
@@ -84,6 +83,7 @@ def mode_of(output: SparkOutput) -> Mode:
     if output.remote is not None:
         return MODES["connect"]
     return MODES["local" if output.driver_master.startswith("local") else "cluster"]
+
 
 LOCK_FILE = ".kpimetrics.lock"
 METASTORE_DIR = ".metastore_db"
