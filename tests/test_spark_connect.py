@@ -377,3 +377,21 @@ def test_a_connect_session_gets_session_settings_only():
     assert mode.name == "connect" and not mode.driver_here
     assert spark.session_settings(output, mode) == {"spark.sql.legacy.createHiveTableByDefault": "false",
                                                     "spark.sql.adaptive.enabled": "true"}
+
+
+def test_a_server_without_a_metastore_is_refused(tmp_path):
+    """A server whose catalog is in memory would lose the output tables when it stops: refused, saying what to
+    start it with (a server of its own: the module's has a metastore)."""
+    from kpimetrics.adapters.spark import SparkAdapter
+    from kpimetrics.config import SparkOutput
+
+    if scs.missing():
+        engine_unavailable(scs.missing())
+    server = scs.ConnectServer.start(tmp_path / "in_memory", conf={"spark.sql.catalogImplementation": "in-memory"})
+    try:
+        with pytest.raises(WarehouseError, match=r"keeps its catalog in memory \(spark\.sql\.catalogImplementation="
+                                                 r"in-memory\).*Start the server with spark\.sql\.catalogImplementation"
+                                                 r"=hive and a metastore"):
+            SparkAdapter(SparkOutput(type="spark", remote=server.url), tmp_path, "UTC")
+    finally:
+        server.stop()
