@@ -162,6 +162,8 @@ class _ignore_lookup:
 
 
 if __name__ == "__main__":
+    # the server's JVM is in a process group of its own: a SIGTERM here (`timeout`, say) stops it too
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = ConnectServer.start(Path(sys.argv[1]).resolve())
     print(f"Spark Connect at {server.url} (warehouse {server.warehouse}); Ctrl-C stops it", flush=True)
     try:
