@@ -116,6 +116,9 @@ NAMES = [t.name for t in tables.ALL_TABLES if t.name != "kpi_runs"]  # kpi_runs 
 ENGINES = ("duckdb", "postgres", "spark")
 # Spark: kill points per run of the suite (named and random, first run included; see spark_named_steps)
 SPARK_KILLS = 50
+# how long one killed run may take: a Spark run on a loaded 2-core machine (two test workers, each with its JVM)
+# took over 120 s; a run that hangs still fails, a slow machine does not
+RUN_TIMEOUT = 300
 # the step from which a killed run has published: the commit on DuckDB and PostgreSQL, the view swap on Spark
 PUBLISHED = ("publish.committed:1", "publish.swapped:1")
 RUN_SCRIPT = (
@@ -476,7 +479,7 @@ def test_sigkill_at_every_named_step(scenario):
     rerun = publishing(scenario.steps) if scenario.engine == "spark" else scenario.steps
     for step in kill_steps(scenario):
         proc = scenario.start({faults.KILL_AT: step})
-        code = proc.wait(timeout=120)
+        code = proc.wait(timeout=RUN_TIMEOUT)
         assert code == -9, f"{step}: the run was not killed ({code}): {proc.stderr.read().decode()[-2000:]}"
         assert scenario.log.read_text().split()[-1] == step.rsplit(":", 1)[0]
         outcomes[step] = scenario.check_killed(f"killed at {step}", rerun=step in rerun)
@@ -498,7 +501,7 @@ def test_sigkill_at_random_times(scenario):
     for i in range(count):
         after_step, delay = rnd.randrange(1, len(scenario.steps) + 1), rnd.uniform(0, 0.01)
         proc = scenario.start({})
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + RUN_TIMEOUT
         while proc.poll() is None and len(scenario.log.read_text().split() if scenario.log.exists() else []) < after_step:
             assert time.monotonic() < deadline, "the run does not progress"
             time.sleep(0.0005)
@@ -525,7 +528,7 @@ def test_a_killed_first_run_leaves_no_output_tables_or_all_of_them(first_run):
         steps = first_run.steps[:first_run.steps.index("runs.insert:1") + 1] + first_run.steps[published - 1:published + 1]
     for step in steps:
         proc = first_run.start({faults.KILL_AT: step})
-        assert proc.wait(timeout=120) == -9, step
+        assert proc.wait(timeout=RUN_TIMEOUT) == -9, step
         assert first_run.check_killed(f"first run killed at {step}") == first_run.outcome(step)
     print(f"{first_run.engine}: {len(steps)} kills of a first run")
 

@@ -25,6 +25,7 @@ from helpers_run import AS_OF, insert_orders, kpi, kpis_yml, make_orders, ok, qu
 from kpimetrics import faults
 from kpimetrics.cli import main
 from kpimetrics.scaffold import init_project
+from kpimetrics.tables import SCHEMA_VERSION
 
 
 def cli(root: Path, *args: str, target: str | None = None):
@@ -148,8 +149,9 @@ def test_another_projects_run_into_the_output_schema_is_refused(two_demos):
     assert cli(second, "run", target=target).exit_code == 0
     assert cli(first, "run", target=target).exit_code == 0
     owners = {k: v for k, v in before.items() if k.endswith(".kpi_meta")}
-    assert owners == {"kpi.kpi_meta": [("project", "demo"), ("schema_version", "2")]}
-    assert all_tables(first, target)["other_kpi.kpi_meta"] == [("project", "other"), ("schema_version", "2")]
+    assert owners == {"kpi.kpi_meta": [("project", "demo"), ("schema_version", str(SCHEMA_VERSION))]}
+    assert all_tables(first, target)["other_kpi.kpi_meta"] == [
+        ("project", "other"), ("schema_version", str(SCHEMA_VERSION))]
 
 
 def test_a_schema_written_before_owners_were_recorded_is_adopted(two_demos):
@@ -165,7 +167,7 @@ def test_a_schema_written_before_owners_were_recorded_is_adopted(two_demos):
         adapter.close()
     out = cli(first, "run", target=target)
     assert out.exit_code == 0, out.output
-    assert all_tables(first, target)["kpi.kpi_meta"] == [("project", "demo"), ("schema_version", "2")]
+    assert all_tables(first, target)["kpi.kpi_meta"] == [("project", "demo"), ("schema_version", str(SCHEMA_VERSION))]
     refused = cli(second, "run", target=target)
     assert refused.exit_code == 1 and "error[KPI094]" in refused.output, refused.output
 
