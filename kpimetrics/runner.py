@@ -43,6 +43,12 @@ FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
 
 
+def first_line(exc: BaseException | str) -> str:
+    """What a failed KPI reports of an exception (or a message): its first line, or the exception's type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
 
@@ -450,7 +456,7 @@ class Runner:
         self.progress("scanned", {"grain": grains, "kpis": names, "seconds": spent})
 
     def _fail(self, run: RunState, pl: KpiPlan, exc: BaseException | str) -> None:
-        msg = self.project.secrets.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        msg = self.project.secrets.scrub(first_line(exc))
         r = run.results[pl.name]
         r.status, r.error = "error", msg
         self.progress("failed", {"kpi": pl.name, "error": msg})
@@ -511,7 +517,7 @@ class Runner:
                         self.fetch(probe)
                         missing[node.unique_id] = None
                     except Exception as exc:  # noqa: BLE001 - the warehouse says why; the message says what to do
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        first = first_line(exc)
                         # dbt builds models, seeds and snapshots; a source is loaded by whatever feeds it
                         todo = (f"dbt does not build sources: load it, or correct the source's schema or identifier "
                                 f"in the dbt project" if node.resource_type == "source" else
@@ -534,7 +540,7 @@ class Runner:
             try:
                 self.fetch(probe)
             except Exception as exc:  # noqa: BLE001 - the warehouse says why
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc)
                 self._fail(run, pl, f"its target table {pl.kpi.target.table} cannot be read: {first}")
 
     # --- freshness -----------------------------------------------------------
