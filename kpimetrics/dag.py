@@ -123,20 +123,12 @@ def upstream(names: Iterable[str], deps: dict[str, list[str]]) -> set[str]:
 
 
 def downstream(names: Iterable[str], deps: dict[str, list[str]]) -> set[str]:
-    """`names` and every KPI derived from them, transitively."""
-    readers: dict[str, list[str]] = {}
+    """`names` and every KPI derived from them, transitively: upstream() over the graph turned round."""
+    readers: dict[str, list[str]] = {name: [] for name in deps}
     for name, inputs in deps.items():
         for d in inputs:
             readers.setdefault(d, []).append(name)
-    out: set[str] = set()
-    todo = list(names)
-    while todo:
-        n = todo.pop()
-        if n in out:
-            continue
-        out.add(n)
-        todo.extend(readers.get(n, []))
-    return out
+    return upstream(names, readers)
 
 
 def topo_order(names: Iterable[str], deps: dict[str, list[str]]) -> list[str]:
