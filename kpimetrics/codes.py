@@ -102,6 +102,16 @@ CODES: dict[str, Code] = {
                    "were not checked.", "Declare the columns of the sources it reads, or list the columns in its SELECT."),
     "KPI036": Code(E, "model cycle", "Models refer to each other in a cycle (`a -> b -> a`).",
                    "Break the cycle: one of the models must read from sources or other models only."),
+    "KPI037": Code(E, "unknown column in a combination", "A column of a combination of dimensions (a `dimensions` "
+                   "item that is a list) is not a column of the KPI's model.",
+                   "Fix the column name (see the suggestion), or add it to the source's `columns:` or the model's SELECT."),
+    "KPI038": Code(E, "duplicate in a combination", "A combination of dimensions names a column twice, or the same "
+                   "columns (in any order) are listed as two combinations.",
+                   "Name each column once per combination, and list each combination once."),
+    "KPI039": Code(E, "malformed combination", "A `dimensions` item that is a list must list two or more column "
+                   "names: a list of one, an empty list, a list inside a combination, or an item that is not text is "
+                   "not a combination.",
+                   "Write a single column as a plain item (`region`), a combination as a flat list (`[region, channel]`)."),
     # --- SQL ---
     "KPI040": Code(E, "SQL does not parse", "A `measure`, `filter`, ratio part, `derived`, `time` or dimension is not a "
                    "valid SQL expression in the project's dialect; the message says where it broke.",

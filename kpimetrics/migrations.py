@@ -100,6 +100,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     # no backfill: nothing was notified before; a log appended to by `kpimetrics notify` (kpimetrics/notify/)
     Migration(4, "kpi_notifications: every notice `kpimetrics notify` sent or tried to send",
               (CreateTable(tables.NOTIFICATIONS),)),
+    # no backfill: a version-4 warehouse has no combination slices (SPEC §9), whose members these rows are; its
+    # single-column slices keep their rows as they are
+    Migration(5, "kpi_slice_members: the members of each slice of a combination of dimensions",
+              (CreateTable(tables.SLICE_MEMBERS),)),
 )
 
 

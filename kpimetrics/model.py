@@ -443,7 +443,9 @@ class Kpi(Node):
     derived: str | None = None
     metric: str | None = None  # a metric of dbt's semantic layer (MetricForm)
     filter: str | None = None
-    dimensions: list[str] = Field(default_factory=list)
+    # a column, or a list of columns: a combination, sliced by every combination of their values (SPEC §9). Items
+    # of any shape are read, so that validate/combinations.py says what is wrong with one (KPI039)
+    dimensions: list[Union[str, list[Any]]] = Field(default_factory=list)
     window: Window | None = None
     fill: Literal["zero"] | None = None
     target: TargetSpec | None = None
@@ -505,8 +507,25 @@ class Kpi(Node):
             out.append(Expression("filter", self.filter, "rows", self, "filter"))
         if self.time is not None:
             out.append(Expression("time", self.time, "rows", self, "time"))
-        out.extend(Expression("dimension", d, "rows", self, "dimensions", i) for i, d in enumerate(self.dimensions))
+        for i, d in enumerate(self.dimensions):
+            if isinstance(d, str):
+                out.append(Expression("dimension", d, "rows", self, "dimensions", i))
+            else:  # a combination's columns (a malformed one's texts: KPI039 says what is wrong with it)
+                out.extend(Expression("combination", c, "rows", self, "dimensions", i, path="dimensions")
+                           for c in _flat_texts(d))
         return tuple(out)
+
+    @property
+    def slice_dimensions(self) -> tuple[str, ...]:
+        """The KPI's slice dimensions as its rows name them: a column's text, a combination's columns joined by
+        ' × ' (combinations.name); each once."""
+        from .combinations import name
+        return tuple(dict.fromkeys(d if isinstance(d, str) else name([str(c) for c in d]) for d in self.dimensions))
+
+    @property
+    def dimension_columns(self) -> tuple[str, ...]:
+        """Every column the KPI is sliced by, alone or in a combination, each once."""
+        return tuple(dict.fromkeys(c for d in self.dimensions for c in ([d] if isinstance(d, str) else _flat_texts(d))))
 
     def target_expressions(self) -> tuple[Expression, ...]:
         """The SQL texts of a table target (`target: {table: ...}`), read from its table, not the KPI's model: checked
@@ -526,6 +545,13 @@ class Kpi(Node):
         if self.actions is None:
             return None
         return self.actions if isinstance(self.actions, str) else "\n".join(self.actions)
+
+
+def _flat_texts(item: Any) -> list[str]:
+    """The texts inside a `dimensions` item, however deeply nested."""
+    if isinstance(item, list):
+        return [t for x in item for t in _flat_texts(x)]
+    return [item] if isinstance(item, str) else []
 
 
 # Which fields of a KPI change its values (SPEC §5), said once. definition_hash covers each of VALUE_FIELDS (the

@@ -39,7 +39,7 @@ UNION_CHUNK = 200  # queries per INSERT ... SELECT: bounded statement size for l
 
 # publishing by versions (see VersionedViewsPublisher)
 VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, tables.STATUS, tables.STRATEGY,
-             tables.DEFINITIONS, tables.FORECAST)
+             tables.DEFINITIONS, tables.FORECAST, tables.SLICE_MEMBERS)
 OWNER_KEY = "project"  # kpi_meta's row naming the project that owns the output schema (SPEC §11: one project)
 VERSION_COLUMN = "kpi_version"
 POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
@@ -313,6 +313,7 @@ class VersionedViewsPublisher:
             self._write_version(run.run_id, w, written)
             written.add(w.table.name)
         checkpoint("publish.swap")
+        self.wh.adapter.lock(self.wh.schema)  # still this run's (a shared catalog's lease): else nothing moves
         self._point_at(run.run_id)
         checkpoint("publish.swapped")
         self._drop_versions(keep={run.run_id, previous})

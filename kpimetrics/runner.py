@@ -26,7 +26,7 @@ from typing import Any, Callable
 from sqlglot import exp
 
 from . import calendar as cal_
-from . import collector, migrations, sqlgen, tables, units
+from . import collector, combinations, migrations, sqlgen, tables, units
 from .compiler import derived_dimensions
 from .dialects import generate
 from .errors import Issue, Location, WarehouseError, error, warning
@@ -599,6 +599,7 @@ class Runner:
         writes = [
             TableWrite(tables.VALUES, self._replaced_values(run, ok) if ok else exp.false(),
                        [self._values_query(run, ok, now)] if ok else [], []),
+            TableWrite(tables.SLICE_MEMBERS, replaced, [], self._slice_member_rows(run, ok)),
             TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now)),
             self._definitions_write(run, ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
@@ -652,6 +653,24 @@ class Runner:
             sqlgen.alias(exp.Literal.number(run.run_id), "run_id"),
             sqlgen.alias(lit(now), "computed_at"),
         ).from_(run.stage).where(_name_in(ok))
+
+    def _slice_member_rows(self, run: RunState, ok: list[str]) -> list[list[Any]]:
+        """kpi_slice_members of the KPIs that succeeded: each combination slice their new kpi_values rows have (the
+        published rows the run keeps, and the staged ones), its members decoded from its text (combinations.py).
+        Slice keys, not fact rows: a KPI has as many as its combinations have values. Read before any write."""
+        combos = sorted({d for pl in self.plan.kpis.values() for d in pl.dimensions if combinations.is_combination(d)})
+        if not ok or not combos:
+            return []
+        key = [col("name"), col("dimension"), col("dimension_value")]
+
+        def keys(table: exp.Table, where: exp.Expression) -> exp.Select:
+            of = exp.In(this=col("dimension"), expressions=[lit(d) for d in combos])
+            return exp.select(*[k.copy() for k in key]).distinct().from_(table).where(exp.and_(where, of))
+
+        kept = keys(self.t("kpi_values"), exp.and_(_name_in(ok), exp.Not(this=exp.Paren(this=self._replaced_values(run, ok)))))
+        found = self.fetch(exp.union(kept, keys(run.stage.copy(), _name_in(ok)), distinct=True))
+        return [[n, d, v, c, m] for n, d, v in sorted(found)
+                for c, m in zip(combinations.columns(d), combinations.members(v))]
 
     def _catalog_rows(self, ok: list[str], now: dt.datetime) -> list[list[Any]]:
         strategies = self.project.strategies

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -146,17 +146,25 @@ NOTIFICATIONS = Table(
     "append-only log of every notice `kpimetrics notify` sent or tried to send (kpimetrics/notify/): "
     "recipient '' is a webhook's own audience, outcome 'sent' or 'failed: <why>'",
 )
+SLICE_MEMBERS = Table(
+    "kpi_slice_members",
+    (("name", "VARCHAR"), ("dimension", "VARCHAR"), ("dimension_value", "VARCHAR"), ("member", "VARCHAR"),
+     ("member_value", "VARCHAR")),
+    "one row per slice of a combination of dimensions (dimension 'region × channel') and member (region, channel): "
+    "the member's value, joined to kpi_values, kpi_status and kpi_targets by (name, dimension, dimension_value)",
+)
 META = Table(
     "kpi_meta",
     (("key", "VARCHAR"), ("value", "VARCHAR")),
     "kpimetrics' own bookkeeping: the schema version of these tables",
 )
 
-OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS, FORECAST, NOTIFICATIONS)
+OUTPUT_TABLES = (CATALOG, STRATEGY, VALUES, STATUS, TARGETS, CHECK_INS, RUNS, DEFINITIONS, FORECAST, NOTIFICATIONS,
+                 SLICE_MEMBERS)
 ALL_TABLES = OUTPUT_TABLES + (META,)
 BY_NAME = {t.name: t for t in ALL_TABLES}
 # Tables whose rows belong to one KPI (deleted when the KPI is removed).
-PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS, DEFINITIONS, FORECAST)
+PER_KPI = (CATALOG, VALUES, STATUS, TARGETS, CHECK_INS, DEFINITIONS, FORECAST, SLICE_MEMBERS)
 # Logs written outside a run, whose rows are only ever added: a plain table on every engine (never a versioned one,
 # which only a run's publishing writes), appended to in a transaction of its own where the engine has them.
 APPEND_ONLY = (NOTIFICATIONS,)

@@ -21,6 +21,7 @@ from ..errors import Issue
 from ..loader import ProjectDef
 from ..notify.check import notify_rules
 from .access import Allowed, AllowedPaths, machine_access
+from .combinations import combinations_well_formed
 from .context import Context, YamlIndex, known_dialect
 from .metrics import metric_kpis
 from .models import columns_exist, model_references, model_sql
@@ -47,6 +48,7 @@ RULES: tuple[Rule, ...] = (
     model_references,
     model_sql,
     columns_exist,
+    combinations_well_formed,  # combinations of dimensions (KPI038, KPI039; their columns: KPI037)
     sql_parses,
     measures_aggregate,
     filters_row_level,

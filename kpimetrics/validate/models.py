@@ -209,8 +209,11 @@ def columns_exist(project: ProjectDef, ctx: Context) -> list[Issue]:
                                               ctx.loc(snippet), "if it is a column, document it, or run `dbt docs "
                                               "generate` so that catalog.json lists every column"))
                         continue
-                    issues.append(error("KPI033", f"{kpi_label(kpi)}: {what} is not a column of "
-                                                  f"{model_ref(kpi)}{suggest(name, cols.declared)}", ctx.loc(snippet),
+                    code = "KPI033"
+                    if snippet.role == "combination":  # a column of a combination of dimensions (SPEC §9)
+                        code, what = "KPI037", f"column '{name}' in the combination of dimensions"
+                    issues.append(error(code, f"{kpi_label(kpi)}: {what} is not a column of "
+                                              f"{model_ref(kpi)}{suggest(name, cols.declared)}", ctx.loc(snippet),
                                         f"its columns: {', '.join(cols.declared)}"))
     for name, kpis in unchecked.items():
         reason = model_columns(ctx, name).reason

@@ -7,6 +7,7 @@ from typing import Any, Iterator
 from sqlglot import exp
 
 from .. import dag
+from ..combinations import is_combination
 from .. import model as m
 from ..errors import Issue, Location, error, warning
 from ..loader import ProjectDef, suggest
@@ -226,7 +227,7 @@ def _dimensions(project: ProjectDef, ctx: Context) -> dict[str, tuple[str, ...]]
             return ()
         form = kpi.computation
         if form is None or form.reads_model or isinstance(form, m.MetricForm):  # a metric KPI: sliced as written
-            found = tuple(dict.fromkeys(kpi.dimensions))
+            found = kpi.slice_dimensions
         else:
             common: list[str] | None = None
             for i in deps.get(name, ()):
@@ -273,7 +274,12 @@ def slice_target_dimensions(project: ProjectDef, ctx: Context) -> list[Issue]:
             dims = dims if dims is not None else _dimensions(project, ctx)
             own = dims.get(kpi.name, ())
         for dimension, where, key in named:
-            if dimension not in own:
+            if dimension in own and is_combination(dimension):  # SPEC §9: a combination's slices share the total's
+                issues.append(error("KPI150", f"{kpi_label(kpi)}: `{key}` names the combination of dimensions "
+                                              f"'{dimension}': targets per combination slice are not supported", where,
+                                    "write `slice_targets: true` to judge every slice, combinations included, "
+                                    "against the total's target"))
+            elif dimension not in own:
                 has = f"its dimensions are {', '.join(own)}" if own else "it has no dimensions"
                 issues.append(error("KPI150", f"{kpi_label(kpi)}: `{key}` names dimension '{dimension}', which the KPI "
                                               f"is not sliced by{suggest(dimension, own)}", where,

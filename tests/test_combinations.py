@@ -1,0 +1,250 @@
+"""Combinations of dimensions (SPEC §9): a `dimensions` item that is a list slices a KPI by every combination of
+its columns' values, beside the single-column slices, for every KPI form. Checked against hand-written SQL
+(GROUP BY region, channel) on DuckDB, PostgreSQL and Spark, read as a BI tool reads the tables: kpi_values
+joined to kpi_slice_members, one member filtered with plain SQL.
+
+One small shop (January to April 2026): orders by region (one order with no region) and channel (one channel
+with a '·' in its name, which the combination's text writes twice).
+- rev: a sum, sliced by region and by region × channel, `slice_targets: true` (combination slices judged too);
+- aov: a ratio by region × channel;
+- buyers: count(distinct customer) by region × channel (the scan's non-additive aggregation);
+- rev_3m: a trailing 3-month sum by region × channel (per-period partials);
+- rev_per_buyer: derived rev / buyers, sliced by the combination both have.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import engines
+from helpers_projects import write_project
+from helpers_run import kpi, kpis_yml, strategy_yml
+from kpimetrics import Project, combinations, tables
+from kpimetrics.dialects import generate
+from kpimetrics.tables import qualified
+
+AS_OF = dt.date(2026, 5, 1)
+COMBO = "region × channel"
+
+KPIS = kpis_yml(
+    kpi("rev", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        dimensions: [region, [region, channel]]
+        target: 100
+        tolerance: 10%
+        slice_targets: true
+    """, strategy="s_combos"),
+    kpi("aov", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        ratio: {numerator: sum(amount), denominator: count(*)}
+        dimensions: [[region, channel]]
+        target: 20
+    """, strategy="s_combos"),
+    kpi("buyers", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: count(distinct customer_id)
+        dimensions: [[region, channel]]
+        target: 2
+    """, strategy="s_combos"),
+    kpi("rev_3m", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        window: {periods: 3}
+        dimensions: [[region, channel]]
+        target: 300
+    """, strategy="s_combos"),
+    kpi("rev_per_buyer", """
+        derived: rev / buyers
+        target: 50
+    """, strategy="s_combos"),
+)
+
+SOURCES = """
+sources:
+  - name: shop
+    schema: {schema}
+    tables:
+      - name: orders
+        columns: [order_id, ordered_at, region, channel, customer_id, amount]
+"""
+
+
+def project_files(profiles: str, source_schema: str = "main", output_schema: str = "kpi") -> dict:
+    return {
+        "kpimetrics.yml": f"""
+            name: combinations
+            profile: oracle
+            dialect: duckdb
+            output_schema: {output_schema}
+            defaults: {{grain: month, lookback: 1}}
+        """,
+        "profiles.yml": profiles,
+        "strategy.yml": strategy_yml(["s_combos"]),
+        "sources.yml": SOURCES.format(schema=source_schema),
+        "kpis/kpis.yml": KPIS,
+    }
+
+
+REGIONS, CHANNELS = ("EU", "US", None), ("web", "store·front")
+
+
+def order_rows(months: range = range(1, 5), first_id: int = 1) -> list[tuple]:
+    rows, oid = [], first_id
+    for m in months:
+        for i, (region, channel) in enumerate((r, c) for r in REGIONS for c in CHANNELS):
+            if region is None and channel == "web":
+                continue  # the order with no region: store·front only
+            for k in range((m + i) % 3 + 1):
+                rows.append((oid, dt.datetime(2026, m, 2 + 3 * k, 9), region, channel, (oid * 7) % 5 + k, 10.0 + oid % 13))
+                oid += 1
+    return rows
+
+
+def load_data(path: Path, rows: list[tuple]) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("create table if not exists main.orders (order_id integer, ordered_at timestamp, region varchar, "
+                    "channel varchar, customer_id integer, amount double)")
+        con.executemany("insert into main.orders values (?, ?, ?, ?, ?, ?)", rows)
+    finally:
+        con.close()
+
+
+# --- the expected values, by hand: GROUP BY region, channel ----------------------------------------
+
+EXPECTED_SQL = f"""
+create or replace temp view x_month as
+    select date_trunc('month', ordered_at)::date as period_start, coalesce(region, '(null)') as region, channel,
+           sum(amount) as rev, count(*) as n, count(distinct customer_id) as buyers
+    from main.orders group by all;
+create or replace temp view x_expected as
+    select 'rev' as name, period_start, region, channel, rev as value from x_month
+    union all select 'aov', period_start, region, channel, rev / n from x_month
+    union all select 'buyers', period_start, region, channel, buyers from x_month
+    union all select 'rev_per_buyer', period_start, region, channel, rev / buyers from x_month
+    union all
+    -- every month from the first with orders, each combination's orders of it and the two months before
+    select 'rev_3m', p.period_start, c.region, c.channel, sum(o.amount)
+    from (select distinct period_start from x_month) p
+    cross join (select distinct region, channel from x_month) c
+    join main.orders o on coalesce(o.region, '(null)') = c.region and o.channel = c.channel
+        and o.ordered_at >= p.period_start - interval 2 month and o.ordered_at < p.period_start + interval 1 month
+    group by all;
+"""
+
+# kpi_values as a BI tool reads a combination: its members joined as columns, no string parsed
+BI_SQL = f"""
+select v.name, v.period_start, r.member_value as region, c.member_value as channel, v.value
+from kpi.kpi_values v
+join kpi.kpi_slice_members r on r.name = v.name and r.dimension = v.dimension
+    and r.dimension_value = v.dimension_value and r.member = 'region'
+join kpi.kpi_slice_members c on c.name = v.name and c.dimension = v.dimension
+    and c.dimension_value = v.dimension_value and c.member = 'channel'
+where v.grain = 'month' and v.dimension = '{COMBO}'
+"""
+
+
+def rounded(rows: list[tuple]) -> list[tuple]:
+    return sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows), key=repr)
+
+
+def copy_members(adapter, schema: str, path: Path) -> None:
+    """kpi_slice_members from the engine into the DuckDB file (engines.copy_outputs copies the others)."""
+    t = tables.SLICE_MEMBERS
+    rows = adapter.fetchall(generate(exp_select_all(qualified(schema, t.name), t.column_names), adapter.dialect))
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("create schema if not exists kpi")
+        con.execute(f"create or replace table kpi.{t.name} (" + ", ".join(f'"{c}" {ty}' for c, ty in t.columns) + ")")
+        if rows:
+            engines.insert_many(con, f"kpi.{t.name}", [tuple(r) for r in rows])
+    finally:
+        con.close()
+
+
+def exp_select_all(table, columns):
+    from sqlglot import exp
+    return exp.select(*[exp.column(c, quoted=True) for c in columns]).from_(table)
+
+
+@pytest.fixture(scope="module", params=engines.VALUE_ENGINES)
+def ran(request, tmp_path_factory):
+    """The project run once on each engine; a DuckDB connection holding the sources and the output tables."""
+    engine = engines.make_engine(request.param, request, tmp_path_factory)
+    root = tmp_path_factory.mktemp(f"combinations_{engine.name}")
+    write_project(root, project_files(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
+    load_data(root / "wh.duckdb", order_rows())
+    project = Project.load(root)
+    if not engine.embedded:
+        adapter = project.connect()
+        try:
+            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders",))
+        finally:
+            adapter.close()
+    result = project.run(full_refresh=True, as_of=AS_OF)
+    assert result.status == "success", [(k.name, k.status, k.error) for k in result.kpis]
+    if not engine.embedded:
+        adapter = project.connect()
+        try:
+            engines.copy_outputs(adapter, engine.output_schema, root / "wh.duckdb")
+            copy_members(adapter, engine.output_schema, root / "wh.duckdb")
+        finally:
+            adapter.close()
+    con = duckdb.connect(str(root / "wh.duckdb"))
+    con.execute(EXPECTED_SQL)
+    yield con
+    con.close()
+
+
+def test_combination_values_equal_group_by_region_channel(ran):
+    want = ran.execute("select name, period_start, region, channel, value from x_expected").fetchall()
+    got = ran.execute(BI_SQL).fetchall()
+    assert len(want) > 40
+    assert rounded(got) == rounded(want)
+
+
+def test_single_slices_and_totals_read_as_before(ran):
+    """rev's region slices and totals are rows of their own, as without combinations; only the combinations have
+    members, two each."""
+    got = ran.execute("select period_start, dimension, dimension_value, value from kpi.kpi_values "
+                      "where name = 'rev' and dimension <> ? ", [COMBO]).fetchall()
+    want = ran.execute("select date_trunc('month', ordered_at)::date, 'region', coalesce(region, '(null)'), sum(amount) "
+                       "from main.orders group by all union all select date_trunc('month', ordered_at)::date, '', "
+                       "null, sum(amount) from main.orders group by all").fetchall()
+    assert rounded(got) == rounded(want)
+    assert ran.execute("select distinct dimension from kpi.kpi_slice_members").fetchall() == [(COMBO,)]
+    per_slice = ran.execute("select count(*) from kpi.kpi_slice_members group by name, dimension_value").fetchall()
+    assert {n for (n,) in per_slice} == {2}
+
+
+def test_one_member_filtered_with_plain_sql(ran):
+    """channel = 'store·front' within region × channel: a BI filter on one member, the value per region."""
+    got = ran.execute(f"""
+        select m.dimension_value, sum(v.value) from kpi.kpi_values v join kpi.kpi_slice_members m
+            on m.name = v.name and m.dimension = v.dimension and m.dimension_value = v.dimension_value
+        where v.name = 'rev' and v.grain = 'month' and m.member = 'channel' and m.member_value = 'store·front'
+        group by 1""").fetchall()
+    want = ran.execute("select coalesce(region, '(null)'), sum(amount) from main.orders where channel = 'store·front' "
+                       "group by 1").fetchall()
+    assert rounded([(combinations.members(v)[0], s) for v, s in got]) == rounded(want)
+    assert ("(null) · store··front" in {v for v, _ in got})  # the '·' of a value is written twice in the text
+
+
+def test_combination_slices_get_the_totals_target_and_status(ran):
+    """slice_targets: true judges the combination slices against rev's target (100, 10% tolerance)."""
+    got = ran.execute("select dimension_value, value, target, status from kpi.kpi_status "
+                      "where name = 'rev' and dimension = ? and value is not null", [COMBO]).fetchall()
+    assert got
+    for _, value, target, status in got:
+        assert target == 100.0
+        assert status == ("on_track" if value >= 100 else "at_risk" if value >= 90 else "off_track")
+    assert ran.execute("select count(*) from kpi.kpi_targets where name = 'rev' and dimension = ?", [COMBO]).fetchone()[0] \
+        == len(got)
