@@ -31,7 +31,7 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from . import compiler, sqlgen
 from .config import MASK
 from .errors import ConfigError, Location, UsageError, WarehouseError, error
-from .scorecard import format_value
+from .display import change_of, format_change, format_value
 from .sqlgen import col, lit
 
 # Manifest fields that describe where or how a KPI was written down, not what it is.
@@ -49,9 +49,7 @@ class ValueRow:
 
     @property
     def change_pct(self) -> float | None:
-        if self.old in (None, 0) or self.new is None:
-            return None
-        return (self.new - self.old) / abs(self.old)
+        return change_of(self.old, self.new)[1]
 
 
 @dataclass
@@ -511,10 +509,9 @@ def _what(k: KpiDiff) -> str:
 
 
 def _movement(r: ValueRow, unit: str | None) -> str:
-    """How a value moves: percentage points for a percent, else the relative change."""
-    if unit == "percent" and r.old is not None and r.new is not None:
-        return f"{(r.new - r.old) * 100:+.1f} pts"
-    return "" if r.change_pct is None else f"{r.change_pct:+.1%}"
+    """How a value moves: percentage points for a percent, else the relative change (display.format_change)."""
+    change, change_pct = change_of(r.old, r.new)
+    return format_change(change, change_pct, unit)
 
 
 def render_markdown(result: DiffResult) -> str:

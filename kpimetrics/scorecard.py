@@ -8,7 +8,6 @@ beside it, never mixed into it.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .display import format_change, format_value
 from .status import BESIDE, FAIL_ON, LOOKS, ROLLUP_ORDER, Status, course, look
 
 __all__ = ["look", "badge", "Rollup", "rollup", "failing", "format_value", "format_change", "sparkline", "render"]
@@ -49,27 +49,6 @@ def failing(rows: list[dict], fail_on: str | None) -> list[dict]:
     """The rows `--fail-on` fails the command for."""
     bad = FAIL_ON.get(fail_on, ()) if fail_on else ()
     return [r for r in rows if r["status"] in bad]
-
-
-def format_value(v, unit: str | None = None) -> str:
-    """A value as a person reads it, by the KPI's unit."""
-    if v is None:
-        return "–"
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
-        return str(v)
-    if unit == "percent":
-        return f"{v:.1%}"
-    if unit == "seconds":
-        return f"{v:,.0f} s" if abs(v) >= 100 else f"{v:,.1f} s"
-    if unit == "currency" or v == int(v):
-        return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:,.2f}"
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 10 else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}"
-    return f"{v:,}"
-
-
-def format_change(change_pct: float | None) -> str:
-    return "" if change_pct is None else f"{change_pct:+.1%}"
 
 
 SPARK_BARS = "▁▂▃▄▅▆▇█"
@@ -133,7 +112,7 @@ def render(console: Console, rows: list[dict], units: dict[str, str | None], tit
         cells = ["   " + escape(r["name"]), period, format_value(r["value"], unit), format_value(r["target"], unit),
                  badge(r["status"]), f"[dim]{sparkline(r.get('recent_values') or [])}[/dim]"]
         if wide:
-            cells.append(format_change(r.get("change_pct")))
+            cells.append(format_change(r.get("change"), r.get("change_pct"), unit))
         if forecasts:
             cells.append(forecast_cell(r.get("forecast"), unit, wide))
         table.add_row(*cells)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..scorecard import format_value
+from ..display import format_change_long, format_value
 from ..status import Status, look
 
 ONE_DAY = dt.timedelta(days=1)
@@ -74,7 +74,7 @@ class Notice:
         against = f"against a target of {v(self.target)}" if self.target is not None else "with no target"
         out = [("Period", self.period), ("Value", f"{v(self.value)} {against}"), ("Status", look(self.status).text)]
         if self.change is not None:
-            out.append(("Change", f"{_change(self.change, self.change_pct, self.unit)} on the period before"))
+            out.append(("Change", f"{format_change_long(self.change, self.change_pct, self.unit)} on the period before"))
         for f in self.forecasts:
             target = f" against a target of {v(f.target)}" if f.target is not None else ""
             out.append(("Forecast", f"{v(f.forecast)} by {f.horizon_end.isoformat()}{target}: {course(f.status)}"))
@@ -101,14 +101,6 @@ class Notice:
                 "date": self.check_in.date.isoformat(), "author": self.check_in.author, "note": self.check_in.note},
             "url": self.url,
         }
-
-
-def _change(change: float, change_pct: float | None, unit: str | None) -> str:
-    """A change as a person reads it: points for a percent KPI (+0.4 pt, not a percentage of a percentage)."""
-    if unit == "percent":
-        return f"{change * 100:+.1f} pt"
-    text = ("+" if change > 0 else "") + format_value(change, unit)
-    return text + (f" ({change_pct:+.1%})" if change_pct is not None else "")
 
 
 def course(forecast_status: str | None) -> str:
