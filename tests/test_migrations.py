@@ -21,6 +21,9 @@ warehouse on DuckDB, PostgreSQL and Spark from those statements and rows, then l
   - version 4 (kpi_notifications, empty: nothing was notified before) comes with the same run: a version-3
     warehouse takes it, every row kept, and `kpimetrics notify` then logs into it; the log outlives later runs
     (on Spark it is a plain table, appended to, which no run's publishing versions or drops).
+  - version 5 (kpi_slice_members, empty: no combination of dimensions was computed before) comes with the same
+    run: a version-4 warehouse takes it, every row of every table kept, and a KPI by region × channel fills it
+    with one row per combination slice and member, equal to the orders' distinct (region, channel).
 """
 from __future__ import annotations
 
@@ -606,7 +609,7 @@ def test_a_version_3_warehouse_upgrades_to_4_and_notify_logs_into_it(v1, monkeyp
             assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
         else:  # every table's name is its first column
             assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
-    assert schema_version(after) == tables.SCHEMA_VERSION == 4
+    assert schema_version(after) == tables.SCHEMA_VERSION >= 4
     assert after["kpi_notifications"] == []
     # a plain table on every engine: on Spark no versioned table behind a view
     assert tables.NOTIFICATIONS.name in v1.relations() and "kpi_notifications__versions" not in v1.relations()
@@ -636,3 +639,43 @@ def test_a_version_3_warehouse_upgrades_to_4_and_notify_logs_into_it(v1, monkeyp
         assert notification_log(v1) == ordered(sent + again)
     finally:
         catcher.close()
+
+
+# --- version 5: kpi_slice_members ------------------------------------------------------------------
+
+BUYERS_BY_COMBINATION = BUYERS.replace("    target: 40\n", "    target: 40\n    dimensions: [[region, channel]]\n")
+
+
+def test_a_version_4_warehouse_upgrades_to_5_and_combinations_fill_kpi_slice_members(v1):
+    migrate_to(v1, 4)
+    names = [*V1_TABLES, "kpi_meta", tables.DEFINITIONS.name, tables.FORECAST.name, tables.SLICE_MEMBERS.name]
+    before = v1.tables(names)
+    assert schema_version(before) == 4 and before["kpi_slice_members"] is None
+    assert before["kpi_definitions"] == backfilled(before)
+
+    assert BUYERS_BY_COMBINATION != BUYERS
+    v1.set_kpis(v1.kpis() + BUYERS_BY_COMBINATION)
+    result = v1.run("buyers")
+    after = v1.tables(names)
+    for name in [*V1_TABLES, tables.DEFINITIONS.name, tables.FORECAST.name]:
+        if name == "kpi_runs":
+            assert after[name][:len(before[name])] == before[name]
+            assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
+        else:  # every table's name is its first column
+            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
+    assert schema_version(after) == tables.SCHEMA_VERSION == 5
+    # the combination's members, one row per slice and member: the orders' (region, channel) pairs
+    import duckdb
+    con = duckdb.connect(str(v1.root / "wh.duckdb"), read_only=True)
+    try:
+        pairs = con.execute("select distinct coalesce(region, '(null)'), coalesce(channel, '(null)') "
+                            "from main.orders").fetchall()
+    finally:
+        con.close()
+    members = after["kpi_slice_members"]
+    assert {r[0] for r in members} == {"buyers"} and {r[1] for r in members} == {"region × channel"}
+    by_slice = defaultdict(dict)
+    for _, _, value, member, member_value in members:
+        by_slice[value][member] = member_value
+    assert sorted((m["region"], m["channel"]) for m in by_slice.values()) == sorted(pairs)
+    assert len(members) == 2 * len(pairs)

@@ -138,6 +138,17 @@ CASES: list[Case] = [
          "KPI 'broken': time column 'opened_at' is not a column of source('shop', 'orders'); did you mean 'ordered_at'?"),
     Case("KPI033", {"kpis/broken.yml": kpi_yaml(model="ref('orders_enriched')", dimensions="[region, segmnt]  #!")},
          "column 'segmnt' in `dimension` is not a column of model 'orders_enriched'; did you mean 'segment'?"),
+    Case("KPI037", {"kpis/broken.yml": kpi_yaml(model="ref('orders_enriched')", dimensions="[region, [region, segmnt]]  #!")},
+         "KPI 'broken': column 'segmnt' in the combination of dimensions is not a column of model 'orders_enriched'; "
+         "did you mean 'segment'?"),
+    Case("KPI038", {"kpis/broken.yml": kpi_yaml(dimensions="[[region, channel], [channel, region]]  #!")},
+         "KPI 'broken': the combination of dimensions [channel, region] is listed twice (item 1 and item 2"),
+    Case("KPI038", {"kpis/broken.yml": kpi_yaml(dimensions="[channel, [region, region]]  #!")},
+         "KPI 'broken': the combination of dimensions [region, region] names 'region' twice"),
+    Case("KPI039", {"kpis/broken.yml": kpi_yaml(dimensions="[region, [channel]]  #!")},
+         "KPI 'broken': the combination of dimensions [channel] lists 1 column: a combination lists two or more"),
+    Case("KPI039", {"kpis/broken.yml": kpi_yaml(dimensions="[[region, [channel, status]]]  #!")},
+         "has a list inside it: a combination is one flat list of columns"),
     Case("KPI034", {"models/broken.sql": "select order_id,\n  sum(amount as total  -- #!\nfrom {{ source('shop', 'orders') }}\n"},
          "model 'broken': SQL does not parse: Expecting )"),
     Case("KPI035", {
