@@ -161,6 +161,19 @@ class ForecastRow:
     method: str | None  # 'least_squares' | 'run_rate'
 
 
+@dataclass(slots=True)
+class DefinitionRow:
+    """A row of kpi_definitions: one definition_hash a KPI has had, with the first and last run that used it."""
+
+    TABLE = tables.DEFINITIONS
+
+    name: str
+    definition_hash: str
+    first_run_id: int | None
+    first_seen_at: dt.datetime | None
+    last_seen_at: dt.datetime | None
+
+
 def headline_forecast(rows: list[ForecastRow], name: str, grain: str) -> ForecastRow | None:
     """The forecast `status` and the scorecard show for a KPI at a grain: the deadline's where the target has one
     ahead, else the current period's."""
@@ -170,7 +183,7 @@ def headline_forecast(rows: list[ForecastRow], name: str, grain: str) -> Forecas
 
 Row = TypeVar("Row")
 # Every row type (a test holds each to its table's columns).
-ROW_TYPES = (StatusRow, CatalogRow, StrategyRow, CheckInRow, RunRow, ForecastRow)
+ROW_TYPES = (StatusRow, CatalogRow, StrategyRow, CheckInRow, RunRow, ForecastRow, DefinitionRow)
 
 
 def columns(row_type: type) -> list[str]:
@@ -342,3 +355,9 @@ class OutputReader:
         if ForecastRow.TABLE.name not in set(self.adapter.tables(self.schema)):
             return []
         return self.read(ForecastRow, order=("name", "grain", "horizon"))
+
+    def definitions(self) -> list[DefinitionRow]:
+        """kpi_definitions, oldest hash first per KPI; empty where the table is not there (a warehouse from before it)."""
+        if DefinitionRow.TABLE.name not in set(self.adapter.tables(self.schema)):
+            return []
+        return self.read(DefinitionRow, order=("name", "first_run_id", "first_seen_at"))

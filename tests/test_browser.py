@@ -15,7 +15,8 @@ from kpimetrics.docs import browser
 from kpimetrics.docs.site import slug
 from kpimetrics.scorecard import look
 
-from test_docs import cli, headline, make_demo
+from test_docs import cli, headline, make_demo, query
+from test_scorecard_site import make_changed_demo
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,72 @@ def test_index_and_kpi_page_render_offline(site: Path, tmp_path: Path):
     for url in requests + kpi_requests + phone_requests:
         assert url.startswith("file://"), url
     assert (tmp_path / "index.png").stat().st_size > 10_000 and (tmp_path / "kpi.png").stat().st_size > 10_000
+
+
+# Measured in the page: what overflows sideways, the effective size of the chart text that is shown (its CSS size
+# times the SVG's scale: a 720-unit-wide chart in a 310 px box shrinks 11 px text to 5 px), table cells whose
+# content is wider than the cell outside a scroll container, marks drawn for periods with no value, and the
+# definition-change marks and legend a reader sees.
+MEASURE = """() => {
+  const shown = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const scrolls = e => { for (let p = e.parentElement; p; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; };
+  const charts = [...document.querySelectorAll('svg.chart')].filter(shown);
+  const text = [];
+  for (const svg of charts) {
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    for (const t of svg.querySelectorAll('text')) text.push(
+        [t.textContent, parseFloat(getComputedStyle(t).fontSize) * scale, t.getBoundingClientRect().height]);
+  }
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    variants: charts.map(s => s.dataset.variant),
+    chartWidths: charts.map(s => s.getBoundingClientRect().width),
+    text,
+    clipped: [...document.querySelectorAll('td, th')].filter(shown)
+        .filter(c => c.scrollWidth > c.clientWidth + 1 && !scrolls(c)).map(c => c.textContent),
+    gaps: charts.map(s => [...s.querySelectorAll('g.point.no-value')].map(g => g.querySelectorAll('circle, path, rect').length)),
+    changes: charts.map(s => [...s.querySelectorAll('g.definition-change')].filter(shown).map(g => g.dataset.period)),
+    legend: [...document.querySelectorAll('.legend .lg-definition')].filter(shown).map(e => e.textContent),
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def changed_site(tmp_path_factory) -> Path:
+    why = browser.missing()
+    if why:
+        if os.environ.get("KPIMETRICS_REQUIRE_ENGINES"):
+            pytest.fail(f"browser tests required but cannot run: {why}")
+        pytest.skip(why)
+    return make_changed_demo(tmp_path_factory.mktemp("browser-changed"))
+
+
+def test_kpi_page_reads_at_laptop_and_phone_width(changed_site: Path, tmp_path: Path):
+    """revenue_yoy_growth: derived from net_revenue, whose formula changed (a definition-change mark), with a
+    first year of months that have no value (gaps); one page load per width."""
+    page_path = changed_site / "target" / "docs" / "kpi" / "revenue_yoy_growth.html"
+    missing = len(query(changed_site, """SELECT 1 FROM kpi.kpi_status WHERE name = 'revenue_yoy_growth'
+        AND grain = 'month' AND dimension = '' AND value IS NULL"""))
+    assert missing == 12
+    seen = {}
+    with browser.chromium() as b:
+        for width in (1280, 390):
+            page, requests, errors = open_page(b, page_path, width=width)
+            seen[width] = page.evaluate(MEASURE)
+            page.screenshot(path=str(tmp_path / f"kpi-{width}.png"), full_page=True)
+            assert errors == [] and all(u.startswith("file://") for u in requests)
+    for width, m in seen.items():
+        assert m["scrollWidth"] <= width, (width, m["scrollWidth"])  # nothing overflows sideways
+        assert m["clipped"] == [], width  # no table cell cuts its number off
+        assert m["gaps"] == [[0] * missing], width  # one chart shown; its empty months have no mark at all
+        assert len(m["changes"]) == 1 and len(m["changes"][0]) == 1, width  # the definition change, marked
+        assert m["legend"] == ["definition changed"], width
+        assert m["text"] and all(label.strip() for label, _, _ in m["text"])
+    wide, phone = seen[1280], seen[390]
+    assert wide["variants"] == ["wide"] and wide["chartWidths"][0] > 900  # the laptop layout, as before
+    assert phone["variants"] == ["narrow"]
+    small = [(label, round(size, 1)) for label, size, _ in phone["text"] if size < 11]
+    assert small == []  # every axis label at least 11 px on the phone
+    assert min(h for _, _, h in phone["text"]) >= 11
+    assert min(size for _, size, _ in wide["text"]) >= 11

@@ -145,18 +145,19 @@ def test_chart_points_match_the_tables(site: Path):
     seen = set()
     for name in {k[0] for k in expected}:
         page = parse(out / "kpi" / f"{slug(name)}.html")
-        grain = None
-        points: dict[str, list] = {}
+        chart = None
+        points: dict[tuple[str, str], list] = {}
         for tag, a in page.tags:
             if tag == "svg" and "chart" in a.get("class", ""):
-                grain = a["data-grain"]
+                chart = (a["data-grain"], a["data-variant"])
             if "point" in (a.get("class") or "").split():
-                points.setdefault(grain, []).append(
+                points.setdefault(chart, []).append(
                     (a["data-period"], number(a["data-value"]), number(a["data-target"]), a["data-status"]))
-        for g, pts in points.items():
-            assert pts == expected[(name, g)], (name, g)
-            seen.add((name, g))
-    assert seen == set(expected)  # a chart for every KPI and grain in kpi_status
+        for (g, variant), pts in points.items():
+            assert pts == expected[(name, g)], (name, g, variant)
+            seen.add((name, g, variant))
+    # a chart for every KPI and grain in kpi_status, drawn wide and narrow (for phones)
+    assert seen == {(n, g, v) for n, g in expected for v in ("wide", "narrow")}
 
 
 def test_headline_values_targets_and_statuses_match_the_tables(site: Path):

@@ -21,6 +21,27 @@ MAX_X_LABELS = 6
 
 
 @dataclass(frozen=True)
+class Frame:
+    """A chart's drawing box. The SVG scales to its box's width, and its text with it: a phone gets a narrower
+    box (the `narrow` variant) so that its text, larger in the box's units, stays about 12 px on the screen."""
+
+    variant: str
+    width: int
+    height: int
+    font: int  # px in the SVG's units; style.css.j2 sets the same size per variant
+    max_x_labels: int
+
+    def left(self, labels: list[str]) -> float:
+        """Room for the longest y-axis label (digits are about 0.6 em wide) and the gap before the plot."""
+        return max(LEFT if self.variant == "wide" else 40, max((len(t) for t in labels), default=0) * self.font * 0.6 + 14)
+
+
+WIDE = Frame("wide", WIDTH, HEIGHT, 11, MAX_X_LABELS)
+NARROW = Frame("narrow", 340, 230, 13, 3)  # at 390 px CSS width the box is about 310 px: 13 * 310/340 = 11.9 px
+FRAMES = (WIDE, NARROW)
+
+
+@dataclass(frozen=True)
 class ChartPoint:
     x: float
     y: float
@@ -46,6 +67,16 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class ChangeMark:
+    """A definition change (data.DefinitionChange), drawn as a vertical rule at the start of its period."""
+
+    x: float
+    period_start: object
+    definition_hash: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Chart:
     grain: str
     width: int
@@ -64,6 +95,8 @@ class Chart:
     projection_path: str = ""  # dotted: from the last complete value to the forecast at the horizon
     projection_point: ChartPoint | None = None
     projection: Projection | None = None
+    changes: list[ChangeMark] = ()
+    variant: str = "wide"
 
 
 def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
@@ -115,7 +148,7 @@ def _f(v: float) -> str:
     return f"{v:.1f}"
 
 
-def build_chart(series: Series, unit: str | None, label: str) -> Chart:
+def build_chart(series: Series, unit: str | None, label: str, frame: Frame = WIDE) -> Chart:
     pts = series.points
     proj = series.projection
     last = next((i for i in range(len(pts) - 1, -1, -1) if pts[i].is_complete and pts[i].value is not None), None)
@@ -124,13 +157,15 @@ def build_chart(series: Series, unit: str | None, label: str) -> Chart:
     if ahead is None or last is None or ahead <= last:
         proj = None
     n = max(len(pts), ahead + 1 if proj else 1)
-    left, right, top, bottom = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
-    band = (right - left) / n
+    # the axis spans the values there are: a period with no value stretches nothing (to 0 or elsewhere)
     known = [v for p in pts for v in (p.value, p.target, p.threshold) if v is not None]
     if proj:
         known += [v for v in (proj.forecast, proj.target) if v is not None]
     ticks = nice_ticks(min(known, default=0.0), max(known, default=1.0))
     low, high = ticks[0], ticks[-1]
+    tick_labels = [format_value(t, unit) for t in ticks]
+    left, right, top, bottom = frame.left(tick_labels), frame.width - RIGHT, TOP, frame.height - BOTTOM
+    band = (right - left) / n
 
     def x(i: int) -> float:
         return left + (i + 0.5) * band
@@ -139,8 +174,9 @@ def build_chart(series: Series, unit: str | None, label: str) -> Chart:
         return bottom - (v - low) / (high - low) * (bottom - top)
 
     r = max(1.8, min(5.0, band / 3))
+    # a period with no value has no mark at all (its line breaks there): only its tooltip area, at the axis
     points = [
-        ChartPoint(x(i), y(p.value) if p.value is not None else bottom - r - 1, r, p, p.value is not None,
+        ChartPoint(x(i), y(p.value) if p.value is not None else bottom, r, p, p.value is not None,
                    _title(p, series.grain, unit))
         for i, p in enumerate(pts)
     ]
@@ -156,12 +192,17 @@ def build_chart(series: Series, unit: str | None, label: str) -> Chart:
         f"M{_f(x(i) - band / 2)} {_f(y(p.target))} H{_f(x(i) + band / 2)} V{_f(y(p.threshold))} "
         f"H{_f(x(i) - band / 2)} Z"
         for i, p in enumerate(pts) if p.target is not None and p.threshold is not None and p.threshold != p.target)
-    every = max(1, math.ceil(len(pts) / MAX_X_LABELS))
+    every = max(1, math.ceil(len(pts) / frame.max_x_labels))
     x_ticks = [Tick(x(i), period_label(p, series.grain)) for i, p in enumerate(pts)
                if (len(pts) - 1 - i) % every == 0]
-    y_ticks = [Tick(y(t), format_value(t, unit)) for t in ticks]
+    y_ticks = [Tick(y(t), text) for t, text in zip(ticks, tick_labels)]
+    index = {p.period_start: i for i, p in enumerate(pts)}
+    changes = [ChangeMark(x(index[c.period_start]) - band / 2, c.period_start, c.definition_hash,
+                          _change_title(c, series.grain))
+               for c in series.changes if c.period_start in index]
     summary = (f"{label}, {series.grain}ly values of {len(pts)} periods"
-               + (f" from {pts[0].period_start} to {pts[-1].period_start}" if pts else ""))
+               + (f" from {pts[0].period_start} to {pts[-1].period_start}" if pts else "")
+               + "".join(f"; {m.title}" for m in changes))
     projection_path, projection_point = "", None
     if proj:
         title = _projection_title(proj, series.grain, unit)
@@ -172,8 +213,15 @@ def build_chart(series: Series, unit: str | None, label: str) -> Chart:
         horizon = Point(py_add_periods(proj.horizon_end, -1, series.grain), proj.horizon_end, proj.forecast, proj.target,
                         None, proj.status, False)
         projection_point = ChartPoint(x(ahead), y(proj.forecast), r, horizon, True, title)
-    return Chart(series.grain, WIDTH, HEIGHT, left, right, top, bottom, points, value_path, target_path,
-                 band_path, y_ticks, x_ticks, summary, projection_path, projection_point, proj)
+    return Chart(series.grain, frame.width, frame.height, left, right, top, bottom, points, value_path, target_path,
+                 band_path, y_ticks, x_ticks, summary, projection_path, projection_point, proj, changes, frame.variant)
+
+
+def _change_title(c, grain: str) -> str:
+    when = f" on {c.seen_at:%Y-%m-%d}" if c.seen_at else ""
+    run = f" (run {c.run_id})" if c.run_id is not None else ""
+    return (f"definition changed{when}{run}, shown at {date_label(c.period_start, grain)}: a change in the formula, "
+            f"not in the business; every period is recomputed with the new definition")
 
 
 def _projection_title(proj: Projection, grain: str, unit: str | None) -> str:

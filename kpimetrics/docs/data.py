@@ -9,7 +9,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..outputs import CatalogRow, CheckInRow, ForecastRow, OutputReader, RunRow, StatusRow, StrategyRow, headline_forecast
+from .. import combinations
+from ..outputs import (CatalogRow, CheckInRow, DefinitionRow, ForecastRow, OutputReader, RunRow, StatusRow, StrategyRow,
+                       headline_forecast)
 from ..scorecard import Rollup, rollup
 from ..status import Status
 
@@ -42,10 +44,22 @@ class Projection:
 
 
 @dataclass(frozen=True)
+class DefinitionChange:
+    """A new definition_hash (kpi_definitions), placed on the period its first run published: the one holding the
+    day it was first seen, or the series' last period when that day lies past it (a run with an earlier --as-of)."""
+
+    period_start: dt.date
+    definition_hash: str
+    run_id: int | None
+    seen_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class Series:
     grain: str
     points: list[Point]
     projection: Projection | None = None
+    changes: list[DefinitionChange] = field(default_factory=list)
 
     @property
     def latest_complete(self) -> Point | None:
@@ -60,6 +74,19 @@ class Slice:
     value: float | None
     target: float | None
     status: Status
+
+    @property
+    def members(self) -> list[tuple[str, str]]:
+        """(column, value) of each member of the slice: one for a single column's, two or more for a combination of
+        dimensions' (SPEC §9: dimension 'region × channel', value 'EU · web')."""
+        if not combinations.is_combination(self.dimension):
+            return [(self.dimension, self.dimension_value or "")]
+        return list(zip(combinations.columns(self.dimension), combinations.members(self.dimension_value or "")))
+
+    @property
+    def label(self) -> str:
+        """The slice as people read it: 'region=EU', or 'region=EU · channel=web' for a combination."""
+        return combinations.label(self.dimension, self.dimension_value)
 
 
 @dataclass(frozen=True)
@@ -166,6 +193,14 @@ class Site:
     owners: dict[str, Owner]
     run: RunRow | None
     owner_keys: dict[str, str] = field(default_factory=dict)  # a name or email as written -> owners' key
+    as_of: dt.date | None = None  # the date the latest run judged periods at (kpi_forecast.as_of), when known
+
+    @property
+    def values_as_of(self) -> dt.date | None:
+        """The date the values shown were judged at: the run's as-of (kpi_forecast), else the day its run finished."""
+        if self.as_of:
+            return self.as_of
+        return self.run.finished_at.date() if self.run and self.run.finished_at else None
 
     def owner(self, key: str | None) -> Owner | None:
         return self.owners.get(self.owner_keys.get(key or "", ""))
@@ -202,24 +237,38 @@ class SiteRows:
     check_ins: list[CheckInRow]
     runs: list[RunRow]
     forecasts: list[ForecastRow] = field(default_factory=list)
+    definitions: list[DefinitionRow] = field(default_factory=list)
 
 
 def read_tables(out: OutputReader) -> SiteRows:
     out.require(CatalogRow, StrategyRow, StatusRow)
     return SiteRows(out.catalog(), out.strategies(), out.totals(), out.latest_slices(), out.check_ins(), out.runs(),
-                    out.forecasts())
+                    out.forecasts(), out.definitions())
 
 
 # --- assembling ---------------------------------------------------------------------------
 
-def _series(rows: list[StatusRow], forecasts: list[ForecastRow] = ()) -> list[Series]:
+def _series(rows: list[StatusRow], forecasts: list[ForecastRow] = (), definitions: list[DefinitionRow] = ()
+            ) -> list[Series]:
     by_grain: dict[str, list[Point]] = {}
     for r in rows:
         by_grain.setdefault(r.grain, []).append(Point(
             r.period_start, r.period_end, r.value, r.target, r.at_risk_threshold, r.status, bool(r.is_complete),
             r.attainment, r.change_pct,
         ))
-    return [Series(g, pts, _projection(forecasts, g)) for g, pts in by_grain.items()]
+    return [Series(g, pts, _projection(forecasts, g), _changes(pts, definitions)) for g, pts in by_grain.items()]
+
+
+def _changes(points: list[Point], definitions: list[DefinitionRow]) -> list[DefinitionChange]:
+    """Every definition_hash after a KPI's first, on the period of the series its first run published."""
+    if not points:
+        return []
+    changes = []
+    for d in sorted(definitions, key=lambda d: (d.first_run_id or 0, d.first_seen_at or dt.datetime.min))[1:]:
+        day = d.first_seen_at.date() if d.first_seen_at else points[-1].period_start
+        at = next((p for p in reversed(points) if p.period_start <= day), points[0])
+        changes.append(DefinitionChange(at.period_start, d.definition_hash, d.first_run_id, d.first_seen_at))
+    return changes
 
 
 def _projection(forecasts: list[ForecastRow], grain: str) -> Projection | None:
@@ -239,7 +288,8 @@ def _by_name(rows: list) -> dict[str, list]:
 
 
 def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals: list[StatusRow],
-              slices: list[StatusRow], check_ins: list[CheckInRow], forecasts: list[ForecastRow] = ()) -> KpiPage:
+              slices: list[StatusRow], check_ins: list[CheckInRow], forecasts: list[ForecastRow] = (),
+              definitions: list[DefinitionRow] = ()) -> KpiPage:
     name = row.name
     page = KpiPage(
         name=name, kind=row.kind, label=row.label or name, description=row.description, owner=row.owner,
@@ -248,7 +298,7 @@ def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals:
         drives=list(row.drives), actions=row.actions, definition_hash=row.definition_hash,
         definition=definition, sql=sql,
     )
-    page.series = _series(totals, forecasts)
+    page.series = _series(totals, forecasts, definitions)
     if page.headline:
         grain = page.headline_series.grain
         page.slices = [Slice(r.dimension, r.dimension_value, r.period_start, r.value, r.target, r.status)
@@ -306,12 +356,12 @@ def build_site(project: str, rows: SiteRows, manifest: dict, sql_of: Callable[[s
                owner_registry: list | None = None) -> Site:
     definitions = manifest.get("kpis", {})
     totals, slices, check_ins = _by_name(rows.totals), _by_name(rows.slices), _by_name(rows.check_ins)
-    forecasts = _by_name(rows.forecasts)
+    forecasts, hashes = _by_name(rows.forecasts), _by_name(rows.definitions)
     kpis = {}
     for r in rows.catalog:
         n = r.name
         kpis[n] = _kpi_page(r, definitions.get(n), sql_of(n), totals.get(n, []), slices.get(n, []), check_ins.get(n, []),
-                            forecasts.get(n, []))
+                            forecasts.get(n, []), hashes.get(n, []))
     for k in kpis.values():
         for d in k.drives:
             if d in kpis:
@@ -319,4 +369,5 @@ def build_site(project: str, rows: SiteRows, manifest: dict, sql_of: Callable[[s
     mission, priorities = _tree(rows.strategies, kpis)
     run = rows.runs[-1] if rows.runs else None
     owners, keys = _owners(kpis, priorities, owner_registry or [])
-    return Site(project, mission, priorities, kpis, owners, run, keys)
+    as_of = max((f.as_of for f in rows.forecasts if f.as_of), default=None)
+    return Site(project, mission, priorities, kpis, owners, run, keys, as_of)

@@ -41,6 +41,18 @@ def owns(o: Owner) -> str:
     return ", ".join(f"{n} {word if n == 1 else _plural(word)}" for n, word in parts if n) or "nothing yet"
 
 
+# how a combination of dimensions may be written in kpi_status.dimension ("region,channel", "region × channel", ...)
+_COMBINED = re.compile(r"\s*(?:[,×*+|&]|\bx\b)\s*")
+
+
+def dimension_label(dimension: str) -> str:
+    """A slice table's header as a reader says it: `region` -> "Region", `sales_channel` -> "Sales channel",
+    a combination `region,channel` -> "Region × channel"."""
+    parts = [p.replace("_", " ").strip() for p in _COMBINED.split(dimension) if p.strip()] or [dimension]
+    text = " × ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
 def _plural(word: str) -> str:
     return word[:-1] + "ies" if word.endswith("y") else word + "s"
 
@@ -54,6 +66,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.globals.update(look=look, Status=Status, judged=JUDGED, fmt=format_value, slug=slug, period_label=charts.period_label,
+                       dimension_label=dimension_label,
                        data_number=charts.data_number, spark_path=charts.spark_path, owns=owns)
     return env
 
@@ -86,7 +99,8 @@ def _kpi_context(k: KpiPage, sql_dialect: str | None) -> dict:
     by_grain = {s.grain: s for s in k.series}
     ordered = [by_grain[g] for g in k.grains if g in by_grain] + [s for s in k.series if s.grain not in k.grains]
     return {
-        "root": "../", "k": k, "charts": [charts.build_chart(s, k.unit, k.label) for s in ordered],
+        "root": "../", "k": k,
+        "charts": [[charts.build_chart(s, k.unit, k.label, frame) for frame in charts.FRAMES] for s in ordered],
         "definition": definition_yaml(k.definition), "sql_dialect": sql_dialect,
     }
 
