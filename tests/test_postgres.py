@@ -333,6 +333,18 @@ def test_unknown_calendar_time_zone_is_a_clear_error(pg, tmp_path):
         connect(output, tmp_path, "Mars/Olympus")
 
 
+def test_jit_is_off_in_kpimetrics_session_alone(pg, tmp_path):
+    """The generated statements are huge plans run once: no LLVM compile for them (bench/RESULTS.md, PostgreSQL),
+    and the server's default, which other clients see, is left alone."""
+    output = PostgresOutput(**{**pg.output, "user": pg.server.user, "password": pg.server.password})
+    adapter = connect(output, tmp_path, "UTC")
+    try:
+        assert adapter.fetchall("SHOW jit") == [("off",)]
+    finally:
+        adapter.close()
+    assert pg.sql("SHOW jit") == pg.sql("SELECT boot_val FROM pg_settings WHERE name = 'jit'") == [("on",)]
+
+
 # --- schemas and identifiers that need quotes --------------------------------------------------------
 
 QUOTED_PROJECT = {

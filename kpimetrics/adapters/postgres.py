@@ -27,6 +27,13 @@ from . import Capabilities
 
 DEFAULT_SCHEMA = "public"
 
+# Settings of kpimetrics' own session (set_config(..., false): this connection only, the server's defaults are
+# untouched). jit: PostgreSQL compiles a plan with LLVM when its cost passes jit_above_cost, and a fused scan's
+# statement is one huge plan: at 3x10^6 orders EXPLAIN ANALYZE showed 320 generated functions compiled in
+# 24.6 s of a 93.7 s statement on a loaded machine (about 1.3 s at 10^6 on a quiet one), to run expressions over
+# a few million rows once (bench/RESULTS.md, PostgreSQL).
+SESSION_SETTINGS: dict[str, str] = {"jit": "off"}
+
 
 class PostgresAdapter:
     dialect = "postgres"
@@ -51,6 +58,8 @@ class PostgresAdapter:
         except WarehouseError as exc:
             self.close()
             raise WarehouseError(f"PostgreSQL does not know the calendar time zone '{timezone}': {exc}") from None
+        for name, value in SESSION_SETTINGS.items():
+            self.fetchall("SELECT set_config(%s, %s, false)", [name, value])
         if output.schema_:  # unqualified sources are looked up in the profile's schema
             self.fetchall("SELECT set_config('search_path', %s, false)", [sql.Identifier(output.schema_).as_string(self.con)])
 
