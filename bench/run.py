@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --huge              # also 10^8 rows under a 4 GB DuckDB memory_limit
     .venv/bin/python bench/run.py --metricflow        # also MetricFlow on the same data (builds its own venv)
     .venv/bin/python bench/run.py --rows 10000 --check-only   # correctness only (CI: tests/test_bench_smoke.py)
+    .venv/bin/python bench/run.py --engine postgres   # 3x10^6 orders on a throwaway PostgreSQL (bench/postgres.py)
     /path/to/other-venv/bin/python bench/run.py --compile-only --data-dir /tmp/d   # compile only, in another venv
 
 What it does, in order:
@@ -17,6 +18,12 @@ What it does, in order:
 4. times `kpimetrics compile` of generated projects (bench/gen_kpis.py) as whole processes, cold;
 5. measures the Python heap (tracemalloc peak) of a full run at each of `--heap-rows`;
 6. prints the ratios, writes bench/data/results.json, and exits 1 when a goal is missed or a value differs.
+
+With `--engine postgres` (default 3x10^6 orders): starts a PostgreSQL server as the tests do (tests/pg_server.py,
+127.0.0.1), COPYs the generated data in, then alternates `kpimetrics run --full-refresh` and
+bench/handwritten_postgres.sql, each a whole process, `--repeat` times; checks the values equal; reports the
+medians and the ratios whole-process and inside the engine (run_results.json's warehouse time against the
+script's own statements); writes bench/data/results_postgres.json; exits 1 on a missed goal or a differing value.
 """
 from __future__ import annotations
 
@@ -171,9 +178,9 @@ def incremental_modes() -> set[str]:
     return {r["mode"] for r in run_results()["results"]}
 
 
-def warehouse_seconds() -> float:
+def warehouse_seconds(project: Path = PROJECT) -> float:
     """Seconds the last kpimetrics run spent inside the engine's statements (run_results.json's timing)."""
-    return float(run_results()["timing"]["warehouse"])
+    return float(json.loads((project / "target" / "run_results.json").read_text())["timing"]["warehouse"])
 
 
 # --- the stages ------------------------------------------------------------------------
@@ -380,6 +387,78 @@ def goals(report: dict) -> list[str]:
     return missed
 
 
+def load_average() -> float:
+    """The 1-minute load average (the machine is shared: every round records what it ran beside)."""
+    return float(Path("/proc/loadavg").read_text().split()[0]) if Path("/proc/loadavg").exists() else float("nan")
+
+
+def bench_postgres(rows: int, repeat: int, report: dict) -> bool:
+    """kpimetrics against bench/handwritten_postgres.sql on a throwaway PostgreSQL server, alternating rounds."""
+    import postgres as pg  # bench/postgres.py
+
+    db = DATA / f"bench_{rows}.duckdb"
+    generate(db, rows)
+    server = pg.start()
+    try:
+        began = time.perf_counter()
+        pg.load(server, db)
+        print(f"loaded into {pg.describe(server)} in {time.perf_counter() - began:.1f} s", flush=True)
+        report["engine_version"] = pg.describe(server)
+        project = pg.project(DATA)
+        env = pg.env(server)
+        run_cmd = kpimetrics("run", "-q", "--project-dir", str(project), "--profiles-dir", str(project),
+                             "--as-of", AS_OF, "--full-refresh")
+        hand_cmd = [PY, "-c", pg.HAND_RUNNER, str(pg.HAND_SQL)]
+        full, hand, full_sql, hand_sql, loads = [], [], [], [], []
+        for i in range(repeat):  # alternating, so both see the same machine
+            before = load_average()
+            full.append(timed(run_cmd, env=env))
+            full_sql.append(warehouse_seconds(project))
+            hand.append(timed(hand_cmd, env=env))
+            hand_sql.append(float(hand[-1].output.strip().splitlines()[-1]))
+            loads.append((before, load_average()))
+            print(f"  round {i + 1}: kpimetrics --full-refresh {full[-1].seconds:.2f} s ({full_sql[-1]:.2f} s in "
+                  f"PostgreSQL), hand-written {hand[-1].seconds:.2f} s ({hand_sql[-1]:.2f} s in PostgreSQL); "
+                  f"load average {loads[-1][0]:.1f} -> {loads[-1][1]:.1f}", flush=True)
+        compared = pg.compare(server)
+        bad = [r for r in compared if r[3] or r[4] or r[5]] if compared else [("(no rows)", "", 0, 0, 0, 1)]
+    finally:
+        server.stop()
+    if bad:
+        print("VALUES DIFFER (name, grain, rows, only by hand, only kpimetrics, differing):", flush=True)
+        for r in bad:
+            print("   ", r)
+    else:
+        print("values equal the hand-written SQL (every row of every KPI)", flush=True)
+    med = statistics.median
+    report["runs"] = {
+        "full_refresh_s": med(t.seconds for t in full), "hand_written_s": med(t.seconds for t in hand),
+        "full_refresh_warehouse_s": med(full_sql), "hand_written_warehouse_s": med(hand_sql),
+        "full_refresh_all_s": [round(t.seconds, 3) for t in full], "hand_written_all_s": [round(t.seconds, 3) for t in hand],
+        "full_refresh_warehouse_all_s": [round(x, 3) for x in full_sql],
+        "hand_written_warehouse_all_s": [round(x, 3) for x in hand_sql],
+        "load_average_before_after": loads,
+        # each round's pair, then the median of those ratios (the pairs see the same machine)
+        "full_vs_hand_each_round": [round(f.seconds / h.seconds, 3) for f, h in zip(full, hand)],
+        "full_vs_hand": med(f.seconds / h.seconds for f, h in zip(full, hand)),
+        "full_vs_hand_warehouse_each_round": [round(f / h, 3) for f, h in zip(full_sql, hand_sql)],
+        "full_vs_hand_warehouse": med(f / h for f, h in zip(full_sql, hand_sql)),
+        "values_equal": not bad,
+    }
+    return not bad
+
+
+def engine_goals(report: dict) -> list[str]:
+    """The goals missed on a server engine, as sentences: values equal, and <= 1.2x whole-process and in the engine."""
+    runs, missed = report["runs"], []
+    if not runs["values_equal"]:
+        missed.append("kpimetrics' values differ from the hand-written SQL")
+    for key, label in (("full_vs_hand", "whole-process"), ("full_vs_hand_warehouse", "inside the engine")):
+        if runs[key] > GOALS["full_vs_hand"]:
+            missed.append(f"full run is {runs[key]:.2f}x the hand-written SQL {label} (goal <= {GOALS['full_vs_hand']})")
+    return missed
+
+
 def machine() -> dict:
     import duckdb
     import sqlglot
@@ -396,7 +475,10 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     global DATA
     ap = argparse.ArgumentParser(description="kpimetrics against hand-written SQL (and MetricFlow)")
-    ap.add_argument("--rows", type=int, default=10_000_000, help="orders rows for the run benchmark (default 10^7)")
+    ap.add_argument("--engine", choices=("duckdb", "postgres"), default="duckdb",
+                    help="the warehouse (postgres: a throwaway server, full-refresh rounds only; see bench/postgres.py)")
+    ap.add_argument("--rows", type=int, default=None,
+                    help="orders rows for the run benchmark (default 10^7; 3x10^6 on postgres)")
     ap.add_argument("--repeat", type=int, default=5, help="rounds of each timing (default 5; medians are reported)")
     ap.add_argument("--compile-sizes", default="100,1000,10000", help="KPI counts to compile ('' to skip)")
     ap.add_argument("--compile-timeout", type=float, default=600, help="seconds before a compile is stopped")
@@ -415,8 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     # the bytecode of kpimetrics' own modules, as an installed wheel has it: an editable install under
     # PYTHONDONTWRITEBYTECODE=1 (set on this machine) compiles 34 modules from source in every process (~50 ms)
     compileall.compile_dir(str(ROOT / "kpimetrics"), quiet=1)
-    report: dict = {"machine": machine(), "rows": args.rows, "repeat": args.repeat}
+    if args.rows is None:
+        args.rows = 3_000_000 if args.engine == "postgres" else 10_000_000
+    report: dict = {"machine": machine(), "rows": args.rows, "repeat": args.repeat, "engine": args.engine}
     print(f"machine: {report['machine']}", flush=True)
+    if args.engine != "duckdb":
+        return main_engine(args, report)
 
     if not args.compile_only:
         db = DATA / f"bench_{args.rows}.duckdb"
@@ -468,6 +554,33 @@ def main(argv: list[str] | None = None) -> int:
     report["goals_missed"] = missed
     (DATA / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"\nwrote {DATA / 'results.json'}")
+    if missed:
+        print("GOALS MISSED:\n  " + "\n  ".join(missed))
+        return 1
+    print("all goals met")
+    return 0
+
+
+def main_engine(args: argparse.Namespace, report: dict) -> int:
+    """`--engine postgres`: full-refresh rounds against the engine's hand-written SQL, the values checked equal."""
+    print(f"runs over {args.rows:,} orders on {args.engine}:", flush=True)
+    ok = bench_postgres(args.rows, 1 if args.check_only else args.repeat, report)
+    if args.check_only:
+        return 0 if ok else 1
+    runs, missed = report["runs"], engine_goals(report)
+    print(f"\nratios ({args.engine}, {args.repeat} alternating rounds; load average before -> after each: "
+          f"{', '.join(f'{a:.1f} -> {b:.1f}' for a, b in runs['load_average_before_after'])}):")
+    print(f"  full refresh / hand-written SQL, whole process, each round: "
+          f"{', '.join(f'{r:.2f}x' for r in runs['full_vs_hand_each_round'])}; median {runs['full_vs_hand']:.2f}x "
+          f"(medians {runs['full_refresh_s']:.2f} s / {runs['hand_written_s']:.2f} s; goal <= {GOALS['full_vs_hand']}x)")
+    print(f"  the same inside {args.engine}, each round: "
+          f"{', '.join(f'{r:.2f}x' for r in runs['full_vs_hand_warehouse_each_round'])}; median "
+          f"{runs['full_vs_hand_warehouse']:.2f}x (medians {runs['full_refresh_warehouse_s']:.2f} s / "
+          f"{runs['hand_written_warehouse_s']:.2f} s)")
+    report["goals_missed"] = missed
+    out = DATA / f"results_{args.engine}.json"
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {out}")
     if missed:
         print("GOALS MISSED:\n  " + "\n  ".join(missed))
         return 1

@@ -1,0 +1,133 @@
+"""The benchmark on PostgreSQL: a throwaway server, the generator's data copied in, the hand-written script.
+
+Used by `bench/run.py --engine postgres`. The server is started the way the tests start theirs
+(tests/pg_server.py: initdb into a temporary folder, 127.0.0.1, a password, fsync off) with its
+default planner and memory settings, and stopped at the end. The data is bench/generate.py's
+(generated in DuckDB, so both engines see the same rows), written out as CSV and loaded with COPY,
+then VACUUM ANALYZEd. kpimetrics runs a copy of bench/project whose profile points at the server;
+bench/handwritten_postgres.sql runs in one psycopg session.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+HAND_SQL = BENCH / "handwritten_postgres.sql"
+USER_ENV, PASSWORD_ENV, PORT_ENV, DB_ENV = "KPIBENCH_PGUSER", "KPIBENCH_PGPASSWORD", "KPIBENCH_PGPORT", "KPIBENCH_PGDB"
+DBNAME = "bench"
+
+# the generator's tables as PostgreSQL columns (DuckDB's types, spelt for PostgreSQL)
+TABLES = {
+    "orders": "order_id bigint, customer_id integer, ordered_at timestamp, region text, channel text, "
+              "amount numeric(10, 2), discount numeric(10, 2), status text",
+    "support_tickets": "ticket_id bigint, customer_id integer, opened_at timestamp, channel text, "
+                       "first_response_seconds integer, csat integer",
+    "customers": "customer_id integer, segment text, signed_up_at timestamp",
+}
+
+# kpimetrics' values against the hand-written ones (bench/run.py's COMPARE_SQL in PostgreSQL's SQL)
+COMPARE_SQL = """
+WITH k AS (SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM kpi.kpi_values),
+     h AS (SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM bench.hand_values)
+SELECT coalesce(k.name, h.name) AS name, coalesce(k.grain, h.grain) AS grain, count(*) AS n_rows,
+       count(*) FILTER (WHERE k.name IS NULL) AS only_by_hand,
+       count(*) FILTER (WHERE h.name IS NULL) AS only_kpimetrics,
+       count(*) FILTER (WHERE k.name IS NOT NULL AND h.name IS NOT NULL AND NOT (
+           k.value IS NOT DISTINCT FROM h.value
+           OR abs(k.value - h.value) <= 1e-9 * greatest(abs(k.value), abs(h.value)))) AS differ
+FROM k FULL JOIN h USING (name, grain, period_start, dimension, dv)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+# runs the hand-written script in one session; prints the seconds spent in the server's statements
+HAND_RUNNER = (
+    "import os, sys, time, psycopg\n"
+    "con = psycopg.connect(host='127.0.0.1', port=int(os.environ['KPIBENCH_PGPORT']), dbname=os.environ['KPIBENCH_PGDB'],\n"
+    "                      user=os.environ['KPIBENCH_PGUSER'], password=os.environ['KPIBENCH_PGPASSWORD'], autocommit=True)\n"
+    "con.execute(\"SET search_path = main\")\n"
+    "began = time.perf_counter()\n"
+    "con.execute(open(sys.argv[1]).read())\n"
+    "print(time.perf_counter() - began)\n"
+    "con.close()\n"
+)
+
+
+def _pg_server():
+    sys.path.insert(0, str(ROOT / "tests"))
+    import pg_server
+
+    return pg_server
+
+
+def start():
+    """A fresh server (tests/pg_server.py's), with the benchmark's database."""
+    server = _pg_server().start_server()
+    server.create_database(DBNAME)
+    return server
+
+
+def env(server) -> dict[str, str]:
+    """What the profile and the hand-written runner read (the password only through the environment)."""
+    return {USER_ENV: server.user, PASSWORD_ENV: server.password, PORT_ENV: str(server.port), DB_ENV: DBNAME}
+
+
+def load(server, duck_db: Path) -> None:
+    """Copy the generator's tables from the DuckDB file into schema main, by COPY; then VACUUM ANALYZE."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="kpibench-csv-") as tmp, server.connect(DBNAME) as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS main")
+        src = duckdb.connect(str(duck_db), read_only=True)
+        try:
+            for table, columns in TABLES.items():
+                csv = Path(tmp) / f"{table}.csv"
+                src.execute(f"COPY (SELECT * FROM main.{table}) TO '{csv}' (FORMAT csv, HEADER false)")
+                con.execute(f"DROP TABLE IF EXISTS main.{table}")
+                con.execute(f"CREATE TABLE main.{table} ({columns})")
+                with con.cursor() as cur, cur.copy(f"COPY main.{table} FROM STDIN (FORMAT csv)") as writer, \
+                        open(csv, "rb") as f:
+                    while block := f.read(1 << 20):
+                        writer.write(block)
+                csv.unlink()
+        finally:
+            src.close()
+        for table in TABLES:
+            con.execute(f"VACUUM ANALYZE main.{table}")
+
+
+def project(data: Path) -> Path:
+    """A copy of bench/project whose profile points at the server (its own target/, apart from DuckDB's bench)."""
+    folder = data / "project_postgres"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(BENCH / "project", folder, ignore=shutil.ignore_patterns("target", "profiles.yml"))
+    (folder / "profiles.yml").write_text(
+        "bench:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n      host: 127.0.0.1\n"
+        f"      port: \"{{{{ env_var('{PORT_ENV}') }}}}\"\n      dbname: \"{{{{ env_var('{DB_ENV}') }}}}\"\n"
+        f"      user: \"{{{{ env_var('{USER_ENV}') }}}}\"\n      password: \"{{{{ env_var('{PASSWORD_ENV}') }}}}\"\n")
+    return folder
+
+
+def compare(server) -> list[tuple]:
+    with server.connect(DBNAME) as con:
+        return con.execute(COMPARE_SQL).fetchall()
+
+
+def describe(server) -> str:
+    with server.connect(DBNAME) as con:
+        version = con.execute("SHOW server_version").fetchone()[0]
+        settings = dict(con.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ('jit', 'shared_buffers', "
+            "'work_mem', 'max_parallel_workers_per_gather')").fetchall())
+    return f"PostgreSQL {version} ({', '.join(f'{k}={v}' for k, v in sorted(settings.items()))})"
+
+
+if __name__ == "__main__":  # a server with the data, left running to profile by hand: bench/postgres.py DUCKDB_FILE
+    s = start()
+    load(s, Path(sys.argv[1]))
+    print(f"port {s.port} user {s.user} password {s.password} folder {s.folder}; stop with "
+          f"runuser -u postgres -- {s.bin_dir}/pg_ctl -D {s.data_dir} -m fast stop" if os.geteuid() == 0 else "")
