@@ -135,3 +135,26 @@ def test_dimension_labels_read_naturally():
     assert dimension_label("sales_channel") == "Sales channel"
     assert dimension_label("region,channel") == "Region × channel"
     assert dimension_label("region × channel") == "Region × channel"
+
+
+def test_kpis_are_listed_in_yaml_order_and_percent_changes_in_points(changed: Path):
+    import yaml
+
+    listed = [k["name"] for f in sorted((changed / "kpis").glob("*.yml"))
+              for entries in yaml.safe_load(f.read_text()).values() for k in entries]
+    index = parse(changed / "target" / "docs" / "index.html")
+    tables: list[list[str]] = []  # the KPIs of each table (a strategy's, the standards'), top to bottom
+    for tag, a in index.tags:
+        if tag == "table" and "kpis" in (a.get("class") or "").split():
+            tables.append([])
+        elif "kpi-row" in (a.get("class") or "").split():
+            tables[-1].append(a["data-kpi"])
+    assert sorted(n for t in tables for n in t) == sorted(listed)
+    for shown in tables:  # as the YAML lists them; the catalog's order is by name
+        assert shown == sorted(shown, key=listed.index)
+    assert any(shown != sorted(shown) for shown in tables)
+    (change,) = query(changed, """SELECT change FROM kpi.kpi_status WHERE name = 'revenue_yoy_growth' AND grain = 'month'
+        AND dimension = '' AND is_complete ORDER BY period_start DESC LIMIT 1""")[0]
+    page = (changed / "target" / "docs" / "kpi" / "revenue_yoy_growth.html").read_text()
+    points = f"{round(change * 100, 1):+.1f} pt"  # 74.0% against 91.4% a month earlier: -17.4 points, not -19%
+    assert f'<span class="value small headline-change">{points}</span>' in page

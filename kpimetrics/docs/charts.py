@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from ..calendar import STEP, py_add_periods
-from ..scorecard import format_value
+from ..display import format_value
 from ..status import course, look
 from .data import Point, Projection, Series
 
@@ -148,7 +148,9 @@ def _f(v: float) -> str:
     return f"{v:.1f}"
 
 
-def build_chart(series: Series, unit: str | None, label: str, frame: Frame = WIDE) -> Chart:
+def build_chart(series: Series, unit: str | None, label: str, frame: Frame = WIDE, currency: str | None = None
+                ) -> Chart:
+    """The chart of a series; its tooltips carry the currency, its axis does not (the caption names it)."""
     pts = series.points
     proj = series.projection
     last = next((i for i in range(len(pts) - 1, -1, -1) if pts[i].is_complete and pts[i].value is not None), None)
@@ -177,7 +179,7 @@ def build_chart(series: Series, unit: str | None, label: str, frame: Frame = WID
     # a period with no value has no mark at all (its line breaks there): only its tooltip area, at the axis
     points = [
         ChartPoint(x(i), y(p.value) if p.value is not None else bottom, r, p, p.value is not None,
-                   _title(p, series.grain, unit))
+                   _title(p, series.grain, unit, currency))
         for i, p in enumerate(pts)
     ]
     valued = _runs([i for i, p in enumerate(pts) if p.value is not None])
@@ -205,7 +207,7 @@ def build_chart(series: Series, unit: str | None, label: str, frame: Frame = WID
                + "".join(f"; {m.title}" for m in changes))
     projection_path, projection_point = "", None
     if proj:
-        title = _projection_title(proj, series.grain, unit)
+        title = _projection_title(proj, series.grain, unit, currency)
         summary += f"; {title}"
         projection_path = f"M{_f(x(last))} {_f(y(pts[last].value))} L{_f(x(ahead))} {_f(y(proj.forecast))}"
         if proj.target is not None:  # the target there, as the target line draws a period's
@@ -224,18 +226,18 @@ def _change_title(c, grain: str) -> str:
             f"not in the business; every period is recomputed with the new definition")
 
 
-def _projection_title(proj: Projection, grain: str, unit: str | None) -> str:
+def _projection_title(proj: Projection, grain: str, unit: str | None, currency: str | None = None) -> str:
     start = py_add_periods(proj.horizon_end, -1, grain)
-    target = f" against target {format_value(proj.target, unit)}" if proj.target is not None else ""
+    target = f" against target {format_value(proj.target, unit, currency)}" if proj.target is not None else ""
     said = course(proj.status) or look(proj.status).text
     return (f"forecast for {date_label(start, grain)}{' (the deadline)' if proj.horizon == 'deadline' else ''}: "
-            f"{format_value(proj.forecast, unit)}{target} — {said}")
+            f"{format_value(proj.forecast, unit, currency)}{target} — {said}")
 
 
-def _title(p: Point, grain: str, unit: str | None) -> str:
-    target = f" against target {format_value(p.target, unit)}" if p.target is not None else ""
+def _title(p: Point, grain: str, unit: str | None, currency: str | None = None) -> str:
+    target = f" against target {format_value(p.target, unit, currency)}" if p.target is not None else ""
     partial = " (period not complete)" if not p.is_complete else ""
-    return f"{period_label(p, grain)}: {format_value(p.value, unit)}{target} — {look(p.status).text}{partial}"
+    return f"{period_label(p, grain)}: {format_value(p.value, unit, currency)}{target} — {look(p.status).text}{partial}"
 
 
 def data_number(v: float | None) -> str:

@@ -29,6 +29,7 @@ class Point:
     is_complete: bool
     attainment: float | None = None
     change_pct: float | None = None
+    change: float | None = None  # a percent KPI's change is shown in points (display.format_change)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class KpiPage:
     slices: list[Slice] = field(default_factory=list)
     check_ins: list[CheckIn] = field(default_factory=list)
     driven_by: list[str] = field(default_factory=list)
+    currency: str | None = None  # the manifest's (kpimetrics.yml's or the KPI's): shown with every currency value
 
     @property
     def headline_series(self) -> Series | None:
@@ -147,6 +149,11 @@ class StrategyNode:
     ends: dt.date | None
     priority: str
     kpis: list[KpiPage] = field(default_factory=list)
+    label: str | None = None  # the manifest's `label` (SPEC §10)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
     @property
     def rollup(self) -> Rollup:
@@ -159,6 +166,11 @@ class PriorityNode:
     description: str | None
     owner: str | None
     strategies: list[StrategyNode] = field(default_factory=list)
+    label: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
     @property
     def kpis(self) -> list[KpiPage]:
@@ -194,6 +206,11 @@ class Site:
     run: RunRow | None
     owner_keys: dict[str, str] = field(default_factory=dict)  # a name or email as written -> owners' key
     as_of: dt.date | None = None  # the date the latest run judged periods at (kpi_forecast.as_of), when known
+    labels: dict[str, str] = field(default_factory=dict)  # a priority's or strategy's name -> its label
+
+    def label_of(self, name: str | None) -> str | None:
+        """What a reader is shown for a priority or strategy named in a KPI: its label, else its name."""
+        return self.labels.get(name or "", name)
 
     @property
     def values_as_of(self) -> dt.date | None:
@@ -254,7 +271,7 @@ def _series(rows: list[StatusRow], forecasts: list[ForecastRow] = (), definition
     for r in rows:
         by_grain.setdefault(r.grain, []).append(Point(
             r.period_start, r.period_end, r.value, r.target, r.at_risk_threshold, r.status, bool(r.is_complete),
-            r.attainment, r.change_pct,
+            r.attainment, r.change_pct, r.change,
         ))
     return [Series(g, pts, _projection(forecasts, g), _changes(pts, definitions)) for g, pts in by_grain.items()]
 
@@ -296,7 +313,7 @@ def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals:
         strategy=row.strategy, priority=row.priority, indicator=row.indicator, category=row.category,
         unit=row.unit, direction=row.direction, grains=list(row.grains), tags=list(row.tags),
         drives=list(row.drives), actions=row.actions, definition_hash=row.definition_hash,
-        definition=definition, sql=sql,
+        definition=definition, sql=sql, currency=(definition or {}).get("currency"),
     )
     page.series = _series(totals, forecasts, definitions)
     if page.headline:
@@ -307,9 +324,29 @@ def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals:
     return page
 
 
-def _tree(strategy_rows: list[StrategyRow], kpis: dict[str, KpiPage]) -> tuple[str | None, list[PriorityNode]]:
+def _yaml_order(definition: dict | None, name: str) -> tuple:
+    """KPIs in the order the YAML lists them (SPEC §10), by their manifest location `kpis/x.yml:LINE:COL`
+    (the catalog and the manifest are sorted by name); those without one last, by name."""
+    path, _, rest = ((definition or {}).get("location") or "").partition(":")
+    line = rest.partition(":")[0]
+    return (0, path, int(line), name) if path and line.isdigit() else (1, "", 0, name)
+
+
+def _labels(manifest: dict) -> dict[str, str]:
+    """The `label` of each priority and strategy, from the manifest (kpi_strategy has no label column)."""
+    labels = {}
+    for p in manifest.get("priorities") or []:
+        labels[p.get("name")] = p.get("label") or p.get("name")
+        for s in p.get("strategies") or []:
+            labels[s.get("name")] = s.get("label") or s.get("name")
+    return {k: v for k, v in labels.items() if k and v}
+
+
+def _tree(strategy_rows: list[StrategyRow], kpis: dict[str, KpiPage], labels: dict[str, str] | None = None
+          ) -> tuple[str | None, list[PriorityNode]]:
+    labels = labels or {}
     mission = next((r.name for r in strategy_rows if r.level == "mission"), None)
-    priorities = {r.name: PriorityNode(r.name, r.description, r.owner)
+    priorities = {r.name: PriorityNode(r.name, r.description, r.owner, label=labels.get(r.name))
                   for r in strategy_rows if r.level == "priority"}
     by_strategy: dict[str, list[KpiPage]] = {}
     for k in kpis.values():
@@ -318,7 +355,7 @@ def _tree(strategy_rows: list[StrategyRow], kpis: dict[str, KpiPage]) -> tuple[s
     for r in strategy_rows:
         if r.level == "strategy" and r.parent in priorities:
             node = StrategyNode(r.name, r.description, r.owner, r.starts, r.ends, r.parent,
-                                by_strategy.get(r.name, []))
+                                by_strategy.get(r.name, []), labels.get(r.name))
             priorities[r.parent].strategies.append(node)
     return mission, list(priorities.values())
 
@@ -358,7 +395,7 @@ def build_site(project: str, rows: SiteRows, manifest: dict, sql_of: Callable[[s
     totals, slices, check_ins = _by_name(rows.totals), _by_name(rows.slices), _by_name(rows.check_ins)
     forecasts, hashes = _by_name(rows.forecasts), _by_name(rows.definitions)
     kpis = {}
-    for r in rows.catalog:
+    for r in sorted(rows.catalog, key=lambda r: _yaml_order(definitions.get(r.name), r.name)):
         n = r.name
         kpis[n] = _kpi_page(r, definitions.get(n), sql_of(n), totals.get(n, []), slices.get(n, []), check_ins.get(n, []),
                             forecasts.get(n, []), hashes.get(n, []))
@@ -366,8 +403,9 @@ def build_site(project: str, rows: SiteRows, manifest: dict, sql_of: Callable[[s
         for d in k.drives:
             if d in kpis:
                 kpis[d].driven_by.append(k.name)
-    mission, priorities = _tree(rows.strategies, kpis)
+    labels = _labels(manifest)
+    mission, priorities = _tree(rows.strategies, kpis, labels)
     run = rows.runs[-1] if rows.runs else None
     owners, keys = _owners(kpis, priorities, owner_registry or [])
     as_of = max((f.as_of for f in rows.forecasts if f.as_of), default=None)
-    return Site(project, mission, priorities, kpis, owners, run, keys, as_of)
+    return Site(project, mission, priorities, kpis, owners, run, keys, as_of, labels)

@@ -15,7 +15,7 @@ import jinja2
 import yaml
 
 from .. import __version__
-from ..scorecard import format_value
+from ..display import format_change, format_value
 from ..status import ACTION, JUDGED, LOOKS, Status, look
 from . import charts
 from .data import KpiPage, Owner, Site
@@ -65,7 +65,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(look=look, Status=Status, judged=JUDGED, fmt=format_value, slug=slug, period_label=charts.period_label,
+    env.globals.update(look=look, Status=Status, judged=JUDGED, fmt=format_value, fmt_change=format_change, slug=slug, period_label=charts.period_label,
                        dimension_label=dimension_label,
                        data_number=charts.data_number, spark_path=charts.spark_path, owns=owns)
     return env
@@ -100,7 +100,7 @@ def _kpi_context(k: KpiPage, sql_dialect: str | None) -> dict:
     ordered = [by_grain[g] for g in k.grains if g in by_grain] + [s for s in k.series if s.grain not in k.grains]
     return {
         "root": "../", "k": k,
-        "charts": [[charts.build_chart(s, k.unit, k.label, frame) for frame in charts.FRAMES] for s in ordered],
+        "charts": [[charts.build_chart(s, k.unit, k.label, frame, k.currency) for frame in charts.FRAMES] for s in ordered],
         "definition": definition_yaml(k.definition), "sql_dialect": sql_dialect,
     }
 
