@@ -266,29 +266,43 @@ class Project:
     @_masking
     def status(self, select: str | None = None, *, grain: str | None = None, history: int = 8,
                state: str | Path | None = None) -> list[dict]:
-        """Each selected KPI's total at its latest complete period (first listed grain unless `grain`),
-        with `recent_values`: its values over the last `history` complete periods, oldest first."""
-        from .outputs import StatusRow, as_dict, columns
+        """Each selected KPI's total at its latest complete period (first listed grain unless `grain`), in YAML
+        order, with `recent_values`: its values over the last `history` complete periods, oldest first; `forecast`:
+        its headline row of kpi_forecast (outputs.headline_forecast) with `course` ('on course' / 'off course'), or
+        None; what a reader is shown of it: `unit`, `currency`, `priority_label`, `strategy_label` (SPEC §10)."""
+        from .outputs import StatusRow, as_dict, columns, headline_forecast
+        from .status import course
 
         names = self.select(select, state=state)
         if not names:
             return []
-        kpis = self.definition.kpi_by_name
-        default = self.definition.config.defaults.grain
+        d = self.definition
+        kpis = d.kpi_by_name
+        labels = d.labels
+        default = d.config.defaults.grain
         wanted = {n: grain or (kpis[n].declared_grains or (default,))[0] for n in names}
         with self.outputs() as out:
             out.require(StatusRow)
             headlines = out.headlines(wanted, history)
+            forecasts = out.forecasts()
         rows = []
         for n, h in headlines.items():
+            k = kpis[n]
             if h.row is None:  # no complete period at that grain yet
                 r = dict.fromkeys(columns(StatusRow)) | {
-                    "name": n, "grain": h.grain, "status": h.status.value, "owner": kpis[n].owner, "strategy": kpis[n].strategy}
+                    "name": n, "grain": h.grain, "status": h.status.value, "owner": k.owner, "strategy": k.strategy}
             else:
                 r = as_dict(h.row)
-            r = {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items()}
-            r["kind"] = kpis[n].kind
+            r = {key: (v.isoformat() if isinstance(v, dt.date) else v) for key, v in r.items()}
+            r["kind"] = k.kind
             r["recent_values"] = [x.value for x in h.recent]
+            r["unit"], r["currency"] = k.unit, d.currency_of(k)
+            r["priority_label"] = labels.get(r["priority"]) if r.get("priority") else None
+            r["strategy_label"] = labels.get(r["strategy"]) if r.get("strategy") else None
+            f = headline_forecast(forecasts, n, h.grain)
+            r["forecast"] = None if f is None else {
+                key: v.isoformat() if isinstance(v, dt.date) else v
+                for key, v in as_dict(f).items() if key not in ("name", "grain")} | {"course": course(f.forecast_status)}
             rows.append(r)
         return rows
 
@@ -327,7 +341,10 @@ class Project:
 
     @_masking
     def show(self, name: str, *, periods: int = 6) -> dict:
-        from .outputs import StatusRow, as_dict
+        from sqlglot import exp
+
+        from . import combinations
+        from .outputs import StatusRow, as_dict, latest_slices_query
 
         kpis = self.definition.kpi_by_name
         if name not in kpis:
@@ -343,11 +360,15 @@ class Project:
             with self.outputs() as out:
                 out.require(StatusRow)
                 recent = [as_dict(r) for r in out.recent_totals([name], periods, complete_only=False)]
+                # its slices at the latest complete period, each labelled 'region=EU · channel=web' (combinations.py)
+                of_kpi = exp.EQ(this=exp.column("name", table="s", quoted=True), expression=exp.Literal.string(name))
+                slices = [as_dict(r) | {"slice": combinations.label(r.dimension, r.dimension_value)}
+                          for r in out.fetch(StatusRow, latest_slices_query(out.schema).where(of_kpi))]
         except (ConfigError, WarehouseError):  # nothing run yet: show the definition alone
-            recent = None
+            recent = slices = None
         scrub = self.definition.secrets.scrub  # a model may read env_var()
         return {"name": name, "kind": k.kind, "label": k.label or name, "location": str(k.loc),
-                "definition": scrub(definition), "sql": scrub(sql), "recent": recent}
+                "definition": scrub(definition), "sql": scrub(sql), "recent": recent, "slices": slices}
 
 
 def _issue_order(issue: Issue):

@@ -381,14 +381,14 @@ def _run_summary(ctx: Ctx, project: Project, result) -> None:
     table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
     for c in ("KPI", "result", "rows", "seconds", "latest complete period", "value", "target", "status"):
         table.add_column(c, justify="right" if c in ("rows", "seconds", "value", "target") else "left")
-    units = {k.name: k.unit for k in project.definition.kpis}
     for k in result.kpis:
         row = latest.get(k.name, {})
-        unit = units.get(k.name)
+        unit, currency = row.get("unit"), row.get("currency")
         table.add_row(
             k.name, ("[green]ok[/green]" if k.status == "success" else f"[red]{k.status}[/red]"), str(k.rows),
-            f"{k.seconds:.2f}", str(row.get("period_start") or ""), scorecard.format_value(row.get("value"), unit),
-            scorecard.format_value(row.get("target"), unit), scorecard.badge(row["status"]) if row else "",
+            f"{k.seconds:.2f}", str(row.get("period_start") or ""),
+            scorecard.format_value(row.get("value"), unit, currency),
+            scorecard.format_value(row.get("target"), unit, currency), scorecard.badge(row["status"]) if row else "",
         )
     ctx.out.print(table)
     for k in result.kpis:
@@ -409,35 +409,16 @@ def status_cmd(ctx: Ctx, select, state, grain, fmt, fail_on):
     from . import scorecard
 
     project = ctx.project()
-    rows = project.status(select, grain=grain, state=state)
-    _add_forecasts(project, rows)
+    rows = project.status(select, grain=grain, state=state)  # with each KPI's forecast (SPEC §10)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
-        units = {k.name: k.unit for k in project.definition.kpis}
-        scorecard.render(ctx.out, rows, units, project.definition.mission)
+        scorecard.render(ctx.out, rows, project.definition.mission, project.definition.labels)
     bad = scorecard.failing(rows, fail_on)
     if bad:
         states = " or ".join(FAIL_ON[fail_on])
         ctx.err.print(f"[red]{len(bad)} KPI(s) {states}[/red]: " + ", ".join(r["name"] for r in bad))
         sys.exit(1)
-
-
-def _add_forecasts(project: Project, rows: list[dict]) -> None:
-    """Each row's forecast at its grain as `forecast` (SPEC §10): kpi_forecast's row at the deadline, else at the
-    current period's end (outputs.headline_forecast), with `course`: 'on course' / 'off course'; None without one."""
-    from .outputs import as_dict, headline_forecast
-    from .status import course
-
-    if not rows:
-        return
-    with project.outputs() as out:
-        found = out.forecasts()
-    for r in rows:
-        f = headline_forecast(found, r["name"], r["grain"])
-        shown = None if f is None else {k: v.isoformat() if isinstance(v, dt.date) else v
-                                        for k, v in as_dict(f).items() if k not in ("name", "grain")}
-        r["forecast"] = shown if shown is None else shown | {"course": course(f.forecast_status)}
 
 
 @command(main, "notify")
@@ -531,12 +512,21 @@ def show_cmd(ctx: Ctx, kpi: str, periods: int):
     table = Table(title="recent values", title_justify="left")
     for c in ("grain", "period", "value", "target", "status", "complete"):
         table.add_column(c)
-    unit = project.definition.kpi_by_name[kpi].unit
+    k = project.definition.kpi_by_name[kpi]
+    unit, currency = k.unit, project.definition.currency_of(k)
     for r in info["recent"]:
-        table.add_row(r["grain"], str(r["period_start"]), scorecard.format_value(r["value"], unit),
-                      scorecard.format_value(r["target"], unit), scorecard.badge(r["status"]),
+        table.add_row(r["grain"], str(r["period_start"]), scorecard.format_value(r["value"], unit, currency),
+                      scorecard.format_value(r["target"], unit, currency), scorecard.badge(r["status"]),
                       "yes" if r["is_complete"] else "no")
     ctx.out.print(table)
+    if info.get("slices"):  # at the latest complete period; a combination reads 'region=EU · channel=web'
+        table = Table(title="slices", title_justify="left")
+        for c in ("grain", "period", "slice", "value", "target", "status"):
+            table.add_column(c, no_wrap=c == "slice")
+        for r in info["slices"]:
+            table.add_row(r["grain"], str(r["period_start"]), r["slice"], scorecard.format_value(r["value"], unit, currency),
+                          scorecard.format_value(r["target"], unit, currency), scorecard.badge(r["status"]))
+        ctx.out.print(table)
 
 
 @main.group("docs")

@@ -11,11 +11,12 @@ discipline warnings; 080-089 profiles and config; 090-099 problems found while
 running (in the warehouse) rather than validating; 100-109 limits and unreadable
 files; 110-119 the grammar of project SQL; 120-129 reading the machine (files,
 environment, network); 130-139 a `diff --state` folder; 150-154 targets per slice
-and from tables; 140-149 a dbt project and
+and from tables; 155-159 what a reader is shown (currencies, validate/reading.py); 140-149 a dbt project and
 its artifacts; 160-169 notifications (the `notify:` block of kpimetrics.yml and
 `kpimetrics notify`, kpimetrics/notify/); 170-179 KPIs over dbt's semantic
-layer (`metric:`, kpimetrics/dbt/semantic.py); 180-184 Spark profiles (Spark
-Connect's `remote:` and `master:`, config.SparkOutput).
+layer (`metric:`, kpimetrics/dbt/semantic.py); 180-189 Spark: profiles (Spark
+Connect's `remote:` and `master:`, config.SparkOutput) 180-183, runs on a shared
+catalog (adapters/spark_lease.py) 184-185.
 """
 from __future__ import annotations
 
@@ -394,6 +395,17 @@ CODES: dict[str, Code] = {
                    "`warehouse_dir`: the server's warehouse and metastore are set where the server starts, and a "
                    "client cannot change them.", "Remove `warehouse_dir`; start the server with "
                    "spark.sql.warehouse.dir and its metastore (README, Spark Connect)."),
+    # --- Spark: runs on a shared catalog (adapters/spark_lease.py) ---
+    "KPI184": Code(E, "output schema in use by another run", "Another kpimetrics run holds the lease of the output "
+                   "schema in the shared Spark catalog (a view kpi_lock__<n> there, with its process, host and "
+                   "expiry): one run at a time writes an output schema. Nothing was written.",
+                   "Wait for that run to finish and retry. A killed run's lease is free at once on its own host, "
+                   "elsewhere when it expires (10 minutes after its last statement)."),
+    "KPI185": Code(E, "run lost its lease", "The run stalled longer than its lease on the output schema (10 "
+                   "minutes without a statement) and another run took the schema over: this run stopped before "
+                   "moving the version pointer, so the other run's tables stand.",
+                   "Run again once the other run is done; find what stalled the run (an executor lost, a "
+                   "statement waiting on the cluster's resources)."),
     # --- targets per slice and from tables (SPEC §10) ---
     "KPI150": Code(E, "unknown dimension in targets", "`slice_targets:` (or a table target's `dimensions:`) names a "
                    "dimension the KPI is not sliced by (a derived KPI is sliced by the dimensions all its inputs have).",
@@ -413,6 +425,13 @@ CODES: dict[str, Code] = {
     "KPI154": Code(E, "target table grain not computed", "A table target's `grain:` is not a grain the KPI is "
                    "computed at, so its rows would never be a target.",
                    "Set `grain:` to one of the KPI's grains (the default is its first), or add the grain to `grain:`."),
+    # --- what a reader is shown (SPEC §10, validate/reading.py) ---
+    "KPI155": Code(E, "invalid currency", "A `currency` (in kpimetrics.yml, or on a KPI) is not an ISO 4217 code: "
+                   "three upper-case letters, shown after every value of a `unit: currency` KPI.",
+                   "Write the code, such as `currency: EUR`, `USD` or `GBP`."),
+    "KPI156": Code(W, "currency on a KPI that is not money", "A KPI names a `currency` but its unit is not "
+                   "`currency`: only currency values carry a currency, so it is never shown.",
+                   "Set `unit: currency` if its values are amounts of money; else remove `currency`."),
     "KPI146": Code(W, "column not documented", "A KPI over a dbt model reads a column that the model's schema file "
                    "does not document, and there is no catalog.json to say whether the model has it. Schema files "
                    "often document a few columns, so this is a warning; a column that does not exist fails at run.",

@@ -181,6 +181,7 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
             "indicator": k.indicator,
             "category": k.category,
             "unit": k.unit,
+            "currency": project.currency_of(k),  # shown after every value of a currency KPI (display.format_value)
             "direction": k.direction,
             "grains": list(pl.grains),
             "declared_grains": list(k.declared_grains),
@@ -219,8 +220,9 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
         "mission": project.mission,
         "priorities": [
             {
-                "name": p.name, "description": p.description, "owner": p.owner,
-                "strategies": [s.model_dump(mode="json") for s in p.strategies],
+                # label: what a reader is shown, the `label` else the name (SPEC §10), as a KPI's label
+                "name": p.name, "label": p.label or p.name, "description": p.description, "owner": p.owner,
+                "strategies": [s.model_dump(mode="json") | {"label": s.label or s.name} for s in p.strategies],
             }
             for p in project.priorities
         ],

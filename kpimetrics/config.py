@@ -76,6 +76,7 @@ class ProjectConfig(Node):
     paths: Paths = Field(default_factory=Paths)
     dbt: DbtSettings | None = None
     forecast: Forecast = Field(default_factory=Forecast)  # kpi_forecast's settings, per KPI too (forecast.py)
+    currency: str | None = None  # ISO 4217 code of every `unit: currency` KPI's values, unless the KPI names its own
     notify: NotifySettings | None = None  # channels and rules of notifications (SPEC §10, kpimetrics/notify/)
 
 

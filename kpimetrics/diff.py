@@ -20,6 +20,7 @@ import datetime as dt
 import decimal
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,14 +29,19 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
-from . import compiler, sqlgen
+from . import compiler, sqlgen, targets
+from . import model as m
 from .config import MASK
 from .errors import ConfigError, Location, UsageError, WarehouseError, error
 from .display import change_of, format_change, format_value
-from .sqlgen import col, lit
+from .sqlgen import alias, col, lit
+from .status import look
+from .tables import qualified
 
 # Manifest fields that describe where or how a KPI was written down, not what it is.
 NOT_A_CHANGE = {"compiled_sql", "location", "definition_hash", "strategy_path"}
+# Manifest fields that judge a KPI total's values without changing them: a change to one moves statuses (status_moves).
+STATUS_FIELDS = ("target", "tolerance", "at_risk_below", "at_risk_above", "direction")
 # What SecretRegistry.scrub writes over an env_var() value in target/: SQL holding it cannot be run again.
 MASKED_NOTE = ("values before the change not computed: the earlier compiled SQL has env_var() values masked "
                "(target/ never keeps secrets)")
@@ -52,6 +58,19 @@ class ValueRow:
         return change_of(self.old, self.new)[1]
 
 
+@dataclass(frozen=True)
+class StatusMove:
+    """One recent complete period of a KPI total under its earlier and its current target (`diff`'s target effect):
+    the published value, each definition's target and the status it gives that value."""
+
+    period_start: str
+    value: float | None
+    old_target: float | None
+    new_target: float | None
+    old_status: str
+    new_status: str
+
+
 @dataclass
 class KpiDiff:
     name: str
@@ -61,8 +80,12 @@ class KpiDiff:
     values_change: bool = False  # the definition_hash differs, so values may move
     grain: str | None = None
     unit: str | None = None
+    currency: str | None = None
     values: list[ValueRow] = field(default_factory=list)
     note: str | None = None  # why some values are missing
+    # a change to what judges the values (STATUS_FIELDS): the recent periods' statuses before and after, newest first
+    statuses: list[StatusMove] = field(default_factory=list)
+    status_note: str | None = None  # why they are not there
 
 
 @dataclass
@@ -439,6 +462,87 @@ def _number(value) -> float | None:
     return None
 
 
+# --- a target change's effect on recent statuses --------------------------------------------
+
+def earlier_judge(kpi: m.Kpi, entry: dict, changed: list[str]) -> tuple[m.Kpi | None, str | None]:
+    """The KPI as the earlier manifest `entry` judged it: the current definition with the earlier value of each of
+    `changed` (STATUS_FIELDS). (None, why) when that cannot be read, or would run SQL the state wrote (a table
+    target's column expressions): a state is untrusted input, and only literals of it reach the warehouse."""
+    written = kpi.model_dump(by_alias=True, exclude_unset=True)
+    for f in changed:
+        written.pop(f, None)
+        if entry.get(f) is not None:
+            written[f] = entry[f]
+    try:
+        earlier = m.Kpi.model_validate(written)
+    except ValueError:
+        return None, "the earlier definition's target is not one this release reads"
+    if isinstance(earlier.target, m.TableTarget) or (
+            isinstance(earlier.target, dict) and any(isinstance(t, m.TableTarget) for t in earlier.target.values())):
+        return None, "the earlier target is read from a table: its SQL is another branch's, and is not run"
+    return earlier, None
+
+
+def status_moves_query(definition, earlier: m.Kpi, current: m.Kpi, grain: str, periods: int) -> exp.Select:
+    """The last `periods` complete totals of a KPI at `grain` in kpi_status, each with the target and status its
+    earlier and its current definition give it: the targets as kpi_targets computes them (targets.targets_query),
+    the status by kpi_status's rule (targets.status_expression)."""
+    config = definition.config
+    schema, cal = config.output_schema, config.calendar
+    s = "__s"
+    value = col("value", s)
+    picked: list[exp.Expression] = [col("period_start", s), value]
+    query = exp.select(*picked).from_(qualified(schema, "kpi_status", s))
+    statuses = []
+    for side, kpi in (("__old", earlier), ("__new", current)):
+        targets_rows = targets.targets_query(kpi, grain, cal, schema, definition)
+        higher = exp.true() if kpi.direction != "lower_is_better" else exp.false()
+        if targets_rows is None:  # no target at that grain
+            target, threshold = exp.Null(), exp.Null()
+        else:
+            query = query.join(
+                exp.Subquery(this=targets_rows, alias=exp.TableAlias(this=exp.to_identifier(side, quoted=True))),
+                on=exp.and_(*[exp.EQ(this=col(c, side), expression=col(c, s))
+                              for c in ("name", "grain", "period_start", "dimension")]),
+                join_type="LEFT", copy=False)
+            target, threshold = col("target", side), col("at_risk_threshold", side)
+        query = query.select(alias(target.copy(), f"{side[2:]}_target"), copy=False)
+        statuses.append(alias(targets.status_expression(value, target, threshold, higher), f"{side[2:]}_status"))
+    return (
+        query.select(*statuses, copy=False)
+        .where(exp.and_(
+            exp.EQ(this=col("name", s), expression=lit(current.name)),
+            exp.EQ(this=col("grain", s), expression=lit(grain)),
+            exp.EQ(this=col("dimension", s), expression=lit("")),
+            exp.EQ(this=col("is_complete", s), expression=exp.true()),
+        ), copy=False)
+        .order_by(exp.Ordered(this=col("period_start", s), desc=True), copy=False)
+        .limit(periods, copy=False)
+    )
+
+
+def status_moves(project, adapter, k: KpiDiff, entry: dict, periods: int) -> None:
+    """Fill `k.statuses` (or `k.status_note`): how the change to its STATUS_FIELDS moves the statuses of the KPI
+    total's last `periods` complete periods, judged on the values the output tables hold."""
+    definition = project.definition
+    current = definition.kpi_by_name[k.name]
+    earlier, why = earlier_judge(current, entry, [f for f in STATUS_FIELDS if f in k.fields])
+    if earlier is None:
+        k.status_note = f"statuses before the change not computed: {why}"
+        return
+    if "kpi_status" not in set(adapter.tables(definition.config.output_schema)):
+        k.status_note = "statuses not computed: no output tables yet (run `kpimetrics run` first)"
+        return
+    query = status_moves_query(definition, earlier, current, k.grain, periods)
+    try:
+        rows = adapter.fetchall(compiler.render(query, adapter.dialect, pretty=False))
+    except WarehouseError as exc:
+        k.status_note = f"statuses not computed: the warehouse refused the query ({exc})"
+        return
+    k.statuses = [StatusMove(p.isoformat() if isinstance(p, dt.date) else str(p), _number(v), _number(ot),
+                             _number(nt), os_, ns) for p, v, ot, nt, os_, ns in rows]
+
+
 # --- the whole diff ------------------------------------------------------------------------
 
 def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
@@ -452,11 +556,12 @@ def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
     old, new = old_manifest["kpis"], new_manifest["kpis"]
     result = DiffResult(str(state), periods, compare(old, new))
     moving = [k for k in result.kpis if k.values_change]
+    judged = [k for k in result.kpis if k.change == "changed" and any(f in k.fields for f in STATUS_FIELDS)]
     for k in result.kpis:
         entry = new.get(k.name) or old.get(k.name) or {}
         k.grain = (entry.get("declared_grains") or entry.get("grains") or [None])[0]
-        k.unit = entry.get("unit")
-    if not moving:
+        k.unit, k.currency = entry.get("unit"), entry.get("currency")
+    if not (moving or judged):
         return result
     adapter = project.connect()
     try:
@@ -466,6 +571,8 @@ def diff(project, state: Path, *, periods: int = 6) -> DiffResult:
                                                       if (t := _reparsed(q, adapter.dialect)) is not None])
         earlier = {k.name: old_query(state_dir, manifest_path, old[k.name], k.name, adapter.dialect, reads)
                    for k in moving}
+        for k in judged:
+            status_moves(project, adapter, k, old[k.name], periods)
         for k in moving:
             before: dict[str, float | None] = {}
             query, k.note = earlier[k.name].query, earlier[k.name].note
@@ -514,6 +621,28 @@ def _movement(r: ValueRow, unit: str | None) -> str:
     return format_change(change, change_pct, unit)
 
 
+def status_summary(k: KpiDiff) -> str:
+    """A target change's effect in words: '3 of the last 6 months move on track → at risk'."""
+    n, grains = len(k.statuses), f"{k.grain}s"
+    moves = Counter((r.old_status, r.new_status) for r in k.statuses if r.old_status != r.new_status)
+    if not moves:
+        return f"none of the last {n} complete {grains} changes status"
+    return "; ".join(f"{c} of the last {n} complete {grains} {'moves' if c == 1 else 'move'} "
+                     f"{look(a).text} → {look(b).text}" for (a, b), c in moves.items())
+
+
+def _status_lines(k: KpiDiff) -> list[str]:
+    if not k.statuses:
+        return [f"- {k.status_note}"] if k.status_note else []
+    shown = lambda v: format_value(v, k.unit, k.currency)  # noqa: E731
+    lines = [f"- statuses: {status_summary(k)}", "",
+             "| period | value | target before | target after | status before | status after |",
+             "| --- | ---: | ---: | ---: | --- | --- |"]
+    lines += [f"| {r.period_start} | {shown(r.value)} | {shown(r.old_target)} | {shown(r.new_target)} | "
+              f"{look(r.old_status).text} | {look(r.new_status).text} |" for r in k.statuses]
+    return lines + [""]
+
+
 def render_markdown(result: DiffResult) -> str:
     counts = ", ".join(f"{len(result.of(c))} {c}" for c in ("changed", "affected", "added", "removed"))
     lines = ["### kpimetrics diff", "", f"Against `{_cell(result.state)}`: {counts}.", ""]
@@ -524,14 +653,16 @@ def render_markdown(result: DiffResult) -> str:
     for k in result.kpis:
         if k.change != "changed" and not k.values:
             continue
-        lines += ["", f"#### `{k.name}`" + (f" by {k.grain}, total" if k.values else "")]
+        lines += ["", f"#### `{k.name}`" + (f" by {k.grain}, total" if k.values or k.statuses else "")]
         for f, v in k.fields.items():
             lines.append(f"- `{f}`: {_cell(_shown(v['old']))} → {_cell(_shown(v['new']))}")
         if k.note:
             lines.append(f"- {k.note}")
+        lines += _status_lines(k)
         if k.values:
             lines += ["", "| period | before | after | change |", "| --- | ---: | ---: | ---: |"]
-            lines += [f"| {r.period_start} | {format_value(r.old, k.unit)} | {format_value(r.new, k.unit)} | "
+            lines += [f"| {r.period_start} | {format_value(r.old, k.unit, k.currency)} | "
+                      f"{format_value(r.new, k.unit, k.currency)} | "
                       f"{_movement(r, k.unit)} |" for r in k.values]
         elif k.values_change is False:
             lines.append("- values unchanged: the definition_hash is the same")

@@ -171,6 +171,21 @@ class ProjectDef:
         return out
 
     @property
+    def labels(self) -> dict[str, str]:
+        """What a reader is shown for each priority and strategy: its `label`, else its name (SPEC §10)."""
+        out: dict[str, str] = {}
+        for p in self.priorities:
+            out.setdefault(p.name, p.label or p.name)
+            for s in p.strategies:
+                out.setdefault(s.name, s.label or s.name)
+        return out
+
+    def currency_of(self, kpi: m.Kpi) -> str | None:
+        """The ISO 4217 code shown with a KPI's values: a `unit: currency` KPI's own `currency`, else kpimetrics.yml's;
+        None for any other unit (only currency values carry a currency)."""
+        return (kpi.currency or self.config.currency) if kpi.unit == "currency" else None
+
+    @property
     def kpi_by_name(self) -> dict[str, m.Kpi]:
         out: dict[str, m.Kpi] = {}
         for k in self.kpis:

@@ -76,6 +76,7 @@ def _field_names(cls: type[BaseModel]) -> dict[str, str]:
 
 class Strategy(Node):
     name: str
+    label: str | None = None  # shown to readers instead of the snake_case name (SPEC §10)
     description: str | None = None
     owner: str | None = None
     starts: dt.date | None = None
@@ -84,6 +85,7 @@ class Strategy(Node):
 
 class Priority(Node):
     name: str
+    label: str | None = None  # shown to readers instead of the snake_case name (SPEC §10)
     description: str | None = None
     owner: str | None = None
     strategies: list[Strategy] = Field(default_factory=list)
@@ -433,6 +435,7 @@ class Kpi(Node):
     indicator: Indicator | None = None
     category: str | None = None
     unit: Unit | None = None
+    currency: str | None = None  # ISO 4217 code of a `unit: currency` KPI's values; None: kpimetrics.yml's (KPI155)
     direction: Direction = "higher_is_better"
     model: str | None = None
     time: str | None = None
@@ -561,8 +564,8 @@ def _flat_texts(item: Any) -> list[str]:
 VALUE_FIELDS: frozenset[str] = FORM_KEYS | {"model", "time", "grain", "filter", "dimensions", "window", "fill"}
 NO_VALUE_FIELDS: frozenset[str] = frozenset({
     "name",  # a KPI's rows are keyed by its name: a renamed KPI is another KPI
-    "label", "description", "owner", "strategy", "indicator", "category", "unit", "direction", "target", "tolerance",
-    "at_risk_below", "at_risk_above", "slice_targets", "actions", "drives", "tags", "review_by", "check_ins",
+    "label", "description", "owner", "strategy", "indicator", "category", "unit", "currency", "direction", "target",
+    "tolerance", "at_risk_below", "at_risk_above", "slice_targets", "actions", "drives", "tags", "review_by", "check_ins",
     "forecast",  # how far back the forecast's line looks: kpi_forecast is recomputed every run (forecast.py)
 })
 

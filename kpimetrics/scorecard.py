@@ -74,12 +74,26 @@ def sparkline(values: Iterable[float | None]) -> str:
 
 # --- the terminal scorecard ---------------------------------------------------------
 
-def _group_key(r: dict):
-    return (r.get("priority") or "~", r.get("strategy") or "~", r["name"])
+def _groups(rows: list[dict], labels: dict[str, str]) -> list[dict]:
+    """The rows in reading order: priorities and strategies as strategy.yml lists them (`labels`' order), each
+    group's KPIs in their YAML order (the rows' order); a priority or strategy not in strategy.yml after those
+    that are, the performance standards (no priority) last."""
+    place = {name: i for i, name in enumerate(labels)}
+    last = len(place)
+
+    def key(indexed):
+        i, r = indexed
+        priority, strategy = r.get("priority"), r.get("strategy")
+        return (priority is None, place.get(priority, last), priority or "", place.get(strategy, last), strategy or "", i)
+
+    return [r for _, r in sorted(enumerate(rows), key=key)]
 
 
-def render(console: Console, rows: list[dict], units: dict[str, str | None], title: str | None) -> None:
-    """Rows of `Project.status` grouped by priority and strategy, each group with its roll-up."""
+def render(console: Console, rows: list[dict], title: str | None, labels: dict[str, str] | None = None) -> None:
+    """Rows of `Project.status` grouped by priority and strategy, each group with its roll-up. `labels`: what a
+    reader is shown for each priority and strategy (ProjectDef.labels), in strategy.yml order. Each row's `unit` and
+    `currency` format its numbers (display.format_value)."""
+    labels = labels or {}
     wide = console.width >= 100
     table = Table(title=title or "KPIs", title_justify="left", pad_edge=False, box=None, header_style="bold")
     for name, justify in (("KPI", "left"), ("period", "left"), ("value", "right"), ("target", "right"),
@@ -87,11 +101,11 @@ def render(console: Console, rows: list[dict], units: dict[str, str | None], tit
         table.add_column(name, justify=justify, no_wrap=True)
     if wide:
         table.add_column("change", justify="right", no_wrap=True)
-    forecasts = any(r.get("forecast") for r in rows)  # kpi_forecast's headline, added by `status` (cli.py)
+    forecasts = any(r.get("forecast") for r in rows)  # kpi_forecast's headline (Project.status)
     if forecasts:
         table.add_column("forecast", justify="left", no_wrap=True)
     width = len(table.columns)
-    ordered = sorted(rows, key=_group_key)
+    ordered = _groups(rows, labels)
     by_priority: dict = {}
     by_strategy: dict = {}
     for r in ordered:
@@ -101,25 +115,27 @@ def render(console: Console, rows: list[dict], units: dict[str, str | None], tit
     for r in ordered:
         priority, strategy = r.get("priority"), r.get("strategy")
         if priority != last_priority:
-            heading = escape(priority or "performance standards")
+            heading = escape(labels.get(priority, priority) if priority else "performance standards")
             table.add_row(f"[bold]{heading}[/bold]", *_group_cells(by_priority[priority], width))
             last_priority = priority
         if strategy != last_strategy and strategy:
-            table.add_row(f" [italic]{escape(strategy)}[/italic]", *_group_cells(by_strategy[(priority, strategy)], width))
+            table.add_row(f" [italic]{escape(labels.get(strategy, strategy))}[/italic]",
+                          *_group_cells(by_strategy[(priority, strategy)], width))
         last_strategy = strategy
-        unit = units.get(r["name"])
+        unit, currency = r.get("unit"), r.get("currency")
         period = f"{r['grain']} {r['period_start']}" if r.get("period_start") else r["grain"]
-        cells = ["   " + escape(r["name"]), period, format_value(r["value"], unit), format_value(r["target"], unit),
-                 badge(r["status"]), f"[dim]{sparkline(r.get('recent_values') or [])}[/dim]"]
+        cells = ["   " + escape(r["name"]), period, format_value(r["value"], unit, currency),
+                 format_value(r["target"], unit, currency), badge(r["status"]),
+                 f"[dim]{sparkline(r.get('recent_values') or [])}[/dim]"]
         if wide:
             cells.append(format_change(r.get("change"), r.get("change_pct"), unit))
         if forecasts:
-            cells.append(forecast_cell(r.get("forecast"), unit, wide))
+            cells.append(forecast_cell(r.get("forecast"), unit, wide, currency))
         table.add_row(*cells)
     console.print(table)
 
 
-def forecast_cell(f: dict | None, unit: str | None, wide: bool = True) -> str:
+def forecast_cell(f: dict | None, unit: str | None, wide: bool = True, currency: str | None = None) -> str:
     """Rich markup: on course / off course in the forecast status's colour and symbol, after the forecast and the
     horizon's last day where the terminal is wide enough."""
     if not f:
@@ -129,7 +145,7 @@ def forecast_cell(f: dict | None, unit: str | None, wide: bool = True) -> str:
     if not wide:
         return said
     last_day = dt.date.fromisoformat(str(f["horizon_end"])) - dt.timedelta(days=1)
-    return f"{format_value(f['forecast'], unit)} by {last_day.isoformat()} {said}"
+    return f"{format_value(f['forecast'], unit, currency)} by {last_day.isoformat()} {said}"
 
 
 def _group_cells(statuses: list[str], width: int) -> list[str]:

@@ -404,24 +404,33 @@ def with_baseline_query(ranges: list[exp.Expression], schema: str) -> exp.Select
     )
 
 
+def status_expression(value: exp.Expression, target: exp.Expression, threshold: exp.Expression,
+                      higher: exp.Expression) -> exp.Expression:
+    """A period's status (SPEC §2) from its value, target and at-risk threshold; `higher`: a condition true where
+    higher is better. kpi_status's rule, and `diff`'s for a target change's effect (diff.status_moves)."""
+
+    def cmp(a, b):
+        return exp.Case(ifs=[exp.If(this=higher.copy(), true=exp.GTE(this=a.copy(), expression=b.copy()))],
+                        default=exp.LTE(this=a.copy(), expression=b.copy()))
+
+    return exp.Case(
+        ifs=[
+            exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=lit(Status.NO_DATA.value)),
+            exp.If(this=exp.Is(this=target.copy(), expression=exp.Null()), true=lit(Status.NO_TARGET.value)),
+            exp.If(this=cmp(value, target), true=lit(Status.ON_TRACK.value)),
+            exp.If(this=cmp(value, threshold), true=lit(Status.AT_RISK.value)),
+        ],
+        default=lit(Status.OFF_TRACK.value),
+    )
+
+
 def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
     """kpi_status rows for `names`: values joined with targets and the previous period."""
     v, t, p, c = "__v", "__t", "__p", "__c"
     higher = exp.EQ(this=col("direction", c), expression=lit("higher_is_better"))
     value, target, thr = col("value", v), col("target", t), col("at_risk_threshold", t)
 
-    def cmp(on_higher, on_lower, a, b):
-        return exp.Case(ifs=[exp.If(this=higher.copy(), true=on_higher(this=a.copy(), expression=b.copy()))], default=on_lower(this=a.copy(), expression=b.copy()))
-
-    status = exp.Case(
-        ifs=[
-            exp.If(this=exp.Is(this=value.copy(), expression=exp.Null()), true=lit(Status.NO_DATA.value)),
-            exp.If(this=exp.Is(this=target.copy(), expression=exp.Null()), true=lit(Status.NO_TARGET.value)),
-            exp.If(this=cmp(exp.GTE, exp.LTE, value, target), true=lit(Status.ON_TRACK.value)),
-            exp.If(this=cmp(exp.GTE, exp.LTE, value, thr), true=lit(Status.AT_RISK.value)),
-        ],
-        default=lit(Status.OFF_TRACK.value),
-    )
+    status = status_expression(value, target, thr, higher)
     attainment = exp.Case(
         ifs=[exp.If(this=higher.copy(), true=safe_div(value.copy(), target.copy()))],
         default=safe_div(target.copy(), value.copy()),

@@ -34,6 +34,7 @@ import corpus_state
 import corpus_targets
 import corpus_notify
 import corpus_semantic
+import corpus_reading
 from corpus import ANY_LINE, PROFILES, Fault, broken_project, check_fault, where
 
 
@@ -96,7 +97,7 @@ CONFIG_FAULTS = [
           "profiles.yml", 7, "warehouse_dir: a Spark Connect server has its own warehouse"),
 ]
 CORPUS = (corpus_files, corpus_sql, corpus_access, corpus_run, corpus_state, corpus_dbt, corpus_targets, corpus_notify,
-          corpus_semantic)
+          corpus_semantic, corpus_reading)
 FAULTS = from_validation_cases() + FILE_FAULTS + CONFIG_FAULTS + [f for m in CORPUS for f in m.FAULTS]
 
 NOT_FROM_A_PROJECT = {

@@ -81,6 +81,7 @@ SAMPLES: dict[str, tuple[str, dict]] = {
     "indicator": ("revenue", {"indicator": "lagging"}),
     "category": ("revenue", {"category": "financial"}),
     "unit": ("revenue", {"unit": "currency"}),
+    "currency": ("revenue", {"currency": "USD"}),
     "direction": ("revenue", {"direction": "lower_is_better"}),
     "target": ("revenue", {"target": {"schedule": [{"from": "2026-01-01", "value": 200}]}}),
     "tolerance": ("revenue", {"tolerance": "5%"}),

@@ -318,7 +318,7 @@ JSON = {
     "notices": [{
         "name": "revenue", "label": "Net revenue", "grain": "month", "period_start": "2025-12-01",
         "period_end": "2026-01-01", "status": "off_track", "value": 800.0, "target": 1000.0, "change": -100.0,
-        "change_pct": -100.0 / 900.0, "unit": "currency", "owner": "sales@shop.example", "forecasts": [],
+        "change_pct": -100.0 / 900.0, "unit": "currency", "currency": None, "owner": "sales@shop.example", "forecasts": [],
         "actions": "Call the top ten accounts\nReview the discounts",
         "check_in": {"date": "2025-12-20", "author": "ana", "note": "Holiday dip expected"},
         "url": f"{LINK}/revenue.html",

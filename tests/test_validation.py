@@ -294,10 +294,10 @@ def test_kpi000_no_project_file(tmp_path: Path):
 def test_every_code_has_a_case():
     # SPEC §11: test_error_catalog
     import corpus_access, corpus_dbt, corpus_files, corpus_notify, corpus_run, corpus_sql, corpus_state, corpus_targets
-    import corpus_semantic
+    import corpus_reading, corpus_semantic
 
     corpus = (corpus_access, corpus_dbt, corpus_files, corpus_run, corpus_sql, corpus_state, corpus_targets, corpus_notify,
-              corpus_semantic)
+              corpus_semantic, corpus_reading)
     covered = {c.code for c in CASES} | {"KPI000"} | {f.code for m in corpus for f in m.FAULTS} | {
         code for m in corpus for code in m.ELSEWHERE}
     elsewhere = {"KPI080", "KPI081", "KPI082", "KPI083",  # profiles and config: tested with the profiles

@@ -54,6 +54,7 @@ class Notice:
     check_in: CheckIn | None
     forecasts: tuple[Forecast, ...]
     url: str | None
+    currency: str | None = None  # a currency KPI's ISO 4217 code, shown with each of its values (display.format_value)
 
     @property
     def headline(self) -> str:
@@ -70,11 +71,11 @@ class Notice:
 
     def facts(self) -> list[tuple[str, str]]:
         """The notice's facts as (title, text), in the order every format shows them."""
-        v = lambda x: format_value(x, self.unit)  # noqa: E731
+        v = lambda x: format_value(x, self.unit, self.currency)  # noqa: E731
         against = f"against a target of {v(self.target)}" if self.target is not None else "with no target"
         out = [("Period", self.period), ("Value", f"{v(self.value)} {against}"), ("Status", look(self.status).text)]
         if self.change is not None:
-            out.append(("Change", f"{format_change_long(self.change, self.change_pct, self.unit)} on the period before"))
+            out.append(("Change", f"{format_change_long(self.change, self.change_pct, self.unit, self.currency)} on the period before"))
         for f in self.forecasts:
             target = f" against a target of {v(f.target)}" if f.target is not None else ""
             out.append(("Forecast", f"{v(f.forecast)} by {f.horizon_end.isoformat()}{target}: {course(f.status)}"))
@@ -93,6 +94,7 @@ class Notice:
             "name": self.name, "label": self.label, "grain": self.grain, "period_start": self.period_start.isoformat(),
             "period_end": self.period_end.isoformat(), "status": str(self.status), "value": self.value,
             "target": self.target, "change": self.change, "change_pct": self.change_pct, "unit": self.unit,
+            "currency": self.currency,
             "owner": self.owner,
             "forecasts": [{"horizon_end": f.horizon_end.isoformat(), "forecast": f.forecast, "target": f.target,
                            "status": f.status} for f in self.forecasts],

@@ -273,7 +273,7 @@ def _notices(project, reader: OutputReader, headlines, names: list[str], link: s
             unit=k.unit, owner=k.owner, actions=k.actions_text,
             check_in=CheckIn(latest.date, latest.author, latest.note) if latest else None,
             forecasts=tuple(forecasts.get((name, row.grain), ())),
-            url=f"{link}kpi/{slug(name)}.html" if link else None,
+            url=f"{link}kpi/{slug(name)}.html" if link else None, currency=project.currency_of(k),
         )
     return out
 

@@ -25,6 +25,7 @@ from .combinations import combinations_well_formed
 from .context import Context, YamlIndex, known_dialect
 from .metrics import metric_kpis
 from .models import columns_exist, model_references, model_sql
+from .reading import currencies
 from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, required_fields, strategy_links
 from .sql import derived_grammar, derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
 from .targets import (
@@ -69,6 +70,7 @@ RULES: tuple[Rule, ...] = (
     actions_and_indicator,
     strategy_health,
     reviews_due,
+    currencies,  # what a reader is shown: currencies (KPI155-156)
     notify_rules,  # kpimetrics.yml's notify: block (KPI160-167)
 )
 

@@ -1,0 +1,24 @@
+"""Hostile-input corpus: what a reader is shown (SPEC §10, KPI155-156; see corpus.py): a currency that is not an
+ISO 4217 code, in kpimetrics.yml or on a KPI, and a currency on a KPI whose values are not money. FAULTS run in
+test_error_catalog (and test_validation counts them); tests/test_reading.py shows currencies on a run project.
+
+kpis/broken.yml is helpers_projects.kpi_yaml: its first added key on line 12, the next on 13.
+"""
+from __future__ import annotations
+
+from corpus import Fault
+from helpers_projects import KPIMETRICS_YML, kpi_yaml
+
+BROKEN = "kpis/broken.yml"
+
+FAULTS = [
+    Fault("KPI155", {"kpimetrics.yml": KPIMETRICS_YML + "    currency: euro\n"}, "kpimetrics.yml", 8,
+          "kpimetrics.yml: currency 'euro' is not an ISO 4217 code"),
+    Fault("KPI155", {BROKEN: kpi_yaml(unit="currency", currency="'€'")}, BROKEN, 13,
+          "KPI 'broken': currency '€' is not an ISO 4217 code"),
+    Fault("KPI156", {BROKEN: kpi_yaml(unit="percent", currency="EUR")}, BROKEN, 13,
+          "KPI 'broken' has a currency but its unit is percent: only the values of a `unit: currency` KPI carry a "
+          "currency"),
+]
+
+ELSEWHERE: dict[str, str] = {}
