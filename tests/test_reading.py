@@ -14,7 +14,9 @@ from click.testing import CliRunner
 
 from helpers_run import insert_orders, kpi, kpis_yml, make_orders, ok, query, run, write_run_project
 from kpimetrics import Project
+from kpimetrics import model as m
 from kpimetrics.cli import main
+from kpimetrics.diff import earlier_judge
 from kpimetrics.notify.messages import Notice
 from kpimetrics.display import change_of, format_change, format_change_long, format_value
 
@@ -235,3 +237,16 @@ def test_diff_shows_how_a_target_change_moves_recent_statuses(shop, tmp_path):
     feb = expected[0]
     assert (f"| 2026-02-01 | {feb['value']:,.0f} EUR | 20,000 EUR | 28,000 EUR | {words[feb['old_status']]} | "
             f"{words[feb['new_status']]} |") in markdown
+
+
+def test_an_earlier_target_read_from_a_table_or_not_readable_is_not_run():
+    """A state is untrusted (SPEC §11): of its earlier target only literals reach the warehouse."""
+    current = m.Kpi.model_validate({"name": "revenue", "model": "source('shop', 'orders')", "time": "ordered_at",
+                                    "measure": "sum(amount)", "target": 100, "tolerance": "10%"})
+    earlier, why = earlier_judge(current, {"target": 90, "tolerance": None}, ["target", "tolerance"])
+    assert why is None and (earlier.target, earlier.tolerance, earlier.measure) == (90, None, "sum(amount)")
+    table = {"table": "source('shop', 'orders')", "period": "ordered_at", "value": "amount; drop table x"}
+    assert earlier_judge(current, {"target": table}, ["target"]) == (
+        None, "the earlier target is read from a table: its SQL is another branch's, and is not run")
+    assert earlier_judge(current, {"target": {"schedule": "soon"}}, ["target"]) == (
+        None, "the earlier definition's target is not one this release reads")
