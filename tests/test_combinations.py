@@ -25,6 +25,7 @@ from helpers_run import kpi, kpis_yml, strategy_yml
 from kpimetrics import Project, combinations, tables
 from kpimetrics.dialects import generate
 from kpimetrics.tables import qualified
+from semantic_env import semantic_shop  # noqa: F401  (the session's dbt build, for the metric form)
 
 AS_OF = dt.date(2026, 5, 1)
 COMBO = "region × channel"
@@ -248,3 +249,102 @@ def test_combination_slices_get_the_totals_target_and_status(ran):
         assert status == ("on_track" if value >= 100 else "at_risk" if value >= 90 else "off_track")
     assert ran.execute("select count(*) from kpi.kpi_targets where name = 'rev' and dimension = ?", [COMBO]).fetchone()[0] \
         == len(got)
+
+
+# --- DuckDB only: what does not differ by engine ----------------------------------------------------
+
+def duckdb_project(root: Path, rows: list[tuple]) -> Project:
+    write_project(root, project_files(engines.duckdb_engine().profiles_yml(root)))
+    load_data(root / "wh.duckdb", rows)
+    return Project.load(root)
+
+
+def tables_of(root: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(root / "wh.duckdb"), read_only=True)
+    try:
+        return {t: rounded(con.execute(f"select * exclude (run_id{', computed_at' if t == 'kpi_values' else ''}) "
+                                       f"from kpi.{t}").fetchall() if t != "kpi_targets" and t != "kpi_slice_members"
+                           else con.execute(f"select * from kpi.{t}").fetchall())
+                for t in ("kpi_values", "kpi_status", "kpi_targets", "kpi_slice_members")}
+    finally:
+        con.close()
+
+
+def test_an_incremental_run_with_late_rows_equals_a_full_refresh(tmp_path):
+    """Late orders in the last month (a new channel among them: new combination slices and members) and in the
+    month before it (within lookback 1): the incremental run's tables equal a --full-refresh's."""
+    late = [(9001, dt.datetime(2026, 4, 20), "EU", "phone", 3, 40.0), (9002, dt.datetime(2026, 3, 28), "US", "web", 1, 25.0),
+            (9003, dt.datetime(2026, 4, 21), None, "phone", 2, 5.0)]
+    roots = []
+    for name in ("incremental", "full"):
+        root = tmp_path / name
+        project = duckdb_project(root, order_rows())
+        assert project.run(as_of=AS_OF).status == "success"
+        load_data(root / "wh.duckdb", late)
+        assert Project.load(root).run(full_refresh=name == "full", as_of=AS_OF).status == "success"
+        roots.append(root)
+    incremental, full = (tables_of(r) for r in roots)
+    assert incremental == full
+    assert ("rev", COMBO, "EU · phone", "channel", "phone") in incremental["kpi_slice_members"]
+
+
+def test_the_combinations_enter_the_definition_hash(tmp_path):
+    project = duckdb_project(tmp_path / "p", order_rows(range(1, 2)))
+    before = project.plan().kpis["rev"].definition_hash
+    kpis = tmp_path / "p" / "kpis" / "kpis.yml"
+    for changed in ("dimensions: [region, [channel, region]]", "dimensions: [region]", "dimensions: [region, [region, channel, customer_id]]"):
+        kpis.write_text(KPIS.replace("dimensions: [region, [region, channel]]", changed), encoding="utf-8")
+        assert Project.load(tmp_path / "p").plan().kpis["rev"].definition_hash != before, changed
+    kpis.write_text(KPIS, encoding="utf-8")
+    assert Project.load(tmp_path / "p").plan().kpis["rev"].definition_hash == before
+
+
+def test_show_and_the_docs_data_label_a_combination(tmp_path):
+    from click.testing import CliRunner
+
+    from kpimetrics.cli import main
+    from kpimetrics.docs.data import Slice
+
+    root = tmp_path / "p"
+    assert duckdb_project(root, order_rows()).run(as_of=AS_OF).status == "success"
+    out = CliRunner().invoke(main, ["show", "rev", "--project-dir", str(root)], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "region=EU · channel=web" in out.output and "region=(null) · channel=store·front" in out.output
+    assert "region=US " in out.output  # a single slice beside them
+    s = Slice(COMBO, "(null) · store··front", dt.date(2026, 4, 1), 1.0, None, "no_target")
+    assert s.members == [("region", "(null)"), ("channel", "store·front")]
+    assert s.label == "region=(null) · channel=store·front"
+    assert Slice("region", "EU", dt.date(2026, 4, 1), 1.0, None, "no_target").members == [("region", "EU")]
+
+
+@pytest.mark.parametrize("values", [["EU", "web"], ["a · b", "·"], ["··", " · "], ["", ""], ["x·", "·y", "z"]])
+def test_a_combination_text_decodes_to_its_members(values):
+    assert combinations.members(combinations.encode(values)) == values
+
+
+# --- the metric form: a metric of dbt's semantic layer, by a combination through an entity join -----------
+
+@pytest.mark.dbt
+def test_a_metric_kpi_by_a_combination_equals_group_by(semantic_shop, tmp_path):
+    """MetricFlow's revenue (sum of amount) by order__channel × customer__region (a dimension through the
+    customer entity's join): each slice equals the orders joined to their customers, GROUP BY channel, region."""
+    from test_semantic import cli, fetch, kpimetrics_project
+
+    dbt = semantic_shop.copy(tmp_path)
+    kpimetrics_project(dbt, [kpi("revenue", "metric: revenue\ngrain: [month]\n"
+                                            "dimensions: [order__channel, [order__channel, customer__region]]\ntarget: 1")])
+    out = cli(dbt, "run", "--as-of", "2025-07-15")
+    assert out.exit_code == 0, out.output
+    combo = "order__channel × customer__region"
+    got = fetch(dbt, f"""
+        select v.period_start, c.member_value, r.member_value, v.value from kpi.kpi_values v
+        join kpi.kpi_slice_members c on c.name = v.name and c.dimension = v.dimension
+            and c.dimension_value = v.dimension_value and c.member = 'order__channel'
+        join kpi.kpi_slice_members r on r.name = v.name and r.dimension = v.dimension
+            and r.dimension_value = v.dimension_value and r.member = 'customer__region'
+        where v.dimension = '{combo}'""")
+    want = fetch(dbt, """
+        select date_trunc('month', o.ordered_at)::date, coalesce(o.channel, '(null)'), coalesce(c.region, '(null)'),
+               sum(o.amount)
+        from main.orders o left join main.customers c on c.customer_id = o.customer_id group by all""")
+    assert len(want) > 10 and rounded(got) == rounded(want)
