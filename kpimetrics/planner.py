@@ -16,7 +16,7 @@ from typing import Any, Callable
 import sqlglot
 from sqlglot import exp
 
-from . import dag
+from . import combinations, dag
 from .collector import long_lived
 from .loader import MODEL_CTE_PREFIX, ProjectDef
 from .model import FORM_KEYS, VALUE_FIELDS, Form, Kpi, MetricForm, Ratio, Window
@@ -309,13 +309,23 @@ def build_plan(project: ProjectDef) -> Plan:
             computation=form,
             trees={e.role: _snippet(e.text, dialect) for e in form.expressions()},
             filter=_snippet(k.filter, dialect),
-            dimensions=tuple(dict.fromkeys(k.dimensions)),
+            dimensions=k.slice_dimensions,
             inputs=dag.kpi_inputs(k, dialect),
-            dimension_exprs={d: t for d in k.dimensions if (t := _snippet(d, dialect)) is not None},
+            dimension_exprs=_slice_exprs(k, {c: t for c in k.dimension_columns if (t := _snippet(c, dialect)) is not None}),
         )
         plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
         plans[name] = plan
     return Plan(project, plans, deps)
+
+
+def _slice_exprs(k: Kpi, columns: dict[str, exp.Expression]) -> dict[str, exp.Expression]:
+    """Each slice dimension's row expression: a column's own tree, a combination's text of its columns' values."""
+    out = dict(columns)
+    for d in k.dimensions:
+        if not isinstance(d, str):
+            out[combinations.name(d)] = combinations.value_expr(
+                [columns[c].copy() if c in columns else exp.column(c) for c in d])
+    return out
 
 
 # --- KPIs over dbt's semantic layer (SPEC §9) ---------------------------------------------------
@@ -383,9 +393,9 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
         computation=kpi.computation,
         trees=dict(resolved.trees),
         filter=resolved.filter,
-        dimensions=tuple(dict.fromkeys(k.dimensions)),
+        dimensions=k.slice_dimensions,
         inputs=[],
-        dimension_exprs=dict(resolved.dimension_exprs),
+        dimension_exprs=_slice_exprs(k, resolved.dimension_exprs),
         semantic=resolved,
     )
 

@@ -563,7 +563,7 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
     if offsets:
         time = exp.column(TIME_COLUMN, quoted=True)
     dims = {}
-    for d in dict.fromkeys(kpi.dimensions):
+    for d in kpi.dimension_columns:  # alone or in a combination (planner.py combines them)
         try:
             dims[d] = r.dimension(d, metric)
         except _Problem as problem:  # the KPI's own dimension: said where the KPI names it
