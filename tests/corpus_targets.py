@@ -21,6 +21,11 @@ def with_target(target: str) -> dict[str, str]:
 FAULTS = [
     Fault("KPI150", {BROKEN: kpi_yaml(dimensions="[region]", slice_targets="regoin:\n  north: 5")}, BROKEN, 14,
           "`slice_targets` names dimension 'regoin', which the KPI is not sliced by; did you mean 'region'?"),
+    # a mapping keyed by a combination of dimensions (SPEC §9): not supported, `slice_targets: true` is
+    Fault("KPI150", {BROKEN: kpi_yaml(dimensions="[region, [region, channel]]",
+                                      slice_targets="'region × channel':\n  'north · web': 5")}, BROKEN, 14,
+          "`slice_targets` names the combination of dimensions 'region × channel': targets per combination slice "
+          "are not supported"),
     Fault("KPI151", with_target("{table: orders, period: ordered_at, value: amount}"), BROKEN, 11,
           "the target `table` must be source('source', 'table') or ref('model'), got 'orders'"),
     Fault("KPI152", with_target(f"{{table: {TABLE}, period: ordered_at, value: amonut}}"), BROKEN, 11,
