@@ -250,3 +250,32 @@ def test_an_earlier_target_read_from_a_table_or_not_readable_is_not_run():
         None, "the earlier target is read from a table: its SQL is another branch's, and is not run")
     assert earlier_judge(current, {"target": {"schedule": "soon"}}, ["target"]) == (
         None, "the earlier definition's target is not one this release reads")
+
+
+def test_a_target_change_moves_statuses_as_the_oracle_says_on_each_engine(oracle_a, con_a, tmp_path):
+    """Project A, run once per engine (tests/engines.py), read by `diff` with st_tol_num's target 8 made 10 (tolerance
+    0.25): the statuses before are the oracle's (tests/oracle_data.py), those after by hand from its values."""
+    project = tmp_path / "oracle_a"
+    shutil.copytree(oracle_a.root, project, ignore=shutil.ignore_patterns("*.duckdb", "*.wal", "target"))
+    profiles = project / "profiles.yml"  # the same warehouse: an embedded DuckDB by its absolute path
+    profiles.write_text(profiles.read_text().replace("path: wh.duckdb", f"path: {oracle_a.root / 'wh.duckdb'}"))
+    Project.load(project).compile()
+    state = tmp_path / "state"
+    shutil.copytree(project / "target", state)
+    points = project / "kpis" / "points.yml"
+    text = points.read_text()
+    block = text[text.index("name: st_tol_num"):]
+    block = block[:block.index("tolerance: 0.25")]
+    assert block.count("target: 8\n") == 1
+    points.write_text(text.replace(block, block.replace("target: 8\n", "target: 10\n")))
+
+    result = Project.load(project).diff(state, periods=6)
+    [k] = result.kpis
+    assert (k.name, k.change, list(k.fields), k.grain) == ("st_tol_num", "changed", ["target"], "month")
+    oracle = con_a.execute("""
+        SELECT period_start, value, target, status FROM oracle_status
+        WHERE name = 'st_tol_num' AND grain = 'month' AND dimension = '' AND is_complete
+        ORDER BY period_start DESC LIMIT 6""").fetchall()
+    assert len(oracle) == 6 and {t for _, _, t, _ in oracle} == {8.0}
+    assert [(r.period_start, r.value, r.old_target, r.new_target, r.old_status, r.new_status) for r in k.statuses] == [
+        (p.isoformat(), v, 8.0, 10.0, status, hand_status(v, 10, 0.25)) for p, v, _, status in oracle]
