@@ -52,22 +52,22 @@ WITH "__model_orders_enriched" AS (
     NOT ordered_at IS NULL
 ), "active_customers__month_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
     0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE)
   UNION ALL
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d0",
     1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d0"
 ), "active_customers__month_bounds" AS (
   SELECT
@@ -82,22 +82,22 @@ WITH "__model_orders_enriched" AS (
   CROSS JOIN GENERATE_SERIES(CAST("lo" AS TIMESTAMP), CAST("hi" AS TIMESTAMP), INTERVAL '1 MONTH') AS "__series"("__s")
 ), "active_customers__week_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d0",
     0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE)
   UNION ALL
   SELECT
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d0",
     1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "active_customers__rows"
   GROUP BY
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d0"
 ), "active_customers__week_bounds" AS (
   SELECT

@@ -4,7 +4,7 @@
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "bookings_ytd__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST(CAST(ordered_at AS DATE) AS TIMESTAMP)) AS DATE) AS "__p",
     amount,
     status
   FROM "orders"
@@ -27,7 +27,7 @@ WITH "bookings_ytd__rows" AS (
     "__b"."period_start" AS "__dst"
   FROM "bookings_ytd__spine" AS "__a"
   JOIN "bookings_ytd__spine" AS "__b"
-    ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
+    ON CAST(DATE_TRUNC('YEAR', CAST("__a"."period_start" AS TIMESTAMP)) AS DATE) = CAST(DATE_TRUNC('YEAR', CAST("__b"."period_start" AS TIMESTAMP)) AS DATE)
     AND "__b"."period_start" >= "__a"."period_start"
 ), "bookings_ytd__agg0_pp" AS (
   SELECT

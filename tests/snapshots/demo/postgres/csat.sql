@@ -42,14 +42,14 @@ WITH "csat__rows" AS (
   FROM "csat__pp"
 ), "csat__week_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d0",
     SUM("__q0") AS "__n0",
     SUM("__q1") AS "__m1",
     SUM("__q2") AS "__m2"
   FROM "csat__pp"
   GROUP BY
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d0"
 ), "csat__week_spine" AS (
   SELECT
@@ -57,20 +57,20 @@ WITH "csat__rows" AS (
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "csat__bounds"
   CROSS JOIN GENERATE_SERIES(
-    CAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('WEEK', "hi") AS DATE) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('WEEK', CAST("lo" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('WEEK', CAST("hi" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
     INTERVAL '7 DAY'
   ) AS "__series"("__s")
 ), "csat__month_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d0",
     SUM("__q0") AS "__n0",
     SUM("__q1") AS "__m1",
     SUM("__q2") AS "__m2"
   FROM "csat__pp"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d0"
 ), "csat__month_spine" AS (
   SELECT
@@ -78,8 +78,8 @@ WITH "csat__rows" AS (
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "csat__bounds"
   CROSS JOIN GENERATE_SERIES(
-    CAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('MONTH', CAST("lo" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('MONTH', CAST("hi" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
     INTERVAL '1 MONTH'
   ) AS "__series"("__s")
 )

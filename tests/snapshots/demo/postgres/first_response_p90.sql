@@ -4,7 +4,7 @@
 -- TIMESTAMPTZ values are cut into periods in time zone UTC: run with the session time zone set to it.
 WITH "first_response_p90__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(opened_at AS DATE)) AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST(CAST(opened_at AS DATE) AS TIMESTAMP)) AS DATE) AS "__p",
     first_response_seconds
   FROM "support_tickets"
   WHERE

@@ -44,7 +44,7 @@ WITH "__model_orders_enriched" AS (
   FROM numbered
 ), "reorder_rate_30d__rows" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', CAST(ordered_at AS DATE)) AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST(CAST(ordered_at AS DATE) AS TIMESTAMP)) AS DATE) AS "__p",
     reordered_within_30d
   FROM "__model_orders_enriched"
   WHERE
