@@ -55,4 +55,6 @@ FAULTS: list[Fault] = [
 ELSEWHERE: dict[str, str] = {
     "KPI097": "a warning after publishing (run_results.json cannot be written); tested in test_trust_run",
     "KPI098": "a warning about the warehouse file a run created (a mistyped DuckDB path); tested in test_trust_run",
+    "KPI184": "two runs at once on a shared Spark catalog (the lease): test_spark_cluster and test_spark_connect",
+    "KPI185": "a run whose Spark lease was taken over before it published: test_spark_connect",
 }

@@ -395,3 +395,62 @@ def test_a_server_without_a_metastore_is_refused(tmp_path):
             SparkAdapter(SparkOutput(type="spark", remote=server.url), tmp_path, "UTC")
     finally:
         server.stop()
+
+
+# --- one run at a time on a shared catalog: the lease (adapters/spark_lease.py) ---------------------------
+
+def _lease_view(adapter, schema: str, generation: int, host: str, pid: int, expires_in: int) -> None:
+    """A lease as another client would have left it."""
+    adapter.execute(f"CREATE VIEW `{schema}`.kpi_lock__{generation} AS SELECT '{host}' AS host, {pid} AS pid, "
+                    f"'other' AS token, CAST(unix_timestamp() + {expires_in} AS BIGINT) AS expires_at, false AS released")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_the_lease_on_a_shared_catalog(engine, tmp_path):
+    """Two connections: the second is refused with KPI184 naming the first; released, it is free. A lease of a
+    process gone from this host is taken over at once, one of another host only once expired, never while it
+    runs; a run whose lease was taken over stops with KPI185 (before the pointer would move)."""
+    import socket
+
+    from kpimetrics.adapters.spark import SparkAdapter
+    from kpimetrics.config import SparkOutput
+
+    output = SparkOutput(**engine.output(tmp_path))
+    schema = engine.output_schema
+    first, second = (SparkAdapter(output, tmp_path, "UTC") for _ in range(2))
+    try:
+        first.lock(schema)
+        with pytest.raises(WarehouseError) as caught:
+            second.lock(schema)
+        assert [i.code for i in caught.value.issues] == ["KPI184"]
+        assert f"output schema '{schema}'" in str(caught.value) and f"process {os.getpid()} on host" in str(caught.value)
+        first.lock(schema)  # its own: renewed
+        first.close()
+        second.lock(schema)  # released: free
+        assert [n for n, _ in second.relations(schema)] == ["kpi_lock__2"]  # the older view dropped
+        second.close()
+        probe = SparkAdapter(output, tmp_path, "UTC")
+        _lease_view(probe, schema, 3, socket.gethostname(), _dead_pid(), 600)  # killed here: free at once
+        probe.lock(schema)
+        assert probe._lease.generation == 4
+        _lease_view(probe, schema, 5, "elsewhere.example", 1, 600)  # taken over (this one stalled): KPI185
+        with pytest.raises(WarehouseError) as caught:
+            probe.lock(schema)
+        assert [i.code for i in caught.value.issues] == ["KPI185"] and "host elsewhere.example" in str(caught.value)
+        probe.close()  # not its lease any more: left as it is
+        with pytest.raises(WarehouseError, match="process 1 on host elsewhere.example") as caught:
+            first = SparkAdapter(output, tmp_path, "UTC")
+            first.lock(schema)  # another host's, running: not taken
+        assert [i.code for i in caught.value.issues] == ["KPI184"]
+        _lease_view(first, schema, 6, "elsewhere.example", 1, -1)  # expired
+        first.lock(schema)
+        assert first._lease.generation == 7
+        assert [n for n, _ in first.relations(schema)] == ["kpi_lock__7"]
+    finally:
+        first.close()
+        second.close()

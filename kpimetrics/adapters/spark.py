@@ -25,8 +25,9 @@ a booted Derby keeps other processes out of the metastore even without the
 lock. Every new connection on a kept session drops Spark's cached relations and
 file listings, so it sees what other processes wrote meanwhile, not what this
 session read before. On a cluster (warehouse_dir on hdfs://,
-s3a://, ..., or a metastore set in `conf`) no file lock is possible: schedule
-runs so that they do not overlap.
+s3a://, ..., or a metastore set in `conf`) and through Spark Connect no file
+lock is possible: a run holds a lease in the output schema instead, a view of
+the shared catalog (spark_lease.py).
 
 What differs between those ways of reaching Spark is data (`MODES`): whether the driver runs in this process
 (its JVM: kpimetrics starts it with the static settings, and reaches the metastore and the caches through
@@ -51,6 +52,7 @@ from zoneinfo import ZoneInfo
 from ..config import SparkOutput
 from ..errors import WarehouseError
 from . import Capabilities, spark_connect
+from .spark_lease import CatalogLease
 
 DEFAULT_SCHEMA = "default"
 
@@ -127,6 +129,7 @@ class SparkAdapter:
         if output.schema_:
             self.capabilities = Capabilities(publish="versioned_views", default_schema=output.schema_)
         self._lock: WarehouseLock | None = None
+        self._lease: CatalogLease | None = None  # a shared catalog's run lock (spark_lease.py), taken by lock()
         self._metastore: Path | None = None
         self._own_session = False  # a Connect session of this connection's, stopped when it closes
         embedded = self.mode.driver_here and _is_local(self.warehouse) and \
@@ -195,6 +198,8 @@ class SparkAdapter:
     # --- statements --------------------------------------------------------------
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        if self._lease is not None:
+            self._lease.renew()  # a long run keeps its lease (every few minutes at most)
         self._sql(sql, params)
 
     def fetchall(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
@@ -265,8 +270,16 @@ class SparkAdapter:
         pass
 
     def lock(self, schema: str) -> None:
-        """Nothing to take: a local warehouse's lock file is held since the connection opened; a cluster has none
-        (see the module's notes)."""
+        """One run at a time on `schema`. A local warehouse's lock file is held since the connection opened;
+        a shared catalog (Connect, a cluster) holds a lease in the schema (spark_lease.py), taken here, or
+        renewed when this connection holds it (the publisher asks again before it moves the pointer)."""
+        if self._lock is not None:
+            return
+        if self._lease is None or self._lease.schema != schema:
+            if self._lease is not None:
+                self._lease.release()
+            self._lease = CatalogLease(schema, lambda sql: self._sql(sql, None), self.fetchall, self.relations)
+        self._lease.take()
 
     # --- the catalog ----------------------------------------------------------------
 
@@ -313,6 +326,9 @@ class SparkAdapter:
 
         The last connection of the process shuts the embedded metastore down before it releases the lock:
         another process can boot it once the lock is free. A Connect session is released on the server."""
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            lease.release()
         if self._own_session:
             self._own_session = False
             spark_connect.close_session(self.spark)
