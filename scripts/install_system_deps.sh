@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the full test suite needs: a PostgreSQL server (the tests start a throwaway
-# one), Java 17 for Spark in local mode, and Chromium for the headless scorecard test.
+# one), Java 17 for Spark in local mode, and Chromium for the headless scorecard test; PostgreSQL's JDBC
+# driver for the Spark cluster tests' shared metastore (tests/spark_cluster.py).
 # Installs only what is missing, so a second run costs nothing. Needs root (or sudo) on Debian.
 set -euo pipefail
 
@@ -8,9 +9,10 @@ need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -e /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "system deps: all present (java, postgresql, chromium)"
+  echo "system deps: all present (java, postgresql, chromium, postgresql jdbc)"
   exit 0
 fi
 
