@@ -19,13 +19,18 @@ from test_docs import cli, headline, make_demo, query
 from test_scorecard_site import make_changed_demo
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def require_browser() -> None:
+    """Skip when Chromium or playwright is missing; fail instead where the engines are required."""
     why = browser.missing()
     if why:
         if os.environ.get("KPIMETRICS_REQUIRE_ENGINES"):
             pytest.fail(f"browser tests required but cannot run: {why}")
         pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    require_browser()
     path = make_demo(tmp_path_factory.mktemp("browser"))
     assert cli("docs", "generate", "--project-dir", str(path)).exit_code == 0
     return path
@@ -112,11 +117,7 @@ MEASURE = """() => {
 
 @pytest.fixture(scope="module")
 def changed_site(tmp_path_factory) -> Path:
-    why = browser.missing()
-    if why:
-        if os.environ.get("KPIMETRICS_REQUIRE_ENGINES"):
-            pytest.fail(f"browser tests required but cannot run: {why}")
-        pytest.skip(why)
+    require_browser()
     return make_changed_demo(tmp_path_factory.mktemp("browser-changed"))
 
 

@@ -158,3 +158,33 @@ def test_kpis_are_listed_in_yaml_order_and_percent_changes_in_points(changed: Pa
     page = (changed / "target" / "docs" / "kpi" / "revenue_yoy_growth.html").read_text()
     points = f"{round(change * 100, 1):+.1f} pt"  # 74.0% against 91.4% a month earlier: -17.4 points, not -19%
     assert f'<span class="value small headline-change">{points}</span>' in page
+
+
+def test_the_demo_shows_a_budget_table_per_region_targets_and_forecasts(changed: Path):
+    """`kpimetrics init`'s demo (SPEC §10): net_revenue's targets come from the budget seed (its months' sums in
+    total, each region's own rows per region), mobile_order_share has a target per region, forecasts are drawn."""
+    import csv
+
+    budget: dict[tuple[str, str], float] = {}
+    with open(changed / "seeds" / "budget.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            assert row["kpi"] == "net_revenue"
+            for key in (("", row["month"]), (row["region"], row["month"])):
+                budget[key] = budget.get(key, 0.0) + float(row["amount"])
+    targets = query(changed, """SELECT coalesce(dimension_value, ''), period_start, target, target_source
+        FROM kpi.kpi_targets WHERE name = 'net_revenue' AND grain = 'month' AND dimension IN ('', 'region')""")
+    assert {s for *_, s in targets} == {"table"}
+    got = {(v, p.isoformat()): t for v, p, t, _ in targets}
+    assert got == {k: budget[k] for k in got} and len(got) == 22 * 5  # 22 months of values, the total and 4 regions
+    assert got[("", "2026-10-01")] == 58000.0  # the budget adds up to the quarter's target the demo always had
+    slices = query(changed, """SELECT dimension_value, target, target_source FROM kpi.kpi_targets
+        WHERE name = 'mobile_order_share' AND dimension = 'region' AND period_start = DATE '2026-10-01'""")
+    assert sorted(slices) == [("east", 0.3, "value"), ("north", 0.3, "value"), ("south", 0.25, "value"),
+                              ("west", 0.3, "schedule")]
+    assert query(changed, "SELECT count(*) FROM kpi.kpi_forecast WHERE name = 'net_revenue'")[0][0] >= 1
+    page = parse(changed / "target" / "docs" / "kpi" / "mobile_order_share.html")
+    rows = {a["data-dimension-value"] for t, a in page.tags if t == "tr" and a.get("data-dimension") == "region"}
+    assert {"east", "north", "south", "west"} <= rows
+    text = (changed / "target" / "docs" / "kpi" / "mobile_order_share.html").read_text()
+    assert '<th scope="row">north</th><td class="num">' in text and "<td class=\"num\">30.0%</td>" in text
+    assert 'class="projection' in (changed / "target" / "docs" / "kpi" / "net_revenue.html").read_text()
