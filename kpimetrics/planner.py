@@ -50,6 +50,8 @@ class Relation:
     sql_for_hash: str = ""
     source_tables: list[tuple[str, str]] = field(default_factory=list)
     dbt_nodes: list[Any] = field(default_factory=list)  # the relations dbt built that it reads (DbtNode)
+    # its time runs past the data's (a derived metric's offset copies): no pre-aggregate kept by its newest day
+    shifted: bool = False
 
 
 @dataclass
@@ -351,8 +353,8 @@ def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect:
             resolved, issue = resolve_metric(layer, k, tuple(grains[k.name]), dialect)
             assert resolved is not None, issue  # validated
             out.resolved[k.name] = resolved
-            joins = out.joins.setdefault(resolved.model.name, {})
-            joins.update((j.alias, j) for j in resolved.joins)
+            for part in resolved.branches or (resolved,):  # over several semantic models: each model's joins
+                out.joins.setdefault(part.model.name, {}).update((j.alias, j) for j in part.joins)
     return out
 
 
@@ -363,11 +365,17 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
     is a copy that also writes that measure or ratio (computing as it: MetricForm is first in FORMS), its filter,
     time, window and fill, and the metric's label and description where the KPI has none."""
     resolved = metrics.resolved[k.name]
-    relation, model_text = _semantic_relation(project, resolved, metrics.joins[resolved.model.name], dialect, cache)
+    if resolved.branches:  # inputs over several semantic models: their rows as one relation
+        relation, model_text = _union_relation(project, resolved, metrics, dialect, cache), None
+    else:
+        relation, model_text = _semantic_relation(project, resolved, metrics.joins[resolved.model.name], dialect,
+                                                  cache)
     if resolved.offsets:  # the rows once more per offset_window, shifted: a relation of their own
         relation, model_text = _offset_relation(relation, resolved, cache), None
-    if resolved.joins and project.manifest is not None:  # what dbt builds the joined relations from enters the hash
-        nodes = [n for n in (_semantic_node(project, j.model) for j in resolved.joins) if n is not None]
+    joined = [j.model for j in resolved.joins] + [m for b in resolved.branches
+                                                   for m in (b.model, *(j.model for j in b.joins))]
+    if joined and project.manifest is not None:  # what dbt builds the joined relations from enters the hash
+        nodes = [n for n in (_semantic_node(project, m) for m in joined) if n is not None]
         resolved.definition += "".join(sorted(f"\n-- dbt {project.manifest.lineage(n)}" for n in nodes))
     texts = {role: tree.sql(dialect=dialect) for role, tree in resolved.trees.items()}
     window = None
@@ -455,6 +463,27 @@ def _semantic_relation(project: ProjectDef, resolved, joins: dict[str, Any], dia
     return cache[key], text
 
 
+def _union_relation(project: ProjectDef, resolved, metrics: _Metrics, dialect: str,
+                    cache: dict[str, Relation]) -> Relation:
+    """The relation of a metric over several semantic models (dbt/resolve.union_relation): each branch reads its
+    model's relation (with the entity joins of every metric KPI over it, as a metric KPI over that model alone)."""
+    from .dbt.resolve import union_relation
+
+    parts = {b.model.name: _semantic_relation(project, b, metrics.joins[b.model.name], dialect, cache)[0]
+             for b in resolved.branches}
+    query = union_relation(resolved, lambda b: parts[b.model.name].table.copy())
+    text = query.sql(dialect="duckdb")
+    key = "semantic-union:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    if key not in cache:
+        ctes = list({name: (name, q) for p in parts.values() for name, q in p.ctes}.values())
+        name = f"kpim_semantic_union_{key.rsplit(':', 1)[1]}"
+        cache[key] = Relation(key, exp.Table(this=exp.to_identifier(name, quoted=True)), [*ctes, (name, query)],
+                              "\n".join(p.sql_for_hash for p in parts.values()),
+                              [t for p in parts.values() for t in p.source_tables],
+                              [n for p in parts.values() for n in p.dbt_nodes])
+    return cache[key]
+
+
 def _offset_relation(base: Relation, resolved, cache: dict[str, Relation]) -> Relation:
     """`base` with a copy of its rows per offset_window of the metric, time shifted (dbt/resolve.offset_relation)."""
     from .dbt.resolve import offset_relation
@@ -465,5 +494,5 @@ def _offset_relation(base: Relation, resolved, cache: dict[str, Relation]) -> Re
     if key not in cache:
         name = f"kpim_semantic_{resolved.model.name}_{key.rsplit(':', 1)[1]}"
         cache[key] = Relation(key, exp.Table(this=exp.to_identifier(name, quoted=True)), [*base.ctes, (name, query)],
-                              base.sql_for_hash, base.source_tables, list(base.dbt_nodes))
+                              base.sql_for_hash, base.source_tables, list(base.dbt_nodes), shifted=True)
     return cache[key]

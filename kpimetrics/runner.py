@@ -373,6 +373,8 @@ class Runner:
         else:
             since = cal_.py_period_start(cal_.py_before(last, units.parse_duration(lookback) or dt.timedelta(0)), grain,
                                             self.cal)
+        if pl.semantic is not None and pl.semantic.offsets:  # its last periods are an offset past the data's
+            since = cal_.py_add_periods(since, -pl.semantic.offset_periods(grain), grain)
         # a range reaching the first period recomputes everything: the periods must start where the data does
         return since if since > first else None
 

@@ -58,7 +58,17 @@ def semantic_manifest(*metrics: dict) -> str:
         "measures": [{"name": "revenue", "agg": "sum", "expr": "amount", "agg_params": None,
                       "non_additive_dimension": None, "agg_time_dimension": None}],
     }
-    return json.dumps({"semantic_models": [orders], "metrics": list(metrics), "project_configuration": {}})
+    orders["measures"].append({"name": "balance", "agg": "sum", "expr": "amount", "agg_params": None,
+                               "agg_time_dimension": None, "non_additive_dimension": {
+                                   "name": "ordered_at", "window_choice": "max", "window_groupings": []}})
+    visits = {"name": "visits", "defaults": None, "description": None, "primary_entity": None,
+              "node_relation": {"alias": "orders", "schema_name": "main", "database": "wh"},
+              "entities": [{"name": "visit", "type": "primary", "expr": "order_id"}],
+              "dimensions": [{"name": "visited_at", "type": "time", "type_params": {"time_granularity": "day"},
+                              "expr": "ordered_at"}],
+              "measures": [{"name": "visits", "agg": "count", "expr": "order_id", "agg_params": None,
+                            "non_additive_dimension": None, "agg_time_dimension": None}]}
+    return json.dumps({"semantic_models": [orders, visits], "metrics": list(metrics), "project_configuration": {}})
 
 
 METRICS = (
@@ -72,10 +82,55 @@ METRICS = (
 )
 
 
+def _input(name: str, alias: str | None = None, **params) -> dict:
+    return {"name": name, "filter": None, "alias": alias, "offset_window": None, "offset_to_grain": None, **params}
+
+
+def _filtered(name: str, where: str) -> dict:
+    metric = _metric(name, "simple", measure=_measure_input("revenue"))
+    return {**metric, "filter": {"where_filters": [{"where_sql_template": where}]}}
+
+
+# Every metric feature kpimetrics does not compute (dbt/resolve.py's KPI173), each a metric of its own whose
+# `name:` is on UNSUPPORTED_LINE + 2 * its index in the dbt project's YAML: (metric, the KPI's grain, what is said)
+_MONTH = {"count": 1, "granularity": "month"}
+UNSUPPORTED = [
+    (_filtered("hourly_revenue", "{{ TimeDimension('order__ordered_at', 'hour') }} >= '2025-01-01'"), "month",
+     "time dimension 'order__ordered_at' at grain 'hour'"),
+    (_filtered("area_revenue", "{{ Entity('customer__area') }} = 'north'"), "month",
+     "entity 'customer__area' of another semantic model (entity joins)"),
+    (_metric("balance", "simple", measure=_measure_input("balance")), "month",
+     "measure 'balance' with a non_additive_dimension"),
+    (_metric("revenue_or_one", "simple", measure={**_measure_input("revenue"), "fill_nulls_with": 1}), "month",
+     "fill_nulls_with: 1 (only 0, as `fill: zero`)"),
+    (_metric("visit_count", "simple", measure=_measure_input("visits")), "month",
+     "measure 'visits' has no agg_time_dimension, so it is not supported"),
+    (_metric("since_month_start", "derived", expr="revenue - start",
+             metrics=[_input("revenue"), _input("revenue", "start", offset_to_grain="month")]), "day",
+     "input metric 'start' with offset_to_grain month"),
+    (_metric("growth", "derived", expr="revenue - before",
+             metrics=[_input("revenue"), _input("revenue", "before", offset_window=_MONTH)]), "month", None),
+    (_metric("growth_change", "derived", expr="growth - growth_before",
+             metrics=[_input("growth"), _input("growth", "growth_before", offset_window=_MONTH)]), "month", None),
+    (_metric("running_revenue", "cumulative", measure=_measure_input("revenue")), "month", None),
+    (_metric("running_share", "ratio", numerator=_input("running_revenue"), denominator=_input("revenue")), "month",
+     "a cumulative metric ('running_revenue') as the input of a ratio metric"),
+    (_metric("revenue_week_to_date", "cumulative", measure=_measure_input("revenue"),
+             cumulative_type_params={"window": None, "grain_to_date": "week", "period_agg": "first"}), "day",
+     "grain_to_date: week (month, quarter or year are)"),
+    (_metric("revenue_month_to_date", "cumulative", measure=_measure_input("revenue"),
+             cumulative_type_params={"window": None, "grain_to_date": "month", "period_agg": "first"}), "year",
+     "grain_to_date: month at grain year (a grain coarser than it)"),
+]
+UNSUPPORTED_LINE = 13
+SEMANTIC_YML += "".join(f"  - name: {m['name']}\n    type: {m['type']}\n" for m, _, _ in UNSUPPORTED)
+
+
 def _dbt_manifest() -> str:
     doc = json.loads(manifest())
     doc["metrics"] = {f"metric.shop.{m['name']}": {"name": m["name"], "package_name": "shop",
-                                                   "original_file_path": "models/semantic.yml"} for m in METRICS}
+                                                   "original_file_path": "models/semantic.yml"}
+                      for m in [*METRICS, *(u for u, _, _ in UNSUPPORTED)]}
     return json.dumps(doc)
 
 
@@ -93,7 +148,8 @@ def _kpi(body: str) -> str:
     """
 
 
-def _files(kpis: str, semantic: str | None = semantic_manifest(*METRICS)) -> dict[str, str]:
+def _files(kpis: str, semantic: str | None = semantic_manifest(*METRICS, *(u for u, _, _ in UNSUPPORTED))
+           ) -> dict[str, str]:
     files = {"kpimetrics.yml": CONFIG, "dbt/dbt_project.yml": DBT_PROJECT_YML, "dbt/target/manifest.json": _dbt_manifest(),
              "dbt/models/semantic.yml": SEMANTIC_YML, "kpis/metric.yml": kpis}
     if semantic is not None:
@@ -125,5 +181,14 @@ FAULTS: list[Fault] = [
     Fault("KPI120", _files(_kpi("metric: secret_revenue")), "dbt/models/semantic.yml", 11,
           "metric 'secret_revenue' (dbt/models/semantic.yml:11) calls `read_text('/proc/self/environ')`"),
 ]
+
+FAULTS += [Fault("KPI173", _files(_kpi(f"metric: {m['name']}\n            grain: {grain}")), "dbt/models/semantic.yml",
+                 UNSUPPORTED_LINE + 2 * i, f"metric '{m['name']}' (dbt/models/semantic.yml:{UNSUPPORTED_LINE + 2 * i}): "
+                                           f"{what}")
+           for i, (m, grain, what) in enumerate(UNSUPPORTED) if what is not None]
+# an offset inside an offset: said at the inner metric (growth, whose offset input growth_change offsets again)
+FAULTS.append(Fault("KPI173", _files(_kpi("metric: growth_change")), "dbt/models/semantic.yml", UNSUPPORTED_LINE + 12,
+                    f"metric 'growth' (dbt/models/semantic.yml:{UNSUPPORTED_LINE + 12}): input metric 'before' with an "
+                    "offset_window inside another input's offset"))
 
 ELSEWHERE: dict[str, str] = {}

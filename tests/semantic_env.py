@@ -104,13 +104,17 @@ ORDER_METRICS = [
     "business_revenue", "spanish_orders", "revenue_growth", "orders_week_over_week",
 ]
 CUSTOMER_METRICS = ["signups"]
+# ratio and derived metrics whose inputs read both orders and shipments (by dimensions both reach)
+CROSS_METRICS = ["items_per_order", "orders_less_web_shipments", "shipments_less_orders_week_before"]
 GRAINS = ("day", "week", "month")
 # dimensions of the metric's own semantic model at every grain; those reached through entity joins (one hop:
 # orders to customers; two: orders to customers to areas) at week and month
 QUERIES = [(ORDER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "order__channel")] + \
           [(ORDER_METRICS, grain, dim) for grain in ("week", "month")
            for dim in ("customer__region", "customer__area__country")] + \
-          [(CUSTOMER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "customer__region", "area__country")]
+          [(CUSTOMER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "customer__region", "area__country")] + \
+          [(CROSS_METRICS, "week", dim) for dim in (None, "order__channel", "customer__region")] + \
+          [(CROSS_METRICS[:2], "month", dim) for dim in (None, "customer__region")]
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from helpers_run import kpi, kpis_yml, strategy_yml
 from kpimetrics import Project
 from kpimetrics.cli import main
-from semantic_env import SemanticShop, run_mf, semantic_shop  # noqa: F401  (the session's build)
+from semantic_env import CROSS_METRICS, SemanticShop, run_mf, semantic_shop  # noqa: F401  (the session's build)
 from dbt_env import run_dbt
 
 pytestmark = pytest.mark.dbt
@@ -67,6 +67,7 @@ SIMPLE = ["revenue", "discounts", "order_count", "buyers", "average_order_value"
 FILTERED = ["web_revenue", "completed_revenue", "large_web_orders", "gift_orders_filled", "business_revenue",
             "spanish_orders"]
 RATIO_DERIVED = ["return_rate", "web_share", "net_revenue", "revenue_per_buyer"]
+CROSS = CROSS_METRICS[:2]
 CASES = (
     [Case(m, m, fill=m == "gift_orders_filled") for m in SIMPLE + FILTERED + RATIO_DERIVED]
     + [Case("signups", "signups", dimensions=("customer__region", "area__country"))]
@@ -77,6 +78,10 @@ CASES = (
        Case("buyers_trailing_2_months", "buyers_trailing_2_months", ("month",), cumulative=True)]
     + [Case("revenue_growth", "revenue_growth", ("month",)),  # offset_window: 1 month
        Case("orders_week_over_week", "orders_week_over_week", ("day", "week"))]  # offset_window: 1 week
+    # inputs over orders and shipments, by a dimension of each and one both reach through a join
+    + [Case(m, m, ("week", "month"), ("order__channel", "customer__region")) for m in CROSS]
+    + [Case("shipments_less_orders_week_before", "shipments_less_orders_week_before", ("week",),
+            ("order__channel", "customer__region"))]
 )
 # a KPI of kpimetrics' own form over the same dbt model: it shares the metric KPIs' scan
 OWN_KPI = kpi("own_revenue", "model: ref('orders')\ntime: ordered_at\nmeasure: sum(amount)\ngrain: [day, week, month]\n"
@@ -158,7 +163,8 @@ def test_every_value_equals_metricflows(case: Case, ran: Path, semantic_shop: Se
         direct = not case.cumulative or grain == "day"
         for dimension in ("", *case.dimensions):
             if (case.metric, grain if direct else "day", dimension) not in mf.values:
-                assert dimension in JOINED, f"MetricFlow was not asked for {case.metric} by {dimension}"
+                assert dimension in JOINED or case.metric in CROSS_METRICS, \
+                    f"MetricFlow was not asked for {case.metric} by {dimension}"
                 continue  # joined dimensions are asked of MetricFlow at week and month (each query takes seconds)
             compared += compare(case, grain, dimension, product(ran, case.name, grain, dimension),
                                 mf.of(case.metric, grain if direct else "day", dimension or None), lo, hi, direct)
@@ -213,10 +219,11 @@ def test_metric_kpis_over_one_semantic_model_share_one_scan(ran: Path):
     """Every metric KPI over orders in one scan, its joins (to customers, to areas) made once for all of them; the
     customers metric in another; the measure KPI over ref('orders') reads the table without the joins."""
     scans = scans_of(ran)
-    offsets = {"revenue_growth", "orders_week_over_week"}  # each reads the rows once more, shifted
-    orders = {c.name for c in CASES if c.metric != "signups"} - offsets
+    # each reads the rows once more, shifted; or the rows of orders and shipments
+    apart = {"revenue_growth", "orders_week_over_week", "shipments_less_orders_week_before", *CROSS}
+    orders = {c.name for c in CASES if c.metric != "signups"} - apart
     assert sorted(map(sorted, scans)) == sorted(map(sorted, [orders, {"signups"}, {"own_revenue"},
-                                                             {"revenue_growth"}, {"orders_week_over_week"}]))
+                                                             *({c} for c in apart)]))
 
 
 def test_without_joins_metric_kpis_share_the_scan_of_a_measure_kpi(semantic_shop: SemanticShop, tmp_path):
@@ -337,6 +344,14 @@ def test_unknown_dimension_is_kpi175_with_did_you_mean(semantic_shop: SemanticSh
     assert "did you mean 'order__channel'?" in issue["message"]
 
 
+def test_a_dimension_one_input_model_cannot_reach_is_kpi175(semantic_shop: SemanticShop, tmp_path):
+    """items_per_order reads shipments and orders: a dimension of shipments that orders reaches by no entity."""
+    dbt = one(semantic_shop.copy(tmp_path), "metric: items_per_order\ndimensions: [shipment__shipped_at]\ntarget: 1")
+    [issue] = errors_of(cli(dbt, "validate"), "KPI175")
+    assert (issue["path"], issue["line"]) == ("kpis/kpis.yml", line_of(dbt / "kpis" / "kpis.yml", "shipment__shipped_at"))
+    assert "semantic model 'orders' has no entity 'shipment'" in issue["message"], issue
+
+
 def test_a_metric_kpi_takes_no_model_or_filter_kpi174(semantic_shop: SemanticShop, tmp_path):
     dbt = one(semantic_shop.copy(tmp_path), "metric: revenue\nmodel: ref('orders')\nfilter: amount > 1\ntarget: 1")
     found = errors_of(cli(dbt, "validate"), "KPI174")
@@ -348,26 +363,30 @@ def test_a_metric_kpi_takes_no_model_or_filter_kpi174(semantic_shop: SemanticSho
 
 def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: SemanticShop, tmp_path):
     """Metric KPIs are planned as measure KPIs, so an incremental run keeps SPEC §5's promise for them too:
-    cumulative, to-date and trailing ones, and ones through entity joins, included."""
+    cumulative, to-date and trailing ones, ones through entity joins, and ones over two semantic models included."""
     dbt = semantic_shop.copy(tmp_path)
     cases = [Case("revenue", "revenue", ("week", "month")), Case("cumulative_revenue", "cumulative_revenue",
                                                                    ("day", "month"), cumulative=True),
              Case("revenue_month_to_date", "revenue_month_to_date", ("day", "month"), cumulative=True),
              Case("revenue_trailing_7_days", "revenue_trailing_7_days", ("day",), cumulative=True),
-             Case("return_rate", "return_rate", ("week",)), Case("spanish_orders", "spanish_orders", ("month",))]
+             Case("return_rate", "return_rate", ("week",)), Case("spanish_orders", "spanish_orders", ("month",)),
+             *(Case(m, m, ("week", "month"), ("order__channel",)) for m in CROSS)]  # over orders and shipments
     kpimetrics_project(dbt, [c.yaml() for c in cases])
     assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
+    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
+             "order by 1, 2, 3, 4, 5")
+    first = fetch(dbt, query)
     con = duckdb.connect(str(dbt / "shop.duckdb"))
     try:  # late rows on the last day (inside lookback: 1 period at every grain), and a day after it
         con.execute("insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
                     "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1), "
                     "(9003, 7, timestamp '2025-06-27 23:00', null, 'completed', 12.25, 0, false, 1)")
+        con.execute("insert into main.shipments values (9002, 5, timestamp '2025-06-30 09:00', 1), "
+                    "(9003, 7, timestamp '2025-06-29 23:00', 1)")
     finally:
         con.close()
     out = cli(dbt, "run", "--as-of", AS_OF)
     assert out.exit_code == 0, out.output
-    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
-             "order by 1, 2, 3, 4, 5")
     incremental = fetch(dbt, query)
     out = cli(dbt, "run", "--as-of", AS_OF, "--full-refresh")
     assert out.exit_code == 0, out.output
@@ -377,3 +396,8 @@ def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: 
         assert a[:5] == b[:5] and (a[5] == b[5] or (a[5] is not None and b[5] is not None and close(a[5], b[5]))), (a, b)
     june = {r[2]: r[5] for r in full if r[0] == "revenue" and r[1] == "month" and r[3] == ""}
     assert close(june[dt.date(2025, 6, 1)], 9370.52 + 250.0 + 80.5 + 12.25)
+
+    def june_items_per_order(rows):
+        return next(r[5] for r in rows if r[:5] == ("items_per_order", "month", dt.date(2025, 6, 1), "", None))
+
+    assert not close(june_items_per_order(first), june_items_per_order(incremental))  # the late rows were read

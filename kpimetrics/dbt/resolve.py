@@ -13,8 +13,14 @@ a filter is treated as Jinja. A dimension of another semantic model (`customer__
 JOIN by the entity adds (`joined_relation`); an input's `offset_window` reads a copy of the rows shifted by it
 (`offset_relation`).
 
-What is not computed (conversion metrics, non_additive_dimension, offset_to_grain, inputs over several semantic
-models, ...) is KPI173, naming the metric, its file and line, and the feature.
+A ratio or derived metric whose inputs read several semantic models (or time dimensions) reads their rows as one
+relation (`union_relation`): a branch per model projecting its metric_time, the KPI's dimensions (each resolved in
+that model, through its own entity joins) and, per measure read, the measure's argument and its filters as a
+flag; each aggregate reads its own columns. Grouped by period and slice, an input with no rows in a group is NULL
+there: MetricFlow's full outer join of its inputs on metric_time and the group-by.
+
+What is not computed (conversion metrics, non_additive_dimension, offset_to_grain, ...) is KPI173, naming the
+metric, its file and line, and the feature.
 """
 from __future__ import annotations
 
@@ -54,6 +60,12 @@ class ResolvedMetric:
     joins: tuple[Join, ...] = ()  # other semantic models joined by entities
     offsets: tuple[tuple[int, int, str], ...] = ()  # (copy, count, unit) of each offset_window (offset_relation)
     base_time: exp.Expression | None = None  # with offsets, the time column before its shift (`time` is the shifted)
+    branches: tuple[Branch, ...] = ()  # inputs over several semantic models: one branch each (union_relation)
+
+    def offset_periods(self, grain: str) -> int:
+        """The longest offset_window in periods of `grain` (0 without offsets): how far its periods run past the
+        data's, so how many more periods an incremental run recomputes."""
+        return max((_window_periods(count, unit, grain) or 0 for _, count, unit in self.offsets), default=0)
 
     @property
     def label(self) -> str | None:
@@ -77,6 +89,30 @@ class Join:
     left: exp.Expression
     right: exp.Expression
     columns: tuple[tuple[str, exp.Expression], ...] = ()
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A semantic model's rows in the relation of a metric over several (union_relation): `columns` (name, expr
+    over the model's relation, joined by `joins`) in the same order in every branch."""
+
+    model: SemanticModel
+    joins: tuple[Join, ...]
+    columns: tuple[tuple[str, exp.Expression], ...]
+
+
+UNION_TIME = "__kpim_metric_time"
+
+
+def union_relation(resolved: "ResolvedMetric", table_of) -> exp.Query:
+    """The rows of every branch's semantic model, one UNION ALL (`table_of(branch)`: the table it reads)."""
+    out: exp.Query | None = None
+    for branch in resolved.branches:
+        select = exp.select(*[exp.alias_(tree.copy(), name, quoted=True) for name, tree in branch.columns])
+        select = select.from_(table_of(branch), copy=False)
+        out = select if out is None else exp.Union(this=out, expression=select, distinct=False)
+    assert out is not None
+    return out
 
 
 def joined_column(alias: str, dimension: str) -> str:
@@ -127,13 +163,25 @@ def _suggest(word: str, names) -> str:
 
 
 class _Resolver:
-    """One metric KPI's resolution: every measure it reads must be of one semantic model and time dimension."""
+    """One metric KPI's resolution: over one semantic model and time dimension, or over several by a resolver per
+    (model, time), its branches (union_relation)."""
 
-    def __init__(self, layer: SemanticLayer, top: Metric, dialect: str):
+    def __init__(self, layer: SemanticLayer, top: Metric, dialect: str,
+                 branch: tuple[SemanticModel, str] | None = None):
         self.layer, self.top, self.dialect = layer, top, dialect
-        self.model: SemanticModel | None = None
-        self.time: str | None = None
+        self.model: SemanticModel | None = branch[0] if branch else None
+        self.time: str | None = branch[1] if branch else None
         self.used: dict[str, str] = {}  # the metrics read, by name: their JSON (for the hash)
+        # inputs over several semantic models (or time dimensions): a resolver per (model, time) for what is
+        # read of that model, and each measure read (a leaf): its branch, argument and filter (union_relation)
+        self.branches: dict[tuple[str, str], _Resolver] = {}
+        self.leaves: list[list] = []
+        keys = [] if branch else _branch_keys(layer, top, set())
+        if len(keys) > 1:
+            for name, time in keys:
+                sub = self.branches[(name, time)] = _Resolver(layer, top, dialect, (layer.models[name], time))
+                sub.used = self.used
+            self.model, self.time = layer.models[keys[0][0]], keys[0][1]
         self.joins: dict[str, Join] = {}  # by entity path ("customer", "customer__area")
         # offset_window of an input metric: the rows again, their time shifted by it (offset_relation); every
         # aggregate then reads the copy of its offset (0: the rows as they are), by OFFSET_COLUMN
@@ -149,17 +197,13 @@ class _Resolver:
         return tree.copy()
 
     def bind(self, measure: Measure, model: SemanticModel, metric: Metric) -> None:
+        """The metric's semantic model and time dimension, from its first measure (every measure of a resolver
+        without branches has the same: _branch_keys)."""
         time = measure.agg_time_dimension or model.default_time
         if time is None:
             raise _unsupported(metric, f"measure '{measure.name}' has no agg_time_dimension, so it")
         if self.model is None:
             self.model, self.time = model, time
-        elif self.model.name != model.name:
-            raise _unsupported(metric, f"reading measures of several semantic models ('{self.model.name}', "
-                                       f"'{model.name}') in one metric")
-        elif self.time != time:
-            raise _unsupported(metric, f"reading measures of several time dimensions ('{self.time}', '{time}') in one "
-                                       f"metric")
 
     # - dimensions, entities and filters -
     def dimension(self, name: str, metric: Metric, grain: str | None = None) -> exp.Expression:
@@ -338,18 +382,22 @@ class _Resolver:
         self.bind(measure, model, metric)
         x = self.sql(measure.expr, metric, f"the expr of measure '{measure.name}'")
         self.used[f"semantic_model:{model.name}"] = model.raw
+        if self.branches:  # the argument is a column of the union, projected by its model's branch
+            self.leaves.append([(model.name, measure.agg_time_dimension or model.default_time), x, None])
+            x = exp.column(f"__kpim_x{len(self.leaves) - 1}", quoted=True)
         if counted and measure.agg == "count":
             one = exp.If(this=exp.Not(this=exp.Is(this=exp.Paren(this=x), expression=exp.Null())),
                          true=exp.Literal.number(1))
             return exp.Sum(this=exp.Case(ifs=[one], default=exp.Literal.number(0))), measure
         return _aggregate(measure, x), measure
 
-    def input_tree(self, ref: MetricInput, reader: Metric, offset: int = 0) -> exp.Expression:
+    def input_tree(self, ref: MetricInput, reader: Metric, offset: int = 0, outer: tuple = ()) -> exp.Expression:
         """An input metric of a ratio or derived metric, as one expression over aggregates with every filter it
         has (its own, the input's) inside as FILTER (WHERE ...). An input with no rows in a period is NULL there,
         as MetricFlow's outer join of its inputs makes it: a count is a sum of ones, and a count of distinct values
         over no rows, 0 in SQL, is NULLIF'd. With an offset_window, its aggregates read the copy of the rows
-        shifted by it (`offset`: the copy an enclosing input reads)."""
+        shifted by it (`offset`: the copy an enclosing input reads). Over several semantic models, the filters of
+        enclosing metrics (`outer`: (templates, metric) pairs) are resolved in the model of each measure read."""
         if ref.offset_to_grain is not None:
             raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_to_grain {ref.offset_to_grain}")
         if ref.offset_window is not None:
@@ -364,7 +412,16 @@ class _Resolver:
             assert metric.measure is not None
             tree, measure = self.measure(metric.measure, metric, counted=True)
             filters = metric.measure.filters + metric.filters + ref.filters
-            tree = _pushed(tree, self.conditions(filters, metric))
+            if self.branches:
+                leaf = len(self.leaves) - 1
+                sub = self.branches[self.leaves[leaf][0]]
+                parts = [c for c in (sub.conditions(filters, metric), *(sub.conditions(t, m) for t, m in outer))
+                         if c is not None]
+                self.leaves[leaf][2] = parts[0] if len(parts) == 1 else exp.and_(
+                    *[exp.Paren(this=p) for p in parts], copy=False) if parts else None
+                tree = _pushed(tree, exp.column(f"__kpim_f{leaf}", quoted=True))
+            else:
+                tree = _pushed(tree, self.conditions(filters, metric))
             if self.offset_mode:
                 tree = _pushed(tree, exp.EQ(this=exp.column(OFFSET_COLUMN, quoted=True),
                                             expression=exp.Literal.number(offset)))
@@ -373,17 +430,19 @@ class _Resolver:
             if metric.measure.fill_nulls_with == 0:
                 tree = exp.Coalesce(this=tree, expressions=[exp.Literal.number(0)])
             return tree
+        if self.branches:
+            return self.body(metric, offset, (*outer, (metric.filters + ref.filters, metric)))
         tree = self.body(metric, offset)
         return _pushed(tree, self.conditions(metric.filters + ref.filters, metric))
 
-    def body(self, metric: Metric, offset: int = 0) -> exp.Expression:
+    def body(self, metric: Metric, offset: int = 0, outer: tuple = ()) -> exp.Expression:
         """A ratio or derived metric as one expression over its inputs (filters of its own not applied)."""
         if metric.type == "ratio":
             if metric.numerator is None or metric.denominator is None:
                 raise _Problem("KPI171", f"metric '{metric.name}' is a ratio without numerator and denominator",
                                metric.where)
-            return exp.Div(this=exp.Paren(this=self.input_tree(metric.numerator, metric, offset)),
-                           expression=exp.Paren(this=self.input_tree(metric.denominator, metric, offset)))
+            return exp.Div(this=exp.Paren(this=self.input_tree(metric.numerator, metric, offset, outer)),
+                           expression=exp.Paren(this=self.input_tree(metric.denominator, metric, offset, outer)))
         if not metric.expr:
             raise _Problem("KPI171", f"metric '{metric.name}' is a derived metric without expr", metric.where)
         tree = self.sql(metric.expr, metric, "expr")
@@ -393,7 +452,7 @@ class _Resolver:
             if ref is None or column.table:
                 raise _Problem("KPI172", f"metric '{metric.name}' ({place(metric)}): expr names '{column.sql()}', "
                                          f"which is none of its metrics{_suggest(column.name, names)}", metric.where)
-            replacement = exp.Paren(this=self.input_tree(ref, metric, offset))
+            replacement = exp.Paren(this=self.input_tree(ref, metric, offset, outer))
             if column is tree:
                 tree = replacement
             else:
@@ -419,6 +478,26 @@ def _has_offsets(metric: Metric, layer: SemanticLayer, seen: set[str]) -> bool:
         if inner is not None and _has_offsets(inner, layer, seen):
             return True
     return False
+
+
+def _branch_keys(layer: SemanticLayer, metric: Metric, seen: set[str]) -> list[tuple[str, str]]:
+    """The (semantic model, time dimension) of every measure the metric reads, through its inputs, in order (what
+    cannot be found is said by the resolution)."""
+    if metric.name in seen:
+        return []
+    seen.add(metric.name)
+    out: list[tuple[str, str]] = []
+    if metric.measure is not None:
+        model = layer.measure_model.get(metric.measure.name)
+        measure = model.measure(metric.measure.name) if model is not None else None
+        time = measure and (measure.agg_time_dimension or model.default_time)
+        if time:
+            out.append((model.name, time))
+    for ref in (metric.numerator, metric.denominator, *metric.inputs):
+        inner = layer.metrics.get(ref.name) if ref is not None else None
+        if inner is not None:
+            out.extend(k for k in _branch_keys(layer, inner, set(seen)) if k not in out)
+    return out
 
 
 def _shift(count: int, unit: str) -> tuple[int, str]:
@@ -539,36 +618,24 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
         form = "measure"
         if metric.type == "cumulative":
             window = _cumulative_window(metric, grains)
-    elif metric.type == "ratio":
-        body = r.body(metric)
-        assert isinstance(body, exp.Div)
-        trees = {"numerator": body.this.this, "denominator": body.expression.this}
-        row_filter = r.conditions(metric.filters, metric)
-        form = "ratio"
-    else:
-        trees = {"measure": r.body(metric)}
-        row_filter = r.conditions(metric.filters, metric)
-        form = "measure"
+    else:  # ratio, derived: over several semantic models, the metric's filter is resolved in each measure's
+        body = r.body(metric, 0, ((metric.filters, metric),) if r.branches else ())
+        row_filter = None if r.branches else r.conditions(metric.filters, metric)
+        form = "ratio" if metric.type == "ratio" else "measure"
+        if form == "ratio":
+            assert isinstance(body, exp.Div)
+            trees = {"numerator": body.this.this, "denominator": body.expression.this}
+        else:
+            trees = {"measure": body}
+    if r.branches:
+        return _resolve_union(r, metric, kpi, grains, form, trees)
     time = base_time = r.time_expr(metric)
     assert r.model is not None and r.time is not None
-    coarsest = r.model.dimension(r.time).granularity  # MetricFlow has no metric_time finer than it
-    if coarsest in TIME_GRAINS and any(TIME_GRAINS.index(g) < TIME_GRAINS.index(coarsest) for g in grains):
-        raise _unsupported(metric, f"grain {', '.join(grains)} finer than its time dimension '{r.time}' "
-                                   f"(time_granularity: {coarsest})")
-    offsets = tuple((index, count, unit) for (count, unit), index in sorted(r.offsets.items(), key=lambda x: x[1]))
-    for _, count, unit in offsets:
-        if any(_window_periods(count, unit, g) is None for g in grains):
-            raise _unsupported(metric, f"an offset_window of {count} {unit} at grains {', '.join(grains)} (an "
-                                       "offset must be a whole number of periods at each of the KPI's grains)")
+    _check_grains(r, metric, grains)
+    offsets = _offsets(r, metric, grains)
     if offsets:
         time = exp.column(TIME_COLUMN, quoted=True)
-    dims = {}
-    for d in kpi.dimension_columns:  # alone or in a combination (planner.py combines them)
-        try:
-            dims[d] = r.dimension(d, metric)
-        except _Problem as problem:  # the KPI's own dimension: said where the KPI names it
-            raise _Problem(problem.issue.code, f"KPI '{kpi.name}': {problem.issue.message}",
-                           kpi.value_loc("dimensions"), problem.issue.hint) from None
+    dims = {d: _kpi_dimension(r, d, metric, kpi) for d in kpi.dimension_columns}  # alone or in a combination
     assert r.model is not None
     joins = [[key, j.model.name, j.model.database, j.model.schema, j.model.alias, j.left.sql(), j.right.sql()]
              for key, j in sorted(r.joins.items())]
@@ -578,6 +645,62 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
     return ResolvedMetric(metric, r.model, form, trees, time, row_filter, window, fill_zero, dims,
                           hashlib.sha256(definition.encode()).hexdigest(), tuple(r.joins.values()), offsets,
                           base_time if offsets else None)
+
+
+def _check_grains(r: _Resolver, metric: Metric, grains: tuple[str, ...]) -> None:
+    coarsest = r.model.dimension(r.time).granularity  # MetricFlow has no metric_time finer than it
+    if coarsest in TIME_GRAINS and any(TIME_GRAINS.index(g) < TIME_GRAINS.index(coarsest) for g in grains):
+        raise _unsupported(metric, f"grain {', '.join(grains)} finer than its time dimension '{r.time}' "
+                                   f"(time_granularity: {coarsest})")
+
+
+def _offsets(r: _Resolver, metric: Metric, grains: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
+    offsets = tuple((index, count, unit) for (count, unit), index in sorted(r.offsets.items(), key=lambda x: x[1]))
+    for _, count, unit in offsets:
+        if any(_window_periods(count, unit, g) is None for g in grains):
+            raise _unsupported(metric, f"an offset_window of {count} {unit} at grains {', '.join(grains)} (an "
+                                       "offset must be a whole number of periods at each of the KPI's grains)")
+    return offsets
+
+
+def _kpi_dimension(r: _Resolver, name: str, metric: Metric, kpi) -> exp.Expression:
+    try:
+        return r.dimension(name, metric)
+    except _Problem as problem:  # the KPI's own dimension: said where the KPI names it
+        raise _Problem(problem.issue.code, f"KPI '{kpi.name}': {problem.issue.message}",
+                       kpi.value_loc("dimensions"), problem.issue.hint) from None
+
+
+def _resolve_union(r: _Resolver, metric: Metric, kpi, grains: tuple[str, ...], form: str,
+                   trees: dict[str, exp.Expression]) -> ResolvedMetric:
+    """A ratio or derived metric over several semantic models (or time dimensions): its branches, each projecting
+    metric_time, the KPI's dimensions and its measures' arguments and filter flags (NULL and FALSE in the others)."""
+    names = list(kpi.dimension_columns)  # alone or in a combination (planner.py combines them)
+    projected: dict[tuple[str, str], list[tuple[str, exp.Expression]]] = {}
+    for key, sub in r.branches.items():
+        columns: list[tuple[str, exp.Expression]] = [(UNION_TIME, sub.time_expr(metric))]
+        _check_grains(sub, metric, grains)
+        columns += [(f"__kpim_dim{j}", _kpi_dimension(sub, d, metric, kpi)) for j, d in enumerate(names)]
+        for i, (leaf_key, x, condition) in enumerate(r.leaves):
+            mine = leaf_key == key
+            columns.append((f"__kpim_x{i}", x if mine else exp.Null()))
+            columns.append((f"__kpim_f{i}", (condition if condition is not None else exp.true()) if mine
+                            else exp.false()))
+        projected[key] = columns
+    offsets = _offsets(r, metric, grains)
+    base_time = exp.column(UNION_TIME, quoted=True)
+    time = exp.column(TIME_COLUMN, quoted=True) if offsets else base_time
+    dims = {d: exp.column(f"__kpim_dim{j}", quoted=True) for j, d in enumerate(names)}
+    branches = tuple(Branch(sub.model, tuple(sub.joins.values()), tuple(projected[key]))
+                     for key, sub in r.branches.items())
+    definition = json.dumps({"metrics": r.used, "form": form, "offsets": offsets,
+                             "branches": [[b.model.database, b.model.schema, b.model.alias,
+                                           [[n, t.sql()] for n, t in b.columns],
+                                           [[j.alias, j.model.alias, j.left.sql(), j.right.sql()] for j in b.joins]]
+                                          for b in branches]}, sort_keys=True)
+    return ResolvedMetric(metric, r.model, form, trees, time, None, None, False, dims,
+                          hashlib.sha256(definition.encode()).hexdigest(), (), offsets,
+                          base_time if offsets else None, branches)
 
 
 def _cumulative_window(metric: Metric, grains: tuple[str, ...]) -> tuple[str, object]:

@@ -49,7 +49,8 @@ def metric_kpis(project: ProjectDef, ctx: Context) -> list[Issue]:
                 issue = dataclasses.replace(issue, message=f"{_label(kpi)}: {issue.message}")
             issues.append(issue)
             continue
-        trees = [*resolved.trees.values(), resolved.time, resolved.filter, *resolved.dimension_exprs.values()]
+        trees = [*resolved.trees.values(), resolved.time, resolved.filter, *resolved.dimension_exprs.values(),
+                 *(tree for branch in resolved.branches for _, tree in branch.columns)]
         for tree in (t for t in trees if t is not None):
             for code, message in checker.problems(tree, tree.sql(dialect=ctx.dialect)):
                 where = resolved.metric.where
