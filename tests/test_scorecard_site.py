@@ -19,13 +19,23 @@ AS_OF = "2026-11-21"
 
 
 def make_changed_demo(parent: Path) -> Path:
-    """The demo, run; net_revenue's measure changed (discounts no longer subtracted); run again; docs generated."""
+    """The demo, run; net_revenue's measure changed (discounts no longer subtracted), labels on a priority and a
+    strategy, a currency in kpimetrics.yml; run again; docs generated."""
     path = make_demo(parent)
     kpis = path / "kpis" / "revenue.yml"
     text = kpis.read_text()
     old = "    measure: sum(amount - discount)\n    filter: status = 'completed'\n    dimensions: [region, channel]\n"
     assert text.count(old) == 1  # net_revenue's
     kpis.write_text(text.replace(old, old.replace("sum(amount - discount)", "sum(amount)")))
+    # a reader's names for a priority and a strategy, and the currency of currency KPIs (SPEC §10)
+    strategy = path / "strategy.yml"
+    text = strategy.read_text()
+    for name, label in (("profitable_growth", "Profitable growth"), ("grow_repeat_purchases", "Grow repeat purchases")):
+        line = next(ln for ln in text.splitlines() if ln.strip() == f"- name: {name}")
+        text = text.replace(line + "\n", f"{line}\n{' ' * line.index('-')}  label: {label}\n", 1)
+    strategy.write_text(text)
+    config = path / "kpimetrics.yml"
+    config.write_text(config.read_text() + "currency: EUR\n")
     result = cli("run", "--project-dir", str(path), "--as-of", AS_OF)
     assert result.exit_code == 0, result.output
     result = cli("docs", "generate", "--project-dir", str(path))
@@ -188,3 +198,21 @@ def test_the_demo_shows_a_budget_table_per_region_targets_and_forecasts(changed:
     text = (changed / "target" / "docs" / "kpi" / "mobile_order_share.html").read_text()
     assert '<th scope="row">north</th><td class="num">' in text and "<td class=\"num\">30.0%</td>" in text
     assert 'class="projection' in (changed / "target" / "docs" / "kpi" / "net_revenue.html").read_text()
+
+
+def test_priorities_and_strategies_by_label_and_currency_values_with_their_currency(changed: Path):
+    docs = changed / "target" / "docs"
+    index = (docs / "index.html").read_text()
+    assert "<h2>Profitable growth</h2>" in index and ">Grow repeat purchases</a></h3>" in index
+    assert "<h2>brand_loyalty</h2>" in index  # no label: its name
+    kpi = (docs / "kpi" / "net_revenue.html").read_text()
+    assert '">Profitable growth</a> › <a href="../strategy/grow_repeat_purchases.html">Grow repeat purchases</a>' in kpi
+    assert "<h1>Grow repeat purchases</h1>" in (docs / "strategy" / "grow_repeat_purchases.html").read_text()
+    (value, target), = query(changed, """SELECT value, target FROM kpi.kpi_status WHERE name = 'net_revenue'
+        AND grain = 'month' AND dimension = '' AND is_complete ORDER BY period_start DESC LIMIT 1""")
+    assert f'<span class="value headline-value">{value:,.0f} EUR</span>' in kpi
+    assert f'<span class="value headline-target">{target:,.0f} EUR</span>' in kpi
+    assert f'<td class="num value">{value:,.0f} EUR</td>' in index
+    assert "By month, in EUR" in kpi
+    share = (docs / "kpi" / "mobile_order_share.html").read_text()  # a percent KPI carries no currency
+    assert "EUR" not in share.split("<h2>Definition</h2>")[0]
