@@ -357,7 +357,8 @@ class OutputReader:
         return self.read(ForecastRow, order=("name", "grain", "horizon"))
 
     def definitions(self) -> list[DefinitionRow]:
-        """kpi_definitions, oldest hash first per KPI; empty where the table is not there (a warehouse from before it)."""
+        """kpi_definitions, oldest hash first per KPI; empty where the table is not there (a warehouse from
+        before it)."""
         if DefinitionRow.TABLE.name not in set(self.adapter.tables(self.schema)):
             return []
         return self.read(DefinitionRow, order=("name", "first_run_id", "first_seen_at"))

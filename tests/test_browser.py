@@ -108,7 +108,8 @@ MEASURE = """() => {
     text,
     clipped: [...document.querySelectorAll('td, th')].filter(shown)
         .filter(c => c.scrollWidth > c.clientWidth + 1 && !scrolls(c)).map(c => c.textContent),
-    gaps: charts.map(s => [...s.querySelectorAll('g.point.no-value')].map(g => g.querySelectorAll('circle, path, rect').length)),
+    gaps: charts.map(s => [...s.querySelectorAll('g.point.no-value')]
+        .map(g => g.querySelectorAll('circle, path, rect').length)),
     changes: charts.map(s => [...s.querySelectorAll('g.definition-change')].filter(shown).map(g => g.dataset.period)),
     legend: [...document.querySelectorAll('.legend .lg-definition')].filter(shown).map(e => e.textContent),
   };

@@ -19,14 +19,17 @@ AS_OF = "2026-11-21"
 
 
 def make_changed_demo(parent: Path) -> Path:
-    """The demo, run; net_revenue's measure changed (discounts no longer subtracted), labels on a priority and a
+    """The demo, run; net_revenue's measure changed (discounts no longer subtracted) and sliced by region × channel
+    too, labels on a priority and a
     strategy, a currency in kpimetrics.yml; run again; docs generated."""
     path = make_demo(parent)
     kpis = path / "kpis" / "revenue.yml"
     text = kpis.read_text()
     old = "    measure: sum(amount - discount)\n    filter: status = 'completed'\n    dimensions: [region, channel]\n"
     assert text.count(old) == 1  # net_revenue's
-    kpis.write_text(text.replace(old, old.replace("sum(amount - discount)", "sum(amount)")))
+    new = (old.replace("sum(amount - discount)", "sum(amount)")
+           .replace("[region, channel]", "[region, channel, [region, channel]]"))
+    kpis.write_text(text.replace(old, new))
     # a reader's names for a priority and a strategy, and the currency of currency KPIs (SPEC §10)
     strategy = path / "strategy.yml"
     text = strategy.read_text()
@@ -133,10 +136,13 @@ def test_slice_tables_are_headed_by_their_dimension(changed: Path):
     page = parse(changed / "target" / "docs" / "kpi" / "net_revenue.html")
     text = " ".join("".join(page.text).split())
     tables = [a["data-dimension"] for t, a in page.tags if t == "table" and "slices" in (a.get("class") or "")]
-    assert tables == ["channel", "region"]
-    assert "By region" in text and "By channel" in text
+    combined = [d for (d,) in query(changed, "SELECT DISTINCT dimension FROM kpi.kpi_status WHERE name = 'net_revenue' "
+                                             "AND dimension NOT IN ('', 'region', 'channel')")]
+    assert len(combined) == 1 and tables == sorted(["channel", "region", combined[0]])
+    assert "By region" in text and "By channel" in text and "By region × channel" in text
     assert "Value of it" not in text and "Dimension" not in text
     heads = (changed / "target" / "docs" / "kpi" / "net_revenue.html").read_text()
+    assert '<th scope="col">Region × channel</th>' in heads
     assert '<th scope="col">Region</th>' in heads and '<th scope="col">Channel</th>' in heads
 
 

@@ -33,7 +33,8 @@ class Frame:
 
     def left(self, labels: list[str]) -> float:
         """Room for the longest y-axis label (digits are about 0.6 em wide) and the gap before the plot."""
-        return max(LEFT if self.variant == "wide" else 40, max((len(t) for t in labels), default=0) * self.font * 0.6 + 14)
+        widest = max((len(t) for t in labels), default=0)
+        return max(LEFT if self.variant == "wide" else 40, widest * self.font * 0.6 + 14)
 
 
 WIDE = Frame("wide", WIDTH, HEIGHT, 11, MAX_X_LABELS)

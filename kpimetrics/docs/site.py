@@ -100,7 +100,8 @@ def _kpi_context(k: KpiPage, sql_dialect: str | None) -> dict:
     ordered = [by_grain[g] for g in k.grains if g in by_grain] + [s for s in k.series if s.grain not in k.grains]
     return {
         "root": "../", "k": k,
-        "charts": [[charts.build_chart(s, k.unit, k.label, frame, k.currency) for frame in charts.FRAMES] for s in ordered],
+        "charts": [[charts.build_chart(s, k.unit, k.label, frame, k.currency) for frame in charts.FRAMES]
+                   for s in ordered],
         "definition": definition_yaml(k.definition), "sql_dialect": sql_dialect,
     }
 
