@@ -44,9 +44,10 @@ demo: install
 	cd demo && ../$(BIN)/kpimetrics seed && ../$(BIN)/kpimetrics run ; \
 	  ../$(BIN)/kpimetrics status
 
-# KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips
+# KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips;
+# --durations=30: every CI log ends with the slowest set-ups and tests, to see where the time limit goes
 test: install system-deps dbt-env
-	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2
+	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --durations=30
 
 # DuckDB only (no PostgreSQL, Spark, Chromium or dbt: building the dbt project takes ~25 s), for the edit-test loop: see "Development" in the README
 test-fast: install
