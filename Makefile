@@ -45,13 +45,14 @@ demo: install
 	  ../$(BIN)/kpimetrics status
 
 # KPIMETRICS_REQUIRE_ENGINES: a test whose engine (PostgreSQL, Spark, Chromium) is missing fails, never skips;
-# --durations=30: every CI log ends with the slowest set-ups and tests, to see where the time limit goes
+# --durations=30: every CI log ends with the slowest set-ups and tests, to see where the time limit goes;
+# --dist loadgroup: the tests sharing a costly set-up run on one worker (tests/conftest.py), which makes it once
 test: install system-deps dbt-env
-	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --durations=30
+	KPIMETRICS_REQUIRE_ENGINES=1 $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=30
 
 # DuckDB only (no PostgreSQL, Spark, Chromium or dbt: building the dbt project takes ~25 s), for the edit-test loop: see "Development" in the README
 test-fast: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not postgres and not spark and not browser and not slow and not dbt"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup -m "not postgres and not spark and not browser and not slow and not dbt"
 
 snapshots: install
 	$(BIN)/python -m pytest -q tests/test_compile.py --update-snapshots

@@ -151,6 +151,38 @@ def engines_of(item) -> set[str]:
     return found
 
 
+# --- which tests share a worker: the set-ups they share ------------------------------------------
+
+# `make test` runs with `--dist loadgroup`: the tests of one group go to one xdist worker, so the set-up they
+# share is made once per session, not once per worker as with `--dist load` (which deals tests out one by one).
+# Session fixtures costlier than a worker's start, by name: their group. pg_server is left out: each worker
+# needs its own for the rest of the PostgreSQL tests anyway.
+SHARED_SESSION_SETUPS = {
+    "value_engine": "values",  # a project A and a project B run per engine (tests/oracle_data.py)
+    "semantic_shop": "semantic_shop",  # a dbt build, and MetricFlow's answers (tests/semantic_env.py)
+    "dbt_shop": "dbt_shop",  # a dbt build (tests/dbt_env.py)
+    "dbt_pg_shop": "dbt_pg_shop",
+}
+
+
+def shared_setup_group(item) -> str | None:
+    """The xdist group of a collected test: its session set-up of SHARED_SESSION_SETUPS (with the engine of
+    value_engine), else its module's module-scoped fixtures (with their parameters: the crash scenario on
+    Spark is one group, on DuckDB another), else none (the test is dealt out alone)."""
+    names = getattr(item, "fixturenames", ())
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for fixture, group in SHARED_SESSION_SETUPS.items():
+        if fixture in names:
+            param = params.get(fixture)
+            return f"{group}-{getattr(param, 'name', param)}" if param is not None else group
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    module = [name for name in names if name in defs and defs[name][-1].scope == "module"]
+    if not module:
+        return None
+    ids = [str(getattr(params[n], "name", params[n])) for n in module if n in params]
+    return item.module.__name__ + (f"[{'-'.join(ids)}]" if ids else "")
+
+
 # --- moving tables between the oracle's DuckDB file and the engine ---------------------------
 
 def _create(adapter, table: exp.Table, columns: list[tuple[str, str]]) -> None:
