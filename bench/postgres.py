@@ -30,19 +30,6 @@ TABLES = {
     "customers": "customer_id integer, segment text, signed_up_at timestamp",
 }
 
-# kpimetrics' values against the hand-written ones (bench/run.py's COMPARE_SQL in PostgreSQL's SQL)
-COMPARE_SQL = """
-WITH k AS (SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM kpi.kpi_values),
-     h AS (SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM bench.hand_values)
-SELECT coalesce(k.name, h.name) AS name, coalesce(k.grain, h.grain) AS grain, count(*) AS n_rows,
-       count(*) FILTER (WHERE k.name IS NULL) AS only_by_hand,
-       count(*) FILTER (WHERE h.name IS NULL) AS only_kpimetrics,
-       count(*) FILTER (WHERE k.name IS NOT NULL AND h.name IS NOT NULL AND NOT (
-           k.value IS NOT DISTINCT FROM h.value
-           OR abs(k.value - h.value) <= 1e-9 * greatest(abs(k.value), abs(h.value)))) AS differ
-FROM k FULL JOIN h USING (name, grain, period_start, dimension, dv)
-GROUP BY 1, 2 ORDER BY 1, 2
-"""
 
 # runs the hand-written script in one session; prints the seconds spent in the server's statements
 HAND_RUNNER = (
@@ -112,9 +99,10 @@ def project(data: Path) -> Path:
     return folder
 
 
-def compare(server) -> list[tuple]:
+def compare(server, compare_sql: str) -> list[tuple]:
+    """bench/run.py's comparison of kpi.kpi_values with bench.hand_values, run in the server."""
     with server.connect(DBNAME) as con:
-        return con.execute(COMPARE_SQL).fetchall()
+        return con.execute(compare_sql).fetchall()
 
 
 def describe(server) -> str:

@@ -67,8 +67,8 @@ SELECT coalesce(k.name, h.name) AS name, coalesce(k.grain, h.grain) AS grain, co
            k.value IS NOT DISTINCT FROM h.value
            OR abs(k.value - h.value) <= 1e-9 * greatest(abs(k.value), abs(h.value)))) AS differ
 FROM k FULL JOIN h USING (name, grain, period_start, dimension, dv)
-GROUP BY ALL ORDER BY 1, 2
-"""
+GROUP BY 1, 2 ORDER BY 1, 2
+"""  # the same on DuckDB and PostgreSQL (bench/postgres.py)
 
 
 @dataclass
@@ -392,46 +392,24 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0]) if Path("/proc/loadavg").exists() else float("nan")
 
 
-def bench_postgres(rows: int, repeat: int, report: dict) -> bool:
-    """kpimetrics against bench/handwritten_postgres.sql on a throwaway PostgreSQL server, alternating rounds."""
-    import postgres as pg  # bench/postgres.py
-
-    db = DATA / f"bench_{rows}.duckdb"
-    generate(db, rows)
-    server = pg.start()
-    try:
-        began = time.perf_counter()
-        pg.load(server, db)
-        print(f"loaded into {pg.describe(server)} in {time.perf_counter() - began:.1f} s", flush=True)
-        report["engine_version"] = pg.describe(server)
-        project = pg.project(DATA)
-        env = pg.env(server)
-        run_cmd = kpimetrics("run", "-q", "--project-dir", str(project), "--profiles-dir", str(project),
-                             "--as-of", AS_OF, "--full-refresh")
-        hand_cmd = [PY, "-c", pg.HAND_RUNNER, str(pg.HAND_SQL)]
-        full, hand, full_sql, hand_sql, loads = [], [], [], [], []
-        for i in range(repeat):  # alternating, so both see the same machine
-            before = load_average()
-            full.append(timed(run_cmd, env=env))
-            full_sql.append(warehouse_seconds(project))
-            hand.append(timed(hand_cmd, env=env))
-            hand_sql.append(float(hand[-1].output.strip().splitlines()[-1]))
-            loads.append((before, load_average()))
-            print(f"  round {i + 1}: kpimetrics --full-refresh {full[-1].seconds:.2f} s ({full_sql[-1]:.2f} s in "
-                  f"PostgreSQL), hand-written {hand[-1].seconds:.2f} s ({hand_sql[-1]:.2f} s in PostgreSQL); "
-                  f"load average {loads[-1][0]:.1f} -> {loads[-1][1]:.1f}", flush=True)
-        compared = pg.compare(server)
-        bad = [r for r in compared if r[3] or r[4] or r[5]] if compared else [("(no rows)", "", 0, 0, 0, 1)]
-    finally:
-        server.stop()
-    if bad:
-        print("VALUES DIFFER (name, grain, rows, only by hand, only kpimetrics, differing):", flush=True)
-        for r in bad:
-            print("   ", r)
-    else:
-        print("values equal the hand-written SQL (every row of every KPI)", flush=True)
+def alternate(engine: str, project: Path, env: dict[str, str], hand_cmd: list[str], repeat: int) -> dict:
+    """`repeat` alternating rounds of `kpimetrics run --full-refresh` and the hand-written script (whose process
+    prints the seconds spent in its statements last), each a whole process; the times and their ratios."""
+    run_cmd = kpimetrics("run", "-q", "--project-dir", str(project), "--profiles-dir", str(project),
+                         "--as-of", AS_OF, "--full-refresh")
+    full, hand, full_sql, hand_sql, loads = [], [], [], [], []
+    for i in range(repeat):  # alternating, so both see the same machine
+        before = load_average()
+        full.append(timed(run_cmd, env=env))
+        full_sql.append(warehouse_seconds(project))
+        hand.append(timed(hand_cmd, env=env))
+        hand_sql.append(float(hand[-1].output.strip().splitlines()[-1]))
+        loads.append((before, load_average()))
+        print(f"  round {i + 1}: kpimetrics --full-refresh {full[-1].seconds:.2f} s ({full_sql[-1]:.2f} s in "
+              f"{engine}), hand-written {hand[-1].seconds:.2f} s ({hand_sql[-1]:.2f} s in {engine}); "
+              f"load average {loads[-1][0]:.1f} -> {loads[-1][1]:.1f}", flush=True)
     med = statistics.median
-    report["runs"] = {
+    return {
         "full_refresh_s": med(t.seconds for t in full), "hand_written_s": med(t.seconds for t in hand),
         "full_refresh_warehouse_s": med(full_sql), "hand_written_warehouse_s": med(hand_sql),
         "full_refresh_all_s": [round(t.seconds, 3) for t in full], "hand_written_all_s": [round(t.seconds, 3) for t in hand],
@@ -443,9 +421,40 @@ def bench_postgres(rows: int, repeat: int, report: dict) -> bool:
         "full_vs_hand": med(f.seconds / h.seconds for f, h in zip(full, hand)),
         "full_vs_hand_warehouse_each_round": [round(f / h, 3) for f, h in zip(full_sql, hand_sql)],
         "full_vs_hand_warehouse": med(f / h for f, h in zip(full_sql, hand_sql)),
-        "values_equal": not bad,
     }
+
+
+def checked(compared: list[tuple]) -> bool:
+    """Print and judge COMPARE_SQL's rows: every row of every KPI on both sides, values equal."""
+    bad = [r for r in compared if r[3] or r[4] or r[5]] if compared else [("(no rows)", "", 0, 0, 0, 1)]
+    if bad:
+        print("VALUES DIFFER (name, grain, rows, only by hand, only kpimetrics, differing):", flush=True)
+        for r in bad:
+            print("   ", r)
+    else:
+        print("values equal the hand-written SQL (every row of every KPI)", flush=True)
     return not bad
+
+
+def bench_postgres(rows: int, repeat: int, report: dict) -> bool:
+    """kpimetrics against bench/handwritten_postgres.sql on a throwaway PostgreSQL server, alternating rounds."""
+    import postgres as pg  # bench/postgres.py
+
+    db = DATA / f"bench_{rows}.duckdb"
+    generate(db, rows)
+    server = pg.start()
+    try:
+        began = time.perf_counter()
+        pg.load(server, db)
+        report["engine_version"] = pg.describe(server)
+        print(f"loaded into {report['engine_version']} in {time.perf_counter() - began:.1f} s", flush=True)
+        report["runs"] = alternate("PostgreSQL", pg.project(DATA), pg.env(server),
+                                   [PY, "-c", pg.HAND_RUNNER, str(pg.HAND_SQL)], repeat)
+        ok = checked(pg.compare(server, COMPARE_SQL))
+    finally:
+        server.stop()
+    report["runs"]["values_equal"] = ok
+    return ok
 
 
 def engine_goals(report: dict) -> list[str]:
@@ -476,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     global DATA
     ap = argparse.ArgumentParser(description="kpimetrics against hand-written SQL (and MetricFlow)")
     ap.add_argument("--engine", choices=("duckdb", "postgres"), default="duckdb",
-                    help="the warehouse (postgres: a throwaway server, full-refresh rounds only; see bench/postgres.py)")
+                    help="the warehouse (postgres: full-refresh rounds only; see bench/postgres.py)")
     ap.add_argument("--rows", type=int, default=None,
                     help="orders rows for the run benchmark (default 10^7; 3x10^6 on postgres)")
     ap.add_argument("--repeat", type=int, default=5, help="rounds of each timing (default 5; medians are reported)")
@@ -551,9 +560,14 @@ def main(argv: list[str] | None = None) -> int:
         m = report["metricflow"]
         print(f"  MetricFlow / hand-written SQL (on its subset: {m['queries_timed']} of its queries finished): "
               f"{m['ratio_vs_hand']:.2f}x; MetricFlow / kpimetrics: {m['ratio_vs_kpimetrics']:.2f}x")
+    return finish(report, missed, DATA / "results.json")
+
+
+def finish(report: dict, missed: list[str], out: Path) -> int:
+    """Write the report; 1 when a goal is missed or a value differs."""
     report["goals_missed"] = missed
-    (DATA / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwrote {DATA / 'results.json'}")
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {out}")
     if missed:
         print("GOALS MISSED:\n  " + "\n  ".join(missed))
         return 1
@@ -577,15 +591,7 @@ def main_engine(args: argparse.Namespace, report: dict) -> int:
           f"{', '.join(f'{r:.2f}x' for r in runs['full_vs_hand_warehouse_each_round'])}; median "
           f"{runs['full_vs_hand_warehouse']:.2f}x (medians {runs['full_refresh_warehouse_s']:.2f} s / "
           f"{runs['hand_written_warehouse_s']:.2f} s)")
-    report["goals_missed"] = missed
-    out = DATA / f"results_{args.engine}.json"
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwrote {out}")
-    if missed:
-        print("GOALS MISSED:\n  " + "\n  ".join(missed))
-        return 1
-    print("all goals met")
-    return 0
+    return finish(report, missed, DATA / f"results_{args.engine}.json")
 
 
 if __name__ == "__main__":
