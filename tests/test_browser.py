@@ -112,6 +112,7 @@ MEASURE = """() => {
         .map(g => g.querySelectorAll('circle, path, rect').length)),
     changes: charts.map(s => [...s.querySelectorAll('g.definition-change')].filter(shown).map(g => g.dataset.period)),
     legend: [...document.querySelectorAll('.legend .lg-definition')].filter(shown).map(e => e.textContent),
+    wider: [...document.querySelectorAll('.table-wrap')].filter(shown).map(e => e.scrollWidth - e.clientWidth),
   };
 }"""
 
@@ -133,12 +134,14 @@ def test_kpi_page_reads_at_laptop_and_phone_width(changed_site: Path, tmp_path: 
     with browser.chromium() as b:
         for width in (1280, 390):
             page, requests, errors = open_page(b, page_path, width=width)
+            page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")  # every period
             seen[width] = page.evaluate(MEASURE)
             page.screenshot(path=str(tmp_path / f"kpi-{width}.png"), full_page=True)
             assert errors == [] and all(u.startswith("file://") for u in requests)
     for width, m in seen.items():
         assert m["scrollWidth"] <= width, (width, m["scrollWidth"])  # nothing overflows sideways
         assert m["clipped"] == [], width  # no table cell cuts its number off
+        assert m["wider"] and set(m["wider"]) == {0}, width  # and its tables fit: nothing to scroll sideways to
         assert m["gaps"] == [[0] * missing], width  # one chart shown; its empty months have no mark at all
         assert len(m["changes"]) == 1 and len(m["changes"][0]) == 1, width  # the definition change, marked
         assert m["legend"] == ["definition changed"], width
