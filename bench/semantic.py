@@ -29,6 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402  (bench/run.py)
 
+OUTPUT_SCHEMA = "kpi_semantic"  # beside bench/project's `kpi` in the same warehouse (each project owns its schema)
 COMPUTATION_KEYS = ("model", "time", "measure", "ratio", "derived", "filter", "window")
 DIMENSIONS = {"orders": {"region": "order__region", "channel": "order__channel", "segment": "customer__segment"},
               "support": {"channel": "ticket__channel"}}
@@ -133,7 +134,8 @@ def write_project(data: Path) -> Path:
     (root / "dbt_project.yml").write_text("name: bench_semantic\nversion: '1.0'\nconfig-version: 2\nprofile: bench\n",
                                           encoding="utf-8")
     (root / "target" / "semantic_manifest.json").write_text(json.dumps(SEMANTIC, indent=1), encoding="utf-8")
-    config = (bench.PROJECT / "kpimetrics.yml").read_text(encoding="utf-8").replace("name: bench", "name: bench_semantic")
+    config = (bench.PROJECT / "kpimetrics.yml").read_text(encoding="utf-8").replace(
+        "name: bench", "name: bench_semantic").replace("output_schema: kpi", f"output_schema: {OUTPUT_SCHEMA}")
     (root / "kpimetrics.yml").write_text(config, encoding="utf-8")
     (root / "strategy.yml").write_text((bench.PROJECT / "strategy.yml").read_text(encoding="utf-8"), encoding="utf-8")
     for name, dims in DIMENSIONS.items():
@@ -153,7 +155,7 @@ def write_project(data: Path) -> Path:
 COMPARE_SQL = bench.COMPARE_SQL.replace(
     "SELECT name, grain, period_start, dimension, coalesce(dimension_value, '') AS dv, value FROM kpi.kpi_values",
     "SELECT name, grain, period_start, regexp_replace(dimension, '^[a-z]+__', '') AS dimension, "
-    "coalesce(dimension_value, '') AS dv, value FROM kpi.kpi_values").replace(
+    f"coalesce(dimension_value, '') AS dv, value FROM {OUTPUT_SCHEMA}.kpi_values").replace(
     "count(*) FILTER (WHERE h.name IS NULL) AS only_kpimetrics",
     "count(*) FILTER (WHERE h.name IS NULL AND k.value IS NOT NULL) AS only_kpimetrics")
 assert COMPARE_SQL.count("regexp_replace") == 1 and "k.value IS NOT NULL) AS only" in COMPARE_SQL
