@@ -138,6 +138,8 @@ def close(a, b) -> bool:
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):  # a status row's forecast
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
     return a == b
 
 
