@@ -1,16 +1,18 @@
 """The suite's dbt project with a semantic layer (tests/dbt/semantic), built by real dbt-duckdb, and what real
 MetricFlow (`mf query`, dbt-metricflow in the test-only dbt environment) computes from it (SPEC §9).
 
-Once per session (per xdist worker) `semantic_shop` copies tests/dbt/semantic to a temporary folder, writes its
-profiles.yml, runs `dbt build` (seeds of its own data, the orders and customers models, MetricFlow's time spine;
-it writes manifest.json and semantic_manifest.json), and asks MetricFlow for every metric the tests compare,
-a query per group-by, each as CSV. Nothing reaches the network: dbt's and MetricFlow's telemetry is off
-(DO_NOT_TRACK) and the project has no packages. A test works on `copy(dest)`, never on the session's build.
+Once per session (per xdist worker; `make test` runs the tests that use it on one) `semantic_shop` copies
+tests/dbt/semantic to a temporary folder, writes its profiles.yml, runs `dbt build` (seeds of its own data, the
+orders and customers models, MetricFlow's time spine; it writes manifest.json and semantic_manifest.json), and
+asks MetricFlow for every metric the tests compare, a query per group-by, each as CSV, all in one process
+(run_mf_batch; run_mf is `mf query` itself). Nothing reaches the network: dbt's and MetricFlow's telemetry is
+off (DO_NOT_TRACK) and the project has no packages. A test works on `copy(dest)`, never on the session's build.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -40,10 +42,16 @@ def profiles_yml(project: Path) -> str:
         "type": "duckdb", "path": str(project / "shop.duckdb"), "threads": 1}}}}, sort_keys=False)
 
 
-def run_mf(project: Path, metrics: list[str], group_by: list[str], out: Path) -> list[dict[str, str]]:
-    """`mf query --metrics M,... --group-by G,... --csv out` in the dbt project; the rows as text by column."""
+def mf_env(project: Path) -> dict[str, str]:
+    """MetricFlow's environment in the dbt project: no DBT_ variables of ours, telemetry off, its profiles.yml."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
     env.update(QUIET_DBT, DBT_PROFILES_DIR=str(project))
+    return env
+
+
+def run_mf(project: Path, metrics: list[str], group_by: list[str], out: Path) -> list[dict[str, str]]:
+    """`mf query --metrics M,... --group-by G,... --csv out` in the dbt project; the rows as text by column."""
+    env = mf_env(project)
     args = [str(mf_bin()), "query", "--metrics", ",".join(metrics), "--group-by", ",".join(group_by),
             "--csv", str(out)]
     proc = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True, timeout=600)
@@ -52,6 +60,47 @@ def run_mf(project: Path, metrics: list[str], group_by: list[str], out: Path) ->
                     f"{proc.stderr[-2000:]}", pytrace=False)
     with open(out, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+# MetricFlow's engine, as `mf query --csv` drives it (dbt_metricflow.cli.main.query), for many queries in one
+# process: each `mf query` starts Python and loads dbt, the project and the semantic manifest again, most of its
+# time (19 queries: 188 s in one process, 2475 s as 19 `mf query`, one after the other on a loaded machine; the
+# same rows), and asks PyPI for a newer MetricFlow, which this does not. argv: a JSON file [[metrics, group_by],
+# ...], the CSVs' folder.
+MF_BATCH = """
+import csv, json, sys
+from pathlib import Path
+from dbt_metricflow.cli.cli_configuration import CLIConfiguration
+from metricflow.engine.metricflow_engine import MetricFlowQueryRequest
+
+cfg = CLIConfiguration()
+cfg.setup()
+for i, (metrics, group_by) in enumerate(json.loads(Path(sys.argv[1]).read_text())):
+    request = MetricFlowQueryRequest.create(metric_names=metrics, group_by_names=group_by)
+    df = cfg.mf.query(mf_request=request).result_df
+    if df is not None and df.row_count:  # as mf query, which writes no CSV for no rows
+        with open(Path(sys.argv[2]) / f"q{i}.csv", "w") as f:
+            writer = csv.writer(f)
+            writer.writerow(df.column_names)
+            writer.writerows(df.rows)
+"""
+
+
+def run_mf_batch(project: Path, queries: list[tuple[list[str], list[str]]], out: Path) -> list[list[dict[str, str]]]:
+    """What `mf query --metrics M --group-by G --csv` gives for each (M, G) of `queries`, asked in one process."""
+    env = mf_env(project)
+    (out / "queries.json").write_text(json.dumps(queries), encoding="utf-8")
+    proc = subprocess.run([str(mf_bin().parent / "python"), "-c", MF_BATCH, str(out / "queries.json"), str(out)],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=1200)
+    missing = [q for i, q in enumerate(queries) if not (out / f"q{i}.csv").is_file()]
+    if proc.returncode != 0 or missing:
+        pytest.fail(f"MetricFlow's queries failed (exit {proc.returncode}; no rows for {missing})\n"
+                    f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}", pytrace=False)
+    answers = []
+    for i in range(len(queries)):
+        with open(out / f"q{i}.csv", newline="", encoding="utf-8") as f:
+            answers.append(list(csv.DictReader(f)))
+    return answers
 
 
 Key = tuple[str, str, dt.date, str | None]  # metric, grain, period start (or day), dimension value (None: total)
@@ -130,8 +179,7 @@ def semantic_shop(tmp_path_factory) -> SemanticShop:
     values = MetricFlowValues()
     out = root / "mf"
     out.mkdir()
-    for i, (metrics, grain, dim) in enumerate(QUERIES):
-        group_by = [f"metric_time__{grain}"] + ([dim] if dim else [])
-        rows = run_mf(project, metrics, group_by, out / f"q{i}.csv")
+    queries = [(metrics, [f"metric_time__{grain}"] + ([dim] if dim else [])) for metrics, grain, dim in QUERIES]
+    for (metrics, grain, dim), rows in zip(QUERIES, run_mf_batch(project, queries, out)):
         values.add(rows, metrics, grain, dim)
     return SemanticShop(root, values)
