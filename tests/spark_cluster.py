@@ -183,7 +183,7 @@ class SparkCluster:
     def _wait_for_catalog(self, pg) -> None:
         """A query that reads the metastore through Connect: the metastore's tables exist before any test
         (a second driver creating them at the same time could collide)."""
-        from pyspark.sql import SparkSession
+        from pyspark.sql.connect.session import SparkSession  # not pyspark.sql's: it turns the process to Connect mode
 
         spark = SparkSession.builder.remote(self.url).create()
         try:

@@ -73,11 +73,8 @@ def _project(root: Path, engine: engines.Engine) -> Path:
 
 
 def _cli(root: Path, *args: str) -> subprocess.Popen:
-    # a Connect session of this process (the cluster's probe, a reader) leaves pyspark's Connect mode in the
-    # environment, which would make a `master:` driver's builder ask for a Connect URL
-    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")}
     return subprocess.Popen([sys.executable, "-m", "kpimetrics", *args, "--project-dir", str(root)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
 
 
 def _run(root: Path, *extra: str) -> subprocess.Popen:
@@ -173,7 +170,7 @@ def _read_sql(schema: str) -> str:
 def test_readers_during_a_run_see_one_whole_run(cluster, published):
     root, engine = published
     schema = engine.output_schema
-    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.session import SparkSession  # not pyspark.sql's: it turns the process to Connect mode
 
     reader = SparkSession.builder.remote(cluster.url).create()
     try:
