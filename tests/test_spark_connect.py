@@ -454,3 +454,15 @@ def test_the_lease_on_a_shared_catalog(engine, tmp_path):
     finally:
         first.close()
         second.close()
+
+
+def test_a_driver_here_in_a_connect_mode_environment_says_so(tmp_path, monkeypatch):
+    """pyspark's builder goes to Spark Connect when SPARK_REMOTE or SPARK_CONNECT_MODE_ENABLED is set (pyspark.sql's
+    Connect builder sets the second for good): a `master:` profile names the variable, not Java (no JVM started)."""
+    from kpimetrics.adapters import spark
+
+    monkeypatch.setattr(spark, "_live", None)
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    with pytest.raises(WarehouseError, match=r"cannot start Spark \(local\[2\]\): the environment sets "
+                                             r"SPARK_CONNECT_MODE_ENABLED, which turns pyspark to Spark Connect"):
+        spark._session("local[2]", {"spark.app.name": "kpimetrics"})

@@ -372,6 +372,12 @@ def _session(master: str, conf: dict[str, str], own: "WarehouseLock | None" = No
         from pyspark.sql import SparkSession
     except ImportError:
         raise WarehouseError("the spark profile needs pyspark: pip install 'kpimetrics[spark]' (and Java 17)") from None
+    connect_mode = [k for k in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED") if k in os.environ]
+    if connect_mode:  # pyspark's builder would go to Spark Connect and ask for a URL, whatever the master
+        raise WarehouseError(
+            f"cannot start Spark ({master}): the environment sets {' and '.join(connect_mode)}, which turns pyspark "
+            "to Spark Connect (a Connect session made by pyspark.sql's builder in this process sets the second). "
+            "Unset it for a driver of kpimetrics' own, or name the server with `remote: sc://...` in the profile.")
     builder = SparkSession.builder.master(master)
     for k, v in conf.items():
         builder = builder.config(k, v)
