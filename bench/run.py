@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py --metricflow        # also MetricFlow on the same data (builds its own venv)
     .venv/bin/python bench/run.py --rows 10000 --check-only   # correctness only (CI: tests/test_bench_smoke.py)
     .venv/bin/python bench/run.py --engine postgres   # 3x10^6 orders on a throwaway PostgreSQL (bench/postgres.py)
+    .venv/bin/python bench/run.py --engine spark      # 10^6 orders on local[2] Spark (bench/spark.py)
     /path/to/other-venv/bin/python bench/run.py --compile-only --data-dir /tmp/d   # compile only, in another venv
 
 What it does, in order:
@@ -457,6 +458,22 @@ def bench_postgres(rows: int, repeat: int, report: dict) -> bool:
     return ok
 
 
+def bench_spark(rows: int, repeat: int, report: dict) -> bool:
+    """kpimetrics against bench/handwritten_spark.sql on local Spark (a warehouse in bench/data/spark)."""
+    import spark  # bench/spark.py
+
+    db = DATA / f"bench_{rows}.duckdb"
+    generate(db, rows)
+    began = time.perf_counter()
+    timed([PY, str(BENCH / "spark.py"), "load", str(db), str(DATA)])
+    report["engine_version"] = f"Spark {spark.MASTER}"
+    print(f"loaded into a local Spark warehouse in {time.perf_counter() - began:.1f} s", flush=True)
+    report["runs"] = alternate("Spark", spark.project(DATA), {}, [PY, str(BENCH / "spark.py"), "hand", str(DATA)], repeat)
+    ok = checked(spark.compare(DATA, COMPARE_SQL))
+    report["runs"]["values_equal"] = ok
+    return ok
+
+
 def engine_goals(report: dict) -> list[str]:
     """The goals missed on a server engine, as sentences: values equal, and <= 1.2x whole-process and in the engine."""
     runs, missed = report["runs"], []
@@ -484,10 +501,10 @@ def machine() -> dict:
 def main(argv: list[str] | None = None) -> int:
     global DATA
     ap = argparse.ArgumentParser(description="kpimetrics against hand-written SQL (and MetricFlow)")
-    ap.add_argument("--engine", choices=("duckdb", "postgres"), default="duckdb",
-                    help="the warehouse (postgres: full-refresh rounds only; see bench/postgres.py)")
+    ap.add_argument("--engine", choices=("duckdb", "postgres", "spark"), default="duckdb",
+                    help="the warehouse (postgres, spark: full-refresh rounds only; see bench/postgres.py, bench/spark.py)")
     ap.add_argument("--rows", type=int, default=None,
-                    help="orders rows for the run benchmark (default 10^7; 3x10^6 on postgres)")
+                    help="orders rows for the run benchmark (default 10^7; 3x10^6 on postgres, 10^6 on spark)")
     ap.add_argument("--repeat", type=int, default=5, help="rounds of each timing (default 5; medians are reported)")
     ap.add_argument("--compile-sizes", default="100,1000,10000", help="KPI counts to compile ('' to skip)")
     ap.add_argument("--compile-timeout", type=float, default=600, help="seconds before a compile is stopped")
@@ -507,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     # PYTHONDONTWRITEBYTECODE=1 (set on this machine) compiles 34 modules from source in every process (~50 ms)
     compileall.compile_dir(str(ROOT / "kpimetrics"), quiet=1)
     if args.rows is None:
-        args.rows = 3_000_000 if args.engine == "postgres" else 10_000_000
+        args.rows = {"postgres": 3_000_000, "spark": 1_000_000}.get(args.engine, 10_000_000)
     report: dict = {"machine": machine(), "rows": args.rows, "repeat": args.repeat, "engine": args.engine}
     print(f"machine: {report['machine']}", flush=True)
     if args.engine != "duckdb":
@@ -576,9 +593,10 @@ def finish(report: dict, missed: list[str], out: Path) -> int:
 
 
 def main_engine(args: argparse.Namespace, report: dict) -> int:
-    """`--engine postgres`: full-refresh rounds against the engine's hand-written SQL, the values checked equal."""
+    """`--engine postgres|spark`: full-refresh rounds against the engine's hand-written SQL, the values checked equal."""
     print(f"runs over {args.rows:,} orders on {args.engine}:", flush=True)
-    ok = bench_postgres(args.rows, 1 if args.check_only else args.repeat, report)
+    bench = bench_postgres if args.engine == "postgres" else bench_spark
+    ok = bench(args.rows, 1 if args.check_only else args.repeat, report)
     if args.check_only:
         return 0 if ok else 1
     runs, missed = report["runs"], engine_goals(report)
