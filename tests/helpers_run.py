@@ -30,6 +30,28 @@ def strategy_yml(names: list[str]) -> str:
            "    strategies:\n" + entries
 
 
+def oracle_project(name: str, strategy: str, sources: str, kpis: str, profiles: str, source_schema: str = "main",
+                   output_schema: str = "kpi", config: str = "", files: dict[str, str] | None = None) -> dict[str, str]:
+    """The files of a small project over the `oracle` profile of an engine (tests/engines.py): monthly with a
+    lookback of one period, its KPIs under one strategy; `sources` names its schema as `{schema}`; `config`: one
+    more line of kpimetrics.yml; `files`: more files, by path."""
+    return {
+        "kpimetrics.yml": f"""
+            name: {name}
+            profile: oracle
+            dialect: duckdb
+            output_schema: {output_schema}
+            defaults: {{grain: month, lookback: 1}}
+            {config}
+        """,
+        "profiles.yml": profiles,
+        "strategy.yml": strategy_yml([strategy]),
+        "sources.yml": sources.format(schema=source_schema),
+        "kpis/kpis.yml": kpis,
+        **(files or {}),
+    }
+
+
 ORDER_COLUMNS = ("order_id", "customer_id", "ordered_at", "region", "channel", "amount", "discount", "status", "code")
 
 SOURCES_YML = f"""

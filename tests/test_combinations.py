@@ -21,7 +21,7 @@ import pytest
 
 import engines
 from helpers_projects import write_project
-from helpers_run import kpi, kpis_yml, strategy_yml
+from helpers_run import kpi, kpis_yml, oracle_project
 from kpimetrics import Project, combinations, tables
 from kpimetrics.dialects import generate
 from kpimetrics.tables import qualified
@@ -79,19 +79,7 @@ sources:
 
 
 def project_files(profiles: str, source_schema: str = "main", output_schema: str = "kpi") -> dict:
-    return {
-        "kpimetrics.yml": f"""
-            name: combinations
-            profile: oracle
-            dialect: duckdb
-            output_schema: {output_schema}
-            defaults: {{grain: month, lookback: 1}}
-        """,
-        "profiles.yml": profiles,
-        "strategy.yml": strategy_yml(["s_combos"]),
-        "sources.yml": SOURCES.format(schema=source_schema),
-        "kpis/kpis.yml": KPIS,
-    }
+    return oracle_project("combinations", "s_combos", SOURCES, KPIS, profiles, source_schema, output_schema)
 
 
 REGIONS, CHANNELS = ("EU", "US", None), ("web", "store·front")

@@ -31,7 +31,7 @@ from click.testing import CliRunner
 
 import engines
 from helpers_projects import write_project
-from helpers_run import kpi, kpis_yml, strategy_yml
+from helpers_run import kpi, kpis_yml, oracle_project
 from kpimetrics import Project
 from kpimetrics.cli import main
 from kpimetrics.outputs import ForecastRow, columns
@@ -109,20 +109,8 @@ sources:
 
 
 def project_files(profiles: str, source_schema: str = "main", output_schema: str = "kpi", kpis: str = KPIS) -> dict:
-    return {
-        "kpimetrics.yml": f"""
-            name: forecasts
-            profile: oracle
-            dialect: duckdb
-            output_schema: {output_schema}
-            defaults: {{grain: month, lookback: 1}}
-            forecast: {{periods: 5}}
-        """,
-        "profiles.yml": profiles,
-        "strategy.yml": strategy_yml(["s_forecast"]),
-        "sources.yml": SOURCES.format(schema=source_schema),
-        "kpis/kpis.yml": kpis,
-    }
+    return oracle_project("forecasts", "s_forecast", SOURCES, kpis, profiles, source_schema, output_schema,
+                          config="forecast: {periods: 5}")
 
 
 def order_rows() -> list[tuple]:

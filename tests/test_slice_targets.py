@@ -29,7 +29,7 @@ from click.testing import CliRunner
 
 import engines
 from helpers_projects import write_project
-from helpers_run import kpi, kpis_yml, strategy_yml
+from helpers_run import kpi, kpis_yml, oracle_project
 from kpimetrics import Project
 from kpimetrics.cli import main
 
@@ -123,20 +123,8 @@ sources:
 
 
 def project_files(profiles: str, source_schema: str = "main", output_schema: str = "kpi", kpis: str = KPIS) -> dict:
-    return {
-        "kpimetrics.yml": f"""
-            name: slice_targets
-            profile: oracle
-            dialect: duckdb
-            output_schema: {output_schema}
-            defaults: {{grain: month, lookback: 1}}
-        """,
-        "profiles.yml": profiles,
-        "strategy.yml": strategy_yml(["s_targets"]),
-        "sources.yml": SOURCES.format(schema=source_schema),
-        "kpis/kpis.yml": kpis,
-        "models/budget_lines.sql": "select kpi, period_start, store_name, amount from {{ source('finance', 'budget') }}",
-    }
+    return oracle_project("slice_targets", "s_targets", SOURCES, kpis, profiles, source_schema, output_schema, files={
+        "models/budget_lines.sql": "select kpi, period_start, store_name, amount from {{ source('finance', 'budget') }}"})
 
 
 def order_rows(months: range = range(1, 7)) -> list[tuple]:
