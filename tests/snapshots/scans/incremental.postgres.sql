@@ -41,33 +41,33 @@ WITH "__rows" AS (
   FROM "__pp"
 ), "__month_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d0",
     SUM("__q0") AS "__n0",
     SUM("__q1") AS "__m1",
     SUM("__q2") AS "__n2"
   FROM "__pp"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d0"
 ), "__month_agg2" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     CAST(NULL AS VARCHAR) AS "__d1",
     0 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE)
   UNION ALL
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d1",
     1 AS "__set",
     COUNT(DISTINCT customer_id) AS "__m0"
   FROM "__rows"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d1"
 ), "__month_spine" AS (
   SELECT
@@ -75,8 +75,11 @@ WITH "__rows" AS (
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__bounds"
   CROSS JOIN GENERATE_SERIES(
-    CAST(LEAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE), CAST('2025-11-01' AS DATE)) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
+    CAST(LEAST(
+      CAST(DATE_TRUNC('MONTH', CAST("lo" AS TIMESTAMP)) AS DATE),
+      CAST('2025-11-01' AS DATE)
+    ) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('MONTH', CAST("hi" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
     INTERVAL '1 MONTH'
   ) AS "__series"("__s")
 ), "__month_map_periods_3" AS (
@@ -93,7 +96,7 @@ WITH "__rows" AS (
     SUM("__q1") AS "__m1"
   FROM "__pp"
   JOIN "__month_map_periods_3"
-    ON CAST(DATE_TRUNC('MONTH', "__pp"."__p") AS DATE) = "__src"
+    ON CAST(DATE_TRUNC('MONTH', CAST("__pp"."__p" AS TIMESTAMP)) AS DATE) = "__src"
   WHERE
     "__d0" IS NULL
   GROUP BY
@@ -104,18 +107,18 @@ WITH "__rows" AS (
     "__b"."period_start" AS "__dst"
   FROM "__month_spine" AS "__a"
   JOIN "__month_spine" AS "__b"
-    ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
+    ON CAST(DATE_TRUNC('YEAR', CAST("__a"."period_start" AS TIMESTAMP)) AS DATE) = CAST(DATE_TRUNC('YEAR', CAST("__b"."period_start" AS TIMESTAMP)) AS DATE)
     AND "__b"."period_start" >= "__a"."period_start"
 ), "__month_agg3_pp" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     SUM("__q0") AS "__q0",
     NULL AS "__c1"
   FROM "__pp"
   WHERE
     "__d0" IS NULL
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE)
   UNION ALL
   SELECT
     "__p" AS "__p",
@@ -123,7 +126,7 @@ WITH "__rows" AS (
     COUNT(*) AS "__c1"
   FROM (
     SELECT
-      MIN(CAST(DATE_TRUNC('MONTH', "__p") AS DATE)) AS "__p"
+      MIN(CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE)) AS "__p"
     FROM "__rows"
     WHERE
       NOT customer_id IS NULL
@@ -145,13 +148,13 @@ WITH "__rows" AS (
     "__dst"
 ), "__week_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     "__d0",
     SUM("__q0") AS "__n0",
     SUM("__q1") AS "__m1"
   FROM "__pp"
   GROUP BY
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    CAST(DATE_TRUNC('WEEK', CAST("__p" AS TIMESTAMP)) AS DATE),
     "__d0"
 ), "__week_spine" AS (
   SELECT
@@ -159,8 +162,11 @@ WITH "__rows" AS (
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__bounds"
   CROSS JOIN GENERATE_SERIES(
-    CAST(LEAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE), CAST('2025-10-20' AS DATE)) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('WEEK', "hi") AS DATE) AS TIMESTAMP),
+    CAST(LEAST(
+      CAST(DATE_TRUNC('WEEK', CAST("lo" AS TIMESTAMP)) AS DATE),
+      CAST('2025-10-20' AS DATE)
+    ) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('WEEK', CAST("hi" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
     INTERVAL '7 DAY'
   ) AS "__series"("__s")
 ), "__week_map_periods_3" AS (
@@ -177,7 +183,7 @@ WITH "__rows" AS (
     SUM("__q1") AS "__m1"
   FROM "__pp"
   JOIN "__week_map_periods_3"
-    ON CAST(DATE_TRUNC('WEEK', "__pp"."__p") AS DATE) = "__src"
+    ON CAST(DATE_TRUNC('WEEK', CAST("__pp"."__p" AS TIMESTAMP)) AS DATE) = "__src"
   WHERE
     "__d0" IS NULL
   GROUP BY

@@ -44,20 +44,23 @@ WITH "__rows" AS (
   FROM "__pp"
 ), "__agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE) AS "__p",
     SUM("__q0") AS "__n0",
     SUM("__q1") AS "__m1"
   FROM "__pp"
   GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+    CAST(DATE_TRUNC('MONTH', CAST("__p" AS TIMESTAMP)) AS DATE)
 ), "__spine" AS (
   SELECT
     CAST("__s" AS DATE) AS "period_start",
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__bounds"
   CROSS JOIN GENERATE_SERIES(
-    CAST(LEAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE), CAST('2025-11-01' AS DATE)) AS TIMESTAMP),
-    CAST(CAST(DATE_TRUNC('MONTH', "hi") AS DATE) AS TIMESTAMP),
+    CAST(LEAST(
+      CAST(DATE_TRUNC('MONTH', CAST("lo" AS TIMESTAMP)) AS DATE),
+      CAST('2025-11-01' AS DATE)
+    ) AS TIMESTAMP),
+    CAST(CAST(DATE_TRUNC('MONTH', CAST("hi" AS TIMESTAMP)) AS DATE) AS TIMESTAMP),
     INTERVAL '1 MONTH'
   ) AS "__series"("__s")
 )
