@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -420,7 +421,9 @@ def test_the_lease_on_a_shared_catalog(engine, tmp_path):
     from kpimetrics.adapters.spark import SparkAdapter
     from kpimetrics.config import SparkOutput
 
-    output = SparkOutput(**engine.output(tmp_path))
+    written = engine.output(tmp_path)  # the profile as a user writes it: the token as env_var(), which a profile
+    written["remote"] = re.sub(r"\{\{ env_var\('(\w+)'\) \}\}", lambda m: os.environ[m[1]], written["remote"])
+    output = SparkOutput(**written)  # ... renders (kpimetrics' profile reader); an adapter is given the rendered text
     schema = engine.output_schema
     first, second = (SparkAdapter(output, tmp_path, "UTC") for _ in range(2))
     try:
