@@ -146,28 +146,38 @@ def run_kpimetrics(db: Path, *flags: str, memory_limit: str | None = None, threa
                  env=bench_env(db, memory_limit, threads))
 
 
-def compare(db: Path) -> list[tuple]:
-    """Rows (name, grain, n_rows, only_by_hand, only_kpimetrics, differ) that are not all equal."""
+def compared(db: Path, sql: str = COMPARE_SQL) -> list[tuple]:
+    """Every (name, grain, n_rows, only_by_hand, only_kpimetrics, differ) of the comparison (`sql`: bench/run.py's,
+    or bench/semantic.py's for its own output schema)."""
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        rows = con.execute(COMPARE_SQL).fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def _unequal(rows: list[tuple]) -> list[tuple]:
     if not rows:
         return [("(no rows)", "", 0, 0, 0, 1)]
     return [r for r in rows if r[3] or r[4] or r[5]]
 
 
-def check(db: Path, label: str) -> bool:
-    bad = compare(db)
+def compare(db: Path, sql: str = COMPARE_SQL) -> list[tuple]:
+    """Rows (name, grain, n_rows, only_by_hand, only_kpimetrics, differ) that are not all equal."""
+    return _unequal(compared(db, sql))
+
+
+def check(db: Path, label: str, sql: str = COMPARE_SQL) -> bool:
+    rows = compared(db, sql)
+    bad = _unequal(rows)
     if bad:
         print(f"VALUES DIFFER ({label}): name, grain, rows, only by hand, only kpimetrics, differing", flush=True)
         for r in bad:
             print("   ", r)
         return False
-    print(f"values equal the hand-written SQL ({label})", flush=True)
+    print(f"values equal the hand-written SQL ({label}): {len(rows)} KPI-grain pairs", flush=True)
     return True
 
 

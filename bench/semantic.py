@@ -162,21 +162,7 @@ assert COMPARE_SQL.count("regexp_replace") == 1 and "k.value IS NOT NULL) AS onl
 
 
 def check(db: Path, label: str) -> bool:
-    import duckdb
-
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        rows = con.execute(COMPARE_SQL).fetchall()
-    finally:
-        con.close()
-    bad = [r for r in rows if r[3] or r[4] or r[5]] if rows else [("(no rows)", "", 0, 0, 0, 1)]
-    if bad:
-        print(f"VALUES DIFFER ({label}): name, grain, rows, only by hand, only kpimetrics, differing", flush=True)
-        for r in bad:
-            print("   ", r)
-        return False
-    print(f"values equal the hand-written SQL ({label}): {len(rows)} KPI-grain pairs", flush=True)
-    return True
+    return bench.check(db, label, COMPARE_SQL)
 
 
 def run_results(project: Path) -> dict:
