@@ -10,9 +10,11 @@ import random
 import re
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
+import engines
 from helpers_projects import write_project
 from kpimetrics import Project
 
@@ -28,6 +30,33 @@ def strategy_yml(names: list[str]) -> str:
     )
     return "mission: Sell more to small businesses\npriorities:\n  - name: growth\n    owner: ceo@shop.example\n" \
            "    strategies:\n" + entries
+
+
+def run_on_engine(root: Path, engine, sources: tuple[str, ...], as_of: dt.date, copy_back: bool = False,
+                  also: Callable[[object, str, Path], None] | None = None) -> Project:
+    """Run the project at `root` once in full on `engine` (tests/engines.py) from the sources its wh.duckdb holds
+    (copied to the engine first unless it is DuckDB itself). `copy_back`: on another engine, its output tables
+    are copied back into wh.duckdb, with `also(adapter, output_schema, wh)` for what engines.copy_outputs does
+    not copy."""
+    wh = root / "wh.duckdb"
+    project = Project.load(root)
+    if not engine.embedded:
+        adapter = project.connect()
+        try:
+            engines.copy_sources(wh, adapter, engine.source_schema, sources)
+        finally:
+            adapter.close()
+    result = project.run(full_refresh=True, as_of=as_of)
+    assert result.status == "success", [(k.name, k.status, k.error) for k in result.kpis]
+    if not engine.embedded and copy_back:
+        adapter = project.connect()
+        try:
+            engines.copy_outputs(adapter, engine.output_schema, wh)
+            if also is not None:
+                also(adapter, engine.output_schema, wh)
+        finally:
+            adapter.close()
+    return project
 
 
 def oracle_project(name: str, strategy: str, sources: str, kpis: str, profiles: str, source_schema: str = "main",

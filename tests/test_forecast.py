@@ -31,7 +31,7 @@ from click.testing import CliRunner
 
 import engines
 from helpers_projects import write_project
-from helpers_run import kpi, kpis_yml, oracle_project
+from helpers_run import kpi, kpis_yml, oracle_project, run_on_engine
 from kpimetrics import Project
 from kpimetrics.cli import main
 from kpimetrics.outputs import ForecastRow, columns
@@ -231,16 +231,7 @@ def ran(request, tmp_path_factory) -> Project:
     root = tmp_path_factory.mktemp(f"forecast_{engine.name}")
     write_project(root, project_files(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
     load_data(root / "wh.duckdb")
-    project = Project.load(root)
-    if not engine.embedded:
-        adapter = project.connect()
-        try:
-            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders", "budget"))
-        finally:
-            adapter.close()
-    result = project.run(full_refresh=True, as_of=AS_OF)
-    assert result.status == "success", [(k.name, k.status, k.error) for k in result.kpis]
-    return project
+    return run_on_engine(root, engine, ("orders", "budget"), AS_OF)
 
 
 def forecasts(project: Project) -> list[tuple]:

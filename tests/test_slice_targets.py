@@ -29,7 +29,7 @@ from click.testing import CliRunner
 
 import engines
 from helpers_projects import write_project
-from helpers_run import kpi, kpis_yml, oracle_project
+from helpers_run import kpi, kpis_yml, oracle_project, run_on_engine
 from kpimetrics import Project
 from kpimetrics.cli import main
 
@@ -259,21 +259,7 @@ def ran(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"slice_targets_{engine.name}")
     write_project(root, project_files(engine.profiles_yml(root), engine.source_schema, engine.output_schema))
     load_data(root / "wh.duckdb")
-    project = Project.load(root)
-    if not engine.embedded:
-        adapter = project.connect()
-        try:
-            engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders", "budget"))
-        finally:
-            adapter.close()
-    result = project.run(full_refresh=True, as_of=AS_OF)
-    assert result.status == "success", [(k.name, k.status, k.error) for k in result.kpis]
-    if not engine.embedded:
-        adapter = project.connect()
-        try:
-            engines.copy_outputs(adapter, engine.output_schema, root / "wh.duckdb")
-        finally:
-            adapter.close()
+    run_on_engine(root, engine, ("orders", "budget"), AS_OF, copy_back=True)
     con = duckdb.connect(str(root / "wh.duckdb"))
     yield con
     con.close()
