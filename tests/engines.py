@@ -167,8 +167,10 @@ SHARED_SESSION_SETUPS = {
 
 def shared_setup_group(item) -> str | None:
     """The xdist group of a collected test: its session set-up of SHARED_SESSION_SETUPS (with the engine of
-    value_engine), else its module's module-scoped fixtures (with their parameters: the crash scenario on
-    Spark is one group, on DuckDB another), else none (the test is dealt out alone)."""
+    value_engine), else its module's module-scoped fixtures, each named with its parameter (the crash
+    scenario on Spark is one group, on DuckDB another, and test_crash's first_run on Spark a third: two
+    fixtures share no set-up, and one group of all the Spark crash tests would be half the suite on one
+    worker), else none (the test is dealt out alone)."""
     names = getattr(item, "fixturenames", ())
     params = getattr(getattr(item, "callspec", None), "params", {})
     for fixture, group in SHARED_SESSION_SETUPS.items():
@@ -179,8 +181,25 @@ def shared_setup_group(item) -> str | None:
     module = [name for name in names if name in defs and defs[name][-1].scope == "module"]
     if not module:
         return None
-    ids = [str(getattr(params[n], "name", params[n])) for n in module if n in params]
+    ids = [f"{n}={getattr(params[n], 'name', params[n])}" for n in module if n in params]
     return item.module.__name__ + (f"[{'-'.join(ids)}]" if ids else "")
+
+
+# The tests that take minutes, with their seconds in the last full run (`make test`, -n 2, 2 cores), by
+# node id under tests/. The scheduler (conftest.py) deals the units holding them out first, the longest
+# first, so that they do not start at the end of the run while the other worker has nothing left to do.
+# Add a test here when `--durations` shows it among the longest; test_scheduling checks each one exists.
+LONG_TESTS = {
+    "test_crash.py::test_sigkill_at_every_named_step[spark]": 1227,
+    "test_crash.py::test_a_killed_first_run_leaves_no_output_tables_or_all_of_them[spark]": 466,
+    "test_crash.py::test_sigkill_at_random_times[spark]": 360,
+}
+
+
+def expected_seconds(item) -> int:
+    """How long a collected test is known to take (LONG_TESTS), 0 if it is not one of the long ones."""
+    path, _, test = item.nodeid.partition("::")
+    return LONG_TESTS.get(f"{Path(path).name}::{test}", 0)
 
 
 # --- moving tables between the oracle's DuckDB file and the engine ---------------------------
