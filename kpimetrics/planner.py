@@ -68,6 +68,12 @@ class KpiPlan:
     definition_hash: str = ""
     dimension_exprs: dict[str, exp.Expression] = field(default_factory=dict)
     semantic: Any = None  # a metric KPI's resolved metric (dbt/resolve.ResolvedMetric)
+    # a metric KPI whose relation differs by grain (an offset_to_grain): the plan at each grain, over its relation
+    by_grain: dict[str, "KpiPlan"] = field(default_factory=dict)
+
+    def at(self, grain: str) -> "KpiPlan":
+        """The plan a scan computes `grain` of it by: itself, or over that grain's relation."""
+        return self.by_grain.get(grain, self)
 
     def dimension_expr(self, name: str) -> exp.Expression:
         """A dimension as the column the user named (quoted as they wrote it)."""
@@ -134,6 +140,12 @@ class Plan:
         for name in names:
             p = self.kpis[name]
             if not p.scanned:
+                continue
+            if p.by_grain:  # a relation per grain (an offset_to_grain): a scan per grain
+                for grain in p.grains:
+                    at = p.at(grain)
+                    groups.setdefault((at.relation.key, p.time_sql), Scan(at.relation.key, p.time_sql)).items.append(
+                        (at, grain))
                 continue
             key = (p.relation.key, p.time_sql)
             scan = groups.setdefault(key, Scan(*key))
@@ -368,9 +380,12 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
     if resolved.branches:  # inputs over several semantic models: their rows as one relation
         relation, model_text = _union_relation(project, resolved, metrics, dialect, cache), None
     else:
-        relation, model_text = _semantic_relation(project, resolved, metrics.joins[resolved.model.name], dialect,
-                                                  cache)
-    if resolved.offsets:  # the rows once more per offset_window, shifted: a relation of their own
+        relation, model_text = _semantic_relation(project, resolved, _joins_for(resolved, metrics), dialect, cache)
+    by_grain: dict[str, Relation] = {}
+    if resolved.per_grain:  # an offset_to_grain: the rows moved by grain, a relation per grain
+        by_grain = {g: _offset_relation(relation, resolved, cache, g) for g in grains}
+        relation, model_text = by_grain[grains[0]], None
+    elif resolved.offsets:  # the rows once more per offset_window, shifted: a relation of their own
         relation, model_text = _offset_relation(relation, resolved, cache), None
     joined = [j.model for j in resolved.joins] + [m for b in resolved.branches
                                                    for m in (b.model, *(j.model for j in b.joins))]
@@ -393,7 +408,7 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
         "label": k.label or resolved.label,
         "description": k.description or resolved.description,
     })
-    return KpiPlan(
+    plan = KpiPlan(
         kpi=kpi,
         grains=grains,
         relation=relation,
@@ -406,6 +421,17 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
         dimension_exprs=_slice_exprs(k, resolved.dimension_exprs),
         semantic=resolved,
     )
+    plan.by_grain = {g: dataclasses.replace(plan, relation=r) for g, r in by_grain.items()}
+    return plan
+
+
+def _joins_for(part, metrics: _Metrics) -> dict[str, Any]:
+    """The entity joins the relation of a metric KPI (or of one branch of it, `part`) reads: none where it reads no
+    dimension of another semantic model, so that it shares the scan of the bare model with every KPI over it (a
+    measure KPI's `model:` too); else those of every metric KPI over the model that joins, so that those share one
+    scan of the joined relation. A KPI never reads a join it does not need (a LEFT JOIN to a primary entity changes
+    no value, but it is one more table read and hashed per row)."""
+    return metrics.joins[part.model.name] if part.joins else {}
 
 
 def _semantic_node(project: ProjectDef, model):
@@ -469,7 +495,7 @@ def _union_relation(project: ProjectDef, resolved, metrics: _Metrics, dialect: s
     model's relation (with the entity joins of every metric KPI over it, as a metric KPI over that model alone)."""
     from .dbt.resolve import union_relation
 
-    parts = {b.model.name: _semantic_relation(project, b, metrics.joins[b.model.name], dialect, cache)[0]
+    parts = {b.model.name: _semantic_relation(project, b, _joins_for(b, metrics), dialect, cache)[0]
              for b in resolved.branches}
     query = union_relation(resolved, lambda b: parts[b.model.name].table.copy())
     text = query.sql(dialect="duckdb")
@@ -484,11 +510,12 @@ def _union_relation(project: ProjectDef, resolved, metrics: _Metrics, dialect: s
     return cache[key]
 
 
-def _offset_relation(base: Relation, resolved, cache: dict[str, Relation]) -> Relation:
-    """`base` with a copy of its rows per offset_window of the metric, time shifted (dbt/resolve.offset_relation)."""
+def _offset_relation(base: Relation, resolved, cache: dict[str, Relation], grain: str | None = None) -> Relation:
+    """`base` with a copy of its rows per offset of the metric (dbt/resolve.offset_relation): at `grain` where an
+    offset_to_grain makes it differ by grain."""
     from .dbt.resolve import offset_relation
 
-    query = offset_relation(resolved, base.table)
+    query = offset_relation(resolved, base.table, grain)
     text = query.sql(dialect="duckdb")
     key = f"{base.key}+offsets:" + hashlib.sha256(text.encode()).hexdigest()[:16]
     if key not in cache:

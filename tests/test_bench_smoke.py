@@ -111,3 +111,13 @@ def test_semantic_benchmark_values_equal_the_hand_written_sql(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "values equal the hand-written SQL (full refresh): 18 KPI-grain pairs" in out.stdout
     assert "values equal the hand-written SQL (incremental, after 1 appended day(s)): 18 KPI-grain pairs" in out.stdout
+    # the fused scans of the run (issue 20's speed point): every metric KPI over orders that reads no joined
+    # dimension in one scan of the bare table, the customers join read only by the KPI sliced by customer__segment
+    scans = dict(line.removeprefix("-- scan: ").split(": ", 1) for line in
+                 (tmp_path / "semantic_project" / "kpi_target" / "run.sql").read_text().splitlines()
+                 if line.startswith("-- scan: "))
+    by_relation = {relation.split(" at ")[0]: kpis.split(", ") for relation, kpis in scans.items()}
+    assert sorted(by_relation["semantic:main.orders"]) == sorted(
+        ["net_revenue", "orders", "active_customers", "avg_order_value", "return_rate", "order_value_p90",
+         "median_discount", "revenue_trailing_3m", "customers_ytd"])
+    assert by_relation["semantic-joined:orders"] == ["segment_revenue"]
