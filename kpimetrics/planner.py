@@ -10,7 +10,7 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import sqlglot
@@ -313,6 +313,8 @@ def build_plan(project: ProjectDef) -> Plan:
                 metrics = _resolve_metrics(project, grains, dialect)
             plan = _metric_plan(project, k, tuple(grains[name]), metrics, dialect, cache)
             plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
+            for at in plan.by_grain.values():
+                at.definition_hash = plan.definition_hash
             plans[name] = plan
             continue
         plan = KpiPlan(
@@ -421,7 +423,7 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
         dimension_exprs=_slice_exprs(k, resolved.dimension_exprs),
         semantic=resolved,
     )
-    plan.by_grain = {g: dataclasses.replace(plan, relation=r) for g, r in by_grain.items()}
+    plan.by_grain = {g: replace(plan, relation=r) for g, r in by_grain.items()}
     return plan
 
 

@@ -10,8 +10,9 @@ Filters are SQL with Jinja call sites: each `{{ Dimension('entity__dim') }}`, `{
 `{{ Entity(...) }}` is replaced by a placeholder column, the text parsed by sqlglot (grammar checked like project
 SQL), and each placeholder replaced by the dimension's or entity's own parsed expression. Nothing else of
 a filter is treated as Jinja. A dimension of another semantic model (`customer__region`) is a column that a LEFT
-JOIN by the entity adds (`joined_relation`); an input's `offset_window` reads a copy of the rows shifted by it
-(`offset_relation`).
+JOIN by the entity adds (`joined_relation`); an input's `offset_window` reads a copy of the rows shifted by it,
+and an input's `offset_to_grain` a copy of the rows moved, per KPI grain, to the periods that read them as
+MetricFlow does (`offset_relation`, one relation per grain).
 
 A ratio or derived metric whose inputs read several semantic models (or time dimensions) reads their rows as one
 relation (`union_relation`): a branch per model projecting its metric_time, the KPI's dimensions (each resolved in
@@ -19,8 +20,8 @@ that model, through its own entity joins) and, per measure read, the measure's a
 flag; each aggregate reads its own columns. Grouped by period and slice, an input with no rows in a group is NULL
 there: MetricFlow's full outer join of its inputs on metric_time and the group-by.
 
-What is not computed (conversion metrics, non_additive_dimension, offset_to_grain, ...) is KPI173, naming the
-metric, its file and line, and the feature.
+What is not computed (conversion metrics, non_additive_dimension, offset_to_grain other than month, quarter or
+year, ...) is KPI173, naming the metric, its file and line, and the feature.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlglot import exp
 
@@ -38,9 +40,19 @@ from ..yamlio import shown
 from .semantic import Dimension, Measure, MeasureInput, Metric, MetricInput, SemanticLayer, SemanticModel, place
 
 TIME_GRAINS = ("day", "week", "month", "quarter", "year")
+TO_GRAINS = ("month", "quarter", "year")  # the offset_to_grain computed (week has rules of its own in MetricFlow)
 ALL_TIME_PERIODS = 100_000_000  # a trailing window of this many periods is every period the data has
 _CALL = re.compile(r"\{\{\s*(Dimension|TimeDimension|Entity)\s*\(([^(){}]*)\)\s*\}\}")
 _PLACEHOLDER = "__kpim_semantic_{}"
+
+
+class Offset(NamedTuple):
+    """A derived metric input's offset: its rows' copy (OFFSET_COLUMN) and `count` `unit`s of offset_window, or,
+    with `count` None, offset_to_grain `unit` (to_grain_copy)."""
+
+    copy: int
+    count: int | None
+    unit: str
 
 
 @dataclass
@@ -58,14 +70,21 @@ class ResolvedMetric:
     dimension_exprs: dict[str, exp.Expression]
     definition: str  # the resolved definition, for the definition hash
     joins: tuple[Join, ...] = ()  # other semantic models joined by entities
-    offsets: tuple[tuple[int, int, str], ...] = ()  # (copy, count, unit) of each offset_window (offset_relation)
+    offsets: tuple[Offset, ...] = ()  # each offset_window and offset_to_grain (offset_relation)
     base_time: exp.Expression | None = None  # with offsets, the time column before its shift (`time` is the shifted)
     branches: tuple[Branch, ...] = ()  # inputs over several semantic models: one branch each (union_relation)
+    time_grain: str = "day"  # the time dimension's granularity: what offset_to_grain reads above its grain
 
     def offset_periods(self, grain: str) -> int:
-        """The longest offset_window in periods of `grain` (0 without offsets): how far its periods run past the
-        data's, so how many more periods an incremental run recomputes."""
-        return max((_window_periods(count, unit, grain) or 0 for _, count, unit in self.offsets), default=0)
+        """The longest offset in periods of `grain` (0 without offsets): how far its periods run past the data's,
+        so how many more periods an incremental run recomputes."""
+        return max((_window_periods(count, unit, grain) or 0 if count is not None else _to_grain_periods(unit, grain)
+                    for _, count, unit in self.offsets), default=0)
+
+    @property
+    def per_grain(self) -> bool:
+        """Whether its relation differs by grain (an offset_to_grain: offset_relation(..., grain))."""
+        return any(o.count is None for o in self.offsets)
 
     @property
     def label(self) -> str | None:
@@ -185,7 +204,7 @@ class _Resolver:
         self.joins: dict[str, Join] = {}  # by entity path ("customer", "customer__area")
         # offset_window of an input metric: the rows again, their time shifted by it (offset_relation); every
         # aggregate then reads the copy of its offset (0: the rows as they are), by OFFSET_COLUMN
-        self.offsets: dict[tuple[int, str], int] = {}
+        self.offsets: dict[tuple[int | None, str], int] = {}  # offset_to_grain: (None, grain)
         self.offset_mode = _has_offsets(top, layer, set())
 
     # - SQL of the dbt project -
@@ -398,13 +417,19 @@ class _Resolver:
         over no rows, 0 in SQL, is NULLIF'd. With an offset_window, its aggregates read the copy of the rows
         shifted by it (`offset`: the copy an enclosing input reads). Over several semantic models, the filters of
         enclosing metrics (`outer`: (templates, metric) pairs) are resolved in the model of each measure read."""
-        if ref.offset_to_grain is not None:
-            raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_to_grain {ref.offset_to_grain}")
-        if ref.offset_window is not None:
+        if ref.offset_to_grain is not None or ref.offset_window is not None:
+            kind = "an offset_window" if ref.offset_window is not None else "offset_to_grain"
             if offset:
-                raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with an offset_window inside "
-                                           "another input's offset")
-            offset = self.offsets.setdefault(ref.offset_window, len(self.offsets) + 1)
+                raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with {kind} inside another "
+                                           "input's offset")
+            key = ref.offset_window
+            if key is None:
+                grain = str(ref.offset_to_grain).lower()
+                if grain not in TO_GRAINS:
+                    raise _unsupported(reader, f"input metric '{ref.alias or ref.name}' with offset_to_grain "
+                                               f"{ref.offset_to_grain} ({', '.join(TO_GRAINS)} are)")
+                key = (None, grain)
+            offset = self.offsets.setdefault(key, len(self.offsets) + 1)
         metric = self.metric(ref.name, reader)
         if metric.type in ("cumulative", "conversion"):
             raise _unsupported(reader, f"a {metric.type} metric ('{metric.name}') as the input of a {reader.type} metric")
@@ -465,14 +490,14 @@ TIME_COLUMN = "__kpim_time"
 
 
 def _has_offsets(metric: Metric, layer: SemanticLayer, seen: set[str]) -> bool:
-    """Whether an input of the metric (or of its inputs) has an offset_window."""
+    """Whether an input of the metric (or of its inputs) has an offset_window or offset_to_grain."""
     if metric.name in seen:
         return False
     seen.add(metric.name)
     for ref in (metric.numerator, metric.denominator, *metric.inputs):
         if ref is None:
             continue
-        if ref.offset_window is not None:
+        if ref.offset_window is not None or ref.offset_to_grain is not None:
             return True
         inner = layer.metrics.get(ref.name)
         if inner is not None and _has_offsets(inner, layer, seen):
@@ -505,16 +530,21 @@ def _shift(count: int, unit: str) -> tuple[int, str]:
     return {"week": (count * 7, "DAY"), "quarter": (count * 3, "MONTH")}.get(unit, (count, unit.upper()))
 
 
-def offset_relation(resolved: "ResolvedMetric", source: exp.Table) -> exp.Query:
-    """The rows of `source` once as they are and once more per offset_window, each copy numbered in OFFSET_COLUMN
-    and its time shifted by its offset in TIME_COLUMN: the value of an input `n periods earlier` is its aggregate
-    over the copy whose rows moved `n periods` later (a CTE of the KPI's relation)."""
+def offset_relation(resolved: "ResolvedMetric", source: exp.Table, grain: str | None = None) -> exp.Query:
+    """The rows of `source` once as they are and once more per offset, each copy numbered in OFFSET_COLUMN and its
+    time in TIME_COLUMN: the value of an input `n periods earlier` is its aggregate over the copy whose rows moved
+    `n periods` later (offset_window); an offset_to_grain's copy depends on the KPI's `grain` (to_grain_copy), so
+    such a metric has a relation per grain (a CTE of the KPI's relation)."""
     def copy(index: int, time: exp.Expression) -> exp.Select:
         return exp.select(exp.Star(), exp.alias_(exp.Literal.number(index), OFFSET_COLUMN, quoted=True),
                           exp.alias_(time, TIME_COLUMN, quoted=True)).from_(source.copy(), copy=False)
 
     branches: list[exp.Query] = [copy(0, resolved.base_time.copy())]
     for index, count, unit in resolved.offsets:
+        if count is None:
+            assert grain is not None, "offset_to_grain: a relation per grain"
+            branches.append(to_grain_copy(resolved, source, index, unit, grain))
+            continue
         n, sql_unit = _shift(count, unit)
         interval = exp.Interval(this=exp.Literal.string(str(n)), unit=exp.var(sql_unit))
         branches.append(copy(index, exp.Add(this=exp.Paren(this=resolved.base_time.copy()), expression=interval)))
@@ -522,6 +552,63 @@ def offset_relation(resolved: "ResolvedMetric", source: exp.Table) -> exp.Query:
     for branch in branches[1:]:
         out = exp.Union(this=out, expression=branch, distinct=False)
     return out
+
+
+_STEP = "__kpim_step"
+
+
+def to_grain_copy(resolved: "ResolvedMetric", source: exp.Table, index: int, to: str, grain: str) -> exp.Select:
+    """The copy of the rows an input with offset_to_grain `to` reads at `grain`: as MetricFlow computes it
+    (dataflow_plan_builder, JoinToTimeSpineNode), the value at a period p is the input's aggregate over one period
+    `u` that starts at b = DATE_TRUNC(to, start of p), where u is the grain itself at or below `to` (it joins its
+    time spine after aggregation, `ON DATE_TRUNC(to, spine) = metric_time__<grain>`) and otherwise, or at week
+    always, the time dimension's own granularity (before aggregation, each period's first day of the spine).
+
+    So a row in period u starting at b (b a start of a `to` period) is read by every period of `grain` that
+    starts in [b, b + 1 to): the copy keeps those rows and repeats each once per such period (CROSS JOIN of the
+    steps 0..n), its TIME_COLUMN that period's start. Rows in no such u are in no period."""
+    after = TIME_GRAINS.index(grain) <= TIME_GRAINS.index(to) and grain != "week"
+    unit = grain if after else resolved.time_grain
+    base = resolved.base_time
+
+    def trunc(tree: exp.Expression, g: str) -> exp.Expression:
+        return exp.TimestampTrunc(this=tree, unit=exp.var(g.upper()))
+
+    def plus(tree: exp.Expression, count: int | exp.Expression, g: str) -> exp.Expression:
+        n, sql_unit = _shift(1, g)
+        if isinstance(count, int):
+            return exp.Add(this=exp.Paren(this=tree), expression=exp.Interval(
+                this=exp.Literal.string(str(count * n)), unit=exp.var(sql_unit)))
+        step = count if n == 1 else exp.Mul(this=count, expression=exp.Literal.number(n))
+        return exp.DateAdd(this=tree, expression=step, unit=exp.var(sql_unit))
+
+    b = trunc(base.copy(), unit)
+    # the first period of `grain` starting at or after b, then each one after it
+    first = trunc(exp.Sub(this=exp.Paren(this=plus(b.copy(), 1, grain)), expression=exp.Interval(
+        this=exp.Literal.string("1"), unit=exp.var("DAY"))), grain)
+    start = plus(first, exp.column(_STEP, quoted=True), grain)
+    steps = exp.Values(expressions=[exp.Tuple(expressions=[exp.Literal.number(i)])
+                                    for i in range(_to_grain_periods(to, grain))],
+                       alias=exp.TableAlias(this=exp.to_identifier("__kpim_steps", quoted=True),
+                                            columns=[exp.to_identifier(_STEP, quoted=True)]))
+    return (exp.select(exp.Column(this=exp.Star(), table=exp.to_identifier("__kpim_src", quoted=True)),
+                       exp.alias_(exp.Literal.number(index), OFFSET_COLUMN, quoted=True),
+                       exp.alias_(start.copy(), TIME_COLUMN, quoted=True))
+            .from_(exp.alias_(source.copy(), "__kpim_src", table=True, quoted=True), copy=False)
+            .join(steps, join_type="CROSS", copy=False)
+            .where(exp.and_(exp.EQ(this=trunc(b.copy(), to), expression=b.copy()),
+                            exp.LT(this=start.copy(), expression=plus(b.copy(), 1, to)), copy=False), copy=False))
+
+
+def _to_grain_periods(to: str, grain: str) -> int:
+    """At most how many periods of `grain` start in one period of `to` (1 for a grain above it)."""
+    days = {"day": 1, "week": 7, "month": 31, "quarter": 92, "year": 366}
+    if grain == "day":
+        return days[to]
+    if grain == "week":
+        return -(-days[to] // 7)
+    months = {"month": 1, "quarter": 3, "year": 12}
+    return max(1, months.get(to, 1) // months[grain]) if to in months else 1
 
 
 def _call_arguments(args: str) -> list[str] | None:
@@ -644,7 +731,12 @@ def _resolve(layer: SemanticLayer, metric: Metric, kpi, grains: tuple[str, ...],
                              "offsets": offsets}, sort_keys=True)
     return ResolvedMetric(metric, r.model, form, trees, time, row_filter, window, fill_zero, dims,
                           hashlib.sha256(definition.encode()).hexdigest(), tuple(r.joins.values()), offsets,
-                          base_time if offsets else None)
+                          base_time if offsets else None, time_grain=_time_grain(r))
+
+
+def _time_grain(r: _Resolver) -> str:
+    found = r.model.dimension(r.time)
+    return found.granularity if found is not None and found.granularity in TIME_GRAINS else "day"
 
 
 def _check_grains(r: _Resolver, metric: Metric, grains: tuple[str, ...]) -> None:
@@ -654,10 +746,11 @@ def _check_grains(r: _Resolver, metric: Metric, grains: tuple[str, ...]) -> None
                                    f"(time_granularity: {coarsest})")
 
 
-def _offsets(r: _Resolver, metric: Metric, grains: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
-    offsets = tuple((index, count, unit) for (count, unit), index in sorted(r.offsets.items(), key=lambda x: x[1]))
+def _offsets(r: _Resolver, metric: Metric, grains: tuple[str, ...]) -> tuple[Offset, ...]:
+    offsets = tuple(Offset(index, count, unit) for (count, unit), index in sorted(r.offsets.items(),
+                                                                                   key=lambda x: x[1]))
     for _, count, unit in offsets:
-        if any(_window_periods(count, unit, g) is None for g in grains):
+        if count is not None and any(_window_periods(count, unit, g) is None for g in grains):
             raise _unsupported(metric, f"an offset_window of {count} {unit} at grains {', '.join(grains)} (an "
                                        "offset must be a whole number of periods at each of the KPI's grains)")
     return offsets
@@ -688,6 +781,8 @@ def _resolve_union(r: _Resolver, metric: Metric, kpi, grains: tuple[str, ...], f
                             else exp.false()))
         projected[key] = columns
     offsets = _offsets(r, metric, grains)
+    if any(o.count is None for o in offsets):
+        raise _unsupported(metric, "offset_to_grain over several semantic models (or time dimensions)")
     base_time = exp.column(UNION_TIME, quoted=True)
     time = exp.column(TIME_COLUMN, quoted=True) if offsets else base_time
     dims = {d: exp.column(f"__kpim_dim{j}", quoted=True) for j, d in enumerate(names)}
