@@ -155,6 +155,9 @@ ORDER_METRICS = [
 CUSTOMER_METRICS = ["signups"]
 # ratio and derived metrics whose inputs read both orders and shipments (by dimensions both reach)
 CROSS_METRICS = ["items_per_order", "orders_less_web_shipments", "shipments_less_orders_week_before"]
+# derived metrics with an offset_to_grain input (month; year), asked apart: at each grain MetricFlow reads them
+# its own way, and the grain above month too (test_semantic_offset_to_grain.py)
+TO_GRAIN_METRICS = ["revenue_at_month_start", "orders_on_year_start"]
 GRAINS = ("day", "week", "month")
 # dimensions of the metric's own semantic model at every grain; those reached through entity joins (one hop:
 # orders to customers; two: orders to customers to areas) at week and month
@@ -163,7 +166,9 @@ QUERIES = [(ORDER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "or
            for dim in ("customer__region", "customer__area__country")] + \
           [(CUSTOMER_METRICS, grain, dim) for grain in GRAINS for dim in (None, "customer__region", "area__country")] + \
           [(CROSS_METRICS, "week", dim) for dim in (None, "order__channel", "customer__region")] + \
-          [(CROSS_METRICS[:2], "month", dim) for dim in (None, "customer__region")]
+          [(CROSS_METRICS[:2], "month", dim) for dim in (None, "customer__region")] + \
+          [(TO_GRAIN_METRICS, grain, dim) for grain in ("day", "week", "month", "quarter")
+           for dim in (None, "order__channel", "customer__region")]
 
 
 @pytest.fixture(scope="session")
