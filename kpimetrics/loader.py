@@ -14,19 +14,21 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from . import model as m
 from .collector import long_lived
-from .dbt.manifest import DbtNode, Manifest, load_manifest
 from .dbt.project import DbtProject, find_dbt_project
 from .config import ALL_DIALECTS, Calendar, DbtSettings, Defaults, Paths, ProjectConfig, SecretRegistry, known_time_zone, time_zones
 from .errors import ConfigError, Issue, Location, error, warning
 from .sqlexpr import quote_identifier, relation_sql
 from .templating import TemplateContext, TemplateProblem, render
 from .yamlio import ECHO_CHARS, LocDict, LocList, clip, load_yaml, read_text, shown, unreadable
+
+if TYPE_CHECKING:  # dbt's manifest is read (and its module imported) only by a project inside a dbt project
+    from .dbt.manifest import DbtNode, Manifest
 
 SKIP_DIRS = {"node_modules", "dbt_packages", "logs", "spark-warehouse", "bench"}
 SKIP_FILES = {"kpimetrics.yml", "kpimetrics.yaml", "profiles.yml", "profiles.yaml"}
@@ -195,6 +197,8 @@ class ProjectDef:
     def dbt_manifest(self) -> Manifest | None:
         """dbt's manifest, read on first need; a manifest that cannot be used is one issue (KPI142), once."""
         if not self.manifest_read and self.dbt is not None:
+            from .dbt.manifest import load_manifest
+
             self.manifest_read = True
             self.manifest, problem = load_manifest(self.dbt, self.root)
             if problem is not None:
@@ -452,6 +456,8 @@ def project_files(root: Path, paths: ProjectPaths | None = None, dbt: DbtProject
             path = folder / name
             if folder == root and name in SKIP_FILES:
                 continue  # read by load_config and the profile lookup
+            if name.startswith("."):
+                continue  # hidden: other tools' files (dbt's .user.yml beside profiles.yml, .pre-commit-config.yaml)
             if path in skipped:
                 continue
             try:
@@ -460,7 +466,7 @@ def project_files(root: Path, paths: ProjectPaths | None = None, dbt: DbtProject
                 out.issues.append(unreadable(path, display(path), exc))
                 continue
             if stat.S_ISDIR(st.st_mode):
-                if name.startswith(".") or name in SKIP_DIRS:
+                if name in SKIP_DIRS:
                     continue
                 if (st.st_dev, st.st_ino) in ancestors:
                     out.issues.append(error("KPI100", "link loop: the link points to a folder that holds it",

@@ -1,7 +1,8 @@
 """The fixed cost of a `kpimetrics run` process: what it leaves out, and that what it does instead is the same.
 
 DuckDB's insert_rows writes a chunk of rows per statement instead of one statement per row, and a quiet run
-does not import rich; neither may change what is written.
+imports neither rich nor the dbt and notify modules a plain project does not use; none of it may change what is
+written.
 """
 from __future__ import annotations
 
@@ -81,10 +82,15 @@ except SystemExit as exc:
     assert not exc.code, exc.code
 loaded = sorted(m for m in sys.modules if m == "rich" or m.startswith("rich."))
 assert not loaded, loaded
+# a project without dbt, metric KPIs or notify: loads none of their modules but the search for dbt_project.yml
+# (kpimetrics.dbt.project) and the typed notify: block of kpimetrics.yml's model (kpimetrics.notify.settings)
+loaded = sorted(m for m in sys.modules if m.startswith(("kpimetrics.dbt.", "kpimetrics.notify."))
+                and m not in ("kpimetrics.dbt.project", "kpimetrics.notify.settings"))
+assert not loaded, loaded
 """
 
 
-def test_a_quiet_run_does_not_import_rich(tmp_path):
+def test_a_quiet_run_imports_neither_rich_nor_dbt_nor_notify(tmp_path):
     root = write_run_project(tmp_path, kpis_yml(REVENUE))
     insert_orders(root, make_orders(dt.date(2025, 6, 1), dt.date(2025, 8, 1)))
     env = {k: v for k, v in os.environ.items() if k != "KPIMETRICS_PROFILES_DIR"}

@@ -19,7 +19,6 @@ from typing import Callable
 from ..collector import long_lived
 from ..errors import Issue
 from ..loader import ProjectDef
-from ..notify.check import notify_rules
 from .access import Allowed, AllowedPaths, machine_access
 from .combinations import combinations_well_formed
 from .context import Context, YamlIndex, known_dialect
@@ -37,6 +36,17 @@ from .warnings import actions_and_indicator, driven_lagging, reviews_due, strate
 __all__ = ["RULES", "AllowedPaths", "Rule", "parse_duration", "validate"]
 
 Rule = Callable[[ProjectDef, Context], list[Issue]]
+
+
+def notify_rules(project: ProjectDef, ctx: Context) -> list[Issue]:
+    """kpimetrics.yml's notify: block (KPI160-167, kpimetrics/notify/check.py), whose module (and the templating it
+    renders channels with) is imported only for a project that has the block: not on every run's path."""
+    if project.config.notify is None:
+        return []
+    from ..notify.check import notify_rules as rules
+
+    return rules(project, ctx)
+
 
 RULES: tuple[Rule, ...] = (
     kpi_names,

@@ -6,8 +6,6 @@ import dataclasses
 
 from .. import dag
 from .. import model as m
-from ..dbt.resolve import resolve_metric
-from ..dbt.semantic import semantic_layer
 from ..errors import Issue, error
 from ..loader import ProjectDef
 from .access import _FIXES, _Checker
@@ -32,6 +30,9 @@ def metric_kpis(project: ProjectDef, ctx: Context) -> list[Issue]:
                 issues.append(error("KPI174", f"{_label(kpi)} takes its computation from metric '{kpi.metric}', so it "
                                               f"takes no `{key}`: the metric brings its semantic model, time "
                                               "dimension, filters and window", kpi.key_loc(key)))
+    from ..dbt.resolve import resolve_metric  # dbt's semantic layer: loaded only for a project with metric KPIs
+    from ..dbt.semantic import semantic_layer
+
     layer, problem = semantic_layer(project)
     if problem is not None:
         if problem.location is None:  # no semantic manifest: said at the first KPI that needs one
