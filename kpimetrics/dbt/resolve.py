@@ -235,7 +235,7 @@ class _Resolver:
             return self.truncated(tree, grain or (parts[1] if len(parts) == 2 else None), metric, name)
         if len(parts) < 2 or not all(parts):
             raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}' is not written as MetricFlow names "
-                                     f"it, `entity__dimension`{_suggest(name, self.dimension_names())}", metric.where)
+                                     f"it, `entity__dimension`{self.suggest(name)}", metric.where)
         if len(parts) > 2 and parts[-1] in TIME_GRAINS and grain is None:
             return self.dimension("__".join(parts[:-1]), metric, parts[-1])
         *path, dim = parts
@@ -256,13 +256,14 @@ class _Resolver:
                     break  # the dimension is looked up on the model reached (and not found: below)
                 raise _Problem("KPI175", f"metric '{metric.name}': dimension '{name}': no semantic model has "
                                          f"'{entity}' as its primary entity"
-                                         + (f" and a dimension '{dim}'" if wanted is None else ""), metric.where)
+                                         + (f" and a dimension '{dim}'{self.suggest(name)}" if wanted is None else ""),
+                               metric.where)
             alias = self.join(current, alias, entity, target, tuple(path[:i + 1]))
             current = target
         found = current.dimension(dim)
         if found is None:
             raise _Problem("KPI175", f"metric '{metric.name}': semantic model '{model.name}' has no dimension '{name}'"
-                                     f"{_suggest(name, self.dimension_names())}", metric.where,
+                                     f"{self.suggest(name)}", metric.where,
                            "dimensions are written as MetricFlow names them: `entity__dimension`")
         return self.local_dimension(current, found, metric, name, grain, alias)
 
@@ -305,9 +306,19 @@ class _Resolver:
         return self.joins[key].alias
 
     def dimension_names(self) -> list[str]:
+        """The metric's model's dimensions and those one entity join away (a bare `region` is `customer__region`)."""
         model = self.model
         assert model is not None
-        return [f"{e}__{d.name}" for e in sorted(model.own_entities()) for d in model.dimensions] + ["metric_time"]
+        own = [f"{e}__{d.name}" for e in sorted(model.own_entities()) for d in model.dimensions]
+        joined = [f"{e.name}__{d.name}" for e in model.entities for other in self.layer.models.values()
+                  if other.name != model.name and e.name in other.own_entities() for d in other.dimensions]
+        return list(dict.fromkeys(own + joined)) + ["metric_time"]
+
+    def suggest(self, name: str) -> str:
+        """' (did you mean ...?)': the dimensions named `name` after their entities first, else the closest."""
+        names = self.dimension_names()
+        same = [n for n in names if n.rsplit("__", 1)[-1] == name.rsplit("__", 1)[-1]]
+        return f" (did you mean {' or '.join(repr(n) for n in same)}?)" if same else _suggest(name, names)
 
     def time_expr(self, metric: Metric) -> exp.Expression:
         model = self.model
