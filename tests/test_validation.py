@@ -314,6 +314,17 @@ def test_valid_project_has_no_issues(tmp_path: Path):
     assert validate_files(tmp_path, {}) == []
 
 
+def test_other_tools_hidden_yaml_files_are_not_project_files(tmp_path: Path):
+    """dbt writes .user.yml beside the profiles.yml it uses (a dbt project's root, as often as not), and a dbt
+    repository holds .pre-commit-config.yaml: read as project files, each failed the run with KPI005 (found
+    trying the semantic layer as a new user). A KPI in a hidden file is not read either, as in a hidden folder."""
+    hidden = {".user.yml": "id: 6f0cbb4b-7a52-4c3c-bc8e-2a3f0d0c3b9e\n",
+              ".pre-commit-config.yaml": "repos:\n  - repo: https://github.com/sqlfluff/sqlfluff\n",
+              "kpis/.draft.yml": "kpis:\n  - name: not_read\n"}
+    assert validate_files(tmp_path, hidden) == []
+    assert "not_read" not in {k.name for k in Project.load(tmp_path).definition.kpis}
+
+
 def test_valid_project_uses_every_form(tmp_path: Path):
     write_project(tmp_path, VALID_PROJECT)
     project = Project.load(tmp_path).definition
