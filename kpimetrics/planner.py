@@ -299,6 +299,8 @@ def build_plan(project: ProjectDef) -> Plan:
     dialect = project.config.dialect
     deps = dag.graph(project.kpis, dialect)
     grains = dag.computed_grains(project.kpis, project.config.defaults.grain, deps)
+    served = _served_by_kpis(project, grains, dialect)  # metric KPIs computed from other metric KPIs' values
+    deps.update((name, list(dict.fromkeys(r.kpi for r in refs))) for name, (_, refs) in served.items())
     cache: dict[str, Relation] = {}
     order = dag.topo_order([k.name for k in project.kpis], deps)
     by_name = project.kpi_by_name
@@ -310,8 +312,11 @@ def build_plan(project: ProjectDef) -> Plan:
         form = k.computation
         if isinstance(form, MetricForm):
             if metrics is None:
-                metrics = _resolve_metrics(project, grains, dialect)
-            plan = _metric_plan(project, k, tuple(grains[name]), metrics, dialect, cache)
+                metrics = _resolve_metrics(project, grains, dialect, set(served))
+            if name in served:
+                plan = _served_plan(k, tuple(grains[name]), metrics.resolved[name], *served[name], dialect)
+            else:
+                plan = _metric_plan(project, k, tuple(grains[name]), metrics, dialect, cache)
             plan.definition_hash = hashes[name] = definition_hash(plan, project, hashes)
             for at in plan.by_grain.values():
                 at.definition_hash = plan.definition_hash
@@ -355,7 +360,7 @@ class _Metrics:
     joins: dict[str, dict[str, Any]]
 
 
-def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect: str) -> _Metrics:
+def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect: str, served: set[str]) -> _Metrics:
     from .dbt.resolve import resolve_metric
     from .dbt.semantic import semantic_layer
 
@@ -367,6 +372,8 @@ def _resolve_metrics(project: ProjectDef, grains: dict[str, list[str]], dialect:
             resolved, issue = resolve_metric(layer, k, tuple(grains[k.name]), dialect)
             assert resolved is not None, issue  # validated
             out.resolved[k.name] = resolved
+            if k.name in served:  # computed from other KPIs' values: it reads no relation, so no join
+                continue
             for part in resolved.branches or (resolved,):  # over several semantic models: each model's joins
                 out.joins.setdefault(part.model.name, {}).update((j.alias, j) for j in part.joins)
     return out
@@ -425,6 +432,109 @@ def _metric_plan(project: ProjectDef, k: Kpi, grains: tuple[str, ...], metrics: 
     )
     plan.by_grain = {g: replace(plan, relation=r) for g, r in by_grain.items()}
     return plan
+
+
+# A ratio or derived metric over simple metrics that other metric KPIs of the project compute (same metric, same
+# grains, the KPI's slices among theirs) is planned as a derived KPI over their values where that is exactly
+# MetricFlow's value and saves reading rows again: inputs over several semantic models (MetricFlow: each input
+# aggregated alone, then a full outer join on metric_time and the group-by: a derived KPI's periods are the union
+# of its inputs'), or an offset_window of whole periods at every grain of the KPI (an input n periods earlier is
+# lag(k, n): the rows moved by whole periods aggregate to the period totals moved by them). Only where
+# every input reads the metric as its KPI does (no filter of the input's own, no offset_to_grain, no fill, no
+# cumulative window), the metric itself has no filter, and the expression is NULL wherever an unshifted input is
+# (arithmetic only): a derived KPI has no row for a period none of its inputs has, where MetricFlow has NULL.
+_STRICT = (exp.Column, exp.Identifier, exp.Literal, exp.Paren, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg)
+
+
+def _served_by_kpis(project: ProjectDef, grains: dict[str, list[str]],
+                    dialect: str) -> dict[str, tuple[str, list[dag.InputRef]]]:
+    """The metric KPIs planned as derived KPIs over other metric KPIs: name -> (derived expression, its inputs)."""
+    metric_kpis = [k for k in project.kpis if isinstance(k.computation, MetricForm)]
+    if not any(k.metric for k in metric_kpis):
+        return {}
+    from .dbt.resolve import _window_periods
+    from .dbt.semantic import semantic_layer
+
+    layer, _ = semantic_layer(project)
+    out: dict[str, tuple[str, list[dag.InputRef]]] = {}
+    for k in metric_kpis:
+        metric = layer.metrics.get(k.metric) if layer is not None else None
+        if metric is None or metric.type not in ("ratio", "derived") or metric.filters or k.fill is not None:
+            continue
+        refs = [metric.numerator, metric.denominator] if metric.type == "ratio" else list(metric.inputs)
+        names: dict[str, exp.Expression] = {}  # each input's name in the expression -> the KPI value it reads
+        reads: set[tuple[str, str]] = set()  # the (semantic model, time dimension) of each input's measure
+        lag0: list[str] = []
+        sliced: set[str] | None = None  # the slices every input has: the derived KPI's (compiler.derived_dimensions)
+        for ref in refs:
+            source = _input_kpi(ref, k, metric_kpis, layer, grains)
+            if source is None:
+                break
+            lags = {_window_periods(*ref.offset_window, g) if ref.offset_window else 0 for g in grains[k.name]}
+            if len(lags) != 1 or None in lags:
+                break
+            sliced = set(source.slice_dimensions) if sliced is None else sliced & set(source.slice_dimensions)
+            n, model = lags.pop(), layer.measure_model[layer.metrics[ref.name].measure.name]
+            measure = model.measure(layer.metrics[ref.name].measure.name)
+            reads.add((model.name, measure.agg_time_dimension or model.default_time or ""))
+            column = exp.column(source.name, quoted=True)
+            names[ref.alias or ref.name] = column if n == 0 else exp.Lag(this=column, offset=exp.Literal.number(n))
+            if n == 0:
+                lag0.append(ref.alias or ref.name)
+        else:
+            if len(reads) < 2 and all(ref.offset_window is None for ref in refs):
+                continue  # over one model, unshifted: it shares the model's scan already
+            if sliced != set(k.slice_dimensions):
+                continue
+            if metric.type == "ratio":
+                tree: exp.Expression = exp.Div(this=exp.column(refs[0].alias or refs[0].name),
+                                               expression=exp.column(refs[1].alias or refs[1].name))
+            else:
+                tree, _ = parse_snippet(metric.expr or "", dialect)
+                if tree is None:
+                    continue
+                tree = tree.copy()
+            columns = list(tree.find_all(exp.Column))
+            if (not all(isinstance(n, _STRICT) for n in tree.walk())
+                    or any(c.table or c.name not in names for c in columns)
+                    or not any(c.name in lag0 for c in columns)):
+                continue
+            for column in columns:
+                if column is tree:
+                    tree = names[column.name].copy()
+                else:
+                    column.replace(names[column.name].copy())
+            text = tree.sql(dialect=dialect)
+            out[k.name] = (text, dag.derived_inputs(text, dialect))
+    return out
+
+
+def _input_kpi(ref, k: Kpi, metric_kpis: list[Kpi], layer, grains: dict[str, list[str]]) -> Kpi | None:
+    """The metric KPI whose values are exactly the input `ref` of k's metric at k's grains and slices: a KPI of the
+    same simple metric (no cumulative window, no fill) with k's grains, and whose slices leave k's (a derived KPI
+    is sliced by what all its inputs are)."""
+    inner = layer.metrics.get(ref.name) if ref is not None else None
+    if (inner is None or ref.filters or ref.offset_to_grain is not None or inner.type != "simple"
+            or inner.measure is None or inner.measure.fill_nulls_with is not None or inner.measure.join_to_timespine
+            or layer.measure_model.get(inner.measure.name) is None):
+        return None
+    for other in metric_kpis:
+        if (other.name != k.name and other.metric == ref.name and other.fill is None
+                and set(grains[k.name]) <= set(grains[other.name])
+                and set(k.slice_dimensions) <= set(other.slice_dimensions)):
+            return other
+    return None
+
+
+def _served_plan(k: Kpi, grains: tuple[str, ...], resolved, derived: str, inputs: list[dag.InputRef],
+                 dialect: str) -> KpiPlan:
+    """A metric KPI planned as the derived KPI over other metric KPIs' values (_served_by_kpis): the metric's
+    definition still enters its hash, and its label and description fill the KPI's."""
+    kpi = k.model_copy(update={"derived": derived, "label": k.label or resolved.label,
+                               "description": k.description or resolved.description})
+    return KpiPlan(kpi=kpi, grains=grains, relation=None, time=None, computation=kpi.computation,
+                   trees={"derived": _snippet(derived, dialect)}, filter=None, dimensions=k.slice_dimensions,
+                   inputs=inputs, semantic=resolved)
 
 
 def _joins_for(part, metrics: _Metrics) -> dict[str, Any]:

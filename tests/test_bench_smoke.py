@@ -121,3 +121,8 @@ def test_semantic_benchmark_values_equal_the_hand_written_sql(tmp_path):
         ["net_revenue", "orders", "active_customers", "avg_order_value", "return_rate", "order_value_p90",
          "median_discount", "revenue_trailing_3m", "customers_ytd"])
     assert by_relation["semantic-joined:orders"] == ["segment_revenue"]
+    # revenue_growth (an offset_window) and tickets_per_order (a ratio over tickets and orders) over the values of
+    # the net_revenue, tickets and orders KPIs: no shifted copy of the orders, no UNION ALL of two tables
+    assert sorted(by_relation) == ["semantic-joined:orders", "semantic:main.orders", "semantic:main.support_tickets"]
+    run_sql = (tmp_path / "semantic_project" / "kpi_target" / "run.sql").read_text()
+    assert "-- derived: revenue_growth at month" in run_sql and "-- derived: tickets_per_order at month" in run_sql

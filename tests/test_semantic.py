@@ -219,9 +219,11 @@ def test_metric_kpis_over_one_semantic_model_share_one_scan(ran: Path):
     """Every metric KPI over orders in one scan, its joins (to customers, to areas) made once for all of them; the
     customers metric in another; the measure KPI over ref('orders') reads the table without the joins."""
     scans = scans_of(ran)
-    # each reads the rows once more, shifted; or the rows of orders and shipments
-    apart = {"revenue_growth", "orders_week_over_week", "shipments_less_orders_week_before", *CROSS}
-    orders = {c.name for c in CASES if c.metric != "signups"} - apart
+    # each reads the rows once more, shifted (a 1-week offset is 7 periods at day, 1 at week: no lag of the
+    # order_count KPI's values); or the rows of orders and shipments. revenue_growth is a derived KPI over the
+    # revenue KPI's values (planner._served_by_kpis): no scan of its own
+    apart = {"orders_week_over_week", "shipments_less_orders_week_before", *CROSS}
+    orders = {c.name for c in CASES if c.metric != "signups"} - apart - {"revenue_growth"}
     assert sorted(map(sorted, scans)) == sorted(map(sorted, [orders, {"signups"}, {"own_revenue"},
                                                              *({c} for c in apart)]))
 
@@ -401,3 +403,51 @@ def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: 
         return next(r[5] for r in rows if r[:5] == ("items_per_order", "month", dt.date(2025, 6, 1), "", None))
 
     assert not close(june_items_per_order(first), june_items_per_order(incremental))  # the late rows were read
+
+
+def test_metrics_over_other_metric_kpis_values_read_no_rows_again(semantic_shop: SemanticShop, tmp_path):
+    """A ratio over two semantic models and a derived metric with an offset_window, each beside metric KPIs of
+    its inputs at its grains and slices, are derived KPIs over those KPIs' values (issue 20's speed point: no
+    UNION ALL of orders and shipments, no shifted copy of orders): the orders and the shipments read once each,
+    every value MetricFlow's, and an incremental run with late rows equal to a full refresh."""
+    dbt = semantic_shop.copy(tmp_path)
+    both = ("week", "month"), ("order__channel",)
+    cases = [Case("items_per_order", "items_per_order", *both), Case("shipped_items", "shipped_items", *both),
+             Case("order_count", "order_count", *both), Case("revenue", "revenue", ("month",), ("order__channel",)),
+             Case("revenue_growth", "revenue_growth", ("month",), ("order__channel",))]
+    kpimetrics_project(dbt, [c.yaml() for c in cases])
+    plan = Project.load(dbt).plan(today=dt.date.fromisoformat(AS_OF))
+    assert {n: plan.kpis[n].form for n in ("items_per_order", "revenue_growth")} == dict.fromkeys(
+        ("items_per_order", "revenue_growth"), "derived")
+    assert sorted(map(sorted, scans_of(dbt))) == [["order_count", "revenue"], ["shipped_items"]]
+    assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
+    mf = semantic_shop.mf
+    compared = sum(compare(case, grain, dimension, product(dbt, case.name, grain, dimension),
+                           mf.of(case.metric, grain, dimension or None), lo, hi, True)
+                   for case, grain, dimension in [(cases[0], "week", ""), (cases[0], "week", "order__channel"),
+                                                  (cases[0], "month", ""), (cases[4], "month", ""),
+                                                  (cases[4], "month", "order__channel")]
+                   for lo, hi in [(min(p for p, _ in product(dbt, case.name, grain)),
+                                   max(p for p, _ in product(dbt, case.name, grain)))])
+    assert compared >= 40
+    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
+             "order by 1, 2, 3, 4, 5")
+    first = fetch(dbt, query)
+    con = duckdb.connect(str(dbt / "shop.duckdb"))
+    try:  # late rows in the last week and month, and a shipment of an order of the month before
+        con.execute("insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
+                    "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1)")
+        con.execute("insert into main.shipments values (9002, 5, timestamp '2025-06-30 09:00', 3)")
+    finally:
+        con.close()
+    assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
+    incremental = fetch(dbt, query)
+    assert cli(dbt, "run", "--as-of", AS_OF, "--full-refresh").exit_code == 0
+    full = fetch(dbt, query)
+    assert [r[:5] for r in incremental] == [r[:5] for r in full]
+    for a, b in zip(incremental, full):
+        assert a[5] == b[5] or (a[5] is not None and b[5] is not None and close(a[5], b[5])), (a, b)
+    before = {r[:5]: r[5] for r in first}
+    changed = {r[:2] for r in incremental if r[:5] in before and r[5] != before[r[:5]]}
+    assert {("items_per_order", "month"), ("revenue_growth", "month")} <= changed  # the late rows were read
+
