@@ -347,8 +347,9 @@ CODES: dict[str, Code] = {
     "KPI145": Code(E, "dbt relation not built", "On `run`, a relation the manifest records for a dbt model, seed, "
                    "snapshot or source cannot be read in the warehouse: dbt has not built it on this target. The KPIs "
                    "that read it fail and keep their rows; the others publish.",
-                   "Run `dbt build -s NAME` (the message names it) on the target kpimetrics' profile points at; for a "
-                   "dbt source, which dbt does not build, load the table or correct the source's schema or identifier."),
+                   "Run `dbt build -s +NAME` (the message names it; the `+` builds what it reads too) on the target "
+                   "kpimetrics' profile points at; for a dbt source, which dbt does not build, load the table or "
+                   "correct the source's schema or identifier."),
     # --- KPIs over dbt's semantic layer (SPEC §9: `metric:`, kpimetrics/dbt/semantic.py) ---
     "KPI170": Code(E, "no semantic manifest", "A KPI names a `metric:`, and dbt has not written "
                    "target/semantic_manifest.json in the dbt project (or there is no dbt project).",
@@ -432,6 +433,10 @@ CODES: dict[str, Code] = {
     "KPI156": Code(W, "currency on a KPI that is not money", "A KPI names a `currency` but its unit is not "
                    "`currency`: only currency values carry a currency, so it is never shown.",
                    "Set `unit: currency` if its values are amounts of money; else remove `currency`."),
+    "KPI157": Code(W, "no target at the headline grain", "A KPI's first grain, the headline that `status` and the "
+                   "scorecard show, has no target while another of its grains has one (`grain: [day, month]` with "
+                   "`target: {month: ...}`), so it reads 'no target' where a target was meant.",
+                   "List the grain that has the target first in `grain:`, or add a target for the first grain."),
     "KPI146": Code(W, "column not documented", "A KPI over a dbt model reads a column that the model's schema file "
                    "does not document, and there is no catalog.json to say whether the model has it. Schema files "
                    "often document a few columns, so this is a warning; a column that does not exist fails at run.",

@@ -24,7 +24,7 @@ from .combinations import combinations_well_formed
 from .context import Context, YamlIndex, known_dialect
 from .metrics import metric_kpis
 from .models import columns_exist, model_references, model_sql
-from .reading import currencies
+from .reading import currencies, headline_targets
 from .names import duplicate_definitions, kpi_form, kpi_names, owner_links, required_fields, strategy_links
 from .sql import derived_grammar, derived_references, drives_known, filters_row_level, measures_aggregate, sql_parses
 from .targets import (
@@ -81,6 +81,7 @@ RULES: tuple[Rule, ...] = (
     strategy_health,
     reviews_due,
     currencies,  # what a reader is shown: currencies (KPI155-156)
+    headline_targets,  # and a target at the headline grain (KPI157)
     notify_rules,  # kpimetrics.yml's notify: block (KPI160-167)
 )
 

@@ -1,4 +1,5 @@
-"""What a reader is shown (SPEC §10 "Readable by the people accountable", KPI155-156): the currency of currency values.
+"""What a reader is shown (SPEC §10 "Readable by the people accountable", KPI155-157): the currency of currency values,
+and a target at the headline grain.
 
 A `currency` (in kpimetrics.yml for the project, or on a KPI) is an ISO 4217 code, three upper-case letters, shown
 after every value of a `unit: currency` KPI (display.format_value); a KPI of another unit shows none.
@@ -38,3 +39,33 @@ def currencies(project: ProjectDef, ctx: Context) -> list[Issue]:
                           "a `unit: currency` KPI carry a currency, so it is never shown", kpi.key_loc("currency"),
                 "set `unit: currency` if its values are amounts of money; else remove `currency`"))
     return [i for i in found if i is not None]
+
+
+def headline_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
+    """KPI157: a KPI whose first grain, the headline `status` and the scorecard show, has no target while another
+    of its grains has one: it reads 'no target' where its author set one (issue 20, the README's own example)."""
+    from ..model import TableTarget
+    from ..targets import first_grain, form_for_grain
+
+    found = []
+    for kpi in project.kpis:
+        target = kpi.target
+        if target is None:
+            continue
+        headline = first_grain(kpi, ctx.default_grain)
+        grains = kpi.declared_grains or (headline,)
+        if isinstance(target, TableTarget):  # a table gives targets at its own grain only (the first by default)
+            others = [target.grain] if target.grain not in (None, headline) and target.grain in grains else []
+        elif isinstance(target, dict) and form_for_grain(kpi, headline) is None:
+            others = [g for g in grains if g != headline and target.get(g) is not None]
+        else:
+            continue
+        if not others:
+            continue
+        rest = ", ".join(g for g in grains if g != others[0])
+        found.append(warning(
+            "KPI157", f"{kpi_label(kpi)}: its headline grain '{headline}' (its first, which `status` and the scorecard "
+                      f"show) has no target, while '{others[0]}' has one: it reads 'no target'",
+            kpi.value_loc("target") or kpi.loc,
+            f"list '{others[0]}' first (`grain: [{others[0]}, {rest}]`), or add a target for '{headline}'"))
+    return found
