@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -188,3 +190,40 @@ def semantic_shop(tmp_path_factory) -> SemanticShop:
     for (metrics, grain, dim), rows in zip(QUERIES, run_mf_batch(project, queries, out)):
         values.add(rows, metrics, grain, dim)
     return SemanticShop(root, values)
+
+
+VALUES_QUERY = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
+                "order by 1, 2, 3, 4, 5")
+
+
+def late_rows_runs(dbt: Path, run: Callable[..., object], *late: str) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """kpi_values (VALUES_QUERY) after a first `run()`, after the statements `late` (late rows) and an incremental
+    `run()`, and after `run("--full-refresh")`; the last two the same rows, values equal (relative 1e-9). `run`
+    returns click's result (exit code 0 asserted)."""
+    import duckdb
+
+    def values() -> list[tuple]:
+        con = duckdb.connect(str(dbt / "shop.duckdb"), read_only=True)
+        try:
+            return con.execute(VALUES_QUERY).fetchall()
+        finally:
+            con.close()
+
+    def ok(*args: str) -> list[tuple]:
+        out = run(*args)
+        assert out.exit_code == 0, out.output
+        return values()
+
+    first = ok()
+    con = duckdb.connect(str(dbt / "shop.duckdb"))
+    try:
+        for statement in late:
+            con.execute(statement)
+    finally:
+        con.close()
+    incremental, full = ok(), ok("--full-refresh")
+    assert [r[:5] for r in incremental] == [r[:5] for r in full]
+    for a, b in zip(incremental, full):
+        assert a[5] == b[5] or (a[5] is not None and b[5] is not None and
+                                math.isclose(a[5], b[5], rel_tol=1e-9, abs_tol=1e-9)), (a, b)
+    return first, incremental, full

@@ -19,11 +19,11 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from kpimetrics import Project
-from semantic_env import TO_GRAIN_METRICS, SemanticShop, semantic_shop  # noqa: F401  (the session's build)
+from semantic_env import TO_GRAIN_METRICS, SemanticShop, late_rows_runs  # noqa: F401
+from semantic_env import semantic_shop  # noqa: F401  (the session's build)
 from test_semantic import AS_OF, Case, cli, close, compare, fetch, kpimetrics_project, product
 
 pytestmark = pytest.mark.dbt
@@ -77,26 +77,11 @@ def test_the_grains_read_the_offset_as_metricflow_does(ran: Path):
 def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: SemanticShop, tmp_path):
     dbt = semantic_shop.copy(tmp_path)
     kpimetrics_project(dbt, [Case(c.name, c.metric, c.grains, ("order__channel",)).yaml() for c in CASES])
-    assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
-    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
-             "order by 1, 2, 3, 4, 5")
-    first = fetch(dbt, query)
-    con = duckdb.connect(str(dbt / "shop.duckdb"))
-    try:  # late rows on June's first day (read by every day and week of June) and on its last days
-        con.execute("insert into main.orders values (9001, 3, timestamp '2025-06-01 10:00', 'web', 'returned', 250.0, "
-                    "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1), "
-                    "(9003, 7, timestamp '2025-06-27 23:00', null, 'completed', 12.25, 0, false, 1)")
-    finally:
-        con.close()
-    out = cli(dbt, "run", "--as-of", AS_OF)
-    assert out.exit_code == 0, out.output
-    incremental = fetch(dbt, query)
-    out = cli(dbt, "run", "--as-of", AS_OF, "--full-refresh")
-    assert out.exit_code == 0, out.output
-    full = fetch(dbt, query)
-    assert [r[:5] for r in incremental] == [r[:5] for r in full]
-    for a, b in zip(incremental, full):
-        assert a[5] == b[5] or (a[5] is not None and b[5] is not None and close(a[5], b[5])), (a, b)
+    # late rows on June's first day (read by every day and week of June) and on its last days
+    first, _, full = late_rows_runs(dbt, lambda *args: cli(dbt, "run", "--as-of", AS_OF, *args), (
+        "insert into main.orders values (9001, 3, timestamp '2025-06-01 10:00', 'web', 'returned', 250.0, 0, false, "
+        "2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1), (9003, 7, "
+        "timestamp '2025-06-27 23:00', null, 'completed', 12.25, 0, false, 1)"))
 
     def at(rows, grain, period):
         return next(r[5] for r in rows if r[:5] == ("revenue_at_month_start", grain, period, "", None))
@@ -105,7 +90,7 @@ def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: 
         assert close(at(full, grain, period), at(first, grain, period) + 250.0)  # the late row was read
 
 
-def test_the_definition_hash_covers_the_offsets_grain(ran: Path, tmp_path):
+def test_the_definition_hash_covers_the_offsets_grain(ran: Path):
     """The same metric with offset_to_grain quarter rather than month is another definition."""
     def hashes(dbt: Path) -> dict[str, str]:
         plan = Project.load(dbt).plan(today=dt.date.fromisoformat(AS_OF))
