@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -85,6 +86,58 @@ def load(server, duck_db: Path) -> None:
             src.close()
         for table in TABLES:
             con.execute(f"VACUUM ANALYZE main.{table}")
+
+
+def append(server, duck_db: Path) -> int:
+    """Copy the rows the DuckDB file holds past the server's newest (bench/generate.py --append-days, which
+    appends orders and tickets with larger keys) into the server's tables; then ANALYZE them. Returns the rows copied."""
+    import duckdb
+
+    copied = 0
+    with tempfile.TemporaryDirectory(prefix="kpibench-csv-") as tmp, server.connect(DBNAME) as con:
+        src = duckdb.connect(str(duck_db), read_only=True)
+        try:
+            for table, key in (("orders", "order_id"), ("support_tickets", "ticket_id")):
+                last = con.execute(f"SELECT coalesce(max({key}), -1) FROM main.{table}").fetchone()[0]
+                csv = Path(tmp) / f"{table}.csv"
+                src.execute(f"COPY (SELECT * FROM main.{table} WHERE {key} > {int(last)}) TO '{csv}' (FORMAT csv, HEADER false)")
+                with con.cursor() as cur:
+                    with cur.copy(f"COPY main.{table} FROM STDIN (FORMAT csv)") as writer, open(csv, "rb") as f:
+                        while block := f.read(1 << 20):
+                            writer.write(block)
+                    copied += cur.rowcount
+                con.execute(f"ANALYZE main.{table}")
+        finally:
+            src.close()
+    return copied
+
+
+def backends_cpu(server) -> float:
+    """CPU seconds (user + system) of the server's backends and parallel workers that have ended so far.
+
+    The postmaster reaps them, so their times add up in its children's times (cutime + cstime in
+    /proc/<pid>/stat): sampled before and after a client process, the difference is what the server spent
+    on that client's statements, which a loaded machine stretches far less than wall time. Waits (at
+    most 10 s) until no backend of the benchmark's database nor parallel worker is left running."""
+    pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    deadline = time.monotonic() + 10
+    while _running_backends(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime: fields 16 and 17
+
+
+def _running_backends(postmaster: int) -> int:
+    running = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) != postmaster:
+                continue
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile
+        running += f" {DBNAME} " in cmdline or "parallel worker" in cmdline
+    return running
 
 
 def project(data: Path) -> Path:
