@@ -149,9 +149,9 @@ def set_kpis(root: Path, kpis: str) -> None:
     (root / "kpis" / "kpis.yml").write_text(kpis, encoding="utf-8")
 
 
-def execute(root: Path, *statements: str) -> None:
+def execute(root: Path, *statements: str, file: str = "wh.duckdb") -> None:
     """Run statements on the project's warehouse (the connection is closed before any run)."""
-    con = duckdb.connect(str(root / "wh.duckdb"))
+    con = duckdb.connect(str(root / file))
     try:
         for sql in statements:
             con.execute(sql)

@@ -200,27 +200,15 @@ def late_rows_runs(dbt: Path, run: Callable[..., object], *late: str) -> tuple[l
     """kpi_values (VALUES_QUERY) after a first `run()`, after the statements `late` (late rows) and an incremental
     `run()`, and after `run("--full-refresh")`; the last two the same rows, values equal (relative 1e-9). `run`
     returns click's result (exit code 0 asserted)."""
-    import duckdb
-
-    def values() -> list[tuple]:
-        con = duckdb.connect(str(dbt / "shop.duckdb"), read_only=True)
-        try:
-            return con.execute(VALUES_QUERY).fetchall()
-        finally:
-            con.close()
+    from helpers_run import execute, query
 
     def ok(*args: str) -> list[tuple]:
         out = run(*args)
         assert out.exit_code == 0, out.output
-        return values()
+        return query(dbt, VALUES_QUERY, file="shop.duckdb")
 
     first = ok()
-    con = duckdb.connect(str(dbt / "shop.duckdb"))
-    try:
-        for statement in late:
-            con.execute(statement)
-    finally:
-        con.close()
+    execute(dbt, *late, file="shop.duckdb")
     incremental, full = ok(), ok("--full-refresh")
     assert [r[:5] for r in incremental] == [r[:5] for r in full]
     for a, b in zip(incremental, full):
