@@ -159,6 +159,16 @@ def _form_entries(form: m.Form) -> dict[str, object]:
     return entries
 
 
+def _metric_entry(pl: KpiPlan, project) -> dict | None:
+    """What a metric KPI reads from dbt's semantic layer (dbt/describe.py): None for the other KPIs."""
+    if pl.semantic is None:
+        return None
+    from .dbt.describe import metric_entry
+    from .dbt.semantic import semantic_layer
+
+    return metric_entry(pl.semantic.metric, semantic_layer(project)[0])
+
+
 def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) -> dict:
     from . import __version__
 
@@ -188,6 +198,7 @@ def manifest(plan: Plan, names: list[str], dialect: str, paths: dict[str, str]) 
             "model": k.model,
             "time": k.time,
             **_form_entries(pl.computation),
+            "metric": _metric_entry(pl, project),  # a metric KPI's metric; its form keys above are what it resolves to
             "filter": k.filter,
             "dimensions": list(pl.dimensions),
             "window": k.window.model_dump(mode="json", exclude_none=True) if k.window else None,

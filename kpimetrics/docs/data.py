@@ -122,6 +122,8 @@ class KpiPage:
     check_ins: list[CheckIn] = field(default_factory=list)
     driven_by: list[str] = field(default_factory=list)
     currency: str | None = None  # the manifest's (kpimetrics.yml's or the KPI's): shown with every currency value
+    # a metric KPI's metric (the manifest's `metric`: name, type, label, description, defined_at, definition)
+    metric: dict[str, Any] | None = None
 
     @property
     def headline_series(self) -> Series | None:
@@ -314,6 +316,7 @@ def _kpi_page(row: CatalogRow, definition: dict | None, sql: str | None, totals:
         unit=row.unit, direction=row.direction, grains=list(row.grains), tags=list(row.tags),
         drives=list(row.drives), actions=row.actions, definition_hash=row.definition_hash,
         definition=definition, sql=sql, currency=(definition or {}).get("currency"),
+        metric=m if isinstance(m := (definition or {}).get("metric"), dict) else None,
     )
     page.series = _series(totals, forecasts, definitions)
     if page.headline:

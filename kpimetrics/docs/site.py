@@ -25,6 +25,13 @@ DEFINITION_FIELDS = (
     "kind", "form", "model", "time", "measure", "ratio", "derived", "filter", "grains", "dimensions", "window",
     "fill", "target", "tolerance", "at_risk_below", "at_risk_above", "slice_targets", "drives", "review_by", "location",
 )
+# A metric KPI's: its metric as dbt defines it, in place of the measure or ratio it is planned as (whose SQL names
+# kpimetrics' internal columns, `__kpim_time`), which the compiled SQL below the definition shows
+METRIC_FIELDS = ("kind", "metric") + tuple(
+    f for f in DEFINITION_FIELDS
+    if f not in ("kind", "form", "model", "time", "measure", "ratio", "derived", "filter", "window", "fill"))
+# the manifest's `metric` entry, shown in this order (file and line are shown as defined_at)
+_METRIC_KEYS = ("name", "type", "label", "description", "defined_at", "definition")
 
 
 def slug(text: str) -> str:
@@ -74,8 +81,47 @@ def environment() -> jinja2.Environment:
 def definition_yaml(entry: dict | None) -> str | None:
     if not entry:
         return None
-    shown = {f: entry[f] for f in DEFINITION_FIELDS if entry.get(f) not in (None, [], {})}
-    return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, width=100)
+    metric = entry.get("metric")
+    if isinstance(metric, dict):
+        shown_metric = {f: metric[f] for f in _METRIC_KEYS if metric.get(f) not in (None, [], {})}
+        if isinstance(shown_metric.get("definition"), dict):
+            shown_metric["definition"] = _in_dbt_order(shown_metric["definition"])
+        entry = entry | {"metric": shown_metric}
+    fields = METRIC_FIELDS if isinstance(metric, dict) else DEFINITION_FIELDS
+    shown = {f: entry[f] for f in fields if entry.get(f) not in (None, [], {})}
+    return yaml.dump(shown, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+# a metric's definition in the order dbt's YAML writes it (the manifest's keys are sorted)
+_DBT_ORDER = ("type", "measure", "name", "computes", "semantic_model", "agg_time_dimension", "numerator",
+              "denominator", "expr", "metrics", "alias", "offset_window", "offset_to_grain", "window", "grain_to_date",
+              "filter", "fill_nulls_with", "inputs")
+
+
+def _in_dbt_order(value):
+    if isinstance(value, list):
+        return [_in_dbt_order(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    rank = {k: i for i, k in enumerate(_DBT_ORDER)}
+    keys = sorted(value, key=lambda k: (rank.get(k, len(rank)), k))
+    # `inputs` holds metrics by name: its keys are names, kept in the manifest's order
+    return {k: ({n: _in_dbt_order(v) for n, v in value[k].items()} if k == "inputs" and isinstance(value[k], dict)
+                else _in_dbt_order(value[k])) for k in keys}
+
+
+class _Dumper(yaml.SafeDumper):
+    """safe_dump's YAML, with a text holding a single quote in double quotes, as dbt projects write filters:
+    "{{ Dimension('order__channel') }} = 'web'", where safe_dump would double every single quote."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str):
+    quoted = "'" in value and "\n" not in value and not dumper.analyze_scalar(value).allow_block_plain
+    style = '"' if quoted else None  # a text written plain (`status = 'completed'`) stays plain
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
 
 
 def _css(env: jinja2.Environment) -> str:
