@@ -341,6 +341,44 @@ def test_quoted_identifiers_and_sources_in_another_schema(tmp_path, warehouse):
     }
 
 
+def test_inserted_rows_keep_their_values_and_types(tmp_path, warehouse):
+    """insert_rows (YAML rows, the runs log) binds values as parameters cast to each column's type: a naive time
+    into an instant column is a time of the calendar's zone, an aware one into a TIMESTAMP_NTZ column that zone's
+    wall time, ints into DOUBLE, text that looks like SQL stays text, a column left out is NULL. And the relations
+    of a schema, tables and views, as SHOW TABLES and SHOW VIEWS list them."""
+    from kpimetrics.adapters.spark import SparkAdapter
+    from kpimetrics.config import SparkOutput
+
+    schema = f"ins_{uuid.uuid4().hex[:8]}"
+    adapter = SparkAdapter(SparkOutput(type="spark", master="local[2]", warehouse_dir=str(warehouse)), tmp_path,
+                           "America/New_York")
+    try:
+        adapter.execute(f"CREATE SCHEMA `{schema}`")
+        adapter.execute(f"CREATE TABLE `{schema}`.t (s STRING, i BIGINT, x DOUBLE, d DECIMAL(18,2), day DATE, "
+                        f"at TIMESTAMP, wall TIMESTAMP_NTZ, b BOOLEAN, unset STRING) USING parquet")
+        adapter.execute(f"CREATE VIEW `{schema}`.v AS SELECT s FROM `{schema}`.t")
+        utc = dt.timezone.utc
+        adapter.insert_rows(f"`{schema}`.t", ["s", "i", "x", "d", "day", "at", "wall", "b"], [
+            ["it's'); DROP TABLE t; --", 2**40, 3, "1.25", dt.date(2026, 2, 28), dt.datetime(2026, 3, 1, 12, 30),
+             dt.datetime(2026, 3, 1, 17, 30, tzinfo=utc), True],
+            [None, None, 0.1, None, None, dt.datetime(2026, 7, 1, 4, 0, tzinfo=utc), dt.datetime(2026, 7, 1, 4, 0), False],
+        ])
+        rows = adapter.fetchall(f"SELECT s, i, x, d, day, CAST(unix_timestamp(at) AS BIGINT), wall, b, unset "
+                                f"FROM `{schema}`.t ORDER BY i NULLS LAST")
+        relations = sorted(adapter.relations(schema))
+    finally:
+        adapter.close()
+    from decimal import Decimal
+    noon_in_new_york = int(dt.datetime(2026, 3, 1, 17, 30, tzinfo=utc).timestamp())  # EST is UTC-5 on 1 March
+    assert rows == [
+        ("it's'); DROP TABLE t; --", 2**40, 3.0, Decimal("1.25"), dt.date(2026, 2, 28), noon_in_new_york,
+         dt.datetime(2026, 3, 1, 12, 30), True, None),
+        (None, None, 0.1, None, None, int(dt.datetime(2026, 7, 1, 4, 0, tzinfo=utc).timestamp()),
+         dt.datetime(2026, 7, 1, 4, 0), False, None),
+    ]
+    assert relations == [("t", "table"), ("v", "view")]
+
+
 # --- the session and the lock ----------------------------------------------------------------
 
 def test_closing_a_connection_keeps_the_session_for_the_next(tmp_path, warehouse):

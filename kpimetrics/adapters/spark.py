@@ -55,6 +55,7 @@ from . import Capabilities, spark_connect
 from .spark_lease import CatalogLease
 
 DEFAULT_SCHEMA = "default"
+INSERT_PARAMETERS = 20000  # parameters per INSERT ... VALUES of insert_rows (each statement writes files of its own)
 
 
 @dataclass(frozen=True)
@@ -143,11 +144,9 @@ class SparkAdapter:
             if self.mode.driver_here:
                 self.spark = _session(self.master, _static_conf(output, self.mode, self.warehouse, embedded), self._lock)
                 self._forget_cached_relations()
-                self._functions = _classic_functions()
             else:
                 self.spark = spark_connect.open_session(self.remote)
                 self._own_session = True
-                self._functions = spark_connect.functions()
                 self._check_server_catalog()
             self._set_session_conf(output)
         except BaseException:
@@ -216,30 +215,32 @@ class SparkAdapter:
             raise WarehouseError(_clean(exc)) from None
 
     def insert_rows(self, table_sql: str, columns: list[str], rows: list[list[Any]]) -> None:
-        """Rows into a table as a typed DataFrame (values never become SQL text); other columns get NULL."""
+        """Rows into a table by INSERT ... VALUES whose values are parameters (never SQL text), each cast to its
+        column's type; other columns get NULL.
+
+        Not a DataFrame made in Python (createDataFrame): Spark reads such rows through Python workers, and
+        starting them cost 2 to 10 s of a run's first insert (bench/RESULTS.md, Spark); a statement runs in the
+        JVM alone."""
         if not rows:
             return
-        from pyspark.sql.types import StructType
-
-        F = self._functions
-
         try:
             fields = {f.name: f for f in self.spark.table(table_sql).schema.fields}
-            schema = StructType([fields[c] for c in columns])
-            data = [[self._coerce(v, fields[c].dataType) for v, c in zip(row, columns)] for row in rows]
-            df = self.spark.createDataFrame(data, schema)
-            df = df.select(*[
-                (F.col(f"`{name}`") if name in columns else F.lit(None).cast(f.dataType)).alias(name)
-                for name, f in fields.items()
-            ])
-            df.write.insertInto(table_sql)
+            types = [fields[c].dataType for c in columns]
         except KeyError as exc:
             raise WarehouseError(f"table {table_sql} has no column {exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise WarehouseError(_clean(exc)) from None
+        row_sql = "(" + ", ".join(f"CAST(? AS {t.simpleString()})" for t in types) + ")"
+        head = f"INSERT INTO {table_sql} ({', '.join(_name(c) for c in columns)}) VALUES "
+        per_statement = max(1, INSERT_PARAMETERS // len(columns))
+        for i in range(0, len(rows), per_statement):
+            chunk = rows[i:i + per_statement]
+            params = [self._parameter(v, t) for row in chunk for v, t in zip(row, types)]
+            self._sql(head + ", ".join([row_sql] * len(chunk)), params)
 
-    def _coerce(self, value: Any, dtype) -> Any:
-        """A Python value as the type a Spark column wants (pyspark does not widen int to double itself)."""
+    def _parameter(self, value: Any, dtype) -> Any:
+        """A Python value as a parameter of CAST(? AS <its column's type>): times as text (a datetime parameter
+        would be read in the Python process's local zone), the rest as pyspark's literals."""
         if value is None:
             return None
         kind = type(dtype).__name__
@@ -249,11 +250,15 @@ class SparkAdapter:
             return Decimal(str(value))
         if kind in ("IntegerType", "LongType", "ShortType", "ByteType") and not isinstance(value, bool):
             return int(value)
-        if kind == "TimestampType" and isinstance(value, dt.datetime) and value.tzinfo is None:
+        if kind == "TimestampType" and isinstance(value, dt.datetime):
             # a naive time written to an instant column is a time in the session's zone, as on DuckDB
-            return value.replace(tzinfo=ZoneInfo(self.timezone))
-        if kind == "TimestampNTZType" and isinstance(value, dt.datetime) and value.tzinfo is not None:
-            return value.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+            aware = value if value.tzinfo is not None else value.replace(tzinfo=ZoneInfo(self.timezone))
+            return aware.isoformat(sep=" ")
+        if kind == "TimestampNTZType" and isinstance(value, dt.datetime):
+            naive = value.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None) if value.tzinfo else value
+            return naive.isoformat(sep=" ")
+        if kind == "DateType" and isinstance(value, dt.date):
+            return (value.date() if isinstance(value, dt.datetime) else value).isoformat()
         if kind == "StringType" and not isinstance(value, str):
             return str(value)
         return value
@@ -284,12 +289,17 @@ class SparkAdapter:
     # --- the catalog ----------------------------------------------------------------
 
     def relations(self, schema: str) -> list[tuple[str, str]]:
-        """(name, 'table' | 'view') of every relation in a schema (a missing schema has none)."""
-        catalog = self.spark.catalog
-        if not catalog.databaseExists(schema):
+        """(name, 'table' | 'view') of every relation in a schema (a missing schema has none).
+
+        Two listings of the catalog (SHOW TABLES, SHOW VIEWS), not catalog.listTables: that reads every
+        table's whole metadata from the metastore, one relation after the other (2 to 4 s a call on a run's
+        output schema, bench/RESULTS.md, Spark)."""
+        if not self.spark.catalog.databaseExists(schema):
             return []
-        return [(t.name, "view" if t.tableType == "VIEW" else "table")
-                for t in catalog.listTables(schema) if not t.isTemporary]
+        quoted = _name(schema)
+        views = {r[1] for r in self.fetchall(f"SHOW VIEWS IN {quoted}") if not r[2]}
+        return [(r[1], "view" if r[1] in views else "table")
+                for r in self.fetchall(f"SHOW TABLES IN {quoted}") if not r[2]]
 
     def tables(self, schema: str) -> list[str]:
         return [name for name, _ in self.relations(schema)]
@@ -388,12 +398,6 @@ def _session(master: str, conf: dict[str, str], own: "WarehouseLock | None" = No
     spark.sparkContext.setLogLevel("ERROR")
     _live = _Live(key, spark)
     return spark
-
-
-def _classic_functions():
-    from pyspark.sql import functions as F
-
-    return F
 
 
 def session_settings(output: SparkOutput, mode: Mode) -> dict[str, str]:
