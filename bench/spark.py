@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,6 +85,38 @@ def compare(data: Path, compare_sql: str) -> list[tuple]:
         adapter.close()
 
 
+def reap_jvm() -> None:
+    """Stop this process's Spark and wait for its JVM to exit (it does at EOF on its stdin), so that the process's
+    rusage, which bench/run.py reads by wait4, counts the JVM's CPU seconds: under load they are a steadier
+    measure than wall time. pyspark itself leaves the JVM to exit after the Python process, unwaited."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    gateway.shutdown()
+    gateway.proc.stdin.close()
+    try:
+        gateway.proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:  # counted all the same once killed and waited for
+        print("the JVM did not exit at EOF in 120 s: killed", file=sys.stderr)
+        gateway.proc.kill()
+        gateway.proc.wait()
+
+
+def run_kpimetrics(folder: Path, as_of: str) -> None:
+    """`kpimetrics run --full-refresh` as `python -m kpimetrics` runs it, then the JVM reaped (see reap_jvm)."""
+    from kpimetrics import cli
+
+    try:
+        cli.main(["run", "-q", "--project-dir", str(folder), "--profiles-dir", str(folder), "--as-of", as_of,
+                  "--full-refresh"])  # exits with the command's code
+    finally:
+        reap_jvm()
+
+
 def run_hand(data: Path) -> float:
     """Run the hand-written script; the seconds spent in its statements (after the session is up)."""
     adapter = connect(data)
@@ -97,10 +130,64 @@ def run_hand(data: Path) -> float:
         adapter.close()
 
 
+# the adapter's calls that reach Spark, timed one by one by `profile`
+PROFILED = ("execute", "fetchall", "insert_rows", "relations", "columns", "lock", "close")
+
+
+def profile(data: Path, as_of: str) -> None:
+    """`kpimetrics run --full-refresh` in this process with every call of the Spark adapter timed: each call's
+    seconds and its statement's first words (to stderr, in order), then a summary by kind. Where a run's time
+    goes between the big scans and the bookkeeping and publishing calls around them."""
+    from kpimetrics import cli
+    from kpimetrics.adapters.spark import SparkAdapter
+
+    calls: list[tuple[str, str, float]] = []
+
+    def timed(name, method):
+        def call(self, *args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                seconds = time.perf_counter() - began
+                what = " ".join(str(args[0]).split())[:110] if args else ""
+                calls.append((name, what, seconds))
+                print(f"{seconds:8.3f} s  {name:11} {what}", file=sys.stderr, flush=True)
+        return call
+
+    for name in PROFILED:
+        setattr(SparkAdapter, name, timed(name, getattr(SparkAdapter, name)))
+    folder = project(data)
+    began = time.perf_counter()
+    try:
+        cli.main(["run", "-q", "--project-dir", str(folder), "--profiles-dir", str(folder), "--as-of", as_of,
+                  "--full-refresh"], standalone_mode=False)
+    finally:
+        total = time.perf_counter() - began
+        kinds: dict[str, list[float]] = {}
+        for name, what, seconds in calls:
+            first = what.split(" ", 1)[0].upper() if name in ("execute", "fetchall") else ""
+            kinds.setdefault(f"{name} {first}".strip(), []).append(seconds)
+        print(f"\n{total:.2f} s in the command, {sum(s for _, _, s in calls):.2f} s in {len(calls)} adapter calls:")
+        for kind, secs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
+            print(f"  {sum(secs):8.2f} s  {len(secs):4} x {kind}")
+        small = [s for _, w, s in calls if not w.upper().startswith(("INSERT INTO", "CREATE OR REPLACE TEMPORARY VIEW",
+                                                                    "CACHE", "WITH"))]
+        print(f"  ({sum(small):.2f} s in {len(small)} calls that are neither an INSERT ... SELECT nor a scan)")
+
+
 if __name__ == "__main__":
     # bench/spark.py load DUCKDB_FILE DATA_DIR: the warehouse; bench/spark.py hand DATA_DIR: the hand-written
-    # script, printing its in-engine seconds last (each a process of its own, as bench/run.py times them)
+    # script, printing its in-engine seconds last (each a process of its own, as bench/run.py times them);
+    # bench/spark.py profile DATA_DIR AS_OF: a kpimetrics run with every adapter call timed
+    # bench/spark.py run PROJECT AS_OF: kpimetrics' run, its JVM reaped as the hand-written side's is
     if sys.argv[1] == "load":
         load(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1] == "profile":
+        profile(Path(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "run":
+        run_kpimetrics(Path(sys.argv[2]), sys.argv[3])
     else:
-        print(run_hand(Path(sys.argv[2])))
+        seconds = run_hand(Path(sys.argv[2]))
+        reap_jvm()
+        print(seconds)
