@@ -23,8 +23,11 @@ What it does, in order:
 With `--engine postgres` (default 3x10^6 orders): starts a PostgreSQL server as the tests do (tests/pg_server.py,
 127.0.0.1), COPYs the generated data in, then alternates `kpimetrics run --full-refresh` and
 bench/handwritten_postgres.sql, each a whole process, `--repeat` times; checks the values equal; reports the
-medians and the ratios whole-process and inside the engine (run_results.json's warehouse time against the
-script's own statements); writes bench/data/results_postgres.json; exits 1 on a missed goal or a differing value.
+medians and the ratios whole-process, inside the engine (run_results.json's warehouse time against the
+script's own statements) and in the server's CPU seconds (bench/postgres.backends_cpu); then an incremental
+round (the additive KPIs in full, one more day, the same incrementally; one more day, every KPI incrementally;
+the hand-written script on the grown data, the values checked again); writes bench/data/results_postgres.json;
+exits 1 on a missed goal or a differing value.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -408,18 +412,27 @@ def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0]) if Path("/proc/loadavg").exists() else float("nan")
 
 
-def alternate(engine: str, project: Path, env: dict[str, str], hand_cmd: list[str], repeat: int) -> dict:
+def alternate(engine: str, project: Path, env: dict[str, str], hand_cmd: list[str], repeat: int,
+              engine_cpu: Callable[[], float] | None = None) -> dict:
     """`repeat` alternating rounds of `kpimetrics run --full-refresh` and the hand-written script (whose process
     prints the seconds spent in its statements last), each a whole process; the times and their ratios."""
     run_cmd = kpimetrics("run", "-q", "--project-dir", str(project), "--profiles-dir", str(project),
                          "--as-of", AS_OF, "--full-refresh")
     full, hand, full_sql, hand_sql, loads = [], [], [], [], []
+    full_cpu, hand_cpu = [], []  # the engine's CPU seconds for each process's statements (engine_cpu's differences)
     for i in range(repeat):  # alternating, so both see the same machine
         before = load_average()
+        cpu = engine_cpu() if engine_cpu else 0.0
         full.append(timed(run_cmd, env=env))
         full_sql.append(warehouse_seconds(project))
+        cpu_full = engine_cpu() if engine_cpu else 0.0
         hand.append(timed(hand_cmd, env=env))
         hand_sql.append(float(hand[-1].output.strip().splitlines()[-1]))
+        if engine_cpu:
+            full_cpu.append(cpu_full - cpu)
+            hand_cpu.append(engine_cpu() - cpu_full)
+            print(f"  round {i + 1}: CPU seconds of {engine}'s backends: kpimetrics {full_cpu[-1]:.2f} s, "
+                  f"hand-written {hand_cpu[-1]:.2f} s", flush=True)
         loads.append((before, load_average()))
         print(f"  round {i + 1}: kpimetrics --full-refresh {full[-1].seconds:.2f} s ({full_sql[-1]:.2f} s in "
               f"{engine}), hand-written {hand[-1].seconds:.2f} s ({hand_sql[-1]:.2f} s in {engine}); "
@@ -437,7 +450,12 @@ def alternate(engine: str, project: Path, env: dict[str, str], hand_cmd: list[st
         "full_vs_hand": med(f.seconds / h.seconds for f, h in zip(full, hand)),
         "full_vs_hand_warehouse_each_round": [round(f / h, 3) for f, h in zip(full_sql, hand_sql)],
         "full_vs_hand_warehouse": med(f / h for f, h in zip(full_sql, hand_sql)),
-    }
+    } | ({
+        "full_refresh_engine_cpu_all_s": [round(x, 3) for x in full_cpu],
+        "hand_written_engine_cpu_all_s": [round(x, 3) for x in hand_cpu],
+        "full_vs_hand_engine_cpu_each_round": [round(f / h, 3) for f, h in zip(full_cpu, hand_cpu)],
+        "full_vs_hand_engine_cpu": med(f / h for f, h in zip(full_cpu, hand_cpu)),
+    } if engine_cpu else {})
 
 
 def checked(compared: list[tuple]) -> bool:
@@ -464,13 +482,49 @@ def bench_postgres(rows: int, repeat: int, report: dict) -> bool:
         pg.load(server, db)
         report["engine_version"] = pg.describe(server)
         print(f"loaded into {report['engine_version']} in {time.perf_counter() - began:.1f} s", flush=True)
-        report["runs"] = alternate("PostgreSQL", pg.project(DATA), pg.env(server),
-                                   [PY, "-c", pg.HAND_RUNNER, str(pg.HAND_SQL)], repeat)
+        project, env, hand_cmd = pg.project(DATA), pg.env(server), [PY, "-c", pg.HAND_RUNNER, str(pg.HAND_SQL)]
+        report["runs"] = alternate("PostgreSQL", project, env, hand_cmd, repeat, engine_cpu=lambda: pg.backends_cpu(server))
         ok = checked(pg.compare(server, COMPARE_SQL))
+        report["runs"]["incremental"] = incremental_round(
+            "PostgreSQL", project, env, hand_cmd, lambda: (append_day(db), pg.append(server, db))[1])
+        ok = checked(pg.compare(server, COMPARE_SQL)) and ok
     finally:
         server.stop()
-    report["runs"]["values_equal"] = ok
-    return ok
+    report["runs"]["values_equal"] = ok and report["runs"].get("incremental", {}).get("modes_incremental", True)
+    return report["runs"]["values_equal"]
+
+
+def incremental_round(engine: str, project: Path, env: dict[str, str], hand_cmd: list[str],
+                      grow: Callable[[], int]) -> dict:
+    """After the full rounds, as on DuckDB: the additive KPIs and trailing windows in full, one more day
+    (`grow` appends it to the engine's tables), the same KPIs incrementally; one more day, every KPI
+    incrementally; then the hand-written script on the grown data, for the caller's value check."""
+    run_cmd = kpimetrics("run", "-q", "--project-dir", str(project), "--profiles-dir", str(project), "--as-of", AS_OF)
+    add = ["-s", ADDITIVE]
+    full_add = timed(run_cmd + ["--full-refresh"] + add, env=env)
+    full_add_sql = warehouse_seconds(project)
+    print(f"  one more day: {grow()} rows", flush=True)
+    inc_add = timed(run_cmd + add, env=env)
+    inc_add_sql = warehouse_seconds(project)
+    modes = {r["mode"] for r in json.loads((project / "target" / "run_results.json").read_text())["results"]}
+    print(f"  one more day: {grow()} rows", flush=True)
+    inc = timed(run_cmd, env=env)
+    inc_sql = warehouse_seconds(project)
+    modes |= {r["mode"] for r in json.loads((project / "target" / "run_results.json").read_text())["results"]}
+    hand = timed(hand_cmd, env=env)
+    print(f"  incremental ({engine}): additive KPIs and trailing windows {inc_add.seconds:.2f} s ({inc_add_sql:.2f} s in "
+          f"{engine}) against {full_add.seconds:.2f} s ({full_add_sql:.2f} s) in full; every KPI {inc.seconds:.2f} s "
+          f"({inc_sql:.2f} s); hand-written on the grown data {hand.seconds:.2f} s; modes {sorted(modes)}", flush=True)
+    if modes != {"incremental"}:
+        print(f"the incremental runs recomputed some KPIs in full: modes {sorted(modes)}", flush=True)
+    return {
+        "additive_full_refresh_s": full_add.seconds, "additive_incremental_s": inc_add.seconds,
+        "additive_full_refresh_warehouse_s": full_add_sql, "additive_incremental_warehouse_s": inc_add_sql,
+        "additive_incremental_vs_full": inc_add.seconds / full_add.seconds,
+        "additive_incremental_vs_full_warehouse": inc_add_sql / full_add_sql,
+        "every_kpi_incremental_s": inc.seconds, "every_kpi_incremental_warehouse_s": inc_sql,
+        "hand_written_grown_s": hand.seconds, "modes_incremental": modes == {"incremental"},
+    }
 
 
 def bench_spark(rows: int, repeat: int, report: dict) -> bool:
@@ -497,6 +551,10 @@ def engine_goals(report: dict) -> list[str]:
     for key, label in (("full_vs_hand", "whole-process"), ("full_vs_hand_warehouse", "inside the engine")):
         if runs[key] > GOALS["full_vs_hand"]:
             missed.append(f"full run is {runs[key]:.2f}x the hand-written SQL {label} (goal <= {GOALS['full_vs_hand']})")
+    inc = runs.get("incremental")
+    if inc and inc["additive_incremental_vs_full_warehouse"] > GOALS["incremental_vs_full"]:
+        missed.append(f"incremental run of the additive KPIs is {inc['additive_incremental_vs_full_warehouse']:.1%} of a "
+                      f"full one inside the engine (goal <= {GOALS['incremental_vs_full']:.0%})")
     return missed
 
 
@@ -608,7 +666,8 @@ def finish(report: dict, missed: list[str], out: Path) -> int:
 
 
 def main_engine(args: argparse.Namespace, report: dict) -> int:
-    """`--engine postgres|spark`: full-refresh rounds against the engine's hand-written SQL, the values checked equal."""
+    """`--engine postgres|spark`: full-refresh rounds against the engine's hand-written SQL, the values checked equal
+    (on PostgreSQL an incremental round after them, checked the same way)."""
     print(f"runs over {args.rows:,} orders on {args.engine}:", flush=True)
     bench = bench_postgres if args.engine == "postgres" else bench_spark
     ok = bench(args.rows, 1 if args.check_only else args.repeat, report)
@@ -624,6 +683,16 @@ def main_engine(args: argparse.Namespace, report: dict) -> int:
           f"{', '.join(f'{r:.2f}x' for r in runs['full_vs_hand_warehouse_each_round'])}; median "
           f"{runs['full_vs_hand_warehouse']:.2f}x (medians {runs['full_refresh_warehouse_s']:.2f} s / "
           f"{runs['hand_written_warehouse_s']:.2f} s)")
+    if "full_vs_hand_engine_cpu" in runs:  # steadier than wall time on a loaded machine
+        print(f"  CPU seconds of {args.engine}'s backends, each round: "
+              f"{', '.join(f'{r:.2f}x' for r in runs['full_vs_hand_engine_cpu_each_round'])}; median "
+              f"{runs['full_vs_hand_engine_cpu']:.2f}x")
+    if "incremental" in runs:
+        inc = runs["incremental"]
+        print(f"  incremental / full refresh, additive KPIs and trailing windows, one more day: "
+              f"{inc['additive_incremental_vs_full']:.1%} whole process, {inc['additive_incremental_vs_full_warehouse']:.1%} "
+              f"inside {args.engine} (goal <= {GOALS['incremental_vs_full']:.0%}); every KPI, one more day: "
+              f"{inc['every_kpi_incremental_s']:.2f} s against the hand-written {inc['hand_written_grown_s']:.2f} s")
     return finish(report, missed, DATA / f"results_{args.engine}.json")
 
 
