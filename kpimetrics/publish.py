@@ -44,6 +44,9 @@ OWNER_KEY = "project"  # kpi_meta's row naming the project that owns the output 
 VERSION_COLUMN = "kpi_version"
 POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
 RUNS_LOG = "kpi_runs__log"
+# the output tables readers query, in the order a first run creates them (after the tables beneath them and the
+# pointer): kpi_runs first, so a reader that finds any output table finds the log saying no run has succeeded yet
+FIRST_RUN_ORDER = ("kpi_runs", *(t.name for t in tables.APPEND_ONLY), *(t.name for t in VERSIONED))
 
 
 @dataclass(frozen=True)
@@ -222,32 +225,49 @@ class VersionedViewsPublisher:
         return ()
 
     def _ensure_tables(self, existing: set[str]) -> None:
+        """A new output schema, in an order a reader on another client of a shared catalog can rely on (the
+        metastore has no multi-object transaction, so the names appear one by one):
+
+        1. kpi_meta with its rows, in one statement (a CTAS: Spark writes the data before the catalog entry), so
+           a run killed later finds it and completes the rest;
+        2. the tables beneath the views, which no reader queries by name;
+        3. kpi_current_version at 0, a version no run writes;
+        4. the output tables readers query, in FIRST_RUN_ORDER: each readable at once and empty.
+
+        So until the first run's swap no output table has a row, and once kpi_current_version is above 0 every
+        output table exists and shows that run whole. Every step is skipped when done: the next run completes a
+        run killed midway."""
         wh = self.wh
-        if "kpi_meta" not in existing:  # first, with its row: a run killed while creating the rest completes them
+        if "kpi_meta" not in existing:
             meta = sqlgen.union_all([exp.select(sqlgen.alias(lit(k), "key"), sqlgen.alias(lit(v), "value")) for k, v in wh.meta_rows])
             wh.run_sql(exp.Create(this=wh.t("kpi_meta"), kind="TABLE", expression=meta))
-        if POINTER not in existing:
-            self._point_at(0)
-        for table in VERSIONED:
-            if table.name in existing:  # its view: made last (or by a pending migration)
-                continue
-            if versions_name(table.name) not in existing:
+        for table in VERSIONED:  # a table whose view exists (or a pending migration makes) has its versions
+            if table.name not in existing and versions_name(table.name) not in existing:
                 wh.run_sql(_versions_ddl(table, wh.schema))
-            self._create_view(table)
         if RUNS_LOG not in existing:
             wh.run_sql(tables.Table(RUNS_LOG, tables.RUNS.columns, "").ddl(wh.schema))
-        for table in tables.APPEND_ONLY:  # logs written outside runs: plain tables, appended to
-            if table.name not in existing:
-                wh.run_sql(table.ddl(wh.schema))
-        if "kpi_runs" not in existing:
-            # the latest row of each run: its end, or while it runs (or when it was killed) its start
-            latest = exp.Window(this=exp.RowNumber(), partition_by=[col("run_id")], order=exp.Order(
-                expressions=[exp.Ordered(this=col("finished_at"), desc=True, nulls_first=False)]))
-            rows = exp.select(*[col(c) for c in tables.RUNS.column_names], sqlgen.alias(latest, "__n")).from_(wh.t(RUNS_LOG))
-            shown = exp.select(*[col(c) for c in tables.RUNS.column_names]).from_(
-                exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__l")))).where(
-                exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
-            wh.run_sql(exp.Create(this=wh.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
+        if POINTER not in existing:
+            self._point_at(0)
+        for name in FIRST_RUN_ORDER:
+            if name in existing:
+                continue
+            if name == "kpi_runs":
+                self._create_runs_view()
+            elif name in tables.BY_NAME and tables.BY_NAME[name] in tables.APPEND_ONLY:  # logs written outside runs
+                wh.run_sql(tables.BY_NAME[name].ddl(wh.schema))
+            else:
+                self._create_view(tables.BY_NAME[name])
+
+    def _create_runs_view(self) -> None:
+        """kpi_runs: the latest row of each run in the log, its end, or while it runs (or when it was killed) its start."""
+        wh = self.wh
+        latest = exp.Window(this=exp.RowNumber(), partition_by=[col("run_id")], order=exp.Order(
+            expressions=[exp.Ordered(this=col("finished_at"), desc=True, nulls_first=False)]))
+        rows = exp.select(*[col(c) for c in tables.RUNS.column_names], sqlgen.alias(latest, "__n")).from_(wh.t(RUNS_LOG))
+        shown = exp.select(*[col(c) for c in tables.RUNS.column_names]).from_(
+            exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__l")))).where(
+            exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
+        wh.run_sql(exp.Create(this=wh.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
 
     def _create_view(self, table: tables.Table) -> None:
         """The view of the published version of `table`."""
@@ -294,9 +314,16 @@ class VersionedViewsPublisher:
         row = {"run_id": run_id, "started_at": started_at} | values
         self.wh.adapter.insert_rows(self.wh.tsql(RUNS_LOG), list(row), [list(row.values())])
 
-    def _point_at(self, version: int) -> None:
+    def _point_at(self, version: int, *, swap: bool = False) -> None:
+        """kpi_current_version says `version`: made (set-up), or moved (`swap`) by ALTER VIEW ... AS, one
+        alter_table of the metastore. Not CREATE OR REPLACE VIEW: Spark drops the view and creates it again, and
+        a reader on another client querying in between fails with TABLE_OR_VIEW_NOT_FOUND (seen on the cluster)."""
         pointer = exp.select(sqlgen.alias(sqlgen.cast(exp.Literal.number(version), "BIGINT"), "version"))
-        self.wh.run_sql(exp.Create(this=self.wh.t(POINTER), kind="VIEW", expression=pointer, replace=True))
+        if swap:  # sqlglot has no ALTER VIEW ... AS: kpimetrics' own names and a number only
+            self.wh.run_sql(exp.Command(this="ALTER", expression=exp.Literal.string(
+                f"VIEW {self.wh.tsql(POINTER)} AS {self.wh.sql(pointer)}")))
+        else:
+            self.wh.run_sql(exp.Create(this=self.wh.t(POINTER), kind="VIEW", expression=pointer, replace=True))
 
     def _published_version(self) -> int:
         return int(self.wh.fetch(exp.select(col("version")).from_(self.wh.t(POINTER)))[0][0])
@@ -314,7 +341,7 @@ class VersionedViewsPublisher:
             written.add(w.table.name)
         checkpoint("publish.swap")
         self.wh.adapter.lock(self.wh.schema)  # still this run's (a shared catalog's lease): else nothing moves
-        self._point_at(run.run_id)
+        self._point_at(run.run_id, swap=True)
         checkpoint("publish.swapped")
         self._drop_versions(keep={run.run_id, previous})
 

@@ -7,6 +7,8 @@ the Thrift server, and a Hive metastore in the test PostgreSQL. Started once for
 - runs killed at the named publish steps leave one whole run (test_spark_connect's test, on the cluster);
 - readers during a run (a second Connect session, and beeline over JDBC through the Thrift server as a BI
   tool connects) each see one complete run, never a mix;
+- a first run (killed at its set-up steps, then run in full) shows a reader on another client no row before its
+  swap, and every output table whole after it (publish.VersionedViewsPublisher._ensure_tables' order);
 - two runs started together on one output schema: one publishes, the other stops at once with KPI184 (the
   lease in the catalog, kpimetrics/adapters/spark_lease.py), nothing duplicated.
 """
@@ -29,7 +31,7 @@ import spark_cluster
 from engines import engine_unavailable
 from helpers_projects import write_project
 from helpers_run import ok
-from kpimetrics import Project
+from kpimetrics import Project, faults, publish
 from kpimetrics.adapters import spark_lease
 
 pytestmark = [pytest.mark.spark, pytest.mark.postgres]
@@ -72,13 +74,14 @@ def _project(root: Path, engine: engines.Engine) -> Path:
     return root
 
 
-def _cli(root: Path, *args: str) -> subprocess.Popen:
+def _cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "kpimetrics", *args, "--project-dir", str(root)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | (env or {}))
 
 
-def _run(root: Path, *extra: str) -> subprocess.Popen:
-    return _cli(root, "run", "-s", " ".join(SELECTED_A), "--full-refresh", "--as-of", od.AS_OF.isoformat(), *extra)
+def _run(root: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return _cli(root, "run", "-s", " ".join(SELECTED_A), "--full-refresh", "--as-of", od.AS_OF.isoformat(), *extra,
+                env=env)
 
 
 def _passed(proc: subprocess.Popen, timeout: float = 900) -> str:
@@ -127,12 +130,96 @@ def published(cluster, tmp_path_factory):
         engines.copy_sources(root / "wh.duckdb", adapter, engine.source_schema, ("orders", "tickets"))
     finally:
         adapter.close()
-    _passed(_run(root))
-    return root, engine
+    first = _first_run(cluster, root, engine.output_schema)
+    return root, engine, first
+
+
+# --- a first run, as a reader on another client sees it -------------------------------------------------
+
+# kills in the first run's set-up, one after another into one schema (`sql.create:N`: the N-th CREATE of the
+# process, CREATE SCHEMA the first; each run skips what the killed ones made): kpi_meta alone; then its tables
+# beneath, the log and the pointer, no output table yet; then the first four output tables. Each: how many
+# output tables a reader finds after it.
+_POINTER = 1 + len(publish.VERSIONED) + 1 + 1  # in the second run (kpi_meta made): schema, versions, log, pointer
+SETUP_KILLS = {"sql.create:3": 0, f"sql.create:{_POINTER + 1}": 0, "sql.create:6": 4}
+FIRST_RUN_READS = 30  # at most, during the first run: enough to see it set up, compute and swap
+
+
+def _first_run_seen(reader, schema: str) -> tuple[list[str], int | None, dict[str, int]]:
+    """What a reader on another client sees of `schema`: the output tables it lists (in publish.FIRST_RUN_ORDER),
+    kpi_current_version (None when missing), and in one query each table's rows (kpi_runs: its successes)."""
+    if not reader.sql(f"SHOW SCHEMAS LIKE '{schema}'").collect():
+        return [], None, {}
+    names = {r[1] for r in reader.sql(f"SHOW TABLES IN `{schema}`").collect()}
+    present = [n for n in publish.FIRST_RUN_ORDER if n in names]
+    parts = [f"(SELECT version FROM `{schema}`.{publish.POINTER})" if publish.POINTER in names else "NULL"]
+    parts += [f"(SELECT count_if(status = 'success') FROM `{schema}`.kpi_runs)" if n == "kpi_runs" else
+              f"(SELECT count(*) FROM `{schema}`.`{n}`)" for n in present]
+    row = reader.sql("SELECT " + ", ".join(parts)).collect()[0]
+    return present, row[0], dict(zip(present, row[1:]))
+
+
+def _first_run(cluster, root: Path, schema: str) -> dict:
+    """The fixture's first run into a new output schema: killed at each of SETUP_KILLS (what a reader sees after
+    each), then run in full with a reader polling through a second Connect session; the test asserts."""
+    from pyspark.sql.connect.session import SparkSession  # not pyspark.sql's: it turns the process to Connect mode
+
+    reader = SparkSession.builder.remote(cluster.url).create()
+    try:
+        killed = {}
+        for step in SETUP_KILLS:
+            proc = _run(root, env={faults.KILL_AT: step})
+            killed[step] = (proc.wait(timeout=600), _first_run_seen(reader, schema))
+        run, seen = _run(root), []
+        while run.poll() is None and len(seen) < FIRST_RUN_READS:
+            seen.append(_first_run_seen(reader, schema))
+        _passed(run)
+    finally:
+        reader.stop()
+    # a new session, as a BI tool's next connection: a session that read kpi_runs before keeps the log's file
+    # list of then (Spark caches an unpartitioned table's per session), and would not see the run's end
+    later = SparkSession.builder.remote(cluster.url).create()
+    try:
+        return {"killed": killed, "seen": seen, "after": _first_run_seen(later, schema)}
+    finally:
+        later.stop()
+
+
+def _no_row_before_the_swap(present: list[str], version: int | None, rows: dict[str, int]) -> bool:
+    """Before the first swap: output tables in FIRST_RUN_ORDER up to some point, kpi_current_version made before
+    any of them and at 0, and not one row (no success in kpi_runs)."""
+    return (present == list(publish.FIRST_RUN_ORDER[:len(present)]) and (version == 0 or not present)
+            and not any(rows.values()))
+
+
+def test_a_first_run_shows_readers_no_row_before_its_swap_and_every_table_after(published):
+    """A reader on another client (a second Connect session on the shared metastore) during a first run, and
+    after kills in its set-up, sees output tables appear one by one (the metastore has no multi-object
+    transaction), in publish.FIRST_RUN_ORDER, all empty with kpi_current_version at 0; once the version is the
+    first run's, every output table exists and holds that run whole. The next run completes a killed set-up."""
+    first = published[2]
+    print(f"after kills at {', '.join(first['killed'])}: {[v for _, v in first['killed'].values()]}; after: {first['after']}")
+    after_present, after_version, after_rows = first["after"]
+    assert after_present == list(publish.FIRST_RUN_ORDER) and after_version >= 1, first["after"]
+    assert all(after_rows[n] for n in ("kpi_runs", "kpi_values", "kpi_status", "kpi_catalog", "kpi_targets")), after_rows
+    for step, (code, (present, version, rows)) in first["killed"].items():
+        assert code == -9, step
+        assert _no_row_before_the_swap(present, version, rows), (step, present, version, rows)
+        assert len(present) == SETUP_KILLS[step], (step, present)  # what that step had created, no more
+    assert first["killed"][f"sql.create:{_POINTER + 1}"][1][1] == 0  # the pointer comes before any output table
+    seen = first["seen"]
+    assert seen, "no read during the first run"
+    for present, version, rows in seen:
+        if version is not None and version >= 1:  # swapped: the whole first run, never a part of it
+            assert (present, version) == (after_present, after_version), (present, version)
+            assert {n: rows[n] for n in rows if n != "kpi_runs"} == {n: after_rows[n] for n in rows if n != "kpi_runs"}
+        else:
+            assert _no_row_before_the_swap(present, version, rows), (present, version, rows)
+    print(f"{len(seen)} reads during the first run: {sum(v is not None and v >= 1 for _, v, _ in seen)} after its swap")
 
 
 def test_values_through_connect_on_the_cluster_equal_duckdb(published, duckdb_outputs):
-    root, engine = published
+    root, engine, _ = published
     rows = _outputs_of(root, engine)
     for table, expected in duckdb_outputs.items():
         assert {r[0] for r in rows[table]} == set(SELECTED_A), table
@@ -143,7 +230,7 @@ def test_values_through_connect_on_the_cluster_equal_duckdb(published, duckdb_ou
 def test_a_driver_of_its_own_on_the_cluster_equals_duckdb(cluster, published, duckdb_outputs, tmp_path):
     """`master: spark://...`: a driver in the kpimetrics process, executors on the workers, the catalog the
     Connect server wrote the sources into (the shared metastore), 64 shuffle partitions (spark.MODES)."""
-    _, connect = published
+    _, connect, _ = published
     engine = driver_engine(cluster, connect.source_schema)
     root = _project(tmp_path / "project_a", engine)
     _passed(_run(root))
@@ -171,7 +258,7 @@ def _read_sql(schema: str) -> str:
 
 
 def test_readers_during_a_run_see_one_whole_run(cluster, published):
-    root, engine = published
+    root, engine, _ = published
     schema = engine.output_schema
     from pyspark.sql.connect.session import SparkSession  # not pyspark.sql's: it turns the process to Connect mode
 
@@ -209,7 +296,7 @@ def test_two_runs_at_once_one_publishes_the_other_stops_with_kpi184(cluster, pub
     """Two clients (CLI processes through Connect) run the same project into one output schema, started
     together: one publishes, the other fails at once with KPI184 naming the holder; the outputs are one run's,
     equal to DuckDB's, and the log holds one success and no run left 'running'."""
-    _, connect = published
+    _, connect, _ = published
     engine = connect_engine(cluster, connect.source_schema)
     root = _project(tmp_path / "project_a", engine)
     first, second = _run(root), _run(root)
