@@ -88,14 +88,6 @@ def close_session(spark: Any) -> None:
         pass
 
 
-def functions():
-    """pyspark's column functions for Connect sessions (pyspark.sql.functions picks them only when the whole
-    process is in Connect mode, which a local Spark in the same process is not)."""
-    from pyspark.sql.connect import functions as F
-
-    return F
-
-
 def read_csv(spark: Any, path: Path):
     """A seed file as a DataFrame, its types inferred by Spark as from a file: the server cannot read this
     machine's files, so the lines travel as data and the server parses them."""
