@@ -231,6 +231,7 @@ def test_slices_actions_check_ins_definition_and_sql_on_the_kpi_page(site: Path)
     assert "Check which region and channel is behind" in text  # actions
     assert "October is the best month yet" in text  # a check-in
     assert "filter: status = 'completed'" in text  # the definition
+    assert "slice_targets" not in text  # a key left unset is not shown (it showed `slice_targets: false`)
     assert 'SUM("amount" - "discount")' in text or "SUM(amount - discount)" in text.replace('"', "")  # compiled SQL
     assert "Marco Reyes" in text  # the owner, by the registry's full name
 

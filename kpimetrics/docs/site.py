@@ -88,7 +88,7 @@ def definition_yaml(entry: dict | None) -> str | None:
             shown_metric["definition"] = _in_dbt_order(shown_metric["definition"])
         entry = entry | {"metric": shown_metric}
     fields = METRIC_FIELDS if isinstance(metric, dict) else DEFINITION_FIELDS
-    shown = {f: entry[f] for f in fields if entry.get(f) not in (None, [], {})}
+    shown = {f: entry[f] for f in fields if entry.get(f) not in (None, [], {}) and entry.get(f) is not False}  # unset
     return yaml.dump(shown, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
