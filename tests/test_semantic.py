@@ -33,7 +33,7 @@ from click.testing import CliRunner
 from helpers_run import kpi, kpis_yml, strategy_yml
 from kpimetrics import Project
 from kpimetrics.cli import main
-from semantic_env import CROSS_METRICS, SemanticShop, run_mf, semantic_shop  # noqa: F401  (the session's build)
+from semantic_env import CROSS_METRICS, SemanticShop, late_rows_runs, run_mf, semantic_shop  # noqa: F401  (the session's build)
 from dbt_env import run_dbt
 
 pytestmark = pytest.mark.dbt
@@ -374,28 +374,13 @@ def test_an_incremental_run_with_late_rows_equals_a_full_refresh(semantic_shop: 
              Case("return_rate", "return_rate", ("week",)), Case("spanish_orders", "spanish_orders", ("month",)),
              *(Case(m, m, ("week", "month"), ("order__channel",)) for m in CROSS)]  # over orders and shipments
     kpimetrics_project(dbt, [c.yaml() for c in cases])
-    assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
-    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
-             "order by 1, 2, 3, 4, 5")
-    first = fetch(dbt, query)
-    con = duckdb.connect(str(dbt / "shop.duckdb"))
-    try:  # late rows on the last day (inside lookback: 1 period at every grain), and a day after it
-        con.execute("insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
-                    "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1), "
-                    "(9003, 7, timestamp '2025-06-27 23:00', null, 'completed', 12.25, 0, false, 1)")
-        con.execute("insert into main.shipments values (9002, 5, timestamp '2025-06-30 09:00', 1), "
-                    "(9003, 7, timestamp '2025-06-29 23:00', 1)")
-    finally:
-        con.close()
-    out = cli(dbt, "run", "--as-of", AS_OF)
-    assert out.exit_code == 0, out.output
-    incremental = fetch(dbt, query)
-    out = cli(dbt, "run", "--as-of", AS_OF, "--full-refresh")
-    assert out.exit_code == 0, out.output
-    full = fetch(dbt, query)
-    assert len(incremental) == len(full)
-    for a, b in zip(incremental, full):
-        assert a[:5] == b[:5] and (a[5] == b[5] or (a[5] is not None and b[5] is not None and close(a[5], b[5]))), (a, b)
+    # late rows on the last day (inside lookback: 1 period at every grain), and a day after it
+    first, incremental, full = late_rows_runs(dbt, lambda *args: cli(dbt, "run", "--as-of", AS_OF, *args), (
+        "insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
+        "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1), "
+        "(9003, 7, timestamp '2025-06-27 23:00', null, 'completed', 12.25, 0, false, 1)"),
+        "insert into main.shipments values (9002, 5, timestamp '2025-06-30 09:00', 1), "
+        "(9003, 7, timestamp '2025-06-29 23:00', 1)")
     june = {r[2]: r[5] for r in full if r[0] == "revenue" and r[1] == "month" and r[3] == ""}
     assert close(june[dt.date(2025, 6, 1)], 9370.52 + 250.0 + 80.5 + 12.25)
 
@@ -430,23 +415,11 @@ def test_metrics_over_other_metric_kpis_values_read_no_rows_again(semantic_shop:
                    for lo, hi in [(min(p for p, _ in product(dbt, case.name, grain)),
                                    max(p for p, _ in product(dbt, case.name, grain)))])
     assert compared >= 40
-    query = ("select name, grain, period_start, dimension, dimension_value, value from kpi.kpi_values "
-             "order by 1, 2, 3, 4, 5")
-    first = fetch(dbt, query)
-    con = duckdb.connect(str(dbt / "shop.duckdb"))
-    try:  # late rows in the last week and month, and a shipment of an order of the month before
-        con.execute("insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
-                    "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1)")
-        con.execute("insert into main.shipments values (9002, 5, timestamp '2025-06-30 09:00', 3)")
-    finally:
-        con.close()
-    assert cli(dbt, "run", "--as-of", AS_OF).exit_code == 0
-    incremental = fetch(dbt, query)
-    assert cli(dbt, "run", "--as-of", AS_OF, "--full-refresh").exit_code == 0
-    full = fetch(dbt, query)
-    assert [r[:5] for r in incremental] == [r[:5] for r in full]
-    for a, b in zip(incremental, full):
-        assert a[5] == b[5] or (a[5] is not None and b[5] is not None and close(a[5], b[5])), (a, b)
+    # late rows in the last week and month, and a shipment of an order of the month before
+    first, incremental, _ = late_rows_runs(dbt, lambda *args: cli(dbt, "run", "--as-of", AS_OF, *args), (
+        "insert into main.orders values (9001, 3, timestamp '2025-06-27 10:00', 'web', 'returned', 250.0, "
+        "0, false, 2), (9002, 5, timestamp '2025-06-28 09:00', 'app', 'completed', 80.5, 4.0, true, 1)"),
+        "insert into main.shipments values (9002, 5, timestamp '2025-06-30 09:00', 3)")
     before = {r[:5]: r[5] for r in first}
     changed = {r[:2] for r in incremental if r[:5] in before and r[5] != before[r[:5]]}
     assert {("items_per_order", "month"), ("revenue_growth", "month")} <= changed  # the late rows were read
