@@ -119,11 +119,3 @@ FIXES = {
 }
 for _dialect in COMPILE_ONLY_DIALECTS:
     FIXES.setdefault(_dialect, (_no_duckdb_hints,))
-
-# Dialects whose engine may run a SELECT with parallel workers inside CREATE TABLE AS but never inside
-# INSERT ... SELECT (PostgreSQL 15): the runner stages a scan's rows by CREATE TEMPORARY TABLE ... AS, then
-# inserts that table's few thousand rows into the staging table (Runner._insert_scan); staging stays outside the
-# publishing transaction, as before. The pre-aggregates kept between runs were made by CREATE TABLE AS already
-# (partials.py) and go parallel; at 3x10^6 orders the fused scan's own SELECT chose no parallel plan either way
-# (COUNT(DISTINCT) and percentiles have no partial form, and its rows CTE is materialised: bench/RESULTS.md).
-STAGE_THROUGH_CREATE = ("postgres",)

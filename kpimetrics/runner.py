@@ -28,7 +28,7 @@ from sqlglot import exp
 from . import calendar as cal_
 from . import collector, combinations, migrations, sqlgen, tables, units
 from .compiler import derived_dimensions
-from .dialects import STAGE_THROUGH_CREATE, generate
+from .dialects import generate
 from .errors import Issue, Location, WarehouseError, error, warning
 from .faults import checkpoint
 from .forecast import forecast_queries
@@ -183,7 +183,6 @@ class Runner:
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
         self.adopts = False  # set up by ensure_tables
-        self._scratch = 0  # temporary tables made by _insert_scan
         self.wh = Warehouse(self.adapter, self.schema, self.sql, self.run_sql, self.fetch, self.insert, self.project.config.name)
         self.publisher = PUBLISHERS[adapter.capabilities.publish](self.wh)  # how this engine publishes
 
@@ -415,20 +414,6 @@ class Runner:
     def _insert_stage(self, run: RunState, query: exp.Query) -> None:
         self.run_sql(sqlgen.insert_rows(run.stage, query))
 
-    def _insert_scan(self, run: RunState, query: exp.Query) -> None:
-        """Stage a scan's rows; where the engine plans parallel workers only for CREATE TABLE AS
-        (dialects.STAGE_THROUGH_CREATE), through a temporary table of the session: it vanishes with the
-        connection when a run is killed, and the published tables are untouched either way."""
-        if self.dialect not in STAGE_THROUGH_CREATE:
-            self._insert_stage(run, query)
-            return
-        self._scratch += 1  # a name of its own: a failed insert's table stays until the session ends
-        scratch = exp.Table(this=ident(f"kpi_stage_scan_{run.run_id}_{self._scratch}"))
-        self.run_sql(exp.Create(this=scratch, kind="TABLE", expression=query,
-                                properties=exp.Properties(expressions=[exp.TemporaryProperty()])))
-        self._insert_stage(run, sqlgen.select_all(scratch))
-        self.run_sql(exp.Drop(tables=[scratch.copy()], kind="TABLE"))
-
     def _record_ranges(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> None:
         rows = []
         for p, grain in items:
@@ -448,9 +433,9 @@ class Runner:
         try:
             with collector.paused():  # a fused scan can be a tree of millions of nodes
                 if kept is None:
-                    self._insert_scan(run, self._scan_query(run, items))
+                    self._insert_stage(run, self._scan_query(run, items))
                 else:
-                    kept.stage_scan(scan, items, lambda query: self._insert_scan(run, query))
+                    kept.stage_scan(scan, items, lambda query: self._insert_stage(run, query))
             self._record_ranges(run, items)
         except Exception as exc:  # noqa: BLE001 — the database's message is reported as is
             if len(plans) == 1:
@@ -460,7 +445,7 @@ class Runner:
             for p in plans:
                 alone = [(q, g) for q, g in items if q is p]
                 try:
-                    self._insert_scan(run, self._scan_query(run, alone))
+                    self._insert_stage(run, self._scan_query(run, alone))
                     self._record_ranges(run, alone)
                 except Exception as exc2:  # noqa: BLE001 — the database's message is reported as is
                     self._fail(run, p, exc2)
