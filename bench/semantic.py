@@ -15,7 +15,9 @@ every row of every KPI, to 1e-9 (dimensions compared by their column name, `orde
 It reuses bench/run.py's functions (data, timing, the hand-written runner, the ratios) and its goals: a full
 refresh within 1.2x the hand-written SQL (each round's pair, alternating), an incremental run on one more day
 within 5 % of a full refresh for the additive KPIs and trailing windows (bench/run.py's ADDITIVE: `-s` of the same
-names; every KPI's incremental run is reported beside it), and the CPU of each pair's processes. Results go to <data dir>/results_semantic.json; exit 1 on a missed goal or a
+names; every KPI's incremental run is reported beside it) in DuckDB's statements, as bench/run.py checks it (at 10^8
+rows there: `--rows 100000000`, where a process's fixed cost no longer hides the scans), and the CPU of each pair's
+processes. Results go to <data dir>/results_semantic.json; exit 1 on a missed goal or a
 differing value.
 """
 from __future__ import annotations
@@ -255,9 +257,13 @@ def goals(report: dict) -> list[str]:
         missed.append("values differ from the hand-written SQL")
     if runs["full_vs_hand"] > bench.GOALS["full_vs_hand"]:
         missed.append(f"full refresh {runs['full_vs_hand']:.2f}x the hand-written SQL (goal <= {bench.GOALS['full_vs_hand']}x)")
-    additive = runs["additive"]["incremental_vs_full"]  # the goal's subject, as in bench/run.py
+    # the goal's subject as bench/run.py checks it: the additive KPIs and trailing windows, on the time inside the
+    # warehouse's statements (a process's fixed cost, interpreter, imports, connecting, publishing, is not a scan and
+    # weighs less the larger the data: run this at 10^8 rows for the goal, as bench/run.py --huge does)
+    additive = runs["additive"]["incremental_vs_full_warehouse"]
     if additive > bench.GOALS["incremental_vs_full"]:
-        missed.append(f"incremental {additive:.1%} of a full refresh for additive KPIs and trailing windows "
+        missed.append(f"incremental run of the additive KPIs and trailing windows spends {additive:.1%} of a full "
+                      f"refresh's time in the warehouse at {report['rows']:,} rows "
                       f"(goal <= {bench.GOALS['incremental_vs_full']:.0%})")
     return missed
 
