@@ -41,6 +41,28 @@ def manifest_adapter_warning(definition: ProjectDef, warehouse_type: str) -> Iss
                    "run `dbt parse --target T` with the dbt target that points at this warehouse")
 
 
+def _seeds_over_dbt(definition: ProjectDef, schema: str, files: list[Path], root: Path) -> list[Issue]:
+    """KPI189: a seed whose table is a relation of the dbt project's manifest (a model, seed or snapshot dbt
+    builds, or a source it reads) in the schema seeds load into: loading it would replace dbt's table with the
+    CSV. Names are compared as the warehouses fold unquoted ones, without case; the database is not compared
+    (a profile names it its own way), so a false alarm costs a `seed_schema`, never a table."""
+    manifest = definition.manifest
+    if manifest is None:
+        return []
+    relations = {((n.schema or "").lower(), n.identifier.lower()): n for n in manifest.nodes() if not n.ephemeral}
+    found = []
+    for f in files:
+        node = relations.get((schema.lower(), f.stem.lower()))
+        if node is not None:
+            what = "source" if node.resource_type == "source" else f"{node.resource_type}"
+            found.append(error(
+                "KPI189", f"seed '{f.stem}' would replace {schema}.{node.identifier}, the dbt {what} "
+                          f"{node.label} ({node.file}): `seed` replaces the table of its name",
+                Location(str(f.relative_to(root)), 1, 1),
+                "set `seed_schema` in kpimetrics.yml to a schema of kpimetrics' own, or rename the seed file"))
+    return found
+
+
 class Project:
     def __init__(self, definition: ProjectDef, *, profiles_dir: str | Path | None = None, target: str | None = None):
         self.definition = definition
@@ -245,6 +267,9 @@ class Project:
                            f"seeds never go there. Set `seed_schema` (or `output_schema`) in kpimetrics.yml to another schema")
                 where = config.key_loc(key) if key in config.model_fields_set else config.key_loc("name")
                 raise ConfigError(message, [error("KPI095", message, where or Location(self.definition.config_path, 1, 1))])
+            over_dbt = _seeds_over_dbt(self.definition, schema, files, self.root)
+            if over_dbt:  # before the first seed loads: all of them or none
+                raise ValidationFailed(f"{len(over_dbt)} seed(s) would replace a relation of the dbt project", over_dbt)
             return [(f"{schema}.{f.stem}", adapter.load_csv(f, schema, f.stem)) for f in files]
         finally:
             adapter.close()

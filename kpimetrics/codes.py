@@ -407,6 +407,10 @@ CODES: dict[str, Code] = {
                    "moving the version pointer, so the other run's tables stand.",
                    "Run again once the other run is done; find what stalled the run (an executor lost, a "
                    "statement waiting on the cluster's resources)."),
+    "KPI189": Code(E, "seed over a dbt relation", "On `seed`, a seed file's table in the schema seeds load into "
+                   "is a relation of the dbt project (a model, seed or snapshot dbt builds, or a source it reads, "
+                   "as its manifest records them): loading it would replace dbt's table. No seed is loaded.",
+                   "Set `seed_schema` in kpimetrics.yml to a schema of kpimetrics' own, or rename the seed file."),
     # --- targets per slice and from tables (SPEC §10) ---
     "KPI150": Code(E, "unknown dimension in targets", "`slice_targets:` (or a table target's `dimensions:`) names a "
                    "dimension the KPI is not sliced by (a derived KPI is sliced by the dimensions all its inputs have).",

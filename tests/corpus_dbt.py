@@ -104,6 +104,10 @@ FAULTS: list[Fault] = [
         "dbt/models/recent.sql", 1, "model 'recent'"),
     Fault("KPI121", _dbt(_kpi("ref('orders_mart')"), manifest(node("orders_mart", alias="/etc/passwd", schema=""))),
           MANIFEST, 1, "dbt's ref('orders_mart') is named like a file ('/etc/passwd')"),
+    # `seed` replaces the table of a seed's name: not one dbt built (orders_mart's alias is orders)
+    Fault("KPI189", _dbt(_kpi("ref('orders_mart')"), manifest(ORDERS_MART), **{"seeds/orders.csv": "order_id\n1\n"}),
+          "seeds/orders.csv", 1, "seed 'orders' would replace main.orders, the dbt model ref('orders_mart') "
+                                 "(dbt/models/orders_mart.sql)", command="seed"),
 ]
 
 ELSEWHERE: dict[str, str] = {

@@ -220,3 +220,34 @@ def test_a_dbt_source_that_is_not_there_says_to_load_it_not_to_build_it(tmp_path
     assert failed.error.startswith("KPI145:") and "dbt does not build sources" in failed.error
     assert "dbt build" not in failed.error
     assert values(root, "mart_revenue") == monthly(root)
+
+
+def test_a_seed_named_like_a_dbt_relation_is_refused_before_any_seed_loads(tmp_path):
+    """`kpimetrics seed` replaces the table of each seed's name: in the schema where dbt built orders_mart (alias
+    orders) and reads the source raw.customers, seeds orders.csv and CUSTOMERS.csv would replace dbt's tables.
+    KPI189 at each seed file, nothing loaded (not even the harmless seed), dbt's tables as they were; with
+    `seed_schema` of kpimetrics' own, the same seeds load there. (Before: dbt's orders table was replaced.)"""
+    from kpimetrics import Project
+    from kpimetrics.errors import ValidationFailed
+
+    root = project(tmp_path, revenue("mart_revenue", "ref('orders_mart')"))
+    execute(root, "CREATE TABLE main.customers AS SELECT 1 AS customer_id")
+    dbt_project(root, manifest(MART, source("raw", "customers", schema="main")))
+    (root / "seeds").mkdir()
+    (root / "seeds" / "orders.csv").write_text("order_id,amount\n1,10\n", encoding="utf-8")
+    (root / "seeds" / "CUSTOMERS.csv").write_text("customer_id\n7\n", encoding="utf-8")
+    (root / "seeds" / "channel_goals.csv").write_text("channel,goal\nweb,1000\n", encoding="utf-8")
+    orders = query(root, "SELECT * FROM main.orders ORDER BY ALL")
+    with pytest.raises(ValidationFailed) as refused:
+        Project.load(root).seed()
+    found = sorted((i.code, i.location.path, i.location.line) for i in refused.value.issues)
+    assert found == [("KPI189", "seeds/CUSTOMERS.csv", 1), ("KPI189", "seeds/orders.csv", 1)]
+    assert query(root, "SELECT * FROM main.orders ORDER BY ALL") == orders
+    assert query(root, "SELECT * FROM main.customers") == [(1,)]
+    assert query(root, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'channel_goals'") == [(0,)]
+
+    config = root / "kpimetrics.yml"
+    config.write_text(config.read_text() + "seed_schema: kpi_seeds\n")
+    loaded = Project.load(root).seed()
+    assert sorted(loaded) == [("kpi_seeds.CUSTOMERS", 1), ("kpi_seeds.channel_goals", 1), ("kpi_seeds.orders", 1)]
+    assert query(root, "SELECT * FROM main.orders ORDER BY ALL") == orders
