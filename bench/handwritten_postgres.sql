@@ -12,7 +12,9 @@
 -- AS may use parallel workers (an INSERT ... SELECT may not); the temporary tables are
 -- ANALYZEd, as a careful engineer does, since autovacuum never sees them. JIT is off, as
 -- in kpimetrics' own session (kpimetrics/adapters/postgres.py): it compiles for seconds
--- to run each expression over a few million rows once.
+-- to run each expression over a few million rows once. orders.ordered_at and
+-- support_tickets.opened_at have a BRIN index (bench/postgres.py INDEXES), the same for
+-- both sides; a full recompute reads every row, so the planner leaves it unused here.
 
 SET jit = off;
 CREATE SCHEMA IF NOT EXISTS bench;
