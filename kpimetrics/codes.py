@@ -363,7 +363,7 @@ CODES: dict[str, Code] = {
                    "Fix the name (see the suggestion), or define the metric in the dbt project and run `dbt parse`."),
     "KPI173": Code(E, "metric feature not supported", "The metric, or a metric or measure it is built from, uses a "
                    "feature of MetricFlow that kpimetrics does not compute (conversion metrics, non_additive_dimension, "
-                   "offset_to_grain of a week or day, a window or offset that is no whole number of "
+                   "offset_to_grain over several semantic models, a window or offset that is no whole number of "
                    "the KPI's periods, ...). The message names the metric, its file and line in the dbt project, "
                    "and the feature.", "Compute it another way (a measure or derived KPI over the dbt model), or "
                    "change the metric; README, KPIs over dbt's semantic layer, lists what is supported."),

@@ -157,9 +157,10 @@ ORDER_METRICS = [
 CUSTOMER_METRICS = ["signups"]
 # ratio and derived metrics whose inputs read both orders and shipments (by dimensions both reach)
 CROSS_METRICS = ["items_per_order", "orders_less_web_shipments", "shipments_less_orders_week_before"]
-# derived metrics with an offset_to_grain input (month; year), asked apart: at each grain MetricFlow reads them
-# its own way, and the grain above month too (test_semantic_offset_to_grain.py)
-TO_GRAIN_METRICS = ["revenue_at_month_start", "orders_on_year_start"]
+# derived metrics with an offset_to_grain input (month; year; week; day), asked apart: at each grain MetricFlow
+# reads them its own way, and the grain above month too (test_semantic_offset_to_grain.py); in the same queries
+TO_GRAIN_METRICS = ["revenue_at_month_start", "orders_on_year_start", "revenue_at_week_start",
+                    "revenue_after_first_day"]
 GRAINS = ("day", "week", "month")
 # dimensions of the metric's own semantic model at every grain; those reached through entity joins (one hop:
 # orders to customers; two: orders to customers to areas) at week and month

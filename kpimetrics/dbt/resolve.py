@@ -20,8 +20,8 @@ that model, through its own entity joins) and, per measure read, the measure's a
 flag; each aggregate reads its own columns. Grouped by period and slice, an input with no rows in a group is NULL
 there: MetricFlow's full outer join of its inputs on metric_time and the group-by.
 
-What is not computed (conversion metrics, non_additive_dimension, offset_to_grain other than month, quarter or
-year, ...) is KPI173, naming the metric, its file and line, and the feature.
+What is not computed (conversion metrics, non_additive_dimension, offset_to_grain over several semantic models,
+...) is KPI173, naming the metric, its file and line, and the feature.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from ..yamlio import shown
 from .semantic import Dimension, Measure, MeasureInput, Metric, MetricInput, SemanticLayer, SemanticModel, place
 
 TIME_GRAINS = ("day", "week", "month", "quarter", "year")
-TO_GRAINS = ("month", "quarter", "year")  # the offset_to_grain computed (week has rules of its own in MetricFlow)
+TO_GRAINS = TIME_GRAINS  # the offset_to_grain computed (to_grain_copy); a finer one is KPI173
 ALL_TIME_PERIODS = 100_000_000  # a trailing window of this many periods is every period the data has
 _CALL = re.compile(r"\{\{\s*(Dimension|TimeDimension|Entity)\s*\(([^(){}]*)\)\s*\}\}")
 _PLACEHOLDER = "__kpim_semantic_{}"
@@ -569,15 +569,24 @@ _STEP = "__kpim_step"
 
 
 def to_grain_copy(resolved: "ResolvedMetric", source: exp.Table, index: int, to: str, grain: str) -> exp.Select:
-    """The copy of the rows an input with offset_to_grain `to` reads at `grain`: as MetricFlow computes it
+    """The copy of the rows an input with offset_to_grain `to` reads at `grain`: as MetricFlow 0.213 computes it
     (dataflow_plan_builder, JoinToTimeSpineNode), the value at a period p is the input's aggregate over one period
-    `u` that starts at b = DATE_TRUNC(to, start of p), where u is the grain itself at or below `to` (it joins its
-    time spine after aggregation, `ON DATE_TRUNC(to, spine) = metric_time__<grain>`) and otherwise, or at week
-    always, the time dimension's own granularity (before aggregation, each period's first day of the spine).
+    `u` that starts at b = DATE_TRUNC(to, start of p), where u is:
+
+    - the grain itself when it is at or below `to` and not week: MetricFlow aggregates first, then joins its
+      time spine `ON DATE_TRUNC(to, spine) = metric_time__<grain>` (day at `to` week: the week's Monday; month
+      at month: the month itself);
+    - otherwise (a grain above `to`, or week whatever `to` is) the time dimension's own granularity: it joins
+      before aggregation, keeping the spine's days that start a period of the grain (`WHERE
+      DATE_TRUNC(grain, spine) = spine`), so p reads the rows of the day DATE_TRUNC(to, p's first day). At
+      week with `to` day or week that is the week's Monday; at month with `to` week, the Monday of the week that
+      holds the 1st, which may be in the month before; at week with `to` month, the 1st of the month that holds
+      the Monday.
 
     So a row in period u starting at b (b a start of a `to` period) is read by every period of `grain` that
     starts in [b, b + 1 to): the copy keeps those rows and repeats each once per such period (CROSS JOIN of the
-    steps 0..n), its TIME_COLUMN that period's start. Rows in no such u are in no period."""
+    steps 0..n), its TIME_COLUMN that period's start. Rows in no such u are in no period. Weeks are ISO weeks
+    (DATE_TRUNC's), as MetricFlow's are."""
     after = TIME_GRAINS.index(grain) <= TIME_GRAINS.index(to) and grain != "week"
     unit = grain if after else resolved.time_grain
     base = resolved.base_time
