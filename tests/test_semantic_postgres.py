@@ -4,8 +4,9 @@ The suite's dbt project with a semantic layer (tests/dbt/semantic) is built once
 of the throwaway server (its seeds' column types spelled as both engines know them; MetricFlow's time spine,
 which kpimetrics never reads, left unbuilt). A handful of metric KPIs, one of each metric type (a sum, a count
 of distinct values, a percentile, filters through one and two entity joins, a ratio, a derived metric with an
-offset_window, one with an offset_to_grain, a cumulative grain_to_date, a ratio over two semantic models) sliced
-by a dimension of their own model and one through a join, run there and on DuckDB over the session's build
+offset_window, two with an offset_to_grain (month; week), a cumulative grain_to_date, a ratio over two semantic
+models) sliced by a dimension of their own model and one through a join, run there and on DuckDB over the
+session's build
 (semantic_env.semantic_shop, which test_semantic.py checks against MetricFlow): every row of kpi_values equal,
 values within 1e-9.
 """
@@ -37,6 +38,7 @@ KPIS = [
     ("revenue_month_to_date", "[day, month]", "[]"),
     ("items_per_order", "[week, month]", "[order__channel, customer__region]"),
     ("revenue_at_month_start", "[day, week, month, quarter]", "[order__channel]"),  # offset_to_grain
+    ("revenue_at_week_start", "[day, week, month]", "[order__channel]"),  # offset_to_grain: week (DATE_TRUNC's)
 ]
 
 
