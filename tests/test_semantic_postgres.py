@@ -6,9 +6,8 @@ which kpimetrics never reads, left unbuilt). A handful of metric KPIs, one of ea
 of distinct values, a percentile, filters through one and two entity joins, a ratio, a derived metric with an
 offset_window, two with an offset_to_grain (month; week), a cumulative grain_to_date, a ratio over two semantic
 models) sliced by a dimension of their own model and one through a join, run there and on DuckDB over the
-session's build
-(semantic_env.semantic_shop, which test_semantic.py checks against MetricFlow): every row of kpi_values equal,
-values within 1e-9.
+session's build (semantic_env.semantic_shop, which test_semantic.py checks against MetricFlow): every row of
+kpi_values equal, values within 1e-9.
 """
 from __future__ import annotations
 
