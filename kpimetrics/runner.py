@@ -28,14 +28,14 @@ from sqlglot import exp
 from . import calendar as cal_
 from . import collector, combinations, migrations, sqlgen, tables, units
 from .compiler import derived_dimensions
-from .dialects import generate
+from .dialects import STAGED_PRE_AGGREGATE, generate
 from .errors import Issue, Location, WarehouseError, error, warning
 from .faults import checkpoint
 from .forecast import forecast_queries
 from .partials import KeptPreAggregates
 from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse
-from .sqlgen import col, ident, lit
+from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
 from .targets import baseline_range, status_query, table_probe, targets_query, with_baseline_query
 
@@ -120,6 +120,7 @@ class RunState:
     # the first period each KPI and grain recomputes (None: every period), decided as staging begins
     since: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
     adopts: bool = False  # the output schema records no owner yet: publishing records this project as its owner
+    staged_pre_aggregates: int = 0  # scans' pre-aggregates staged as tables so far (Runner._scan_query)
 
     @property
     def stage(self) -> exp.Table:
@@ -423,7 +424,16 @@ class Runner:
         self.adapter.insert_rows(self.sql(run.ranges), [c for c, _ in RANGE_COLUMNS], rows)
 
     def _scan_query(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> exp.Query:
-        return sqlgen.scan_query(items, self.cal, run.since)
+        """A scan's query; where the dialect asks for it (dialects.STAGED_PRE_AGGREGATE), its shared pre-aggregate
+        is first computed into a staging table of its own, which the query reads."""
+        if not STAGED_PRE_AGGREGATE.get(self.dialect):
+            return sqlgen.scan_query(items, self.cal, run.since)
+        run.staged_pre_aggregates += 1
+        pre = KeptPreAggregate(self.t(f"kpi_stage_pp_{run.run_id}_{run.staged_pre_aggregates}"))
+        query = sqlgen.scan_query(items, self.cal, run.since, pre=pre)
+        if pre.query is not None:
+            self.run_sql(exp.Create(this=pre.staged, kind="TABLE", expression=pre.query))
+        return query
 
     def _stage_scan(self, run: RunState, kept: KeptPreAggregates | None, scan: Scan) -> None:
         began = _time.perf_counter()
