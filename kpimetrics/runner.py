@@ -429,7 +429,8 @@ class Runner:
         if not STAGED_PRE_AGGREGATE.get(self.dialect):
             return sqlgen.scan_query(items, self.cal, run.since)
         run.staged_pre_aggregates += 1
-        pre = KeptPreAggregate(self.t(f"kpi_stage_pp_{run.run_id}_{run.staged_pre_aggregates}"))
+        # `s`: never a kept pre-aggregate's staging table (partials.py numbers those), were a dialect to have both
+        pre = KeptPreAggregate(self.t(f"kpi_stage_pp_{run.run_id}_s{run.staged_pre_aggregates}"))
         query = sqlgen.scan_query(items, self.cal, run.since, pre=pre)
         if pre.query is not None:
             self.run_sql(exp.Create(this=pre.staged, kind="TABLE", expression=pre.query))
