@@ -37,7 +37,8 @@ from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse
 from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
-from .targets import baseline_range, status_query, table_probe, targets_query, with_baseline_query
+from .targets import (baseline_range, plain_targets_queries, status_query, table_probe, targets_query,
+                      with_baseline_query)
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
@@ -729,13 +730,14 @@ class Runner:
         return rows
 
     def _targets_queries(self, ok: list[str]) -> list[exp.Select]:
-        queries = []
-        for n in ok:
-            pl = self.plan.kpis[n]
-            for grain in pl.grains:
-                q = targets_query(pl.kpi, grain, self.cal, self.schema, self.project)
-                if q is not None:
-                    queries.append(q)
+        """kpi_targets' rows: the targets that are expressions of the period for every KPI at once, then each
+        KPI's relative and table targets (targets.py)."""
+        pairs = [(self.plan.kpis[n].kpi, g) for n in ok for g in self.plan.kpis[n].grains]
+        queries = plain_targets_queries(pairs, self.cal, self.schema, self.project.config.defaults.grain)
+        for kpi, grain in pairs:
+            q = targets_query(kpi, grain, self.cal, self.schema, self.project, plain=False)
+            if q is not None:
+                queries.append(q)
         return queries
 
     def _forecast_queries(self, run: RunState, ok: list[str]) -> list[exp.Select]:

@@ -339,14 +339,68 @@ def table_probe(kpi: Kpi, project: ProjectDef) -> exp.Select | None:
             .where(exp.false()))
 
 
-def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: ProjectDef | None = None) -> exp.Select | None:
+def _is_plain(scope: Scope) -> bool:
+    """Whether the scope's target is an expression of the period (a number, schedule or pace)."""
+    return not isinstance(scope.form, (RelativeTarget, TableTarget))
+
+
+def _targets_select(rows: exp.Query, threshold: exp.Expression) -> exp.Select:
+    """kpi_targets' columns from `rows` (alias __t: the series, target and target_source), its rows with a target."""
+    return (
+        exp.select(
+            *[col(c, "__t") for c in _SERIES], col("target", "__t"), alias(double(threshold), "at_risk_threshold"),
+            col("target_source", "__t"),
+        )
+        .from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=ident("__t"))))
+        .where(exp.Not(this=exp.Is(this=col("target", "__t"), expression=exp.Null())))
+    )
+
+
+PLAIN_CHUNK = 200  # (KPI, grain) pairs per query of plain_targets_queries: one read of kpi_values each, bounded CASEs
+
+
+def plain_targets_queries(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str, default_grain: str) -> list[exp.Select]:
+    """kpi_targets' rows of the scopes whose targets are expressions of the period (targets_query's plain branch)
+    for many (KPI, grain) pairs at once: one read of kpi_values per PLAIN_CHUNK pairs, each row's target the CASE
+    of its pair's scopes (in their order), as status and forecasts read every KPI at once. The same rows as each
+    pair's targets_query; a query per pair read kpi_values once each, which on Spark cost a run 8 s of planning
+    and small scans (bench/RESULTS.md). Relative and table targets stay targets_query(..., plain=False)'s."""
+    queries = []
+    for i in range(0, len(pairs), PLAIN_CHUNK):
+        picked: list[tuple[exp.Expression, exp.Expression, str]] = []  # (its rows, target, source), in scope order
+        thresholds: list[exp.If] = []
+        names: dict[str, None] = {}
+        for kpi, grain in pairs[i:i + PLAIN_CHUNK]:
+            made = [(s.rows, form_expression(kpi, s.form, cal, None))
+                    for s in target_scopes(kpi, grain, default_grain) if _is_plain(s)]
+            made = [(exp.and_(_own(kpi, grain), exp.Paren(this=rows.copy())), m) for rows, m in made if m is not None]
+            if not made:
+                continue
+            names[kpi.name] = None
+            picked.extend((rows, target, source) for rows, (target, source) in made)
+            own = exp.and_(exp.EQ(this=col("name", "__t"), expression=lit(kpi.name)),
+                           exp.EQ(this=col("grain", "__t"), expression=lit(grain)))
+            thresholds.append(exp.If(this=own, true=double(threshold_expression(kpi, grain, col("target", "__t")))))
+        if not picked:
+            continue
+        target = exp.Case(ifs=[exp.If(this=rows.copy(), true=t) for rows, t, _ in picked])
+        source = exp.Case(ifs=[exp.If(this=rows.copy(), true=lit(src)) for rows, _, src in picked])
+        anywhere = exp.and_(exp.In(this=col("name", "__v"), expressions=[lit(n) for n in names]),
+                            exp.Paren(this=exp.or_(*[exp.Paren(this=rows) for rows, _, _ in picked])))
+        queries.append(_targets_select(_branch(target, source, schema, anywhere), exp.Case(ifs=thresholds)))
+    return queries
+
+
+def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: ProjectDef | None = None, *,
+                  plain: bool = True) -> exp.Select | None:
     """Rows of kpi_targets for one KPI and grain, from its rows in kpi_values (and a table target's table, which
-    needs `project` to resolve it)."""
+    needs `project` to resolve it). With plain=False, without the scopes whose targets are expressions of the
+    period (a run computes those for every KPI at once: plain_targets_queries)."""
     default_grain = project.config.defaults.grain if project is not None else GRAINS[2]
     branches: list[exp.Select] = []
     scopes = target_scopes(kpi, grain, default_grain)
-    plain = [s for s in scopes if not isinstance(s.form, (RelativeTarget, TableTarget))]
-    if plain and (q := _plain_branch(kpi, grain, plain, cal, schema)) is not None:
+    plain_scopes = [s for s in scopes if _is_plain(s)] if plain else []
+    if plain_scopes and (q := _plain_branch(kpi, grain, plain_scopes, cal, schema)) is not None:
         branches.append(q)
     for s in scopes:
         if isinstance(s.form, RelativeTarget):
@@ -359,15 +413,7 @@ def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: Pro
             branches.append(q)
     if not branches:
         return None
-    threshold = threshold_expression(kpi, grain, col("target", "__t"))
-    return (
-        exp.select(
-            *[col(c, "__t") for c in _SERIES], col("target", "__t"), alias(double(threshold), "at_risk_threshold"),
-            col("target_source", "__t"),
-        )
-        .from_(exp.Subquery(this=union_all(branches), alias=exp.TableAlias(this=ident("__t"))))
-        .where(exp.Not(this=exp.Is(this=col("target", "__t"), expression=exp.Null())))
-    )
+    return _targets_select(union_all(branches), threshold_expression(kpi, grain, col("target", "__t")))
 
 
 def _baseline_rows(name: str, grain: str, form: RelativeTarget) -> exp.Expression | None:
