@@ -94,7 +94,7 @@ class Publisher(Protocol):
     def ensure_tables(self, existing: set[str], pending: Migrations) -> Migrations:
         """Create the output tables missing from `existing`; return the migrations left for `publish`."""
     def mark_aborted(self, now: dt.datetime) -> None:
-        """Mark the runs still 'running' (killed ones) as aborted."""
+        """Mark the runs still 'running' (killed ones) as aborted; called when kpi_runs has such a run."""
     def publish(self, run: RunState, writes: Callable[[], list[TableWrite]],
                 pre_aggregates: KeptPreAggregates | None) -> None:
         """Apply run.migrations and `writes()` (made once publishing has begun) so that a reader sees all of
@@ -103,7 +103,8 @@ class Publisher(Protocol):
         """Record a run's end (`values`: status, finished_at, counts, message) in kpi_runs."""
 
 
-def _running() -> exp.Expression:
+def is_running() -> exp.Expression:
+    """kpi_runs' rows of runs that have not ended: running, or killed while they ran."""
     return exp.EQ(this=col("status"), expression=lit("running"))
 
 
@@ -136,7 +137,7 @@ class TransactionPublisher:
     def mark_aborted(self, now: dt.datetime) -> None:
         """A run still 'running' was killed: the next run says so."""
         self.wh.run_sql(exp.update(self.wh.t("kpi_runs"), {"status": lit("aborted"), "finished_at": lit(now)},
-                                   where=_running()))
+                                   where=is_running()))
 
     def publish(self, run: RunState, writes: Callable[[], list[TableWrite]],
                 pre_aggregates: KeptPreAggregates | None) -> None:
@@ -303,12 +304,10 @@ class VersionedViewsPublisher:
     def mark_aborted(self, now: dt.datetime) -> None:
         """A run still 'running' was killed: the next run says so, with a newer row in the log."""
         wh = self.wh
-        if not wh.fetch(exp.select(exp.Count(this=exp.Star())).from_(wh.t("kpi_runs")).where(_running()))[0][0]:
-            return  # nothing to mark: no statement that writes
         aborted = {"finished_at": lit(now), "status": lit("aborted")}
         rows = exp.select(*[sqlgen.alias(aborted[c], c) if c in aborted else col(c) for c in tables.RUNS.column_names])
         wh.run_sql(exp.Insert(this=exp.Schema(this=wh.t(RUNS_LOG), expressions=[ident(c) for c in tables.RUNS.column_names]),
-                              expression=rows.from_(wh.t("kpi_runs")).where(_running())))
+                              expression=rows.from_(wh.t("kpi_runs")).where(is_running())))
 
     def record_end(self, run_id: int, started_at: dt.datetime, values: dict[str, Any]) -> None:
         row = {"run_id": run_id, "started_at": started_at} | values

@@ -34,7 +34,7 @@ from .faults import checkpoint
 from .forecast import forecast_queries
 from .partials import KeptPreAggregates
 from .planner import KpiPlan, Plan, Scan
-from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse
+from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse, is_running
 from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
 from .targets import (baseline_range, plain_targets_queries, status_query, table_probe, targets_query,
@@ -283,9 +283,14 @@ class Runner:
         checkpoint("run.start")
         self.adapter.lock(self.schema)
         relations, pending = self.ensure_tables()
-        self.publisher.mark_aborted(started)
+        # the last run's id and how many runs are still 'running' (killed ones), in one query: a round trip on Spark
+        # costs a second or so
         last = exp.Coalesce(this=exp.Max(this=col("run_id")), expressions=[exp.Literal.number(0)])
-        run_id = int(self.fetch(exp.select(last).from_(self.t("kpi_runs")))[0][0]) + 1
+        running = exp.Count(this=exp.Case(ifs=[exp.If(this=is_running(), true=exp.Literal.number(1))]))
+        (last_id, killed), = self.fetch(exp.select(last, running).from_(self.t("kpi_runs")))
+        if killed:
+            self.publisher.mark_aborted(started)
+        run_id = int(last_id) + 1
         checkpoint("runs.insert")
         self.adapter.insert_rows(
             self.tsql(self.publisher.runs_table), ["run_id", "started_at", "status", "kpis_ok", "kpis_failed"],
