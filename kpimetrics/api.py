@@ -54,9 +54,8 @@ def _seeds_over_dbt(definition: ProjectDef, schema: str, files: list[Path], root
     for f in files:
         node = relations.get((schema.lower(), f.stem.lower()))
         if node is not None:
-            what = "source" if node.resource_type == "source" else f"{node.resource_type}"
             found.append(error(
-                "KPI189", f"seed '{f.stem}' would replace {schema}.{node.identifier}, the dbt {what} "
+                "KPI189", f"seed '{f.stem}' would replace {schema}.{node.identifier}, the dbt {node.resource_type} "
                           f"{node.label} ({node.file}): `seed` replaces the table of its name",
                 Location(str(f.relative_to(root)), 1, 1),
                 "set `seed_schema` in kpimetrics.yml to a schema of kpimetrics' own, or rename the seed file"))
