@@ -12,13 +12,12 @@ from .config import COMPILE_ONLY_DIALECTS
 PARTS_RENDER_ALONE = ("duckdb", "postgres", "spark", "databricks")
 
 # dialects where a scan's shared pre-aggregate (`__pp`, sqlgen) is computed by a statement of its own into a
-# staging table that the scan's query reads, rather than as a CTE of it. Spark inlines every deterministic CTE
-# at each reference (a view cached by CACHE TABLE ... AS WITH ..., tried instead, was not read from the cache
-# where a CTE referenced it), so the benchmark's
-# orders scan planned about 50 scans of `orders` (the pre-aggregate at each use), and adaptive execution reused some
-# stages: staged, the scan took 8-9 s where it took 11-15 s (2x10^5 orders, a warm JVM; bench/RESULTS.md, Spark).
-# DuckDB and PostgreSQL keep their CTE (a pre-aggregate kept between runs is staged there anyway: partials.py).
-STAGED_PRE_AGGREGATE = {"spark": True}  # databricks (compile only) left as it renders, unmeasured
+# staging table that the scan's query reads, rather than as a CTE of it. Spark inlines every deterministic CTE at
+# each reference (a view cached by CACHE TABLE ... AS WITH ... was not read from the cache where a CTE referenced
+# it), so the benchmark's orders scan planned about 50 scans of `orders`: staged, the scan took 8-9 s where it
+# took 11-15 s (2x10^5 orders, a warm JVM; bench/RESULTS.md, Spark). DuckDB and PostgreSQL keep their CTE (a
+# pre-aggregate kept between runs is staged there anyway: partials.py). Databricks (compile only): unmeasured.
+STAGED_PRE_AGGREGATE = ("spark",)
 
 
 def generate(tree: exp.Expression, dialect: str, pretty: bool = False, copy: bool = True) -> str:

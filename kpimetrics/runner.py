@@ -432,7 +432,7 @@ class Runner:
     def _scan_query(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> exp.Query:
         """A scan's query; where the dialect asks for it (dialects.STAGED_PRE_AGGREGATE), its shared pre-aggregate
         is first computed into a staging table of its own, which the query reads."""
-        if not STAGED_PRE_AGGREGATE.get(self.dialect):
+        if self.dialect not in STAGED_PRE_AGGREGATE:
             return sqlgen.scan_query(items, self.cal, run.since)
         run.staged_pre_aggregates += 1
         # `s`: never a kept pre-aggregate's staging table (partials.py numbers those), were a dialect to have both

@@ -231,21 +231,6 @@ def _own(kpi: Kpi, grain: str) -> exp.Expression:
     )
 
 
-def _plain_branch(kpi: Kpi, grain: str, scopes: list[Scope], cal: Calendar, schema: str) -> exp.Select | None:
-    """One query for every scope whose target is an expression of the period (a number, schedule or pace)."""
-    made = [(s.rows, form_expression(kpi, s.form, cal, None)) for s in scopes]
-    made = [(rows, m) for rows, m in made if m is not None]
-    if not made:
-        return None
-    if len(made) == 1:
-        (rows, (target, source)), = made
-        return _branch(target, lit(source), schema, exp.and_(_own(kpi, grain), exp.Paren(this=rows)))
-    target = exp.Case(ifs=[exp.If(this=rows.copy(), true=t) for rows, (t, _) in made])
-    source = exp.Case(ifs=[exp.If(this=rows.copy(), true=lit(src)) for rows, (_, src) in made])
-    anywhere = exp.or_(*[exp.Paren(this=rows.copy()) for rows, _ in made])
-    return _branch(target, source, schema, exp.and_(_own(kpi, grain), exp.Paren(this=anywhere)))
-
-
 def _relative_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: str) -> exp.Select | None:
     """A relative target: each slice's baseline is the mean of its own values in the baseline range."""
     form: RelativeTarget = scope.form
@@ -359,35 +344,44 @@ def _targets_select(rows: exp.Query, threshold: exp.Expression) -> exp.Select:
 PLAIN_CHUNK = 200  # (KPI, grain) pairs per query of plain_targets_queries: one read of kpi_values each, bounded CASEs
 
 
+def _plain_rows(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str,
+                default_grain: str) -> tuple[exp.Select, list[exp.If]] | None:
+    """The kpi_values rows (__v) of `pairs` whose targets are expressions of the period (a number, schedule or
+    pace), each with the target and source of its pair's first matching scope (a CASE, in scope order), and each
+    pair's at-risk threshold as a CASE branch over __t; None when no pair has such a target."""
+    picked: list[tuple[exp.Expression, exp.Expression, str]] = []  # (its rows, target, source), in scope order
+    thresholds: list[exp.If] = []
+    names: dict[str, None] = {}
+    for kpi, grain in pairs:
+        made = [(s.rows, form_expression(kpi, s.form, cal, None))
+                for s in target_scopes(kpi, grain, default_grain) if _is_plain(s)]
+        made = [(exp.and_(_own(kpi, grain), exp.Paren(this=rows.copy())), m) for rows, m in made if m is not None]
+        if not made:
+            continue
+        names[kpi.name] = None
+        picked.extend((rows, target, source) for rows, (target, source) in made)
+        own = exp.and_(exp.EQ(this=col("name", "__t"), expression=lit(kpi.name)),
+                       exp.EQ(this=col("grain", "__t"), expression=lit(grain)))
+        thresholds.append(exp.If(this=own, true=double(threshold_expression(kpi, grain, col("target", "__t")))))
+    if not picked:
+        return None
+    target = exp.Case(ifs=[exp.If(this=rows.copy(), true=t) for rows, t, _ in picked])
+    source = exp.Case(ifs=[exp.If(this=rows.copy(), true=lit(src)) for rows, _, src in picked])
+    anywhere = exp.and_(exp.In(this=col("name", "__v"), expressions=[lit(n) for n in names]),
+                        exp.Paren(this=exp.or_(*[exp.Paren(this=rows) for rows, _, _ in picked])))
+    return _branch(target, source, schema, anywhere), thresholds
+
+
 def plain_targets_queries(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str, default_grain: str) -> list[exp.Select]:
-    """kpi_targets' rows of the scopes whose targets are expressions of the period (targets_query's plain branch)
-    for many (KPI, grain) pairs at once: one read of kpi_values per PLAIN_CHUNK pairs, each row's target the CASE
-    of its pair's scopes (in their order), as status and forecasts read every KPI at once. The same rows as each
-    pair's targets_query; a query per pair read kpi_values once each, which on Spark cost a run 8 s of planning
-    and small scans (bench/RESULTS.md). Relative and table targets stay targets_query(..., plain=False)'s."""
+    """kpi_targets' rows of the targets that are expressions of the period for many (KPI, grain) pairs at once:
+    one read of kpi_values per PLAIN_CHUNK pairs (_plain_rows), as status and forecasts read every KPI at once. A
+    query per pair read kpi_values once each, which on Spark cost a run 8 s of planning and small scans
+    (bench/RESULTS.md). Relative and table targets stay targets_query(..., plain=False)'s."""
     queries = []
     for i in range(0, len(pairs), PLAIN_CHUNK):
-        picked: list[tuple[exp.Expression, exp.Expression, str]] = []  # (its rows, target, source), in scope order
-        thresholds: list[exp.If] = []
-        names: dict[str, None] = {}
-        for kpi, grain in pairs[i:i + PLAIN_CHUNK]:
-            made = [(s.rows, form_expression(kpi, s.form, cal, None))
-                    for s in target_scopes(kpi, grain, default_grain) if _is_plain(s)]
-            made = [(exp.and_(_own(kpi, grain), exp.Paren(this=rows.copy())), m) for rows, m in made if m is not None]
-            if not made:
-                continue
-            names[kpi.name] = None
-            picked.extend((rows, target, source) for rows, (target, source) in made)
-            own = exp.and_(exp.EQ(this=col("name", "__t"), expression=lit(kpi.name)),
-                           exp.EQ(this=col("grain", "__t"), expression=lit(grain)))
-            thresholds.append(exp.If(this=own, true=double(threshold_expression(kpi, grain, col("target", "__t")))))
-        if not picked:
-            continue
-        target = exp.Case(ifs=[exp.If(this=rows.copy(), true=t) for rows, t, _ in picked])
-        source = exp.Case(ifs=[exp.If(this=rows.copy(), true=lit(src)) for rows, _, src in picked])
-        anywhere = exp.and_(exp.In(this=col("name", "__v"), expressions=[lit(n) for n in names]),
-                            exp.Paren(this=exp.or_(*[exp.Paren(this=rows) for rows, _, _ in picked])))
-        queries.append(_targets_select(_branch(target, source, schema, anywhere), exp.Case(ifs=thresholds)))
+        made = _plain_rows(pairs[i:i + PLAIN_CHUNK], cal, schema, default_grain)
+        if made is not None:
+            queries.append(_targets_select(made[0], exp.Case(ifs=made[1])))
     return queries
 
 
@@ -399,9 +393,8 @@ def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: Pro
     default_grain = project.config.defaults.grain if project is not None else GRAINS[2]
     branches: list[exp.Select] = []
     scopes = target_scopes(kpi, grain, default_grain)
-    plain_scopes = [s for s in scopes if _is_plain(s)] if plain else []
-    if plain_scopes and (q := _plain_branch(kpi, grain, plain_scopes, cal, schema)) is not None:
-        branches.append(q)
+    if plain and (made := _plain_rows([(kpi, grain)], cal, schema, default_grain)) is not None:
+        branches.append(made[0])
     for s in scopes:
         if isinstance(s.form, RelativeTarget):
             q = _relative_branch(kpi, grain, s, cal, schema)
