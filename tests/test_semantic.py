@@ -174,14 +174,17 @@ def test_every_value_equals_metricflows(case: Case, ran: Path, semantic_shop: Se
 def compare(case: Case, grain: str, dimension: str, ours: dict, theirs: dict, lo: dt.date, hi: dt.date,
             direct: bool) -> int:
     """Every value of ours equals MetricFlow's (a cumulative metric's at a coarser grain: MetricFlow's daily value
-    on the period's last day); where `direct`, every value MetricFlow has within the data's range is ours too.
+    on the period's last day), and where ours has none MetricFlow has none; where `direct`, every value MetricFlow
+    has within the data's range is ours too.
     The number of values compared."""
     where = f"{case.name} {grain} {dimension or 'total'}"
     compared = 0
     for (period, member), (value, end) in ours.items():
-        if value is None:
-            continue
         at = period if direct else end - dt.timedelta(days=1)
+        if value is None:  # no value here (no_data): MetricFlow has none either, a NULL or no row (README (3), (8))
+            assert theirs.get((at, member)) is None, \
+                f"{where} {period} {member}: kpimetrics has no value, MetricFlow {theirs[(at, member)]}"
+            continue
         assert (at, member) in theirs, f"{where} {period} {member}: {value}, MetricFlow has no row"
         expected = theirs[(at, member)]
         assert expected is not None and close(value, expected), \
