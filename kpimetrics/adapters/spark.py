@@ -293,11 +293,16 @@ class SparkAdapter:
 
         Two listings of the catalog (SHOW TABLES, SHOW VIEWS), not catalog.listTables: that reads every
         table's whole metadata from the metastore, one relation after the other (2 to 4 s a call on a run's
-        output schema, bench/RESULTS.md, Spark)."""
-        if not self.spark.catalog.databaseExists(schema):
-            return []
+        output schema, bench/RESULTS.md, Spark). A missing schema is asked about only when the first listing
+        fails (catalog.databaseExists before every listing was a round trip more on every run)."""
         quoted = _name(schema)
-        views = {r[1] for r in self.fetchall(f"SHOW VIEWS IN {quoted}") if not r[2]}
+        try:
+            shown = self.fetchall(f"SHOW VIEWS IN {quoted}")
+        except WarehouseError:
+            if not self.spark.catalog.databaseExists(schema):
+                return []
+            raise
+        views = {r[1] for r in shown if not r[2]}
         return [(r[1], "view" if r[1] in views else "table")
                 for r in self.fetchall(f"SHOW TABLES IN {quoted}") if not r[2]]
 
