@@ -10,8 +10,13 @@ how depends on the engine's publisher:
         leaves the warehouse at its old version, every row as it was;
     versioned views (Spark): a new table is a versioned table and its view, filled
         before its view exists (a table of tables.APPEND_ONLY, a log written outside
-        runs, is a plain table); the version number is appended to kpi_meta last.
-        Every step can be repeated, so a run killed midway is completed by the next.
+        runs, is a plain table); a new column is added to the table beneath the view
+        (every version NULL in it), then the view is made again with it; the version
+        number is appended to kpi_meta last. Every step can be repeated, so a run
+        killed midway is completed by the next.
+
+A new column goes at the end of its table's columns in tables.py, as ALTER TABLE adds
+it, so that a new warehouse and an upgraded one have the same columns in the same order.
 
 Until a run applies them, the run reads the tables of the warehouse's version:
 a migration must not change what staging reads (kpi_values' columns) before it
@@ -42,10 +47,32 @@ class CreateTable:
 
 
 @dataclass(frozen=True)
+class AddColumn:
+    """A new column of an output table (declared last in tables.py), NULL in the rows the table holds: the next
+    run that writes a row writes its value."""
+    table: tables.Table
+    column: str
+
+    @property
+    def type(self) -> str:
+        return dict(self.table.columns)[self.column]
+
+    def ddl(self, schema: str, table: str | None = None, *, exists: bool = True) -> exp.Alter:
+        """ALTER TABLE ... ADD COLUMN, of `table` (the output table's by default: another where an engine keeps
+        its rows beneath a view); `exists`: IF NOT EXISTS, for the engines that have it."""
+        column = exp.ColumnDef(this=exp.to_identifier(self.column, quoted=True), kind=exp.DataType.build(self.type),
+                               exists=exists)
+        return exp.Alter(this=qualified(schema, table or self.table.name), kind="TABLE", actions=[column])
+
+
+Step = CreateTable | AddColumn
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int  # the version it makes, from version - 1
     summary: str
-    steps: tuple[CreateTable, ...]
+    steps: tuple[Step, ...]
 
 
 def _col(name: str, table: str | None = None) -> exp.Column:
@@ -104,7 +131,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     # single-column slices keep their rows as they are
     Migration(5, "kpi_slice_members: the members of each slice of a combination of dimensions",
               (CreateTable(tables.SLICE_MEMBERS),)),
+    # NULL in the rows a version-5 warehouse holds: it never recorded a KPI's metric; each run writes its KPIs' rows
+    Migration(6, "kpi_catalog.metric: the semantic-layer metric a `metric:` KPI is computed from",
+              (AddColumn(tables.CATALOG, "metric"),)),
 )
+
+
+def added_columns(table: tables.Table) -> tuple[str, ...]:
+    """The columns of `table` that a migration added (an older warehouse's table may lack them until a run)."""
+    return tuple(step.column for m in MIGRATIONS for step in m.steps
+                 if isinstance(step, AddColumn) and step.table.name == table.name)
 
 
 def parse_version(values: list) -> int | None:

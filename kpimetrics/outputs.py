@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 
 from sqlglot import exp
 
-from . import tables
+from . import migrations, tables
 from .dialects import generate
 from .errors import ConfigError
 from .sqlgen import col, lit
@@ -102,6 +102,7 @@ class CatalogRow:
     form: str | None
     window: str | None
     updated_at: dt.datetime | None
+    metric: str | None  # schema version 6: NULL in rows of older runs
 
 
 @dataclass(slots=True)
@@ -218,10 +219,11 @@ def _plain(value):
 
 # --- queries (pure: sqlglot trees) ------------------------------------------------------------
 
-def select(schema: str, row_type: type, where: exp.Expression | None = None, order: tuple[str, ...] = ()
-           ) -> exp.Select:
-    """Every column of a row type's table."""
-    q = exp.select(*[col(c) for c in columns(row_type)]).from_(tables.qualified(schema, row_type.TABLE.name))
+def select(schema: str, row_type: type, where: exp.Expression | None = None, order: tuple[str, ...] = (),
+           missing: frozenset[str] = frozenset()) -> exp.Select:
+    """Every column of a row type's table; NULL for those `missing` (added by a migration no run has applied yet)."""
+    q = exp.select(*[exp.alias_(exp.null(), c, quoted=True) if c in missing else col(c) for c in columns(row_type)]
+                   ).from_(tables.qualified(schema, row_type.TABLE.name))
     if where is not None:
         q = q.where(where)
     return q.order_by(*[col(c) for c in order]) if order else q
@@ -306,8 +308,12 @@ class OutputReader:
 
     def read(self, row_type: type[Row], where: exp.Expression | None = None, order: tuple[str, ...] = ()
              ) -> list[Row]:
-        """The rows of a row type's table (those `where` keeps), typed: a new table needs its row type, no more."""
-        return self.fetch(row_type, select(self.schema, row_type, where, order))
+        """The rows of a row type's table (those `where` keeps), typed: a new table needs its row type, no more.
+        A column a migration added reads as NULL while the warehouse is older (`status` before the upgrading run)."""
+        added = migrations.added_columns(row_type.TABLE)
+        present = set(self.adapter.columns(self.schema, row_type.TABLE.name) or ()) if added else set()
+        return self.fetch(row_type, select(self.schema, row_type, where, order,
+                                           frozenset(c for c in added if c not in present)))
 
     def require(self, *row_types: type) -> None:
         """Fail clearly when a table is not there yet (nothing run into this schema)."""

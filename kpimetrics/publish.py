@@ -174,6 +174,9 @@ class TransactionPublisher:
         for migration in pending:
             checkpoint(f"migrate.v{migration.version}")
             for step in migration.steps:
+                if isinstance(step, migrations.AddColumn):
+                    wh.run_sql(step.ddl(wh.schema))
+                    continue
                 wh.run_sql(step.table.ddl(wh.schema))
                 if step.backfill is not None:
                     wh.insert(step.table, step.backfill(wh.schema))
@@ -289,6 +292,9 @@ class VersionedViewsPublisher:
         for migration in pending:
             checkpoint(f"migrate.v{migration.version}")
             for step in migration.steps:
+                if isinstance(step, migrations.AddColumn):
+                    self._add_column(step)
+                    continue
                 if step.table in tables.APPEND_ONLY:  # a log written outside runs: a plain table (IF NOT EXISTS)
                     wh.run_sql(step.table.ddl(wh.schema))
                     continue
@@ -300,6 +306,20 @@ class VersionedViewsPublisher:
                                           expression=step.backfill(wh.schema), overwrite=True))
                 self._create_view(step.table)
             wh.run_sql(migrations.version_append(wh.schema, migration.version))
+
+    def _add_column(self, step: migrations.AddColumn) -> None:
+        """A new column: added to the table that holds the rows (the versions beneath a view, the runs' log, or a
+        plain log table), unless a run killed after adding it did; then the view is made again to show it."""
+        wh = self.wh
+        table = step.table
+        holder = (table.name if table in tables.APPEND_ONLY else RUNS_LOG if table is tables.RUNS
+                  else versions_name(table.name))
+        if step.column not in (wh.adapter.columns(wh.schema, holder) or []):
+            wh.run_sql(step.ddl(wh.schema, holder, exists=False))  # Spark has no ADD COLUMN IF NOT EXISTS
+        if table is tables.RUNS:
+            self._create_runs_view()
+        elif table not in tables.APPEND_ONLY:
+            self._create_view(table)
 
     def mark_aborted(self, now: dt.datetime) -> None:
         """A run still 'running' was killed: the next run says so, with a newer row in the log."""

@@ -703,7 +703,7 @@ class Runner:
                 ref.priority.name if ref else None, k.indicator, k.category, k.unit, k.direction,
                 json.dumps(list(k.declared_grains or pl.grains[:1])), pl.definition_hash, json.dumps(list(k.tags)),
                 json.dumps(list(k.drives)), k.actions_text, pl.form,
-                json.dumps(list(pl.window)) if pl.window else None, now,
+                json.dumps(list(pl.window)) if pl.window else None, now, k.metric,
             ])
         return rows
 

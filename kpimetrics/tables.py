@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ CATALOG = Table(
         ("category", "VARCHAR"), ("unit", "VARCHAR"), ("direction", "VARCHAR"), ("grains", "VARCHAR"),
         ("definition_hash", "VARCHAR"), ("tags", "VARCHAR"), ("drives", "VARCHAR"), ("actions", "VARCHAR"),
         ("form", "VARCHAR"), ("window", "VARCHAR"), ("updated_at", "TIMESTAMP"),
+        ("metric", "VARCHAR"),  # version 6 (migrations.AddColumn: a new column goes last)
     ),
     "one row per KPI and standard: its definition",
 )

@@ -24,6 +24,11 @@ warehouse on DuckDB, PostgreSQL and Spark from those statements and rows, then l
   - version 5 (kpi_slice_members, empty: no combination of dimensions was computed before) comes with the same
     run: a version-4 warehouse takes it, every row of every table kept, and a KPI by region × channel fills it
     with one row per combination slice and member, equal to the orders' distinct (region, channel).
+  - version 6 (kpi_catalog.metric, the first column a migration adds) comes with the same run: a version-5
+    warehouse reads as before until then (the typed reader gives the column as NULL), the run adds it (on
+    Spark to the versions beneath the view, and the view shows it) with every row kept and NULL in it, and the
+    run's own catalog rows write it (test_metric_provenance checks a metric KPI's); a migration killed after
+    the column was added is completed by the next run.
 """
 from __future__ import annotations
 
@@ -365,12 +370,7 @@ def test_a_version_2_warehouse_upgrades_in_place(v1):
     v1.set_kpis(v1.kpis() + BUYERS)
     result = v1.run("buyers")
     after = v1.tables()
-    for name in [*V1_TABLES, tables.DEFINITIONS.name]:
-        if name == "kpi_runs":
-            assert after[name][:len(before[name])] == before[name]
-            assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
-        else:  # every table's name is its first column
-            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
+    assert_kept_but_buyers(before, after, result.run_id, [*V1_TABLES, tables.DEFINITIONS.name])
     assert schema_version(after) == tables.SCHEMA_VERSION
     buyers_hash, buyers_at = catalog(after)["buyers"]
     assert [r for r in after["kpi_definitions"] if r[0] == "buyers"] == [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)]
@@ -543,6 +543,16 @@ def test_a_spark_migration_killed_midway_is_completed_by_the_next_run(request, t
     assert after["kpi_definitions"] == ordered(backfilled(before) + [("buyers", buyers_hash, result.run_id, buyers_at, buyers_at)])
 
 
+def assert_kept_but_buyers(before: dict, after: dict, run_id: int, names: list[str]) -> None:
+    """Every row of `names` as it was, but for the run's own: buyers' rows, and the run's row in kpi_runs."""
+    for name in names:
+        if name == "kpi_runs":
+            assert after[name][:len(before[name])] == before[name]
+            assert [r[0] for r in after[name][len(before[name]):]] == [run_id]
+        else:  # every table's name is its first column
+            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
+
+
 # --- version 4: kpi_notifications ------------------------------------------------------------------
 
 def migrate_to(v1: V1Warehouse, version: int) -> None:
@@ -603,12 +613,7 @@ def test_a_version_3_warehouse_upgrades_to_4_and_notify_logs_into_it(v1, monkeyp
     v1.set_kpis(v1.kpis() + BUYERS)
     result = v1.run("buyers")
     after = v1.tables(names)
-    for name in [*V1_TABLES, tables.DEFINITIONS.name]:
-        if name == "kpi_runs":
-            assert after[name][:len(before[name])] == before[name]
-            assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
-        else:  # every table's name is its first column
-            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
+    assert_kept_but_buyers(before, after, result.run_id, [*V1_TABLES, tables.DEFINITIONS.name])
     assert schema_version(after) == tables.SCHEMA_VERSION >= 4
     assert after["kpi_notifications"] == []
     # a plain table on every engine: on Spark no versioned table behind a view
@@ -657,13 +662,8 @@ def test_a_version_4_warehouse_upgrades_to_5_and_combinations_fill_kpi_slice_mem
     v1.set_kpis(v1.kpis() + BUYERS_BY_COMBINATION)
     result = v1.run("buyers")
     after = v1.tables(names)
-    for name in [*V1_TABLES, tables.DEFINITIONS.name, tables.FORECAST.name]:
-        if name == "kpi_runs":
-            assert after[name][:len(before[name])] == before[name]
-            assert [r[0] for r in after[name][len(before[name]):]] == [result.run_id]
-        else:  # every table's name is its first column
-            assert [r for r in after[name] if r[0] != "buyers"] == before[name], name
-    assert schema_version(after) == tables.SCHEMA_VERSION == 5
+    assert_kept_but_buyers(before, after, result.run_id, [*V1_TABLES, tables.DEFINITIONS.name, tables.FORECAST.name])
+    assert schema_version(after) == tables.SCHEMA_VERSION >= 5
     # the combination's members, one row per slice and member: the orders' (region, channel) pairs
     import duckdb
     con = duckdb.connect(str(v1.root / "wh.duckdb"), read_only=True)
@@ -679,3 +679,78 @@ def test_a_version_4_warehouse_upgrades_to_5_and_combinations_fill_kpi_slice_mem
         by_slice[value][member] = member_value
     assert sorted((m["region"], m["channel"]) for m in by_slice.values()) == sorted(pairs)
     assert len(members) == 2 * len(pairs)
+
+
+# --- version 6: kpi_catalog.metric, the first column a migration adds ---------------------------
+
+def catalog_columns(v1: V1Warehouse) -> list[str]:
+    adapter = Project.load(v1.root).connect()
+    try:
+        return adapter.columns(SCHEMA, tables.CATALOG.name) or []
+    finally:
+        adapter.close()
+
+
+def test_added_columns_are_declared_last_in_their_order():
+    """An upgraded warehouse has the columns of a new one, in the same order: ALTER TABLE adds at the end."""
+    for table in tables.ALL_TABLES:
+        added = migrations.added_columns(table)
+        assert tuple(table.column_names[len(table.column_names) - len(added):]) == added, table.name
+    assert migrations.added_columns(tables.CATALOG) == ("metric",)
+
+
+def test_a_version_5_warehouse_upgrades_to_6_and_kpi_catalog_gains_its_metric_column(v1):
+    migrate_to(v1, 5)
+    names = [*V1_TABLES, "kpi_meta", tables.DEFINITIONS.name, tables.FORECAST.name]
+    before = v1.tables(names)
+    assert schema_version(before) == 5 and "metric" not in catalog_columns(v1)
+    # read by this release before a run upgrades it: the new column NULL, every row as it is
+    with Project.load(v1.root).outputs() as reader:
+        read = reader.catalog()
+    assert [r.name for r in read] == sorted(catalog(before)) and {r.metric for r in read} == {None}
+
+    v1.set_kpis(v1.kpis() + BUYERS)
+    result = v1.run("buyers")
+    after = v1.tables(names)
+    assert_kept_but_buyers(before, after, result.run_id, [*V1_TABLES, tables.DEFINITIONS.name, tables.FORECAST.name])
+    assert schema_version(after) == tables.SCHEMA_VERSION >= 6
+    # the table a BI tool reads has the column where a new warehouse has it: last
+    assert catalog_columns(v1) == tables.CATALOG.column_names
+    with Project.load(v1.root).outputs() as reader:
+        read = {r.name: r for r in reader.catalog()}
+    assert set(read) == set(catalog(before)) | {"buyers"}
+    # no KPI of this project is a metric KPI: NULL in the kept rows and in the run's own
+    assert {r.metric for r in read.values()} == {None} and read["buyers"].updated_at == catalog(after)["buyers"][1]
+    v1.run()  # a run of the whole project rewrites every catalog row, with the column
+    with Project.load(v1.root).outputs() as reader:
+        assert {r.metric for r in reader.catalog()} == {None}
+
+
+def test_a_spark_column_migration_killed_after_the_column_is_added_is_completed(request, tmp_path, tmp_path_factory,
+                                                                                monkeypatch):
+    """The column is on the versions beneath the view, the view not made again yet: the next run finds the column
+    there, adds nothing, makes the view and says version 6."""
+    import kpimetrics.runner  # noqa: F401 — every module that calls checkpoint(), loaded so it can be patched
+
+    v1 = V1Warehouse(tmp_path / "project", make_engine("spark", request, tmp_path_factory))
+    migrate_to(v1, 5)
+    before = v1.tables()
+    callers = [m for name, m in sys.modules.items() if name.startswith("kpimetrics")
+               and getattr(m, "checkpoint", None) is faults.checkpoint]
+    dies = DiesAfter("migrate.v6", 2)  # its steps: ALTER TABLE, the view made again, kpi_meta's version
+    for module in callers:
+        monkeypatch.setattr(module, "checkpoint", dies)
+    with pytest.raises(RuntimeError, match="the driver died"):
+        Project.load(v1.root).run(as_of=AS_OF)
+    assert dies.died_at is not None
+    adapter = Project.load(v1.root).connect()
+    try:
+        assert "metric" in adapter.columns(SCHEMA, "kpi_catalog__versions")
+        assert "metric" not in adapter.columns(SCHEMA, tables.CATALOG.name)  # the view as version 5 made it
+    finally:
+        adapter.close()
+    state = v1.tables()
+    assert schema_version(state) == 5 and {t: state[t] for t in V1_TABLES} == {t: before[t] for t in V1_TABLES}
+    monkeypatch.undo()
+    v1.run()
+    assert schema_version(v1.tables()) == tables.SCHEMA_VERSION and catalog_columns(v1) == tables.CATALOG.column_names
