@@ -635,7 +635,12 @@ class Runner:
                 if w.table in tables.PER_KPI else w for w in writes]
 
     def _replaced_values(self, run: RunState, ok: list[str]) -> exp.Expression:
-        """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has."""
+        """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has.
+        Where the run recomputes every period of each of them (a first run, --full-refresh), that is all their rows:
+        said as such, so that no engine looks for rows to keep (Spark's new version of kpi_values would read the
+        published one for none, publish._drops_every_row)."""
+        if all(run.since[(n, g)] is None for n in ok for g in self.plan.kpis[n].grains):
+            return _name_in(ok)
         values = self.t("kpi_values")
         kept = exp.Exists(
             this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
