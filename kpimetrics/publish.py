@@ -209,20 +209,6 @@ def _versions_ddl(table: tables.Table, schema: str) -> exp.Create:
     return ddl
 
 
-def _drops_every_row(dropped: exp.Expression) -> bool:
-    """Whether `dropped` leaves no published row to keep: TRUE, or `(a) OR (NOT a)`, which a run of the whole
-    project gives for the tables it rewrites per KPI (every KPI of the run's, or removed from the project). Such a
-    row is kept when NOT dropped is TRUE, never (NULL for a NULL `a`); the new version need not read the published
-    one. Spark does not fold the disjunction (`a` is nullable): each such INSERT read the previous version of its
-    table and the pointer for no row (6 of a run's 8 INSERT ... SELECTs; bench/RESULTS.md, Spark)."""
-    if dropped == exp.true():
-        return True
-    if not isinstance(dropped, exp.Or):
-        return False
-    a, b = (side.unnest() for side in (dropped.this, dropped.expression))
-    return (isinstance(b, exp.Not) and b.this.unnest() == a) or (isinstance(a, exp.Not) and a.this.unnest() == b)
-
-
 class VersionedViewsPublisher:
     """Each output table is a view over `<name>__versions`, a table partitioned by kpi_version, that shows
     the partition named by the view kpi_current_version. A run writes partition run_id of every table,
@@ -385,7 +371,7 @@ class VersionedViewsPublisher:
         if rows:
             wh.adapter.insert_rows(wh.tsql(versions_name(table.name)), [*table.column_names, VERSION_COLUMN],
                                    [[*r, version] for r in rows])
-        parts: list[exp.Query] = [] if _drops_every_row(w.dropped) else [
+        parts: list[exp.Query] = [] if w.dropped == exp.true() else [
             sqlgen.select_all(wh.t(table.name), table.column_names).where(exp.Not(this=exp.Paren(this=w.dropped)))]
         parts += [self._retarget(q, version, written) for q in w.queries]
         target = wh.t(versions_name(table.name))

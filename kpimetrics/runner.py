@@ -614,7 +614,7 @@ class Runner:
         """What publishing does to every output table, in this order: targets read the new values; status
         reads the new values, targets and catalog. The same on every engine; only how it is applied differs
         (publish.py). Made once publishing has begun: inside the transaction where there is one."""
-        replaced = _name_in(ok) if ok else exp.false()
+        replaced = self._replaced(run, ok)
         writes = [
             TableWrite(tables.VALUES, self._replaced_values(run, ok) if ok else exp.false(),
                        [self._values_query(run, ok, now)] if ok else [], []),
@@ -632,15 +632,25 @@ class Runner:
         removed = self._removed_kpis()  # a KPI removed from the project leaves every table
         run.result.removed = self._removed_names(removed)
         return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
-                if w.table in tables.PER_KPI else w for w in writes]
+                if w.table in tables.PER_KPI and w.dropped != exp.true() else w for w in writes]
+
+    def _replaced(self, run: RunState, ok: list[str]) -> exp.Expression:
+        """The rows of a per-KPI table that the run rewrites: its KPIs that succeeded. Every row when the run is of
+        the whole project and every KPI succeeded (a KPI removed from the project leaves too), said as TRUE so that
+        no engine reads the published rows for ones to keep (Spark's new version of each table would read the
+        previous one for none: `name IN (...) OR NOT name IN (...)` is not folded, `name` being nullable)."""
+        if not ok:
+            return exp.false()
+        if run.whole_project and set(ok) == {k.name for k in self.project.kpis}:
+            return exp.true()
+        return _name_in(ok)
 
     def _replaced_values(self, run: RunState, ok: list[str]) -> exp.Expression:
         """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has.
-        Where the run recomputes every period of each of them (a first run, --full-refresh), that is all their rows:
-        said as such, so that no engine looks for rows to keep (Spark's new version of kpi_values would read the
-        published one for none, publish._drops_every_row)."""
+        Where the run recomputes every period of each of them (a first run, --full-refresh), that is all their rows
+        (_replaced), with no search for rows to keep."""
         if all(run.since[(n, g)] is None for n in ok for g in self.plan.kpis[n].grains):
-            return _name_in(ok)
+            return self._replaced(run, ok)
         values = self.t("kpi_values")
         kept = exp.Exists(
             this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
