@@ -134,7 +134,19 @@ MIGRATIONS: tuple[Migration, ...] = (
     # NULL in the rows a version-5 warehouse holds: it never recorded a KPI's metric; each run writes its KPIs' rows
     Migration(6, "kpi_catalog.metric: the semantic-layer metric a `metric:` KPI is computed from",
               (AddColumn(tables.CATALOG, "metric"),)),
+    # NULL in older rows: no KPI's statuses are kept by its first run at version 7, which writes them all
+    Migration(7, "kpi_catalog.status_hash: what a KPI's statuses take besides its values (its targets, owner, "
+                 "strategy), which an incremental run checks before it keeps the statuses of earlier periods",
+              (AddColumn(tables.CATALOG, "status_hash"),)),
 )
+
+
+def columns_at(table: tables.Table, version: int) -> tuple[str, ...]:
+    """The columns `table` has at schema `version`: without those the migrations after it add (a view made again
+    by a migration shows what the table holds then, not what a later step of the same run adds)."""
+    later = {step.column for m in MIGRATIONS if m.version > version for step in m.steps
+             if isinstance(step, AddColumn) and step.table.name == table.name}
+    return tuple(c for c in table.column_names if c not in later)
 
 
 def added_columns(table: tables.Table) -> tuple[str, ...]:

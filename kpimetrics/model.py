@@ -568,6 +568,12 @@ NO_VALUE_FIELDS: frozenset[str] = frozenset({
     "tolerance", "at_risk_below", "at_risk_above", "slice_targets", "actions", "drives", "tags", "review_by", "check_ins",
     "forecast",  # how far back the forecast's line looks: kpi_forecast is recomputed every run (forecast.py)
 })
+# Which of NO_VALUE_FIELDS a KPI's kpi_status rows take besides its values: its targets and how they are judged,
+# and the owner and strategy the rows carry. kpi_catalog.status_hash covers them (targets.judgement_hash): an
+# incremental run keeps the statuses of the periods it does not recompute only while it is unchanged.
+JUDGED_FIELDS: frozenset[str] = frozenset({
+    "owner", "strategy", "direction", "target", "tolerance", "at_risk_below", "at_risk_above", "slice_targets",
+})
 
 
 TOP_LEVEL_KEYS = ("mission", "priorities", "sources", "kpis", "standards", "owners")

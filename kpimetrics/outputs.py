@@ -103,6 +103,7 @@ class CatalogRow:
     window: str | None
     updated_at: dt.datetime | None
     metric: str | None  # schema version 6: NULL in rows of older runs
+    status_hash: str | None  # schema version 7: NULL in rows of older runs (targets.judgement_hash)
 
 
 @dataclass(slots=True)

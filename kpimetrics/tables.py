@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ CATALOG = Table(
         ("definition_hash", "VARCHAR"), ("tags", "VARCHAR"), ("drives", "VARCHAR"), ("actions", "VARCHAR"),
         ("form", "VARCHAR"), ("window", "VARCHAR"), ("updated_at", "TIMESTAMP"),
         ("metric", "VARCHAR"),  # version 6 (migrations.AddColumn: a new column goes last)
+        ("status_hash", "VARCHAR"),  # version 7
     ),
     "one row per KPI and standard: its definition",
 )

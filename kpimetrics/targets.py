@@ -12,6 +12,8 @@ the table's rows summed per period (and slice), both computed in the warehouse.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ from . import calendar as cal_
 from .config import Calendar
 from .loader import ProjectDef
 from .model import (
-    GRAINS, Kpi, PaceTarget, RelativeTarget, ScheduleTarget, TableTarget, ValueTarget,
+    GRAINS, JUDGED_FIELDS, Kpi, PaceTarget, RelativeTarget, ScheduleTarget, TableTarget, ValueTarget,
 )
 from .planner import Relation, build_relation
 from .sqlexpr import parse_snippet
@@ -463,8 +465,28 @@ def status_expression(value: exp.Expression, target: exp.Expression, threshold: 
     )
 
 
-def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
-    """kpi_status rows for `names`: values joined with targets and the previous period."""
+def judgement_hash(kpi: Kpi, priority: str | None, project: ProjectDef) -> str:
+    """What a KPI's kpi_status rows take besides its values (model.JUDGED_FIELDS: its targets, how they judge, the
+    owner and strategy), its strategy's priority, and the calendar and default grain that place its targets.
+    kpi_catalog keeps it as status_hash: a change recomputes every status of the KPI, where an incremental run
+    otherwise writes those of the periods it recomputes alone (keeps_statuses)."""
+    payload = kpi.model_dump(mode="json", include=set(JUDGED_FIELDS), by_alias=True)
+    payload |= {"priority": priority, "calendar": project.config.calendar.model_dump(mode="json"),
+                "default_grain": project.config.defaults.grain}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def keeps_statuses(kpi: Kpi, grains: tuple[str, ...], default_grain: str) -> bool:
+    """Whether the statuses of a KPI's kept periods (before an incremental run's range) can stay as they are while
+    its judgement_hash is unchanged: every target it has at `grains` is an expression of the period (a number,
+    schedule or pace). A relative target reads a baseline's values and a table target a table, either of which
+    may have changed; their KPIs' statuses are all written again."""
+    return all(_is_plain(s) for g in grains for s in target_scopes(kpi, g, default_grain))
+
+
+def status_query(names: list[str], schema: str, as_of: dt.date, rows: exp.Expression | None = None) -> exp.Select:
+    """kpi_status rows for `names`: values joined with targets and the previous period; with `rows`, of the
+    kpi_values rows (alias __v) it holds for only."""
     v, t, p, c = "__v", "__t", "__p", "__c"
     higher = exp.EQ(this=col("direction", c), expression=lit("higher_is_better"))
     value, target, thr = col("value", v), col("target", t), col("at_risk_threshold", t)
@@ -500,5 +522,6 @@ def status_query(names: list[str], schema: str, as_of: dt.date) -> exp.Select:
             on=_same_series(p, v, exp.EQ(this=col("period_end", p), expression=col("period_start", v))),
             join_type="LEFT",
         )
-        .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]))
+        .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]) if rows is None else
+               exp.and_(exp.In(this=col("name", v), expressions=[lit(n) for n in names]), exp.Paren(this=rows)))
     )

@@ -696,7 +696,7 @@ def test_added_columns_are_declared_last_in_their_order():
     for table in tables.ALL_TABLES:
         added = migrations.added_columns(table)
         assert tuple(table.column_names[len(table.column_names) - len(added):]) == added, table.name
-    assert migrations.added_columns(tables.CATALOG) == ("metric",)
+    assert migrations.added_columns(tables.CATALOG) == ("metric", "status_hash")
 
 
 def test_a_version_5_warehouse_upgrades_to_6_and_kpi_catalog_gains_its_metric_column(v1):

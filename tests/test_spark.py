@@ -151,6 +151,9 @@ def test_demo_rerun_is_incremental_and_equals_the_full_run(demo):
     assert kpi_result(again, "net_revenue").mode == "incremental"
     columns = [c for c in tables.VALUES.column_names if c not in ("run_id", "computed_at")]
     same_rows(read(spark, "kpi_values", columns), read(duck, "kpi_values", columns), columns)
+    # the statuses it kept (before the range, plain targets) and wrote (the rest, net_revenue's table target)
+    columns = [c for c in tables.STATUS.column_names if c != "run_id"]
+    same_rows(read(spark, "kpi_status", columns), read(duck, "kpi_status", columns), columns)
     # rows before the recompute range keep the run that computed them
     run_ids = {r[-2] for r in read(spark, "kpi_values")}
     assert run_ids == {first.run_id, again.run_id}
