@@ -273,11 +273,11 @@ class VersionedViewsPublisher:
             exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
         wh.run_sql(exp.Create(this=wh.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
 
-    def _create_view(self, table: tables.Table, columns: tuple[str, ...] | None = None) -> None:
-        """The view of the published version of `table` (of its `columns`, where a migration says which)."""
+    def _create_view(self, table: tables.Table) -> None:
+        """The view of the published version of `table`."""
         wh = self.wh
         current = exp.select(col("version")).from_(wh.t(POINTER))
-        shown = exp.select(*[col(c) for c in columns or table.column_names]).from_(wh.t(versions_name(table.name))).where(
+        shown = exp.select(*[col(c) for c in table.column_names]).from_(wh.t(versions_name(table.name))).where(
             exp.EQ(this=col(VERSION_COLUMN), expression=exp.Subquery(this=current)))
         wh.run_sql(exp.Create(this=wh.t(table.name), kind="VIEW", expression=shown, replace=True))
 
@@ -293,7 +293,7 @@ class VersionedViewsPublisher:
             checkpoint(f"migrate.v{migration.version}")
             for step in migration.steps:
                 if isinstance(step, migrations.AddColumn):
-                    self._add_column(step, migration.version)
+                    self._add_column(step)
                     continue
                 if step.table in tables.APPEND_ONLY:  # a log written outside runs: a plain table (IF NOT EXISTS)
                     wh.run_sql(step.table.ddl(wh.schema))
@@ -307,10 +307,9 @@ class VersionedViewsPublisher:
                 self._create_view(step.table)
             wh.run_sql(migrations.version_append(wh.schema, migration.version))
 
-    def _add_column(self, step: migrations.AddColumn, version: int) -> None:
+    def _add_column(self, step: migrations.AddColumn) -> None:
         """A new column: added to the table that holds the rows (the versions beneath a view, the runs' log, or a
-        plain log table), unless a run killed after adding it did; then the view is made again to show it, with
-        the columns of `version` (the migration's: a later one adds its own column after it)."""
+        plain log table), unless a run killed after adding it did; then the view is made again to show it."""
         wh = self.wh
         table = step.table
         holder = (table.name if table in tables.APPEND_ONLY else RUNS_LOG if table is tables.RUNS
@@ -320,7 +319,7 @@ class VersionedViewsPublisher:
         if table is tables.RUNS:
             self._create_runs_view()
         elif table not in tables.APPEND_ONLY:
-            self._create_view(table, migrations.columns_at(table, version))
+            self._create_view(table)
 
     def mark_aborted(self, now: dt.datetime) -> None:
         """A run still 'running' was killed: the next run says so, with a newer row in the log."""
@@ -397,16 +396,16 @@ class VersionedViewsPublisher:
         return query.transform(swap)
 
     def _drop_versions(self, keep: set[int]) -> None:
-        """Drop the partitions of every version but `keep` (a failed or killed run's included)."""
+        """Drop the partitions of every version but `keep` (a failed or killed run's included): one statement a
+        table, however many versions killed runs left."""
         wh = self.wh
         for table in VERSIONED:
             versions = wh.t(versions_name(table.name))
             listed = exp.Command(this="SHOW", expression=exp.Literal.string(f"PARTITIONS {wh.sql(versions)}"))
-            for (spec,) in wh.fetch(listed):
-                version = int(str(spec).rpartition("=")[2])
-                if version not in keep:
-                    wh.run_sql(exp.Alter(this=versions.copy(), kind="TABLE",
-                                         actions=[exp.DropPartition(expressions=[_partition(version)], exists=True)]))
+            old = sorted({int(str(spec).rpartition("=")[2]) for (spec,) in wh.fetch(listed)} - keep)
+            if old:
+                wh.run_sql(exp.Alter(this=versions, kind="TABLE", actions=[
+                    exp.DropPartition(expressions=[_partition(v) for v in old], exists=True)]))
 
 
 # The publishing protocols, by the name an adapter's Capabilities.publish gives.

@@ -37,8 +37,7 @@ from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse, is_running
 from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
-from .targets import (baseline_range, judgement_hash, keeps_statuses, plain_targets_queries, status_query,
-                      table_probe, targets_query,
+from .targets import (baseline_range, plain_targets_queries, status_query, table_probe, targets_query,
                       with_baseline_query)
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
@@ -58,16 +57,6 @@ def first_line(exc: BaseException | str) -> str:
 
 def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
-
-
-def _before_range(run: RunState, rows: exp.Identifier) -> exp.Expression:
-    """Whether a row of an output table (`rows`: the table's name or alias) lies before the range the run
-    recomputes at its KPI and grain: a period an incremental run keeps."""
-    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(exp.and_(
-        exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=rows.copy())),
-        exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=rows.copy())),
-        exp.LT(this=exp.column("period_start", table=rows.copy()), expression=col("since", "__r")),
-    )))
 
 
 @dataclass
@@ -138,6 +127,10 @@ class RunState:
     since: dict[tuple[str, str], dt.date | None] = field(default_factory=dict)
     adopts: bool = False  # the output schema records no owner yet: publishing records this project as its owner
     staged_pre_aggregates: int = 0  # scans' pre-aggregates staged as tables so far (Runner._scan_query)
+    # the ranges and the inputs view are temporary views of the session, not of the output schema
+    # (Capabilities.session_staging); the ranges' view shows `ranged`, the rows recorded so far
+    in_session: bool = False
+    ranged: list[list[Any]] = field(default_factory=list)
 
     @property
     def stage(self) -> exp.Table:
@@ -147,12 +140,12 @@ class RunState:
     @property
     def ranges(self) -> exp.Table:
         """The recompute range of each KPI and grain staged (RANGE_COLUMNS)."""
-        return qualified(self.schema, f"kpi_stage_ranges_{self.run_id}")
+        return qualified(None if self.in_session else self.schema, f"kpi_stage_ranges_{self.run_id}")
 
     @property
     def inputs(self) -> exp.Table:
         """The view derived KPIs read (Runner._make_inputs_view)."""
-        return qualified(self.schema, f"kpi_stage_inputs_{self.run_id}")
+        return qualified(None if self.in_session else self.schema, f"kpi_stage_inputs_{self.run_id}")
 
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -200,6 +193,7 @@ class Runner:
         self.progress = progress or (lambda event, info: None)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
         self.statements: list[str] = []
+        self.staging: dict[str, tuple[exp.Table, str]] = {}  # the staging relations this run created (table, kind)
         self.adopts = False  # set up by ensure_tables
         self.wh = Warehouse(self.adapter, self.schema, self.sql, self.run_sql, self.fetch, self.insert, self.project.config.name)
         self.publisher = PUBLISHERS[adapter.capabilities.publish](self.wh)  # how this engine publishes
@@ -219,6 +213,9 @@ class Runner:
     def run_sql(self, tree: exp.Expression) -> None:
         text = self.sql(tree)
         self.statements.append(text)
+        created = tree.this.this if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema) else tree.this
+        if isinstance(tree, exp.Create) and isinstance(created, exp.Table) and created.name.startswith("kpi_stage_"):
+            self.staging[self.sql(created)] = (created.copy(), tree.kind)  # dropped as the run ends, not listed
         checkpoint("sql." + tree.key)  # a kill point before every statement
         self.adapter.execute(text)
 
@@ -289,6 +286,14 @@ class Runner:
         for name, kind in sorted(found, key=lambda r: r[1] != "view"):  # views first: they read the tables
             self.run_sql(exp.Drop(tables=[self.t(name)], kind=kind.upper(), exists=True))
 
+    def _drop_own_staging(self) -> None:
+        """Drop the staging relations this run created: a listing of the schema would be a round trip more on Spark,
+        and a killed run's are dropped by the next run's start (drop_staging), the session's by the session's end."""
+        created = sorted(self.staging.values(), key=lambda c: c[1] != "VIEW")  # views first: they read the tables
+        self.staging = {}
+        for table, kind in created:
+            self.run_sql(exp.Drop(tables=[table], kind=kind, exists=True))
+
     # --- the run ---------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -316,7 +321,7 @@ class Runner:
         results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
         result.kpis = list(results.values())
         run = RunState(run_id, self.schema, self.as_of, self.whole_project, relations, pending, result, results,
-                       adopts=self.adopts)
+                       adopts=self.adopts, in_session=self.adapter.capabilities.session_staging)
         kept = (KeptPreAggregates(run, self.wh, self.cal, self.project.config.defaults.late_rows)
                 if self.publisher.keeps_pre_aggregates else None)  # kept in step with the values they sum
         try:
@@ -363,7 +368,7 @@ class Runner:
         ok = sum(1 for r in run.results.values() if r.status == "success")
         bad = sum(1 for r in run.results.values() if r.status == "error")
         try:
-            self.drop_staging()
+            self._drop_own_staging()
             values = {"status": result.status, "finished_at": result.finished_at, "kpis_ok": ok, "kpis_failed": bad,
                       "message": (result.message or "")[:4000]}
             self.publisher.record_end(result.run_id, result.started_at, values)
@@ -404,7 +409,10 @@ class Runner:
     def _stage_all(self, run: RunState, kept: KeptPreAggregates | None) -> None:
         """Stage every selected KPI; `kept`: the pre-aggregates kept between runs, where the publisher keeps them."""
         self.run_sql(tables.staging(run.stage.name).ddl(self.schema))
-        self.run_sql(tables.Table(run.ranges.name, RANGE_COLUMNS, "").ddl(self.schema))
+        if run.in_session:
+            self._show_ranges(run)
+        else:
+            self.run_sql(tables.Table(run.ranges.name, RANGE_COLUMNS, "").ddl(self.schema))
         self._make_inputs_view(run)
         state = self._state()
         run.since.update({
@@ -443,7 +451,20 @@ class Runner:
             since = run.since[(p.name, grain)]
             rows.append([p.name, grain, since or FULL])
         checkpoint("stage.ranges")
-        self.adapter.insert_rows(self.sql(run.ranges), [c for c, _ in RANGE_COLUMNS], rows)
+        if run.in_session:
+            run.ranged += rows
+            self._show_ranges(run)
+        else:
+            self.adapter.insert_rows(self.sql(run.ranges), [c for c, _ in RANGE_COLUMNS], rows)
+
+    def _show_ranges(self, run: RunState) -> None:
+        """run.ranges as a temporary view of the rows recorded so far (run.ranged): a statement the engine only
+        plans, where each INSERT into a table was a job and a metastore update (a view reading it re-reads it)."""
+        none = [[None] * len(RANGE_COLUMNS)]
+        rows = [exp.select(*[sqlgen.alias(sqlgen.cast(lit(v), t), c)
+                             for v, (c, t) in zip(row, RANGE_COLUMNS)]) for row in run.ranged or none]
+        query = sqlgen.union_all(rows) if run.ranged else rows[0].where(exp.false())
+        self.run_sql(exp.Create(this=run.ranges, kind="VIEW", expression=query, replace=True, properties=_temporary()))
 
     def _scan_query(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> exp.Query:
         """A scan's query; where the dialect asks for it (dialects.STAGED_PRE_AGGREGATE), its shared pre-aggregate
@@ -519,7 +540,8 @@ class Runner:
             .from_(self.t("kpi_values", v))
             .where(exp.Not(this=superseded))
         )
-        self.run_sql(exp.Create(this=run.inputs, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True))
+        self.run_sql(exp.Create(this=run.inputs, kind="VIEW", expression=exp.union(staged, published, distinct=False), replace=True,
+                                properties=_temporary() if run.in_session else None))
 
     def _stage_derived(self, run: RunState, pl: KpiPlan) -> None:
         began = _time.perf_counter()
@@ -631,16 +653,15 @@ class Runner:
         reads the new values, targets and catalog. The same on every engine; only how it is applied differs
         (publish.py). Made once publishing has begun: inside the transaction where there is one."""
         replaced = self._replaced(run, ok)
-        judged = {n: self._judgement_hash(n) for n in ok}
         writes = [
             TableWrite(tables.VALUES, self._replaced_values(run, ok) if ok else exp.false(),
                        [self._values_query(run, ok, now)] if ok else [], []),
             TableWrite(tables.SLICE_MEMBERS, replaced, [], self._slice_member_rows(run, ok)),
-            TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now, judged)),
+            TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now)),
             self._definitions_write(run, ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
             TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
-            self._status_write(run, ok, replaced, judged),
+            TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)] if ok else [], []),
             TableWrite(tables.FORECAST, replaced, self._forecast_queries(run, ok), []),  # reads the new status
             TableWrite(tables.STRATEGY, exp.true(), [], self._strategy_rows()),
         ]
@@ -668,56 +689,17 @@ class Runner:
         (_replaced), with no search for rows to keep."""
         if all(run.since[(n, g)] is None for n in ok for g in self.plan.kpis[n].grains):
             return self._replaced(run, ok)
-        return exp.and_(_name_in(ok), exp.Not(this=_before_range(run, self.t("kpi_values").this)))
-
-    def _status_write(self, run: RunState, ok: list[str], replaced: exp.Expression,
-                      judged: dict[str, str]) -> TableWrite:
-        """kpi_status of the KPIs that succeeded. Where an incremental run keeps a KPI's statuses before its range
-        (_kept_statuses), it writes those of the periods it recomputes alone: what an incremental run writes then
-        grows with the new periods, not with the KPI's history."""
-        if not ok:
-            return TableWrite(tables.STATUS, replaced, [], [])
-        kept = self._kept_statuses(run, ok, judged)
-        if not kept:
-            return TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)], [])
-        status = self.t(tables.STATUS.name).this
-        keeps = exp.and_(_name_in(kept), _before_range(run, status))
-        new = exp.Not(this=exp.Paren(this=exp.and_(
-            exp.In(this=col("name", "__v"), expressions=[lit(n) for n in kept]), _before_range(run, ident("__v")))))
-        return TableWrite(tables.STATUS, exp.and_(exp.Paren(this=replaced), exp.Not(this=exp.Paren(this=keeps))),
-                          [status_query(ok, run.schema, run.as_of, rows=new)], [])
-
-    def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
-        """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
-        reads its period's value and the previous period's (kept: before the range), its target and threshold, and
-        the KPI's owner, strategy and priority: it stands where every target of the KPI is an expression of the
-        period and its judgement_hash is the one kpi_catalog holds (nothing it reads changed), where the range
-        starts no later than as_of (every kept period is complete) and where no kept status was published
-        incomplete (a run with an earlier as_of, or periods after it)."""
-        grains = {n: self.plan.kpis[n].grains for n in ok}
-        default = self.project.config.defaults.grain
-        candidates = [n for n in ok if all(run.since[(n, g)] is not None and run.since[(n, g)] <= run.as_of
-                                           for g in grains[n])
-                      and keeps_statuses(self.plan.kpis[n].kpi, grains[n], default)]
-        if not candidates:
-            return []
-        status = ident("__s")
-        incomplete = exp.select(exp.Literal.number(1)).from_(self.t(tables.STATUS.name, "__s")).where(exp.and_(
-            exp.EQ(this=col("name", "__s"), expression=col("name", "__c")),
-            exp.Not(this=col("is_complete", "__s")),
-            _before_range(run, status),
-        ))
-        same = exp.EQ(this=col("status_hash", "__c"), expression=exp.Case(
-            this=col("name", "__c"), ifs=[exp.If(this=lit(n), true=lit(judged[n])) for n in candidates]))
-        found = self.fetch(exp.select(col("name", "__c")).from_(self.t(tables.CATALOG.name, "__c")).where(exp.and_(
-            exp.In(this=col("name", "__c"), expressions=[lit(n) for n in candidates]), same,
-            exp.Not(this=exp.Exists(this=incomplete)))))
-        return sorted(str(r[0]) for r in found)
-
-    def _judgement_hash(self, name: str) -> str:
-        kpi = self.plan.kpis[name].kpi
-        ref = self.project.strategies.get(kpi.strategy or "")
-        return judgement_hash(kpi, ref.priority.name if ref else None, self.project)
+        values = self.t("kpi_values")
+        kept = exp.Exists(
+            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
+                exp.and_(
+                    exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=values.this.copy())),
+                    exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=values.this.copy())),
+                    exp.LT(this=exp.column("period_start", table=values.this.copy()), expression=col("since", "__r")),
+                )
+            )
+        )
+        return exp.and_(_name_in(ok), exp.Not(this=kept))
 
     def _removed_kpis(self) -> exp.Expression:
         """The rows of KPIs that are no longer in the project."""
@@ -762,7 +744,7 @@ class Runner:
         return [[n, d, v, c, m] for n, d, v in sorted(found)
                 for c, m in zip(combinations.columns(d), combinations.members(v))]
 
-    def _catalog_rows(self, ok: list[str], now: dt.datetime, judged: dict[str, str]) -> list[list[Any]]:
+    def _catalog_rows(self, ok: list[str], now: dt.datetime) -> list[list[Any]]:
         strategies = self.project.strategies
         rows = []
         for n in ok:
@@ -774,7 +756,7 @@ class Runner:
                 ref.priority.name if ref else None, k.indicator, k.category, k.unit, k.direction,
                 json.dumps(list(k.declared_grains or pl.grains[:1])), pl.definition_hash, json.dumps(list(k.tags)),
                 json.dumps(list(k.drives)), k.actions_text, pl.form,
-                json.dumps(list(pl.window)) if pl.window else None, now, k.metric, judged[n],
+                json.dumps(list(pl.window)) if pl.window else None, now, k.metric,
             ])
         return rows
 

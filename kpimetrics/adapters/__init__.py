@@ -21,6 +21,10 @@ Publish = Literal["transaction", "versioned_views"]
 class Capabilities:
     publish: Publish
     default_schema: str
+    # a run's small staging relations (the recompute ranges, the view derived KPIs read) as temporary views of the
+    # session, not as catalog objects: where each CREATE, INSERT and DROP of a catalog object is a metastore round
+    # trip (Spark), and a killed run's session takes them with it
+    session_staging: bool = False
 
 
 class Adapter(Protocol):

@@ -119,7 +119,7 @@ logger.datanucleus.level = off
 
 class SparkAdapter:
     dialect = "spark"
-    capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA)
+    capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA, session_staging=True)
 
     def __init__(self, output: SparkOutput, project_root: Path, timezone: str):
         self.mode = mode_of(output)
@@ -128,7 +128,7 @@ class SparkAdapter:
         self.warehouse = _warehouse_uri(output.warehouse_dir, project_root) if self.mode.driver_here else None
         self.timezone = timezone
         if output.schema_:
-            self.capabilities = Capabilities(publish="versioned_views", default_schema=output.schema_)
+            self.capabilities = Capabilities(publish="versioned_views", default_schema=output.schema_, session_staging=True)
         self._lock: WarehouseLock | None = None
         self._lease: CatalogLease | None = None  # a shared catalog's run lock (spark_lease.py), taken by lock()
         self._metastore: Path | None = None
