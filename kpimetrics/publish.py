@@ -273,11 +273,11 @@ class VersionedViewsPublisher:
             exp.EQ(this=col("__n"), expression=exp.Literal.number(1)))
         wh.run_sql(exp.Create(this=wh.t("kpi_runs"), kind="VIEW", expression=shown, replace=True))
 
-    def _create_view(self, table: tables.Table) -> None:
-        """The view of the published version of `table`."""
+    def _create_view(self, table: tables.Table, columns: tuple[str, ...] | None = None) -> None:
+        """The view of the published version of `table` (of its `columns`, where a migration says which)."""
         wh = self.wh
         current = exp.select(col("version")).from_(wh.t(POINTER))
-        shown = exp.select(*[col(c) for c in table.column_names]).from_(wh.t(versions_name(table.name))).where(
+        shown = exp.select(*[col(c) for c in columns or table.column_names]).from_(wh.t(versions_name(table.name))).where(
             exp.EQ(this=col(VERSION_COLUMN), expression=exp.Subquery(this=current)))
         wh.run_sql(exp.Create(this=wh.t(table.name), kind="VIEW", expression=shown, replace=True))
 
@@ -293,7 +293,7 @@ class VersionedViewsPublisher:
             checkpoint(f"migrate.v{migration.version}")
             for step in migration.steps:
                 if isinstance(step, migrations.AddColumn):
-                    self._add_column(step)
+                    self._add_column(step, migration.version)
                     continue
                 if step.table in tables.APPEND_ONLY:  # a log written outside runs: a plain table (IF NOT EXISTS)
                     wh.run_sql(step.table.ddl(wh.schema))
@@ -307,9 +307,10 @@ class VersionedViewsPublisher:
                 self._create_view(step.table)
             wh.run_sql(migrations.version_append(wh.schema, migration.version))
 
-    def _add_column(self, step: migrations.AddColumn) -> None:
+    def _add_column(self, step: migrations.AddColumn, version: int) -> None:
         """A new column: added to the table that holds the rows (the versions beneath a view, the runs' log, or a
-        plain log table), unless a run killed after adding it did; then the view is made again to show it."""
+        plain log table), unless a run killed after adding it did; then the view is made again to show it, with
+        the columns of `version` (the migration's: a later one adds its own column after it)."""
         wh = self.wh
         table = step.table
         holder = (table.name if table in tables.APPEND_ONLY else RUNS_LOG if table is tables.RUNS
@@ -319,7 +320,7 @@ class VersionedViewsPublisher:
         if table is tables.RUNS:
             self._create_runs_view()
         elif table not in tables.APPEND_ONLY:
-            self._create_view(table)
+            self._create_view(table, migrations.columns_at(table, version))
 
     def mark_aborted(self, now: dt.datetime) -> None:
         """A run still 'running' was killed: the next run says so, with a newer row in the log."""

@@ -37,7 +37,8 @@ from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse, is_running
 from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
-from .targets import (baseline_range, plain_targets_queries, status_query, table_probe, targets_query,
+from .targets import (baseline_range, judgement_hash, keeps_statuses, plain_targets_queries, status_query,
+                      table_probe, targets_query,
                       with_baseline_query)
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
@@ -57,6 +58,16 @@ def first_line(exc: BaseException | str) -> str:
 
 def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
+
+
+def _before_range(run: RunState, rows: exp.Identifier) -> exp.Expression:
+    """Whether a row of an output table (`rows`: the table's name or alias) lies before the range the run
+    recomputes at its KPI and grain: a period an incremental run keeps."""
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(exp.and_(
+        exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=rows.copy())),
+        exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=rows.copy())),
+        exp.LT(this=exp.column("period_start", table=rows.copy()), expression=col("since", "__r")),
+    )))
 
 
 @dataclass
@@ -653,15 +664,16 @@ class Runner:
         reads the new values, targets and catalog. The same on every engine; only how it is applied differs
         (publish.py). Made once publishing has begun: inside the transaction where there is one."""
         replaced = self._replaced(run, ok)
+        judged = {n: self._judgement_hash(n) for n in ok}
         writes = [
             TableWrite(tables.VALUES, self._replaced_values(run, ok) if ok else exp.false(),
                        [self._values_query(run, ok, now)] if ok else [], []),
             TableWrite(tables.SLICE_MEMBERS, replaced, [], self._slice_member_rows(run, ok)),
-            TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now)),
+            TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now, judged)),
             self._definitions_write(run, ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
             TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
-            TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)] if ok else [], []),
+            self._status_write(run, ok, replaced, judged),
             TableWrite(tables.FORECAST, replaced, self._forecast_queries(run, ok), []),  # reads the new status
             TableWrite(tables.STRATEGY, exp.true(), [], self._strategy_rows()),
         ]
@@ -689,17 +701,56 @@ class Runner:
         (_replaced), with no search for rows to keep."""
         if all(run.since[(n, g)] is None for n in ok for g in self.plan.kpis[n].grains):
             return self._replaced(run, ok)
-        values = self.t("kpi_values")
-        kept = exp.Exists(
-            this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
-                exp.and_(
-                    exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=values.this.copy())),
-                    exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=values.this.copy())),
-                    exp.LT(this=exp.column("period_start", table=values.this.copy()), expression=col("since", "__r")),
-                )
-            )
-        )
-        return exp.and_(_name_in(ok), exp.Not(this=kept))
+        return exp.and_(_name_in(ok), exp.Not(this=_before_range(run, self.t("kpi_values").this)))
+
+    def _status_write(self, run: RunState, ok: list[str], replaced: exp.Expression,
+                      judged: dict[str, str]) -> TableWrite:
+        """kpi_status of the KPIs that succeeded. Where an incremental run keeps a KPI's statuses before its range
+        (_kept_statuses), it writes those of the periods it recomputes alone: what an incremental run writes then
+        grows with the new periods, not with the KPI's history."""
+        if not ok:
+            return TableWrite(tables.STATUS, replaced, [], [])
+        kept = self._kept_statuses(run, ok, judged)
+        if not kept:
+            return TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)], [])
+        status = self.t(tables.STATUS.name).this
+        keeps = exp.and_(_name_in(kept), _before_range(run, status))
+        new = exp.Not(this=exp.Paren(this=exp.and_(
+            exp.In(this=col("name", "__v"), expressions=[lit(n) for n in kept]), _before_range(run, ident("__v")))))
+        return TableWrite(tables.STATUS, exp.and_(exp.Paren(this=replaced), exp.Not(this=exp.Paren(this=keeps))),
+                          [status_query(ok, run.schema, run.as_of, rows=new)], [])
+
+    def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
+        """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
+        reads its period's value and the previous period's (kept: before the range), its target and threshold, and
+        the KPI's owner, strategy and priority: it stands where every target of the KPI is an expression of the
+        period and its judgement_hash is the one kpi_catalog holds (nothing it reads changed), where the range
+        starts no later than as_of (every kept period is complete) and where no kept status was published
+        incomplete (a run with an earlier as_of, or periods after it)."""
+        grains = {n: self.plan.kpis[n].grains for n in ok}
+        default = self.project.config.defaults.grain
+        candidates = [n for n in ok if all(run.since[(n, g)] is not None and run.since[(n, g)] <= run.as_of
+                                           for g in grains[n])
+                      and keeps_statuses(self.plan.kpis[n].kpi, grains[n], default)]
+        if not candidates:
+            return []
+        status = ident("__s")
+        incomplete = exp.select(exp.Literal.number(1)).from_(self.t(tables.STATUS.name, "__s")).where(exp.and_(
+            exp.EQ(this=col("name", "__s"), expression=col("name", "__c")),
+            exp.Not(this=col("is_complete", "__s")),
+            _before_range(run, status),
+        ))
+        same = exp.EQ(this=col("status_hash", "__c"), expression=exp.Case(
+            this=col("name", "__c"), ifs=[exp.If(this=lit(n), true=lit(judged[n])) for n in candidates]))
+        found = self.fetch(exp.select(col("name", "__c")).from_(self.t(tables.CATALOG.name, "__c")).where(exp.and_(
+            exp.In(this=col("name", "__c"), expressions=[lit(n) for n in candidates]), same,
+            exp.Not(this=exp.Exists(this=incomplete)))))
+        return sorted(str(r[0]) for r in found)
+
+    def _judgement_hash(self, name: str) -> str:
+        kpi = self.plan.kpis[name].kpi
+        ref = self.project.strategies.get(kpi.strategy or "")
+        return judgement_hash(kpi, ref.priority.name if ref else None, self.project)
 
     def _removed_kpis(self) -> exp.Expression:
         """The rows of KPIs that are no longer in the project."""
@@ -744,7 +795,7 @@ class Runner:
         return [[n, d, v, c, m] for n, d, v in sorted(found)
                 for c, m in zip(combinations.columns(d), combinations.members(v))]
 
-    def _catalog_rows(self, ok: list[str], now: dt.datetime) -> list[list[Any]]:
+    def _catalog_rows(self, ok: list[str], now: dt.datetime, judged: dict[str, str]) -> list[list[Any]]:
         strategies = self.project.strategies
         rows = []
         for n in ok:
@@ -756,7 +807,7 @@ class Runner:
                 ref.priority.name if ref else None, k.indicator, k.category, k.unit, k.direction,
                 json.dumps(list(k.declared_grains or pl.grains[:1])), pl.definition_hash, json.dumps(list(k.tags)),
                 json.dumps(list(k.drives)), k.actions_text, pl.form,
-                json.dumps(list(pl.window)) if pl.window else None, now, k.metric,
+                json.dumps(list(pl.window)) if pl.window else None, now, k.metric, judged[n],
             ])
         return rows
 
