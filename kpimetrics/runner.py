@@ -60,14 +60,20 @@ def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
 
 
-def _before_range(run: RunState, rows: exp.Identifier) -> exp.Expression:
+def _before_range(run: RunState, rows: exp.Identifier, names: list[str] | None = None,
+                  column: str = "period_start") -> exp.Expression:
     """Whether a row of an output table (`rows`: the table's name or alias) lies before the range the run
-    recomputes at its KPI and grain: a period an incremental run keeps."""
-    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(exp.and_(
-        exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=rows.copy())),
-        exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=rows.copy())),
-        exp.LT(this=exp.column("period_start", table=rows.copy()), expression=col("since", "__r")),
-    )))
+    recomputes at its KPI and grain, by its `column`: a period an incremental run keeps (of a KPI in `names`,
+    when given). Said as
+    one EXISTS, so that `NOT` of it in a conjunction is an anti-join (PostgreSQL plans an EXISTS under an OR as
+    a subquery per row, and JIT-compiles the statement for that estimate)."""
+    within = [exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=rows.copy())),
+              exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=rows.copy())),
+              exp.LT(this=exp.column(column, table=rows.copy()), expression=col("since", "__r"))]
+    if names is not None:
+        within.append(exp.In(this=col("name", "__r"), expressions=[lit(n) for n in names]))
+    return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
+        exp.and_(*within)))
 
 
 @dataclass
@@ -713,12 +719,10 @@ class Runner:
         kept = self._kept_statuses(run, ok, judged)
         if not kept:
             return TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)], [])
-        status = self.t(tables.STATUS.name).this
-        keeps = exp.and_(_name_in(kept), _before_range(run, status))
-        new = exp.Not(this=exp.Paren(this=exp.and_(
-            exp.In(this=col("name", "__v"), expressions=[lit(n) for n in kept]), _before_range(run, ident("__v")))))
-        return TableWrite(tables.STATUS, exp.and_(exp.Paren(this=replaced), exp.Not(this=exp.Paren(this=keeps))),
-                          [status_query(ok, run.schema, run.as_of, rows=new)], [])
+        keeps = exp.Not(this=_before_range(run, self.t(tables.STATUS.name).this, kept))
+        dropped = keeps if replaced == exp.true() else exp.and_(replaced, keeps)
+        return TableWrite(tables.STATUS, dropped, [status_query(
+            ok, run.schema, run.as_of, kept=lambda rows, column: _before_range(run, rows, kept, column))], [])
 
     def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
         """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
@@ -734,18 +738,15 @@ class Runner:
                       and keeps_statuses(self.plan.kpis[n].kpi, grains[n], default)]
         if not candidates:
             return []
-        status = ident("__s")
-        incomplete = exp.select(exp.Literal.number(1)).from_(self.t(tables.STATUS.name, "__s")).where(exp.and_(
-            exp.EQ(this=col("name", "__s"), expression=col("name", "__c")),
-            exp.Not(this=col("is_complete", "__s")),
-            _before_range(run, status),
-        ))
-        same = exp.EQ(this=col("status_hash", "__c"), expression=exp.Case(
-            this=col("name", "__c"), ifs=[exp.If(this=lit(n), true=lit(judged[n])) for n in candidates]))
-        found = self.fetch(exp.select(col("name", "__c")).from_(self.t(tables.CATALOG.name, "__c")).where(exp.and_(
-            exp.In(this=col("name", "__c"), expressions=[lit(n) for n in candidates]), same,
-            exp.Not(this=exp.Exists(this=incomplete)))))
-        return sorted(str(r[0]) for r in found)
+        same = exp.select(col("name"), sqlgen.alias(lit("same"), "found")).from_(self.t(tables.CATALOG.name)).where(
+            exp.and_(_name_in(candidates), exp.EQ(this=col("status_hash"), expression=exp.Case(
+                this=col("name"), ifs=[exp.If(this=lit(n), true=lit(judged[n])) for n in candidates]))))
+        incomplete = exp.select(col("name"), sqlgen.alias(lit("incomplete"), "found")).distinct().from_(
+            self.t(tables.STATUS.name)).where(exp.and_(
+                _name_in(candidates), exp.Not(this=col("is_complete")),
+                _before_range(run, self.t(tables.STATUS.name).this)))
+        found = self.fetch(exp.union(same, incomplete, distinct=False))
+        return sorted({str(n) for n, f in found if f == "same"} - {str(n) for n, f in found if f == "incomplete"})
 
     def _judgement_hash(self, name: str) -> str:
         kpi = self.plan.kpis[name].kpi

@@ -15,11 +15,12 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlglot import exp
 
 from . import calendar as cal_
+from . import tables
 from .config import Calendar
 from .loader import ProjectDef
 from .model import (
@@ -28,7 +29,8 @@ from .model import (
 from .planner import Relation, build_relation
 from .sqlexpr import parse_snippet
 from .sqlgen import (
-    alias, col, cte_query, double, ident, lit, make_divisions_safe, model_ctes, safe_div, slice_value, union_all,
+    alias, col, cte_query, double, ident, lit, make_divisions_safe, model_ctes, safe_div, select_all, slice_value,
+    union_all,
 )
 from .status import Status
 from .tables import qualified
@@ -484,10 +486,20 @@ def keeps_statuses(kpi: Kpi, grains: tuple[str, ...], default_grain: str) -> boo
     return all(_is_plain(s) for g in grains for s in target_scopes(kpi, g, default_grain))
 
 
-def status_query(names: list[str], schema: str, as_of: dt.date, rows: exp.Expression | None = None) -> exp.Select:
-    """kpi_status rows for `names`: values joined with targets and the previous period; with `rows`, of the
-    kpi_values rows (alias __v) it holds for only."""
+def status_query(names: list[str], schema: str, as_of: dt.date,
+                 kept: Callable[[exp.Identifier, str], exp.Expression] | None = None) -> exp.Select:
+    """kpi_status rows for `names`: values joined with targets and the previous period. With `kept` (a condition
+    on a row of an output table, named by its identifier, and a date column of it: the row's period is one the
+    run keeps), of the other periods only, each join reading only the rows those can meet."""
     v, t, p, c = "__v", "__t", "__p", "__c"
+
+    def source(table: str, column: str, name: str) -> exp.Expression:
+        if kept is None:
+            return qualified(schema, table, name)
+        columns = tables.BY_NAME[table].column_names
+        rows = select_all(qualified(schema, table), columns).where(exp.Not(this=kept(ident(table), column)))
+        return exp.Subquery(this=rows, alias=exp.TableAlias(this=ident(name)))
+
     higher = exp.EQ(this=col("direction", c), expression=lit("higher_is_better"))
     value, target, thr = col("value", v), col("target", t), col("at_risk_threshold", t)
 
@@ -512,16 +524,17 @@ def status_query(names: list[str], schema: str, as_of: dt.date, rows: exp.Expres
         .from_(qualified(schema, "kpi_values", v))
         .join(qualified(schema, "kpi_catalog", c), on=exp.EQ(this=col("name", c), expression=col("name", v)))
         .join(
-            qualified(schema, "kpi_targets", t),
+            source("kpi_targets", "period_start", t),
             on=_same_series(t, v, exp.EQ(this=col("period_start", t), expression=col("period_start", v))),
             join_type="LEFT",
         )
         .join(
-            qualified(schema, "kpi_values", p),
+            source("kpi_values", "period_end", p),  # a kept period's end is before the range: no period follows it
             # the previous period is the one that ends where this one starts
             on=_same_series(p, v, exp.EQ(this=col("period_end", p), expression=col("period_start", v))),
             join_type="LEFT",
         )
-        .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]) if rows is None else
-               exp.and_(exp.In(this=col("name", v), expressions=[lit(n) for n in names]), exp.Paren(this=rows)))
+        .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]) if kept is None else
+               exp.and_(exp.In(this=col("name", v), expressions=[lit(n) for n in names]),
+                        exp.Not(this=kept(ident(v), "period_start"))))
     )
