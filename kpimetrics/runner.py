@@ -37,9 +37,8 @@ from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse, is_running
 from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
-from .targets import (baseline_range, judgement_hash, keeps_statuses, plain_targets_queries, status_query,
-                      table_probe, targets_query,
-                      with_baseline_query)
+from .targets import (KeptStatuses, baseline_range, judgement_hash, keeps_statuses, plain_targets_queries,
+                      status_query, table_probe, targets_query, with_baseline_query)
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
@@ -60,16 +59,14 @@ def _name_in(names: list[str]) -> exp.Expression:
     return exp.In(this=col("name"), expressions=[lit(n) for n in names])
 
 
-def _before_range(run: RunState, rows: exp.Identifier, names: list[str] | None = None,
-                  column: str = "period_start") -> exp.Expression:
+def _before_range(run: RunState, rows: exp.Identifier, names: list[str] | None = None) -> exp.Expression:
     """Whether a row of an output table (`rows`: the table's name or alias) lies before the range the run
-    recomputes at its KPI and grain, by its `column`: a period an incremental run keeps (of a KPI in `names`,
-    when given). Said as
+    recomputes at its KPI and grain: a period an incremental run keeps (of a KPI in `names`, when given). Said as
     one EXISTS, so that `NOT` of it in a conjunction is an anti-join (PostgreSQL plans an EXISTS under an OR as
     a subquery per row, and JIT-compiles the statement for that estimate)."""
     within = [exp.EQ(this=col("name", "__r"), expression=exp.column("name", table=rows.copy())),
               exp.EQ(this=col("grain", "__r"), expression=exp.column("grain", table=rows.copy())),
-              exp.LT(this=exp.column(column, table=rows.copy()), expression=col("since", "__r"))]
+              exp.LT(this=exp.column("period_start", table=rows.copy()), expression=col("since", "__r"))]
     if names is not None:
         within.append(exp.In(this=col("name", "__r"), expressions=[lit(n) for n in names]))
     return exp.Exists(this=exp.select(exp.Literal.number(1)).from_(sqlgen.aliased(run.ranges, "__r")).where(
@@ -687,8 +684,12 @@ class Runner:
             return writes
         removed = self._removed_kpis()  # a KPI removed from the project leaves every table
         run.result.removed = self._removed_names(removed)
+        # where every KPI succeeded, kpi_values' and kpi_status' drops are `NOT <a kept period>` (or TRUE): a removed
+        # KPI has no range, so its rows go already; an OR beside the EXISTS would be a subquery per row on PostgreSQL
+        dropping = {tables.VALUES.name, tables.STATUS.name} if replaced == exp.true() else set()
         return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
-                if w.table in tables.PER_KPI and w.dropped != exp.true() else w for w in writes]
+                if w.table in tables.PER_KPI and w.dropped != exp.true() and w.table.name not in dropping else w
+                for w in writes]
 
     def _replaced(self, run: RunState, ok: list[str]) -> exp.Expression:
         """The rows of a per-KPI table that the run rewrites: its KPIs that succeeded. Every row when the run is of
@@ -705,9 +706,11 @@ class Runner:
         """The kpi_values rows a run replaces: a succeeded KPI keeps only its rows before the range of a grain it still has.
         Where the run recomputes every period of each of them (a first run, --full-refresh), that is all their rows
         (_replaced), with no search for rows to keep."""
+        replaced = self._replaced(run, ok)
         if all(run.since[(n, g)] is None for n in ok for g in self.plan.kpis[n].grains):
-            return self._replaced(run, ok)
-        return exp.and_(_name_in(ok), exp.Not(this=_before_range(run, self.t("kpi_values").this)))
+            return replaced
+        kept = exp.Not(this=_before_range(run, self.t("kpi_values").this))
+        return kept if replaced == exp.true() else exp.and_(_name_in(ok), kept)
 
     def _status_write(self, run: RunState, ok: list[str], replaced: exp.Expression,
                       judged: dict[str, str]) -> TableWrite:
@@ -721,32 +724,32 @@ class Runner:
             return TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)], [])
         keeps = exp.Not(this=_before_range(run, self.t(tables.STATUS.name).this, kept))
         dropped = keeps if replaced == exp.true() else exp.and_(replaced, keeps)
+        earliest = min(run.since[(n, g)] for n in kept for g in self.plan.kpis[n].grains)
         return TableWrite(tables.STATUS, dropped, [status_query(
-            ok, run.schema, run.as_of, kept=lambda rows, column: _before_range(run, rows, kept, column))], [])
+            ok, run.schema, run.as_of, KeptStatuses(tuple(kept), run.run_id, earliest))], [])
 
     def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
         """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
-        reads its period's value and the previous period's (kept: before the range), its target and threshold, and
-        the KPI's owner, strategy and priority: it stands where every target of the KPI is an expression of the
-        period and its judgement_hash is the one kpi_catalog holds (nothing it reads changed), where the range
-        starts no later than as_of (every kept period is complete) and where no kept status was published
-        incomplete (a run with an earlier as_of, or periods after it)."""
+        reads its period's value and the previous period's (kept: before the range), its target and threshold, the
+        KPI's owner, strategy and priority, and as_of: it stands where every target of the KPI is an expression of
+        the period, its judgement_hash is the one kpi_catalog holds (nothing else it reads changed), and no kept
+        status says another is_complete than this run's as_of gives (as_of moved past its period's end)."""
         grains = {n: self.plan.kpis[n].grains for n in ok}
         default = self.project.config.defaults.grain
-        candidates = [n for n in ok if all(run.since[(n, g)] is not None and run.since[(n, g)] <= run.as_of
-                                           for g in grains[n])
+        candidates = [n for n in ok if all(run.since[(n, g)] is not None for g in grains[n])
                       and keeps_statuses(self.plan.kpis[n].kpi, grains[n], default)]
         if not candidates:
             return []
         same = exp.select(col("name"), sqlgen.alias(lit("same"), "found")).from_(self.t(tables.CATALOG.name)).where(
             exp.and_(_name_in(candidates), exp.EQ(this=col("status_hash"), expression=exp.Case(
                 this=col("name"), ifs=[exp.If(this=lit(n), true=lit(judged[n])) for n in candidates]))))
-        incomplete = exp.select(col("name"), sqlgen.alias(lit("incomplete"), "found")).distinct().from_(
+        complete = exp.LTE(this=col("period_end"), expression=lit(run.as_of))
+        moved = exp.select(col("name"), sqlgen.alias(lit("moved"), "found")).distinct().from_(
             self.t(tables.STATUS.name)).where(exp.and_(
-                _name_in(candidates), exp.Not(this=col("is_complete")),
+                _name_in(candidates), exp.NullSafeNEQ(this=col("is_complete"), expression=exp.Paren(this=complete)),
                 _before_range(run, self.t(tables.STATUS.name).this)))
-        found = self.fetch(exp.union(same, incomplete, distinct=False))
-        return sorted({str(n) for n, f in found if f == "same"} - {str(n) for n, f in found if f == "incomplete"})
+        found = self.fetch(exp.union(same, moved, distinct=False))
+        return sorted({str(n) for n, f in found if f == "same"} - {str(n) for n, f in found if f == "moved"})
 
     def _judgement_hash(self, name: str) -> str:
         kpi = self.plan.kpis[name].kpi

@@ -15,12 +15,11 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlglot import exp
 
 from . import calendar as cal_
-from . import tables
 from .config import Calendar
 from .loader import ProjectDef
 from .model import (
@@ -29,8 +28,7 @@ from .model import (
 from .planner import Relation, build_relation
 from .sqlexpr import parse_snippet
 from .sqlgen import (
-    alias, col, cte_query, double, ident, lit, make_divisions_safe, model_ctes, safe_div, select_all, slice_value,
-    union_all,
+    alias, col, cte_query, double, ident, lit, make_divisions_safe, model_ctes, safe_div, slice_value, union_all,
 )
 from .status import Status
 from .tables import qualified
@@ -126,13 +124,14 @@ def _slice_match(a: str, b: str) -> exp.Expression:
     )
 
 
-def _same_series(a: str, b: str, period: exp.Expression) -> exp.Expression:
-    """Rows of the same KPI, grain and slice, matched on `period`."""
+def _same_series(a: str, b: str, period: exp.Expression, also: exp.Expression | None = None) -> exp.Expression:
+    """Rows of the same KPI, grain and slice, matched on `period` (and `also`)."""
     return exp.and_(
         exp.EQ(this=col("name", a), expression=col("name", b)),
         exp.EQ(this=col("grain", a), expression=col("grain", b)),
         period,
         _slice_match(a, b),
+        *([also] if also is not None else []),
     )
 
 
@@ -486,20 +485,26 @@ def keeps_statuses(kpi: Kpi, grains: tuple[str, ...], default_grain: str) -> boo
     return all(_is_plain(s) for g in grains for s in target_scopes(kpi, g, default_grain))
 
 
-def status_query(names: list[str], schema: str, as_of: dt.date,
-                 kept: Callable[[exp.Identifier, str], exp.Expression] | None = None) -> exp.Select:
-    """kpi_status rows for `names`: values joined with targets and the previous period. With `kept` (a condition
-    on a row of an output table, named by its identifier, and a date column of it: the row's period is one the
-    run keeps), of the other periods only, each join reading only the rows those can meet."""
+@dataclass(frozen=True)
+class KeptStatuses:
+    """The statuses an incremental run keeps (runner._kept_statuses): those of `names` before each one's range."""
+    names: tuple[str, ...]
+    run_id: int  # the run: the values it wrote are those of the periods it recomputes
+    earliest: dt.date  # the earliest start of their ranges: no recomputed period, nor its previous one, ends before
+
+
+def status_query(names: list[str], schema: str, as_of: dt.date, kept: KeptStatuses | None = None) -> exp.Select:
+    """kpi_status rows for `names`: values joined with targets and the previous period. With `kept`, of the
+    periods the run recomputes only, the joins reading the rows those can meet; every condition a plain one on a
+    row, so the joins stay on every key (PostgreSQL's merge or hash of them holds however wrong its estimates
+    of freshly written tables: with an anti-join on (name, grain) it merged every period with every other)."""
     v, t, p, c = "__v", "__t", "__p", "__c"
 
-    def source(table: str, column: str, name: str) -> exp.Expression:
-        if kept is None:
-            return qualified(schema, table, name)
-        columns = tables.BY_NAME[table].column_names
-        rows = select_all(qualified(schema, table), columns).where(exp.Not(this=kept(ident(table), column)))
-        return exp.Subquery(this=rows, alias=exp.TableAlias(this=ident(name)))
-
+    def only(alias_: str, condition: exp.Expression) -> exp.Expression:
+        """`condition`, for the rows of the kept KPIs."""
+        assert kept is not None
+        kept_kpi = exp.In(this=col("name", alias_), expressions=[lit(n) for n in kept.names])
+        return exp.Paren(this=exp.or_(exp.Not(this=kept_kpi), condition))
     higher = exp.EQ(this=col("direction", c), expression=lit("higher_is_better"))
     value, target, thr = col("value", v), col("target", t), col("at_risk_threshold", t)
 
@@ -524,17 +529,19 @@ def status_query(names: list[str], schema: str, as_of: dt.date,
         .from_(qualified(schema, "kpi_values", v))
         .join(qualified(schema, "kpi_catalog", c), on=exp.EQ(this=col("name", c), expression=col("name", v)))
         .join(
-            source("kpi_targets", "period_start", t),
-            on=_same_series(t, v, exp.EQ(this=col("period_start", t), expression=col("period_start", v))),
+            qualified(schema, "kpi_targets", t),
+            on=_same_series(t, v, exp.EQ(this=col("period_start", t), expression=col("period_start", v)),
+                            None if kept is None else only(t, exp.GTE(this=col("period_start", t), expression=lit(kept.earliest)))),
             join_type="LEFT",
         )
         .join(
-            source("kpi_values", "period_end", p),  # a kept period's end is before the range: no period follows it
+            qualified(schema, "kpi_values", p),
             # the previous period is the one that ends where this one starts
-            on=_same_series(p, v, exp.EQ(this=col("period_end", p), expression=col("period_start", v))),
+            on=_same_series(p, v, exp.EQ(this=col("period_end", p), expression=col("period_start", v)),
+                            None if kept is None else only(p, exp.GTE(this=col("period_end", p), expression=lit(kept.earliest)))),
             join_type="LEFT",
         )
         .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]) if kept is None else
                exp.and_(exp.In(this=col("name", v), expressions=[lit(n) for n in names]),
-                        exp.Not(this=kept(ident(v), "period_start"))))
+                        only(v, exp.EQ(this=col("run_id", v), expression=exp.Literal.number(kept.run_id)))))
     )

@@ -1,7 +1,7 @@
 """An incremental run writes the statuses of the periods it recomputes and keeps the others where nothing they
 read can have changed (runner._kept_statuses): every target of the KPI an expression of the period, its
-targets, owner, strategy and priority as kpi_catalog.status_hash recorded them, every kept period complete then
-and now. Whatever changed, kpi_status, kpi_targets and kpi_catalog equal a --full-refresh's.
+targets, owner, strategy and priority as kpi_catalog.status_hash recorded them, every kept period as complete or
+incomplete as when its status was written. Whatever changed, kpi_status, kpi_targets and kpi_catalog equal a --full-refresh's.
 
 A status row names no run of its own (its run_id is its value's), so which rows a run wrote is seen by marking
 every published status (attainment -1) before it: a kept row keeps the mark, a written one loses it.
@@ -140,6 +140,26 @@ def test_completeness_changed_since_the_statuses_were_written_writes_them_all(tm
     assert kpi_result(second, "revenue").mode == "incremental"
     assert not any(marked(root, "revenue").values())
     assert_equals_full_refresh(root, tmp_path, second_as_of)
+
+
+def test_incomplete_statuses_before_the_range_are_kept_while_as_of_stays(tmp_path):
+    """Periods that end after as_of are incomplete; a run with the same as_of keeps those before its range as they
+    are, incomplete then and now."""
+    as_of = dt.date(2025, 10, 15)
+    root = project(tmp_path / "p")
+    ok(run(root, as_of=as_of))
+    mark_statuses(root)
+    add_late_rows(root)
+    ok(run(root, as_of=as_of))
+    for (grain, start, _), kept in marked(root, "revenue").items():
+        assert kept == (start < SINCE[grain]), (grain, start)
+    assert query(root, "SELECT count(*) FROM kpi.kpi_status WHERE name = 'revenue' AND attainment = -1 "
+                       "AND NOT is_complete")[0][0] > 0
+    clean = project(tmp_path / "clean")
+    ok(run(clean, as_of=as_of))
+    add_late_rows(clean)
+    ok(run(clean, as_of=as_of))
+    assert_equals_full_refresh(clean, tmp_path, as_of)
 
 
 def test_a_warehouse_without_status_hashes_writes_every_status_once(tmp_path):
