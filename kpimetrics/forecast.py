@@ -208,10 +208,26 @@ def _series_index(period_start: exp.Expression) -> exp.Expression:
                     default=by_months)
 
 
-def _batch_fits(names: list[str], horizon_rows: exp.Values, schema: str, as_of: dt.date) -> exp.Query:
-    """(name, grain, horizon, forecast) of every KPI of the chunk that has one: least squares and run rates."""
-    in_chunk = exp.In(this=col("name", "__s"), expressions=[lit(n) for n in names])
+def _batch_fits(items: list[Item], horizon_rows: exp.Values, schema: str, as_of: dt.date) -> exp.Query:
+    """(name, grain, horizon, forecast) of every KPI of the chunk that has one: least squares and run rates, each
+    over the KPIs of its method only (a method no KPI of the chunk uses has no branch: PostgreSQL still read
+    kpi_status and tried every row against every horizon for it)."""
+    def method_of(method: str) -> list[str]:
+        return sorted({it.kpi.name for it in items if it.method == method})
+
     total = exp.EQ(this=col("dimension", "__s"), expression=lit(""))
+    fits: list[exp.Query] = []
+    if names := method_of(LEAST_SQUARES):
+        fits.append(_least_squares_fits(names, horizon_rows, schema, as_of, total))
+    if names := method_of(RUN_RATE):
+        fits.append(_run_rate_fits(names, horizon_rows, schema, as_of, total))
+    return union_all(fits)
+
+
+def _least_squares_fits(names: list[str], horizon_rows: exp.Values, schema: str, as_of: dt.date,
+                        total: exp.Expression) -> exp.Query:
+    """The least-squares line of each KPI in `names` at each horizon, through its last complete periods."""
+    in_chunk = exp.In(this=col("name", "__s"), expressions=[lit(n) for n in names])
     latest = exp.Window(this=exp.RowNumber(), partition_by=[col("name", "__s"), col("grain", "__s")],
                         order=exp.Order(expressions=[exp.Ordered(this=col("period_start", "__s"), desc=True)]))
     ranked = (exp.select(col("name", "__s"), col("grain", "__s"), col("period_start", "__s"), col("value", "__s"), alias(latest, "__rn"))
@@ -237,9 +253,15 @@ def _batch_fits(names: list[str], horizon_rows: exp.Values, schema: str, as_of: 
     slope = safe_div(exp.Sub(this=exp.Mul(this=n.copy(), expression=sxy), expression=exp.Mul(this=sx.copy(), expression=sy.copy())),
                      exp.Sub(this=exp.Mul(this=n.copy(), expression=sxx), expression=exp.Mul(this=sx.copy(), expression=sx.copy())))
     intercept = safe_div(exp.Sub(this=sy.copy(), expression=exp.Mul(this=exp.Paren(this=slope), expression=sx.copy())), n.copy())
-    ols = (exp.select(*[col(c, "__q") for c in ("name", "grain", "horizon")], alias(intercept, "forecast"))
-           .from_(_sub(sums, "__q"), copy=False).where(exp.GTE(this=n.copy(), expression=lit(float(MIN_PERIODS))), copy=False))
+    return (exp.select(*[col(c, "__q") for c in ("name", "grain", "horizon")], alias(intercept, "forecast"))
+            .from_(_sub(sums, "__q"), copy=False).where(exp.GTE(this=n.copy(), expression=lit(float(MIN_PERIODS))), copy=False))
 
+
+def _run_rate_fits(names: list[str], horizon_rows: exp.Values, schema: str, as_of: dt.date,
+                   total: exp.Expression) -> exp.Query:
+    """The run rate of each to-date KPI in `names` at each horizon: its latest value so far times the factor."""
+    in_chunk = exp.In(this=col("name", "__s"), expressions=[lit(n) for n in names])
+    key = [col("name", "__v"), col("grain", "__v"), col("horizon", "__v")]
     per_horizon = exp.Window(this=exp.RowNumber(), partition_by=[c.copy() for c in key],
                              order=exp.Order(expressions=[exp.Ordered(this=col("period_start", "__s"), desc=True)]))
     so_far = (exp.select(*[c.copy() for c in key],
@@ -251,9 +273,8 @@ def _batch_fits(names: list[str], horizon_rows: exp.Values, schema: str, as_of: 
                               exp.Not(this=exp.Is(this=col("value", "__s"), expression=exp.Null())),
                               exp.GTE(this=col("period_start", "__s"), expression=col("since", "__v")),
                               exp.LT(this=col("period_start", "__s"), expression=lit(as_of))), copy=False))
-    rates = (exp.select(*[col(c, "__r") for c in ("name", "grain", "horizon", "forecast")]).from_(_sub(so_far, "__r"), copy=False)
-             .where(exp.EQ(this=col("__rn", "__r"), expression=exp.Literal.number(1)), copy=False))
-    return union_all([ols, rates])
+    return (exp.select(*[col(c, "__r") for c in ("name", "grain", "horizon", "forecast")]).from_(_sub(so_far, "__r"), copy=False)
+            .where(exp.EQ(this=col("__rn", "__r"), expression=exp.Literal.number(1)), copy=False))
 
 
 def _baselines(items: list[Item], schema: str) -> exp.Select | None:
@@ -290,7 +311,7 @@ def batch_query(items: list[Item], schema: str, as_of: dt.date, project: Project
     but a table's): their fits, joined to their horizons, each judged against its target there."""
     cal = project.config.calendar
     horizon_rows = _horizon_rows(items, as_of, cal)
-    fits = _batch_fits(sorted({it.kpi.name for it in items}), horizon_rows, schema, as_of)
+    fits = _batch_fits(items, horizon_rows, schema, as_of)
     baselines = _baselines(items, schema)
 
     def target(it: Item) -> exp.Expression:
