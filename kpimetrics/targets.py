@@ -505,6 +505,7 @@ def status_query(names: list[str], schema: str, as_of: dt.date, kept: KeptStatus
         assert kept is not None
         kept_kpi = exp.In(this=col("name", alias_), expressions=[lit(n) for n in kept.names])
         return exp.Paren(this=exp.or_(exp.Not(this=kept_kpi), condition))
+
     higher = exp.EQ(this=col("direction", c), expression=lit("higher_is_better"))
     value, target, thr = col("value", v), col("target", t), col("at_risk_threshold", t)
 

@@ -43,7 +43,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ class SparkAdapter:
         self.warehouse = _warehouse_uri(output.warehouse_dir, project_root) if self.mode.driver_here else None
         self.timezone = timezone
         if output.schema_:
-            self.capabilities = Capabilities(publish="versioned_views", default_schema=output.schema_, session_staging=True)
+            self.capabilities = replace(SparkAdapter.capabilities, default_schema=output.schema_)
         self._lock: WarehouseLock | None = None
         self._lease: CatalogLease | None = None  # a shared catalog's run lock (spark_lease.py), taken by lock()
         self._metastore: Path | None = None
