@@ -416,9 +416,14 @@ class _Resolver:
             self.leaves.append([(model.name, measure.agg_time_dimension or model.default_time), x, None])
             x = exp.column(f"__kpim_x{len(self.leaves) - 1}", quoted=True)
         if counted and measure.agg == "count":
-            one = exp.If(this=exp.Not(this=exp.Is(this=exp.Paren(this=x), expression=exp.Null())),
-                         true=exp.Literal.number(1))
-            return exp.Sum(this=exp.Case(ifs=[one], default=exp.Literal.number(0))), measure
+            if self.branches:  # one aggregate per leaf of the union: a sum of ones
+                one = exp.If(this=exp.Not(this=exp.Is(this=exp.Paren(this=x), expression=exp.Null())),
+                             true=exp.Literal.number(1))
+                return exp.Sum(this=exp.Case(ifs=[one], default=exp.Literal.number(0))), measure
+            # NULL over no rows, else the count: two counts a scan pre-aggregates and sums like any other, where
+            # COUNT(*) is the one the other measures of its filter already count (a SUM of a CASE per row is not)
+            rows = exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(0))
+            return exp.Case(ifs=[exp.If(this=rows, true=_aggregate(measure, x))]), measure
         return _aggregate(measure, x), measure
 
     def input_tree(self, ref: MetricInput, reader: Metric, offset: int = 0, outer: tuple = ()) -> exp.Expression:
