@@ -94,6 +94,38 @@ def _spark_exact_percentile(node: exp.Expression) -> exp.Expression:
     return node
 
 
+# marks a null-safe equality of two TEXT values (`null_safe_text_eq`)
+_TEXT_KEY = "kpimetrics_null_safe_text_key"
+
+
+def null_safe_text_eq(a: exp.Expression, b: exp.Expression) -> exp.NullSafeEQ:
+    """`a IS NOT DISTINCT FROM b` of two TEXT values, as a join key: the slice of two rows of the output tables
+    (dimension_value, NULL on a KPI's total row)."""
+    eq = exp.NullSafeEQ(this=a, expression=b)
+    eq.meta[_TEXT_KEY] = True
+    return eq
+
+
+def _postgres_hashable_null_safe(node: exp.Expression) -> exp.Expression:
+    """`a IS NOT DISTINCT FROM b` (TEXT) as `COALESCE(a, '') = COALESCE(b, '') AND (a IS NULL) = (b IS NULL)`,
+    the same truth in two equalities. PostgreSQL can neither hash nor merge on IS NOT DISTINCT FROM: it joins on
+    the other keys and filters each pair, so joining the rows of a KPI's slices (a period's values to their
+    targets, to the previous period's) compared every slice of a dimension with every other. With 2,000 slice
+    values over 60 days that join took 27 s, and 0.8 s split (DuckDB hashes on the null-safe form: 0.05 s)."""
+    if isinstance(node, exp.NullSafeEQ) and node.meta.get(_TEXT_KEY):
+        a, b = node.this, node.expression
+        empty = exp.Literal.string("")
+        split = exp.and_(
+            exp.EQ(this=exp.Coalesce(this=a.copy(), expressions=[empty.copy()]),
+                   expression=exp.Coalesce(this=b.copy(), expressions=[empty.copy()])),
+            exp.EQ(this=exp.Paren(this=exp.Is(this=a.copy(), expression=exp.Null())),
+                   expression=exp.Paren(this=exp.Is(this=b.copy(), expression=exp.Null()))),
+            copy=False,
+        )
+        return split if isinstance(node.parent, exp.And) else exp.Paren(this=split)
+    return node
+
+
 # marks a query that, as a CTE, kpimetrics asks DuckDB alone not to materialize (see `duckdb_inlined`)
 _DUCKDB_ONLY_HINT = "kpimetrics_duckdb_only_hint"
 
@@ -121,7 +153,7 @@ def _no_duckdb_hints(node: exp.Expression) -> exp.Expression:
 # Rewrites applied to a tree before it is rendered in a dialect, where sqlglot's output does not run there
 # or was not measured there.
 FIXES = {
-    "postgres": (_postgres_date_series, _postgres_trunc_timestamp, _no_duckdb_hints),
+    "postgres": (_postgres_date_series, _postgres_trunc_timestamp, _postgres_hashable_null_safe, _no_duckdb_hints),
     "spark": (_spark_naive_timestamps, _spark_exact_percentile, _no_duckdb_hints),
     "databricks": (_spark_naive_timestamps, _spark_exact_percentile, _no_duckdb_hints),  # Spark SQL underneath
 }

@@ -22,7 +22,7 @@ from sqlglot.dialects.dialect import Dialect
 
 from . import calendar as cal_
 from .config import Calendar
-from .dialects import cte_hint, duckdb_inlined
+from .dialects import cte_hint, duckdb_inlined, null_safe_text_eq
 from .planner import KpiPlan
 from .scan import (  # noqa: F401  ScanKpi and scan_from: partials.py reads them here
     REAGGREGATE, Aggregation, Bounds, Rows, ScanKpi, ScanLayout, Spine, WindowMap, distinct_count, scan_from, scan_layout,
@@ -696,7 +696,7 @@ def derived_query(pl: KpiPlan, grain: str, inputs: exp.Table, dims: tuple[str, .
             exp.EQ(this=col("grain", a), expression=lit(grain)),
             exp.EQ(this=col("period_start", a), expression=period),
             exp.EQ(this=col("dimension", a), expression=col("dimension", "__k")),
-            exp.NullSafeEQ(this=col("dimension_value", a), expression=col("dimension_value", "__k")),
+            null_safe_text_eq(col("dimension_value", a), col("dimension_value", "__k")),
             copy=False,
         )
         select = join(select, aliased(inputs, a), on=on, side="LEFT")

@@ -21,6 +21,7 @@ from sqlglot import exp
 
 from . import calendar as cal_
 from .config import Calendar
+from .dialects import null_safe_text_eq
 from .loader import ProjectDef
 from .model import (
     GRAINS, JUDGED_FIELDS, Kpi, PaceTarget, RelativeTarget, ScheduleTarget, TableTarget, ValueTarget,
@@ -120,7 +121,7 @@ def threshold_expression(kpi: Kpi, grain: str, target: exp.Expression) -> exp.Ex
 def _slice_match(a: str, b: str) -> exp.Expression:
     return exp.and_(
         exp.EQ(this=col("dimension", a), expression=col("dimension", b)),
-        exp.NullSafeEQ(this=col("dimension_value", a), expression=col("dimension_value", b)),
+        null_safe_text_eq(col("dimension_value", a), col("dimension_value", b)),
     )
 
 

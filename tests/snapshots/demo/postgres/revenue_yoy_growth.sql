@@ -136,10 +136,20 @@ LEFT JOIN "revenue_yoy_growth__inputs" AS "__i0"
   AND "__i0"."grain" = 'month'
   AND "__i0"."period_start" = "__k"."period_start"
   AND "__i0"."dimension" = "__k"."dimension"
-  AND "__i0"."dimension_value" IS NOT DISTINCT FROM "__k"."dimension_value"
+  AND COALESCE("__i0"."dimension_value", '') = COALESCE("__k"."dimension_value", '')
+  AND (
+    "__i0"."dimension_value" IS NULL
+  ) = (
+    "__k"."dimension_value" IS NULL
+  )
 LEFT JOIN "revenue_yoy_growth__inputs" AS "__i1"
   ON "__i1"."name" = 'net_revenue'
   AND "__i1"."grain" = 'month'
   AND "__i1"."period_start" = CAST("__k"."period_start" + INTERVAL '-12 MONTH' AS DATE)
   AND "__i1"."dimension" = "__k"."dimension"
-  AND "__i1"."dimension_value" IS NOT DISTINCT FROM "__k"."dimension_value";
+  AND COALESCE("__i1"."dimension_value", '') = COALESCE("__k"."dimension_value", '')
+  AND (
+    "__i1"."dimension_value" IS NULL
+  ) = (
+    "__k"."dimension_value" IS NULL
+  );
