@@ -302,6 +302,9 @@ class OutputReader:
     def __init__(self, adapter, schema: str):
         self.adapter = adapter
         self.schema = schema
+        # each table's columns, asked once a reader: migrations add columns and never drop one, so a column seen
+        # stays; one added while a reader is open reads as NULL through it, as before the upgrade
+        self._columns: dict[str, frozenset[str]] = {}
 
     def fetch(self, row_type: type[Row], query: exp.Query) -> list[Row]:
         """The rows of a query that selects `columns(row_type)`, typed."""
@@ -312,9 +315,14 @@ class OutputReader:
         """The rows of a row type's table (those `where` keeps), typed: a new table needs its row type, no more.
         A column a migration added reads as NULL while the warehouse is older (`status` before the upgrading run)."""
         added = migrations.added_columns(row_type.TABLE)
-        present = set(self.adapter.columns(self.schema, row_type.TABLE.name) or ()) if added else set()
+        present = self._present(row_type.TABLE.name) if added else frozenset()
         return self.fetch(row_type, select(self.schema, row_type, where, order,
                                            frozenset(c for c in added if c not in present)))
+
+    def _present(self, table: str) -> frozenset[str]:
+        if table not in self._columns:
+            self._columns[table] = frozenset(self.adapter.columns(self.schema, table) or ())
+        return self._columns[table]
 
     def require(self, *row_types: type) -> None:
         """Fail clearly when a table is not there yet (nothing run into this schema)."""
