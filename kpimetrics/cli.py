@@ -482,7 +482,7 @@ def ls_cmd(ctx: Ctx, select, state, output, metrics):
         click.echo(json.dumps([
             {"name": n, "kind": kpis[n].kind, "label": kpis[n].label, "owner": kpis[n].owner, "strategy": kpis[n].strategy,
              "priority": strategies[kpis[n].strategy].priority.name if kpis[n].strategy in strategies else None,
-             "tags": list(kpis[n].tags), "form": kpis[n].form}
+             "tags": list(kpis[n].tags), "form": kpis[n].form, "metric": kpis[n].metric}
             for n in names
         ], indent=2))
     else:

@@ -77,6 +77,16 @@ def test_the_manifest_has_the_metric_beside_the_resolved_form(documented: Path):
         "name": "revenue", "offset_window": "1 month", "alias": "revenue_before"}
 
 
+def test_ls_names_each_kpis_metric(documented: Path):
+    """`ls --output json`: a metric KPI's form as written (`metric`) and the metric it reads, as kpi_catalog's
+    metric column names it."""
+    out = cli(documented, "ls", "--output", "json")
+    assert out.exit_code == 0, out.output
+    listed = {k["name"]: k for k in json.loads(out.output)}
+    assert {n: (k["form"], k["metric"]) for n, k in listed.items()} == {n: ("metric", n) for n in listed}
+    assert set(listed) == {"web_share", "revenue_growth", "revenue_month_to_date", "large_web_orders"}
+
+
 def test_kpi_catalog_names_each_metric_beside_the_form_it_is_computed_as(documented: Path):
     """kpi_catalog.metric (schema version 6) is the metric a `metric:` KPI is computed from, and `form` its resolved
     form, as a BI tool reads them; a KPI written with a form of its own has no metric."""
