@@ -131,7 +131,7 @@ def run_hand(data: Path) -> float:
 
 
 # the adapter's calls that reach Spark, timed one by one by `profile`
-PROFILED = ("execute", "fetchall", "insert_rows", "relations", "columns", "lock", "close")
+PROFILED = ("execute", "fetchall", "insert_rows", "stage", "relations", "columns", "lock", "close")
 
 
 def profile(data: Path, as_of: str) -> None:
@@ -171,8 +171,8 @@ def profile(data: Path, as_of: str) -> None:
         print(f"\n{total:.2f} s in the command, {sum(s for _, _, s in calls):.2f} s in {len(calls)} adapter calls:")
         for kind, secs in sorted(kinds.items(), key=lambda kv: -sum(kv[1])):
             print(f"  {sum(secs):8.2f} s  {len(secs):4} x {kind}")
-        small = [s for _, w, s in calls if not w.upper().startswith(("INSERT INTO", "CREATE OR REPLACE TEMPORARY VIEW",
-                                                                    "CACHE", "WITH"))]
+        small = [s for n, w, s in calls if n != "stage" and not w.upper().startswith((
+            "INSERT INTO", "CREATE OR REPLACE TEMPORARY VIEW", "CACHE", "WITH"))]
         print(f"  ({sum(small):.2f} s in {len(small)} calls that are neither an INSERT ... SELECT nor a scan)")
 
 

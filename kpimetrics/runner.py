@@ -42,6 +42,9 @@ from .targets import (KeptStatuses, baseline_range, judgement_hash, keeps_status
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
 RANGE_COLUMNS = (("name", "VARCHAR"), ("grain", "VARCHAR"), ("since", "DATE"))  # what this run recomputes
+# the parts a session's stage view unions at most (RunState.parts): then they are staged again as one, so that a project
+# of many derived KPIs does not plan a union of all of them in each derived KPI's query
+STAGE_PARTS = 32
 
 
 def _temporary() -> exp.Properties:
@@ -145,11 +148,16 @@ class RunState:
     # (Capabilities.session_staging); the ranges' view shows `ranged`, the rows recorded so far
     in_session: bool = False
     ranged: list[list[Any]] = field(default_factory=list)
+    # the staged rows are kept in the session (Capabilities.session_rows): run.stage is a temporary view of `parts`,
+    # each scan's or derived KPI's rows staged by Adapter.stage, and the scans' pre-aggregates are staged the same way
+    session_rows: bool = False
+    parts: list[exp.Table] = field(default_factory=list)
+    staged_parts: int = 0  # parts staged so far, those merged included (Runner._insert_stage)
 
     @property
     def stage(self) -> exp.Table:
         """The staged rows of this run's values."""
-        return qualified(self.schema, f"kpi_stage_{self.run_id}")
+        return qualified(None if self.session_rows else self.schema, f"kpi_stage_{self.run_id}")
 
     @property
     def ranges(self) -> exp.Table:
@@ -165,7 +173,7 @@ class RunState:
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 # adapter calls that do the warehouse's work, timed as "warehouse" in run_results.json
-_WAREHOUSE_CALLS = frozenset({"execute", "fetchall", "insert_rows", "begin", "commit", "rollback"})
+_WAREHOUSE_CALLS = frozenset({"execute", "fetchall", "insert_rows", "stage", "begin", "commit", "rollback"})
 
 
 class _TimedAdapter:
@@ -232,6 +240,16 @@ class Runner:
             self.staging[self.sql(created)] = (created.copy(), tree.kind)  # dropped as the run ends, not listed
         checkpoint("sql." + tree.key)  # a kill point before every statement
         self.adapter.execute(text)
+
+    def stage_rows(self, view: exp.Table, query: exp.Query) -> None:
+        """`query`'s rows computed now and kept in the session as temporary view `view` (Capabilities.session_rows,
+        Adapter.stage); recorded as the CREATE TEMPORARY VIEW it amounts to, and dropped as the run ends."""
+        text = self.sql(query)
+        # the record only, around the text rendered once (a fused scan's tree is large)
+        self.statements.append(f"CREATE TEMPORARY VIEW {self.sql(view)} AS {text}")
+        self.staging[self.sql(view)] = (view.copy(), "VIEW")
+        checkpoint("sql.create")
+        self.adapter.stage(self.sql(view), text)
 
     def fetch(self, tree: exp.Expression) -> list[tuple]:
         text = self.sql(tree)
@@ -335,7 +353,8 @@ class Runner:
         results = {n: KpiResult(n, self.plan.kpis[n].kpi.kind) for n in self.selected}
         result.kpis = list(results.values())
         run = RunState(run_id, self.schema, self.as_of, self.whole_project, relations, pending, result, results,
-                       adopts=self.adopts, in_session=self.adapter.capabilities.session_staging)
+                       adopts=self.adopts, in_session=self.adapter.capabilities.session_staging,
+                       session_rows=self.adapter.capabilities.session_rows)
         kept = (KeptPreAggregates(run, self.wh, self.cal, self.project.config.defaults.late_rows)
                 if self.publisher.keeps_pre_aggregates else None)  # kept in step with the values they sum
         try:
@@ -422,7 +441,10 @@ class Runner:
 
     def _stage_all(self, run: RunState, kept: KeptPreAggregates | None) -> None:
         """Stage every selected KPI; `kept`: the pre-aggregates kept between runs, where the publisher keeps them."""
-        self.run_sql(tables.staging(run.stage.name).ddl(self.schema))
+        if run.session_rows:
+            self._show_stage(run)
+        else:
+            self.run_sql(tables.staging(run.stage.name).ddl(self.schema))
         if run.in_session:
             self._show_ranges(run)
         else:
@@ -457,7 +479,34 @@ class Runner:
                 results[name].status = "success"
 
     def _insert_stage(self, run: RunState, query: exp.Query) -> None:
-        self.run_sql(sqlgen.insert_rows(run.stage, query))
+        if not run.session_rows:
+            self.run_sql(sqlgen.insert_rows(run.stage, query))
+            return
+        q = "__q"  # the query's columns by position, cast to the stage's types, as an INSERT into it takes them
+        self._stage_part(run, exp.select(*[sqlgen.alias(sqlgen.cast(col(c, q), t), c) for c, t in tables.VALUE_ROW]).from_(
+            exp.Subquery(this=query, alias=exp.TableAlias(this=ident(q), columns=[ident(c) for c in tables.VALUE_COLUMNS]))))
+        if len(run.parts) >= STAGE_PARTS:
+            merged = run.parts
+            self._stage_part(run, exp.select(exp.Star()).from_(run.stage), merge=True)
+            for p in merged:
+                self.staging.pop(self.sql(p), None)
+                self.run_sql(exp.Drop(tables=[p], kind="VIEW", exists=True))
+
+    def _stage_part(self, run: RunState, query: exp.Query, merge: bool = False) -> None:
+        """One more part of run.stage (with `merge`, the one part in place of all before it), and run.stage shown again."""
+        run.staged_parts += 1
+        part = qualified(None, f"{run.stage.name}_p{run.staged_parts}")
+        self.stage_rows(part, query)
+        run.parts = [part] if merge else run.parts + [part]
+        self._show_stage(run)
+
+    def _show_stage(self, run: RunState) -> None:
+        """run.stage as a temporary view of the parts staged so far (run.parts; a statement the engine only plans)."""
+        if run.parts:
+            query = sqlgen.union_all([exp.select(exp.Star()).from_(p.copy()) for p in run.parts])
+        else:
+            query = exp.select(*[sqlgen.alias(sqlgen.cast(exp.null(), t), c) for c, t in tables.VALUE_ROW]).where(exp.false())
+        self.run_sql(exp.Create(this=run.stage, kind="VIEW", expression=query, replace=True, properties=_temporary()))
 
     def _record_ranges(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> None:
         rows = []
@@ -487,9 +536,12 @@ class Runner:
             return sqlgen.scan_query(items, self.cal, run.since)
         run.staged_pre_aggregates += 1
         # `s`: never a kept pre-aggregate's staging table (partials.py numbers those), were a dialect to have both
-        pre = KeptPreAggregate(self.t(f"kpi_stage_pp_{run.run_id}_s{run.staged_pre_aggregates}"))
+        name = f"kpi_stage_pp_{run.run_id}_s{run.staged_pre_aggregates}"
+        pre = KeptPreAggregate(qualified(None, name) if run.session_rows else self.t(name))
         query = sqlgen.scan_query(items, self.cal, run.since, pre=pre)
-        if pre.query is not None:
+        if pre.query is not None and run.session_rows:
+            self.stage_rows(pre.staged, pre.query)
+        elif pre.query is not None:
             self.run_sql(exp.Create(this=pre.staged, kind="TABLE", expression=pre.query))
         return query
 

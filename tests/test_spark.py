@@ -277,10 +277,14 @@ def test_publishing_by_versions(tmp_path, warehouse, monkeypatch):
 
     # 2. a BI tool reading between the steps of publishing sees the previous run, then the new one
     seen: list[tuple[str, tuple]] = []
+    schema = Project.load(root).definition.config.output_schema
+    staged: list[tuple] = []
 
     def reader(name: str) -> None:
         if name.startswith("publish."):
             seen.append((name, fingerprint(root)))
+        if name == "publish.swap":  # the run's staged rows are its session's: the output schema holds none of them
+            staged.extend(r for r in fetch(root, f"SHOW TABLES IN `{schema}`") if r[1].startswith("kpi_stage_") and not r[2])
 
     monkeypatch.setattr(publish_mod, "checkpoint", reader)
     third = Project.load(root).run(as_of=AS_OF)
@@ -291,9 +295,9 @@ def test_publishing_by_versions(tmp_path, warehouse, monkeypatch):
     assert [n for n, _ in seen].count("publish.version") == len(publish_mod.VERSIONED)
     assert all(f == before for n, f in seen if n != "publish.swapped"), "a reader saw a partly published run"
     assert dict(seen)["publish.swapped"] == after
+    assert staged == []
     # the failed run's half-written version is gone; the previous one stays for readers still on it
     assert partitions(root) == [first.run_id, third.run_id]
-    schema = Project.load(root).definition.config.output_schema
     assert not [r for r in fetch(root, f"SHOW TABLES IN `{schema}`") if r[1].startswith("kpi_stage_")]
 
     # 3. the next run drops it

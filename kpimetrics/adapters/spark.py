@@ -119,7 +119,8 @@ logger.datanucleus.level = off
 
 class SparkAdapter:
     dialect = "spark"
-    capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA, session_staging=True)
+    capabilities = Capabilities(publish="versioned_views", default_schema=DEFAULT_SCHEMA, session_staging=True,
+                                session_rows=True)
 
     def __init__(self, output: SparkOutput, project_root: Path, timezone: str):
         self.mode = mode_of(output)
@@ -133,6 +134,7 @@ class SparkAdapter:
         self._lease: CatalogLease | None = None  # a shared catalog's run lock (spark_lease.py), taken by lock()
         self._metastore: Path | None = None
         self._own_session = False  # a Connect session of this connection's, stopped when it closes
+        self._staged: dict[str, Any] = {}  # stage()'s checkpoints by view: Connect releases one when its DataFrame goes
         embedded = self.mode.driver_here and _is_local(self.warehouse) and \
             not any(k in output.conf for k in _EXTERNAL_CATALOG_KEYS)
         if embedded:
@@ -238,6 +240,25 @@ class SparkAdapter:
             params = [self._parameter(v, t) for row in chunk for v, t in zip(row, types)]
             self._sql(head + ", ".join([row_sql] * len(chunk)), params)
 
+    def stage(self, name: str, sql: str) -> None:
+        """The rows of query `sql`, computed now and kept in the session as temporary view `name`
+        (Capabilities.session_rows): a local checkpoint, whose plan is its rows. A table would cost a file commit and
+        metastore updates at its CREATE, each INSERT and its DROP; and a view cached by CACHE TABLE is not read from
+        the cache where a CTE references it (dialects.STAGED_PRE_AGGREGATE), while a checkpoint has no plan to match.
+        The rows are in the executors' storage (memory, then disk) until the view is dropped and the connection
+        closed; a killed run's session takes them with it. In as many partitions as a shuffle makes at most: a
+        scan's rows are a union of a part a branch, and a version of kpi_values written from them was a file a part
+        (29 files at 2x10^5 orders where a table of them gave 2)."""
+        if self._lease is not None:
+            self._lease.renew()
+        df = self._sql(sql, None)
+        try:
+            kept = df.coalesce(1).localCheckpoint(eager=True)
+            kept.createOrReplaceTempView(name)
+        except Exception as exc:  # noqa: BLE001
+            raise WarehouseError(_clean(exc)) from None
+        self._staged[name] = kept
+
     def _parameter(self, value: Any, dtype) -> Any:
         """A Python value as a parameter of CAST(? AS <its column's type>): times as text (a datetime parameter
         would be read in the Python process's local zone), the rest as pyspark's literals."""
@@ -341,6 +362,7 @@ class SparkAdapter:
 
         The last connection of the process shuts the embedded metastore down before it releases the lock:
         another process can boot it once the lock is free. A Connect session is released on the server."""
+        self._staged = {}
         if self._lease is not None:
             lease, self._lease = self._lease, None
             lease.release()
