@@ -149,7 +149,6 @@ class RunState:
     # each scan's or derived KPI's rows staged by Adapter.stage, and the scans' pre-aggregates are staged the same way
     session_rows: bool = False
     parts: list[exp.Table] = field(default_factory=list)
-    staged_parts: int = 0  # parts staged so far (Runner._stage_part)
 
     @property
     def stage(self) -> exp.Table:
@@ -488,8 +487,7 @@ class Runner:
         checkpoint of their union, so that a project of many derived KPIs does not plan a union of all of them in each
         derived KPI's query) failed on Spark 4.3: the KPIs staged after a merge failed with NoSuchElementException: key
         not found: period_start#N (the demo's incremental run, merging every 2 parts; the cause was not found)."""
-        run.staged_parts += 1
-        part = qualified(None, f"{run.stage.name}_p{run.staged_parts}")
+        part = qualified(None, f"{run.stage.name}_p{len(run.parts) + 1}")
         self.stage_rows(part, query)
         run.parts = run.parts + [part]
         self._show_stage(run)

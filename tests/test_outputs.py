@@ -108,7 +108,6 @@ def test_typed_rows_from_duckdb(demo: Path):
     assert {r.level for r in strategies} == {"mission", "priority", "strategy"}
 
 
-
 def test_a_reader_asks_for_a_tables_columns_once(demo: Path):
     """kpi_catalog has columns a migration added (metric, status_hash): the reader asks which the warehouse has,
     once per table, not at every read of it."""
@@ -119,6 +118,7 @@ def test_a_reader_asks_for_a_tables_columns_once(demo: Path):
         first, again = out.catalog(), out.catalog()
     assert asked == ["kpi_catalog"]
     assert [as_dict(r) for r in first] == [as_dict(r) for r in again] and any(r.metric is None for r in first)
+
 
 def test_a_schema_without_tables_is_a_clear_error(tmp_path: Path):
     root = init_project("demo", tmp_path)  # not run

@@ -398,8 +398,8 @@ class _Resolver:
         return found
 
     def measure(self, ref: MeasureInput, metric: Metric, counted: bool = False) -> tuple[exp.Expression, Measure]:
-        """The measure's aggregate. `counted`: a count as a sum of ones, NULL over no rows, as MetricFlow's
-        outer join of a ratio's or derived metric's inputs leaves an input without rows in a period."""
+        """The measure's aggregate. `counted`: a count NULL over no rows, as MetricFlow's outer join of a ratio's or
+        derived metric's inputs leaves an input without rows in a period."""
         model = self.layer.measure_model.get(ref.name)
         measure = model.measure(ref.name) if model is not None else None
         if model is None or measure is None:
@@ -429,7 +429,7 @@ class _Resolver:
     def input_tree(self, ref: MetricInput, reader: Metric, offset: int = 0, outer: tuple = ()) -> exp.Expression:
         """An input metric of a ratio or derived metric, as one expression over aggregates with every filter it
         has (its own, the input's) inside as FILTER (WHERE ...). An input with no rows in a period is NULL there,
-        as MetricFlow's outer join of its inputs makes it: a count is a sum of ones, and a count of distinct values
+        as MetricFlow's outer join of its inputs makes it: a count is NULL over no rows (`measure`), and a count of distinct values
         over no rows, 0 in SQL, is NULLIF'd. With an offset_window, its aggregates read the copy of the rows
         shifted by it (`offset`: the copy an enclosing input reads). Over several semantic models, the filters of
         enclosing metrics (`outer`: (templates, metric) pairs) are resolved in the model of each measure read."""
