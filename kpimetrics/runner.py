@@ -37,7 +37,7 @@ from .planner import KpiPlan, Plan, Scan
 from .publish import OWNER_KEY, PUBLISHERS, Migrations, TableWrite, Warehouse, is_running
 from .sqlgen import KeptPreAggregate, col, ident, lit
 from .tables import qualified
-from .targets import (KeptStatuses, baseline_range, judgement_hash, keeps_statuses, plain_targets_queries,
+from .targets import (KeptPeriods, baseline_range, judgement_hash, keeps_statuses, plain_targets_queries,
                       status_query, table_probe, targets_query, with_baseline_query)
 
 FULL = dt.date(1, 1, 1)  # `since` of a full recompute: every period
@@ -712,6 +712,7 @@ class Runner:
         (publish.py). Made once publishing has begun: inside the transaction where there is one."""
         replaced = self._replaced(run, ok)
         judged = {n: self._judgement_hash(n) for n in ok}
+        kept = self._kept(run, ok, judged)
         writes = [
             TableWrite(tables.VALUES, self._replaced_values(run, ok) if ok else exp.false(),
                        [self._values_query(run, ok, now)] if ok else [], []),
@@ -719,8 +720,9 @@ class Runner:
             TableWrite(tables.CATALOG, replaced, [], self._catalog_rows(ok, now, judged)),
             self._definitions_write(run, ok, now),
             TableWrite(tables.CHECK_INS, replaced, [], self._check_in_rows(ok)),
-            TableWrite(tables.TARGETS, replaced, self._targets_queries(ok), []),
-            self._status_write(run, ok, replaced, judged),
+            self._judged_write(tables.TARGETS, run, replaced, kept, self._targets_queries(ok, kept)),
+            self._judged_write(tables.STATUS, run, replaced, kept,
+                               [status_query(ok, run.schema, run.as_of, kept)] if ok else []),
             TableWrite(tables.FORECAST, replaced, self._forecast_queries(run, ok), []),  # reads the new status
             TableWrite(tables.STRATEGY, exp.true(), [], self._strategy_rows()),
         ]
@@ -756,21 +758,23 @@ class Runner:
         kept = exp.Not(this=_before_range(run, self.t("kpi_values").this))
         return kept if replaced == exp.true() else exp.and_(_name_in(ok), kept)
 
-    def _status_write(self, run: RunState, ok: list[str], replaced: exp.Expression,
-                      judged: dict[str, str]) -> TableWrite:
-        """kpi_status of the KPIs that succeeded. Where an incremental run keeps a KPI's statuses before its range
-        (_kept_statuses), it writes those of the periods it recomputes alone: what an incremental run writes then
-        grows with the new periods, not with the KPI's history."""
-        if not ok:
-            return TableWrite(tables.STATUS, replaced, [], [])
-        kept = self._kept_statuses(run, ok, judged)
-        if not kept:
-            return TableWrite(tables.STATUS, replaced, [status_query(ok, run.schema, run.as_of)], [])
-        keeps = exp.Not(this=_before_range(run, self.t(tables.STATUS.name).this, kept))
-        dropped = keeps if replaced == exp.true() else exp.and_(replaced, keeps)
-        earliest = min(run.since[(n, g)] for n in kept for g in self.plan.kpis[n].grains)
-        return TableWrite(tables.STATUS, dropped, [status_query(
-            ok, run.schema, run.as_of, KeptStatuses(tuple(kept), run.run_id, earliest))], [])
+    def _kept(self, run: RunState, ok: list[str], judged: dict[str, str]) -> KeptPeriods | None:
+        """What an incremental run keeps of kpi_targets and kpi_status: the rows of the KPIs _kept_statuses names
+        before each one's range. It writes those of the periods it recomputes alone, so that what an incremental
+        run writes grows with the new periods, not with the KPI's history."""
+        names = self._kept_statuses(run, ok, judged) if ok else []
+        if not names:
+            return None
+        earliest = min(run.since[(n, g)] for n in names for g in self.plan.kpis[n].grains)
+        return KeptPeriods(tuple(names), run.run_id, earliest)
+
+    def _judged_write(self, table: tables.Table, run: RunState, replaced: exp.Expression, kept: KeptPeriods | None,
+                      queries: list[exp.Select]) -> TableWrite:
+        """kpi_targets or kpi_status of the KPIs that succeeded, but the rows `kept` keeps (before their ranges)."""
+        if kept is None:
+            return TableWrite(table, replaced, queries, [])
+        keeps = exp.Not(this=_before_range(run, self.t(table.name).this, list(kept.names)))
+        return TableWrite(table, keeps if replaced == exp.true() else exp.and_(replaced, keeps), queries, [])
 
     def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
         """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
@@ -886,11 +890,11 @@ class Runner:
                 rows.append([s.name, "strategy", pr.name, s.owner, s.description, s.starts, s.ends])
         return rows
 
-    def _targets_queries(self, ok: list[str]) -> list[exp.Select]:
-        """kpi_targets' rows: the targets that are expressions of the period for every KPI at once, then each
-        KPI's relative and table targets (targets.py)."""
+    def _targets_queries(self, ok: list[str], kept: KeptPeriods | None) -> list[exp.Select]:
+        """kpi_targets' rows: the targets that are expressions of the period for every KPI at once (of the kept
+        KPIs, those of the periods the run recomputes), then each KPI's relative and table targets (targets.py)."""
         pairs = [(self.plan.kpis[n].kpi, g) for n in ok for g in self.plan.kpis[n].grains]
-        queries = plain_targets_queries(pairs, self.cal, self.schema, self.project.config.defaults.grain)
+        queries = plain_targets_queries(pairs, self.cal, self.schema, self.project.config.defaults.grain, kept)
         for kpi, grain in pairs:
             q = targets_query(kpi, grain, self.cal, self.schema, self.project, plain=False)
             if q is not None:

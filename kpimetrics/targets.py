@@ -345,14 +345,33 @@ def _targets_select(rows: exp.Query, threshold: exp.Expression) -> exp.Select:
     )
 
 
+@dataclass(frozen=True)
+class KeptPeriods:
+    """What an incremental run keeps of kpi_targets and kpi_status (runner._kept_statuses): the rows of `names`
+    before each one's range, which read nothing that changed."""
+    names: tuple[str, ...]
+    run_id: int  # the run: the values it wrote are those of the periods it recomputes
+    earliest: dt.date  # the earliest start of their ranges: no recomputed period, nor its previous one, ends before
+
+    def only(self, alias_: str, condition: exp.Expression) -> exp.Expression:
+        """`condition`, for the rows (alias `alias_`) of the kept KPIs: every condition a plain one on a row."""
+        kept_kpi = exp.In(this=col("name", alias_), expressions=[lit(n) for n in self.names])
+        return exp.Paren(this=exp.or_(exp.Not(this=kept_kpi), condition))
+
+    def written(self, alias_: str) -> exp.Expression:
+        """The kpi_values rows (alias `alias_`) the run wrote, for the kept KPIs: those of the periods it recomputes."""
+        return self.only(alias_, exp.EQ(this=col("run_id", alias_), expression=exp.Literal.number(self.run_id)))
+
+
 PLAIN_CHUNK = 200  # (KPI, grain) pairs per query of plain_targets_queries: one read of kpi_values each, bounded CASEs
 
 
-def _plain_rows(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str,
-                default_grain: str) -> tuple[exp.Select, list[exp.If]] | None:
+def _plain_rows(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str, default_grain: str,
+                kept: KeptPeriods | None = None) -> tuple[exp.Select, list[exp.If]] | None:
     """The kpi_values rows (__v) of `pairs` whose targets are expressions of the period (a number, schedule or
     pace), each with the target and source of its pair's first matching scope (a CASE, in scope order), and each
-    pair's at-risk threshold as a CASE branch over __t; None when no pair has such a target."""
+    pair's at-risk threshold as a CASE branch over __t; None when no pair has such a target. Of the KPIs `kept`
+    names, the rows the run wrote alone: their targets before the run's range stay as published."""
     picked: list[tuple[exp.Expression, exp.Expression, str]] = []  # (its rows, target, source), in scope order
     thresholds: list[exp.If] = []
     names: dict[str, None] = {}
@@ -372,18 +391,20 @@ def _plain_rows(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str,
     target = exp.Case(ifs=[exp.If(this=rows.copy(), true=t) for rows, t, _ in picked])
     source = exp.Case(ifs=[exp.If(this=rows.copy(), true=lit(src)) for rows, _, src in picked])
     anywhere = exp.and_(exp.In(this=col("name", "__v"), expressions=[lit(n) for n in names]),
-                        exp.Paren(this=exp.or_(*[exp.Paren(this=rows) for rows, _, _ in picked])))
+                        exp.Paren(this=exp.or_(*[exp.Paren(this=rows) for rows, _, _ in picked])),
+                        *([kept.written("__v")] if kept is not None and set(kept.names) & set(names) else []))
     return _branch(target, source, schema, anywhere), thresholds
 
 
-def plain_targets_queries(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str, default_grain: str) -> list[exp.Select]:
+def plain_targets_queries(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: str, default_grain: str,
+                          kept: KeptPeriods | None = None) -> list[exp.Select]:
     """kpi_targets' rows of the targets that are expressions of the period for many (KPI, grain) pairs at once:
     one read of kpi_values per PLAIN_CHUNK pairs (_plain_rows), as status and forecasts read every KPI at once. A
     query per pair read kpi_values once each, which on Spark cost a run 8 s of planning and small scans
     (bench/RESULTS.md). Relative and table targets stay targets_query(..., plain=False)'s."""
     queries = []
     for i in range(0, len(pairs), PLAIN_CHUNK):
-        made = _plain_rows(pairs[i:i + PLAIN_CHUNK], cal, schema, default_grain)
+        made = _plain_rows(pairs[i:i + PLAIN_CHUNK], cal, schema, default_grain, kept)
         if made is not None:
             queries.append(_targets_select(made[0], exp.Case(ifs=made[1])))
     return queries
@@ -486,27 +507,12 @@ def keeps_statuses(kpi: Kpi, grains: tuple[str, ...], default_grain: str) -> boo
     return all(_is_plain(s) for g in grains for s in target_scopes(kpi, g, default_grain))
 
 
-@dataclass(frozen=True)
-class KeptStatuses:
-    """The statuses an incremental run keeps (runner._kept_statuses): those of `names` before each one's range."""
-    names: tuple[str, ...]
-    run_id: int  # the run: the values it wrote are those of the periods it recomputes
-    earliest: dt.date  # the earliest start of their ranges: no recomputed period, nor its previous one, ends before
-
-
-def status_query(names: list[str], schema: str, as_of: dt.date, kept: KeptStatuses | None = None) -> exp.Select:
+def status_query(names: list[str], schema: str, as_of: dt.date, kept: KeptPeriods | None = None) -> exp.Select:
     """kpi_status rows for `names`: values joined with targets and the previous period. With `kept`, of the
     periods the run recomputes only, the joins reading the rows those can meet; every condition a plain one on a
     row, so the joins stay on every key (PostgreSQL's merge or hash of them holds however wrong its estimates
     of freshly written tables: with an anti-join on (name, grain) it merged every period with every other)."""
     v, t, p, c = "__v", "__t", "__p", "__c"
-
-    def only(alias_: str, condition: exp.Expression) -> exp.Expression:
-        """`condition`, for the rows of the kept KPIs."""
-        assert kept is not None
-        kept_kpi = exp.In(this=col("name", alias_), expressions=[lit(n) for n in kept.names])
-        return exp.Paren(this=exp.or_(exp.Not(this=kept_kpi), condition))
-
     higher = exp.EQ(this=col("direction", c), expression=lit("higher_is_better"))
     value, target, thr = col("value", v), col("target", t), col("at_risk_threshold", t)
 
@@ -533,17 +539,17 @@ def status_query(names: list[str], schema: str, as_of: dt.date, kept: KeptStatus
         .join(
             qualified(schema, "kpi_targets", t),
             on=_same_series(t, v, exp.EQ(this=col("period_start", t), expression=col("period_start", v)),
-                            None if kept is None else only(t, exp.GTE(this=col("period_start", t), expression=lit(kept.earliest)))),
+                            None if kept is None else kept.only(t, exp.GTE(this=col("period_start", t), expression=lit(kept.earliest)))),
             join_type="LEFT",
         )
         .join(
             qualified(schema, "kpi_values", p),
             # the previous period is the one that ends where this one starts
             on=_same_series(p, v, exp.EQ(this=col("period_end", p), expression=col("period_start", v)),
-                            None if kept is None else only(p, exp.GTE(this=col("period_end", p), expression=lit(kept.earliest)))),
+                            None if kept is None else kept.only(p, exp.GTE(this=col("period_end", p), expression=lit(kept.earliest)))),
             join_type="LEFT",
         )
         .where(exp.In(this=col("name", v), expressions=[lit(n) for n in names]) if kept is None else
                exp.and_(exp.In(this=col("name", v), expressions=[lit(n) for n in names]),
-                        only(v, exp.EQ(this=col("run_id", v), expression=exp.Literal.number(kept.run_id)))))
+                        kept.written(v)))
     )

@@ -1,10 +1,11 @@
-"""An incremental run writes the statuses of the periods it recomputes and keeps the others where nothing they
-read can have changed (runner._kept_statuses): every target of the KPI an expression of the period, its
+"""An incremental run writes the statuses and targets of the periods it recomputes and keeps the others where nothing
+they read can have changed (runner._kept_statuses): every target of the KPI an expression of the period, its
 targets, owner, strategy and priority as kpi_catalog.status_hash recorded them, every kept period as complete or
 incomplete as when its status was written. Whatever changed, kpi_status, kpi_targets and kpi_catalog equal a --full-refresh's.
 
-A status row names no run of its own (its run_id is its value's), so which rows a run wrote is seen by marking
-every published status (attainment -1) before it: a kept row keeps the mark, a written one loses it.
+Neither a status nor a target row names a run of its own (a status's run_id is its value's), so which rows a run
+wrote is seen by marking every published row (attainment and at_risk_threshold -1) before it: a kept row keeps the
+mark, a written one loses it.
 """
 from __future__ import annotations
 
@@ -52,15 +53,19 @@ def add_late_rows(root: Path) -> None:
     insert_orders(root, make_orders(dt.date(2025, 12, 10), dt.date(2025, 12, 20), seed=11, first_id=100_000))
 
 
+MARKS = {"kpi_status": "attainment", "kpi_targets": "at_risk_threshold"}  # the column each table's mark is in
+
+
 def mark_statuses(root: Path) -> None:
-    execute(root, "UPDATE kpi.kpi_status SET attainment = -1")
+    for table, column in MARKS.items():
+        execute(root, f"UPDATE kpi.{table} SET {column} = -1")
 
 
-def marked(root: Path, name: str) -> dict[tuple[str, dt.date], bool]:
-    """Whether each status row of `name` kept the mark: (grain, period_start, dimension_value) -> kept."""
-    rows = query(root, f"SELECT grain, period_start, dimension_value, attainment = -1 FROM kpi.kpi_status "
+def marked(root: Path, name: str, table: str = "kpi_status") -> dict[tuple[str, dt.date, str | None], bool]:
+    """Whether each row of `name` in `table` kept the mark: (grain, period_start, dimension_value) -> kept."""
+    rows = query(root, f"SELECT grain, period_start, dimension_value, {MARKS[table]} = -1 FROM kpi.{table} "
                        f"WHERE name = '{name}'")
-    assert rows
+    assert rows, (name, table)
     return {(g, p, d): bool(m) for g, p, d, m in rows}
 
 
@@ -79,9 +84,10 @@ def test_an_incremental_run_keeps_the_statuses_before_its_range_and_writes_the_r
     add_late_rows(root)
     ok(second := run(root))
     assert {kpi_result(second, n).mode for n in ("revenue", "buyers")} == {"incremental"}
-    for (grain, start, _), kept in marked(root, "revenue").items():
-        assert kept == (start < SINCE[grain]), (grain, start)
-    assert not any(marked(root, "buyers").values())  # a relative target: all written
+    for table in MARKS:
+        for (grain, start, _), kept in marked(root, "revenue", table).items():
+            assert kept == (start < SINCE[grain]), (table, grain, start)
+        assert not any(marked(root, "buyers", table).values()), table  # a relative target: all written
     # the same run on an unmarked copy equals a full refresh
     clean = project(tmp_path / "clean")
     ok(run(clean))
@@ -122,6 +128,7 @@ def test_a_change_to_what_statuses_read_writes_them_all(tmp_path, edit):
     ok(second := run(root))
     assert kpi_result(second, "revenue").mode == "incremental"  # no value changed
     assert not any(marked(root, "revenue").values())
+    assert not any(marked(root, "revenue", "kpi_targets").values())
     assert_equals_full_refresh(root, tmp_path, AS_OF)
 
 
@@ -151,8 +158,9 @@ def test_incomplete_statuses_before_the_range_are_kept_while_as_of_stays(tmp_pat
     mark_statuses(root)
     add_late_rows(root)
     ok(run(root, as_of=as_of))
-    for (grain, start, _), kept in marked(root, "revenue").items():
-        assert kept == (start < SINCE[grain]), (grain, start)
+    for table in MARKS:
+        for (grain, start, _), kept in marked(root, "revenue", table).items():
+            assert kept == (start < SINCE[grain]), (table, grain, start)
     assert query(root, "SELECT count(*) FROM kpi.kpi_status WHERE name = 'revenue' AND attainment = -1 "
                        "AND NOT is_complete")[0][0] > 0
     clean = project(tmp_path / "clean")
@@ -172,10 +180,12 @@ def test_a_warehouse_without_status_hashes_writes_every_status_once(tmp_path):
     add_late_rows(root)
     ok(run(root))
     assert not any(marked(root, "revenue").values())
+    assert not any(marked(root, "revenue", "kpi_targets").values())
     assert_equals_full_refresh(root, tmp_path, AS_OF)
     mark_statuses(root)
     ok(run(root))
     assert any(marked(root, "revenue").values())
+    assert any(marked(root, "revenue", "kpi_targets").values())
 
 
 def test_every_judged_field_changes_the_status_hash(tmp_path):
