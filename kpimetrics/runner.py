@@ -779,13 +779,14 @@ class Runner:
     def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
         """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
         reads its period's value and the previous period's (kept: before the range), its target and threshold, the
-        KPI's owner, strategy and priority, and as_of: it stands where every target of the KPI is an expression of
-        the period, its judgement_hash is the one kpi_catalog holds (nothing else it reads changed), and no kept
-        status says another is_complete than this run's as_of gives (as_of moved past its period's end)."""
+        KPI's owner, strategy and priority, and as_of: it stands where no target of the KPI reads what the run
+        recomputes (targets.keeps_statuses), its judgement_hash is the one kpi_catalog holds (nothing else it reads
+        changed), and no kept status says another is_complete than this run's as_of gives (as_of moved past its
+        period's end)."""
         grains = {n: self.plan.kpis[n].grains for n in ok}
         default = self.project.config.defaults.grain
         candidates = [n for n in ok if all(run.since[(n, g)] is not None for g in grains[n])
-                      and keeps_statuses(self.plan.kpis[n].kpi, grains[n], default)]
+                      and keeps_statuses(self.plan.kpis[n].kpi, {g: run.since[(n, g)] for g in grains[n]}, default)]
         if not candidates:
             return []
         same = exp.select(col("name"), sqlgen.alias(lit("same"), "found")).from_(self.t(tables.CATALOG.name)).where(
@@ -896,7 +897,7 @@ class Runner:
         pairs = [(self.plan.kpis[n].kpi, g) for n in ok for g in self.plan.kpis[n].grains]
         queries = plain_targets_queries(pairs, self.cal, self.schema, self.project.config.defaults.grain, kept)
         for kpi, grain in pairs:
-            q = targets_query(kpi, grain, self.cal, self.schema, self.project, plain=False)
+            q = targets_query(kpi, grain, self.cal, self.schema, self.project, plain=False, kept=kept)
             if q is not None:
                 queries.append(q)
         return queries

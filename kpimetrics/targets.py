@@ -235,8 +235,10 @@ def _own(kpi: Kpi, grain: str) -> exp.Expression:
     )
 
 
-def _relative_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: str) -> exp.Select | None:
-    """A relative target: each slice's baseline is the mean of its own values in the baseline range."""
+def _relative_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: str,
+                     kept: KeptPeriods | None = None) -> exp.Select | None:
+    """A relative target: each slice's baseline is the mean of its own values in the baseline range. Of a KPI
+    `kept` names, the rows the run wrote alone."""
     form: RelativeTarget = scope.form
     in_range = _baseline_rows(kpi.name, grain, form)
     joins = []
@@ -255,7 +257,8 @@ def _relative_branch(kpi: Kpi, grain: str, scope: Scope, cal: Calendar, schema: 
     if made is None:
         return None
     target, source = made
-    branch = _branch(target, lit(source), schema, exp.and_(_own(kpi, grain), exp.Paren(this=scope.rows)))
+    written = [kept.written("__v")] if kept is not None and kpi.name in kept.names else []
+    branch = _branch(target, lit(source), schema, exp.and_(_own(kpi, grain), exp.Paren(this=scope.rows), *written))
     for rel, on in joins:
         branch = branch.join(rel, on=on, join_type="LEFT", copy=False)
     return branch
@@ -411,10 +414,11 @@ def plain_targets_queries(pairs: list[tuple[Kpi, str]], cal: Calendar, schema: s
 
 
 def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: ProjectDef | None = None, *,
-                  plain: bool = True) -> exp.Select | None:
+                  plain: bool = True, kept: KeptPeriods | None = None) -> exp.Select | None:
     """Rows of kpi_targets for one KPI and grain, from its rows in kpi_values (and a table target's table, which
     needs `project` to resolve it). With plain=False, without the scopes whose targets are expressions of the
-    period (a run computes those for every KPI at once: plain_targets_queries)."""
+    period (a run computes those for every KPI at once: plain_targets_queries). With `kept`, of a KPI it names,
+    the rows of the periods the run recomputes."""
     default_grain = project.config.defaults.grain if project is not None else GRAINS[2]
     branches: list[exp.Select] = []
     scopes = target_scopes(kpi, grain, default_grain)
@@ -422,7 +426,7 @@ def targets_query(kpi: Kpi, grain: str, cal: Calendar, schema: str, project: Pro
         branches.append(made[0])
     for s in scopes:
         if isinstance(s.form, RelativeTarget):
-            q = _relative_branch(kpi, grain, s, cal, schema)
+            q = _relative_branch(kpi, grain, s, cal, schema, kept)
         elif isinstance(s.form, TableTarget) and project is not None:
             q = _table_branch(kpi, grain, s, cal, schema, project)
         else:
@@ -499,12 +503,24 @@ def judgement_hash(kpi: Kpi, priority: str | None, project: ProjectDef) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def keeps_statuses(kpi: Kpi, grains: tuple[str, ...], default_grain: str) -> bool:
-    """Whether the statuses of a KPI's kept periods (before an incremental run's range) can stay as they are while
-    its judgement_hash is unchanged: every target it has at `grains` is an expression of the period (a number,
-    schedule or pace). A relative target reads a baseline's values and a table target a table, either of which
-    may have changed; their KPIs' statuses are all written again."""
-    return all(_is_plain(s) for g in grains for s in target_scopes(kpi, g, default_grain))
+def _reads_kept_only(scope: Scope, since: dt.date) -> bool:
+    """Whether the targets of a scope read nothing an incremental run recomputing from `since` can change: an
+    expression of the period (a number, schedule or pace), or a relative target whose baseline is a number or
+    a range ending before `since` (its periods' values are kept). A table target reads a table, which may have
+    changed."""
+    if isinstance(scope.form, TableTarget):
+        return False
+    if isinstance(scope.form, RelativeTarget):
+        base = scope.form.baseline
+        return base.value is not None or base.to + dt.timedelta(days=1) <= since
+    return True
+
+
+def keeps_statuses(kpi: Kpi, since: dict[str, dt.date], default_grain: str) -> bool:
+    """Whether the statuses and targets of a KPI's periods before an incremental run's range (`since`, by grain)
+    can stay as they are while its judgement_hash is unchanged: every target it has at those grains reads
+    nothing the run recomputes (_reads_kept_only). Else its statuses and targets are all written again."""
+    return all(_reads_kept_only(s, g_since) for g, g_since in since.items() for s in target_scopes(kpi, g, default_grain))
 
 
 def status_query(names: list[str], schema: str, as_of: dt.date, kept: KeptPeriods | None = None) -> exp.Select:

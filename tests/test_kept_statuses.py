@@ -28,7 +28,7 @@ REVENUE = kpi("revenue", """
     target: {month: {schedule: [{from: 2025-01-01, value: 9000}, {from: 2025-07-01, value: 9500}]}, week: 2100}
     tolerance: 5%
 """)
-# a relative target reads its baseline's values: its statuses are all written again
+# a relative target reads its baseline's values: kept where the baseline lies before the run's range
 BUYERS = kpi("buyers", """
     model: source('shop', 'orders')
     time: ordered_at
@@ -39,7 +39,17 @@ BUYERS = kpi("buyers", """
       by: 2025-12-31
       path: linear
 """, strategy="keep_customers")
-KPIS = kpis_yml(REVENUE, BUYERS)
+# ... and all written again where the run recomputes a period of its baseline
+RECENT_BUYERS = kpi("recent_buyers", """
+    model: source('shop', 'orders')
+    time: ordered_at
+    measure: count(distinct customer_id)
+    target:
+      baseline: {from: 2025-10-01, to: 2025-11-30}
+      change: 5%
+      by: 2026-06-30
+""", strategy="keep_customers")
+KPIS = kpis_yml(REVENUE, BUYERS, RECENT_BUYERS)
 SINCE = {"month": dt.date(2025, 11, 1), "week": dt.date(2025, 12, 1)}  # lookback 1 from 2025-12 and 2025-12-08
 
 
@@ -56,9 +66,11 @@ def add_late_rows(root: Path) -> None:
 MARKS = {"kpi_status": "attainment", "kpi_targets": "at_risk_threshold"}  # the column each table's mark is in
 
 
-def mark_statuses(root: Path) -> None:
+def mark_statuses(root: Path, name: str | None = None) -> None:
+    """Mark every status and target row (of `name`, when given: the rows of the others stay comparable with a full
+    refresh's)."""
     for table, column in MARKS.items():
-        execute(root, f"UPDATE kpi.{table} SET {column} = -1")
+        execute(root, f"UPDATE kpi.{table} SET {column} = -1" + (f" WHERE name = '{name}'" if name else ""))
 
 
 def marked(root: Path, name: str, table: str = "kpi_status") -> dict[tuple[str, dt.date, str | None], bool]:
@@ -83,18 +95,19 @@ def test_an_incremental_run_keeps_the_statuses_before_its_range_and_writes_the_r
     mark_statuses(root)
     add_late_rows(root)
     ok(second := run(root))
-    assert {kpi_result(second, n).mode for n in ("revenue", "buyers")} == {"incremental"}
+    assert {kpi_result(second, n).mode for n in ("revenue", "buyers", "recent_buyers")} == {"incremental"}
     for table in MARKS:
-        for (grain, start, _), kept in marked(root, "revenue", table).items():
-            assert kept == (start < SINCE[grain]), (table, grain, start)
-        assert not any(marked(root, "buyers", table).values()), table  # a relative target: all written
+        for name in ("revenue", "buyers"):
+            for (grain, start, _), kept in marked(root, name, table).items():
+                assert kept == (start < SINCE[grain]), (table, name, grain, start)
+        assert not any(marked(root, "recent_buyers", table).values()), table
     # the same run on an unmarked copy equals a full refresh
     clean = project(tmp_path / "clean")
     ok(run(clean))
     add_late_rows(clean)
     ok(run(clean))
     assert_equals_full_refresh(clean, tmp_path, AS_OF)
-    assert query(clean, "SELECT count(DISTINCT status_hash), count(status_hash) FROM kpi.kpi_catalog") == [(2, 2)]
+    assert query(clean, "SELECT count(DISTINCT status_hash), count(status_hash) FROM kpi.kpi_catalog") == [(3, 3)]
 
 
 def _edit(root: Path, old: str, new: str, file: str = "kpis/kpis.yml") -> None:
@@ -122,7 +135,7 @@ EDITS = {
 def test_a_change_to_what_statuses_read_writes_them_all(tmp_path, edit):
     root = project(tmp_path / "p")
     ok(run(root))
-    mark_statuses(root)
+    mark_statuses(root, "revenue")
     add_late_rows(root)
     _edit(root, *EDITS[edit])
     ok(second := run(root))
@@ -141,7 +154,7 @@ def test_a_change_to_what_statuses_read_writes_them_all(tmp_path, edit):
 def test_completeness_changed_since_the_statuses_were_written_writes_them_all(tmp_path, first_as_of, second_as_of):
     root = project(tmp_path / "p")
     ok(run(root, as_of=first_as_of))
-    mark_statuses(root)
+    mark_statuses(root, "revenue")
     add_late_rows(root)
     ok(second := run(root, as_of=second_as_of))
     assert kpi_result(second, "revenue").mode == "incremental"
@@ -176,13 +189,13 @@ def test_a_warehouse_without_status_hashes_writes_every_status_once(tmp_path):
     root = project(tmp_path / "p")
     ok(run(root))
     execute(root, "UPDATE kpi.kpi_catalog SET status_hash = NULL")
-    mark_statuses(root)
+    mark_statuses(root, "revenue")
     add_late_rows(root)
     ok(run(root))
     assert not any(marked(root, "revenue").values())
     assert not any(marked(root, "revenue", "kpi_targets").values())
     assert_equals_full_refresh(root, tmp_path, AS_OF)
-    mark_statuses(root)
+    mark_statuses(root, "revenue")
     ok(run(root))
     assert any(marked(root, "revenue").values())
     assert any(marked(root, "revenue", "kpi_targets").values())
