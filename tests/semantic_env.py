@@ -150,9 +150,9 @@ class SemanticShop:
 ORDER_METRICS = [
     "revenue", "discounts", "order_count", "buyers", "average_order_value", "smallest_order", "largest_order",
     "gift_orders", "median_order", "p90_order", "items_sold", "web_revenue", "completed_revenue",
-    "large_web_orders", "gift_orders_filled", "return_rate", "web_share", "net_revenue", "revenue_per_buyer",
-    "cumulative_revenue", "revenue_month_to_date", "revenue_trailing_7_days", "buyers_trailing_2_months",
-    "business_revenue", "spanish_orders", "revenue_growth", "orders_week_over_week",
+    "large_web_orders", "gift_orders_filled", "return_rate", "orders_kept", "web_share", "net_revenue",
+    "revenue_per_buyer", "cumulative_revenue", "revenue_month_to_date", "revenue_trailing_7_days",
+    "buyers_trailing_2_months", "business_revenue", "spanish_orders", "revenue_growth", "orders_week_over_week",
 ]
 CUSTOMER_METRICS = ["signups"]
 # ratio and derived metrics whose inputs read both orders and shipments (by dimensions both reach)

@@ -23,6 +23,7 @@ import json
 import math
 import re
 import textwrap
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ SIMPLE = ["revenue", "discounts", "order_count", "buyers", "average_order_value"
           "gift_orders", "median_order", "p90_order", "items_sold"]
 FILTERED = ["web_revenue", "completed_revenue", "large_web_orders", "gift_orders_filled", "business_revenue",
             "spanish_orders"]
-RATIO_DERIVED = ["return_rate", "web_share", "net_revenue", "revenue_per_buyer"]
+RATIO_DERIVED = ["return_rate", "orders_kept", "web_share", "net_revenue", "revenue_per_buyer"]
 CROSS = CROSS_METRICS[:2]
 CASES = (
     [Case(m, m, fill=m == "gift_orders_filled") for m in SIMPLE + FILTERED + RATIO_DERIVED]
@@ -211,6 +212,36 @@ def test_dimension_slices_were_compared(ran: Path, semantic_shop: SemanticShop):
     web = {p: v for (p, m), (v, _) in ours.items() if m == "web"}
     theirs = semantic_shop.mf.of("web_revenue", "month")
     assert web and all(close(v, theirs[(p, None)]) for p, v in web.items())
+
+
+def test_a_counted_input_matching_no_row_of_a_period_with_rows_is_null_as_metricflows(ran: Path,
+                                                                                      semantic_shop: SemanticShop):
+    """A ratio (return_rate) and a derived metric (orders_kept) whose count input, order_count filtered to returned
+    orders, matches no row in a period that has orders: MetricFlow has no row of that input there, so the metric is
+    NULL, not 0 (the ratio) or the orders less 0 (the derived); kpimetrics' counted input is NULL over no rows
+    (resolve.py), so its value is NULL too. Every such period, in total and by channel, at every grain."""
+    mf = semantic_shop.mf
+    wrong, empty = [], {}
+    for metric in ("return_rate", "orders_kept"):
+        case = next(c for c in CASES if c.name == metric)
+        for grain in case.grains:
+            for dimension in ("", "order__channel"):
+                member = "coalesce(channel, '(null)')" if dimension else "null"
+                # by hand: the periods (and channels) with orders, none of them returned
+                keys = fetch(ran, f"select cast(date_trunc('{grain}', ordered_at) as date), {member} from main.orders "
+                                  "group by all having count(*) filter (where status = 'returned') = 0")
+                ours, theirs = product(ran, metric, grain, dimension), mf.of(metric, grain, dimension or None)
+                for key in keys:
+                    assert key in theirs and theirs[key] is None, (metric, grain, key, theirs.get(key, "no row"))
+                    if key not in ours or ours[key][0] is not None:
+                        wrong.append((metric, grain, dimension or "total", key, ours.get(key, "no row")))
+                empty[metric] = empty.get(metric, 0) + len(keys)
+                if not wrong:  # and every other value equals MetricFlow's
+                    totals = [p for p, _ in product(ran, metric, grain)]
+                    assert compare(case, grain, dimension, ours, theirs, min(totals), max(totals), True) > 0
+    assert not wrong, (f"values where MetricFlow has NULL: {Counter(w[0] for w in wrong)}; the first: {wrong[:3]}")
+    # most days have no returned order, three weeks have none, and two months none of the NULL channel
+    assert all(n >= 100 for n in empty.values()) and len(empty) == 2, empty
 
 
 def scans_of(dbt: Path) -> list[set[str]]:
