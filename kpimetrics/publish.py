@@ -42,7 +42,9 @@ VERSIONED = (tables.VALUES, tables.CATALOG, tables.CHECK_INS, tables.TARGETS, ta
              tables.DEFINITIONS, tables.FORECAST, tables.SLICE_MEMBERS)
 OWNER_KEY = "project"  # kpi_meta's row naming the project that owns the output schema (SPEC §11: one project)
 VERSION_COLUMN = "kpi_version"
-POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version
+POINTER = "kpi_current_version"  # a view: SELECT <the published run_id> AS version, <a bound> AS oldest
+OLDEST = "oldest"  # the pointer's lowest version any versioned table may still hold (see _drop_versions)
+LISTED_BEYOND = 32  # more candidate versions than this (failed runs in a row): list the partitions instead
 RUNS_LOG = "kpi_runs__log"
 # the output tables readers query, in the order a first run creates them (after the tables beneath them and the
 # pointer): kpi_runs first, so a reader that finds any output table finds the log saying no run has succeeded yet
@@ -212,10 +214,10 @@ def _versions_ddl(table: tables.Table, schema: str) -> exp.Create:
 class VersionedViewsPublisher:
     """Each output table is a view over `<name>__versions`, a table partitioned by kpi_version, that shows
     the partition named by the view kpi_current_version. A run writes partition run_id of every table,
-    complete, then replaces kpi_current_version: one statement, so readers see every table of the previous
-    run or every table of this one. The previous partition stays until the next run has moved the pointer
-    past it (a query still reading it keeps working); older ones are dropped. kpi_runs is a view over an
-    append-only log."""
+    complete, drops the partitions no reader is on (neither the published one nor its own), then replaces
+    kpi_current_version: one statement, so readers see every table of the previous run or every table of this
+    one. The published partition stays until the run after this one (a query still reading it keeps working).
+    kpi_runs is a view over an append-only log."""
     runs_table = RUNS_LOG  # rows cannot be updated: a newer row of a run supersedes the older
     keeps_pre_aggregates = False  # no transaction to keep them in step with the values: scans read the rows
 
@@ -334,12 +336,14 @@ class VersionedViewsPublisher:
         row = {"run_id": run_id, "started_at": started_at} | values
         self.wh.adapter.insert_rows(self.wh.tsql(RUNS_LOG), list(row), [list(row.values())])
 
-    def _point_at(self, version: int, *, swap: bool = False) -> None:
-        """kpi_current_version says `version`: made (set-up), or moved (`swap`) by ALTER VIEW ... AS, one
-        alter_table of the metastore. Not CREATE OR REPLACE VIEW: Spark drops the view and creates it again, and
-        a reader on another client querying in between fails with TABLE_OR_VIEW_NOT_FOUND (seen on the cluster)."""
-        pointer = exp.select(sqlgen.alias(sqlgen.cast(exp.Literal.number(version), "BIGINT"), "version"))
-        if swap:  # sqlglot has no ALTER VIEW ... AS: kpimetrics' own names and a number only
+    def _point_at(self, version: int, oldest: int = 0, *, swap: bool = False) -> None:
+        """kpi_current_version says `version`, and `oldest`, the lowest version a versioned table may still hold:
+        made (set-up), or moved (`swap`) by ALTER VIEW ... AS, one alter_table of the metastore. Not CREATE OR
+        REPLACE VIEW: Spark drops the view and creates it again, and a reader on another client querying in between
+        fails with TABLE_OR_VIEW_NOT_FOUND (seen on the cluster)."""
+        pointer = exp.select(sqlgen.alias(sqlgen.cast(exp.Literal.number(version), "BIGINT"), "version"),
+                             sqlgen.alias(sqlgen.cast(exp.Literal.number(oldest), "BIGINT"), OLDEST))
+        if swap:  # sqlglot has no ALTER VIEW ... AS: kpimetrics' own names and numbers only
             self.wh.run_sql(exp.Command(this="ALTER", expression=exp.Literal.string(
                 f"VIEW {self.wh.tsql(POINTER)} AS {self.wh.sql(pointer)}")))
         else:
@@ -348,9 +352,14 @@ class VersionedViewsPublisher:
     def _published_version(self) -> int:
         return int(self.wh.fetch(exp.select(col("version")).from_(self.wh.t(POINTER)))[0][0])
 
+    def _pointer(self) -> tuple[int, int | None]:
+        """The published version and the pointer's `oldest` (None where a release before it made the pointer)."""
+        (row,) = self.wh.fetch(exp.select(exp.Star()).from_(self.wh.t(POINTER)))
+        return int(row[0]), (int(row[1]) if len(row) > 1 and row[1] is not None else None)
+
     def publish(self, run: RunState, writes: Callable[[], list[TableWrite]],
                 pre_aggregates: KeptPreAggregates | None) -> None:
-        previous = self._published_version()
+        previous, oldest = self._pointer()
         if run.adopts:  # kpi_meta is a log here: a row more
             checkpoint("publish.owner")
             self.wh.adapter.insert_rows(self.wh.tsql("kpi_meta"), ["key", "value"], [[OWNER_KEY, self.wh.project]])
@@ -359,11 +368,11 @@ class VersionedViewsPublisher:
             checkpoint("publish.version")
             self._write_version(run.run_id, w, written)
             written.add(w.table.name)
-        checkpoint("publish.swap")
         self.wh.adapter.lock(self.wh.schema)  # still this run's (a shared catalog's lease): else nothing moves
-        self._point_at(run.run_id, swap=True)
+        self._drop_versions(run.run_id, previous, oldest)
+        checkpoint("publish.swap")
+        self._point_at(run.run_id, previous, swap=True)  # below `previous` nothing is left (_drop_versions)
         checkpoint("publish.swapped")
-        self._drop_versions(keep={run.run_id, previous})
 
     def _write_version(self, version: int, w: TableWrite, written: set[str]) -> None:
         """Partition `version` of a table: the published rows but those dropped, and the new rows, the queries
@@ -396,14 +405,27 @@ class VersionedViewsPublisher:
 
         return query.transform(swap)
 
-    def _drop_versions(self, keep: set[int]) -> None:
-        """Drop the partitions of every version but `keep` (a failed or killed run's included): one statement a
-        table, however many versions killed runs left."""
+    def _drop_versions(self, version: int, published: int, oldest: int | None) -> None:
+        """Drop the partitions of every version but `published` (readers are on it) and `version` (this run's, being
+        written): those of the version published before it, and of failed or killed runs. Before the swap, so that
+        the pointer can say that nothing below `published` is left (its `oldest`).
+
+        Which versions may be left is known without listing them: a run writes its run_id, ids grow, and the pointer
+        says the lowest a versioned table may hold (each swap's drops came before it), so they are those from
+        `oldest` up to this run's. They are listed (SHOW PARTITIONS, a statement a table) only where the pointer does
+        not say (made by an earlier release) or failed runs left too many between. One statement a table."""
         wh = self.wh
+        known = oldest is not None and version - oldest <= LISTED_BEYOND
+        candidates = set(range(max(oldest or 0, 1), version)) - {published}  # version 0: no run writes it
+        if known and not candidates:
+            return
         for table in VERSIONED:
             versions = wh.t(versions_name(table.name))
-            listed = exp.Command(this="SHOW", expression=exp.Literal.string(f"PARTITIONS {wh.sql(versions)}"))
-            old = sorted({int(str(spec).rpartition("=")[2]) for (spec,) in wh.fetch(listed)} - keep)
+            if known:
+                old = sorted(candidates)
+            else:
+                listed = exp.Command(this="SHOW", expression=exp.Literal.string(f"PARTITIONS {wh.sql(versions)}"))
+                old = sorted({int(str(spec).rpartition("=")[2]) for (spec,) in wh.fetch(listed)} - {version, published})
             if old:
                 wh.run_sql(exp.Alter(this=versions, kind="TABLE", actions=[
                     exp.DropPartition(expressions=[_partition(v) for v in old], exists=True)]))

@@ -300,13 +300,19 @@ def test_publishing_by_versions(tmp_path, warehouse, monkeypatch):
     assert partitions(root) == [first.run_id, third.run_id]
     assert not [r for r in fetch(root, f"SHOW TABLES IN `{schema}`") if r[1].startswith("kpi_stage_")]
 
-    # 3. the next run drops it
+    # the pointer says that no version below the published one is left: the next run drops without listing
+    current = f"`{schema}`.`{publish_mod.POINTER}`"
+    assert fetch(root, f"SELECT version, {publish_mod.OLDEST} FROM {current}") == [(third.run_id, first.run_id)]
+
+    # 3. the next run drops it, from a pointer as an earlier release made it (no `oldest`: partitions listed)
+    fetch(root, f"ALTER VIEW {current} AS SELECT CAST({third.run_id} AS BIGINT) AS version")
     fourth = Project.load(root).run(as_of=AS_OF)
     ok(fourth)
     assert fingerprint(root) == after
     for table in publish_mod.VERSIONED:
         assert set(partitions(root, table.name)) <= {third.run_id, fourth.run_id}
     assert partitions(root) == [third.run_id, fourth.run_id]
+    assert fetch(root, f"SELECT version, {publish_mod.OLDEST} FROM {current}") == [(fourth.run_id, third.run_id)]
 
 
 def test_quoted_identifiers_and_sources_in_another_schema(tmp_path, warehouse):
