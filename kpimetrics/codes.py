@@ -439,7 +439,8 @@ CODES: dict[str, Code] = {
                    "Set `unit: currency` if its values are amounts of money; else remove `currency`."),
     "KPI157": Code(W, "no target at the headline grain", "A KPI's first grain, the headline that `status` and the "
                    "scorecard show, has no target while another of its grains has one (`grain: [day, month]` with "
-                   "`target: {month: ...}`), so it reads 'no target' where a target was meant.",
+                   "`target: {month: ...}`), so it reads 'no target' where a target was meant. The headline is the "
+                   "total's row: targets `slice_targets` gives slices at that grain judge those slices only.",
                    "List the grain that has the target first in `grain:`, or add a target for the first grain."),
     "KPI146": Code(W, "column not documented", "A KPI over a dbt model reads a column that the model's schema file "
                    "does not document, and there is no catalog.json to say whether the model has it. Schema files "

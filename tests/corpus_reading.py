@@ -24,6 +24,13 @@ FAULTS = [
     Fault("KPI157", {BROKEN: kpi_yaml(grain="[month, week]", target="{week: 10}")}, BROKEN, 11,
           "KPI 'broken': its headline grain 'month' (its first, which `status` and the scorecard show) has no target, "
           "while 'week' has one"),
+    # the same where `slice_targets` gives a slice a target at the headline grain: the headline is the total's row,
+    # which still reads 'no target'
+    Fault("KPI157", {BROKEN: kpi_yaml(grain="[month, week]", dimensions="[region]", target="{week: 10}",
+                                      slice_targets="{region: {north: {month: 5}}}")}, BROKEN, 11,
+          "KPI 'broken': its headline grain 'month' (its first, which `status` and the scorecard show) has no target "
+          "for its total, while 'week' has one: it reads 'no target' (the targets `slice_targets` gives region 'north' "
+          "at 'month' judge those slices only)"),
 ]
 
 ELSEWHERE: dict[str, str] = {}

@@ -279,3 +279,60 @@ def test_a_target_change_moves_statuses_as_the_oracle_says_on_each_engine(oracle
     assert len(oracle) == 6 and {t for _, _, t, _ in oracle} == {8.0}
     assert [(r.period_start, r.value, r.old_target, r.new_target, r.old_status, r.new_status) for r in k.statuses] == [
         (p.isoformat(), v, 8.0, 10.0, status, hand_status(v, 10, 0.25)) for p, v, _, status in oracle]
+
+
+# --- the headline's target (KPI157) ----------------------------------------------------------------------------
+
+HEADLINE_KPIS = kpis_yml(
+    # month, the headline, has targets for a slice only; week has one for the total
+    kpi("sliced_headline", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        grain: [month, week]
+        dimensions: [channel]
+        target: {week: 5000}
+        slice_targets: {channel: {web: {month: 10000}}}
+    """, strategy="win_web"),
+    # the headline's total has a target; a slice has one at week
+    kpi("total_headline", """
+        model: source('shop', 'orders')
+        time: ordered_at
+        measure: sum(amount)
+        grain: [month, week]
+        dimensions: [channel]
+        target: {month: 20000}
+        slice_targets: {channel: {web: {week: 2500}}}
+    """, strategy="win_web"),
+)
+
+
+def test_a_headline_with_targets_for_slices_only_reads_no_target_and_warns_kpi157(tmp_path):
+    """`status` and the scorecard show a KPI's total at its first grain: where `slice_targets` gives only slices a
+    target at that grain, the headline reads 'no target' while the slice is judged, and KPI157 warns at the KPI's
+    target line, naming the slice; a KPI whose headline total has a target does not warn."""
+    root = write_run_project(tmp_path, HEADLINE_KPIS, files={"strategy.yml": STRATEGY})
+    insert_orders(root, make_orders(dt.date(2025, 12, 1), dt.date(2026, 3, 1)))
+    result = cli("run", "--as-of", "2026-03-01", "--project-dir", str(root))
+    assert result.exit_code == 0, result.output
+    found = [line.strip() for line in result.output.splitlines() if "[KPI157]" in line]
+    kpis = (root / "kpis" / "kpis.yml").read_text().splitlines()
+    line = kpis.index("    target: {week: 5000}") + 1
+    assert found == [f"kpis/kpis.yml:{line}:13: warning[KPI157]: KPI 'sliced_headline': its headline grain 'month' "
+                     "(its first, which `status` and the scorecard show) has no target for its total, while 'week' has "
+                     "one: it reads 'no target' (the targets `slice_targets` gives channel 'web' at 'month' judge "
+                     "those slices only)"], result.output
+
+    status = {r["name"]: r for r in Project.load(root).status()}
+    feb = query(root, "SELECT sum(amount) FROM main.orders WHERE ordered_at >= DATE '2026-02-01'")[0][0]
+    sliced, total = status["sliced_headline"], status["total_headline"]
+    assert (sliced["grain"], sliced["period_start"], sliced["target"], sliced["status"]) == (
+        "month", "2026-02-01", None, "no_target")
+    assert sliced["value"] == feb
+    assert (total["target"], total["status"]) == (20000.0, "on_track" if feb >= 20000 else "off_track")
+    # the slice is judged at the headline grain; the total is not
+    web = query(root, "SELECT target, status FROM kpi.kpi_status WHERE name = 'sliced_headline' AND grain = 'month' "
+                      "AND period_start = DATE '2026-02-01' AND dimension = 'channel' AND dimension_value = 'web'")
+    web_feb = query(root, "SELECT sum(amount) FROM main.orders WHERE ordered_at >= DATE '2026-02-01' "
+                          "AND channel = 'web'")[0][0]
+    assert web == [(10000.0, "on_track" if web_feb >= 10000 else "off_track")]

@@ -43,9 +43,11 @@ def currencies(project: ProjectDef, ctx: Context) -> list[Issue]:
 
 def headline_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
     """KPI157: a KPI whose first grain, the headline `status` and the scorecard show, has no target while another
-    of its grains has one: it reads 'no target' where its author set one (issue 20, the README's own example)."""
+    of its grains has one: it reads 'no target' where its author set one (issue 20, the README's own example).
+    The headline is the total's row: targets that `slice_targets` gives its slices at that grain judge the slices
+    only, so the headline still reads 'no target', and the warning says so."""
     from ..model import TableTarget
-    from ..targets import first_grain, form_for_grain
+    from ..targets import first_grain, form_for_grain, slice_target_forms
 
     found = []
     for kpi in project.kpis:
@@ -63,9 +65,15 @@ def headline_targets(project: ProjectDef, ctx: Context) -> list[Issue]:
         if not others:
             continue
         rest = ", ".join(g for g in grains if g != others[0])
+        slices = [f"{dimension} '{value}'" for dimension, value, _ in slice_target_forms(kpi, headline)]
+        judged = "" if not slices else (
+            f" (the targets `slice_targets` gives {', '.join(slices[:3])}{', ...' if len(slices) > 3 else ''} at "
+            f"'{headline}' judge those slices only)")
         found.append(warning(
             "KPI157", f"{kpi_label(kpi)}: its headline grain '{headline}' (its first, which `status` and the scorecard "
-                      f"show) has no target, while '{others[0]}' has one: it reads 'no target'",
+                      f"show) has no target{' for its total' if slices else ''}, while '{others[0]}' has one: it "
+                      f"reads 'no target'{judged}",
             kpi.value_loc("target") or kpi.loc,
-            f"list '{others[0]}' first (`grain: [{others[0]}, {rest}]`), or add a target for '{headline}'"))
+            f"list '{others[0]}' first (`grain: [{others[0]}, {rest}]`), or add a target for '{headline}'"
+            + (" to `target`" if slices else "")))
     return found
