@@ -73,6 +73,27 @@ def _before_range(run: RunState, rows: exp.Identifier, names: list[str] | None =
         exp.and_(*within)))
 
 
+def _recomputed(run: RunState, rows: exp.Identifier, names: list[str], within: list[str] | None = None) -> exp.Expression:
+    """The rows of an output table (`rows`) that the run replaces: NOT _before_range(run, rows, within). Led by a
+    plain condition on the row that already keeps those of `names` (KPIs whose ranges the run recorded) before the
+    earliest range at their grain: the rows the EXISTS keeps, most of them in an incremental run, which then skip
+    its anti-join (DuckDB, kpi_status of 2,000 slices over two years: 250 ms to 25 ms a DELETE)."""
+    earliest: dict[str, dt.date] = {}
+    by_grain: dict[str, list[str]] = {}
+    for (name, grain), since in run.since.items():
+        if name in names and since is not None:
+            earliest[grain] = min(since, earliest.get(grain, since))
+            by_grain.setdefault(grain, []).append(name)
+    recomputed = exp.Not(this=_before_range(run, rows, within))
+    if not by_grain:
+        return recomputed
+    kept = exp.or_(*[exp.and_(exp.EQ(this=exp.column("grain", table=rows.copy()), expression=lit(g)),
+                              exp.In(this=exp.column("name", table=rows.copy()), expressions=[lit(n) for n in by_grain[g]]),
+                              exp.LT(this=exp.column("period_start", table=rows.copy()), expression=lit(earliest[g])))
+                     for g in by_grain])
+    return exp.and_(exp.Not(this=exp.Paren(this=kept)), recomputed)
+
+
 @dataclass
 class KpiResult:
     name: str
@@ -730,9 +751,10 @@ class Runner:
             return writes
         removed = self._removed_kpis()  # a KPI removed from the project leaves every table
         run.result.removed = self._removed_names(removed)
-        # where every KPI succeeded, kpi_values' and kpi_status' drops are `NOT <a kept period>` (or TRUE): a removed
-        # KPI has no range, so its rows go already; an OR beside the EXISTS would be a subquery per row on PostgreSQL
-        dropping = {tables.VALUES.name, tables.STATUS.name} if replaced == exp.true() else set()
+        # where every KPI succeeded, the drops of kpi_values, kpi_targets and kpi_status are `NOT <a kept period>` (or
+        # TRUE): a removed KPI has no range, so its rows go already; an OR beside the EXISTS would be a subquery per
+        # row on PostgreSQL
+        dropping = {tables.VALUES.name, tables.TARGETS.name, tables.STATUS.name} if replaced == exp.true() else set()
         return [replace(w, dropped=removed if w.dropped == exp.false() else exp.or_(exp.Paren(this=w.dropped), exp.Paren(this=removed)))
                 if w.table in tables.PER_KPI and w.dropped != exp.true() and w.table.name not in dropping else w
                 for w in writes]
@@ -755,8 +777,8 @@ class Runner:
         replaced = self._replaced(run, ok)
         if all(run.since[(n, g)] is None for n in ok for g in self.plan.kpis[n].grains):
             return replaced
-        kept = exp.Not(this=_before_range(run, self.t("kpi_values").this))
-        return kept if replaced == exp.true() else exp.and_(_name_in(ok), kept)
+        recomputed = _recomputed(run, self.t("kpi_values").this, ok)
+        return recomputed if replaced == exp.true() else exp.and_(_name_in(ok), recomputed)
 
     def _kept(self, run: RunState, ok: list[str], judged: dict[str, str]) -> KeptPeriods | None:
         """What an incremental run keeps of kpi_targets and kpi_status: the rows of the KPIs _kept_statuses names
@@ -773,8 +795,8 @@ class Runner:
         """kpi_targets or kpi_status of the KPIs that succeeded, but the rows `kept` keeps (before their ranges)."""
         if kept is None:
             return TableWrite(table, replaced, queries, [])
-        keeps = exp.Not(this=_before_range(run, self.t(table.name).this, list(kept.names)))
-        return TableWrite(table, keeps if replaced == exp.true() else exp.and_(replaced, keeps), queries, [])
+        recomputed = _recomputed(run, self.t(table.name).this, list(kept.names), list(kept.names))
+        return TableWrite(table, recomputed if replaced == exp.true() else exp.and_(replaced, recomputed), queries, [])
 
     def _kept_statuses(self, run: RunState, ok: list[str], judged: dict[str, str]) -> list[str]:
         """The KPIs whose published statuses of the periods before the run's range stay as they are. Such a status
