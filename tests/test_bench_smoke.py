@@ -38,6 +38,16 @@ def test_benchmark_values_equal_the_hand_written_sql(tmp_path):
     assert "values equal the hand-written SQL (incremental, after 2 appended day(s))" in out.stdout
 
 
+def test_incremental_runs_over_many_slices_equal_a_full_refresh(tmp_path):
+    """bench/publish.py at a small size: incremental runs of KPIs by customer with slice targets keep and write
+    kpi_values, kpi_targets and kpi_status rows that equal a full refresh's, every row."""
+    out = subprocess.run([sys.executable, str(BENCH / "publish.py"), "--rows", "20000", "--customers", "50",
+                          "--rounds", "2", "--check-only", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "kpi_values, kpi_targets and kpi_status equal the incremental runs', every row" in out.stdout
+
+
 def test_the_comparison_catches_a_wrong_value(tmp_path):
     """The check that guards every reported time fails when one value is off."""
     run = load("run")
