@@ -416,7 +416,7 @@ class VersionedViewsPublisher:
         not say (made by an earlier release) or failed runs left too many between. One statement a table."""
         wh = self.wh
         known = oldest is not None and version - oldest <= LISTED_BEYOND
-        candidates = set(range(max(oldest or 0, 1), version)) - {published}  # version 0: no run writes it
+        candidates = set(range(max(oldest or 0, 1), version)) - {published} if known else set()  # from 1: no run writes 0
         if known and not candidates:
             return
         for table in VERSIONED:
