@@ -350,7 +350,7 @@ class VersionedViewsPublisher:
             self.wh.run_sql(exp.Create(this=self.wh.t(POINTER), kind="VIEW", expression=pointer, replace=True))
 
     def _published_version(self) -> int:
-        return int(self.wh.fetch(exp.select(col("version")).from_(self.wh.t(POINTER)))[0][0])
+        return self._pointer()[0]
 
     def _pointer(self) -> tuple[int, int | None]:
         """The published version and the pointer's `oldest` (None where a release before it made the pointer)."""
