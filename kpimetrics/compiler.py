@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from . import collector, sqlgen
 from . import model as m
-from .dialects import PARTS_RENDER_ALONE
+from .dialects import DISTINCT_MASKS, PARTS_RENDER_ALONE
 from .planner import KpiPlan, Plan
 from .shapes import RowTexts, Shapes
 
@@ -123,7 +123,9 @@ def run_pieces(plan: Plan, names: list[str], dialect: str) -> list[Callable[[], 
         def piece() -> str:
             with collector.paused():  # the tree stays unnamed, so it is garbage when the pause ends
                 rows = RowTexts(dialect) if dialect in PARTS_RENDER_ALONE else None
-                text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(scan.items, cal, rows=rows)), dialect)
+                masks = dialect in DISTINCT_MASKS
+                text = render(sqlgen.insert_rows(stage, sqlgen.scan_query(scan.items, cal, rows=rows, masks=masks)),
+                              dialect)
             return (f"-- scan: {scan.relation_key} at {', '.join(scan.grains)}: {', '.join(p.name for p in scan.plans)}\n"
                     + text + ";")
         return piece

@@ -62,8 +62,9 @@ def key(scan: Scan, items: list[tuple[KpiPlan, str]], cal, by_day: bool = False)
 class KeptPreAggregates:
     """The pre-aggregates of one run: which kept ones a scan may read, and keeping this run's when it publishes."""
 
-    def __init__(self, run: RunState, wh: Warehouse, cal: Calendar, late_rows: str | None):
+    def __init__(self, run: RunState, wh: Warehouse, cal: Calendar, late_rows: str | None, masks: bool = False):
         self.run, self.wh, self.cal, self.late_rows = run, wh, cal, late_rows
+        self.masks = masks  # count(DISTINCT x) from bit masks (dialects.DISTINCT_MASKS)
         self.existing = {name for name, _ in run.relations if name.startswith(PREFIX)}  # listed as the run began
         self.kept: list[tuple[str, KeptPreAggregate]] = []
         self.names: set[str] = set()
@@ -72,7 +73,7 @@ class KeptPreAggregates:
         """Stage one scan: its pre-aggregate into a staging table of its own first (when it has one), then its
         values through `insert`; publishing keeps the pre-aggregate when both succeeded."""
         if items[0][0].relation.shifted:  # its newest day is past the data's: new rows would pass for settled
-            insert(sqlgen.scan_query(items, self.cal, self.run.since))
+            insert(sqlgen.scan_query(items, self.cal, self.run.since, masks=self.masks))
             return
         wh, late_rows = self.wh, self.late_rows
         by_day = late_rows is not None
@@ -85,7 +86,8 @@ class KeptPreAggregates:
             # rows may still land on the days from the newest one's midnight less late_rows (rounded down to a day)
             settled = cal_.py_before(dt.datetime.combine(newest, dt.time()), units.parse_duration(late_rows))
             pre.settled_before = settled.date()
-        query = sqlgen.scan_query(items, self.cal, self.run.since, pre=pre)  # sets pre.query when the scan has one
+        # sets pre.query when the scan has one
+        query = sqlgen.scan_query(items, self.cal, self.run.since, pre=pre, masks=self.masks)
         if pre.query is not None:
             wh.run_sql(exp.Create(this=pre.staged.copy(), kind="TABLE", expression=pre.query))
         insert(query)

@@ -28,7 +28,7 @@ from sqlglot import exp
 from . import calendar as cal_
 from . import collector, combinations, migrations, sqlgen, tables, units
 from .compiler import derived_dimensions
-from .dialects import STAGED_PRE_AGGREGATE, generate
+from .dialects import DISTINCT_MASKS, STAGED_PRE_AGGREGATE, generate
 from .errors import Issue, Location, WarehouseError, error, warning
 from .faults import checkpoint
 from .forecast import forecast_queries
@@ -373,7 +373,8 @@ class Runner:
         run = RunState(run_id, self.schema, self.as_of, self.whole_project, relations, pending, result, results,
                        adopts=self.adopts, in_session=self.adapter.capabilities.session_staging,
                        session_rows=self.adapter.capabilities.session_rows)
-        kept = (KeptPreAggregates(run, self.wh, self.cal, self.project.config.defaults.late_rows)
+        kept = (KeptPreAggregates(run, self.wh, self.cal, self.project.config.defaults.late_rows,
+                                  masks=self.dialect in DISTINCT_MASKS)
                 if self.publisher.keeps_pre_aggregates else None)  # kept in step with the values they sum
         try:
             self.drop_staging(relations)
@@ -546,13 +547,14 @@ class Runner:
     def _scan_query(self, run: RunState, items: list[tuple[KpiPlan, str]]) -> exp.Query:
         """A scan's query; where the dialect asks for it (dialects.STAGED_PRE_AGGREGATE), its shared pre-aggregate
         is first computed into a staging table of its own, which the query reads."""
+        masks = self.dialect in DISTINCT_MASKS
         if self.dialect not in STAGED_PRE_AGGREGATE:
-            return sqlgen.scan_query(items, self.cal, run.since)
+            return sqlgen.scan_query(items, self.cal, run.since, masks=masks)
         run.staged_pre_aggregates += 1
         # `s`: never a kept pre-aggregate's staging table (partials.py numbers those), were a dialect to have both
         name = f"kpi_stage_pp_{run.run_id}_s{run.staged_pre_aggregates}"
         pre = KeptPreAggregate(qualified(None, name) if run.session_rows else self.t(name))
-        query = sqlgen.scan_query(items, self.cal, run.since, pre=pre)
+        query = sqlgen.scan_query(items, self.cal, run.since, pre=pre, masks=masks)
         if pre.query is not None and run.session_rows:
             self.stage_rows(pre.staged, pre.query)
         elif pre.query is not None:

@@ -52,7 +52,17 @@ def distinct_count(agg: exp.AggFunc) -> bool:
     return type(agg) is exp.Count and isinstance(d, exp.Distinct) and len(d.expressions) == 1
 
 
-def agg_key(pl: KpiPlan) -> tuple:
+def counted_distinct(pl: KpiPlan) -> str | None:
+    """The one expression x that every aggregate of a KPI counts distinct (count(DISTINCT x), filtered or not), as
+    SQL; None unless there is one."""
+    aggs = _aggregates(pl)
+    if not aggs or not all(distinct_count(a) for a in aggs):
+        return None
+    xs = {a.this.expressions[0].sql() for a in aggs}
+    return xs.pop() if len(xs) == 1 else None
+
+
+def agg_key(pl: KpiPlan, masks: bool = False) -> tuple:
     """Which aggregation computes a KPI: (window, kind, ...).
 
     Additive KPIs share one ("additive"), over the GROUPING SETS of all their slices (an extra sum
@@ -62,8 +72,16 @@ def agg_key(pl: KpiPlan) -> tuple:
     slices it does not have. A window over additive aggregates ("partials"), or a to-date window
     over count(distinct x) ("first_seen"), is computed from per-period partials instead of joining
     every row to every window it belongs to.
+
+    With `masks` (dialects.DISTINCT_MASKS), KPIs without a window that only count distinct values of one
+    expression x share one aggregation per x ("masks"): each x's periods as bits of a few integers, so the rows
+    are grouped by x (and slice) rather than by period and x (sqlgen._render_masks).
     """
     w, aggs = pl.window, _aggregates(pl)
+    if masks and w is None:
+        x = counted_distinct(pl)
+        if x is not None:
+            return (w, "masks", x)
     if w is not None and all(additive(a) or (w[0] == "to_date" and distinct_count(a)) for a in aggs):
         if any(distinct_count(a) for a in aggs):
             return (w, "first_seen", pl.dimensions)
@@ -166,21 +184,28 @@ class Partials:
 
 
 @dataclass(frozen=True)
+class Masks:
+    """A "masks" aggregation's bits: for each word of periods and slice, how many x have each period's bit set."""
+    name: str
+    of: str  # the aggregation
+
+
+@dataclass(frozen=True)
 class Aggregation:
     """One GROUP BY (or UNION ALL of them) of some KPIs at one grain and window shape."""
     name: str
     grain: str
     window: tuple | None
-    kind: str  # as agg_key says: additive, partials, first_seen, rows
+    kind: str  # as agg_key says: additive, partials, first_seen, rows, masks
     kpis: tuple[KpiPlan, ...]
     slices: tuple[str, ...]  # the dimensions of its KPIs
-    source: str  # "rows", "pre-aggregate" (the shared one) or "partials" (its own)
-    partials: str | None  # the CTE it re-aggregates: the shared pre-aggregate's or its own partials'
+    source: str  # "rows", "pre-aggregate" (the shared one), "partials" (its own) or "masks" (its own)
+    partials: str | None  # the CTE it re-aggregates: the shared pre-aggregate's, its own partials' or masks'
     map: str | None  # its window's map
     spine: str
 
 
-Cte = Union[Rows, PreAggregate, Bounds, Spine, WindowMap, Partials, Aggregation]
+Cte = Union[Rows, PreAggregate, Bounds, Spine, WindowMap, Partials, Masks, Aggregation]
 
 
 @dataclass(frozen=True)
@@ -251,6 +276,8 @@ class ScanLayout:
                 text = f"{c.spine}'s periods to their windows ({c.window[0]} {c.window[1]})"
             elif isinstance(c, Partials):
                 text = f"per-period partials of {c.of}"
+            elif isinstance(c, Masks):
+                text = f"bit masks of periods for {c.of}, counted by bit"
             else:
                 text = (f"{c.kind} at {c.grain}" + ("" if c.window is None else f", window {c.window[0]} {c.window[1]}")
                         + f", over {'the rows' if c.partials is None else c.partials}"
@@ -264,14 +291,15 @@ class ScanLayout:
 
 
 def scan_layout(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tuple[str, str], dt.date | None] | None = None,
-                prefix: str = "", pre: KeptPreAggregate | None = None) -> ScanLayout:
+                prefix: str = "", pre: KeptPreAggregate | None = None, masks: bool = False) -> ScanLayout:
     """Decide how one query computes, from one read of their model, the KPIs of `items` at their grains, each
-    (name, grain) from its period in `since` on (all periods when absent). See sqlgen.scan_query."""
+    (name, grain) from its period in `since` on (all periods when absent). See sqlgen.scan_query; `masks`: see
+    agg_key."""
     kpis = [ScanKpi(pl, grain, (since or {}).get((pl.name, grain))) for pl, grain in items]
     relation = items[0][0].relation
     plans = list({id(k.plan): k.plan for k in kpis}.values())
     grains = list(dict.fromkeys(k.grain for k in kpis))
-    keys = {id(pl): agg_key(pl) for pl in plans}
+    keys = {id(pl): agg_key(pl, masks) for pl in plans}
     # a pre-aggregate kept by day (late_rows) cuts the rows by day; only a scan with additive KPIs keeps one
     by_day = pre is not None and pre.by_day and any(keys[id(pl)][1] in ("additive", "partials") for pl in plans)
     base = "day" if by_day else cal_.base_grain(grains)
@@ -363,6 +391,9 @@ def scan_layout(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tup
             elif kind in ("partials", "first_seen"):
                 source, partials = "partials", name + "_pp"
                 ctes.append(Partials(partials, name))
+            elif kind == "masks":
+                source, partials = "masks", name + "_bits"
+                ctes.append(Masks(partials, name))
             else:
                 source, partials = "rows", None
             ctes.append(Aggregation(name, grain, w, kind, tuple(members),

@@ -75,25 +75,326 @@ WITH "__model_orders_enriched" AS (
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
+), "__month_agg0_bits" AS (
+  WITH __f0 AS (
+    SELECT
+      customer_id AS "__x",
+      "__w",
+      "__d0",
+      BIT_OR("__bit") AS "__any0"
+    FROM (
+      SELECT
+        *,
+        "__n" // 63 AS "__w",
+        CAST(1 AS BIGINT) << (
+          "__n" % 63
+        ) AS "__bit"
+      FROM (
+        SELECT
+          *,
+          DATE_DIFF('MONTH', CAST('0002-01-01' AS DATE), "__p") AS "__n"
+        FROM "__rows"
+      ) AS "__r"
+    ) AS "__r"
+    GROUP BY
+      customer_id,
+      "__w",
+      "__d0"
+  )
+  SELECT
+    "__w",
+    "__d0",
+    "__set",
+    BIT_OR("__any0") AS "__any0",
+    SUM((
+      "__k1" >> 0
+    ) & 1) AS "__k1_0",
+    SUM((
+      "__k1" >> 1
+    ) & 1) AS "__k1_1",
+    SUM((
+      "__k1" >> 2
+    ) & 1) AS "__k1_2",
+    SUM((
+      "__k1" >> 3
+    ) & 1) AS "__k1_3",
+    SUM((
+      "__k1" >> 4
+    ) & 1) AS "__k1_4",
+    SUM((
+      "__k1" >> 5
+    ) & 1) AS "__k1_5",
+    SUM((
+      "__k1" >> 6
+    ) & 1) AS "__k1_6",
+    SUM((
+      "__k1" >> 7
+    ) & 1) AS "__k1_7",
+    SUM((
+      "__k1" >> 8
+    ) & 1) AS "__k1_8",
+    SUM((
+      "__k1" >> 9
+    ) & 1) AS "__k1_9",
+    SUM((
+      "__k1" >> 10
+    ) & 1) AS "__k1_10",
+    SUM((
+      "__k1" >> 11
+    ) & 1) AS "__k1_11",
+    SUM((
+      "__k1" >> 12
+    ) & 1) AS "__k1_12",
+    SUM((
+      "__k1" >> 13
+    ) & 1) AS "__k1_13",
+    SUM((
+      "__k1" >> 14
+    ) & 1) AS "__k1_14",
+    SUM((
+      "__k1" >> 15
+    ) & 1) AS "__k1_15",
+    SUM((
+      "__k1" >> 16
+    ) & 1) AS "__k1_16",
+    SUM((
+      "__k1" >> 17
+    ) & 1) AS "__k1_17",
+    SUM((
+      "__k1" >> 18
+    ) & 1) AS "__k1_18",
+    SUM((
+      "__k1" >> 19
+    ) & 1) AS "__k1_19",
+    SUM((
+      "__k1" >> 20
+    ) & 1) AS "__k1_20",
+    SUM((
+      "__k1" >> 21
+    ) & 1) AS "__k1_21",
+    SUM((
+      "__k1" >> 22
+    ) & 1) AS "__k1_22",
+    SUM((
+      "__k1" >> 23
+    ) & 1) AS "__k1_23",
+    SUM((
+      "__k1" >> 24
+    ) & 1) AS "__k1_24",
+    SUM((
+      "__k1" >> 25
+    ) & 1) AS "__k1_25",
+    SUM((
+      "__k1" >> 26
+    ) & 1) AS "__k1_26",
+    SUM((
+      "__k1" >> 27
+    ) & 1) AS "__k1_27",
+    SUM((
+      "__k1" >> 28
+    ) & 1) AS "__k1_28",
+    SUM((
+      "__k1" >> 29
+    ) & 1) AS "__k1_29",
+    SUM((
+      "__k1" >> 30
+    ) & 1) AS "__k1_30",
+    SUM((
+      "__k1" >> 31
+    ) & 1) AS "__k1_31",
+    SUM((
+      "__k1" >> 32
+    ) & 1) AS "__k1_32",
+    SUM((
+      "__k1" >> 33
+    ) & 1) AS "__k1_33",
+    SUM((
+      "__k1" >> 34
+    ) & 1) AS "__k1_34",
+    SUM((
+      "__k1" >> 35
+    ) & 1) AS "__k1_35",
+    SUM((
+      "__k1" >> 36
+    ) & 1) AS "__k1_36",
+    SUM((
+      "__k1" >> 37
+    ) & 1) AS "__k1_37",
+    SUM((
+      "__k1" >> 38
+    ) & 1) AS "__k1_38",
+    SUM((
+      "__k1" >> 39
+    ) & 1) AS "__k1_39",
+    SUM((
+      "__k1" >> 40
+    ) & 1) AS "__k1_40",
+    SUM((
+      "__k1" >> 41
+    ) & 1) AS "__k1_41",
+    SUM((
+      "__k1" >> 42
+    ) & 1) AS "__k1_42",
+    SUM((
+      "__k1" >> 43
+    ) & 1) AS "__k1_43",
+    SUM((
+      "__k1" >> 44
+    ) & 1) AS "__k1_44",
+    SUM((
+      "__k1" >> 45
+    ) & 1) AS "__k1_45",
+    SUM((
+      "__k1" >> 46
+    ) & 1) AS "__k1_46",
+    SUM((
+      "__k1" >> 47
+    ) & 1) AS "__k1_47",
+    SUM((
+      "__k1" >> 48
+    ) & 1) AS "__k1_48",
+    SUM((
+      "__k1" >> 49
+    ) & 1) AS "__k1_49",
+    SUM((
+      "__k1" >> 50
+    ) & 1) AS "__k1_50",
+    SUM((
+      "__k1" >> 51
+    ) & 1) AS "__k1_51",
+    SUM((
+      "__k1" >> 52
+    ) & 1) AS "__k1_52",
+    SUM((
+      "__k1" >> 53
+    ) & 1) AS "__k1_53",
+    SUM((
+      "__k1" >> 54
+    ) & 1) AS "__k1_54",
+    SUM((
+      "__k1" >> 55
+    ) & 1) AS "__k1_55",
+    SUM((
+      "__k1" >> 56
+    ) & 1) AS "__k1_56",
+    SUM((
+      "__k1" >> 57
+    ) & 1) AS "__k1_57",
+    SUM((
+      "__k1" >> 58
+    ) & 1) AS "__k1_58",
+    SUM((
+      "__k1" >> 59
+    ) & 1) AS "__k1_59",
+    SUM((
+      "__k1" >> 60
+    ) & 1) AS "__k1_60",
+    SUM((
+      "__k1" >> 61
+    ) & 1) AS "__k1_61",
+    SUM((
+      "__k1" >> 62
+    ) & 1) AS "__k1_62"
+  FROM (
+    SELECT
+      "__w",
+      CAST(NULL AS TEXT) AS "__d0",
+      0 AS "__set",
+      BIT_OR("__any0") AS "__any0",
+      CASE WHEN NOT "__x" IS NULL THEN BIT_OR("__any0") END AS "__k1"
+    FROM "__f0"
+    GROUP BY
+      "__x",
+      "__w"
+    UNION ALL
+    SELECT
+      "__w",
+      "__d0",
+      1 AS "__set",
+      "__any0" AS "__any0",
+      CASE WHEN NOT "__x" IS NULL THEN "__any0" END AS "__k1"
+    FROM "__f0"
+  ) AS "__x"
+  GROUP BY
+    "__w",
+    "__d0",
+    "__set"
 ), "__month_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
-    CAST(NULL AS TEXT) AS "__d0",
-    0 AS "__set",
-    COUNT(DISTINCT customer_id) AS "__m0"
-  FROM "__rows"
-  GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
-  UNION ALL
-  SELECT
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    CAST(CAST('0002-01-01' AS DATE) + INTERVAL ("__w" * 63 + "__j") MONTH AS DATE) AS "__p",
     "__d0",
-    1 AS "__set",
-    COUNT(DISTINCT customer_id) AS "__m0"
-  FROM "__rows"
-  GROUP BY
-    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
-    "__d0"
+    "__set",
+    [
+      "__k1_0",
+      "__k1_1",
+      "__k1_2",
+      "__k1_3",
+      "__k1_4",
+      "__k1_5",
+      "__k1_6",
+      "__k1_7",
+      "__k1_8",
+      "__k1_9",
+      "__k1_10",
+      "__k1_11",
+      "__k1_12",
+      "__k1_13",
+      "__k1_14",
+      "__k1_15",
+      "__k1_16",
+      "__k1_17",
+      "__k1_18",
+      "__k1_19",
+      "__k1_20",
+      "__k1_21",
+      "__k1_22",
+      "__k1_23",
+      "__k1_24",
+      "__k1_25",
+      "__k1_26",
+      "__k1_27",
+      "__k1_28",
+      "__k1_29",
+      "__k1_30",
+      "__k1_31",
+      "__k1_32",
+      "__k1_33",
+      "__k1_34",
+      "__k1_35",
+      "__k1_36",
+      "__k1_37",
+      "__k1_38",
+      "__k1_39",
+      "__k1_40",
+      "__k1_41",
+      "__k1_42",
+      "__k1_43",
+      "__k1_44",
+      "__k1_45",
+      "__k1_46",
+      "__k1_47",
+      "__k1_48",
+      "__k1_49",
+      "__k1_50",
+      "__k1_51",
+      "__k1_52",
+      "__k1_53",
+      "__k1_54",
+      "__k1_55",
+      "__k1_56",
+      "__k1_57",
+      "__k1_58",
+      "__k1_59",
+      "__k1_60",
+      "__k1_61",
+      "__k1_62"
+    ]["__j" + 1] AS "__m0"
+  FROM "__month_agg0_bits"
+  CROSS JOIN UNNEST(GENERATE_SERIES(0, 62)) AS "__bits"("__j")
+  WHERE
+    (
+      "__any0" >> "__j"
+    ) & 1 = 1
 ), "__month_agg1" AS (
   SELECT
     CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
@@ -114,25 +415,328 @@ WITH "__model_orders_enriched" AS (
     ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
   FROM "__month_bounds"
   CROSS JOIN UNNEST(CAST(GENERATE_SERIES("lo", "hi", INTERVAL '1' MONTH) AS DATE[])) AS "__series"("__s")
+), "__week_agg0_bits" AS (
+  WITH __f0 AS (
+    SELECT
+      customer_id AS "__x",
+      "__w",
+      "__d0",
+      BIT_OR("__bit") AS "__any0"
+    FROM (
+      SELECT
+        *,
+        "__n" // 63 AS "__w",
+        CAST(1 AS BIGINT) << (
+          "__n" % 63
+        ) AS "__bit"
+      FROM (
+        SELECT
+          *,
+          DATE_DIFF('DAY', CAST('0001-12-31' AS DATE), "__p") // 7 AS "__n"
+        FROM "__rows"
+      ) AS "__r"
+    ) AS "__r"
+    GROUP BY
+      customer_id,
+      "__w",
+      "__d0"
+  )
+  SELECT
+    "__w",
+    "__d0",
+    "__set",
+    BIT_OR("__any0") AS "__any0",
+    SUM((
+      "__k1" >> 0
+    ) & 1) AS "__k1_0",
+    SUM((
+      "__k1" >> 1
+    ) & 1) AS "__k1_1",
+    SUM((
+      "__k1" >> 2
+    ) & 1) AS "__k1_2",
+    SUM((
+      "__k1" >> 3
+    ) & 1) AS "__k1_3",
+    SUM((
+      "__k1" >> 4
+    ) & 1) AS "__k1_4",
+    SUM((
+      "__k1" >> 5
+    ) & 1) AS "__k1_5",
+    SUM((
+      "__k1" >> 6
+    ) & 1) AS "__k1_6",
+    SUM((
+      "__k1" >> 7
+    ) & 1) AS "__k1_7",
+    SUM((
+      "__k1" >> 8
+    ) & 1) AS "__k1_8",
+    SUM((
+      "__k1" >> 9
+    ) & 1) AS "__k1_9",
+    SUM((
+      "__k1" >> 10
+    ) & 1) AS "__k1_10",
+    SUM((
+      "__k1" >> 11
+    ) & 1) AS "__k1_11",
+    SUM((
+      "__k1" >> 12
+    ) & 1) AS "__k1_12",
+    SUM((
+      "__k1" >> 13
+    ) & 1) AS "__k1_13",
+    SUM((
+      "__k1" >> 14
+    ) & 1) AS "__k1_14",
+    SUM((
+      "__k1" >> 15
+    ) & 1) AS "__k1_15",
+    SUM((
+      "__k1" >> 16
+    ) & 1) AS "__k1_16",
+    SUM((
+      "__k1" >> 17
+    ) & 1) AS "__k1_17",
+    SUM((
+      "__k1" >> 18
+    ) & 1) AS "__k1_18",
+    SUM((
+      "__k1" >> 19
+    ) & 1) AS "__k1_19",
+    SUM((
+      "__k1" >> 20
+    ) & 1) AS "__k1_20",
+    SUM((
+      "__k1" >> 21
+    ) & 1) AS "__k1_21",
+    SUM((
+      "__k1" >> 22
+    ) & 1) AS "__k1_22",
+    SUM((
+      "__k1" >> 23
+    ) & 1) AS "__k1_23",
+    SUM((
+      "__k1" >> 24
+    ) & 1) AS "__k1_24",
+    SUM((
+      "__k1" >> 25
+    ) & 1) AS "__k1_25",
+    SUM((
+      "__k1" >> 26
+    ) & 1) AS "__k1_26",
+    SUM((
+      "__k1" >> 27
+    ) & 1) AS "__k1_27",
+    SUM((
+      "__k1" >> 28
+    ) & 1) AS "__k1_28",
+    SUM((
+      "__k1" >> 29
+    ) & 1) AS "__k1_29",
+    SUM((
+      "__k1" >> 30
+    ) & 1) AS "__k1_30",
+    SUM((
+      "__k1" >> 31
+    ) & 1) AS "__k1_31",
+    SUM((
+      "__k1" >> 32
+    ) & 1) AS "__k1_32",
+    SUM((
+      "__k1" >> 33
+    ) & 1) AS "__k1_33",
+    SUM((
+      "__k1" >> 34
+    ) & 1) AS "__k1_34",
+    SUM((
+      "__k1" >> 35
+    ) & 1) AS "__k1_35",
+    SUM((
+      "__k1" >> 36
+    ) & 1) AS "__k1_36",
+    SUM((
+      "__k1" >> 37
+    ) & 1) AS "__k1_37",
+    SUM((
+      "__k1" >> 38
+    ) & 1) AS "__k1_38",
+    SUM((
+      "__k1" >> 39
+    ) & 1) AS "__k1_39",
+    SUM((
+      "__k1" >> 40
+    ) & 1) AS "__k1_40",
+    SUM((
+      "__k1" >> 41
+    ) & 1) AS "__k1_41",
+    SUM((
+      "__k1" >> 42
+    ) & 1) AS "__k1_42",
+    SUM((
+      "__k1" >> 43
+    ) & 1) AS "__k1_43",
+    SUM((
+      "__k1" >> 44
+    ) & 1) AS "__k1_44",
+    SUM((
+      "__k1" >> 45
+    ) & 1) AS "__k1_45",
+    SUM((
+      "__k1" >> 46
+    ) & 1) AS "__k1_46",
+    SUM((
+      "__k1" >> 47
+    ) & 1) AS "__k1_47",
+    SUM((
+      "__k1" >> 48
+    ) & 1) AS "__k1_48",
+    SUM((
+      "__k1" >> 49
+    ) & 1) AS "__k1_49",
+    SUM((
+      "__k1" >> 50
+    ) & 1) AS "__k1_50",
+    SUM((
+      "__k1" >> 51
+    ) & 1) AS "__k1_51",
+    SUM((
+      "__k1" >> 52
+    ) & 1) AS "__k1_52",
+    SUM((
+      "__k1" >> 53
+    ) & 1) AS "__k1_53",
+    SUM((
+      "__k1" >> 54
+    ) & 1) AS "__k1_54",
+    SUM((
+      "__k1" >> 55
+    ) & 1) AS "__k1_55",
+    SUM((
+      "__k1" >> 56
+    ) & 1) AS "__k1_56",
+    SUM((
+      "__k1" >> 57
+    ) & 1) AS "__k1_57",
+    SUM((
+      "__k1" >> 58
+    ) & 1) AS "__k1_58",
+    SUM((
+      "__k1" >> 59
+    ) & 1) AS "__k1_59",
+    SUM((
+      "__k1" >> 60
+    ) & 1) AS "__k1_60",
+    SUM((
+      "__k1" >> 61
+    ) & 1) AS "__k1_61",
+    SUM((
+      "__k1" >> 62
+    ) & 1) AS "__k1_62"
+  FROM (
+    SELECT
+      "__w",
+      CAST(NULL AS TEXT) AS "__d0",
+      0 AS "__set",
+      BIT_OR("__any0") AS "__any0",
+      CASE WHEN NOT "__x" IS NULL THEN BIT_OR("__any0") END AS "__k1"
+    FROM "__f0"
+    GROUP BY
+      "__x",
+      "__w"
+    UNION ALL
+    SELECT
+      "__w",
+      "__d0",
+      1 AS "__set",
+      "__any0" AS "__any0",
+      CASE WHEN NOT "__x" IS NULL THEN "__any0" END AS "__k1"
+    FROM "__f0"
+  ) AS "__x"
+  GROUP BY
+    "__w",
+    "__d0",
+    "__set"
 ), "__week_agg0" AS (
   SELECT
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
-    CAST(NULL AS TEXT) AS "__d0",
-    0 AS "__set",
-    COUNT(DISTINCT customer_id) AS "__m0"
-  FROM "__rows"
-  GROUP BY
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE)
-  UNION ALL
-  SELECT
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    CAST(CAST('0001-12-31' AS DATE) + INTERVAL ((
+      "__w" * 63 + "__j"
+    ) * 7) DAY AS DATE) AS "__p",
     "__d0",
-    1 AS "__set",
-    COUNT(DISTINCT customer_id) AS "__m0"
-  FROM "__rows"
-  GROUP BY
-    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
-    "__d0"
+    "__set",
+    [
+      "__k1_0",
+      "__k1_1",
+      "__k1_2",
+      "__k1_3",
+      "__k1_4",
+      "__k1_5",
+      "__k1_6",
+      "__k1_7",
+      "__k1_8",
+      "__k1_9",
+      "__k1_10",
+      "__k1_11",
+      "__k1_12",
+      "__k1_13",
+      "__k1_14",
+      "__k1_15",
+      "__k1_16",
+      "__k1_17",
+      "__k1_18",
+      "__k1_19",
+      "__k1_20",
+      "__k1_21",
+      "__k1_22",
+      "__k1_23",
+      "__k1_24",
+      "__k1_25",
+      "__k1_26",
+      "__k1_27",
+      "__k1_28",
+      "__k1_29",
+      "__k1_30",
+      "__k1_31",
+      "__k1_32",
+      "__k1_33",
+      "__k1_34",
+      "__k1_35",
+      "__k1_36",
+      "__k1_37",
+      "__k1_38",
+      "__k1_39",
+      "__k1_40",
+      "__k1_41",
+      "__k1_42",
+      "__k1_43",
+      "__k1_44",
+      "__k1_45",
+      "__k1_46",
+      "__k1_47",
+      "__k1_48",
+      "__k1_49",
+      "__k1_50",
+      "__k1_51",
+      "__k1_52",
+      "__k1_53",
+      "__k1_54",
+      "__k1_55",
+      "__k1_56",
+      "__k1_57",
+      "__k1_58",
+      "__k1_59",
+      "__k1_60",
+      "__k1_61",
+      "__k1_62"
+    ]["__j" + 1] AS "__m0"
+  FROM "__week_agg0_bits"
+  CROSS JOIN UNNEST(GENERATE_SERIES(0, 62)) AS "__bits"("__j")
+  WHERE
+    (
+      "__any0" >> "__j"
+    ) & 1 = 1
 ), "__week_bounds" AS (
   SELECT
     MIN("__p") AS "lo",

@@ -1,0 +1,696 @@
+WITH "__rows" AS NOT MATERIALIZED (
+  SELECT
+    CAST(ordered_at AS DATE) AS "__p",
+    COALESCE(CAST(region AS TEXT), '(null)') AS "__d0",
+    COALESCE(CAST(channel AS TEXT), '(null)') AS "__d1",
+    amount,
+    status,
+    customer_id
+  FROM "main"."orders"
+  WHERE
+    NOT ordered_at IS NULL AND ordered_at >= CAST('2025-01-01' AS DATE)
+), "__pp" AS (
+  SELECT
+    "__p" AS "__p",
+    "__d0",
+    SUM("__q0") AS "__q0",
+    SUM("__q1") AS "__q1",
+    SUM("__q2") AS "__q2"
+  FROM (
+    SELECT
+      "__p" AS "__p",
+      "__d0",
+      COUNT(*) AS "__q0",
+      SUM(amount) AS "__q1",
+      COUNT(*) FILTER(WHERE
+        status = 'completed') AS "__q2"
+    FROM "__rows"
+    GROUP BY
+      "__p",
+      "__d0"
+  ) AS "__fine"
+  GROUP BY
+    GROUPING SETS (
+      ("__p"),
+      ("__p", "__d0")
+    )
+), "__bounds" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__pp"
+), "__month_agg0" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    "__d0",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1",
+    SUM("__q2") AS "__n2"
+  FROM "__pp"
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE),
+    "__d0"
+), "__month_agg2_bits" AS (
+  WITH __f0 AS (
+    SELECT
+      customer_id AS "__x",
+      "__w",
+      "__d1",
+      BIT_OR("__bit") AS "__any0"
+    FROM (
+      SELECT
+        *,
+        "__n" // 63 AS "__w",
+        CAST(1 AS BIGINT) << (
+          "__n" % 63
+        ) AS "__bit"
+      FROM (
+        SELECT
+          *,
+          DATE_DIFF('MONTH', CAST('0002-01-01' AS DATE), "__p") AS "__n"
+        FROM "__rows"
+      ) AS "__r"
+    ) AS "__r"
+    GROUP BY
+      customer_id,
+      "__w",
+      "__d1"
+  )
+  SELECT
+    "__w",
+    "__d1",
+    "__set",
+    BIT_OR("__any0") AS "__any0",
+    SUM((
+      "__k1" >> 0
+    ) & 1) AS "__k1_0",
+    SUM((
+      "__k1" >> 1
+    ) & 1) AS "__k1_1",
+    SUM((
+      "__k1" >> 2
+    ) & 1) AS "__k1_2",
+    SUM((
+      "__k1" >> 3
+    ) & 1) AS "__k1_3",
+    SUM((
+      "__k1" >> 4
+    ) & 1) AS "__k1_4",
+    SUM((
+      "__k1" >> 5
+    ) & 1) AS "__k1_5",
+    SUM((
+      "__k1" >> 6
+    ) & 1) AS "__k1_6",
+    SUM((
+      "__k1" >> 7
+    ) & 1) AS "__k1_7",
+    SUM((
+      "__k1" >> 8
+    ) & 1) AS "__k1_8",
+    SUM((
+      "__k1" >> 9
+    ) & 1) AS "__k1_9",
+    SUM((
+      "__k1" >> 10
+    ) & 1) AS "__k1_10",
+    SUM((
+      "__k1" >> 11
+    ) & 1) AS "__k1_11",
+    SUM((
+      "__k1" >> 12
+    ) & 1) AS "__k1_12",
+    SUM((
+      "__k1" >> 13
+    ) & 1) AS "__k1_13",
+    SUM((
+      "__k1" >> 14
+    ) & 1) AS "__k1_14",
+    SUM((
+      "__k1" >> 15
+    ) & 1) AS "__k1_15",
+    SUM((
+      "__k1" >> 16
+    ) & 1) AS "__k1_16",
+    SUM((
+      "__k1" >> 17
+    ) & 1) AS "__k1_17",
+    SUM((
+      "__k1" >> 18
+    ) & 1) AS "__k1_18",
+    SUM((
+      "__k1" >> 19
+    ) & 1) AS "__k1_19",
+    SUM((
+      "__k1" >> 20
+    ) & 1) AS "__k1_20",
+    SUM((
+      "__k1" >> 21
+    ) & 1) AS "__k1_21",
+    SUM((
+      "__k1" >> 22
+    ) & 1) AS "__k1_22",
+    SUM((
+      "__k1" >> 23
+    ) & 1) AS "__k1_23",
+    SUM((
+      "__k1" >> 24
+    ) & 1) AS "__k1_24",
+    SUM((
+      "__k1" >> 25
+    ) & 1) AS "__k1_25",
+    SUM((
+      "__k1" >> 26
+    ) & 1) AS "__k1_26",
+    SUM((
+      "__k1" >> 27
+    ) & 1) AS "__k1_27",
+    SUM((
+      "__k1" >> 28
+    ) & 1) AS "__k1_28",
+    SUM((
+      "__k1" >> 29
+    ) & 1) AS "__k1_29",
+    SUM((
+      "__k1" >> 30
+    ) & 1) AS "__k1_30",
+    SUM((
+      "__k1" >> 31
+    ) & 1) AS "__k1_31",
+    SUM((
+      "__k1" >> 32
+    ) & 1) AS "__k1_32",
+    SUM((
+      "__k1" >> 33
+    ) & 1) AS "__k1_33",
+    SUM((
+      "__k1" >> 34
+    ) & 1) AS "__k1_34",
+    SUM((
+      "__k1" >> 35
+    ) & 1) AS "__k1_35",
+    SUM((
+      "__k1" >> 36
+    ) & 1) AS "__k1_36",
+    SUM((
+      "__k1" >> 37
+    ) & 1) AS "__k1_37",
+    SUM((
+      "__k1" >> 38
+    ) & 1) AS "__k1_38",
+    SUM((
+      "__k1" >> 39
+    ) & 1) AS "__k1_39",
+    SUM((
+      "__k1" >> 40
+    ) & 1) AS "__k1_40",
+    SUM((
+      "__k1" >> 41
+    ) & 1) AS "__k1_41",
+    SUM((
+      "__k1" >> 42
+    ) & 1) AS "__k1_42",
+    SUM((
+      "__k1" >> 43
+    ) & 1) AS "__k1_43",
+    SUM((
+      "__k1" >> 44
+    ) & 1) AS "__k1_44",
+    SUM((
+      "__k1" >> 45
+    ) & 1) AS "__k1_45",
+    SUM((
+      "__k1" >> 46
+    ) & 1) AS "__k1_46",
+    SUM((
+      "__k1" >> 47
+    ) & 1) AS "__k1_47",
+    SUM((
+      "__k1" >> 48
+    ) & 1) AS "__k1_48",
+    SUM((
+      "__k1" >> 49
+    ) & 1) AS "__k1_49",
+    SUM((
+      "__k1" >> 50
+    ) & 1) AS "__k1_50",
+    SUM((
+      "__k1" >> 51
+    ) & 1) AS "__k1_51",
+    SUM((
+      "__k1" >> 52
+    ) & 1) AS "__k1_52",
+    SUM((
+      "__k1" >> 53
+    ) & 1) AS "__k1_53",
+    SUM((
+      "__k1" >> 54
+    ) & 1) AS "__k1_54",
+    SUM((
+      "__k1" >> 55
+    ) & 1) AS "__k1_55",
+    SUM((
+      "__k1" >> 56
+    ) & 1) AS "__k1_56",
+    SUM((
+      "__k1" >> 57
+    ) & 1) AS "__k1_57",
+    SUM((
+      "__k1" >> 58
+    ) & 1) AS "__k1_58",
+    SUM((
+      "__k1" >> 59
+    ) & 1) AS "__k1_59",
+    SUM((
+      "__k1" >> 60
+    ) & 1) AS "__k1_60",
+    SUM((
+      "__k1" >> 61
+    ) & 1) AS "__k1_61",
+    SUM((
+      "__k1" >> 62
+    ) & 1) AS "__k1_62"
+  FROM (
+    SELECT
+      "__w",
+      CAST(NULL AS TEXT) AS "__d1",
+      0 AS "__set",
+      BIT_OR("__any0") AS "__any0",
+      CASE WHEN NOT "__x" IS NULL THEN BIT_OR("__any0") END AS "__k1"
+    FROM "__f0"
+    GROUP BY
+      "__x",
+      "__w"
+    UNION ALL
+    SELECT
+      "__w",
+      "__d1",
+      1 AS "__set",
+      "__any0" AS "__any0",
+      CASE WHEN NOT "__x" IS NULL THEN "__any0" END AS "__k1"
+    FROM "__f0"
+  ) AS "__x"
+  GROUP BY
+    "__w",
+    "__d1",
+    "__set"
+), "__month_agg2" AS (
+  SELECT
+    CAST(CAST('0002-01-01' AS DATE) + INTERVAL ("__w" * 63 + "__j") MONTH AS DATE) AS "__p",
+    "__d1",
+    "__set",
+    COALESCE(
+      [
+        "__k1_0",
+        "__k1_1",
+        "__k1_2",
+        "__k1_3",
+        "__k1_4",
+        "__k1_5",
+        "__k1_6",
+        "__k1_7",
+        "__k1_8",
+        "__k1_9",
+        "__k1_10",
+        "__k1_11",
+        "__k1_12",
+        "__k1_13",
+        "__k1_14",
+        "__k1_15",
+        "__k1_16",
+        "__k1_17",
+        "__k1_18",
+        "__k1_19",
+        "__k1_20",
+        "__k1_21",
+        "__k1_22",
+        "__k1_23",
+        "__k1_24",
+        "__k1_25",
+        "__k1_26",
+        "__k1_27",
+        "__k1_28",
+        "__k1_29",
+        "__k1_30",
+        "__k1_31",
+        "__k1_32",
+        "__k1_33",
+        "__k1_34",
+        "__k1_35",
+        "__k1_36",
+        "__k1_37",
+        "__k1_38",
+        "__k1_39",
+        "__k1_40",
+        "__k1_41",
+        "__k1_42",
+        "__k1_43",
+        "__k1_44",
+        "__k1_45",
+        "__k1_46",
+        "__k1_47",
+        "__k1_48",
+        "__k1_49",
+        "__k1_50",
+        "__k1_51",
+        "__k1_52",
+        "__k1_53",
+        "__k1_54",
+        "__k1_55",
+        "__k1_56",
+        "__k1_57",
+        "__k1_58",
+        "__k1_59",
+        "__k1_60",
+        "__k1_61",
+        "__k1_62"
+      ]["__j" + 1],
+      0
+    ) AS "__m0"
+  FROM "__month_agg2_bits"
+  CROSS JOIN UNNEST(GENERATE_SERIES(0, 62)) AS "__bits"("__j")
+  WHERE
+    (
+      "__any0" >> "__j"
+    ) & 1 = 1
+), "__month_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CASE
+      WHEN CAST(DATE_TRUNC('MONTH', "lo") AS DATE) IS NULL
+      OR CAST('2025-11-01' AS DATE) IS NULL
+      THEN NULL
+      ELSE LEAST(CAST(DATE_TRUNC('MONTH', "lo") AS DATE), CAST('2025-11-01' AS DATE))
+    END,
+    CAST(DATE_TRUNC('MONTH', "hi") AS DATE),
+    INTERVAL '1' MONTH
+  ) AS DATE[])) AS "__series"("__s")
+), "__month_map_periods_3" AS (
+  SELECT
+    "__a"."period_start" AS "__src",
+    "__b"."period_start" AS "__dst"
+  FROM "__month_spine" AS "__a"
+  JOIN "__month_spine" AS "__b"
+    ON "__b"."__i" BETWEEN "__a"."__i" AND "__a"."__i" + 2
+), "__month_agg1" AS (
+  SELECT
+    "__dst" AS "__p",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "__pp"
+  JOIN "__month_map_periods_3"
+    ON CAST(DATE_TRUNC('MONTH', "__pp"."__p") AS DATE) = "__src"
+  WHERE
+    "__d0" IS NULL
+  GROUP BY
+    "__dst"
+), "__month_map_to_date_year" AS (
+  SELECT
+    "__a"."period_start" AS "__src",
+    "__b"."period_start" AS "__dst"
+  FROM "__month_spine" AS "__a"
+  JOIN "__month_spine" AS "__b"
+    ON CAST(DATE_TRUNC('YEAR', "__a"."period_start") AS DATE) = CAST(DATE_TRUNC('YEAR', "__b"."period_start") AS DATE)
+    AND "__b"."period_start" >= "__a"."period_start"
+), "__month_agg3_pp" AS (
+  SELECT
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE) AS "__p",
+    SUM("__q0") AS "__q0",
+    NULL AS "__c1"
+  FROM "__pp"
+  WHERE
+    "__d0" IS NULL
+  GROUP BY
+    CAST(DATE_TRUNC('MONTH', "__p") AS DATE)
+  UNION ALL
+  SELECT
+    "__p" AS "__p",
+    NULL AS "__q0",
+    COUNT(*) AS "__c1"
+  FROM (
+    SELECT
+      MIN(CAST(DATE_TRUNC('MONTH', "__p") AS DATE)) AS "__p"
+    FROM "__rows"
+    WHERE
+      NOT customer_id IS NULL
+    GROUP BY
+      YEAR("__p"),
+      customer_id
+  ) AS "__first"
+  GROUP BY
+    "__p"
+), "__month_agg3" AS (
+  SELECT
+    "__dst" AS "__p",
+    SUM("__q0") AS "__n0",
+    COALESCE(SUM("__c1"), 0) AS "__m1"
+  FROM "__month_agg3_pp"
+  JOIN "__month_map_to_date_year"
+    ON "__month_agg3_pp"."__p" = "__src"
+  GROUP BY
+    "__dst"
+), "__week_agg0" AS (
+  SELECT
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE) AS "__p",
+    "__d0",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "__pp"
+  GROUP BY
+    CAST(DATE_TRUNC('WEEK', "__p") AS DATE),
+    "__d0"
+), "__week_spine" AS (
+  SELECT
+    CAST("__s" AS DATE) AS "period_start",
+    ROW_NUMBER() OVER (ORDER BY CAST("__s" AS DATE)) AS "__i"
+  FROM "__bounds"
+  CROSS JOIN UNNEST(CAST(GENERATE_SERIES(
+    CASE
+      WHEN CAST(DATE_TRUNC('WEEK', "lo") AS DATE) IS NULL
+      OR CAST('2025-10-20' AS DATE) IS NULL
+      THEN NULL
+      ELSE LEAST(CAST(DATE_TRUNC('WEEK', "lo") AS DATE), CAST('2025-10-20' AS DATE))
+    END,
+    CAST(DATE_TRUNC('WEEK', "hi") AS DATE),
+    INTERVAL '7' DAY
+  ) AS DATE[])) AS "__series"("__s")
+), "__week_map_periods_3" AS (
+  SELECT
+    "__a"."period_start" AS "__src",
+    "__b"."period_start" AS "__dst"
+  FROM "__week_spine" AS "__a"
+  JOIN "__week_spine" AS "__b"
+    ON "__b"."__i" BETWEEN "__a"."__i" AND "__a"."__i" + 2
+), "__week_agg1" AS (
+  SELECT
+    "__dst" AS "__p",
+    SUM("__q0") AS "__n0",
+    SUM("__q1") AS "__m1"
+  FROM "__pp"
+  JOIN "__week_map_periods_3"
+    ON CAST(DATE_TRUNC('WEEK', "__pp"."__p") AS DATE) = "__src"
+  WHERE
+    "__d0" IS NULL
+  GROUP BY
+    "__dst"
+)
+SELECT
+  "name",
+  "grain",
+  "period_start",
+  "period_end",
+  "dimension",
+  "dimension_value",
+  "value",
+  "numerator",
+  "denominator"
+FROM (
+  SELECT
+    'revenue' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  WHERE
+    "__s"."period_start" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'revenue' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'region' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL AND "__a"."__p" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'orders' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n2", 0) > 0
+      THEN CAST("__a"."__n2" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  WHERE
+    "__s"."period_start" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'buyers' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg2" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__set" = 0
+  WHERE
+    "__s"."period_start" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'buyers' AS "name",
+    'month' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    'channel' AS "dimension",
+    "__a"."__d1" AS "dimension_value",
+    CAST("__a"."__m0" AS DOUBLE) AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_agg2" AS "__a"
+  WHERE
+    "__a"."__set" = 1 AND "__a"."__p" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'revenue_trailing_3' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg1" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
+  WHERE
+    "__s"."period_start" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'buyers_ytd' AS "name",
+    'month' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 1 MONTH AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__month_spine" AS "__s"
+  LEFT JOIN "__month_agg3" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
+  WHERE
+    "__s"."period_start" >= CAST('2025-11-01' AS DATE)
+  UNION ALL
+  SELECT
+    'revenue' AS "name",
+    'week' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__week_spine" AS "__s"
+  LEFT JOIN "__week_agg0" AS "__a"
+    ON "__a"."__p" = "__s"."period_start" AND "__a"."__d0" IS NULL
+  WHERE
+    "__s"."period_start" >= CAST('2025-10-20' AS DATE)
+  UNION ALL
+  SELECT
+    'revenue' AS "name",
+    'week' AS "grain",
+    "__a"."__p" AS "period_start",
+    CAST("__a"."__p" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    'region' AS "dimension",
+    "__a"."__d0" AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__week_agg0" AS "__a"
+  WHERE
+    NOT "__a"."__d0" IS NULL AND "__a"."__p" >= CAST('2025-10-20' AS DATE)
+  UNION ALL
+  SELECT
+    'revenue_trailing_3' AS "name",
+    'week' AS "grain",
+    "__s"."period_start" AS "period_start",
+    CAST("__s"."period_start" + INTERVAL 7 DAY AS DATE) AS "period_end",
+    '' AS "dimension",
+    CAST(NULL AS TEXT) AS "dimension_value",
+    CASE
+      WHEN COALESCE("__a"."__n0", 0) > 0
+      THEN CAST("__a"."__m1" AS DOUBLE)
+      ELSE CAST(NULL AS DOUBLE)
+    END AS "value",
+    CAST(NULL AS DOUBLE) AS "numerator",
+    CAST(NULL AS DOUBLE) AS "denominator"
+  FROM "__week_spine" AS "__s"
+  LEFT JOIN "__week_agg1" AS "__a"
+    ON "__a"."__p" = "__s"."period_start"
+  WHERE
+    "__s"."period_start" >= CAST('2025-10-20' AS DATE)
+) AS "__u";
