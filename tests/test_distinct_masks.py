@@ -16,7 +16,8 @@ import pytest
 import kpimetrics.compiler
 import kpimetrics.runner
 from helpers_run import (
-    execute, insert_orders, kpi, kpi_result, kpis_yml, make_orders, ok, query, run, table, write_run_project,
+    comparable, execute, insert_orders, kpi, kpi_result, kpis_yml, make_orders, ok, query, read, run, table,
+    write_run_project,
 )
 
 OVER_ORDERS = "model: source('shop', 'orders')\ntime: ordered_at\n"
@@ -120,7 +121,7 @@ def four_years(tmp_path_factory) -> Path:
     return root / "wh.duckdb"
 
 
-CALENDARS = [("sunday", 4), ("wednesday", 11)]
+CALENDARS = [("monday", 1), ("sunday", 4), ("wednesday", 11)]
 
 
 @pytest.mark.parametrize("week_start, fiscal", CALENDARS)
@@ -355,6 +356,67 @@ def test_x_an_expression_and_a_combination_of_dimensions(tmp_path, monkeypatch):
                coalesce(region, '(null)') || ' · ' || coalesce(channel, '(null)'), CAST({count} AS DOUBLE)
         FROM main.orders GROUP BY ALL ORDER BY ALL""")
     same_as_old_path(masks, old)
+
+
+def test_arithmetic_over_counts_windows_beside_masks_and_a_model(tmp_path, monkeypatch):
+    """Masks KPIs whose measure is arithmetic over distinct counts of one x (a difference, a share), and one whose
+    x is the time column's day (active days), over a model; beside them, distinct counts with a window (not masks)
+    and one of two x (not masks) in the same scan. Each KPI's compiled file returns the rows the run wrote."""
+    over_model = "model: ref('kept_orders')\ntime: ordered_at\ngrain: [week, month]\n"
+    kpis = kpis_yml(
+        kpi("not_completed", over_model + "measure: count(distinct customer_id) - count(distinct customer_id) "
+                                          "filter (where status = 'completed')\ndimensions: [region]\ntarget: 10\n"),
+        kpi("completed_share", over_model + "measure: count(distinct customer_id) filter (where status = 'completed') "
+                                            "/ count(distinct customer_id)\ndimensions: [channel]\ntarget: 0.5\n"),
+        kpi("active_days", over_model + "measure: count(distinct cast(ordered_at as date))\ndimensions: [region]\n"
+                                        "target: 20\n"),
+        kpi("buyers_3", over_model + "measure: count(distinct customer_id)\nwindow: {periods: 3}\ntarget: 10\n"),
+        kpi("buyers_ytd", over_model + "measure: count(distinct customer_id)\nwindow: {to_date: year}\ntarget: 10\n"),
+        kpi("buyers_and_codes", over_model + "measure: count(distinct customer_id) + count(distinct code)\n"
+                                             "target: 10\n"),
+    )
+    model = "select * from {{ source('shop', 'orders') }} where status <> 'cancelled'\n"
+
+    def write_with_model(root: Path, kpis: str, **kw) -> Path:
+        write(root, kpis, **kw)
+        (root / "models").mkdir(exist_ok=True)
+        (root / "models" / "kept_orders.sql").write_text(model, encoding="utf-8")
+        return root
+
+    masks = write_with_model(tmp_path / "masks", kpis)
+    load_orders(masks, dt.date(2024, 11, 1), dt.date(2025, 5, 1), per_day=4)
+    # a region with rows in one month, none of them completed: not_completed counts its one customer, share 0
+    execute(masks, """INSERT INTO main.orders VALUES
+        (900001, 501, TIMESTAMP '2025-02-03 10:00', 'quiet', 'web', 1, 0, 'returned', 'a'),
+        (900002, NULL, TIMESTAMP '2025-02-04 10:00', 'quiet', 'web', 1, 0, 'returned', 'a')""")
+    old = write_with_model(tmp_path / "old", kpis)
+    shutil.copy(masks / "wh.duckdb", old / "wh.duckdb")
+    ok(result := run(masks))
+    took_masks(result)
+    [scan] = [s for s in result.statements if '_bits"' in s]
+    assert scan.count('_bits" AS (') == 2 * 2  # (customer_id, the day) x (week, month); the others count as before
+    assert "COUNT(DISTINCT code)" in scan
+    with without_masks(monkeypatch):
+        ok(run(old))
+    same_as_old_path(masks, old)
+
+    kept = "status <> 'cancelled'"
+    for grain in ("week", "month"):
+        period = period_sql(grain)
+        assert values(masks, "not_completed", grain) == by_hand(
+            masks, period, "count(DISTINCT customer_id) - count(DISTINCT customer_id) FILTER (WHERE status = 'completed')",
+            dims=("region",), where=kept), grain
+        assert values(masks, "completed_share", grain) == by_hand(
+            masks, period, "count(DISTINCT customer_id) FILTER (WHERE status = 'completed') "
+                           "/ nullif(count(DISTINCT customer_id), 0)", dims=("channel",), where=kept), grain
+        assert values(masks, "active_days", grain) == by_hand(
+            masks, period, "count(DISTINCT CAST(ordered_at AS DATE))", dims=("region",), where=kept), grain
+    assert (dt.date(2025, 2, 1), "region", "quiet", 1.0) in values(masks, "not_completed", "month")
+    compiled = masks / "target" / "compiled" / "duckdb"
+    everything = table(masks, "kpi_values", drop=("definition_hash", "run_id", "computed_at"))
+    for name in ("not_completed", "completed_share", "active_days"):
+        alone = comparable(*read(masks, (compiled / f"{name}.sql").read_text()))
+        assert alone == [r for r in everything if r[0] == name], name
 
 
 # --- 4. incremental runs -------------------------------------------------------------------------------------
