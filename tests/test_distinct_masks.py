@@ -73,6 +73,11 @@ def by_hand(root: Path, period: str, count: str = "count(DISTINCT customer_id)",
                        + " UNION ALL ".join(parts) + " ORDER BY ALL")
 
 
+def kpi_filtered(count: str, condition: str, empty: str = "NULL") -> str:
+    """`count` under a KPI `filter:`: no value (`empty`) where no row of the group passes the filter."""
+    return f"CASE WHEN count(*) FILTER (WHERE {condition}) > 0 THEN {count} FILTER (WHERE {condition}) ELSE {empty} END"
+
+
 def values(root: Path, name: str, grain: str, columns: str = "period_start, dimension, dimension_value, value"):
     return query(root, f"SELECT {columns} FROM kpi.kpi_values WHERE name = '{name}' AND grain = '{grain}' ORDER BY ALL")
 
@@ -248,8 +253,8 @@ def test_a_kpi_filter_that_matches_no_row_of_a_period(tmp_path, monkeypatch, fil
     masks, old, result = run_both_ways(tmp_path, monkeypatch, kpis, no_completed_in_march)
     empty = 0.0 if fill else None
     # by hand: every (period, slice) that has rows; the count of the completed rows, or `empty` without one
-    expected = by_hand(masks, period_sql("month"), "CASE WHEN count(*) FILTER (WHERE status = 'completed') > 0 THEN "
-                       f"count(DISTINCT customer_id) FILTER (WHERE status = 'completed') ELSE {'0' if fill else 'NULL'} END")
+    expected = by_hand(masks, period_sql("month"), kpi_filtered("count(DISTINCT customer_id)", "status = 'completed'",
+                                                                "0" if fill else "NULL"))
     march = [r for r in expected if r[0] == dt.date(2025, 3, 1)]
     assert len(march) > 5 and all(v == empty for *_, v in march)
     assert values(masks, "completed_buyers", "month") == expected
@@ -329,8 +334,7 @@ def test_kpis_with_different_filters_share_one_mask_aggregation(tmp_path, monkey
     # a KPI filter gives a slice a row where it has rows, filtered or not: every (month, slice) here has both
     assert values(masks, "completed_buyers", "month") == by_hand(
         masks, month, "count(DISTINCT customer_id) FILTER (WHERE status = 'completed')", dims=("channel",))
-    returning = by_hand(masks, month, "CASE WHEN count(*) FILTER (WHERE status = 'returned' AND amount > 100) > 0 "
-                                      "THEN count(DISTINCT customer_id) FILTER (WHERE status = 'returned' AND amount > 100) END")
+    returning = by_hand(masks, month, kpi_filtered("count(DISTINCT customer_id)", "status = 'returned' AND amount > 100"))
     assert values(masks, "returning_buyers", "month") == returning
     assert values(masks, "codes", "month") == by_hand(masks, month, "count(DISTINCT code)", dims=("region",))
     assert query(masks, "SELECT typeof(code) FROM main.orders LIMIT 1") == [("VARCHAR",)]
@@ -417,6 +421,62 @@ def test_arithmetic_over_counts_windows_beside_masks_and_a_model(tmp_path, monke
     for name in ("not_completed", "completed_share", "active_days"):
         alone = comparable(*read(masks, (compiled / f"{name}.sql").read_text()))
         assert alone == [r for r in everything if r[0] == name], name
+
+
+@pytest.mark.xfail(strict=True, reason="masks path: a period before the epoch (0002-01-01) has a negative bit, an error; "
+                                        "the old path counts it")
+def test_a_row_dated_year_one_counts_as_before(tmp_path, monkeypatch):
+    """A row at 0001-01-01 00:00 (Go's zero time, a sentinel some systems write for 'no date') is in a period like
+    any other row: count(DISTINCT x) has always counted it. The masks number it before their epoch (a period
+    start near year 2): DuckDB refuses the negative shift ('Cannot left-shift by negative number') and the KPI
+    fails where the old path succeeds."""
+    kpis = kpis_yml(kpi("buyers", OVER_ORDERS + "grain: year\nmeasure: count(distinct customer_id)\n"
+                                                "dimensions: [region]\ntarget: 10\n"))
+
+    def fill(root: Path) -> None:
+        load_orders(root, dt.date(2025, 6, 1), dt.date(2025, 6, 10))
+        execute(root, "INSERT INTO main.orders VALUES "
+                      "(900001, 501, TIMESTAMP '0001-01-01 00:00:00', 'north', 'web', 1, 0, 'completed', 'a')")
+
+    masks, old, result = run_both_ways(tmp_path, monkeypatch, kpis, fill)
+    assert (dt.date(1, 1, 1), "", None, 1.0) in values(masks, "buyers", "year")
+    same_as_old_path(masks, old)
+
+
+def test_a_new_kpi_in_a_scan_of_incremental_ones(tmp_path):
+    """A masks KPI added after the first run is computed over all its periods, in the same scan (and masks
+    aggregation) as one recomputing only its lookback: both equal --full-refresh and the counts by hand."""
+    buyers = kpi("buyers", OVER_ORDERS + "grain: [week, month]\nmeasure: count(distinct customer_id)\n"
+                                         "dimensions: [region]\ntarget: 10\n")
+    completed = kpi("completed_buyers", OVER_ORDERS + "grain: [week, month]\nmeasure: count(distinct customer_id)\n"
+                                                      "filter: status = 'completed'\ndimensions: [channel]\ntarget: 10\n")
+    growth = kpi("buyers_growth", "derived: buyers / lag(buyers) - 1\ngrain: month\ntarget: 0.1\n")
+    root = write(tmp_path / "inc", kpis_yml(buyers))
+    load_orders(root, dt.date(2025, 1, 1), dt.date(2025, 6, 1), per_day=5)
+    ok(first := run(root))
+    took_masks(first)
+    (root / "kpis" / "kpis.yml").write_text(kpis_yml(buyers, completed, growth), encoding="utf-8")
+    ok(second := run(root))
+    took_masks(second)
+    [scan] = [s for s in second.statements if '_bits"' in s]
+    assert scan.count('_bits" AS (') == 2  # one per grain, for both KPIs
+    assert kpi_result(second, "buyers").mode == "incremental" and kpi_result(second, "completed_buyers").mode == "full"
+    full = write(tmp_path / "full", kpis_yml(buyers, completed, growth))
+    shutil.copy(root / "wh.duckdb", full / "wh.duckdb")
+    ok(run(full, full_refresh=True))
+    for name in ("kpi_values", "kpi_status"):
+        assert table(root, name) == table(full, name), name
+    for grain in ("week", "month"):
+        assert values(root, "completed_buyers", grain) == by_hand(
+            root, period_sql(grain), kpi_filtered("count(DISTINCT customer_id)", "status = 'completed'"),
+            dims=("channel",))
+        assert values(root, "buyers", grain) == by_hand(root, period_sql(grain), dims=("region",))
+    growth_by_hand = query(root, """
+        WITH m AS (SELECT make_date(year(ordered_at), month(ordered_at), 1) AS p, count(DISTINCT customer_id) AS b
+                   FROM main.orders GROUP BY 1)
+        SELECT p, CAST(b AS DOUBLE) / lag(b) OVER (ORDER BY p) - 1 FROM m ORDER BY p""")
+    assert query(root, "SELECT period_start, value FROM kpi.kpi_values WHERE name = 'buyers_growth' "
+                       "AND dimension = '' ORDER BY 1") == growth_by_hand
 
 
 # --- 4. incremental runs -------------------------------------------------------------------------------------
