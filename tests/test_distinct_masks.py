@@ -190,6 +190,28 @@ def test_days_across_several_words(tmp_path):
     assert edge_values == sorted([(last, 2.0) for last in lasts] + [(last + dt.timedelta(days=1), 1.0) for last in lasts])
 
 
+@pytest.mark.parametrize("fiscal", [1, 4])
+def test_quarters_and_years_across_a_word(tmp_path, fiscal):
+    """Six years of orders, 2015-06 to 2021-06: the quarters' 63-period words change at 2018-01-01 (quarter 8064
+    since 0002-01-01), the years' at 2018-01-01 (fiscal year from January) or 2017-04-01 (from April)."""
+    root = write(tmp_path, kpis_yml(kpi("buyers", OVER_ORDERS + "grain: [quarter, year]\n"
+                                                                "measure: count(distinct customer_id)\n"
+                                                                "dimensions: [region, channel]\ntarget: 10\n")),
+                 fiscal=fiscal)
+    load_orders(root, dt.date(2015, 6, 1), dt.date(2021, 6, 1), per_day=2)
+    ok(result := run(root))
+    took_masks(result)
+    for grain in ("quarter", "year"):
+        expected = by_hand(root, period_sql(grain, fiscal=fiscal))
+        starts = sorted({p for p, *_ in expected})
+        # each period's number since the epoch, by hand: quarters of calendar months (fiscal 1 and 4 alike); years
+        # since 0002 (January) or since the fiscal year that starts 0001-04-01 (April)
+        numbers = [((p.year - 2) * 12 + p.month - 1) // 3 if grain == "quarter" else p.year - (2 if fiscal == 1 else 1)
+                   for p in starts]
+        assert len({n // 63 for n in numbers}) == 2, (grain, starts)
+        assert values(root, "buyers", grain) == expected, grain
+
+
 # --- 3. edge cases: by hand, and the same as the old path -------------------------------------------------
 
 def null_x_slice(root: Path) -> None:
@@ -247,9 +269,17 @@ def no_completed_in_march(root: Path) -> None:
 def test_a_kpi_filter_that_matches_no_row_of_a_period(tmp_path, monkeypatch, fill):
     """March has rows but none completed: its total and its slices are there, without a value (no_data), or 0
     with `fill: zero`. The other months count the completed orders' distinct customers."""
-    kpis = kpis_yml(kpi("completed_buyers", OVER_ORDERS + "grain: month\nmeasure: count(distinct customer_id)\n"
-                                                          "filter: status = 'completed'\ndimensions: [region, channel]\n"
-                                                          + ("fill: zero\n" if fill else "") + "target: 10\n"))
+    kpis = kpis_yml(
+        kpi("completed_buyers", OVER_ORDERS + "grain: month\nmeasure: count(distinct customer_id)\n"
+                                              "filter: status = 'completed'\ndimensions: [region, channel]\n"
+                                              + ("fill: zero\n" if fill else "") + "target: 10\n"),
+        # 0 / 0 in March: no value, filled or not
+        kpi("completed_web_share", OVER_ORDERS + "grain: month\nratio:\n"
+                                                 "  numerator: count(distinct customer_id) filter (where channel = 'web')\n"
+                                                 "  denominator: count(distinct customer_id)\n"
+                                                 "filter: status = 'completed'\ndimensions: [region]\n"
+                                                 + ("fill: zero\n" if fill else "") + "target: 0.5\n"),
+    )
     masks, old, result = run_both_ways(tmp_path, monkeypatch, kpis, no_completed_in_march)
     empty = 0.0 if fill else None
     # by hand: every (period, slice) that has rows; the count of the completed rows, or `empty` without one
@@ -264,6 +294,9 @@ def test_a_kpi_filter_that_matches_no_row_of_a_period(tmp_path, monkeypatch, fil
     assert status == query(old, "SELECT status FROM kpi.kpi_status WHERE name = 'completed_buyers' "
                                 "AND dimension = '' AND period_start = DATE '2025-03-01'")
     assert (status == [("no_data",)]) == (not fill)
+    share = query(masks, "SELECT value, numerator, denominator FROM kpi.kpi_values WHERE name = 'completed_web_share' "
+                         "AND period_start = DATE '2025-03-01'")
+    assert share and set(share) == {(None, empty, empty)}
 
 
 def test_fill_zero_gives_a_month_without_rows_zero(tmp_path, monkeypatch):
