@@ -394,6 +394,8 @@ def _render_aggregation(a: Aggregation, layout: ScanLayout, cal: Calendar, queri
 
 # periods per word of a "masks" aggregation: the bits of a BIGINT below its sign bit
 MASK_BITS = 63
+# periods added to every period's number: whole words, more days than DuckDB's dates span before the epoch
+MASK_OFFSET = MASK_BITS * 2 ** 26
 
 
 def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: dict[str, exp.Query],
@@ -410,13 +412,14 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
     as any aggregation's, for the periods that have rows (`__any`). A filter (the KPI's, or an aggregate's
     FILTER) keeps its own mask column; a counted KPI (one with a filter) has its "has rows" bit too."""
     unit, k = cal_.STEP[a.grain]
-    # a period's number: whole periods since the epoch, a period start; the row's base period need not be cut
-    # into the grain first, since whole units of the grain's step count the same from a period start. A day
-    # before the epoch would have a negative bit, which DuckDB refuses (an error, never a wrong count).
+    # a period's number: whole periods since the epoch, a period start, plus MASK_OFFSET; the row's base period
+    # need not be cut into the grain first, since whole units of the grain's step count the same from a period
+    # start. The offset keeps every number positive for any date (so `//` and `%` floor), and is whole words.
     epoch = cal_.date_literal(cal_.py_period_start(dt.date(2, 1, 1), a.grain, cal))
-    number = exp.DateDiff(this=col("__p"), expression=epoch, unit=exp.Var(this=unit))
+    number = exp.Add(this=exp.DateDiff(this=col("__p"), expression=epoch, unit=exp.Var(this=unit)),
+                     expression=exp.Literal.number(MASK_OFFSET * k))
     if k != 1:
-        number = exp.IntDiv(this=number, expression=exp.Literal.number(k))
+        number = exp.IntDiv(this=exp.Paren(this=number), expression=exp.Literal.number(k))
     x = None
     masks: dict[str, tuple[str, exp.Expression | None]] = {}  # mask column -> (kind: any/n/k, its filter)
     by_sql: dict[tuple[str, str], str] = {}
@@ -524,7 +527,8 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
         bits_query = bits_query.with_(name, as_=q, copy=False)
     queries[bits_cte] = bits_query
     # 3. a row per period that has rows (its bit in __any), with its counts
-    first = exp.Add(this=exp.Mul(this=col("__w"), expression=exp.Literal.number(MASK_BITS)), expression=col("__j"))
+    first = exp.Sub(this=exp.Add(this=exp.Mul(this=col("__w"), expression=exp.Literal.number(MASK_BITS)),
+                                 expression=col("__j")), expression=exp.Literal.number(MASK_OFFSET))
     start = cal_.as_date(exp.DateAdd(this=epoch.copy(), expression=exp.Mul(this=exp.Paren(this=first),
                                                                            expression=exp.Literal.number(k))
                                      if k != 1 else first, unit=exp.Var(this=unit)))

@@ -302,3 +302,21 @@ def test_targets_of_every_kpi_read_kpi_values_once(tmp_path):
     assert {r[0] for r in table(root, "kpi_targets")} == {"revenue", "completed_revenue", "completion_rate",
                                                           "revenue_trailing", "buyers", "median_kept_order",
                                                           "revenue_per_buyer", "visits"}
+
+
+@pytest.mark.parametrize("grain", ["day", "week", "month", "year"])
+def test_distinct_counts_from_bit_masks_hold_for_any_date(tmp_path, grain):
+    """DuckDB counts distinct values from bit masks of period numbers (sqlgen._render_masks): the numbers carry an
+    offset that keeps them positive, so rows from the year 1 and from 2025 land in their own periods."""
+    write_run_project(tmp_path, kpis_yml(kpi("buyers", f"model: source('shop', 'orders')\ntime: ordered_at\ngrain: {grain}\n"
+                                                    "measure: count(distinct customer_id)\ntarget: 1\n")), sources=SOURCES)
+    orders = [(1, 1, dt.datetime(1, 6, 1, 10), "north", "web", 1.0, 0.0, "completed", "x"),
+              (2, 2, dt.datetime(1, 6, 1, 11), "north", "web", 1.0, 0.0, "completed", "x"),
+              (3, 2, dt.datetime(2025, 6, 3), "north", "web", 1.0, 0.0, "completed", "x")]
+    insert_orders(tmp_path, orders)
+    ok(result := run(tmp_path))
+    assert any('_bits" AS (' in s for s in reads_of(result.statements, "orders"))
+    by_hand = query(tmp_path, f"SELECT CAST(date_trunc('{grain}', ordered_at) AS DATE), CAST(count(DISTINCT customer_id) "
+                              "AS DOUBLE) FROM main.orders GROUP BY 1 ORDER BY 1")
+    assert query(tmp_path, "SELECT period_start, value FROM kpi.kpi_values WHERE value IS NOT NULL ORDER BY 1") == by_hand
+    assert [v for (v,) in query(tmp_path, "SELECT count(*) FROM kpi.kpi_values WHERE value IS NULL")] != [0]

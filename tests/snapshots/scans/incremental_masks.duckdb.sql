@@ -67,7 +67,7 @@ WITH "__rows" AS NOT MATERIALIZED (
       FROM (
         SELECT
           *,
-          DATE_DIFF('MONTH', CAST('0002-01-01' AS DATE), "__p") AS "__n"
+          DATE_DIFF('MONTH', CAST('0002-01-01' AS DATE), "__p") + 4227858432 AS "__n"
         FROM "__rows"
       ) AS "__r"
     ) AS "__r"
@@ -296,7 +296,7 @@ WITH "__rows" AS NOT MATERIALIZED (
     "__set"
 ), "__month_agg2" AS (
   SELECT
-    CAST(CAST('0002-01-01' AS DATE) + INTERVAL ("__w" * 63 + "__j") MONTH AS DATE) AS "__p",
+    CAST(CAST('0002-01-01' AS DATE) + INTERVAL ("__w" * 63 + "__j" - 4227858432) MONTH AS DATE) AS "__p",
     "__d1",
     "__set",
     COALESCE(
