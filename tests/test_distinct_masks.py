@@ -561,3 +561,26 @@ def test_incremental_after_late_and_new_rows_equals_full_refresh(tmp_path, late_
     assert values(root, "buyers", "day") == by_hand(root, period_sql("day"))
     assert values(root, "buyers", "week") == by_hand(root, period_sql("week"))
     assert ("region", "late") in {(d, v) for _, d, v, _ in values(root, "buyers", "month")}
+    # the ratio under a KPI filter with its own FILTER: both parts count only the rows of amount > 50
+    for grain in ("week", "month"):
+        num = by_hand(root, period_sql(grain), "CASE WHEN count(*) FILTER (WHERE amount > 50) > 0 THEN count(DISTINCT "
+                                               "customer_id) FILTER (WHERE status = 'completed' AND amount > 50) END",
+                      dims=("region",))
+        den = by_hand(root, period_sql(grain), kpi_filtered("count(DISTINCT customer_id)", "amount > 50"), dims=("region",))
+        expected = [(p, d, s, n / q if q else None, n, q) for (p, d, s, n), (*_, q) in zip(num, den)]
+        assert values(root, "completed_share", grain,
+                      "period_start, dimension, dimension_value, value, numerator, denominator") == expected, grain
+
+
+def test_only_duckdb_counts_by_masks(tmp_path):
+    """The masks are DuckDB's (dialects.DISTINCT_MASKS): the script compiled for DuckDB has them, those for the
+    engines where they are unmeasured keep count(DISTINCT x)."""
+    from kpimetrics import Project
+
+    root = write(tmp_path, kpis_yml(kpi("buyers", OVER_ORDERS + "grain: month\nmeasure: count(distinct customer_id)\n"
+                                                                "dimensions: [region]\ntarget: 10\n")))
+    for dialect, masks in (("duckdb", True), ("postgres", False), ("spark", False), ("snowflake", False)):
+        Project.load(root).compile(dialect=dialect)
+        script = (root / "target" / "run.sql").read_text()
+        assert ('_bits"' in script or "_bits`" in script) == masks, dialect
+        assert ("COUNT(DISTINCT customer_id)" in script.replace("`", "")) == (not masks), dialect
