@@ -22,7 +22,8 @@ from helpers_run import (
 
 OVER_ORDERS = "model: source('shop', 'orders')\ntime: ordered_at\n"
 WEEKDAY_NUMBER = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
-EPOCH_DAY = dt.date(2, 1, 1)  # the day grain's epoch: bit (days since it) % 63 of word (days since it) // 63
+# the day grain's epoch: a day is bit (days since it) % 63 of word (days since it) // 63 (sqlgen adds whole words)
+EPOCH_DAY = dt.date(2, 1, 1)
 
 
 def write(root: Path, kpis: str, *, week_start: str = "monday", fiscal: int = 1, lookback: str = "1",
@@ -175,10 +176,11 @@ def test_days_across_several_words(tmp_path):
     lasts = [d for d in days[:-1] if (d - EPOCH_DAY).days % 63 == 62]  # each the last day (bit 62) of a word
     assert len(lasts) >= 2
     edge = []
-    for i, last in enumerate(lasts):
+    for last in lasts:
         for day, at in ((last, "23:59:59"), (last + dt.timedelta(days=1), "00:00:00")):
             edge.append(f"({900_000 + len(edge)}, 7001, TIMESTAMP '{day} {at}', 'edge', 'web', 1, 0, 'completed', 'e')")
-        edge.append(f"({900_000 + len(edge)}, 7002, TIMESTAMP '{last} 12:00:00', 'edge', 'mobile', 1, 0, 'completed', 'e')")
+        edge.append(f"({900_000 + len(edge)}, 7002, TIMESTAMP '{last} 12:00:00', 'edge', 'mobile', 1, 0, "
+                    "'completed', 'e')")
     execute(root, "INSERT INTO main.orders VALUES " + ", ".join(edge))
     ok(result := run(root))
     took_masks(result)
@@ -187,7 +189,8 @@ def test_days_across_several_words(tmp_path):
     assert values(root, "buyers", "day") == expected
     # the edge customers, by their own slice: 2 on each word's last day, 1 on the next day
     edge_values = [(p, v) for p, d, s, v in values(root, "buyers", "day") if (d, s) == ("region", "edge")]
-    assert edge_values == sorted([(last, 2.0) for last in lasts] + [(last + dt.timedelta(days=1), 1.0) for last in lasts])
+    assert edge_values == sorted([(last, 2.0) for last in lasts]
+                                 + [(last + dt.timedelta(days=1), 1.0) for last in lasts])
 
 
 @pytest.mark.parametrize("fiscal", [1, 4])
@@ -215,8 +218,8 @@ def test_quarters_and_years_across_a_word(tmp_path, fiscal):
 # --- 3. edge cases: by hand, and the same as the old path -------------------------------------------------
 
 def null_x_slice(root: Path) -> None:
-    """Months of orders, plus a region 'ghost' whose rows (in two months) all have a NULL customer, and a month of
-    'nobody' rows whose channel 'void' has only NULL customers while the region has others."""
+    """Months of orders, plus a region 'ghost' whose rows (in two months) all have a NULL customer, and a channel
+    'void' whose one row (in April, region north) has a NULL customer while north has others."""
     load_orders(root, dt.date(2025, 1, 1), dt.date(2025, 7, 1))
     execute(root, """INSERT INTO main.orders VALUES
         (900001, NULL, TIMESTAMP '2025-02-03 10:00', 'ghost', 'web', 1, 0, 'completed', NULL),
@@ -240,8 +243,8 @@ def test_a_slice_whose_rows_all_have_null_x_counts_zero(tmp_path, monkeypatch):
 def test_a_filtered_count_with_no_matching_row_in_a_slice_counts_zero(tmp_path, monkeypatch):
     """count(DISTINCT x) FILTER (WHERE ...) over a slice's rows of which none passes the filter is 0 (as
     count(DISTINCT x) FILTER is in SQL), not NULL: 'ghost' has no cancelled order in any month."""
-    kpis = kpis_yml(kpi("cancellers", OVER_ORDERS + "grain: month\n"
-                                                    "measure: count(distinct customer_id) filter (where status = 'cancelled')\n"
+    kpis = kpis_yml(kpi("cancellers", OVER_ORDERS + "grain: month\nmeasure: count(distinct customer_id) "
+                                                    "filter (where status = 'cancelled')\n"
                                                     "dimensions: [region]\ntarget: 10\n"))
 
     def fill(root: Path) -> None:
@@ -317,7 +320,8 @@ def test_fill_zero_gives_a_month_without_rows_zero(tmp_path, monkeypatch):
 def test_a_ratio_of_two_distinct_counts_of_one_x(tmp_path, monkeypatch):
     """The share of customers who returned an order: both parts count distinct customer_id, one filtered."""
     kpis = kpis_yml(kpi("returner_share", OVER_ORDERS + "grain: [week, month]\nratio:\n"
-                                                        "  numerator: count(distinct customer_id) filter (where status = 'returned')\n"
+                                                        "  numerator: count(distinct customer_id) "
+                                                        "filter (where status = 'returned')\n"
                                                         "  denominator: count(distinct customer_id)\n"
                                                         "dimensions: [region, channel]\ntarget: 0.2\n"))
 
@@ -353,20 +357,30 @@ def test_kpis_with_different_filters_share_one_mask_aggregation(tmp_path, monkey
                                               "filter: \"status = 'returned' and amount > 100\"\n"
                                               "dimensions: [region, channel]\ntarget: 10\n"),
         kpi("codes", OVER_ORDERS + "grain: month\nmeasure: count(distinct code)\ndimensions: [region]\ntarget: 10\n"),
+        # completed_buyers' condition as an aggregate FILTER instead of a KPI filter: 0 where it has no value
+        kpi("completed_buyers_or_0", OVER_ORDERS + "grain: month\nmeasure: count(distinct customer_id) "
+                                                   "filter (where status = 'completed')\n"
+                                                   "dimensions: [channel]\ntarget: 10\n"),
     )
 
     def fill(root: Path) -> None:
         load_orders(root, dt.date(2025, 1, 1), dt.date(2025, 7, 1), per_day=5)
-        execute(root, "UPDATE main.orders SET code = NULL WHERE order_id % 7 = 0")
+        execute(root, "UPDATE main.orders SET code = NULL WHERE order_id % 7 = 0",
+                "UPDATE main.orders SET status = 'returned' WHERE channel = 'mobile' AND month(ordered_at) = 3")
 
     masks, old, result = run_both_ways(tmp_path, monkeypatch, kpis, fill)
     [scan] = [s for s in result.statements if '_bits"' in s]
     assert scan.count('_bits" AS (') == 2  # customer_id's and code's
     month = period_sql("month")
     assert values(masks, "buyers", "month") == by_hand(masks, month, dims=("region",))
-    # a KPI filter gives a slice a row where it has rows, filtered or not: every (month, slice) here has both
+    # a KPI filter gives a slice a row where it has rows, filtered or not, without a value where none passes
     assert values(masks, "completed_buyers", "month") == by_hand(
+        masks, month, kpi_filtered("count(DISTINCT customer_id)", "status = 'completed'"), dims=("channel",))
+    assert values(masks, "completed_buyers_or_0", "month") == by_hand(
         masks, month, "count(DISTINCT customer_id) FILTER (WHERE status = 'completed')", dims=("channel",))
+    march_mobile = "WHERE period_start = DATE '2025-03-01' AND dimension_value = 'mobile' AND name LIKE 'completed%'"
+    assert query(masks, f"SELECT name, value FROM kpi.kpi_values {march_mobile} ORDER BY 1") == [
+        ("completed_buyers", None), ("completed_buyers_or_0", 0.0)]
     returning = by_hand(masks, month, kpi_filtered("count(DISTINCT customer_id)", "status = 'returned' AND amount > 100"))
     assert values(masks, "returning_buyers", "month") == returning
     assert values(masks, "codes", "month") == by_hand(masks, month, "count(DISTINCT code)", dims=("region",))
