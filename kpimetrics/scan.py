@@ -185,9 +185,12 @@ class Partials:
 
 @dataclass(frozen=True)
 class Masks:
-    """A "masks" aggregation's bits: for each word of periods and slice, how many x have each period's bit set."""
+    """A "masks" aggregation's bits: for each word of periods and slice, how many x have each period's bit set.
+    Periods are numbered from the first period of `origin` (a Bounds of the rows, or of the shared pre-aggregate,
+    which holds every period the rows have)."""
     name: str
     of: str  # the aggregation
+    origin: str  # the Bounds its periods are numbered from
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,7 @@ class ScanLayout:
             elif isinstance(c, Partials):
                 text = f"per-period partials of {c.of}"
             elif isinstance(c, Masks):
-                text = f"bit masks of periods for {c.of}, counted by bit"
+                text = f"bit masks of periods for {c.of} from the first of {c.origin}, counted by bit"
             else:
                 text = (f"{c.kind} at {c.grain}" + ("" if c.window is None else f", window {c.window[0]} {c.window[1]}")
                         + f", over {'the rows' if c.partials is None else c.partials}"
@@ -393,7 +396,10 @@ def scan_layout(items: list[tuple[KpiPlan, str]], cal: Calendar, since: dict[tup
                 ctes.append(Partials(partials, name))
             elif kind == "masks":
                 source, partials = "masks", name + "_bits"
-                ctes.append(Masks(partials, name))
+                # numbered from the scan's first period (one Bounds for every grain's masks)
+                if not any(isinstance(c, Bounds) and c.name == p("origin") for c in head):
+                    head.append(Bounds(p("origin"), shared if shared is not None else p("rows")))
+                ctes.append(Masks(partials, name, p("origin")))
             else:
                 source, partials = "rows", None
             ctes.append(Aggregation(name, grain, w, kind, tuple(members),

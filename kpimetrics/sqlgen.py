@@ -25,7 +25,8 @@ from .config import Calendar
 from .dialects import cte_hint, duckdb_inlined, null_safe_text_eq
 from .planner import KpiPlan
 from .scan import (  # noqa: F401  ScanKpi and scan_from: partials.py reads them here
-    REAGGREGATE, Aggregation, Bounds, Rows, ScanKpi, ScanLayout, Spine, WindowMap, distinct_count, scan_from, scan_layout,
+    REAGGREGATE, Aggregation, Bounds, Masks, Rows, ScanKpi, ScanLayout, Spine, WindowMap, distinct_count, scan_from,
+    scan_layout,
 )
 from .tables import VALUE_COLUMNS, qualified
 
@@ -394,8 +395,6 @@ def _render_aggregation(a: Aggregation, layout: ScanLayout, cal: Calendar, queri
 
 # periods per word of a "masks" aggregation: the bits of a BIGINT below its sign bit
 MASK_BITS = 63
-# periods added to every period's number: whole words, more days than DuckDB's dates span before the epoch
-MASK_OFFSET = MASK_BITS * 2 ** 26
 
 
 def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: dict[str, exp.Query],
@@ -412,14 +411,14 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
     as any aggregation's, for the periods that have rows (`__any`). A filter (the KPI's, or an aggregate's
     FILTER) keeps its own mask column; a counted KPI (one with a filter) has its "has rows" bit too."""
     unit, k = cal_.STEP[a.grain]
-    # a period's number: whole periods since the epoch, a period start, plus MASK_OFFSET; the row's base period
-    # need not be cut into the grain first, since whole units of the grain's step count the same from a period
-    # start. The offset keeps every number positive for any date (so `//` and `%` floor), and is whole words.
-    epoch = cal_.date_literal(cal_.py_period_start(dt.date(2, 1, 1), a.grain, cal))
-    number = exp.Add(this=exp.DateDiff(this=col("__p"), expression=epoch, unit=exp.Var(this=unit)),
-                     expression=exp.Literal.number(MASK_OFFSET * k))
+    masks_cte = next(c for c in layout.ctes if isinstance(c, Masks) and c.of == a.name)
+    # a period's number: whole periods since the first period of the rows (`__o`, a period start of the grain), so
+    # never negative and the data's periods in as few words as they fit; the row's base period need not be cut
+    # into the grain first, since whole units of the grain's step count the same from a period start
+    origin = cal_.period_start_of_date(col("lo", masks_cte.origin), a.grain, cal)
+    number = exp.DateDiff(this=col("__p"), expression=col("__o"), unit=exp.Var(this=unit))
     if k != 1:
-        number = exp.IntDiv(this=exp.Paren(this=number), expression=exp.Literal.number(k))
+        number = exp.IntDiv(this=number, expression=exp.Literal.number(k))
     x = None
     masks: dict[str, tuple[str, exp.Expression | None]] = {}  # mask column -> (kind: any/n/k, its filter)
     by_sql: dict[tuple[str, str], str] = {}
@@ -464,7 +463,9 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
 
     dims = [dim_alias[d] for d in a.slices]
     # 1. each x's periods as bits, per (x, word) and per (x, word, slice)
-    numbered = exp.select(exp.Star(), alias(number, "__n")).from_(ident(layout.rows.name), copy=False)
+    numbered = join(exp.select(exp.Star(), alias(number, "__n")).from_(ident(layout.rows.name), copy=False),
+                    exp.Subquery(this=exp.select(alias(origin, "__o")).from_(ident(masks_cte.origin), copy=False),
+                                 alias=exp.TableAlias(this=ident("__origin"))), kind="CROSS")
     numbered = exp.select(
         exp.Star(), alias(exp.IntDiv(this=col("__n"), expression=exp.Literal.number(MASK_BITS)), "__w"),
         alias(exp.BitwiseLeftShift(this=cast(exp.Literal.number(1), "BIGINT"), expression=exp.Paren(
@@ -527,16 +528,16 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
         bits_query = bits_query.with_(name, as_=q, copy=False)
     queries[bits_cte] = bits_query
     # 3. a row per period that has rows (its bit in __any), with its counts
-    first = exp.Sub(this=exp.Add(this=exp.Mul(this=col("__w"), expression=exp.Literal.number(MASK_BITS)),
-                                 expression=col("__j")), expression=exp.Literal.number(MASK_OFFSET))
-    start = cal_.as_date(exp.DateAdd(this=epoch.copy(), expression=exp.Mul(this=exp.Paren(this=first),
-                                                                           expression=exp.Literal.number(k))
+    first = exp.Add(this=exp.Mul(this=col("__w"), expression=exp.Literal.number(MASK_BITS)), expression=col("__j"))
+    start = cal_.as_date(exp.DateAdd(this=origin.copy(), expression=exp.Mul(this=exp.Paren(this=first),
+                                                                            expression=exp.Literal.number(k))
                                      if k != 1 else first, unit=exp.Var(this=unit)))
     bits = exp.Unnest(expressions=[exp.GenerateSeries(start=exp.Literal.number(0), end=exp.Literal.number(MASK_BITS - 1))],
                       alias=exp.TableAlias(this=ident("__bits"), columns=[ident("__j")]))
     select = exp.select(alias(start, "__p"), *[col(d) for d in dims], *([col("__set")] if dims else []),
                         *[alias(e, n) for n, e in columns.items()])
-    queries[a.name] = join(select.from_(ident(bits_cte), copy=False), bits, kind="CROSS").where(
+    select = join(select.from_(ident(bits_cte), copy=False), ident(masks_cte.origin), kind="CROSS")
+    queries[a.name] = join(select, bits, kind="CROSS").where(
         exp.EQ(this=_bit_of(col(by_sql[("any", "")])), expression=exp.Literal.number(1)), copy=False)
 
     out: list[exp.Select] = []

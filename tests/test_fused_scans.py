@@ -118,7 +118,8 @@ def test_additive_grains_roll_up_from_one_pre_aggregate(tmp_path):
     [scan] = reads_of(result.statements, "orders")
     [pre] = pre_aggregates_of(result.statements, "orders")  # a statement of its own, kept for incremental runs
     assert scan.count('"__pp" AS (SELECT "__p", "__d0", "__d1", "__q0"') == 1 and 'FROM "kpi"."kpi_stage_pp_' in scan
-    assert scan.count('FROM "__pp"') == 6 + 1  # (additive, trailing window) x (day, week, month), and the periods' bounds
+    # (additive, trailing window) x (day, week, month), the periods' bounds, and the first period buyers' masks count from
+    assert scan.count('FROM "__pp"') == 6 + 1 + 1
     assert scan.count('"__bounds" AS (SELECT MIN("__p") AS "lo", MAX("__p") AS "hi" FROM "__pp")') == 1
     # the pre-aggregate groups the rows once by day and every slice, and its GROUPING SETS group those groups
     assert pre.count('FROM "__rows" GROUP BY "__p", "__d0", "__d1"') == 1

@@ -75,6 +75,11 @@ WITH "__model_orders_enriched" AS (
   FROM "__model_orders_enriched"
   WHERE
     NOT ordered_at IS NULL
+), "__origin" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__rows"
 ), "__month_agg0_bits" AS (
   WITH __f0 AS (
     SELECT
@@ -92,8 +97,13 @@ WITH "__model_orders_enriched" AS (
       FROM (
         SELECT
           *,
-          DATE_DIFF('MONTH', CAST('0002-01-01' AS DATE), "__p") + 4227858432 AS "__n"
+          DATE_DIFF('MONTH', "__o", "__p") AS "__n"
         FROM "__rows"
+        CROSS JOIN (
+          SELECT
+            CAST(DATE_TRUNC('MONTH', "__origin"."lo") AS DATE) AS "__o"
+          FROM "__origin"
+        ) AS "__origin"
       ) AS "__r"
     ) AS "__r"
     GROUP BY
@@ -321,7 +331,7 @@ WITH "__model_orders_enriched" AS (
     "__set"
 ), "__month_agg0" AS (
   SELECT
-    CAST(CAST('0002-01-01' AS DATE) + INTERVAL ("__w" * 63 + "__j" - 4227858432) MONTH AS DATE) AS "__p",
+    CAST(CAST(DATE_TRUNC('MONTH', "__origin"."lo") AS DATE) + INTERVAL ("__w" * 63 + "__j") MONTH AS DATE) AS "__p",
     "__d0",
     "__set",
     COALESCE(
@@ -393,6 +403,7 @@ WITH "__model_orders_enriched" AS (
       0
     ) AS "__m0"
   FROM "__month_agg0_bits"
+  CROSS JOIN "__origin"
   CROSS JOIN UNNEST(GENERATE_SERIES(0, 62)) AS "__bits"("__j")
   WHERE
     (
@@ -435,10 +446,13 @@ WITH "__model_orders_enriched" AS (
       FROM (
         SELECT
           *,
-          (
-            DATE_DIFF('DAY', CAST('0001-12-31' AS DATE), "__p") + 29595009024
-          ) // 7 AS "__n"
+          DATE_DIFF('DAY', "__o", "__p") // 7 AS "__n"
         FROM "__rows"
+        CROSS JOIN (
+          SELECT
+            CAST(DATE_TRUNC('WEEK', "__origin"."lo") AS DATE) AS "__o"
+          FROM "__origin"
+        ) AS "__origin"
       ) AS "__r"
     ) AS "__r"
     GROUP BY
@@ -666,8 +680,8 @@ WITH "__model_orders_enriched" AS (
     "__set"
 ), "__week_agg0" AS (
   SELECT
-    CAST(CAST('0001-12-31' AS DATE) + INTERVAL ((
-      "__w" * 63 + "__j" - 4227858432
+    CAST(CAST(DATE_TRUNC('WEEK', "__origin"."lo") AS DATE) + INTERVAL ((
+      "__w" * 63 + "__j"
     ) * 7) DAY AS DATE) AS "__p",
     "__d0",
     "__set",
@@ -740,6 +754,7 @@ WITH "__model_orders_enriched" AS (
       0
     ) AS "__m0"
   FROM "__week_agg0_bits"
+  CROSS JOIN "__origin"
   CROSS JOIN UNNEST(GENERATE_SERIES(0, 62)) AS "__bits"("__j")
   WHERE
     (

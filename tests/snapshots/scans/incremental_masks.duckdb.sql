@@ -34,6 +34,11 @@ WITH "__rows" AS NOT MATERIALIZED (
       ("__p"),
       ("__p", "__d0")
     )
+), "__origin" AS (
+  SELECT
+    MIN("__p") AS "lo",
+    MAX("__p") AS "hi"
+  FROM "__pp"
 ), "__bounds" AS (
   SELECT
     MIN("__p") AS "lo",
@@ -67,8 +72,13 @@ WITH "__rows" AS NOT MATERIALIZED (
       FROM (
         SELECT
           *,
-          DATE_DIFF('MONTH', CAST('0002-01-01' AS DATE), "__p") + 4227858432 AS "__n"
+          DATE_DIFF('MONTH', "__o", "__p") AS "__n"
         FROM "__rows"
+        CROSS JOIN (
+          SELECT
+            CAST(DATE_TRUNC('MONTH', "__origin"."lo") AS DATE) AS "__o"
+          FROM "__origin"
+        ) AS "__origin"
       ) AS "__r"
     ) AS "__r"
     GROUP BY
@@ -296,7 +306,7 @@ WITH "__rows" AS NOT MATERIALIZED (
     "__set"
 ), "__month_agg2" AS (
   SELECT
-    CAST(CAST('0002-01-01' AS DATE) + INTERVAL ("__w" * 63 + "__j" - 4227858432) MONTH AS DATE) AS "__p",
+    CAST(CAST(DATE_TRUNC('MONTH', "__origin"."lo") AS DATE) + INTERVAL ("__w" * 63 + "__j") MONTH AS DATE) AS "__p",
     "__d1",
     "__set",
     COALESCE(
@@ -368,6 +378,7 @@ WITH "__rows" AS NOT MATERIALIZED (
       0
     ) AS "__m0"
   FROM "__month_agg2_bits"
+  CROSS JOIN "__origin"
   CROSS JOIN UNNEST(GENERATE_SERIES(0, 62)) AS "__bits"("__j")
   WHERE
     (
