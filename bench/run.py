@@ -5,6 +5,8 @@
     .venv/bin/python bench/run.py --huge              # also 10^8 rows under a 4 GB DuckDB memory_limit
     .venv/bin/python bench/run.py --metricflow        # also MetricFlow on the same data (builds its own venv)
     .venv/bin/python bench/run.py --rows 10000 --check-only   # correctness only (CI: tests/test_bench_smoke.py)
+    .venv/bin/python bench/run.py --handwritten bench/handwritten_masks.sql   # against a script that counts
+                                                      # distinct values from bit masks, as kpimetrics does on DuckDB
     .venv/bin/python bench/run.py --engine postgres   # 3x10^6 orders on a throwaway PostgreSQL (bench/postgres.py)
     .venv/bin/python bench/run.py --engine spark      # 10^6 orders on local[2] Spark (bench/spark.py)
     /path/to/other-venv/bin/python bench/run.py --compile-only --data-dir /tmp/d   # compile only, in another venv
@@ -141,8 +143,11 @@ HAND_RUNNER = (
 )
 
 
+HAND_SQL = BENCH / "handwritten.sql"  # the baseline; --handwritten names another script of the same values
+
+
 def run_hand(db: Path, threads: int | None) -> Timing:
-    return timed([PY, "-c", HAND_RUNNER, str(db), str(BENCH / "handwritten.sql"), str(threads or 0)])
+    return timed([PY, "-c", HAND_RUNNER, str(db), str(HAND_SQL), str(threads or 0)])
 
 
 def run_kpimetrics(db: Path, *flags: str, memory_limit: str | None = None, threads: int | None = None) -> Timing:
@@ -606,12 +611,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--huge", action="store_true", help="add 10^8 rows to the heap check, under --memory-limit")
     ap.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit for --huge (default 4GB)")
     ap.add_argument("--threads", type=int, default=None, help="DuckDB threads for every engine (default: all cores)")
+    ap.add_argument("--handwritten", type=Path, default=None,
+                    help="DuckDB: another hand-written script of the same values as the baseline "
+                         "(bench/handwritten_masks.sql: its distinct counts from bit masks, as kpimetrics')")
     ap.add_argument("--metricflow", action="store_true", help="also time MetricFlow (builds bench/.venv-metricflow)")
     ap.add_argument("--check-only", action="store_true", help="only check values (full and incremental); no goals")
     ap.add_argument("--compile-only", action="store_true",
                     help="only time compile (say in a venv without sqlglotc, to compare sqlglot's builds)")
     ap.add_argument("--data-dir", type=Path, default=DATA, help="where generated data goes (default bench/data)")
     args = ap.parse_args(argv)
+    global HAND_SQL
+    if args.handwritten is not None:
+        HAND_SQL = args.handwritten.resolve()
     DATA = args.data_dir
     DATA.mkdir(parents=True, exist_ok=True)
     # the bytecode of kpimetrics' own modules, as an installed wheel has it: an editable install under
