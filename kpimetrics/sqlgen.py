@@ -404,8 +404,8 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
 
     count(DISTINCT x) by period and slice groups the rows by (period, slice, x): nearly as many groups as rows
     when x is an order's customer and the period a month. Here the rows are grouped by (x, slice, word) instead,
-    each period of the grain being one bit of a word of MASK_BITS periods (its number since a fixed period
-    start), OR-ed over the group's rows: about one group per x and slice (10^7 orders by 5*10^5 customers:
+    each period of the grain being one bit of a word of MASK_BITS periods (its number since the scan's first
+    period), OR-ed over the group's rows: about one group per x and slice (10^7 orders by 5*10^5 customers:
     0.46 s against 0.9 s for the month and region; bench/RESULTS.md). Summing each bit over the groups of a
     (word, slice) counts the x seen in that period; the aggregation's rows are then (period, slice, counts),
     as any aggregation's, for the periods that have rows (`__any`). A filter (the KPI's, or an aggregate's
@@ -465,7 +465,7 @@ def _render_masks(a: Aggregation, layout: ScanLayout, cal: Calendar, queries: di
     # 1. each x's periods as bits, per (x, word) and per (x, word, slice)
     numbered = join(exp.select(exp.Star(), alias(number, "__n")).from_(ident(layout.rows.name), copy=False),
                     exp.Subquery(this=exp.select(alias(origin, "__o")).from_(ident(masks_cte.origin), copy=False),
-                                 alias=exp.TableAlias(this=ident("__origin"))), kind="CROSS")
+                                 alias=exp.TableAlias(this=ident("__start"))), kind="CROSS")
     numbered = exp.select(
         exp.Star(), alias(exp.IntDiv(this=col("__n"), expression=exp.Literal.number(MASK_BITS)), "__w"),
         alias(exp.BitwiseLeftShift(this=cast(exp.Literal.number(1), "BIGINT"), expression=exp.Paren(

@@ -103,7 +103,7 @@ WITH "__model_orders_enriched" AS (
           SELECT
             CAST(DATE_TRUNC('MONTH', "__origin"."lo") AS DATE) AS "__o"
           FROM "__origin"
-        ) AS "__origin"
+        ) AS "__start"
       ) AS "__r"
     ) AS "__r"
     GROUP BY
@@ -452,7 +452,7 @@ WITH "__model_orders_enriched" AS (
           SELECT
             CAST(DATE_TRUNC('WEEK', "__origin"."lo") AS DATE) AS "__o"
           FROM "__origin"
-        ) AS "__origin"
+        ) AS "__start"
       ) AS "__r"
     ) AS "__r"
     GROUP BY

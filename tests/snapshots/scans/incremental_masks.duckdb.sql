@@ -78,7 +78,7 @@ WITH "__rows" AS NOT MATERIALIZED (
           SELECT
             CAST(DATE_TRUNC('MONTH', "__origin"."lo") AS DATE) AS "__o"
           FROM "__origin"
-        ) AS "__origin"
+        ) AS "__start"
       ) AS "__r"
     ) AS "__r"
     GROUP BY
