@@ -502,6 +502,7 @@ class DiesAfter:
                 raise RuntimeError(f"the driver died at {name}")
 
 
+@pytest.mark.spark  # its engine is no parameter, so conftest cannot see it (tests/engines.py)
 def test_a_spark_migration_killed_midway_is_completed_by_the_next_run(request, tmp_path, tmp_path_factory, monkeypatch):
     """Spark has no transaction: each step of a migration can run again, and kpi_meta says its version only at its end."""
     import kpimetrics.runner  # noqa: F401 — every module that calls checkpoint(), loaded so it can be patched
@@ -726,6 +727,7 @@ def test_a_version_5_warehouse_upgrades_to_6_and_kpi_catalog_gains_its_metric_co
         assert {r.metric for r in reader.catalog()} == {None}
 
 
+@pytest.mark.spark  # its engine is no parameter, so conftest cannot see it (tests/engines.py)
 def test_a_spark_column_migration_killed_after_the_column_is_added_is_completed(request, tmp_path, tmp_path_factory,
                                                                                 monkeypatch):
     """The column is on the versions beneath the view, the view not made again yet: the next run finds the column
